@@ -1,0 +1,54 @@
+/* main.c - the llmq command table and dispatch. */
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+#include "../lib/llmq.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    { "verify", cmd_verify, "run a model: perplexity, generation, speed, file integrity" },
+    { "tokenize", cmd_tokenize, "turn text into token ids with the model's tokenizer.json" },
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: llmq [--version] [--help] <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(fp, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(fp, "\n'llmq help <command>' or 'llmq <command> --help' shows a command's options;\n"
+                "man llmq lists exit statuses.\n");
+}
+
+static const command *find(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { usage(stderr); return LLMQ_EUSAGE; }
+    const char *a = argv[1];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+    if (!strcmp(a, "--version")) { printf("llmq %s\n", LLMQ_VERSION); return 0; }
+    if (!strcmp(a, "help")) {
+        if (argc < 3) { usage(stdout); return 0; }
+        const command *c = find(argv[2]);
+        if (!c) { fprintf(stderr, "llmq: unknown command '%s'\n", argv[2]); return LLMQ_EUSAGE; }
+        char *hargv[] = { (char *)c->name, "--help", NULL };
+        return c->fn(2, hargv);
+    }
+    const command *c = find(a);
+    if (!c) {
+        fprintf(stderr, "llmq: unknown command '%s'\n", a);
+        usage(stderr);
+        return LLMQ_EUSAGE;
+    }
+    return c->fn(argc - 1, argv + 1);
+}

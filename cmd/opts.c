@@ -1,0 +1,143 @@
+/* opts.c - table-driven option parsing and help, in the manner of git's parse-options. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "opts.h"
+
+int parse_int(const char *s, long long min, long long max, long long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    const char *p = choices;
+    while (p && *p) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0) return 1;
+        p = bar ? bar + 1 : NULL;
+    }
+    return 0;
+}
+
+void opts_help(const cmd_spec *spec, FILE *fp)
+{
+    fprintf(fp, "usage: llmq %s %s\n\n%s\n", spec->name, spec->synopsis, spec->summary);
+    if (spec->details) fprintf(fp, "\n%s\n", spec->details);
+    fprintf(fp, "\noptions:\n");
+    for (const opt_def *o = spec->opts; o->type != OPT_END; o++) {
+        char left[64];
+        if (o->type == OPT_FLAG) snprintf(left, sizeof left, "--%s", o->name);
+        else if (o->type == OPT_CHOICE) snprintf(left, sizeof left, "--%s %s", o->name, o->choices);
+        else snprintf(left, sizeof left, "--%s %s", o->name, o->arg ? o->arg : "X");
+        if (strlen(left) > 24) fprintf(fp, "  %s\n  %-24s  %s\n", left, "", o->help);
+        else fprintf(fp, "  %-24s  %s\n", left, o->help);
+    }
+    fprintf(fp, "  %-24s  %s\n", "--help", "show this help and exit");
+}
+
+static int usage_error(const cmd_spec *spec, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "llmq %s: ", spec->name);
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\ntry 'llmq %s --help'\n", spec->name);
+    return 2;
+}
+
+int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_args)
+{
+    *n_args = 0;
+    int only_args = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (only_args || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (*n_args >= spec->max_args)
+                return usage_error(spec, "unexpected argument '%s'%s", a, "");
+            args[(*n_args)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) { only_args = 1; continue; }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { opts_help(spec, stdout); return 1; }
+        if (a[1] != '-') return usage_error(spec, "unknown option '%s'%s", a, "");
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (nl >= sizeof name) return usage_error(spec, "unknown option '%s'%s", a, "");
+        memcpy(name, a + 2, nl);
+        name[nl] = 0;
+        if (eq) val = eq + 1;
+        opt_def *o;
+        for (o = spec->opts; o->type != OPT_END; o++)
+            if (strcmp(o->name, name) == 0) break;
+        if (o->type == OPT_END) return usage_error(spec, "unknown option '--%s'%s", name, "");
+        if (o->type == OPT_FLAG) {
+            if (val) return usage_error(spec, "option '--%s' takes no value%s", name, "");
+            *(int *)o->dest = 1;
+        } else {
+            if (!val) {
+                if (i + 1 >= argc) return usage_error(spec, "option '--%s' needs a value%s", name, "");
+                val = argv[++i];
+            }
+            long long iv;
+            double dv;
+            switch (o->type) {
+            case OPT_INT:
+                if (parse_int(val, (long long)o->min, (long long)o->max, &iv)) {
+                    char range[96];
+                    snprintf(range, sizeof range, " (an integer from %.0f to %.0f)", o->min, o->max);
+                    fprintf(stderr, "llmq %s: invalid value '%s' for '--%s'%s\ntry 'llmq %s --help'\n",
+                            spec->name, val, name, range, spec->name);
+                    return 2;
+                }
+                *(int *)o->dest = (int)iv;
+                break;
+            case OPT_DOUBLE:
+                if (parse_double(val, &dv) || dv < o->min || dv > o->max) {
+                    fprintf(stderr, "llmq %s: invalid value '%s' for '--%s' (a number from %g to %g)\ntry 'llmq %s --help'\n",
+                            spec->name, val, name, o->min, o->max, spec->name);
+                    return 2;
+                }
+                *(double *)o->dest = dv;
+                break;
+            case OPT_CHOICE:
+                if (!choice_ok(o->choices, val)) {
+                    fprintf(stderr, "llmq %s: invalid value '%s' for '--%s' (one of %s)\ntry 'llmq %s --help'\n",
+                            spec->name, val, name, o->choices, spec->name);
+                    return 2;
+                }
+                *(const char **)o->dest = val;
+                break;
+            default:
+                *(const char **)o->dest = val;
+                break;
+            }
+        }
+        if (o->seen) *o->seen = 1;
+    }
+    if (*n_args < spec->min_args) {
+        fprintf(stderr, "llmq %s: missing argument\nusage: llmq %s %s\n", spec->name, spec->name, spec->synopsis);
+        return 2;
+    }
+    return 0;
+}

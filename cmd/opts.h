@@ -1,0 +1,43 @@
+/*
+ * opts.h - option tables: each subcommand declares its options once; the
+ * table drives parsing (long options only, spelled in full, numbers parsed
+ * strictly) and --help.
+ */
+#ifndef LLMQ_OPTS_H
+#define LLMQ_OPTS_H
+
+#include <stdio.h>
+
+typedef enum { OPT_FLAG, OPT_INT, OPT_DOUBLE, OPT_STRING, OPT_CHOICE, OPT_END } opt_type;
+
+typedef struct {
+    const char *name;      /* "ctx" for --ctx */
+    opt_type type;
+    void *dest;            /* int*, double*, const char** */
+    const char *arg;       /* "N" shown in help */
+    const char *help;
+    const char *choices;   /* OPT_CHOICE: "full|llamacpp" */
+    double min, max;       /* OPT_INT / OPT_DOUBLE bounds (inclusive) */
+    int *seen;             /* set to 1 when given (may be NULL) */
+} opt_def;
+
+typedef struct {
+    const char *name;      /* "verify" */
+    const char *synopsis;  /* "MODEL --text FILE [options]" */
+    const char *summary;   /* one line */
+    const char *details;   /* paragraph(s) after the usage, may be NULL */
+    opt_def *opts;         /* ends with { NULL, OPT_END } */
+    int min_args, max_args;
+} cmd_spec;
+
+/* Parse argv[1..argc): options into their dests, positionals into args
+ * (at most max_args).  Returns 0 to go on, 1 if --help was printed (exit 0),
+ * 2 on a usage error (message already printed to stderr). */
+int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_args);
+void opts_help(const cmd_spec *spec, FILE *fp);
+
+/* Strict number parsing: whole string, finite, in range. */
+int parse_int(const char *s, long long min, long long max, long long *out);
+int parse_double(const char *s, double *out);
+
+#endif

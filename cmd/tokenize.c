@@ -1,0 +1,70 @@
+/* tokenize.c - `llmq tokenize`: text to token ids with a model's tokenizer.json. */
+#include <stdio.h>
+#include "common.h"
+#include "../lib/fileio.h"
+#include "../formats/tokenizer.h"
+
+static struct { const char *ids_out; int json; } o;
+
+static opt_def tok_opts[] = {
+    { "ids-out", OPT_STRING, &o.ids_out, "FILE", "write int32 little-endian ids to FILE ('-' = stdout) instead of text", NULL, 0, 0, NULL },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL },
+};
+
+static const cmd_spec tok_spec = {
+    "tokenize", "MODEL [FILE|-] [--ids-out FILE.bin]",
+    "Encode FILE (default stdin) with MODEL's tokenizer.json, without special tokens,\n"
+    "and print one id per line.  MODEL is a model directory, a file beside its\n"
+    "tokenizer.json, or the tokenizer.json itself.",
+    NULL, tok_opts, 1, 2,
+};
+
+int cmd_tokenize(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    char *args[2];
+    int na, rc = opts_parse(&tok_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    const char *in = na > 1 ? args[1] : "-";
+    llmq_err err = { 0, "" };
+    llmq_tok *tok = NULL;
+    char *tp = NULL, *buf = NULL;
+    int32_t *ids = NULL;
+    size_t len, n;
+    if (o.ids_out && strcmp(o.ids_out, "-") && (llmq_same_file(o.ids_out, in) || llmq_same_file(o.ids_out, args[0]))) {
+        return cmd_failf("tokenize", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.ids_out);
+    }
+    size_t al = strlen(args[0]);
+    if (!llmq_is_dir(args[0]) && al >= 5 && strcmp(args[0] + al - 5, ".json") == 0 &&
+        !(al >= 11 && strcmp(args[0] + al - 11, ".index.json") == 0)) {
+        tp = llmq_strdup(args[0], &err);
+    } else {
+        char *dir = model_dir(args[0], &err);
+        if (dir) { tp = llmq_path_join(dir, "tokenizer.json", &err); free(dir); }
+    }
+    if (!tp || (rc = llmq_tok_load(&tok, tp, &err))) goto fail;
+    if ((rc = llmq_read_file(in, &buf, &len, &err))) goto fail;
+    if ((rc = llmq_tok_encode(tok, buf, len, &ids, &n, &err))) goto fail;
+    if (o.ids_out) {
+        llmq_out out;
+        if ((rc = llmq_out_open(&out, o.ids_out, &err))) goto fail;
+        uint8_t *b = llmq_malloc(n * 4, &err);
+        if (!b) { llmq_out_abort(&out); goto fail; }
+        for (size_t i = 0; i < n; i++) llmq_put_le32(b + 4 * i, (uint32_t)ids[i]);
+        rc = llmq_out_write(&out, b, n * 4, &err);
+        free(b);
+        if (!rc) rc = llmq_out_commit(&out, &err);
+        else llmq_out_abort(&out);
+        if (rc) goto fail;
+    } else {
+        for (size_t i = 0; i < n; i++) printf("%d\n", ids[i]);
+        if (fflush(stdout) != 0) { rc = llmq_errorf(&err, LLMQ_EIO, "<stdout>: write failed"); goto fail; }
+    }
+    goto out;
+fail:
+    rc = cmd_fail("tokenize", &err);
+out:
+    llmq_tok_free(tok);
+    free(tp); free(buf); free(ids);
+    return rc;
+}

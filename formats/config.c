@@ -1,0 +1,212 @@
+/* config.c - read the fields of config.json that define a Llama-family model. */
+#include <math.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "config.h"
+#include "../lib/fileio.h"
+
+static const struct { const char *name; llmq_arch arch; } archs[] = {
+    { "LlamaForCausalLM", LLMQ_ARCH_LLAMA },
+    { "MistralForCausalLM", LLMQ_ARCH_MISTRAL },
+    { "Qwen2ForCausalLM", LLMQ_ARCH_QWEN2 },
+};
+
+const char *llmq_arch_supported(void)
+{
+    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+}
+
+/* An integer field: absent -> *present = 0; present must be an integral
+ * number in [lo, hi]. */
+static int get_int(const cJSON *o, const char *key, int *out, int *present, long lo, long hi,
+                   const char *path, llmq_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *present = 0;
+    if (!v || cJSON_IsNull(v)) return LLMQ_OK;
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || !isfinite(d) || d != floor(d))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not an integer", path, key);
+    if (d < (double)lo || d > (double)hi)
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" = %.0f is out of range [%ld, %ld]", path, key, d, lo, hi);
+    *out = (int)d;
+    *present = 1;
+    return LLMQ_OK;
+}
+
+static int need_int(const cJSON *o, const char *key, int *out, long lo, long hi, const char *path, llmq_err *err)
+{
+    int present, rc = get_int(o, key, out, &present, lo, hi, path, err);
+    if (rc) return rc;
+    if (!present) return llmq_errorf(err, LLMQ_EFORMAT, "%s: missing \"%s\"", path, key);
+    return LLMQ_OK;
+}
+
+static int get_num(const cJSON *o, const char *key, double *out, int *present, const char *path, llmq_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *present = 0;
+    if (!v || cJSON_IsNull(v)) return LLMQ_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not a finite number", path, key);
+    *out = v->valuedouble;
+    *present = 1;
+    return LLMQ_OK;
+}
+
+static int get_bool(const cJSON *o, const char *key, int *out, const char *path, llmq_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return LLMQ_OK;
+    if (!cJSON_IsBool(v)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return LLMQ_OK;
+}
+
+/* rope_scaling (transformers 4) or rope_parameters (5): only the default
+ * rope type is supported; theta may sit in rope_parameters. */
+static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_err *err)
+{
+    int present, rc;
+    if ((rc = get_num(root, "rope_theta", &c->rope_theta, &present, path, err))) return rc;
+    const char *keys[] = { "rope_scaling", "rope_parameters" };
+    for (size_t k = 0; k < LLMQ_ARRAY_LEN(keys); k++) {
+        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, keys[k]);
+        if (!rs || cJSON_IsNull(rs)) continue;
+        if (!cJSON_IsObject(rs)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not an object", path, keys[k]);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (t && !cJSON_IsString(t))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.rope_type\" is not a string", path, keys[k]);
+        if (t && strcmp(t->valuestring, "default") != 0)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: rope type \"%s\" is not supported (only \"default\")",
+                               path, t->valuestring);
+        double th;
+        if ((rc = get_num(rs, "rope_theta", &th, &present, path, err))) return rc;
+        if (present) c->rope_theta = th;
+    }
+    if (!(c->rope_theta > 0)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: rope_theta must be positive", path);
+    return LLMQ_OK;
+}
+
+int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err)
+{
+    memset(c, 0, sizeof *c);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return llmq_errorf(err, LLMQ_EFORMAT, "%s: not valid JSON", path);
+    int rc = LLMQ_OK, present;
+    if (!cJSON_IsObject(root)) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", path); goto out; }
+
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const char *aname = NULL;
+    if (cJSON_IsArray(a) && cJSON_GetArraySize(a) >= 1 && cJSON_IsString(cJSON_GetArrayItem(a, 0)))
+        aname = cJSON_GetArrayItem(a, 0)->valuestring;
+    if (!aname) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: missing \"architectures\" (supported: %s)", path, llmq_arch_supported());
+        goto out;
+    }
+    size_t i;
+    for (i = 0; i < LLMQ_ARRAY_LEN(archs); i++)
+        if (strcmp(aname, archs[i].name) == 0) break;
+    if (i == LLMQ_ARRAY_LEN(archs)) {
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: architecture \"%.60s\" is not supported (supported: %s)",
+                         path, aname, llmq_arch_supported());
+        goto out;
+    }
+    c->arch = archs[i].arch;
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", archs[i].name);
+
+    const long big = 1L << 24;
+    if ((rc = need_int(root, "hidden_size", &c->hidden, 1, big, path, err))) goto out;
+    if ((rc = need_int(root, "intermediate_size", &c->intermediate, 1, big, path, err))) goto out;
+    if ((rc = need_int(root, "num_hidden_layers", &c->n_layers, 1, 4096, path, err))) goto out;
+    if ((rc = need_int(root, "num_attention_heads", &c->n_heads, 1, 65536, path, err))) goto out;
+    if ((rc = need_int(root, "vocab_size", &c->vocab, 1, 1L << 28, path, err))) goto out;
+    if ((rc = get_int(root, "num_key_value_heads", &c->n_kv_heads, &present, 1, 65536, path, err))) goto out;
+    if (!present) c->n_kv_heads = c->n_heads;
+    if ((rc = get_int(root, "head_dim", &c->head_dim, &present, 1, 65536, path, err))) goto out;
+    if (!present) {
+        if (c->hidden % c->n_heads) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                             path, c->hidden, c->n_heads);
+            goto out;
+        }
+        c->head_dim = c->hidden / c->n_heads;
+    }
+    if (c->head_dim % 2) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: head_dim %d is odd; rotary embeddings need it even", path, c->head_dim);
+        goto out;
+    }
+    if (c->n_heads % c->n_kv_heads) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                         path, c->n_heads, c->n_kv_heads);
+        goto out;
+    }
+    if ((rc = get_int(root, "max_position_embeddings", &c->max_pos, &present, 1, 1L << 30, path, err))) goto out;
+    c->rms_eps = 1e-6;
+    if ((rc = get_num(root, "rms_norm_eps", &c->rms_eps, &present, path, err))) goto out;
+    if (c->rms_eps < 0) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: rms_norm_eps is negative", path); goto out; }
+    c->rope_theta = 10000.0;
+    if ((rc = parse_rope(c, root, path, err))) goto out;
+
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && !(cJSON_IsString(act) && (!strcmp(act->valuestring, "silu") || !strcmp(act->valuestring, "swish")))) {
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: hidden_act \"%.40s\" is not supported (only \"silu\")",
+                         path, cJSON_IsString(act) ? act->valuestring : "?");
+        goto out;
+    }
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(root, "pretraining_tp");
+    if (tp && cJSON_IsNumber(tp) && tp->valuedouble > 1) {
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: pretraining_tp > 1 is not supported", path);
+        goto out;
+    }
+
+    /* Biases: Qwen2 always has q/k/v biases and none on o_proj; Llama and
+     * Mistral follow attention_bias (q, k, v and o) and mlp_bias. */
+    int attn_bias = 0;
+    if ((rc = get_bool(root, "attention_bias", &attn_bias, path, err))) goto out;
+    if ((rc = get_bool(root, "mlp_bias", &c->mlp_bias, path, err))) goto out;
+    if (c->arch == LLMQ_ARCH_QWEN2) { c->qkv_bias = 1; c->o_bias = 0; c->mlp_bias = 0; }
+    else { c->qkv_bias = attn_bias; c->o_bias = attn_bias; }
+    if (c->arch == LLMQ_ARCH_MISTRAL) c->mlp_bias = 0;
+    c->tie_embeddings = 0;
+    if ((rc = get_bool(root, "tie_word_embeddings", &c->tie_embeddings, path, err))) goto out;
+
+    /* Sliding window: Mistral applies it when set; Qwen2 only with
+     * use_sliding_window (and then per layer): refuse that rather than
+     * compute something else. */
+    int sw = 0;
+    if ((rc = get_int(root, "sliding_window", &sw, &present, 0, 1L << 30, path, err))) goto out;
+    if (c->arch == LLMQ_ARCH_MISTRAL && present) c->sliding_window = sw;
+    if (c->arch == LLMQ_ARCH_QWEN2) {
+        int use = 0;
+        if ((rc = get_bool(root, "use_sliding_window", &use, path, err))) goto out;
+        if (use) { rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: use_sliding_window is not supported", path); goto out; }
+    }
+
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    if (!dt || cJSON_IsNull(dt)) dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (dt && cJSON_IsString(dt)) snprintf(c->dtype, sizeof c->dtype, "%.15s", dt->valuestring);
+
+    c->bos_id = c->eos_id = -1;
+    int v;
+    if (get_int(root, "bos_token_id", &v, &present, 0, c->vocab - 1, path, NULL) == 0 && present) c->bos_id = v;
+    if (get_int(root, "eos_token_id", &v, &present, 0, c->vocab - 1, path, NULL) == 0 && present) c->eos_id = v;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int llmq_config_load(llmq_config *c, const char *dir, llmq_err *err)
+{
+    char *path = llmq_path_join(dir, "config.json", err);
+    if (!path) return err->code;
+    char *buf; size_t len;
+    int rc = llmq_read_file(path, &buf, &len, err);
+    if (!rc) {
+        rc = llmq_config_parse(c, buf, len, path, err);
+        free(buf);
+    }
+    free(path);
+    return rc;
+}

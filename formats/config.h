@@ -1,0 +1,40 @@
+/* config.h - Hugging Face config.json for the Llama family. */
+#ifndef LLMQ_CONFIG_H
+#define LLMQ_CONFIG_H
+
+#include "../lib/llmq-int.h"
+
+typedef enum { LLMQ_ARCH_LLAMA = 0, LLMQ_ARCH_MISTRAL, LLMQ_ARCH_QWEN2 } llmq_arch;
+
+typedef struct {
+    llmq_arch arch;
+    char arch_name[64];        /* "LlamaForCausalLM" */
+    int hidden;                /* hidden_size */
+    int intermediate;          /* intermediate_size */
+    int n_layers;              /* num_hidden_layers */
+    int n_heads;               /* num_attention_heads */
+    int n_kv_heads;            /* num_key_value_heads (defaults to n_heads) */
+    int head_dim;              /* head_dim (defaults to hidden / n_heads) */
+    int vocab;                 /* vocab_size */
+    int max_pos;               /* max_position_embeddings (0 if absent) */
+    int sliding_window;        /* 0 = none */
+    double rms_eps;            /* rms_norm_eps */
+    double rope_theta;         /* top-level rope_theta or rope_parameters.rope_theta */
+    int qkv_bias;              /* q/k/v projections carry biases */
+    int o_bias;                /* o_proj carries a bias */
+    int mlp_bias;              /* gate/up/down carry biases */
+    int tie_embeddings;        /* lm_head shares embed_tokens */
+    char dtype[16];            /* "bfloat16", "float16", "float32" or "" */
+    int bos_id, eos_id;        /* -1 if absent */
+} llmq_config;
+
+/* Parse config.json text (json, len bytes); path only for messages.
+ * Unsupported architectures, activations or rope scaling are
+ * LLMQ_EUNSUPPORTED naming what was found; missing or ill-typed fields are
+ * LLMQ_EFORMAT naming the field. */
+int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err);
+/* Read and parse dir/config.json. */
+int llmq_config_load(llmq_config *c, const char *dir, llmq_err *err);
+const char *llmq_arch_supported(void);   /* "LlamaForCausalLM, ..." */
+
+#endif

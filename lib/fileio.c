@@ -1,0 +1,344 @@
+/* fileio.c - mmap'ed inputs and atomic outputs (temp file, fsync, rename). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+#include "fileio.h"
+
+static int read_fd_all(int fd, const char *path, uint8_t **out, uint64_t *len, llmq_err *err)
+{
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = llmq_malloc(cap, err);
+    if (!buf) return err->code;
+    for (;;) {
+        if (n == cap) {
+            uint8_t *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory reading", path); }
+            buf = nb; cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            free(buf);
+            return llmq_errorf(err, LLMQ_EIO, "%s: read failed: %s", path, strerror(errno));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    *out = buf;
+    *len = n;
+    return LLMQ_OK;
+}
+
+int llmq_map_open(llmq_map *m, const char *path, llmq_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (strcmp(path, "-") == 0) {
+        uint8_t *b; uint64_t n;
+        int rc = read_fd_all(0, "<stdin>", &b, &n, err);
+        if (rc) return rc;
+        m->data = b; m->size = n; m->mapped = 0;
+        return LLMQ_OK;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno; close(fd);
+        return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) { close(fd); return llmq_errorf(err, LLMQ_EIO, "%s: is a directory", path); }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+        uint8_t *b; uint64_t n;
+        int rc = read_fd_all(fd, path, &b, &n, err);
+        close(fd);
+        if (rc) return rc;
+        m->data = b; m->size = n; m->mapped = 0;
+        return LLMQ_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) return llmq_errorf(err, LLMQ_EIO, "%s: mmap failed: %s", path, strerror(e));
+    m->data = p; m->size = (uint64_t)st.st_size; m->mapped = 1;
+    return LLMQ_OK;
+}
+
+void llmq_map_close(llmq_map *m)
+{
+    if (!m || !m->data) return;
+    if (m->mapped) munmap((void *)m->data, (size_t)m->size);
+    else free((void *)m->data);
+    m->data = NULL; m->size = 0;
+}
+
+int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err)
+{
+    int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return llmq_errorf(err, LLMQ_EIO, "%s: is a directory", path);
+    }
+    uint8_t *b; uint64_t n;
+    int rc = read_fd_all(fd, path, &b, &n, err);
+    if (fd) close(fd);
+    if (rc) return rc;
+    uint8_t *nb = realloc(b, n + 1);
+    if (!nb) { free(b); return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory", path); }
+    nb[n] = 0;
+    *out = (char *)nb;
+    if (len) *len = n;
+    return LLMQ_OK;
+}
+
+char *llmq_path_join(const char *dir, const char *name, llmq_err *err)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = llmq_malloc(a + b + 2, err);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+char *llmq_path_dir(const char *path, llmq_err *err)
+{
+    const char *s = strrchr(path, '/');
+    if (!s) return llmq_strdup(".", err);
+    if (s == path) return llmq_strdup("/", err);
+    size_t n = (size_t)(s - path);
+    char *p = llmq_malloc(n + 1, err);
+    if (p) { memcpy(p, path, n); p[n] = 0; }
+    return p;
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char *d = llmq_path_dir(path, NULL);
+    if (!d) return -1;
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+int llmq_out_open(llmq_out *o, const char *path, llmq_err *err)
+{
+    memset(o, 0, sizeof *o);
+    if (strcmp(path, "-") == 0) {
+        o->fp = stdout; o->is_stdout = 1;
+        o->path = llmq_strdup(path, err);
+        return o->path ? LLMQ_OK : err->code;
+    }
+    o->path = llmq_strdup(path, err);
+    if (!o->path) return err->code;
+    size_t n = strlen(path) + 32;
+    o->tmp = llmq_malloc(n, err);
+    if (!o->tmp) { free(o->path); return err->code; }
+    char *d = llmq_path_dir(path, err);
+    if (!d) { free(o->path); free(o->tmp); return err->code; }
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(o->tmp, n, "%s/.%s.tmpXXXXXX", d, base);
+    free(d);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(o->path); free(o->tmp);
+        return llmq_errorf(err, LLMQ_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    fchmod(fd, 0644);
+    o->fp = fdopen(fd, "wb");
+    if (!o->fp) {
+        close(fd); unlink(o->tmp); free(o->path); free(o->tmp);
+        return llmq_errorf(err, LLMQ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    return LLMQ_OK;
+}
+
+int llmq_out_write(llmq_out *o, const void *buf, size_t n, llmq_err *err)
+{
+    if (n && fwrite(buf, 1, n, o->fp) != n) {
+        o->failed = 1;
+        return llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    }
+    return LLMQ_OK;
+}
+
+int llmq_out_commit(llmq_out *o, llmq_err *err)
+{
+    int rc = LLMQ_OK;
+    if (o->is_stdout) {
+        if (fflush(stdout) != 0) rc = llmq_errorf(err, LLMQ_EIO, "<stdout>: write failed: %s", strerror(errno));
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        return rc;
+    }
+    if (fflush(o->fp) != 0 || fsync(fileno(o->fp)) != 0) {
+        rc = llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
+        llmq_out_abort(o);
+        return rc;
+    }
+    if (fclose(o->fp) != 0) {
+        o->fp = NULL;
+        rc = llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
+        llmq_out_abort(o);
+        return rc;
+    }
+    o->fp = NULL;
+    if (rename(o->tmp, o->path) != 0) {
+        rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", o->path, strerror(errno));
+        llmq_out_abort(o);
+        return rc;
+    }
+    fsync_dir_of(o->path);
+    free(o->path); free(o->tmp);
+    memset(o, 0, sizeof *o);
+    return LLMQ_OK;
+}
+
+void llmq_out_abort(llmq_out *o)
+{
+    if (!o->path) return;
+    if (!o->is_stdout) {
+        if (o->fp) fclose(o->fp);
+        if (o->tmp) unlink(o->tmp);
+    }
+    free(o->path); free(o->tmp);
+    memset(o, 0, sizeof *o);
+}
+
+static void rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = llmq_path_join(path, e->d_name, NULL);
+            if (!p) continue;
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
+            else unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err)
+{
+    memset(d, 0, sizeof *d);
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    d->path = llmq_malloc(n + 1, err);
+    if (!d->path) return err->code;
+    memcpy(d->path, path, n); d->path[n] = 0;
+    struct stat st;
+    if (stat(d->path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: exists and is not a directory", d->path);
+        free(d->path); d->path = NULL;
+        return rc;
+    }
+    char *dir = llmq_path_dir(d->path, err);
+    if (!dir) { free(d->path); return err->code; }
+    const char *base = strrchr(d->path, '/') ? strrchr(d->path, '/') + 1 : d->path;
+    size_t tn = strlen(dir) + strlen(base) + 32;
+    d->tmp = llmq_malloc(tn, err);
+    if (!d->tmp) { free(dir); free(d->path); return err->code; }
+    snprintf(d->tmp, tn, "%s/.%s.tmpXXXXXX", dir, base);
+    free(dir);
+    if (!mkdtemp(d->tmp)) {
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot create directory: %s", d->path, strerror(errno));
+        free(d->tmp); free(d->path); d->path = d->tmp = NULL;
+        return rc;
+    }
+    chmod(d->tmp, 0755);
+    return LLMQ_OK;
+}
+
+char *llmq_outdir_file(const llmq_outdir *d, const char *name, llmq_err *err)
+{
+    return llmq_path_join(d->tmp, name, err);
+}
+
+int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
+{
+    struct stat st;
+    char *old = NULL;
+    if (stat(d->path, &st) == 0) {
+        /* replace an existing output directory: move it aside first */
+        size_t n = strlen(d->path) + 16;
+        old = llmq_malloc(n, err);
+        if (!old) return err->code;
+        snprintf(old, n, "%s.old%d", d->path, (int)getpid());
+        if (rename(d->path, old) != 0) {
+            int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot replace: %s", d->path, strerror(errno));
+            free(old);
+            llmq_outdir_abort(d);
+            return rc;
+        }
+    }
+    if (rename(d->tmp, d->path) != 0) {
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", d->path, strerror(errno));
+        if (old) rename(old, d->path);
+        free(old);
+        llmq_outdir_abort(d);
+        return rc;
+    }
+    if (old) { rm_tree(old); free(old); }
+    fsync_dir_of(d->path);
+    free(d->path); free(d->tmp);
+    d->path = d->tmp = NULL;
+    return LLMQ_OK;
+}
+
+void llmq_outdir_abort(llmq_outdir *d)
+{
+    if (d->tmp) rm_tree(d->tmp);
+    free(d->path); free(d->tmp);
+    d->path = d->tmp = NULL;
+}
+
+int llmq_copy_file(const char *src, const char *dst, llmq_err *err)
+{
+    char *buf; size_t n;
+    int rc = llmq_read_file(src, &buf, &n, err);
+    if (rc) return rc;
+    llmq_out o;
+    rc = llmq_out_open(&o, dst, err);
+    if (!rc) rc = llmq_out_write(&o, buf, n, err);
+    if (!rc) rc = llmq_out_commit(&o, err);
+    else llmq_out_abort(&o);
+    free(buf);
+    return rc;
+}
+
+int llmq_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int llmq_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int llmq_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}

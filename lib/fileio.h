@@ -1,0 +1,65 @@
+/* fileio.h - read-only maps of whole files, atomic output files, "-" streams. */
+#ifndef LLMQ_FILEIO_H
+#define LLMQ_FILEIO_H
+
+#include <stdio.h>
+#include "llmq-int.h"
+
+/* A read-only view of a whole file.  data is mmap'ed (or malloc'ed when the
+ * file is "-", a pipe or empty); size is its length in bytes. */
+typedef struct {
+    const uint8_t *data;
+    uint64_t size;
+    int mapped;          /* 1: munmap on close, 0: free */
+} llmq_map;
+
+/* Map path ("-" reads stdin to memory).  On error fills err naming path. */
+int llmq_map_open(llmq_map *m, const char *path, llmq_err *err);
+void llmq_map_close(llmq_map *m);
+
+/* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
+int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err);
+
+/* Atomic output: bytes go to a temp file beside path; commit fsyncs, renames
+ * over path and fsyncs the directory, so readers see the old file or the
+ * whole new one, never half.  abort removes the temp file.  path "-" writes
+ * to stdout directly (no atomicity possible). */
+typedef struct {
+    FILE *fp;
+    char *path;
+    char *tmp;
+    int is_stdout;
+    int failed;
+} llmq_out;
+
+int llmq_out_open(llmq_out *o, const char *path, llmq_err *err);
+int llmq_out_write(llmq_out *o, const void *buf, size_t n, llmq_err *err);
+int llmq_out_commit(llmq_out *o, llmq_err *err);
+void llmq_out_abort(llmq_out *o);
+
+/* Atomic output directory: files are written into a fresh temp directory
+ * beside path; commit renames it to path (which must not exist, or is an
+ * existing directory llmq made, replaced whole). */
+typedef struct {
+    char *path;
+    char *tmp;
+} llmq_outdir;
+int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err);
+/* Path of name inside the temp directory (malloc'ed). */
+char *llmq_outdir_file(const llmq_outdir *d, const char *name, llmq_err *err);
+int llmq_outdir_commit(llmq_outdir *d, llmq_err *err);
+void llmq_outdir_abort(llmq_outdir *d);
+
+/* Copy a small file (config.json, tokenizer.json) byte for byte. */
+int llmq_copy_file(const char *src, const char *dst, llmq_err *err);
+
+/* 1 if both paths name the same existing file (device + inode). */
+int llmq_same_file(const char *a, const char *b);
+int llmq_is_dir(const char *path);
+int llmq_exists(const char *path);
+/* Join dir and name with one '/' (malloc'ed). */
+char *llmq_path_join(const char *dir, const char *name, llmq_err *err);
+/* Directory part of path (malloc'ed, "." if none). */
+char *llmq_path_dir(const char *path, llmq_err *err);
+
+#endif

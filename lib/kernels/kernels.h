@@ -1,0 +1,87 @@
+/*
+ * kernels.h - matrix kernels over weights in any storage type.
+ *
+ * A weight matrix W is [rows, cols] = [out_features, in_features], row-major,
+ * as Hugging Face stores nn.Linear weights.  Views are borrowed (usually from
+ * an mmap).  Every kernel has a scalar reference (q_ref.c, the oracle) and
+ * AVX2 / AVX-512 versions chosen at run time (cpu.c); tests compare them.
+ */
+#ifndef LLMQ_KERNELS_H
+#define LLMQ_KERNELS_H
+
+#include "../llmq-int.h"
+#include "../pool.h"
+
+typedef enum {
+    LLMQ_W_F32 = 0,   /* data: float[rows][cols] */
+    LLMQ_W_BF16,      /* data: uint16 bf16[rows][cols] */
+    LLMQ_W_F16,       /* data: uint16 f16[rows][cols] */
+    LLMQ_W_Q8,        /* int8 per output channel, symmetric: data int8[rows][cols], scales float[rows] */
+    LLMQ_W_Q4,        /* int4 group-wise along cols: see lib/quant/blocks.h */
+    LLMQ_W_MX8,       /* MXINT8, blocks of 32 along cols, E8M0 scales: see lib/quant/blocks.h */
+    LLMQ_W_COUNT
+} llmq_wtype;
+
+typedef struct {
+    llmq_wtype type;
+    int64_t rows, cols;
+    const void *data;      /* elements or packed codes */
+    const void *scales;    /* per-type, see lib/quant/blocks.h; NULL for float types */
+    const uint8_t *zeros;  /* Q4 asymmetric zero points, NULL if symmetric */
+    int group;             /* Q4 group size (32/64/128), MX8: 32 */
+} llmq_wmat;
+
+/* Instruction sets, best last. */
+typedef enum { LLMQ_ISA_SCALAR = 0, LLMQ_ISA_AVX2, LLMQ_ISA_AVX512 } llmq_isa;
+
+/* The best ISA this CPU supports, limited by the LLMQ_ISA environment
+ * variable ("scalar", "avx2", "avx512") if set.  Picked once. */
+llmq_isa llmq_cpu_isa(void);
+const char *llmq_isa_name(llmq_isa isa);
+/* Force an ISA (tests); returns the previous one.  Not thread-safe.  An ISA
+ * this CPU lacks is lowered to the best one it has (never an illegal
+ * instruction), so compare llmq_cpu_set_isa's effect with llmq_cpu_isa(). */
+llmq_isa llmq_cpu_set_isa(llmq_isa isa);
+/* The best ISA the hardware supports, ignoring LLMQ_ISA.  AVX2 means
+ * avx2+fma+f16c; AVX-512 means avx512 f/bw/vl/dq/vnni as well. */
+llmq_isa llmq_cpu_isa_max(void);
+
+/* Check that W is consistent before kernels see it: known type, rows and
+ * cols >= 1, data non-NULL, scales present for quantized types, Q4 group in
+ * {32, 64, 128} dividing cols, MX8 group 32 dividing cols, byte size
+ * representable.  name labels the message.  Kernels themselves trust W. */
+int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err);
+
+/* y[rows] = W x[cols], threaded over rows on pool (may be NULL). */
+void llmq_matvec(llmq_pool *pool, const llmq_wmat *W, const float *x, float *y);
+
+/* Y[n][rows] = X[n][cols] W^T for a batch of n tokens (prefill), threaded.
+ * Float weights are converted tile by tile and multiplied with OpenBLAS
+ * sgemm; never the whole matrix at once. */
+void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n, float *Y);
+
+/* Row r of W as float (for embedding lookups): out[cols]. */
+void llmq_get_row(const llmq_wmat *W, int64_t r, float *out);
+
+/* Bytes of W's storage (data + scales + zeros): what a matvec streams. */
+uint64_t llmq_wmat_bytes(const llmq_wmat *W);
+
+/* ---- W8A8: int8 weights times int8 activations, exact int32 sums ---- */
+
+/* Per-token symmetric activation quantization: *scale = max|x| / 127,
+ * q[i] = round(x[i] / *scale) in [-127, 127]; all-zero x gives scale 0 and
+ * q = 0.  x must be finite (non-finite entries give code 0 or +-127 and an
+ * unspecified scale, never undefined behaviour). */
+void llmq_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale);
+
+/* y[rows] = (W.scales[r] * xscale) * sum_j W[r][j] * xq[j] with W of type
+ * LLMQ_W_Q8 and xq[cols] from llmq_quantize_act_i8; threaded over rows. */
+void llmq_matvec_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, float xscale, float *y);
+
+/* Y[n][rows]: llmq_matvec_a8 for each token t with Xq[t][cols] and
+ * xscales[t]; each thread walks its rows in tiles held in cache across the
+ * n tokens. */
+void llmq_matmul_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
+                    int64_t n, float *Y);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * llmq-int.h - internal base shared by lib/, formats/, calib/:
+ * checked arithmetic, little-endian loads and stores, float conversions,
+ * allocation helpers.  Not part of the public API.
+ */
+#ifndef LLMQ_INT_H
+#define LLMQ_INT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include <stdlib.h>
+#include <inttypes.h>
+#include "llmq.h"
+
+#define LLMQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define LLMQ_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define LLMQ_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* An impossible state: report as an internal error, never abort. */
+#define LLMQ_BUG(err, what) \
+    llmq_errorf((err), LLMQ_EINTERNAL, "internal error at %s:%d: %s", __FILE__, __LINE__, (what))
+
+/* ---- checked arithmetic: return 1 on overflow ---- */
+static inline int llmq_mul_ovf_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
+static inline int llmq_add_ovf_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
+static inline int llmq_mul_ovf_size(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out); }
+
+/* ---- little-endian loads and stores (any alignment) ---- */
+static inline uint16_t llmq_get_le16(const void *p) { const uint8_t *b = p; return (uint16_t)(b[0] | b[1] << 8); }
+static inline uint32_t llmq_get_le32(const void *p) {
+    const uint8_t *b = p; return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline uint64_t llmq_get_le64(const void *p) {
+    const uint8_t *b = p; return (uint64_t)llmq_get_le32(b) | (uint64_t)llmq_get_le32(b + 4) << 32;
+}
+static inline void llmq_put_le16(void *p, uint16_t v) { uint8_t *b = p; b[0] = (uint8_t)v; b[1] = (uint8_t)(v >> 8); }
+static inline void llmq_put_le32(void *p, uint32_t v) { uint8_t *b = p; for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i)); }
+static inline void llmq_put_le64(void *p, uint64_t v) { uint8_t *b = p; for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i)); }
+
+/* ---- float formats ---- */
+static inline uint32_t llmq_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float llmq_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* bf16 -> f32 is exact. */
+static inline float llmq_bf16_to_f32(uint16_t h) { return llmq_bits_f32((uint32_t)h << 16); }
+/* f32 -> bf16, round to nearest even; NaN stays NaN. */
+static inline uint16_t llmq_f32_to_bf16(float f) {
+    uint32_t u = llmq_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+float llmq_f16_to_f32(uint16_t h);
+uint16_t llmq_f32_to_f16(float f);   /* round to nearest even, overflow -> Inf */
+
+/* ---- allocation: failures are errors, never aborts ---- */
+void *llmq_malloc(size_t n, llmq_err *err);              /* n == 0 allowed */
+void *llmq_calloc(size_t n, size_t size, llmq_err *err); /* overflow-checked */
+void *llmq_alloc_aligned(size_t n, llmq_err *err);       /* 64-byte aligned, free() it */
+char *llmq_strdup(const char *s, llmq_err *err);
+
+/* Monotonic seconds, for timing. */
+double llmq_now(void);
+
+#endif

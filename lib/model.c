@@ -1,0 +1,263 @@
+/* model.c - assemble and check a model from config.json + safetensors. */
+#include <stdio.h>
+#include "model.h"
+#include "fileio.h"
+
+/* Remember a buffer the loader allocated; close frees it. On failure p is
+ * freed here so callers need no cleanup. */
+static int own(llmq_model *m, void *p, llmq_err *err)
+{
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **n = realloc(m->owned, (size_t)cap * sizeof *n);
+        if (!n) { free(p); return llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); }
+        m->owned = n;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return LLMQ_OK;
+}
+
+const llmq_st_tensor *llmq_model_tensor(const llmq_model *m, const char *name)
+{
+    return llmq_ckpt_find(&m->ckpt, name, NULL);
+}
+
+static const char *shard_path(const llmq_model *m, const char *name)
+{
+    const llmq_st_file *f = NULL;
+    llmq_ckpt_find(&m->ckpt, name, &f);
+    return f ? f->path : m->path;
+}
+
+/* 1 if any element is NaN or Inf. */
+static int has_nonfinite(const llmq_st_tensor *t, uint64_t *where)
+{
+    const uint8_t *d = t->data;
+    uint64_t n = t->nelem;
+    switch (t->dtype) {
+    case LLMQ_DT_BF16:
+        for (uint64_t i = 0; i < n; i++)
+            if ((llmq_get_le16(d + 2 * i) & 0x7f80) == 0x7f80) { *where = i; return 1; }
+        return 0;
+    case LLMQ_DT_F16:
+        for (uint64_t i = 0; i < n; i++)
+            if ((llmq_get_le16(d + 2 * i) & 0x7c00) == 0x7c00) { *where = i; return 1; }
+        return 0;
+    case LLMQ_DT_F32:
+        for (uint64_t i = 0; i < n; i++)
+            if ((llmq_get_le32(d + 4 * i) & 0x7f800000u) == 0x7f800000u) { *where = i; return 1; }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int check_finite(const llmq_model *m, const char *name, const llmq_st_tensor *t, llmq_err *err)
+{
+    uint64_t at;
+    if (has_nonfinite(t, &at))
+        return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN or Inf",
+                           shard_path(m, name), name, at);
+    return LLMQ_OK;
+}
+
+static int is_float_dtype(llmq_dtype dt)
+{
+    return dt == LLMQ_DT_F32 || dt == LLMQ_DT_BF16 || dt == LLMQ_DT_F16;
+}
+
+static int shape_err(const llmq_model *m, const char *name, const llmq_st_tensor *t,
+                     int64_t r, int64_t c, llmq_err *err)
+{
+    char got[64] = "", want[64];
+    int k = 0;
+    for (int i = 0; i < t->ndim; i++)
+        k += snprintf(got + k, sizeof got - (size_t)k, "%s%" PRId64, i ? ", " : "", t->shape[i]);
+    if (c > 0) snprintf(want, sizeof want, "%" PRId64 ", %" PRId64, r, c);
+    else snprintf(want, sizeof want, "%" PRId64, r);
+    return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' has shape [%s], config.json implies [%s]",
+                       shard_path(m, name), name, got, want);
+}
+
+/* A float matrix [rows, cols] named name (must exist). */
+static int load_matrix(llmq_model *m, const char *name, int64_t rows, int64_t cols, llmq_wmat *w, llmq_err *err)
+{
+    const llmq_st_tensor *t = llmq_model_tensor(m, name);
+    if (!t) return llmq_errorf(err, LLMQ_EFORMAT, "%s: missing tensor '%s'", m->path, name);
+    if (!is_float_dtype(t->dtype))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: tensor '%s': dtype %s is not supported for weights (F32, F16, BF16)",
+                           shard_path(m, name), name, llmq_dtype_name(t->dtype));
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) return shape_err(m, name, t, rows, cols, err);
+    int rc = check_finite(m, name, t, err);
+    if (rc) return rc;
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->data = t->data;
+    w->type = t->dtype == LLMQ_DT_F32 ? LLMQ_W_F32 : t->dtype == LLMQ_DT_BF16 ? LLMQ_W_BF16 : LLMQ_W_F16;
+    size_t esz = llmq_dtype_size(t->dtype);
+    if (((uintptr_t)t->data % esz) != 0) {
+        /* misaligned in the file: keep an aligned copy */
+        void *p = llmq_alloc_aligned(t->nbytes, err);
+        if (!p) return err->code;
+        memcpy(p, t->data, t->nbytes);
+        if ((rc = own(m, p, err))) return rc;
+        w->data = p;
+    }
+    return LLMQ_OK;
+}
+
+/* A vector of n floats converted to an owned fp32 copy; NULL if absent and
+ * !required. */
+static int load_vector(llmq_model *m, const char *name, int64_t n, int required, float **out, llmq_err *err)
+{
+    *out = NULL;
+    const llmq_st_tensor *t = llmq_model_tensor(m, name);
+    if (!t) {
+        if (!required) return LLMQ_OK;
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: missing tensor '%s'", m->path, name);
+    }
+    if (!is_float_dtype(t->dtype))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)",
+                           shard_path(m, name), name, llmq_dtype_name(t->dtype));
+    if (t->ndim != 1 || t->shape[0] != n) return shape_err(m, name, t, n, 0, err);
+    int rc = check_finite(m, name, t, err);
+    if (rc) return rc;
+    float *v = llmq_alloc_aligned((size_t)n * sizeof(float), err);
+    if (!v) return err->code;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *d = t->data;
+        v[i] = t->dtype == LLMQ_DT_F32 ? llmq_bits_f32(llmq_get_le32(d + 4 * i))
+             : t->dtype == LLMQ_DT_BF16 ? llmq_bf16_to_f32(llmq_get_le16(d + 2 * i))
+             : llmq_f16_to_f32(llmq_get_le16(d + 2 * i));
+    }
+    if ((rc = own(m, v, err))) return rc;
+    *out = v;
+    return LLMQ_OK;
+}
+
+/* A bias the config says must (or must not) be there. */
+static int load_bias(llmq_model *m, const char *name, int64_t n, int expected, float **out, const char *flag, llmq_err *err)
+{
+    if (!expected) {
+        *out = NULL;
+        if (llmq_model_tensor(m, name))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is present but config.json says %s is false",
+                               shard_path(m, name), name, flag);
+        return LLMQ_OK;
+    }
+    return load_vector(m, name, n, 1, out, err);
+}
+
+int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
+{
+    memset(m, 0, sizeof *m);
+    int rc;
+    m->path = llmq_strdup(path, err);
+    if (!m->path) return err->code;
+    if ((rc = llmq_ckpt_open(&m->ckpt, path, err))) { free(m->path); m->path = NULL; return rc; }
+    if ((rc = llmq_config_load(&m->cfg, m->ckpt.dir, err))) goto fail_early;
+
+    const llmq_config *c = &m->cfg;
+    m->layers = llmq_calloc((size_t)c->n_layers, sizeof(llmq_layer), err);
+    if (!m->layers) { rc = err->code; goto fail_early; }
+
+    int64_t H = c->hidden, I = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim,
+            kvd = (int64_t)c->n_kv_heads * c->head_dim, V = c->vocab;
+    char name[256];
+    if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed, err))) goto fail;
+    if (c->tie_embeddings) {
+        if (llmq_model_tensor(m, "lm_head.weight")) {
+            if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head, err))) goto fail;
+        } else {
+            m->lm_head = m->embed;
+        }
+    } else if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head, err))) {
+        goto fail;
+    }
+    if ((rc = load_vector(m, "model.norm.weight", H, 1, &m->final_norm, err))) goto fail;
+
+    for (int l = 0; l < c->n_layers; l++) {
+        llmq_layer *L = &m->layers[l];
+        struct { const char *n; int64_t r, k; llmq_wmat *w; } mats[] = {
+            { "self_attn.q_proj", qd, H, &L->wq }, { "self_attn.k_proj", kvd, H, &L->wk },
+            { "self_attn.v_proj", kvd, H, &L->wv }, { "self_attn.o_proj", H, qd, &L->wo },
+            { "mlp.gate_proj", I, H, &L->w_gate }, { "mlp.up_proj", I, H, &L->w_up },
+            { "mlp.down_proj", H, I, &L->w_down },
+        };
+        for (size_t i = 0; i < LLMQ_ARRAY_LEN(mats); i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mats[i].n);
+            if ((rc = load_matrix(m, name, mats[i].r, mats[i].k, mats[i].w, err))) goto fail;
+        }
+        struct { const char *n; int64_t len; int want; float **v; const char *flag; } vecs[] = {
+            { "self_attn.q_proj.bias", qd, c->qkv_bias, &L->bq, "attention_bias" },
+            { "self_attn.k_proj.bias", kvd, c->qkv_bias, &L->bk, "attention_bias" },
+            { "self_attn.v_proj.bias", kvd, c->qkv_bias, &L->bv, "attention_bias" },
+            { "self_attn.o_proj.bias", H, c->o_bias, &L->bo, "attention_bias" },
+            { "mlp.gate_proj.bias", I, c->mlp_bias, &L->b_gate, "mlp_bias" },
+            { "mlp.up_proj.bias", I, c->mlp_bias, &L->b_up, "mlp_bias" },
+            { "mlp.down_proj.bias", H, c->mlp_bias, &L->b_down, "mlp_bias" },
+        };
+        for (size_t i = 0; i < LLMQ_ARRAY_LEN(vecs); i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, vecs[i].n);
+            if ((rc = load_bias(m, name, vecs[i].len, vecs[i].want, vecs[i].v, vecs[i].flag, err))) goto fail;
+        }
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = load_vector(m, name, H, 1, &L->attn_norm, err))) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((rc = load_vector(m, name, H, 1, &L->mlp_norm, err))) goto fail;
+    }
+    const char *dt = m->layers[0].wq.type == LLMQ_W_F32 ? "f32" : m->layers[0].wq.type == LLMQ_W_BF16 ? "bf16" : "f16";
+    snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s", dt);
+    return LLMQ_OK;
+fail:
+    llmq_model_close(m);
+    return rc;
+fail_early:
+    llmq_ckpt_close(&m->ckpt);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+    return rc;
+}
+
+void llmq_model_close(llmq_model *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    if (m->packed_meta) cJSON_Delete(m->packed_meta);
+    llmq_ckpt_close(&m->ckpt);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+uint64_t llmq_model_decode_bytes(const llmq_model *m)
+{
+    uint64_t b = llmq_wmat_bytes(&m->lm_head);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const llmq_layer *L = &m->layers[l];
+        b += llmq_wmat_bytes(&L->wq) + llmq_wmat_bytes(&L->wk) + llmq_wmat_bytes(&L->wv) +
+             llmq_wmat_bytes(&L->wo) + llmq_wmat_bytes(&L->w_gate) + llmq_wmat_bytes(&L->w_up) +
+             llmq_wmat_bytes(&L->w_down);
+    }
+    return b;
+}
+
+uint64_t llmq_model_file_bytes(const llmq_model *m)
+{
+    return llmq_ckpt_bytes(&m->ckpt);
+}
+
+uint64_t llmq_model_params(const llmq_model *m)
+{
+    const llmq_config *c = &m->cfg;
+    uint64_t H = (uint64_t)c->hidden, I = (uint64_t)c->intermediate, V = (uint64_t)c->vocab;
+    uint64_t qd = (uint64_t)c->n_heads * (uint64_t)c->head_dim, kvd = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    uint64_t per = H * qd * 2 + H * kvd * 2 + 3 * H * I + 2 * H;
+    if (c->qkv_bias) per += qd + 2 * kvd;
+    if (c->o_bias) per += H;
+    if (c->mlp_bias) per += 2 * I + H;
+    return V * H * (c->tie_embeddings ? 1 : 2) + H + per * (uint64_t)c->n_layers;
+}

@@ -1,0 +1,59 @@
+/*
+ * model.h - a checked Llama-family model assembled from config.json and the
+ * checkpoint's tensors.  Weights stay in the mmap (borrowed views); only the
+ * small vectors (norms, biases) are converted to fp32 copies.
+ */
+#ifndef LLMQ_MODEL_H
+#define LLMQ_MODEL_H
+
+#include "llmq-int.h"
+#include "kernels/kernels.h"
+#include "../formats/config.h"
+#include "../formats/safetensors.h"
+
+typedef struct {
+    llmq_wmat wq;        /* (n_heads * head_dim, hidden) */
+    llmq_wmat wk;        /* (n_kv_heads * head_dim, hidden) */
+    llmq_wmat wv;        /* (n_kv_heads * head_dim, hidden) */
+    llmq_wmat wo;        /* (hidden, n_heads * head_dim) */
+    llmq_wmat w_gate;    /* (intermediate, hidden) */
+    llmq_wmat w_up;      /* (intermediate, hidden) */
+    llmq_wmat w_down;    /* (hidden, intermediate) */
+    float *bq, *bk, *bv, *bo;           /* biases or NULL: (q_dim), (kv_dim), (kv_dim), (hidden) */
+    float *b_gate, *b_up, *b_down;      /* (intermediate), (intermediate), (hidden) or NULL */
+    float *attn_norm;    /* (hidden) input_layernorm */
+    float *mlp_norm;     /* (hidden) post_attention_layernorm */
+} llmq_layer;
+
+typedef struct {
+    llmq_config cfg;
+    llmq_ckpt ckpt;
+    char *path;            /* as given by the user */
+    llmq_wmat embed;       /* (vocab, hidden) */
+    llmq_wmat lm_head;     /* (vocab, hidden); same view as embed when tied */
+    float *final_norm;     /* (hidden) */
+    llmq_layer *layers;    /* (n_layers) */
+    char weights_dtype[32];/* "bf16", "f32", "int4-g128-asym", ... for reports */
+    cJSON *packed_meta;    /* parsed llmq metadata of a packed file, or NULL */
+    void **owned;          /* buffers the loader allocated, freed on close */
+    int n_owned, cap_owned;
+} llmq_model;
+
+/* Open a model: path is a directory, a .safetensors file or an index .json
+ * with config.json beside it.  Shapes are checked against config.json, every
+ * weight is checked finite (LLMQ_ENONFINITE names the tensor).
+ * Errors name the file: LLMQ_EIO, LLMQ_EFORMAT, LLMQ_EUNSUPPORTED. */
+int llmq_model_open(llmq_model *m, const char *path, llmq_err *err);
+void llmq_model_close(llmq_model *m);
+
+/* Bytes of weights one decode step streams (all linears + lm_head). */
+uint64_t llmq_model_decode_bytes(const llmq_model *m);
+/* Total bytes of tensor data in the checkpoint. */
+uint64_t llmq_model_file_bytes(const llmq_model *m);
+/* Number of parameters (elements of float tensors, or logical weights). */
+uint64_t llmq_model_params(const llmq_model *m);
+
+/* Locate a tensor by name: borrowed, NULL if absent. */
+const llmq_st_tensor *llmq_model_tensor(const llmq_model *m, const char *name);
+
+#endif

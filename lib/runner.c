@@ -1,0 +1,260 @@
+/*
+ * runner.c - forward pass, read top to bottom like llama2.c's run.c, with
+ * the differences Hugging Face's modeling_llama / modeling_qwen2 define:
+ * RMSNorm in fp32, rotate-half RoPE, optional q/k/v/o and MLP biases,
+ * grouped-query attention, SwiGLU, tied or untied LM head.
+ */
+#include <math.h>
+#include <cblas.h>
+#include "runner.h"
+
+struct llmq_runner {
+    const llmq_model *m;
+    llmq_pool *pool;
+    int max_ctx;
+    int act_mode;
+    llmq_observer obs;
+    void *obs_ctx;
+    /* activations for up to max_ctx tokens */
+    float *x;        /* (max_ctx, hidden) residual stream */
+    float *xn;       /* (max_ctx, hidden) normed */
+    float *q;        /* (max_ctx, q_dim) */
+    float *k;        /* (max_ctx, kv_dim) */
+    float *v;        /* (max_ctx, kv_dim) */
+    float *att;      /* (max_ctx, q_dim) attention output */
+    float *hb;       /* (max_ctx, intermediate) */
+    float *hb2;      /* (max_ctx, intermediate) */
+    float *scores;   /* (n_threads, max_ctx, max_ctx) */
+    float *key_cache;   /* (n_layers, n_kv_heads, max_ctx, head_dim) */
+    float *value_cache; /* (n_layers, n_kv_heads, max_ctx, head_dim) */
+    float *rope_cos, *rope_sin;  /* (max_ctx, head_dim/2) */
+};
+
+int llmq_runner_max_ctx(const llmq_runner *r) { return r->max_ctx; }
+const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
+
+void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
+void llmq_runner_set_act(llmq_runner *r, int act_mode) { r->act_mode = act_mode; }
+
+void llmq_runner_free(llmq_runner *r)
+{
+    if (!r) return;
+    float *bufs[] = { r->x, r->xn, r->q, r->k, r->v, r->att, r->hb, r->hb2, r->scores,
+                      r->key_cache, r->value_cache, r->rope_cos, r->rope_sin };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    free(r);
+}
+
+static float *falloc(size_t a, size_t b, size_t c, llmq_err *err)
+{
+    size_t n;
+    if (llmq_mul_ovf_size(a, b, &n) || llmq_mul_ovf_size(n, c, &n) || llmq_mul_ovf_size(n, sizeof(float), &n)) {
+        llmq_errorf(err, LLMQ_ENOMEM, "activation buffer size overflows");
+        return NULL;
+    }
+    float *p = llmq_alloc_aligned(n, err);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_pool *pool, llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    *out = NULL;
+    if (max_ctx < 1) return llmq_errorf(err, LLMQ_EUSAGE, "context size must be positive");
+    llmq_runner *r = llmq_calloc(1, sizeof *r, err);
+    if (!r) return err->code;
+    r->m = m;
+    r->pool = pool;
+    r->max_ctx = max_ctx;
+    size_t T = (size_t)max_ctx, H = (size_t)c->hidden, FF = (size_t)c->intermediate;
+    size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    size_t nt = (size_t)llmq_pool_size(pool);
+    if (!(r->x = falloc(T, H, 1, err)) || !(r->xn = falloc(T, H, 1, err)) ||
+        !(r->q = falloc(T, qd, 1, err)) || !(r->k = falloc(T, kvd, 1, err)) ||
+        !(r->v = falloc(T, kvd, 1, err)) || !(r->att = falloc(T, qd, 1, err)) ||
+        !(r->hb = falloc(T, FF, 1, err)) || !(r->hb2 = falloc(T, FF, 1, err)) ||
+        !(r->scores = falloc(nt, T, T, err)) ||
+        !(r->key_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
+        !(r->value_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
+        !(r->rope_cos = falloc(T, (size_t)c->head_dim / 2, 1, err)) ||
+        !(r->rope_sin = falloc(T, (size_t)c->head_dim / 2, 1, err))) {
+        llmq_runner_free(r);
+        return err->code;
+    }
+    /* inv_freq = 1 / theta^(2i/d) and angle = pos * inv_freq in fp32, as
+     * transformers' default rotary embedding computes them. */
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+        for (int p = 0; p < max_ctx; p++) {
+            float ang = (float)p * inv;
+            r->rope_cos[(size_t)p * half + i] = (float)cos((double)ang);
+            r->rope_sin[(size_t)p * half + i] = (float)sin((double)ang);
+        }
+    }
+    *out = r;
+    return LLMQ_OK;
+}
+
+/* out = x / sqrt(mean(x^2) + eps) * w, in fp32 (LlamaRMSNorm). */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
+}
+
+/* Hugging Face rotate-half RoPE on one head vector of dim d at position p. */
+static void rope(float *v, int d, const float *cs, const float *sn)
+{
+    int h = d / 2;
+    for (int i = 0; i < h; i++) {
+        float a = v[i], b = v[i + h];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + h] = b * cs[i] + a * sn[i];
+    }
+}
+
+static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
+{
+    if (n == 1) llmq_matvec(r->pool, W, X, Y);
+    else llmq_matmul(r->pool, W, X, n, Y);
+    if (bias)
+        for (int t = 0; t < n; t++)
+            for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
+}
+
+struct attn_job {
+    llmq_runner *r;
+    int layer, n, pos;
+};
+
+/* Causal attention for the n new tokens, heads split over threads.
+ * S = Q K^T / sqrt(d) over cached positions [0, pos+n), masked, softmax,
+ * then O = P V; each query head h reads KV head h / (n_heads / n_kv_heads). */
+static void attn_worker(void *ctx, int ti, int nt)
+{
+    struct attn_job *j = ctx;
+    llmq_runner *r = j->r;
+    const llmq_config *c = &r->m->cfg;
+    int hd = c->head_dim, n = j->n, pos = j->pos, T = pos + n;
+    int qd = c->n_heads * hd, group = c->n_heads / c->n_kv_heads;
+    size_t layer_off = (size_t)j->layer * (size_t)c->n_kv_heads * r->max_ctx * hd;
+    float *S = r->scores + (size_t)ti * r->max_ctx * r->max_ctx;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t h0, h1;
+    llmq_split(c->n_heads, ti, nt, 1, &h0, &h1);
+    for (int h = (int)h0; h < (int)h1; h++) {
+        int g = h / group;
+        const float *K = r->key_cache + layer_off + (size_t)g * r->max_ctx * hd;
+        const float *Vc = r->value_cache + layer_off + (size_t)g * r->max_ctx * hd;
+        const float *Q = r->q + (size_t)h * hd;
+        if (n == 1) {
+            for (int t = 0; t < T; t++) {
+                float s = 0.0f;
+                for (int i = 0; i < hd; i++) s += Q[i] * K[(size_t)t * hd + i];
+                S[t] = s * scale;
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, Q, qd, K, hd, 0.0f, S, T);
+        }
+        for (int i = 0; i < n; i++) {
+            float *row = S + (size_t)i * T;
+            int last = pos + i;  /* attend to [lo, last] */
+            int lo = 0;
+            if (c->sliding_window > 0 && last - c->sliding_window + 1 > 0) lo = last - c->sliding_window + 1;
+            float mx = -INFINITY;
+            for (int t = lo; t <= last; t++) mx = row[t] > mx ? row[t] : mx;
+            float sum = 0.0f;
+            for (int t = 0; t < T; t++) {
+                float e = (t >= lo && t <= last) ? expf(row[t] - mx) : 0.0f;
+                row[t] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            for (int t = 0; t < T; t++) row[t] *= inv;
+        }
+        float *O = r->att + (size_t)h * hd;
+        if (n == 1) {
+            for (int i = 0; i < hd; i++) O[i] = 0.0f;
+            for (int t = 0; t < T; t++) {
+                float p = S[t];
+                const float *vv = Vc + (size_t)t * hd;
+                for (int i = 0; i < hd; i++) O[i] += p * vv[i];
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, S, T, Vc, hd, 0.0f, O, qd);
+        }
+    }
+}
+
+int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
+                        float *logits, int all_logits, llmq_err *err)
+{
+    const llmq_model *m = r->m;
+    const llmq_config *c = &m->cfg;
+    if (n < 1 || pos < 0 || pos + n > r->max_ctx)
+        return llmq_errorf(err, LLMQ_EUSAGE, "positions %d..%d exceed the context size %d", pos, pos + n - 1, r->max_ctx);
+    int H = c->hidden, FF = c->intermediate, hd = c->head_dim;
+    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    float eps = (float)c->rms_eps;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->vocab)
+            return llmq_errorf(err, LLMQ_EUSAGE, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab - 1);
+        llmq_get_row(&m->embed, tokens[t], r->x + (size_t)t * H);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const llmq_layer *L = &m->layers[l];
+        /* attention block */
+        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->attn_norm, H, eps);
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_QKV, r->xn, n, H);
+        linear(r, &L->wq, L->bq, r->xn, n, r->q);
+        linear(r, &L->wk, L->bk, r->xn, n, r->k);
+        linear(r, &L->wv, L->bv, r->xn, n, r->v);
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_PRE, r->k, n, kvd);
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_V, r->v, n, kvd);
+        size_t layer_off = (size_t)l * c->n_kv_heads * r->max_ctx * hd;
+        for (int t = 0; t < n; t++) {
+            int p = pos + t;
+            const float *cs = r->rope_cos + (size_t)p * (hd / 2), *sn = r->rope_sin + (size_t)p * (hd / 2);
+            for (int h = 0; h < c->n_heads; h++) rope(r->q + (size_t)t * qd + h * hd, hd, cs, sn);
+            for (int g = 0; g < c->n_kv_heads; g++) {
+                float *kk = r->k + (size_t)t * kvd + g * hd;
+                rope(kk, hd, cs, sn);
+                memcpy(r->key_cache + layer_off + ((size_t)g * r->max_ctx + p) * hd, kk, (size_t)hd * sizeof(float));
+                memcpy(r->value_cache + layer_off + ((size_t)g * r->max_ctx + p) * hd,
+                       r->v + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
+            }
+        }
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_POST, r->k, n, kvd);
+        struct attn_job job = { r, l, n, pos };
+        llmq_pool_run(r->pool, attn_worker, &job);
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_O, r->att, n, qd);
+        linear(r, &L->wo, L->bo, r->att, n, r->xn);
+        for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
+
+        /* MLP block: down(silu(gate(x)) * up(x)) */
+        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->mlp_norm, H, eps);
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_GATEUP, r->xn, n, H);
+        linear(r, &L->w_gate, L->b_gate, r->xn, n, r->hb);
+        linear(r, &L->w_up, L->b_up, r->xn, n, r->hb2);
+        for (size_t i = 0; i < (size_t)n * FF; i++) {
+            float g = r->hb[i];
+            r->hb[i] = g / (1.0f + expf(-g)) * r->hb2[i];
+        }
+        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_DOWN, r->hb, n, FF);
+        linear(r, &L->w_down, L->b_down, r->hb, n, r->xn);
+        for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
+    }
+    if (!logits) return LLMQ_OK;
+    if (all_logits) {
+        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, m->final_norm, H, eps);
+        linear(r, &m->lm_head, NULL, r->xn, n, logits);
+    } else {
+        rmsnorm(r->xn, r->x + (size_t)(n - 1) * H, m->final_norm, H, eps);
+        linear(r, &m->lm_head, NULL, r->xn, 1, logits);
+    }
+    return LLMQ_OK;
+}

@@ -1,0 +1,52 @@
+/*
+ * runner.h - the fp32 forward pass of a Llama-family decoder with a KV cache.
+ *
+ * Prefill runs a window of tokens through OpenBLAS GEMMs; decode (one token)
+ * uses the threaded GEMV kernels.  Activations are fp32; weights stay in
+ * whatever storage the model has (see kernels.h).
+ */
+#ifndef LLMQ_RUNNER_H
+#define LLMQ_RUNNER_H
+
+#include "model.h"
+#include "pool.h"
+
+/* Where an observer sees activations (calibration, AWQ). */
+typedef enum {
+    LLMQ_SITE_QKV = 0,   /* input of q/k/v_proj: input_layernorm output, (n, hidden) */
+    LLMQ_SITE_O,         /* input of o_proj: attention output, (n, n_heads*head_dim) */
+    LLMQ_SITE_GATEUP,    /* input of gate/up_proj: post_attention_layernorm output, (n, hidden) */
+    LLMQ_SITE_DOWN,      /* input of down_proj: silu(gate)*up, (n, intermediate) */
+    LLMQ_SITE_K_PRE,     /* k_proj output before RoPE, (n, n_kv_heads*head_dim) */
+    LLMQ_SITE_K_POST,    /* k after RoPE, (n, n_kv_heads*head_dim) */
+    LLMQ_SITE_V,         /* v_proj output, (n, n_kv_heads*head_dim) */
+    LLMQ_SITE_COUNT
+} llmq_site;
+
+typedef void (*llmq_observer)(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim);
+
+typedef struct llmq_runner llmq_runner;
+
+/* A runner for m with room for max_ctx positions.  The pool (may be NULL)
+ * is borrowed.  Errors: LLMQ_ENOMEM. */
+int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_pool *pool, llmq_err *err);
+void llmq_runner_free(llmq_runner *r);   /* accepts NULL */
+
+/* Run tokens[0..n) at positions pos..pos+n-1; the cache must hold the pos
+ * tokens before them (pos = 0 starts afresh).  logits: NULL, or room for
+ * (n, vocab) floats when all_logits, else (vocab) for the last token.
+ * Errors: LLMQ_EUSAGE (past max_ctx, token id out of range). */
+int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
+                        float *logits, int all_logits, llmq_err *err);
+
+/* Install an observer called with every linear input (NULL to remove). */
+void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
+
+/* Activation quantization of linear inputs (W8A8 emulation and kernels):
+ * 0 = fp32; others are defined by the quantized runner. */
+void llmq_runner_set_act(llmq_runner *r, int act_mode);
+
+int llmq_runner_max_ctx(const llmq_runner *r);
+const llmq_model *llmq_runner_model(const llmq_runner *r);
+
+#endif

@@ -1,0 +1,22 @@
+#!/bin/sh
+# llmq itself: help, version, unknown commands, every --help exits 0 and
+# every long option appears in the command's man page.
+. "$(dirname "$0")/../lib.sh"
+
+expect_out '^usage: llmq' llmq --help
+expect_out '^llmq [0-9]+\.[0-9]+\.[0-9]+$' llmq --version
+expect_code 2 llmq
+expect_err 2 "unknown command 'frobnicate'" llmq frobnicate
+expect_out '^usage: llmq verify' llmq help verify
+expect_err 2 "unknown command" llmq help frobnicate
+
+for cmd in $(llmq --help | sed -n 's/^  \([a-z-]*\) .*/\1/p'); do
+    expect_out "^usage: llmq $cmd" llmq "$cmd" --help
+    check "man/llmq-$cmd.1 exists" test -f "man/llmq-$cmd.1"
+    check "llmq.1 lists $cmd" grep -q "^.B $cmd" man/llmq.1
+    for opt in $(llmq "$cmd" --help | sed -n 's/^  --\([a-z0-9-]*\).*/\1/p'); do
+        check "man/llmq-$cmd.1 documents --$opt" grep -q -- "-\\\\-$(echo "$opt" | sed 's/-/\\\\-/g')" "man/llmq-$cmd.1"
+    done
+    expect_err 2 "unknown option '--no-such-option'" llmq "$cmd" --no-such-option
+done
+finish

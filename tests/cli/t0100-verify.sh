@@ -1,0 +1,67 @@
+#!/bin/sh
+# llmq verify on the bundled model, and its error paths with exact exit codes.
+. "$(dirname "$0")/../lib.sh"
+M=testdata/tiny-qwen2-gqa
+TC=build/tools/tcheck
+
+expect_out '^ok ' llmq verify $M
+expect_out '^ok ' llmq verify $M/model.safetensors
+expect_out '"arch": "Qwen2ForCausalLM"' llmq verify $M --json
+expect_out 'perplexity [0-9.]+' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_out 'protocol   llamacpp' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --protocol llamacpp
+expect_out '"scored_tokens": 255' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --protocol llamacpp --json
+expect_out '"scored_tokens": 1022' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --json
+expect_out '"perplexity"' llmq verify $M --text README.md --ctx 64 --max-windows 2 --json
+expect_out '"decode_tok_s"' llmq verify $M --bench --json
+# stdin text
+expect_out 'perplexity' sh -c "cat README.md | $LLMQ verify $M --text - --ctx 32 --max-windows 1"
+
+# usage errors: 2
+expect_code 2 llmq verify
+expect_code 2 llmq verify $M --ctx 1
+expect_code 2 llmq verify $M --ctx abc
+expect_code 2 llmq verify $M --ctx 12x
+expect_code 2 llmq verify $M --protocol half
+expect_code 2 llmq verify $M --text a --ids b
+expect_err 2 'fewer than one window' llmq verify $M --text README.md --ctx 100000
+expect_code 2 llmq verify $M $M
+expect_err 2 'refusing to overwrite an input' llmq verify $M/model.safetensors --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out $M/model.safetensors
+
+# missing files: 3
+expect_err 3 "$TMP/nope" llmq verify "$TMP/nope"
+mkdir "$TMP/empty"
+expect_err 3 'empty' llmq verify "$TMP/empty"
+expect_err 3 'missing.txt' llmq verify $M --text "$TMP/missing.txt"
+
+# unsupported architecture: 5
+cp -r $M "$TMP/gpt2"
+sed 's/Qwen2ForCausalLM/GPT2LMHeadModel/' $M/config.json >"$TMP/gpt2/config.json"
+expect_err 5 'GPT2LMHeadModel.*not supported.*LlamaForCausalLM' llmq verify "$TMP/gpt2"
+cp -r $M "$TMP/rope"
+sed 's/"rope_type": "default"/"rope_type": "yarn"/' $M/config.json >"$TMP/rope/config.json"
+expect_err 5 'rope type "yarn" is not supported' llmq verify "$TMP/rope"
+
+# shapes that contradict config.json: 4
+cp -r $M "$TMP/shape"
+sed 's/"intermediate_size": 768/"intermediate_size": 512/' $M/config.json >"$TMP/shape/config.json"
+expect_err 4 "tensor 'model.layers.0.mlp.gate_proj.weight' has shape \[768, 256\], config.json implies \[512, 256\]" llmq verify "$TMP/shape"
+
+# truncated and corrupt safetensors: 4
+cp -r $M "$TMP/trunc"
+head -c 1000000 $M/model.safetensors >"$TMP/trunc/model.safetensors"
+expect_err 4 'model.safetensors' llmq verify "$TMP/trunc"
+cp -r $M "$TMP/hdr"
+printf '\377\377\377\377\377\377\377\177' | dd of="$TMP/hdr/model.safetensors" bs=1 conv=notrunc 2>/dev/null
+expect_err 4 'header' llmq verify "$TMP/hdr"
+cp -r $M "$TMP/json"
+printf '{{{{' | dd of="$TMP/json/model.safetensors" bs=1 seek=8 conv=notrunc 2>/dev/null
+expect_err 4 'model.safetensors' llmq verify "$TMP/json"
+cp -r $M "$TMP/badcfg"
+echo '{"architectures": ["LlamaForCausalLM"], "hidden_size": "big"}' >"$TMP/badcfg/config.json"
+expect_err 4 'hidden_size' llmq verify "$TMP/badcfg"
+
+# NaN weight: 7
+cp -r $M "$TMP/nan"
+$TC poke "$TMP/nan/model.safetensors" model.layers.1.mlp.up_proj.weight 5 7fc0
+expect_err 7 "model.layers.1.mlp.up_proj.weight.*NaN" llmq verify "$TMP/nan"
+finish
