@@ -48,6 +48,10 @@ void progress_done(cmd_progress *p)
 
 char *model_dir(const char *path, llmq_err *err)
 {
+    if (!llmq_exists(path)) {
+        llmq_errorf(err, LLMQ_EIO, "%s: No such file or directory", path);
+        return NULL;
+    }
     if (llmq_is_dir(path)) return llmq_strdup(path, err);
     return llmq_path_dir(path, err);
 }
@@ -73,7 +77,7 @@ int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err)
 
 void json_emit(cJSON *o)
 {
-    char *s = cJSON_Print(o);
+    char *s = cJSON_PrintUnformatted(o);
     if (s) { fputs(s, stdout); fputc('\n', stdout); free(s); }
     cJSON_Delete(o);
     fflush(stdout);

@@ -23,10 +23,13 @@ char *model_dir(const char *path, llmq_err *err);
 /* Read int32 LE token ids. */
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err);
 
-/* Print a cJSON object on stdout (one object, newline), and free it. */
+/* Print a cJSON object on stdout (one object on one line), and free it. */
 void json_emit(cJSON *o);
 
 int cmd_verify(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+/* "llmq CMD args..." for the record (malloc'ed). */
+char *command_line(const char *cmd, int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     { "verify", cmd_verify, "run a model: perplexity, generation, speed, file integrity" },
+    { "pack", cmd_pack, "quantize a model by round-to-nearest into packed int8, int4 or mxint8 files" },
     { "tokenize", cmd_tokenize, "turn text into token ids with the model's tokenizer.json" },
 };
 
@@ -46,8 +47,7 @@ int main(int argc, char **argv)
     }
     const command *c = find(a);
     if (!c) {
-        fprintf(stderr, "llmq: unknown command '%s'\n", a);
-        usage(stderr);
+        fprintf(stderr, "llmq: unknown command '%s'\ntry 'llmq --help'\n", a);
         return LLMQ_EUSAGE;
     }
     return c->fn(argc - 1, argv + 1);

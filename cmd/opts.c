@@ -46,10 +46,11 @@ void opts_help(const cmd_spec *spec, FILE *fp)
     if (spec->details) fprintf(fp, "\n%s\n", spec->details);
     fprintf(fp, "\noptions:\n");
     for (const opt_def *o = spec->opts; o->type != OPT_END; o++) {
-        char left[64];
-        if (o->type == OPT_FLAG) snprintf(left, sizeof left, "--%s", o->name);
-        else if (o->type == OPT_CHOICE) snprintf(left, sizeof left, "--%s %s", o->name, o->choices);
-        else snprintf(left, sizeof left, "--%s %s", o->name, o->arg ? o->arg : "X");
+        char left[80], al[8] = "";
+        if (o->alias) snprintf(al, sizeof al, "-%c, ", o->alias);
+        if (o->type == OPT_FLAG) snprintf(left, sizeof left, "%s--%s", al, o->name);
+        else if (o->type == OPT_CHOICE) snprintf(left, sizeof left, "%s--%s %s", al, o->name, o->choices);
+        else snprintf(left, sizeof left, "%s--%s %s", al, o->name, o->arg ? o->arg : "X");
         if (strlen(left) > 24) fprintf(fp, "  %s\n  %-24s  %s\n", left, "", o->help);
         else fprintf(fp, "  %-24s  %s\n", left, o->help);
     }
@@ -78,18 +79,25 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
         }
         if (strcmp(a, "--") == 0) { only_args = 1; continue; }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { opts_help(spec, stdout); return 1; }
-        if (a[1] != '-') return usage_error(spec, "unknown option '%s'%s", a, "");
         char name[64];
         const char *val = NULL;
-        const char *eq = strchr(a + 2, '=');
-        size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (nl >= sizeof name) return usage_error(spec, "unknown option '%s'%s", a, "");
-        memcpy(name, a + 2, nl);
-        name[nl] = 0;
-        if (eq) val = eq + 1;
         opt_def *o;
-        for (o = spec->opts; o->type != OPT_END; o++)
-            if (strcmp(o->name, name) == 0) break;
+        if (a[1] != '-') {
+            /* a one-letter alias such as -o, value in the next argument */
+            for (o = spec->opts; o->type != OPT_END; o++)
+                if (o->alias && a[1] == o->alias && a[2] == 0) break;
+            if (o->type == OPT_END) return usage_error(spec, "unknown option '%s'%s", a, "");
+            snprintf(name, sizeof name, "%s", o->name);
+        } else {
+            const char *eq = strchr(a + 2, '=');
+            size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+            if (nl >= sizeof name) return usage_error(spec, "unknown option '%s'%s", a, "");
+            memcpy(name, a + 2, nl);
+            name[nl] = 0;
+            if (eq) val = eq + 1;
+            for (o = spec->opts; o->type != OPT_END; o++)
+                if (strcmp(o->name, name) == 0) break;
+        }
         if (o->type == OPT_END) return usage_error(spec, "unknown option '--%s'%s", name, "");
         if (o->type == OPT_FLAG) {
             if (val) return usage_error(spec, "option '--%s' takes no value%s", name, "");

@@ -19,6 +19,7 @@ typedef struct {
     const char *choices;   /* OPT_CHOICE: "full|llamacpp" */
     double min, max;       /* OPT_INT / OPT_DOUBLE bounds (inclusive) */
     int *seen;             /* set to 1 when given (may be NULL) */
+    char alias;            /* one-letter short form ('o' for -o), or 0 */
 } opt_def;
 
 typedef struct {

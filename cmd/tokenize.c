@@ -4,11 +4,12 @@
 #include "../lib/fileio.h"
 #include "../formats/tokenizer.h"
 
-static struct { const char *ids_out; int json; } o;
+static struct { const char *ids_out; int keep_cr; } o;
 
 static opt_def tok_opts[] = {
-    { "ids-out", OPT_STRING, &o.ids_out, "FILE", "write int32 little-endian ids to FILE ('-' = stdout) instead of text", NULL, 0, 0, NULL },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL },
+    { "ids-out", OPT_STRING, &o.ids_out, "FILE", "write int32 little-endian ids to FILE ('-' = stdout) instead of text", NULL, 0, 0, NULL, 0 },
+    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "encode the bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
 
 static const cmd_spec tok_spec = {
@@ -43,7 +44,7 @@ int cmd_tokenize(int argc, char **argv)
         if (dir) { tp = llmq_path_join(dir, "tokenizer.json", &err); free(dir); }
     }
     if (!tp || (rc = llmq_tok_load(&tok, tp, &err))) goto fail;
-    if ((rc = llmq_read_file(in, &buf, &len, &err))) goto fail;
+    if ((rc = llmq_read_text(in, o.keep_cr, &buf, &len, &err))) goto fail;
     if ((rc = llmq_tok_encode(tok, buf, len, &ids, &n, &err))) goto fail;
     if (o.ids_out) {
         llmq_out out;

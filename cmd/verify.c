@@ -5,28 +5,34 @@
 #include "../lib/model.h"
 #include "../lib/runner.h"
 #include "../lib/eval.h"
+#include "../lib/kld.h"
 #include "../lib/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/safetensors.h"
 
 static struct {
-    const char *text, *ids, *protocol, *logits_out, *gen;
-    int ctx, max_windows, json, n, bench, threads;
+    const char *text, *ids, *protocol, *logits_out, *gen, *kld_save, *kld, *act;
+    int ctx, max_windows, json, n, bench, threads, kld_topk, keep_cr;
 } o;
 
 static opt_def verify_opts[] = {
-    { "text", OPT_STRING, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL },
-    { "ids", OPT_STRING, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL },
-    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens (default 512)", NULL, 2, 1 << 20, NULL },
-    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol (default full)", "full|llamacpp", 0, 0, NULL },
-    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL },
-    { "logits-out", OPT_STRING, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL },
-    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL },
-    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL },
-    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL },
-    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL },
+    { "text", OPT_STRING, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0 },
+    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
+    { "ids", OPT_STRING, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0 },
+    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens (default 512)", NULL, 2, 1 << 20, NULL, 0 },
+    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol (default full)", "full|llamacpp", 0, 0, NULL, 0 },
+    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0 },
+    { "logits-out", OPT_STRING, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0 },
+    { "kld-save", OPT_STRING, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0 },
+    { "kld", OPT_STRING, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0 },
+    { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save (default 64)", NULL, 1, 1 << 20, NULL, 0 },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8 weights: fp (W8A16) or int8 per token (W8A8)", "fp|int8", 0, 0, NULL, 0 },
+    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0 },
+    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL, 0 },
+    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0 },
+    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
+    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
 
 static const cmd_spec verify_spec = {
@@ -60,12 +66,15 @@ int cmd_verify(int argc, char **argv)
     o.protocol = "full";
     o.n = 32;
     o.threads = 2;
+    o.kld_topk = 64;
+    o.act = "fp";
     char *args[1];
     int na, rc = opts_parse(&verify_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     if (o.text && o.ids) return cmd_failf("verify", LLMQ_EUSAGE, "--text and --ids exclude each other");
-    if (o.logits_out && !o.text && !o.ids)
-        return cmd_failf("verify", LLMQ_EUSAGE, "--logits-out needs --text or --ids");
+    if ((o.logits_out || o.kld || o.kld_save) && !o.text && !o.ids)
+        return cmd_failf("verify", LLMQ_EUSAGE, "--logits-out, --kld and --kld-save need --text or --ids");
+    if (o.kld && o.kld_save) return cmd_failf("verify", LLMQ_EUSAGE, "--kld and --kld-save exclude each other");
     const char *path = args[0];
     llmq_err err = { 0, "" };
     llmq_model m;
@@ -79,13 +88,19 @@ int cmd_verify(int argc, char **argv)
     llmq_ppl_protocol proto = strcmp(o.protocol, "full") == 0 ? LLMQ_PPL_FULL : LLMQ_PPL_LLAMACPP;
     llmq_ppl_result ppl;
     llmq_bench_result bench;
+    llmq_kld *kld = NULL;
+    llmq_kld_result kr;
+    llmq_act_mode act = strcmp(o.act, "int8") ? LLMQ_ACT_FP : LLMQ_ACT_INT8;
     int have_ppl = 0, n_gen = 0;
 
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("verify", &err);
-    if (o.logits_out && (llmq_same_file(o.logits_out, path))) {
-        rc = cmd_failf("verify", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.logits_out);
-        goto out;
-    }
+    const char *outs[] = { o.logits_out, o.kld_save };
+    for (int i = 0; i < 2; i++)
+        if (outs[i] && (llmq_same_file(outs[i], path) || (o.text && llmq_same_file(outs[i], o.text)) ||
+                        (o.ids && llmq_same_file(outs[i], o.ids)))) {
+            rc = cmd_failf("verify", LLMQ_EUSAGE, "%s: refusing to overwrite an input", outs[i]);
+            goto out;
+        }
     if (!(dir = model_dir(path, &err))) goto fail;
     if (o.text || o.gen) {
         char *tp = llmq_path_join(dir, "tokenizer.json", &err);
@@ -97,7 +112,7 @@ int cmd_verify(int argc, char **argv)
     if (o.text) {
         char *buf;
         size_t len;
-        if ((rc = llmq_read_file(o.text, &buf, &len, &err))) goto fail;
+        if ((rc = llmq_read_text(o.text, o.keep_cr, &buf, &len, &err))) goto fail;
         rc = llmq_tok_encode(tok, buf, len, &ids, &n_ids, &err);
         free(buf);
         if (rc) goto fail;
@@ -115,16 +130,28 @@ int cmd_verify(int argc, char **argv)
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
 
     if (ids) {
+        if (n_ids < (size_t)o.ctx) {
+            rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: text has %zu tokens, fewer than one window of %d",
+                             o.text ? o.text : o.ids, n_ids, o.ctx);
+            goto fail;
+        }
         if ((rc = llmq_runner_new(&run, &m, o.ctx, pool, &err))) goto fail;
+        if ((rc = llmq_runner_set_act(run, act, &err))) goto fail;
+        size_t avail = n_ids / (size_t)o.ctx;
+        int nw = (int)(o.max_windows > 0 && (size_t)o.max_windows < avail ? (size_t)o.max_windows : avail);
+        if (o.kld_save && (rc = llmq_kld_recorder_new(&kld, m.cfg.vocab, LLMQ_MIN(o.kld_topk, m.cfg.vocab), &err))) goto fail;
+        if (o.kld && nw > 0 && (rc = llmq_kld_load(&kld, o.kld, m.cfg.vocab, ids, n_ids, proto, o.ctx, nw, &err))) goto fail;
         if (o.logits_out && !(first_logits = llmq_malloc((size_t)o.ctx * m.cfg.vocab * sizeof(float), &err))) goto fail;
         cmd_progress pr;
         progress_init(&pr, "perplexity");
         int bos = proto == LLMQ_PPL_LLAMACPP && tok && llmq_tok_add_bos(tok) ? llmq_tok_bos(tok) : -1;
-        rc = llmq_eval_ppl(run, ids, n_ids, o.ctx, proto, o.max_windows, bos, first_logits, NULL, NULL,
-                           progress_cb, &pr, &ppl, &err);
+        rc = llmq_eval_ppl(run, ids, n_ids, o.ctx, proto, o.max_windows, bos, first_logits,
+                           kld ? llmq_kld_window : NULL, kld, progress_cb, &pr, &ppl, &err);
         progress_done(&pr);
         if (rc) goto fail;
         have_ppl = 1;
+        if (o.kld_save && (rc = llmq_kld_save(kld, o.kld_save, ids, n_ids, proto, o.ctx, ppl.windows, &err))) goto fail;
+        if (o.kld && (rc = llmq_kld_result_get(kld, &kr, &err))) goto fail;
         if (o.logits_out && (rc = write_logits(o.logits_out, ids, o.ctx, m.cfg.vocab, first_logits, &err))) goto fail;
         llmq_runner_free(run);
         run = NULL;
@@ -135,7 +162,10 @@ int cmd_verify(int argc, char **argv)
         if ((rc = llmq_tok_encode(tok, o.gen, strlen(o.gen), &p, &np, &err))) goto fail;
         if (np == 0) { free(p); rc = cmd_failf("verify", LLMQ_EUSAGE, "--gen: the prompt encodes to no tokens"); goto out; }
         if (!(gen_ids = llmq_malloc((np + (size_t)o.n) * sizeof(int32_t), &err))) { free(p); goto fail; }
-        if ((rc = llmq_runner_new(&run, &m, (int)np + o.n, pool, &err))) { free(p); goto fail; }
+        if ((rc = llmq_runner_new(&run, &m, (int)np + o.n, pool, &err)) || (rc = llmq_runner_set_act(run, act, &err))) {
+            free(p);
+            goto fail;
+        }
         int eos = llmq_tok_eos(tok) >= 0 ? llmq_tok_eos(tok) : m.cfg.eos_id;
         rc = llmq_generate(run, p, (int)np, o.n, eos, gen_ids, &n_gen, &err);
         free(p);
@@ -147,6 +177,7 @@ int cmd_verify(int argc, char **argv)
     }
     if (o.bench) {
         if ((rc = llmq_runner_new(&run, &m, 512, pool, &err))) goto fail;
+        if ((rc = llmq_runner_set_act(run, act, &err))) goto fail;
         if ((rc = llmq_bench(run, 512, 128, 128, &bench, &err))) goto fail;
     }
 
@@ -158,6 +189,7 @@ int cmd_verify(int argc, char **argv)
         cJSON_AddNumberToObject(j, "params", (double)llmq_model_params(&m));
         cJSON_AddNumberToObject(j, "file_bytes", (double)llmq_model_file_bytes(&m));
         cJSON_AddNumberToObject(j, "threads", o.threads);
+        cJSON_AddStringToObject(j, "act", o.act);
         if (have_ppl) {
             cJSON_AddStringToObject(j, "protocol", llmq_ppl_protocol_name(proto));
             cJSON_AddStringToObject(j, "protocol_desc", llmq_ppl_protocol_desc(proto));
@@ -169,6 +201,15 @@ int cmd_verify(int argc, char **argv)
             cJSON_AddNumberToObject(j, "windows_total", ppl.windows_total);
             cJSON_AddNumberToObject(j, "text_tokens", (double)n_ids);
             cJSON_AddNumberToObject(j, "eval_seconds", ppl.seconds);
+        }
+        if (o.kld) {
+            cJSON_AddNumberToObject(j, "kld_mean", kr.kld_mean);
+            cJSON_AddNumberToObject(j, "kld_p99", kr.kld_p99);
+            cJSON_AddNumberToObject(j, "kld_max", kr.kld_max);
+            cJSON_AddNumberToObject(j, "top1_agree", kr.top1_agree);
+            cJSON_AddNumberToObject(j, "ppl_base", kr.ppl_base);
+            cJSON_AddNumberToObject(j, "ppl_ratio", ppl.ppl / kr.ppl_base);
+            cJSON_AddNumberToObject(j, "kld_topk", kr.topk);
         }
         if (gen_ids) {
             cJSON *a = cJSON_AddArrayToObject(j, "gen_ids");
@@ -191,6 +232,9 @@ int cmd_verify(int argc, char **argv)
             printf("perplexity %.4f  (ctx %d, %d of %d windows, %" PRId64 " tokens scored, %.1fs)\n", ppl.ppl, o.ctx,
                    ppl.windows, ppl.windows_total, ppl.scored, ppl.seconds);
         }
+        if (o.kld)
+            printf("kld        mean %.6f, p99 %.6f, max %.4f; top-1 agreement %.4f; ppl ratio %.5f (base %.4f; top-%d bins)\n",
+                   kr.kld_mean, kr.kld_p99, kr.kld_max, kr.top1_agree, ppl.ppl / kr.ppl_base, kr.ppl_base, kr.topk);
         if (gen_ids) {
             printf("gen_ids   ");
             for (int i = 0; i < n_gen; i++) printf(" %d", gen_ids[i]);
@@ -207,6 +251,7 @@ fail:
     rc = cmd_fail("verify", &err);
 out:
     llmq_runner_free(run);
+    llmq_kld_free(kld);
     llmq_pool_free(pool);
     llmq_tok_free(tok);
     free(ids); free(gen_ids); free(gen_text); free(first_logits); free(dir);

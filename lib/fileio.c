@@ -97,6 +97,26 @@ int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err)
     return LLMQ_OK;
 }
 
+int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_err *err)
+{
+    size_t n;
+    int rc = llmq_read_file(path, out, &n, err);
+    if (rc || keep_cr) { if (!rc && len) *len = n; return rc; }
+    char *s = *out;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\r') {
+            s[k++] = '\n';
+            if (i + 1 < n && s[i + 1] == '\n') i++;
+        } else {
+            s[k++] = s[i];
+        }
+    }
+    s[k] = 0;
+    if (len) *len = k;
+    return LLMQ_OK;
+}
+
 char *llmq_path_join(const char *dir, const char *name, llmq_err *err)
 {
     size_t a = strlen(dir), b = strlen(name);

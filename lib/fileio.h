@@ -20,6 +20,11 @@ void llmq_map_close(llmq_map *m);
 /* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
 int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err);
 
+/* Read a text file the way Python's text mode does (universal newlines):
+ * "\r\n" and lone "\r" become "\n".  Transformers pipelines read text so,
+ * and the shared references were tokenized so.  keep_cr: bytes as they are. */
+int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_err *err);
+
 /* Atomic output: bytes go to a temp file beside path; commit fsyncs, renames
  * over path and fsyncs the directory, so readers see the old file or the
  * whole new one, never half.  abort removes the temp file.  path "-" writes

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include "model.h"
 #include "fileio.h"
+#include "../formats/packed.h"
 
 /* Remember a buffer the loader allocated; close frees it. On failure p is
  * freed here so callers need no cleanup. */
@@ -108,6 +109,31 @@ static int load_matrix(llmq_model *m, const char *name, int64_t rows, int64_t co
     return LLMQ_OK;
 }
 
+/* A linear layer: packed (listed in the llmq metadata) or float. */
+static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t cols, llmq_wmat *w, llmq_err *err)
+{
+    char name[300];
+    int rc, found = 0;
+    if (m->packed_meta) {
+        if ((rc = llmq_packed_linear(&m->ckpt, m->packed_meta, prefix, rows, cols, w, &found, err))) return rc;
+        if (found) {
+            /* the kernels read scales as float / f16: copy if the file left them unaligned */
+            size_t sz = w->type == LLMQ_W_Q8 ? 4 : w->type == LLMQ_W_Q4 ? 2 : 1;
+            if ((uintptr_t)w->scales % sz) {
+                uint64_t n = w->type == LLMQ_W_Q8 ? (uint64_t)rows : (uint64_t)rows * (uint64_t)(cols / w->group);
+                void *p = llmq_alloc_aligned(n * sz, err);
+                if (!p) return err->code;
+                memcpy(p, w->scales, n * sz);
+                if ((rc = own(m, p, err))) return rc;
+                w->scales = p;
+            }
+            return llmq_wmat_check(w, prefix, err);
+        }
+    }
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    return load_matrix(m, name, rows, cols, w, err);
+}
+
 /* A vector of n floats converted to an owned fp32 copy; NULL if absent and
  * !required. */
 static int load_vector(llmq_model *m, const char *name, int64_t n, int required, float **out, llmq_err *err)
@@ -158,6 +184,8 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     if (!m->path) return err->code;
     if ((rc = llmq_ckpt_open(&m->ckpt, path, err))) { free(m->path); m->path = NULL; return rc; }
     if ((rc = llmq_config_load(&m->cfg, m->ckpt.dir, err))) goto fail_early;
+    if ((rc = llmq_packed_meta(&m->ckpt.shards[0], &m->packed_meta, err))) goto fail_early;
+    if (m->packed_meta && (rc = llmq_packed_check_crc(&m->ckpt, m->packed_meta, err))) goto fail_early;
 
     const llmq_config *c = &m->cfg;
     m->layers = llmq_calloc((size_t)c->n_layers, sizeof(llmq_layer), err);
@@ -187,8 +215,8 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
             { "mlp.down_proj", H, I, &L->w_down },
         };
         for (size_t i = 0; i < LLMQ_ARRAY_LEN(mats); i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mats[i].n);
-            if ((rc = load_matrix(m, name, mats[i].r, mats[i].k, mats[i].w, err))) goto fail;
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, mats[i].n);
+            if ((rc = load_linear(m, name, mats[i].r, mats[i].k, mats[i].w, err))) goto fail;
         }
         struct { const char *n; int64_t len; int want; float **v; const char *flag; } vecs[] = {
             { "self_attn.q_proj.bias", qd, c->qkv_bias, &L->bq, "attention_bias" },
@@ -208,13 +236,22 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if ((rc = load_vector(m, name, H, 1, &L->mlp_norm, err))) goto fail;
     }
-    const char *dt = m->layers[0].wq.type == LLMQ_W_F32 ? "f32" : m->layers[0].wq.type == LLMQ_W_BF16 ? "bf16" : "f16";
-    snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s", dt);
+    const llmq_wmat *w0 = &m->layers[0].wq;
+    if (w0->type == LLMQ_W_F32 || w0->type == LLMQ_W_BF16 || w0->type == LLMQ_W_F16) {
+        snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s",
+                 w0->type == LLMQ_W_F32 ? "f32" : w0->type == LLMQ_W_BF16 ? "bf16" : "f16");
+    } else {
+        const cJSON *lin = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m->packed_meta, "linears"),
+                                                            "model.layers.0.self_attn.q_proj");
+        const cJSON *sn = cJSON_GetObjectItemCaseSensitive(lin, "scheme");
+        snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s", cJSON_IsString(sn) ? sn->valuestring : "packed");
+    }
     return LLMQ_OK;
 fail:
     llmq_model_close(m);
     return rc;
 fail_early:
+    cJSON_Delete(m->packed_meta);
     llmq_ckpt_close(&m->ckpt);
     free(m->path);
     memset(m, 0, sizeof *m);

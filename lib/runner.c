@@ -12,7 +12,9 @@ struct llmq_runner {
     const llmq_model *m;
     llmq_pool *pool;
     int max_ctx;
-    int act_mode;
+    llmq_act_mode act_mode;
+    int8_t *xq;      /* (max_ctx, max linear input) int8 activations */
+    float *xscale;   /* (max_ctx) their per-token scales */
     llmq_observer obs;
     void *obs_ctx;
     /* activations for up to max_ctx tokens */
@@ -34,7 +36,23 @@ int llmq_runner_max_ctx(const llmq_runner *r) { return r->max_ctx; }
 const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
 
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
-void llmq_runner_set_act(llmq_runner *r, int act_mode) { r->act_mode = act_mode; }
+int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
+{
+    if (mode == LLMQ_ACT_INT8) {
+        const llmq_model *m = r->m;
+        if (m->layers[0].wq.type != LLMQ_W_Q8)
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: int8 activations need int8 weights (llmq pack --format int8), this model has %s",
+                               m->path, m->weights_dtype);
+        if (!r->xq) {
+            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            r->xq = llmq_alloc_aligned((size_t)r->max_ctx * cols, err);
+            r->xscale = r->xq ? llmq_alloc_aligned((size_t)r->max_ctx * sizeof(float), err) : NULL;
+            if (!r->xscale) return err->code;
+        }
+    }
+    r->act_mode = mode;
+    return LLMQ_OK;
+}
 
 void llmq_runner_free(llmq_runner *r)
 {
@@ -42,6 +60,8 @@ void llmq_runner_free(llmq_runner *r)
     float *bufs[] = { r->x, r->xn, r->q, r->k, r->v, r->att, r->hb, r->hb2, r->scores,
                       r->key_cache, r->value_cache, r->rope_cos, r->rope_sin };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    free(r->xq);
+    free(r->xscale);
     free(r);
 }
 
@@ -119,8 +139,18 @@ static void rope(float *v, int d, const float *cs, const float *sn)
 
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
 {
-    if (n == 1) llmq_matvec(r->pool, W, X, Y);
-    else llmq_matmul(r->pool, W, X, n, Y);
+    if (r->act_mode == LLMQ_ACT_INT8 && W->type == LLMQ_W_Q8) {
+        /* W8A8: each token's activations quantized on the fly (per-token
+         * absmax, SmoothQuant's dynamic per-token scheme) */
+        for (int t = 0; t < n; t++)
+            llmq_quantize_act_i8(X + (size_t)t * W->cols, W->cols, r->xq + (size_t)t * W->cols, &r->xscale[t]);
+        if (n == 1) llmq_matvec_a8(r->pool, W, r->xq, r->xscale[0], Y);
+        else llmq_matmul_a8(r->pool, W, r->xq, r->xscale, n, Y);
+    } else if (n == 1) {
+        llmq_matvec(r->pool, W, X, Y);
+    } else {
+        llmq_matmul(r->pool, W, X, n, Y);
+    }
     if (bias)
         for (int t = 0; t < n; t++)
             for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];

@@ -42,9 +42,15 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
 /* Install an observer called with every linear input (NULL to remove). */
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
 
-/* Activation quantization of linear inputs (W8A8 emulation and kernels):
- * 0 = fp32; others are defined by the quantized runner. */
-void llmq_runner_set_act(llmq_runner *r, int act_mode);
+/* How linear inputs are fed to int8 weights (LLMQ_W_Q8). */
+typedef enum {
+    LLMQ_ACT_FP = 0,      /* fp32 activations: weight-only quantization (W8A16) */
+    LLMQ_ACT_INT8         /* per-token dynamic symmetric int8, int8 x int8 -> int32 (W8A8) */
+} llmq_act_mode;
+
+/* Set the activation mode.  Errors: LLMQ_EUSAGE when a mode needs int8
+ * weights the model lacks. */
+int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err);
 
 int llmq_runner_max_ctx(const llmq_runner *r);
 const llmq_model *llmq_runner_model(const llmq_runner *r);

@@ -49,8 +49,6 @@ check() {
     if "$@"; then ok; else not_ok "$d"; fi
 }
 
-# json_num KEY FILE: a number field of a one-object JSON file
-json_num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9][0-9.eE+-]*\\).*/\\1/p" "$2" | head -n 1; }
 
 finish() {
     echo "$T_PASS passed, $T_FAIL failed"

@@ -17,13 +17,13 @@ struct test_case { const char *name; test_fn fn; };
 extern struct test_case test_cases[512];
 extern int test_count, test_failed_now;
 
-#define TEST(name)                                                         \
-    static void name(void);                                                \
-    __attribute__((constructor)) static void reg_##name(void) {            \
-        test_cases[test_count].name = #name;                               \
-        test_cases[test_count++].fn = name;                                \
+#define TEST(tname_)                                                       \
+    static void tname_(void);                                              \
+    __attribute__((constructor)) static void reg_##tname_(void) {          \
+        test_cases[test_count].name = #tname_;                             \
+        test_cases[test_count++].fn = tname_;                              \
     }                                                                      \
-    static void name(void)
+    static void tname_(void)
 
 #define CHECK(cond) do { if (!(cond)) {                                    \
         fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \

@@ -6,11 +6,11 @@ TC=build/tools/tcheck
 
 expect_out '^ok ' llmq verify $M
 expect_out '^ok ' llmq verify $M/model.safetensors
-expect_out '"arch": "Qwen2ForCausalLM"' llmq verify $M --json
+expect_out '"arch":"Qwen2ForCausalLM"' llmq verify $M --json
 expect_out 'perplexity [0-9.]+' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
 expect_out 'protocol   llamacpp' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --protocol llamacpp
-expect_out '"scored_tokens": 255' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --protocol llamacpp --json
-expect_out '"scored_tokens": 1022' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --json
+expect_out '"scored_tokens":255' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --protocol llamacpp --json
+expect_out '"scored_tokens":1022' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --json
 expect_out '"perplexity"' llmq verify $M --text README.md --ctx 64 --max-windows 2 --json
 expect_out '"decode_tok_s"' llmq verify $M --bench --json
 # stdin text

@@ -1,0 +1,94 @@
+/* pack.c - `llmq pack`: round-to-nearest quantization into a packed model directory. */
+#include <stdio.h>
+#include "common.h"
+#include "../lib/model.h"
+#include "../formats/packed.h"
+
+static struct {
+    const char *out, *format, *skip, *mx_scale;
+    int group, sym, json;
+} o;
+
+static opt_def pack_opts[] = {
+    { "output", OPT_STRING, &o.out, "DIR", "write the packed model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    { "format", OPT_CHOICE, &o.format, NULL, "weight format (default int4)", "int8|int4|mxint8", 0, 0, NULL, 0 },
+    { "group", OPT_INT, &o.group, "N", "int4 group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
+    { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0 },
+    { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "mxint8 shared scale rule (default ocp)", "ocp|ceil", 0, 0, NULL, 0 },
+    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0 },
+    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+};
+
+static const cmd_spec pack_spec = {
+    "pack", "MODEL -o DIR [--format int8|int4|mxint8] [options]",
+    "Quantize every linear layer of MODEL by round-to-nearest and write a packed model\n"
+    "directory (model.safetensors with llmq metadata, config.json, tokenizer files)\n"
+    "that llmq verify runs directly.  Norms, biases, embeddings and the LM head stay float.",
+    "Formats: int8 = per-output-channel symmetric; int4 = group-wise along the input\n"
+    "dimension, asymmetric with zero points unless --sym; mxint8 = OCP Microscaling\n"
+    "MXINT8, blocks of 32 with an E8M0 shared scale.  See llmq-packed(5).",
+    pack_opts, 1, 1,
+};
+
+/* The command line as one string, recorded in the file. */
+char *command_line(const char *cmd, int argc, char **argv)
+{
+    size_t n = strlen(cmd) + 8;
+    for (int i = 1; i < argc; i++) n += strlen(argv[i]) + 3;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    size_t k = (size_t)snprintf(s, n, "llmq %s", cmd);
+    for (int i = 1; i < argc; i++) k += (size_t)snprintf(s + k, n - k, strchr(argv[i], ' ') ? " '%s'" : " %s", argv[i]);
+    return s;
+}
+
+int cmd_pack(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.format = "int4";
+    o.group = 128;
+    o.mx_scale = "ocp";
+    char *args[1];
+    int na, rc = opts_parse(&pack_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if (!o.out) return cmd_failf("pack", LLMQ_EUSAGE, "missing -o DIR");
+    if (o.group != 32 && o.group != 64 && o.group != 128)
+        return cmd_failf("pack", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
+    llmq_pack_opts po;
+    memset(&po, 0, sizeof po);
+    if (!strcmp(o.format, "int8")) po.scheme.format = LLMQ_PACK_INT8;
+    else if (!strcmp(o.format, "int4")) po.scheme.format = LLMQ_PACK_INT4;
+    else po.scheme.format = LLMQ_PACK_MXINT8;
+    po.scheme.group = po.scheme.format == LLMQ_PACK_INT4 ? o.group : po.scheme.format == LLMQ_PACK_MXINT8 ? 32 : 0;
+    po.scheme.sym = o.sym;
+    po.scheme.mx_rule = strcmp(o.mx_scale, "ceil") ? LLMQ_MX_SCALE_OCP : LLMQ_MX_SCALE_CEIL;
+    po.skip = o.skip;
+    char *cl = command_line("pack", argc, argv);
+    po.command = cl;
+
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    double t0 = llmq_now();
+    if ((rc = llmq_model_open(&m, args[0], &err))) { free(cl); return cmd_fail("pack", &err); }
+    llmq_pack_stats st;
+    rc = llmq_pack_model(&m, &po, o.out, &st, &err);
+    if (rc) rc = cmd_fail("pack", &err);
+    else if (o.json) {
+        char scheme[32];
+        llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", args[0]);
+        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON_AddStringToObject(j, "scheme", scheme);
+        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
+        cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
+        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+        json_emit(j);
+    }
+    llmq_model_close(&m);
+    free(cl);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * packed.h - llmq's packed model files: a safetensors container whose
+ * __metadata__ records the scheme of every quantized linear, the source
+ * model's digest, the command that made it and a crc32 of every tensor.
+ * The layout is documented byte for byte in man/llmq-packed.5.
+ */
+#ifndef LLMQ_PACKED_H
+#define LLMQ_PACKED_H
+
+#include "../lib/model.h"
+#include "../lib/quant/quant.h"
+
+#define LLMQ_PACKED_VERSION "1"
+
+typedef enum { LLMQ_PACK_INT8 = 0, LLMQ_PACK_INT4, LLMQ_PACK_MXINT8 } llmq_pack_format;
+
+typedef struct {
+    llmq_pack_format format;
+    int group;                 /* INT4 group along the input dimension */
+    int sym;                   /* INT4 symmetric (no zero points) */
+    llmq_mx_rule mx_rule;      /* MXINT8 shared-scale rule */
+} llmq_qscheme;
+
+/* "int8", "int4-g128-asym", "int4-g64-sym", "mxint8", "mxint8-ceil". */
+void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n);
+/* Inverse of llmq_qscheme_name; -1 if s is not a scheme name. */
+int llmq_qscheme_parse(const char *name, llmq_qscheme *s);
+
+/* A hook that supplies transformed fp32 values for a tensor of the source
+ * model (smooth and awq fold scales into weights, clip them): fill out
+ * (nelem floats) and set *provided = 1, or leave *provided = 0 to use the
+ * model's own tensor. */
+typedef int (*llmq_pack_provider)(void *ctx, const char *name, float *out, int64_t nelem,
+                                  int *provided, llmq_err *err);
+
+typedef struct {
+    llmq_qscheme scheme;
+    const char *skip;          /* POSIX extended regex over linear names
+                                  ("model.layers.0.mlp.down_proj"): these stay float */
+    const char *command;       /* the command line, recorded */
+    const cJSON *extra;        /* more to record under llmq.params (borrowed), or NULL */
+    llmq_pack_provider provider;
+    void *provider_ctx;
+} llmq_pack_opts;
+
+typedef struct {
+    int linears_packed, linears_float;
+    uint64_t bytes;            /* tensor bytes written */
+    uint64_t params;           /* parameters of the model */
+    double bits_per_weight;    /* bits of quantized linears per weight (codes+scales+zeros) */
+} llmq_pack_stats;
+
+/* Quantize every linear of m (round to nearest; values from the provider
+ * where it gives them) and write out_dir/ atomically: model.safetensors,
+ * config.json and the tokenizer files.  Refuses an out_dir that is the
+ * model's own directory.  Errors: LLMQ_EUSAGE, LLMQ_EIO, LLMQ_ENONFINITE,
+ * LLMQ_EUNSUPPORTED (a row length the group does not divide). */
+int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *out_dir,
+                    llmq_pack_stats *st, llmq_err *err);
+
+/* SHA-256 over config.json and every tensor's name, dtype, shape and crc32:
+ * identifies a source model without hashing gigabytes twice.  hex: 65 bytes. */
+int llmq_model_digest(const llmq_model *m, char hex[65], llmq_err *err);
+
+/* For model.c: if f is a packed file, parse its metadata into *meta
+ * (owned, cJSON object with "linears" and "crc32"); NULL if f is a plain
+ * checkpoint.  Malformed llmq metadata is LLMQ_EFORMAT. */
+int llmq_packed_meta(const llmq_st_file *f, cJSON **meta, llmq_err *err);
+
+/* Check every tensor's crc32 against the metadata: a mismatch is
+ * LLMQ_EVERIFY naming the tensor; a tensor without a recorded crc32, or a
+ * recorded tensor that is missing, is LLMQ_EFORMAT. */
+int llmq_packed_check_crc(const llmq_ckpt *c, const cJSON *meta, llmq_err *err);
+
+/* The quantized view of linear `prefix` (e.g. "model.layers.0.self_attn.q_proj")
+ * of shape [rows, cols] from the packed tensors prefix.qweight/.scales/.zeros;
+ * *found = 0 when the metadata does not list it (it is stored as float). */
+int llmq_packed_linear(const llmq_ckpt *c, const cJSON *meta, const char *prefix, int64_t rows, int64_t cols,
+                       llmq_wmat *w, int *found, llmq_err *err);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * cpu.c - pick the kernel ISA once at run time and dispatch through a table.
+ * The dispatch state below is the library's only mutable global.
+ */
+#include <pthread.h>
+#include <cblas.h>
+#include "kern-int.h"
+
+static struct {
+    pthread_once_t once;
+    llmq_isa hw;            /* best the hardware has */
+    llmq_isa isa;           /* in use */
+    llmq_ktable table;      /* isa's kernels, NULL slots filled from the oracle */
+} dispatch = { .once = PTHREAD_ONCE_INIT };
+
+static llmq_isa detect_hw(void)
+{
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+          __builtin_cpu_supports("f16c")))
+        return LLMQ_ISA_SCALAR;
+    /* The AVX-512 file is compiled with VNNI and DQ enabled, so the compiler
+     * may use them anywhere in it: require all of them. */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return LLMQ_ISA_AVX512;
+    return LLMQ_ISA_AVX2;
+}
+
+static void fill_table(llmq_isa isa)
+{
+    const llmq_ktable *src = isa == LLMQ_ISA_AVX512 ? &llmq_ktable_avx512
+                           : isa == LLMQ_ISA_AVX2 ? &llmq_ktable_avx2 : &llmq_ktable_ref;
+    const llmq_ktable *ref = &llmq_ktable_ref;
+    llmq_ktable t = *src;
+    for (int i = 0; i < LLMQ_W_COUNT; i++) {
+        if (!t.matvec[i]) t.matvec[i] = ref->matvec[i];
+        if (!t.dequant[i]) t.dequant[i] = ref->dequant[i];
+    }
+    if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
+    dispatch.table = t;
+    dispatch.isa = isa;
+}
+
+static void init_once(void)
+{
+    dispatch.hw = detect_hw();
+    llmq_isa isa = dispatch.hw;
+    const char *env = getenv("LLMQ_ISA");
+    if (env) {
+        llmq_isa cap = isa;
+        if (!strcmp(env, "scalar")) cap = LLMQ_ISA_SCALAR;
+        else if (!strcmp(env, "avx2")) cap = LLMQ_ISA_AVX2;
+        else if (!strcmp(env, "avx512")) cap = LLMQ_ISA_AVX512;
+        /* an unknown value caps nothing: the library cannot report it here;
+         * cmd/ may validate LLMQ_ISA itself */
+        isa = LLMQ_MIN(isa, cap);
+    }
+    fill_table(isa);
+    /* we thread ourselves (matmul.c): OpenBLAS must not spawn its own */
+    openblas_set_num_threads(1);
+}
+
+llmq_isa llmq_cpu_isa(void)
+{
+    pthread_once(&dispatch.once, init_once);
+    return dispatch.isa;
+}
+
+llmq_isa llmq_cpu_isa_max(void)
+{
+    pthread_once(&dispatch.once, init_once);
+    return dispatch.hw;
+}
+
+llmq_isa llmq_cpu_set_isa(llmq_isa isa)
+{
+    pthread_once(&dispatch.once, init_once);
+    llmq_isa prev = dispatch.isa;
+    if ((int)isa < LLMQ_ISA_SCALAR) isa = LLMQ_ISA_SCALAR;
+    fill_table(LLMQ_MIN(isa, dispatch.hw));
+    return prev;
+}
+
+const char *llmq_isa_name(llmq_isa isa)
+{
+    switch (isa) {
+    case LLMQ_ISA_SCALAR: return "scalar";
+    case LLMQ_ISA_AVX2:   return "avx2";
+    case LLMQ_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+const llmq_ktable *llmq_ktable_cur(void)
+{
+    pthread_once(&dispatch.once, init_once);
+    return &dispatch.table;
+}

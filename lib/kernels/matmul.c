@@ -1,0 +1,230 @@
+/*
+ * matmul.c - the threaded entry points of kernels.h: rows are split over the
+ * pool in contiguous ranges and handed to the current ISA's row kernels.
+ * Prefill converts row tiles to f32 in per-thread scratch and multiplies
+ * them with OpenBLAS sgemm (single-threaded: cpu.c sets that once).
+ */
+#include <limits.h>
+#include <math.h>
+#include <cblas.h>
+#include "kern-int.h"
+#include "../quant/blocks.h"
+
+/* Rows per thread are multiples of this, so the 4-row kernels see few tails. */
+#define ROW_ALIGN 16
+/* Below this many weight bytes a matvec runs on the caller alone: waking the
+ * pool costs more than the whole product. */
+#define SMALL_BYTES (128u * 1024u)
+/* Prefill with fewer tokens than this streams the weights once per token
+ * instead of converting them; conversion costs more than it saves. */
+#define MIN_GEMM_TOKENS 3
+/* f32 tile target: 64 rows, fewer for very wide rows (stays in L2). */
+#define TILE_ROWS 64
+#define TILE_BYTES (1u << 20)
+
+uint64_t llmq_wmat_bytes(const llmq_wmat *W)
+{
+    uint64_t r = (uint64_t)W->rows, c = (uint64_t)W->cols, n = r * c;
+    switch (W->type) {
+    case LLMQ_W_F32:  return 4 * n;
+    case LLMQ_W_BF16:
+    case LLMQ_W_F16:  return 2 * n;
+    case LLMQ_W_Q8:   return n + 4 * r;
+    case LLMQ_W_Q4: {
+        uint64_t g = W->group > 0 ? r * (c / (uint64_t)W->group) : 0;
+        return n / 2 + 2 * g + (W->zeros ? g : 0);
+    }
+    case LLMQ_W_MX8:  return n + n / LLMQ_MX8_BLOCK;
+    default:          return 0;
+    }
+}
+
+int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
+{
+    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8" };
+    if (!name) name = "?";
+    if ((unsigned)W->type >= LLMQ_W_COUNT)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': unknown weight type %d", name, (int)W->type);
+    const char *t = tn[W->type];
+    if (W->rows < 1 || W->cols < 1 || W->rows > INT_MAX || W->cols > INT_MAX)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s shape [%" PRId64 ", %" PRId64
+                           "] outside [1, %d]", name, t, W->rows, W->cols, INT_MAX);
+    uint64_t n;
+    if (llmq_mul_ovf_u64((uint64_t)W->rows, (uint64_t)W->cols, &n) || n > (UINT64_MAX >> 3))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': too many elements", name);
+    if (!W->data)
+        return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s matrix without data", name, t);
+    if (W->type >= LLMQ_W_Q8 && !W->scales)
+        return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s matrix without scales", name, t);
+    if (W->type == LLMQ_W_Q4) {
+        if (W->group != 32 && W->group != 64 && W->group != 128)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': q4 group %d is not 32, 64 or 128",
+                               name, W->group);
+        if (W->cols % W->group)
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': q4 cols %" PRId64
+                               " not a multiple of group %d", name, W->cols, W->group);
+    }
+    if (W->type == LLMQ_W_MX8) {
+        if (W->group != LLMQ_MX8_BLOCK)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': mx8 block %d is not %d",
+                               name, W->group, LLMQ_MX8_BLOCK);
+        if (W->cols % LLMQ_MX8_BLOCK)
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': mx8 cols %" PRId64
+                               " not a multiple of %d", name, W->cols, LLMQ_MX8_BLOCK);
+    }
+    return LLMQ_OK;
+}
+
+void llmq_get_row(const llmq_wmat *W, int64_t r, float *out)
+{
+    llmq_ktable_cur()->dequant[W->type](W, r, r + 1, out);
+}
+
+/* ---- matvec ---- */
+
+struct mv_job {
+    llmq_kmv_fn fn;
+    const llmq_wmat *W;
+    const float *x;
+    float *y;
+};
+
+static void mv_worker(void *ctx, int i, int n)
+{
+    struct mv_job *j = ctx;
+    int64_t lo, hi;
+    llmq_split(j->W->rows, i, n, ROW_ALIGN, &lo, &hi);
+    if (lo < hi) j->fn(j->W, lo, hi, j->x, j->y + lo);
+}
+
+void llmq_matvec(llmq_pool *pool, const llmq_wmat *W, const float *x, float *y)
+{
+    struct mv_job j = { llmq_ktable_cur()->matvec[W->type], W, x, y };
+    if (llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    llmq_pool_run(pool, mv_worker, &j);
+}
+
+/* ---- matmul ---- */
+
+struct mm_job {
+    const llmq_ktable *kt;
+    const llmq_wmat *W;
+    const float *X;
+    int64_t n;
+    float *Y;
+};
+
+/* Fallback without scratch: one matvec per token over rows [lo, hi). */
+static void mm_by_rows(const struct mm_job *j, int64_t lo, int64_t hi)
+{
+    const llmq_wmat *W = j->W;
+    llmq_kmv_fn fn = j->kt->matvec[W->type];
+    for (int64_t t = 0; t < j->n; t++)
+        fn(W, lo, hi, j->X + t * W->cols, j->Y + t * W->rows + lo);
+}
+
+static void mm_worker(void *ctx, int i, int nth)
+{
+    struct mm_job *j = ctx;
+    const llmq_wmat *W = j->W;
+    int64_t lo, hi, cols = W->cols;
+    llmq_split(W->rows, i, nth, ROW_ALIGN, &lo, &hi);
+    if (lo >= hi) return;
+    if (j->n < MIN_GEMM_TOKENS) { mm_by_rows(j, lo, hi); return; }
+    if (W->type == LLMQ_W_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(hi - lo), (int)cols,
+                    1.0f, j->X, (int)cols, (const float *)W->data + lo * cols, (int)cols,
+                    0.0f, j->Y + lo, (int)W->rows);
+        return;
+    }
+    int64_t tile = TILE_ROWS;
+    while (tile > 8 && (uint64_t)tile * (uint64_t)cols * 4 > TILE_BYTES) tile /= 2;
+    float *buf = llmq_alloc_aligned((size_t)tile * (size_t)cols * sizeof(float), NULL);
+    if (!buf) { mm_by_rows(j, lo, hi); return; }   /* slower, same result */
+    llmq_kdeq_fn deq = j->kt->dequant[W->type];
+    for (int64_t r = lo; r < hi; r += tile) {
+        int64_t tr = LLMQ_MIN(tile, hi - r);
+        deq(W, r, r + tr, buf);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)cols,
+                    1.0f, j->X, (int)cols, buf, (int)cols, 0.0f, j->Y + r, (int)W->rows);
+    }
+    free(buf);
+}
+
+void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n, float *Y)
+{
+    if (n <= 0) return;
+    if (n == 1) { llmq_matvec(pool, W, X, Y); return; }
+    struct mm_job j = { llmq_ktable_cur(), W, X, n, Y };
+    if (n > INT_MAX) j.n = MIN_GEMM_TOKENS - 1;   /* sgemm takes int sizes */
+    if (j.n != n) {
+        for (int64_t t = 0; t < n; t++) llmq_matvec(pool, W, X + t * W->cols, Y + t * W->rows);
+        return;
+    }
+    llmq_pool_run(pool, mm_worker, &j);
+}
+
+/* ---- W8A8 ---- */
+
+void llmq_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale)
+{
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = amax / 127.0f;
+    *scale = s;
+    float inv = s > 0.0f ? 127.0f / amax : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * inv;
+        /* fmaxf/fminf drop a NaN: no undefined float-to-int conversion */
+        v = fminf(fmaxf(v, -127.0f), 127.0f);
+        q[i] = (int8_t)lrintf(v);
+    }
+}
+
+static int32_t sum_i8(const int8_t *x, int64_t n)
+{
+    int32_t s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+struct a8_job {
+    llmq_kmva8_fn fn;
+    const llmq_wmat *W;
+    const int8_t *Xq;
+    const float *xs;
+    int64_t n;
+    float *Y;
+};
+
+static void a8_worker(void *ctx, int i, int nth)
+{
+    struct a8_job *j = ctx;
+    const llmq_wmat *W = j->W;
+    int64_t lo, hi, cols = W->cols;
+    llmq_split(W->rows, i, nth, ROW_ALIGN, &lo, &hi);
+    /* a tile of int8 rows stays in L2 while every token passes over it */
+    int64_t tile = j->n == 1 ? hi - lo : LLMQ_MAX(4, (int64_t)(512 * 1024) / cols);
+    for (int64_t r = lo; r < hi; r += tile) {
+        int64_t tr = LLMQ_MIN(tile, hi - r);
+        for (int64_t t = 0; t < j->n; t++) {
+            const int8_t *xq = j->Xq + t * cols;
+            j->fn(W, r, r + tr, xq, j->xs[t], sum_i8(xq, cols), j->Y + t * W->rows + r);
+        }
+    }
+}
+
+void llmq_matmul_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
+                    int64_t n, float *Y)
+{
+    if (n <= 0) return;
+    const llmq_ktable *kt = W->cols > LLMQ_A8_MAX_COLS ? &llmq_ktable_ref : llmq_ktable_cur();
+    struct a8_job j = { kt->matvec_a8, W, Xq, xscales, n, Y };
+    if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    llmq_pool_run(pool, a8_worker, &j);
+}
+
+void llmq_matvec_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, float xscale, float *y)
+{
+    llmq_matmul_a8(pool, W, xq, &xscale, 1, y);
+}

@@ -1,0 +1,318 @@
+/*
+ * q_avx2.c - AVX2 + FMA + F16C kernels, the fallback for CPUs without
+ * AVX-512.  Tested against q_ref.c by tests/unit/t-kernels.c.
+ *
+ * Decode (matvec) is memory-bound: each kernel walks 4 rows at once so x is
+ * loaded once per 4 rows, with two accumulators per row to hide FMA latency.
+ */
+#include <immintrin.h>
+#include "kern-int.h"
+#include "../quant/blocks.h"
+
+#define INLINE static inline __attribute__((always_inline))
+/* Software prefetch of the next 4-row block, as far ahead as one block:
+ * the rows are short streams (a few KB) that the hardware prefetcher picks
+ * up too late; with this, decode overlaps compute with DRAM reads. */
+#define PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+INLINE float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 weights as f32, and one weight as f32 (row tails) */
+INLINE __m256 ld_f32(const void *p, int64_t j) { return _mm256_loadu_ps((const float *)p + j); }
+INLINE float el_f32(const void *p, int64_t j) { return ((const float *)p)[j]; }
+/* bf16 -> f32 is exact: the bf16 bits are the top half of the f32 */
+INLINE __m256 ld_bf16(const void *p, int64_t j) {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + j));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+INLINE float el_bf16(const void *p, int64_t j) { return llmq_bf16_to_f32(((const uint16_t *)p)[j]); }
+INLINE __m256 ld_f16(const void *p, int64_t j) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + j)));
+}
+INLINE float el_f16(const void *p, int64_t j) { return _cvtsh_ss(((const uint16_t *)p)[j]); }
+INLINE __m256 ld_i8(const void *p, int64_t j) {
+    __m128i b = _mm_loadl_epi64((const __m128i *)((const int8_t *)p + j));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+}
+INLINE float el_i8(const void *p, int64_t j) { return (float)((const int8_t *)p)[j]; }
+
+/* Rows [r0, r1) of a matrix of ESZ-byte elements read by LD / EL; each row
+ * sum is multiplied by SCALE(r) (1 for float types). */
+#define MV_DENSE(NAME, ESZ, LD, EL, SCALE)                                         \
+static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
+{                                                                                  \
+    const char *base = W->data;                                                    \
+    const int64_t cols = W->cols, stride = cols * (ESZ);                           \
+    const int64_t c16 = cols & ~(int64_t)15, c8 = cols & ~(int64_t)7;              \
+    int64_t r = r0;                                                                \
+    for (; r + 4 <= r1; r += 4) {                                                  \
+        const char *w0 = base + r * stride, *w1 = w0 + stride;                     \
+        const char *w2 = w1 + stride, *w3 = w2 + stride;                           \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                \
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                 \
+        int64_t j = 0;                                                             \
+        for (; j < c16; j += 16) {                                                 \
+            __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x + j + 8);   \
+            PF(w0 + 4 * stride + j * (ESZ)); PF(w1 + 4 * stride + j * (ESZ));     \
+            PF(w2 + 4 * stride + j * (ESZ)); PF(w3 + 4 * stride + j * (ESZ));     \
+            a0 = _mm256_fmadd_ps(LD(w0, j), xa, a0);                               \
+            a1 = _mm256_fmadd_ps(LD(w1, j), xa, a1);                               \
+            a2 = _mm256_fmadd_ps(LD(w2, j), xa, a2);                               \
+            a3 = _mm256_fmadd_ps(LD(w3, j), xa, a3);                               \
+            b0 = _mm256_fmadd_ps(LD(w0, j + 8), xb, b0);                           \
+            b1 = _mm256_fmadd_ps(LD(w1, j + 8), xb, b1);                           \
+            b2 = _mm256_fmadd_ps(LD(w2, j + 8), xb, b2);                           \
+            b3 = _mm256_fmadd_ps(LD(w3, j + 8), xb, b3);                           \
+        }                                                                          \
+        if (j < c8) {                                                              \
+            __m256 xa = _mm256_loadu_ps(x + j);                                    \
+            a0 = _mm256_fmadd_ps(LD(w0, j), xa, a0);                               \
+            a1 = _mm256_fmadd_ps(LD(w1, j), xa, a1);                               \
+            a2 = _mm256_fmadd_ps(LD(w2, j), xa, a2);                               \
+            a3 = _mm256_fmadd_ps(LD(w3, j), xa, a3);                               \
+            j += 8;                                                                \
+        }                                                                          \
+        float t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                      \
+        for (; j < cols; j++) {                                                    \
+            t0 += EL(w0, j) * x[j]; t1 += EL(w1, j) * x[j];                        \
+            t2 += EL(w2, j) * x[j]; t3 += EL(w3, j) * x[j];                        \
+        }                                                                          \
+        y[r - r0 + 0] = (hsum(_mm256_add_ps(a0, b0)) + t0) * SCALE(r + 0);         \
+        y[r - r0 + 1] = (hsum(_mm256_add_ps(a1, b1)) + t1) * SCALE(r + 1);         \
+        y[r - r0 + 2] = (hsum(_mm256_add_ps(a2, b2)) + t2) * SCALE(r + 2);         \
+        y[r - r0 + 3] = (hsum(_mm256_add_ps(a3, b3)) + t3) * SCALE(r + 3);         \
+    }                                                                              \
+    for (; r < r1; r++) {                                                          \
+        const char *w0 = base + r * stride;                                        \
+        __m256 a0 = _mm256_setzero_ps(), b0 = a0;                                  \
+        int64_t j = 0;                                                             \
+        for (; j < c16; j += 16) {                                                 \
+            a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0);           \
+            b0 = _mm256_fmadd_ps(LD(w0, j + 8), _mm256_loadu_ps(x + j + 8), b0);   \
+        }                                                                          \
+        if (j < c8) { a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0); j += 8; } \
+        float t0 = 0;                                                              \
+        for (; j < cols; j++) t0 += EL(w0, j) * x[j];                              \
+        y[r - r0] = (hsum(_mm256_add_ps(a0, b0)) + t0) * SCALE(r);                 \
+    }                                                                              \
+}
+
+#define ONE(r) 1.0f
+#define Q8SCALE(r) (((const float *)W->scales)[r])
+MV_DENSE(mv_f32, 4, ld_f32, el_f32, ONE)
+MV_DENSE(mv_bf16, 2, ld_bf16, el_bf16, ONE)
+MV_DENSE(mv_f16, 2, ld_f16, el_f16, ONE)
+MV_DENSE(mv_q8, 1, ld_i8, el_i8, Q8SCALE)
+
+/* Dense types to f32 rows, for the prefill tiles. */
+#define DQ_DENSE(NAME, ESZ, LD, EL, SCALE)                                         \
+static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)           \
+{                                                                                  \
+    const int64_t cols = W->cols, c8 = cols & ~(int64_t)7;                         \
+    for (int64_t r = r0; r < r1; r++) {                                            \
+        const char *w = (const char *)W->data + r * cols * (ESZ);                  \
+        float *o = out + (r - r0) * cols;                                          \
+        const float sc = SCALE(r);                                                 \
+        __m256 s = _mm256_set1_ps(sc);                                             \
+        int64_t j = 0;                                                             \
+        for (; j < c8; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(LD(w, j), s)); \
+        for (; j < cols; j++) o[j] = EL(w, j) * sc;                                \
+    }                                                                              \
+}
+DQ_DENSE(dq_bf16, 2, ld_bf16, el_bf16, ONE)
+DQ_DENSE(dq_f16, 2, ld_f16, el_f16, ONE)
+DQ_DENSE(dq_q8, 1, ld_i8, el_i8, Q8SCALE)
+
+/* ---- Q4 ----
+ *
+ * 8 code bytes widen to 8 dwords; the low nibbles are the even elements of
+ * 16 columns and the high nibbles the odd ones, so x is split the same way
+ * once per 16 columns for 4 rows.  q - z is taken in integers (exact), so
+ * a group whose codes sit at the zero point sums to exactly 0 rather than
+ * to the rounding noise of s * (sum q x - z * sum x). */
+
+/* evens and odds of x[0..15] */
+INLINE void split_x16(const float *x, __m256 *xe, __m256 *xo)
+{
+    __m256 xa = _mm256_loadu_ps(x), xb = _mm256_loadu_ps(x + 8);
+    *xe = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(xa, xb, 0x88)), 0xd8));
+    *xo = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(xa, xb, 0xdd)), 0xd8));
+}
+
+INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    const __m256i lo4 = _mm256_set1_epi32(15);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 ga[4], gb[4];
+        __m256i z[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            ga[k] = gb[k] = _mm256_setzero_ps();
+            z[k] = _mm256_set1_epi32(zp ? zp[k * ng + g] : LLMQ_Q4_ZERO_SYM);
+        }
+        for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
+            __m256 xe, xo;
+            split_x16(x + c, &xe, &xo);
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                if (NR == 4) PF(data + (k + 4) * rb + c / 2);
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(data + k * rb + c / 2)));
+                __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, lo4), z[k]);
+                __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(v, 4), z[k]);
+                ga[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), xe, ga[k]);
+                gb[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), xo, gb[k]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_add_ps(ga[k], gb[k]), _mm256_set1_ps(_cvtsh_ss(sc[k * ng + g])), acc[k]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+static void mv_q4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q4_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) q4_rows(W, r, 1, x, y + (r - r0));
+}
+
+/* (q - z) * s is exact in f32, as in the oracle */
+static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
+    const __m256i lo4 = _mm256_set1_epi32(15);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        float *o = out + (r - r0) * cols;
+        for (int64_t g = 0; g < ng; g++) {
+            __m256 s = _mm256_set1_ps(_cvtsh_ss(((const uint16_t *)W->scales)[r * ng + g]));
+            __m256i z = _mm256_set1_epi32(W->zeros ? W->zeros[r * ng + g] : LLMQ_Q4_ZERO_SYM);
+            for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(data + c / 2)));
+                __m256 lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, lo4), z)), s);
+                __m256 hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), z)), s);
+                __m256 u0 = _mm256_unpacklo_ps(lo, hi), u1 = _mm256_unpackhi_ps(lo, hi);
+                _mm256_storeu_ps(o + c, _mm256_permute2f128_ps(u0, u1, 0x20));
+                _mm256_storeu_ps(o + c + 8, _mm256_permute2f128_ps(u0, u1, 0x31));
+            }
+        }
+    }
+}
+
+/* ---- MX8 ---- */
+
+INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const uint8_t *e8 = (const uint8_t *)W->scales + r * nb;
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t c = b * LLMQ_MX8_BLOCK;
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const int8_t *w = data + k * cols;
+            if (NR == 4) PF(w + 4 * cols + c);
+            __m256 p = _mm256_mul_ps(ld_i8(w, c), x0);
+            __m256 q = _mm256_mul_ps(ld_i8(w, c + 8), x1);
+            p = _mm256_fmadd_ps(ld_i8(w, c + 16), x2, p);
+            q = _mm256_fmadd_ps(ld_i8(w, c + 24), x3, q);
+            acc[k] = _mm256_fmadd_ps(_mm256_add_ps(p, q), _mm256_set1_ps(llmq_mx8_code_scale(e8[k * nb + b])), acc[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+static void mv_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) mx8_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) mx8_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *data = (const int8_t *)W->data + r * cols;
+        float *o = out + (r - r0) * cols;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 s = _mm256_set1_ps(llmq_mx8_code_scale(((const uint8_t *)W->scales)[r * nb + b]));
+            for (int64_t c = b * LLMQ_MX8_BLOCK; c < (b + 1) * LLMQ_MX8_BLOCK; c += 8)
+                _mm256_storeu_ps(o + c, _mm256_mul_ps(ld_i8(data, c), s));
+        }
+    }
+}
+
+/* ---- W8A8 ----
+ *
+ * vpmaddubsw multiplies unsigned by signed bytes into saturating int16 pair
+ * sums.  With a = |w| (<= 128) and b = sign(w) * x (|x| <= 127) each pair
+ * is at most 2 * 128 * 127 = 32512 < 32767: no saturation.  vpmaddwd with
+ * ones then widens to int32. */
+INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, float xscale, float *y)
+{
+    const int64_t cols = W->cols;
+    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const float *ws = (const float *)W->scales + r;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_si256();
+    int64_t j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + j));
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            if (NR == 4) PF(data + (k + 4) * cols + j);
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(data + k * cols + j));
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, ones));
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) {
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[k]), _mm256_extracti128_si256(acc[k], 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        int32_t dot = _mm_cvtsi128_si32(s);
+        for (int64_t t = j; t < cols; t++) dot += (int32_t)data[k * cols + t] * xq[t];
+        y[k] = (float)dot * (ws[k] * xscale);
+    }
+}
+
+static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, float xscale, int32_t xsum, float *y)
+{
+    (void)xsum;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) a8_rows(W, r, 4, xq, xscale, y + (r - r0));
+    for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, y + (r - r0));
+}
+
+const llmq_ktable llmq_ktable_avx2 = {
+    .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
+                [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8 },
+    .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
+                 [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
+    .matvec_a8 = mv_a8,
+};

@@ -1,0 +1,361 @@
+/*
+ * q_avx512.c - AVX-512 kernels (F, BW, VL, DQ, VNNI; cpu.c checks all).
+ * Tested against q_ref.c by tests/unit/t-kernels.c.
+ *
+ * Decode (matvec) is memory-bound: each kernel walks 4 rows at once so x is
+ * loaded once per 4 rows, with two accumulators per row to hide FMA latency.
+ */
+#include <immintrin.h>
+#include "kern-int.h"
+#include "../quant/blocks.h"
+
+#define INLINE static inline __attribute__((always_inline))
+/* Software prefetch of the next 4-row block, as far ahead as one block:
+ * the rows are short streams (a few KB) that the hardware prefetcher picks
+ * up too late; with this, decode overlaps compute with DRAM reads. */
+#define PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+
+INLINE float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+INLINE __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1); }
+
+/* 16 weights as f32, full and masked (m: valid lanes) */
+INLINE __m512 ld_f32(const void *p, int64_t j) { return _mm512_loadu_ps((const float *)p + j); }
+INLINE __m512 ldm_f32(const void *p, int64_t j, __mmask16 m) { return _mm512_maskz_loadu_ps(m, (const float *)p + j); }
+/* bf16 -> f32 is exact: the bf16 bits are the top half of the f32 */
+INLINE __m512 ld_bf16(const void *p, int64_t j) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+INLINE __m512 ldm_bf16(const void *p, int64_t j, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+INLINE __m512 ld_f16(const void *p, int64_t j) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j)));
+}
+INLINE __m512 ldm_f16(const void *p, int64_t j, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j));
+}
+INLINE __m512 ld_i8(const void *p, int64_t j) {
+    __m128i b = _mm_loadu_si128((const __m128i *)((const int8_t *)p + j));
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+}
+INLINE __m512 ldm_i8(const void *p, int64_t j, __mmask16 m) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)p + j)));
+}
+
+/* Rows [r0, r1) of a matrix of ESZ-byte elements read by LD / LDM; each row
+ * sum is multiplied by SCALE(r) (1 for float types). */
+#define MV_DENSE(NAME, ESZ, LD, LDM, SCALE)                                        \
+static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
+{                                                                                  \
+    const char *base = W->data;                                                    \
+    const int64_t cols = W->cols, stride = cols * (ESZ);                           \
+    const int64_t c32 = cols & ~(int64_t)31, c16 = cols & ~(int64_t)15;            \
+    const __mmask16 tm = tail_mask(cols - c16);                                    \
+    int64_t r = r0;                                                                \
+    for (; r + 4 <= r1; r += 4) {                                                  \
+        const char *w0 = base + r * stride, *w1 = w0 + stride;                     \
+        const char *w2 = w1 + stride, *w3 = w2 + stride;                           \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                \
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                 \
+        int64_t j = 0;                                                             \
+        for (; j < c32; j += 32) {                                                 \
+            __m512 xa = _mm512_loadu_ps(x + j), xb = _mm512_loadu_ps(x + j + 16);  \
+            PF(w0 + 4 * stride + j * (ESZ)); PF(w1 + 4 * stride + j * (ESZ));     \
+            PF(w2 + 4 * stride + j * (ESZ)); PF(w3 + 4 * stride + j * (ESZ));     \
+            if ((ESZ) == 4) {                                                      \
+                PF(w0 + 4 * stride + j * 4 + 64); PF(w1 + 4 * stride + j * 4 + 64); \
+                PF(w2 + 4 * stride + j * 4 + 64); PF(w3 + 4 * stride + j * 4 + 64); \
+            }                                                                      \
+            a0 = _mm512_fmadd_ps(LD(w0, j), xa, a0);                               \
+            a1 = _mm512_fmadd_ps(LD(w1, j), xa, a1);                               \
+            a2 = _mm512_fmadd_ps(LD(w2, j), xa, a2);                               \
+            a3 = _mm512_fmadd_ps(LD(w3, j), xa, a3);                               \
+            b0 = _mm512_fmadd_ps(LD(w0, j + 16), xb, b0);                          \
+            b1 = _mm512_fmadd_ps(LD(w1, j + 16), xb, b1);                          \
+            b2 = _mm512_fmadd_ps(LD(w2, j + 16), xb, b2);                          \
+            b3 = _mm512_fmadd_ps(LD(w3, j + 16), xb, b3);                          \
+        }                                                                          \
+        if (j < c16) {                                                             \
+            __m512 xa = _mm512_loadu_ps(x + j);                                    \
+            a0 = _mm512_fmadd_ps(LD(w0, j), xa, a0);                               \
+            a1 = _mm512_fmadd_ps(LD(w1, j), xa, a1);                               \
+            a2 = _mm512_fmadd_ps(LD(w2, j), xa, a2);                               \
+            a3 = _mm512_fmadd_ps(LD(w3, j), xa, a3);                               \
+            j += 16;                                                               \
+        }                                                                          \
+        if (j < cols) {                                                            \
+            __m512 xa = _mm512_maskz_loadu_ps(tm, x + j);                          \
+            b0 = _mm512_fmadd_ps(LDM(w0, j, tm), xa, b0);                          \
+            b1 = _mm512_fmadd_ps(LDM(w1, j, tm), xa, b1);                          \
+            b2 = _mm512_fmadd_ps(LDM(w2, j, tm), xa, b2);                          \
+            b3 = _mm512_fmadd_ps(LDM(w3, j, tm), xa, b3);                          \
+        }                                                                          \
+        y[r - r0 + 0] = hsum(_mm512_add_ps(a0, b0)) * SCALE(r + 0);                \
+        y[r - r0 + 1] = hsum(_mm512_add_ps(a1, b1)) * SCALE(r + 1);                \
+        y[r - r0 + 2] = hsum(_mm512_add_ps(a2, b2)) * SCALE(r + 2);                \
+        y[r - r0 + 3] = hsum(_mm512_add_ps(a3, b3)) * SCALE(r + 3);                \
+    }                                                                              \
+    for (; r < r1; r++) {                                                          \
+        const char *w0 = base + r * stride;                                        \
+        __m512 a0 = _mm512_setzero_ps(), b0 = a0;                                  \
+        int64_t j = 0;                                                             \
+        for (; j < c32; j += 32) {                                                 \
+            a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0);           \
+            b0 = _mm512_fmadd_ps(LD(w0, j + 16), _mm512_loadu_ps(x + j + 16), b0); \
+        }                                                                          \
+        if (j < c16) { a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0); j += 16; } \
+        if (j < cols)                                                              \
+            b0 = _mm512_fmadd_ps(LDM(w0, j, tm), _mm512_maskz_loadu_ps(tm, x + j), b0); \
+        y[r - r0] = hsum(_mm512_add_ps(a0, b0)) * SCALE(r);                        \
+    }                                                                              \
+}
+
+#define ONE(r) 1.0f
+#define Q8SCALE(r) (((const float *)W->scales)[r])
+MV_DENSE(mv_f32, 4, ld_f32, ldm_f32, ONE)
+MV_DENSE(mv_bf16, 2, ld_bf16, ldm_bf16, ONE)
+MV_DENSE(mv_f16, 2, ld_f16, ldm_f16, ONE)
+MV_DENSE(mv_q8, 1, ld_i8, ldm_i8, Q8SCALE)
+
+/* Dense types to f32 rows, for the prefill tiles. */
+#define DQ_DENSE(NAME, ESZ, LD, LDM, SCALE)                                        \
+static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)           \
+{                                                                                  \
+    const int64_t cols = W->cols, c16 = cols & ~(int64_t)15;                       \
+    const __mmask16 tm = tail_mask(cols - c16);                                    \
+    for (int64_t r = r0; r < r1; r++) {                                            \
+        const char *w = (const char *)W->data + r * cols * (ESZ);                  \
+        float *o = out + (r - r0) * cols;                                          \
+        __m512 s = _mm512_set1_ps(SCALE(r));                                       \
+        int64_t j = 0;                                                             \
+        for (; j < c16; j += 16) _mm512_storeu_ps(o + j, _mm512_mul_ps(LD(w, j), s)); \
+        if (j < cols) _mm512_mask_storeu_ps(o + j, tm, _mm512_mul_ps(LDM(w, j, tm), s)); \
+    }                                                                              \
+}
+DQ_DENSE(dq_bf16, 2, ld_bf16, ldm_bf16, ONE)
+DQ_DENSE(dq_f16, 2, ld_f16, ldm_f16, ONE)
+DQ_DENSE(dq_q8, 1, ld_i8, ldm_i8, Q8SCALE)
+
+/* ---- Q4: a 16-entry table per (row, group) ----
+ *
+ * vpermps reads only the low 4 bits of each index, so a dword holding one
+ * code byte indexes table[q] = (q - z) * s directly with its low nibble, and
+ * with its high nibble after a shift.  Each table entry is exact (fmsub of
+ * exact products), so the weights are the oracle's bit for bit.  Bytes give
+ * the even elements (low nibbles) and odd elements (high nibbles) of 32
+ * columns: x is split the same way, once per group for 4 rows. */
+
+/* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]. */
+INLINE void q4_group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, float *s, float *zs)
+{
+    __mmask16 m = tail_mask(LLMQ_MIN(n, 16));
+    __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sc));
+    __m512 zv = zp ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zp)))
+                   : _mm512_set1_ps((float)LLMQ_Q4_ZERO_SYM);
+    _mm512_storeu_ps(s, sv);
+    _mm512_storeu_ps(zs, _mm512_mul_ps(zv, sv));
+}
+
+INLINE __m512 q4_table(float s, float zs)
+{
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_fmsub_ps(iota, _mm512_set1_ps(s), _mm512_set1_ps(zs));
+}
+
+/* NR rows (1 or 4) from row r: acc[k] += W[r + k] . x */
+INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    __m512 a[4], b[4];
+    float s[4][16], zs[4][16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) a[k] = b[k] = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++)
+            q4_group_terms(sc + k * ng + g0, zp ? zp + k * ng + g0 : NULL, ng - g0, s[k], zs[k]);
+        for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
+            __m512 t[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g - g0], zs[k][g - g0]);
+            for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
+                __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
+                __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
+#pragma GCC unroll 4
+                for (int k = 0; k < NR; k++) {
+                    if (NR == 4) PF(data + (k + 4) * rb + c / 2);
+                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + k * rb + c / 2)));
+                    a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
+                    b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]), xo, b[k]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k], b[k]));
+}
+
+static void mv_q4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q4_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) q4_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    float s[16], zs[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+        const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+        float *o = out + (r - r0) * cols;
+        for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+            q4_group_terms(sc + g0, zp ? zp + g0 : NULL, ng - g0, s, zs);
+            for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
+                __m512 t = q4_table(s[g - g0], zs[g - g0]);
+                for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
+                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + c / 2)));
+                    __m512 lo = _mm512_permutexvar_ps(v, t), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
+                    _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(lo, il, hi));
+                    _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(lo, ih, hi));
+                }
+            }
+        }
+    }
+}
+
+/* ---- MX8: int8 codes, one power-of-two factor per 32 ---- */
+
+/* llmq_mx8_code_scale of 16 E8M0 bytes (n valid): 2^(e - 133), exact. */
+INLINE void mx8_block_scales(const uint8_t *e8, int64_t n, float *s)
+{
+    __mmask16 m = tail_mask(LLMQ_MIN(n, 16));
+    __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, e8));
+    __m512i norm = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(6)), 23);
+    __m512i sub = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_add_epi32(e, _mm512_set1_epi32(16)));
+    __m512i bits = _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(e, _mm512_set1_epi32(6)), sub, norm);
+    bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), bits,
+                                   _mm512_set1_epi32(0x7fc00000));
+    _mm512_storeu_ps(s, _mm512_castsi512_ps(bits));
+}
+
+INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const uint8_t *e8 = (const uint8_t *)W->scales + r * nb;
+    __m512 acc[4];
+    float s[4][16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) mx8_block_scales(e8 + k * nb + b0, nb - b0, s[k]);
+        for (int64_t b = b0; b < LLMQ_MIN(nb, b0 + 16); b++) {
+            const int64_t c = b * LLMQ_MX8_BLOCK;
+            __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                if (NR == 4) PF(data + (k + 4) * cols + c);
+                __m512 p = _mm512_mul_ps(ld_i8(data + k * cols, c), xa);
+                p = _mm512_fmadd_ps(ld_i8(data + k * cols, c + 16), xb, p);
+                acc[k] = _mm512_fmadd_ps(p, _mm512_set1_ps(s[k][b - b0]), acc[k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+static void mv_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) mx8_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) mx8_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    float s[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *data = (const int8_t *)W->data + r * cols;
+        float *o = out + (r - r0) * cols;
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            mx8_block_scales((const uint8_t *)W->scales + r * nb + b0, nb - b0, s);
+            for (int64_t b = b0; b < LLMQ_MIN(nb, b0 + 16); b++) {
+                const int64_t c = b * LLMQ_MX8_BLOCK;
+                __m512 sv = _mm512_set1_ps(s[b - b0]);
+                _mm512_storeu_ps(o + c, _mm512_mul_ps(ld_i8(data, c), sv));
+                _mm512_storeu_ps(o + c + 16, _mm512_mul_ps(ld_i8(data, c + 16), sv));
+            }
+        }
+    }
+}
+
+/* ---- W8A8 with VNNI ----
+ *
+ * vpdpbusd multiplies unsigned by signed bytes.  The weights are made
+ * unsigned, w + 128 = w ^ 0x80, so each row sums w.x + 128 * sum(x): the
+ * caller's xsum removes the second term.  Exact in int32 for cols up to
+ * LLMQ_A8_MAX_COLS; padding lanes have x = 0 and add nothing. */
+INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, float xscale, int32_t xsum, float *y)
+{
+    const int64_t cols = W->cols;
+    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const float *ws = (const float *)W->scales + r;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_si512();
+    int64_t j = 0;
+    for (; j + 64 <= cols; j += 64) {
+        __m512i xv = _mm512_loadu_si512(xq + j);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            if (NR == 4) PF(data + (k + 4) * cols + j);
+            __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(data + k * cols + j), bias);
+            acc[k] = _mm512_dpbusd_epi32(acc[k], wv, xv);
+        }
+    }
+    if (j < cols) {
+        __mmask64 m = (__mmask64)-1 >> (64 - (cols - j));
+        __m512i xv = _mm512_maskz_loadu_epi8(m, xq + j);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, data + k * cols + j), bias);
+            acc[k] = _mm512_dpbusd_epi32(acc[k], wv, xv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) {
+        int32_t dot = _mm512_reduce_add_epi32(acc[k]) - 128 * xsum;
+        y[k] = (float)dot * (ws[k] * xscale);
+    }
+}
+
+static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, float xscale, int32_t xsum, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) a8_rows(W, r, 4, xq, xscale, xsum, y + (r - r0));
+    for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, xsum, y + (r - r0));
+}
+
+const llmq_ktable llmq_ktable_avx512 = {
+    .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
+                [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8 },
+    .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
+                 [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
+    .matvec_a8 = mv_a8,
+};

@@ -1,0 +1,102 @@
+/*
+ * quant.h - scalar reference quantizers and dequantizers for the packed
+ * weight types (LLMQ_W_Q8, LLMQ_W_Q4, LLMQ_W_MX8).  Storage is described
+ * byte for byte in blocks.h; a quantized matrix goes straight into an
+ * llmq_wmat for the kernels (lib/kernels/kernels.h).
+ *
+ * Matrix functions check their input and return an llmq_status: a NaN or
+ * Inf gives LLMQ_ENONFINITE naming the tensor, row and column; a shape the
+ * format cannot hold gives LLMQ_EUNSUPPORTED.  Every check runs before the
+ * first output byte is written, so on error the outputs are untouched.
+ * Row functions trust their input (finite, shape already checked); given a
+ * NaN anyway they write some code, never invoke undefined behaviour.
+ *
+ * Every quantizer here bounds the error of a finite input: |w - deq(q(w))|
+ * <= scale / 2 for every element that does not clip, and says when
+ * clipping can happen.
+ */
+#ifndef LLMQ_QUANT_H
+#define LLMQ_QUANT_H
+
+#include "blocks.h"
+
+/* LLMQ_ENONFINITE naming tensor 'name' and the first NaN/Inf's row and
+ * column, or LLMQ_OK.  w: [rows][cols]. */
+int llmq_quant_check_finite(const float *w, int64_t rows, int64_t cols, const char *name, llmq_err *err);
+
+/* ---- INT8, per output channel, symmetric ---- */
+
+/* codes[rows][cols], scales[rows]: s_r = max|w_r| / 127, rounded up to the
+ * next float so no code exceeds 127; codes = round(w / s_r) (ties to even).
+ * An all-zero row gets s = 0 and codes 0.  Never clips, except by less than
+ * one ulp of s for |w| within ulps of FLT_MAX, where rounding s up would
+ * make 127 * s overflow. */
+int llmq_q8_quantize(const float *w, int64_t rows, int64_t cols, int8_t *codes, float *scales,
+                     const char *name, llmq_err *err);
+void llmq_q8_quantize_row(const float *w, int64_t cols, int8_t *codes, float *scale);
+/* out[cols] = codes * scale (the kernels' values exactly). */
+void llmq_q8_dequantize_row(const int8_t *codes, float scale, int64_t cols, float *out);
+
+/* ---- INT4, group-wise along cols ---- */
+
+/* Asymmetric (sym = 0; GPTQ's convention, Frantar et al. 2022, quant.py):
+ * the group's range is widened to include 0, [mn, mx] = [min(0, min w),
+ * max(0, max w)], so the zero point needs no clamping; s = (mx - mn) / 15
+ * rounded UP to an f16, z = round(-mn / s) in [0, 15],
+ * q = clamp(round(w / s) + z, 0, 15), value (q - z) * s.
+ * Symmetric (sym = 1, zeros NULL): s = max|w| / 7 rounded up to an f16,
+ * q = round(w / s) + 8 in [1, 15] (code 0, i.e. -8, is never written, so the
+ * grid is symmetric), value (q - 8) * s.
+ * Rounding s up keeps every code in range: error <= s / 2 for all elements.
+ * f16 limits: s below the smallest f16 subnormal (2^-24) rounds up to it
+ * (tiny groups keep their sign and rough size rather than becoming 0);
+ * s above 65504 is clamped to 65504: the asymmetric zero point is then
+ * placed at 0's proportional position in [mn, mx] (15 * -mn / (mx - mn))
+ * and elements outside what 16 codes of 65504 cover clip at both ends.  An all-zero group gets s = 0, z = 0, codes 0.
+ *
+ * clip (NULL = none): clip[r * (cols / group) + k] >= 0 is a max |w| for
+ * group k of row r (the range AWQ's clipping search picks:
+ * Lin et al. 2023, llm-awq auto_clip):
+ * elements are clamped to [-clip, clip] before quantization; +Inf allows all.
+ *
+ * codes[rows][cols / 2], scales[rows][cols / group] (f16 bits),
+ * zeros[rows][cols / group] (asymmetric only; NULL when sym).
+ * group must be 32, 64 or 128 and divide cols. */
+int llmq_q4_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
+                     uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err);
+/* One row: codes[cols / 2], scales / zeros / clip [cols / group]. */
+void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
+                          uint8_t *codes, uint16_t *scales, uint8_t *zeros);
+/* zeros NULL = symmetric. */
+void llmq_q4_dequantize_row(const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros,
+                            int64_t cols, int group, float *out);
+/* quantize then dequantize one row (for clip / scale searches): out[cols]. */
+void llmq_q4_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out);
+
+/* ---- MXINT8 (OCP Microscaling Formats v1.0), blocks of 32 ---- */
+
+typedef enum {
+    /* OCP MX v1.0 section 6.3: X = 2^(floor(log2 amax) - emax_elem) with
+     * emax_elem = 0 for MXINT8; elements round(w / X * 64) clamped to
+     * [-127, 127].  Elements in (127.5/64, 2) * X clip to 127 / 64 * X: up to
+     * one integer step of error.  This is the spec's rule. */
+    LLMQ_MX_SCALE_OCP = 0,
+    /* The integer step is 2^ceil(log2(amax / 127)), the smallest power of two
+     * at which nothing clips (error <= step / 2 everywhere), one bit coarser
+     * than OCP for blocks whose amax is in (127, 128] * 2^k.  Discussed as
+     * the remedy for MXINT8 clipping in Chen et al., "INT v.s. FP"
+     * (arXiv:2510.25602, 2025). */
+    LLMQ_MX_SCALE_CEIL = 1
+} llmq_mx_rule;
+
+/* codes[rows][cols], scales[rows][cols / 32] (E8M0), value
+ * 2^(e - 127) * code * 2^-6.  cols must be a multiple of 32.  Exponents
+ * outside E8M0 are clamped: a block with amax < 2^-127 gets e = 0 (coarser,
+ * never clips); under CEIL a block with amax > 127 * 2^121 gets e = 254 and
+ * clips.  An all-zero block gets e = 0 and codes 0. */
+int llmq_mx8_quantize(const float *w, int64_t rows, int64_t cols, llmq_mx_rule rule,
+                      int8_t *codes, uint8_t *scales, const char *name, llmq_err *err);
+void llmq_mx8_quantize_row(const float *w, int64_t cols, llmq_mx_rule rule, int8_t *codes, uint8_t *scales);
+void llmq_mx8_dequantize_row(const int8_t *codes, const uint8_t *scales, int64_t cols, float *out);
+
+#endif

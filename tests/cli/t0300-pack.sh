@@ -1,0 +1,57 @@
+#!/bin/sh
+# llmq pack: every format round-trips through verify; corrupt files are refused.
+. "$(dirname "$0")/../lib.sh"
+M=testdata/tiny-qwen2-gqa
+TC=build/tools/tcheck
+
+for f in int8 int4 mxint8; do
+    expect_code 0 llmq pack $M -o "$TMP/$f" --format $f
+    check "pack $f is quiet on success" test ! -s "$TMP/out"
+    for x in config.json tokenizer.json model.safetensors; do check "$f has $x" test -f "$TMP/$f/$x"; done
+    expect_out '"weights_dtype":"(int8|int4-g128-asym|mxint8)"' llmq verify "$TMP/$f" --json
+    expect_out 'perplexity' llmq verify "$TMP/$f" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+done
+expect_out '"scheme":"int4-g64-sym"' llmq pack $M -o "$TMP/s64" --group 64 --sym --json
+expect_out '"weights_dtype":"int4-g64-sym"' llmq verify "$TMP/s64" --json
+expect_out '"scheme":"mxint8-ceil"' llmq pack $M -o "$TMP/mxc" --format mxint8 --mx-scale ceil --json
+expect_out '"linears_float":4' llmq pack $M -o "$TMP/skip" --skip 'mlp\.down_proj' --json
+expect_out 'perplexity' llmq verify "$TMP/skip" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_out '"bits_per_weight":8\.' llmq pack $M -o "$TMP/q8b" --format int8 --json
+# a second pack replaces the output whole
+expect_code 0 llmq pack $M -o "$TMP/int4" --format int4
+check "no temp files left" sh -c "! ls -a $TMP | grep -q tmp"
+# W8A8 needs int8 weights
+expect_out 'perplexity' llmq verify "$TMP/int8" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_err 2 'int8 activations need int8 weights' llmq verify "$TMP/int4" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+# packing a packed model
+expect_err 5 'already a packed model' llmq pack "$TMP/int4" -o "$TMP/again"
+
+# usage errors
+expect_err 2 'missing -o' llmq pack $M
+expect_code 2 llmq pack $M -o "$TMP/x" --format int3
+expect_code 2 llmq pack $M -o "$TMP/x" --group 48
+expect_code 2 llmq pack $M -o "$TMP/x" --group 256
+expect_err 2 'refusing to overwrite an input' llmq pack $M -o $M
+expect_err 2 'skip' llmq pack $M -o "$TMP/x" --skip '('
+expect_err 3 'nope' llmq pack "$TMP/nope" -o "$TMP/x"
+check "failed packs leave no output" test ! -e "$TMP/x"
+
+# corrupt packed files: one flipped byte is refused with status 8
+cp -r "$TMP/int4" "$TMP/bad"
+$TC poke "$TMP/bad/model.safetensors" model.layers.2.mlp.up_proj.qweight 100 5a
+expect_err 8 "model.layers.2.mlp.up_proj.qweight.*crc32" llmq verify "$TMP/bad"
+cp -r "$TMP/int8" "$TMP/bad8"
+$TC poke "$TMP/bad8/model.safetensors" model.layers.0.self_attn.q_proj.scales 3 3f800000
+expect_err 8 "model.layers.0.self_attn.q_proj.scales.*corrupt" llmq verify "$TMP/bad8"
+cp -r "$TMP/mxint8" "$TMP/badn"
+$TC poke "$TMP/badn/model.safetensors" model.norm.weight 0 3f80
+expect_err 8 "model.norm.weight" llmq verify "$TMP/badn"
+# KLD base checks
+expect_code 0 llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld-save "$TMP/b.kld"
+expect_out '"kld_mean":' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/b.kld" --json
+expect_err 2 'made for context' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --ctx 256 --kld "$TMP/b.kld"
+expect_err 2 'holds 2 windows' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 3 --kld "$TMP/b.kld"
+expect_err 2 'made for protocol' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --protocol llamacpp --kld "$TMP/b.kld"
+expect_err 2 'other tokens' llmq verify "$TMP/int8" --text README.md --ctx 512 --max-windows 1 --kld "$TMP/b.kld"
+expect_err 4 'not an llmq KLD base' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --kld "$TMP/int8/model.safetensors"
+finish

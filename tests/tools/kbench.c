@@ -1,0 +1,200 @@
+/*
+ * kbench - decode (matvec) and prefill (matmul) throughput of every weight
+ * type on every ISA this CPU has, next to a memory read bandwidth probe.
+ *
+ *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--seconds S]
+ *
+ * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
+ * weights come from DRAM as in a real decode step; "hot" repeats one matrix,
+ * which may sit in a large L3.  GB/s counts llmq_wmat_bytes per product.
+ * "%bw" is cold GB/s over a bandwidth probe run just before that row (the
+ * machine may be shared: a neighbour's load moves both alike).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <emmintrin.h>
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+
+#define ARENA_BYTES (1ull << 30)
+
+static uint8_t *arena;
+static int q4_group = 32;
+
+struct probe { const uint64_t *p; uint64_t n; uint64_t sum[64]; };
+
+/* Each thread sums its half of the arena as four interleaved streams
+ * (SSE2, on every x86-64): more streams in flight than one sequential walk,
+ * so this is near the best read rate the machine gives. */
+static void probe_worker(void *ctx, int i, int n)
+{
+    struct probe *pr = ctx;
+    int64_t lo, hi;
+    llmq_split((int64_t)pr->n, i, n, 64, &lo, &hi);
+    int64_t q = (hi - lo) / 4 & ~(int64_t)1;
+    const uint64_t *p = pr->p + lo;
+    __m128i a = _mm_setzero_si128(), b = a, c = a, d = a;
+    for (int64_t k = 0; k < q; k += 2) {
+        a = _mm_add_epi64(a, _mm_load_si128((const __m128i *)(p + k)));
+        b = _mm_add_epi64(b, _mm_load_si128((const __m128i *)(p + q + k)));
+        c = _mm_add_epi64(c, _mm_load_si128((const __m128i *)(p + 2 * q + k)));
+        d = _mm_add_epi64(d, _mm_load_si128((const __m128i *)(p + 3 * q + k)));
+    }
+    a = _mm_add_epi64(_mm_add_epi64(a, b), _mm_add_epi64(c, d));
+    pr->sum[i % 64] = (uint64_t)_mm_cvtsi128_si64(a) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a));
+}
+
+static double probe_bw(llmq_pool *pool, double secs)
+{
+    struct probe pr = { (const uint64_t *)arena, ARENA_BYTES / 8, { 0 } };
+    llmq_pool_run(pool, probe_worker, &pr);   /* warm up page tables */
+    double best = 0, t_end = llmq_now() + secs;
+    do {
+        double t0 = llmq_now();
+        llmq_pool_run(pool, probe_worker, &pr);
+        double gbs = ARENA_BYTES / (llmq_now() - t0) / 1e9;
+        if (gbs > best) best = gbs;
+    } while (llmq_now() < t_end);
+    return best;
+}
+
+/* Matrix number k of type t inside the arena (values are sane: every byte
+ * is 0x30..0x3f, normal floats of either width, moderate codes). */
+static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
+{
+    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, t == LLMQ_W_Q4 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0 };
+    W.zeros = t == LLMQ_W_Q4 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
+    uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
+    uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    uint8_t *p = arena + off;
+    W.data = p;
+    switch (t) {
+    case LLMQ_W_Q8: W.scales = p + n; break;
+    case LLMQ_W_Q4: W.scales = p + n / 2; W.zeros = p + n / 2 + 2 * (n / (uint64_t)q4_group); break;
+    case LLMQ_W_MX8: W.scales = p + n; break;
+    default: break;
+    }
+    return W;
+}
+
+static uint64_t n_copies(llmq_wtype t, int64_t rows, int64_t cols)
+{
+    llmq_wmat W = arena_mat(t, rows, cols, 0);
+    return ARENA_BYTES / ((llmq_wmat_bytes(&W) + 4095) & ~4095ull);
+}
+
+static double bench_matvec(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t cols,
+                           int a8, int cold, double secs, double *us)
+{
+    uint64_t nc = cold ? n_copies(t, rows, cols) : 1, k = 0, iters = 0;
+    float *x = malloc((size_t)cols * 4), *y = malloc((size_t)rows * 4);
+    int8_t *xq = malloc((size_t)cols);
+    for (int64_t j = 0; j < cols; j++) x[j] = (float)((j * 7919) % 201 - 100) / 100.0f;
+    float xs;
+    llmq_quantize_act_i8(x, cols, xq, &xs);
+    llmq_wmat W0 = arena_mat(t, rows, cols, 0);
+    uint64_t bytes = llmq_wmat_bytes(&W0);
+    double t0 = llmq_now(), t_end = t0 + secs;
+    do {
+        llmq_wmat W = arena_mat(t, rows, cols, k);
+        if (a8) llmq_matvec_a8(pool, &W, xq, xs, y);
+        else llmq_matvec(pool, &W, x, y);
+        iters++;
+        if (++k == nc) k = 0;
+    } while (llmq_now() < t_end || iters < 4);
+    double dt = llmq_now() - t0;
+    *us = dt / (double)iters * 1e6;
+    free(x); free(y); free(xq);
+    return (double)bytes * (double)iters / dt / 1e9;
+}
+
+static double bench_matmul(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t cols, int64_t n, double secs)
+{
+    float *X = malloc((size_t)(n * cols) * 4), *Y = malloc((size_t)(n * rows) * 4);
+    for (int64_t j = 0; j < n * cols; j++) X[j] = (float)((j * 7919) % 201 - 100) / 100.0f;
+    llmq_wmat W = arena_mat(t, rows, cols, 0);
+    uint64_t iters = 0;
+    double t0 = llmq_now(), t_end = t0 + secs;
+    do { llmq_matmul(pool, &W, X, n, Y); iters++; } while (llmq_now() < t_end || iters < 2);
+    double dt = llmq_now() - t0;
+    free(X); free(Y);
+    return 2.0 * (double)rows * (double)cols * (double)n * (double)iters / dt / 1e9;
+}
+
+static int arg_int(const char *s, const char *opt, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "kbench: %s: '%s' is not an integer in [%ld, %ld]\n", opt, s, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    long threads = 2, rows = 2048, cols = 5632, tokens = 64, secs10 = 5, group = 32, only = -1;
+    for (int i = 1; i < argc; i++) {
+        long *dst = NULL, lo = 1, hi = 1 << 20;
+        if (!strcmp(argv[i], "--threads")) dst = &threads, hi = 256;
+        else if (!strcmp(argv[i], "--rows")) dst = &rows;
+        else if (!strcmp(argv[i], "--cols")) dst = &cols;
+        else if (!strcmp(argv[i], "--tokens")) dst = &tokens, hi = 4096;
+        else if (!strcmp(argv[i], "--deciseconds")) dst = &secs10, hi = 600;
+        else if (!strcmp(argv[i], "--group")) dst = &group, lo = 32, hi = 128;
+        else if (!strcmp(argv[i], "--type")) dst = &only, lo = 0, hi = LLMQ_W_COUNT;
+        else if (!strcmp(argv[i], "--help")) {
+            printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
+                   "              [--group 32|64|128] [--type K]   (K: 0 f32 1 bf16 2 f16 3 q8 4 q4 5 mx8 6 q8a8)\n");
+            return 0;
+        }
+        if (!dst || i + 1 >= argc) { fprintf(stderr, "kbench: unknown or incomplete option '%s'\n", argv[i]); return 2; }
+        if (!arg_int(argv[i + 1], argv[i], lo, hi, dst)) return 2;
+        i++;
+    }
+    if (cols % 128) { fprintf(stderr, "kbench: --cols must be a multiple of 128\n"); return 2; }
+    if (group != 32 && group != 64 && group != 128) { fprintf(stderr, "kbench: --group must be 32, 64 or 128\n"); return 2; }
+    q4_group = (int)group;
+    llmq_err err;
+    llmq_pool *pool = llmq_pool_new((int)threads, &err);
+    arena = llmq_alloc_aligned(ARENA_BYTES, &err);
+    if (!pool || !arena) { fprintf(stderr, "kbench: %s\n", err.msg); return 6; }
+    uint64_t s = 1;
+    for (uint64_t i = 0; i < ARENA_BYTES; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; arena[i] = (uint8_t)(0x30 | (s >> 60)); }
+    double secs = (double)secs10 / 10.0;
+
+    double bw = probe_bw(pool, secs);
+    printf("memory read bandwidth probe: %.1f GB/s (sum of a 1 GiB buffer, %ld threads)\n", bw, threads);
+    printf("%-6s %-7s %9s %9s %6s %9s %6s %6s %12s\n", "type", "isa", "cold GB/s", "hot GB/s", "%bw", "us/matvec",
+           "rows", "cols", "prefill GF/s");
+    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8", "q8a8" };
+    llmq_isa hw = llmq_cpu_isa_max();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= (int)hw; isa++) {
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int t = 0; t <= LLMQ_W_COUNT; t++) {
+            if (only >= 0 && t != only) continue;
+            int a8 = t == LLMQ_W_COUNT;
+            llmq_wtype wt = a8 ? LLMQ_W_Q8 : (llmq_wtype)t;
+            double us, us_hot, near_bw = probe_bw(pool, 0.3);
+            if (near_bw > bw) bw = near_bw;
+            double cold = bench_matvec(pool, wt, rows, cols, a8, 1, isa == LLMQ_ISA_SCALAR ? secs / 4 : secs, &us);
+            double hot = bench_matvec(pool, wt, rows, cols, a8, 0, isa == LLMQ_ISA_SCALAR ? secs / 8 : secs / 2, &us_hot);
+            double gf = a8 ? 0 : bench_matmul(pool, wt, rows, cols, tokens, secs / 4);
+            printf("%-6s %-7s %9.1f %9.1f %5.0f%% %9.1f %6ld %6ld ", tn[t], llmq_isa_name((llmq_isa)isa),
+                   cold, hot, 100.0 * cold / near_bw, us, rows, cols);
+            if (a8) printf("%12s\n", "-");
+            else printf("%12.1f\n", gf);
+            fflush(stdout);
+        }
+    }
+    printf("q4 group %d; prefill: %ld tokens, f32 tiles + OpenBLAS sgemm; best bandwidth probe %.1f GB/s\n",
+           q4_group, tokens, bw);
+    free(arena);
+    llmq_pool_free(pool);
+    return 0;
+}
