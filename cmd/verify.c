@@ -89,6 +89,7 @@ int cmd_verify(int argc, char **argv)
     llmq_ppl_result ppl;
     llmq_bench_result bench;
     llmq_kld *kld = NULL;
+    double read_bw = 0;
     llmq_kld_result kr;
     llmq_act_mode act = strcmp(o.act, "int8") ? LLMQ_ACT_FP : LLMQ_ACT_INT8;
     int have_ppl = 0, n_gen = 0;
@@ -179,6 +180,7 @@ int cmd_verify(int argc, char **argv)
         if ((rc = llmq_runner_new(&run, &m, 512, pool, &err))) goto fail;
         if ((rc = llmq_runner_set_act(run, act, &err))) goto fail;
         if ((rc = llmq_bench(run, 512, 128, 128, &bench, &err))) goto fail;
+        read_bw = llmq_bandwidth_probe(pool, (size_t)1 << 30);
     }
 
     if (o.json) {
@@ -221,6 +223,7 @@ int cmd_verify(int argc, char **argv)
             cJSON_AddNumberToObject(j, "decode_tok_s", bench.decode_tok_s);
             cJSON_AddNumberToObject(j, "decode_gb_s", bench.decode_gb_s);
             cJSON_AddNumberToObject(j, "decode_bytes_per_token", (double)llmq_model_decode_bytes(&m));
+            cJSON_AddNumberToObject(j, "read_bw_gb_s", read_bw / 1e9);
         }
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
         json_emit(j);
@@ -241,8 +244,8 @@ int cmd_verify(int argc, char **argv)
             printf("\ngen_text   %s\n", gen_text);
         }
         if (o.bench)
-            printf("speed      prefill %.1f tok/s, decode %.1f tok/s (%.2f GB/s of weights), %d threads\n",
-                   bench.prefill_tok_s, bench.decode_tok_s, bench.decode_gb_s, o.threads);
+            printf("speed      prefill %.1f tok/s, decode %.1f tok/s (%.2f GB/s of weights; machine reads %.1f GB/s), %d threads\n",
+                   bench.prefill_tok_s, bench.decode_tok_s, bench.decode_gb_s, read_bw / 1e9, o.threads);
         if (!have_ppl && !gen_ids && !o.bench) printf("ok         all tensors present, shapes match config.json, values finite\n");
     }
     rc = 0;

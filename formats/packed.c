@@ -223,6 +223,20 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_qscheme *s, const c
 static const char *side_files[] = { "tokenizer.json", "tokenizer_config.json", "generation_config.json",
                                     "special_tokens_map.json", "tokenizer.model" };
 
+int llmq_copy_model_files(const llmq_outdir *od, const char *src_dir, int with_config, llmq_err *err)
+{
+    for (size_t i = with_config ? 0 : 1; i < LLMQ_ARRAY_LEN(side_files) + 1; i++) {
+        const char *f = i == 0 ? "config.json" : side_files[i - 1];
+        char *src = llmq_path_join(src_dir, f, err), *dst = src ? llmq_outdir_file(od, f, err) : NULL;
+        if (!dst) { free(src); return err->code; }
+        int rc = llmq_exists(src) ? llmq_copy_file(src, dst, err) : LLMQ_OK;
+        free(src);
+        free(dst);
+        if (rc) return rc;
+    }
+    return LLMQ_OK;
+}
+
 int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *out_dir,
                     llmq_pack_stats *st, llmq_err *err)
 {
@@ -330,15 +344,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
     if ((rc = llmq_st_writer_finish(of.w, path, err))) goto out_dir_fail;
     free(path);
     path = NULL;
-    for (size_t i = 0; i < LLMQ_ARRAY_LEN(side_files) + 1; i++) {
-        const char *f = i == 0 ? "config.json" : side_files[i - 1];
-        char *src = llmq_path_join(m->ckpt.dir, f, err), *dst = src ? llmq_outdir_file(&od, f, err) : NULL;
-        if (!dst) { free(src); rc = err->code; goto out_dir_fail; }
-        rc = llmq_exists(src) ? llmq_copy_file(src, dst, err) : LLMQ_OK;
-        free(src);
-        free(dst);
-        if (rc) goto out_dir_fail;
-    }
+    if ((rc = llmq_copy_model_files(&od, m->ckpt.dir, 1, err))) goto out_dir_fail;
     if ((rc = llmq_outdir_commit(&od, err))) goto out;
     goto out;
 out_dir_fail:

@@ -9,6 +9,7 @@
 
 #include "../lib/model.h"
 #include "../lib/quant/quant.h"
+#include "../lib/fileio.h"
 
 #define LLMQ_PACKED_VERSION "1"
 
@@ -57,6 +58,12 @@ typedef struct {
  * LLMQ_EUNSUPPORTED (a row length the group does not divide). */
 int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *out_dir,
                     llmq_pack_stats *st, llmq_err *err);
+
+/* Copy the files that travel with a model (tokenizer.json,
+ * tokenizer_config.json, generation_config.json, special_tokens_map.json,
+ * tokenizer.model and, when with_config, config.json) from src_dir into the
+ * output directory being written; absent ones are skipped. */
+int llmq_copy_model_files(const llmq_outdir *od, const char *src_dir, int with_config, llmq_err *err);
 
 /* SHA-256 over config.json and every tensor's name, dtype, shape and crc32:
  * identifies a source model without hashing gigabytes twice.  hex: 65 bytes. */
