@@ -31,27 +31,41 @@ static const char *shard_path(const llmq_model *m, const char *name)
     return f ? f->path : m->path;
 }
 
-/* 1 if any element is NaN or Inf. */
+/* 1 if any element is NaN or Inf (exponent bits all ones); *where is the
+ * first.  A branch-free pass over chunks (the compiler vectorizes it) finds
+ * a bad chunk, then a second look finds the element: loading a model scans
+ * every weight, so this runs at memory speed. */
+#define FINITE_CHUNK 4096
 static int has_nonfinite(const llmq_st_tensor *t, uint64_t *where)
 {
     const uint8_t *d = t->data;
     uint64_t n = t->nelem;
-    switch (t->dtype) {
-    case LLMQ_DT_BF16:
-        for (uint64_t i = 0; i < n; i++)
-            if ((llmq_get_le16(d + 2 * i) & 0x7f80) == 0x7f80) { *where = i; return 1; }
-        return 0;
-    case LLMQ_DT_F16:
-        for (uint64_t i = 0; i < n; i++)
-            if ((llmq_get_le16(d + 2 * i) & 0x7c00) == 0x7c00) { *where = i; return 1; }
-        return 0;
-    case LLMQ_DT_F32:
-        for (uint64_t i = 0; i < n; i++)
-            if ((llmq_get_le32(d + 4 * i) & 0x7f800000u) == 0x7f800000u) { *where = i; return 1; }
-        return 0;
-    default:
-        return 0;
+    size_t esz = llmq_dtype_size(t->dtype);
+    uint32_t mask = t->dtype == LLMQ_DT_BF16 ? 0x7f80u : t->dtype == LLMQ_DT_F16 ? 0x7c00u : 0x7f800000u;
+    if (t->dtype != LLMQ_DT_BF16 && t->dtype != LLMQ_DT_F16 && t->dtype != LLMQ_DT_F32) return 0;
+    for (uint64_t c0 = 0; c0 < n; c0 += FINITE_CHUNK) {
+        uint64_t c1 = LLMQ_MIN(n, c0 + FINITE_CHUNK);
+        int bad = 0;
+        if (esz == 2) {
+            for (uint64_t i = c0; i < c1; i++) {
+                uint16_t v;
+                memcpy(&v, d + 2 * i, 2);   /* little-endian host (x86-64) */
+                bad |= (v & mask) == mask;
+            }
+        } else {
+            for (uint64_t i = c0; i < c1; i++) {
+                uint32_t v;
+                memcpy(&v, d + 4 * i, 4);
+                bad |= (v & mask) == mask;
+            }
+        }
+        if (!bad) continue;
+        for (uint64_t i = c0; i < c1; i++) {
+            uint32_t v = esz == 2 ? llmq_get_le16(d + 2 * i) : llmq_get_le32(d + 4 * i);
+            if ((v & mask) == mask) { *where = i; return 1; }
+        }
     }
+    return 0;
 }
 
 static int check_finite(const llmq_model *m, const char *name, const llmq_st_tensor *t, llmq_err *err)
