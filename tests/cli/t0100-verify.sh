@@ -64,4 +64,32 @@ expect_err 4 'hidden_size' llmq verify "$TMP/badcfg"
 cp -r $M "$TMP/nan"
 $TC poke "$TMP/nan/model.safetensors" model.layers.1.mlp.up_proj.weight 5 7fc0
 expect_err 7 "model.layers.1.mlp.up_proj.weight.*NaN" llmq verify "$TMP/nan"
+
+# f32 and f16 weights give the bf16 model's perplexity (bf16 -> f32 is exact)
+build/tools/convert $M "$TMP/f32" f32 && build/tools/convert $M "$TMP/f16" f16
+IDS=$M/reference/wikitext2_test_ids.bin
+llmq verify $M --ids $IDS --max-windows 2 --json >"$TMP/bf.json"
+llmq verify "$TMP/f32" --ids $IDS --max-windows 2 --json >"$TMP/f32.json"
+llmq verify "$TMP/f16" --ids $IDS --max-windows 2 --json >"$TMP/f16.json"
+check "f32 weights: weights_dtype" grep -q '"weights_dtype":"f32"' "$TMP/f32.json"
+check "f16 weights: weights_dtype" grep -q '"weights_dtype":"f16"' "$TMP/f16.json"
+check "f32 perplexity equals bf16's" $TC relerr "$($TC json "$TMP/f32.json" perplexity)" "$($TC json "$TMP/bf.json" perplexity)" 1e-6
+check "f16 perplexity within 1e-5 of bf16's" $TC relerr "$($TC json "$TMP/f16.json" perplexity)" "$($TC json "$TMP/bf.json" perplexity)" 1e-5
+
+# sharded checkpoints (the shared Llama model has 5 shards)
+L="$SHARED/models/tiny-llama-mha"
+if [ -f "$L/model.safetensors.index.json" ]; then
+    expect_out '^ok ' llmq verify "$L"
+    expect_out '^ok ' llmq verify "$L/model.safetensors.index.json"
+    cp -r "$L" "$TMP/shards"
+    chmod -R u+w "$TMP/shards"
+    head -c 5000 "$L/model-00003-of-00005.safetensors" >"$TMP/shards/model-00003-of-00005.safetensors"
+    expect_err 4 'model-00003-of-00005.safetensors' llmq verify "$TMP/shards"
+    rm "$TMP/shards/model-00003-of-00005.safetensors"
+    expect_err 3 'model-00003-of-00005.safetensors' llmq verify "$TMP/shards"
+    cp -r "$L" "$TMP/badidx"
+    chmod -R u+w "$TMP/badidx"
+    sed 's/model-00002-of-00005/..\/model-00002-of-00005/' "$L/model.safetensors.index.json" >"$TMP/badidx/model.safetensors.index.json"
+    expect_err 4 'index' llmq verify "$TMP/badidx"
+fi
 finish
