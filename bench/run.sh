@@ -57,14 +57,14 @@ if only formats; then
         M=$SH/models/$name
         echo "### $name: formats on dorian_gray.txt, ctx 512 (\`llmq pack\` RTN, \`llmq verify --text ... --kld base.kld\`)"
         echo
-        echo "| weights | file MiB | bits/weight (linears) | ppl full | ppl llamacpp | KLD mean | KLD p99 | top-1 agree | ppl ratio | prefill tok/s | decode tok/s |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| weights | file MiB | bits/weight (linears) | ppl full | ppl llamacpp | KLD mean | KLD p99 | top-1 agree | ppl ratio | prefill tok/s | decode tok/s | decode GB/s | probe GB/s |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         $L verify "$M" --text "$EVAL" $WIN --kld-save "$OUT/$name.kld" --json >"$OUT/b.json"
         $L verify "$M" --text "$EVAL" $WIN --protocol llamacpp --json >"$OUT/bl.json"
         $L verify "$M" --bench --json >"$OUT/bs.json"
         bytes=$(j "$OUT/b.json" file_bytes)
-        echo "| bf16 | $(mb "$bytes") | 16 | $(f4 "$(j "$OUT/b.json" perplexity)") | $(f4 "$(j "$OUT/bl.json" perplexity)") | 0 | 0 | 1 | 1 | $(f2 "$(j "$OUT/bs.json" prefill_tok_s)") | $(f2 "$(j "$OUT/bs.json" decode_tok_s)") |"
-        for spec in "int8 fp" "int8 int8" "int4 fp" "mxint8 fp"; do
+        echo "| bf16 | $(mb "$bytes") | 16 | $(f4 "$(j "$OUT/b.json" perplexity)") | $(f4 "$(j "$OUT/bl.json" perplexity)") | 0 | 0 | 1 | 1 | $(f2 "$(j "$OUT/bs.json" prefill_tok_s)") | $(f2 "$(j "$OUT/bs.json" decode_tok_s)") | $(f2 "$(j "$OUT/bs.json" decode_gb_s)") | $(f2 "$(j "$OUT/bs.json" read_bw_gb_s)") |"
+        for spec in "int8 fp" "int8 int8" "int4 fp" "int4 int8" "mxint8 fp"; do
             set -- $spec
             f=$1; act=$2
             $L pack "$M" -o "$OUT/$name-$f" --format "$f" --json >"$OUT/p.json"
@@ -72,8 +72,9 @@ if only formats; then
             $L verify "$OUT/$name-$f" --act "$act" --text "$EVAL" $WIN --protocol llamacpp --json >"$OUT/ql.json"
             $L verify "$OUT/$name-$f" --act "$act" --bench --json >"$OUT/qs.json"
             label=$(j "$OUT/p.json" scheme)
-            [ "$act" = int8 ] && label="$label W8A8" || { [ "$f" = int8 ] && label="$label W8A16"; }
-            echo "| $label | $(mb "$(j "$OUT/q.json" file_bytes)") | $(f2 "$(j "$OUT/p.json" bits_per_weight)") | $(f4 "$(j "$OUT/q.json" perplexity)") | $(f4 "$(j "$OUT/ql.json" perplexity)") | $(f6 "$(j "$OUT/q.json" kld_mean)") | $(f6 "$(j "$OUT/q.json" kld_p99)") | $(f4 "$(j "$OUT/q.json" top1_agree)") | $(f4 "$(j "$OUT/q.json" ppl_ratio)") | $(f2 "$(j "$OUT/qs.json" prefill_tok_s)") | $(f2 "$(j "$OUT/qs.json" decode_tok_s)") |"
+            if [ "$act" = int8 ]; then [ "$f" = int8 ] && label="$label W8A8" || label="$label W4A8"
+            elif [ "$f" = int8 ]; then label="$label W8A16"; fi
+            echo "| $label | $(mb "$(j "$OUT/q.json" file_bytes)") | $(f2 "$(j "$OUT/p.json" bits_per_weight)") | $(f4 "$(j "$OUT/q.json" perplexity)") | $(f4 "$(j "$OUT/ql.json" perplexity)") | $(f6 "$(j "$OUT/q.json" kld_mean)") | $(f6 "$(j "$OUT/q.json" kld_p99)") | $(f4 "$(j "$OUT/q.json" top1_agree)") | $(f4 "$(j "$OUT/q.json" ppl_ratio)") | $(f2 "$(j "$OUT/qs.json" prefill_tok_s)") | $(f2 "$(j "$OUT/qs.json" decode_tok_s)") | $(f2 "$(j "$OUT/qs.json" decode_gb_s)") | $(f2 "$(j "$OUT/qs.json" read_bw_gb_s)") |"
         done
         echo
     done
@@ -86,10 +87,9 @@ if only synth; then
     speed_header
     speed_row "1.1B bf16" "$SYN"
     for f in int8 int4 mxint8; do
-        $L pack "$SYN" -o "$OUT/synth-$f" --format "$f" || continue
+        [ -f "$OUT/synth-$f/model.safetensors" ] || $L pack "$SYN" -o "$OUT/synth-$f" --format "$f" || continue
         speed_row "1.1B $f" "$OUT/synth-$f"
-        [ $f = int8 ] && speed_row "1.1B $f" "$OUT/synth-$f" --act int8
-        rm -rf "$OUT/synth-$f"
+        [ $f != mxint8 ] && speed_row "1.1B $f" "$OUT/synth-$f" --act int8
     done
     echo
 fi

@@ -29,6 +29,10 @@ void json_emit(cJSON *o);
 int cmd_verify(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_smooth(int argc, char **argv);
+int cmd_awq(int argc, char **argv);
+int cmd_uptrain_gqa(int argc, char **argv);
 /* "llmq CMD args..." for the record (malloc'ed). */
 char *command_line(const char *cmd, int argc, char **argv);
 

@@ -9,9 +9,11 @@
 #include "../lib/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/safetensors.h"
+#include "../formats/packed.h"
+#include "../calib/stats.h"
 
 static struct {
-    const char *text, *ids, *protocol, *logits_out, *gen, *kld_save, *kld, *act;
+    const char *text, *ids, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats;
     int ctx, max_windows, json, n, bench, threads, kld_topk, keep_cr;
 } o;
 
@@ -26,7 +28,8 @@ static opt_def verify_opts[] = {
     { "kld-save", OPT_STRING, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0 },
     { "kld", OPT_STRING, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0 },
     { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save (default 64)", NULL, 1, 1 << 20, NULL, 0 },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8 weights: fp (W8A16) or int8 per token (W8A8)", "fp|int8", 0, 0, NULL, 0 },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats)", "fp|int8|int8-static", 0, 0, NULL, 0 },
+    { "stats", OPT_STRING, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0 },
     { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0 },
     { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL, 0 },
     { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0 },
@@ -57,6 +60,40 @@ static int write_logits(const char *path, const int32_t *ids, int ctx, int vocab
     if (!rc) rc = llmq_st_writer_finish(w, path, err);
     llmq_st_writer_free(w);
     return rc;
+}
+
+/* Static per-tensor activation scales of m from a statistics file made
+ * for m (or, for a packed model, for the model it was packed from). */
+static int load_act_scales(const llmq_model *m, const char *path, float **out, llmq_err *err)
+{
+    llmq_stats st;
+    char digest[65];
+    int rc = llmq_stats_load(&st, path, err);
+    if (rc) return rc;
+    if ((rc = llmq_stats_check_config(&st, &m->cfg, path, err))) goto done;
+    const char *src = m->ckpt.n_shards ? llmq_st_meta(&m->ckpt.shards[0], "llmq.source_digest") : NULL;
+    if (src) snprintf(digest, sizeof digest, "%s", src);
+    else if ((rc = llmq_model_digest(m, digest, err))) goto done;
+    if (strcmp(digest, st.model_digest) != 0) {
+        rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %.12s, this model %s%.12s)",
+                         path, st.model_digest, src ? "was packed from " : "", digest);
+        goto done;
+    }
+    if (!(*out = llmq_malloc((size_t)m->cfg.n_layers * 4 * sizeof(float), err))) { rc = err->code; goto done; }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int s = 0; s < 4; s++) (*out)[l * 4 + s] = llmq_stats_static_scale(&st, l, (llmq_site)s);
+done:
+    llmq_stats_release(&st);
+    return rc;
+}
+
+static int runner_act(llmq_runner *run, llmq_act_mode act, const float *scales, llmq_err *err)
+{
+    if (scales) {
+        int rc = llmq_runner_set_act_scales(run, scales, err);
+        if (rc) return rc;
+    }
+    return llmq_runner_set_act(run, act, err);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -91,7 +128,10 @@ int cmd_verify(int argc, char **argv)
     llmq_kld *kld = NULL;
     double read_bw = 0;
     llmq_kld_result kr;
-    llmq_act_mode act = strcmp(o.act, "int8") ? LLMQ_ACT_FP : LLMQ_ACT_INT8;
+    llmq_act_mode act = !strcmp(o.act, "int8") ? LLMQ_ACT_INT8 : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
+    float *act_scales = NULL;
+    if ((act == LLMQ_ACT_INT8_STATIC) != (o.stats != NULL))
+        return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
     int have_ppl = 0, n_gen = 0;
 
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("verify", &err);
@@ -103,6 +143,7 @@ int cmd_verify(int argc, char **argv)
             goto out;
         }
     if (!(dir = model_dir(path, &err))) goto fail;
+    if (o.stats && (rc = load_act_scales(&m, o.stats, &act_scales, &err))) goto fail;
     if (o.text || o.gen) {
         char *tp = llmq_path_join(dir, "tokenizer.json", &err);
         if (!tp) goto fail;
@@ -137,7 +178,7 @@ int cmd_verify(int argc, char **argv)
             goto fail;
         }
         if ((rc = llmq_runner_new(&run, &m, o.ctx, pool, &err))) goto fail;
-        if ((rc = llmq_runner_set_act(run, act, &err))) goto fail;
+        if ((rc = runner_act(run, act, act_scales, &err))) goto fail;
         size_t avail = n_ids / (size_t)o.ctx;
         int nw = (int)(o.max_windows > 0 && (size_t)o.max_windows < avail ? (size_t)o.max_windows : avail);
         if (o.kld_save && (rc = llmq_kld_recorder_new(&kld, m.cfg.vocab, LLMQ_MIN(o.kld_topk, m.cfg.vocab), &err))) goto fail;
@@ -163,7 +204,7 @@ int cmd_verify(int argc, char **argv)
         if ((rc = llmq_tok_encode(tok, o.gen, strlen(o.gen), &p, &np, &err))) goto fail;
         if (np == 0) { free(p); rc = cmd_failf("verify", LLMQ_EUSAGE, "--gen: the prompt encodes to no tokens"); goto out; }
         if (!(gen_ids = llmq_malloc((np + (size_t)o.n) * sizeof(int32_t), &err))) { free(p); goto fail; }
-        if ((rc = llmq_runner_new(&run, &m, (int)np + o.n, pool, &err)) || (rc = llmq_runner_set_act(run, act, &err))) {
+        if ((rc = llmq_runner_new(&run, &m, (int)np + o.n, pool, &err)) || (rc = runner_act(run, act, act_scales, &err))) {
             free(p);
             goto fail;
         }
@@ -178,7 +219,7 @@ int cmd_verify(int argc, char **argv)
     }
     if (o.bench) {
         if ((rc = llmq_runner_new(&run, &m, 512, pool, &err))) goto fail;
-        if ((rc = llmq_runner_set_act(run, act, &err))) goto fail;
+        if ((rc = runner_act(run, act, act_scales, &err))) goto fail;
         if ((rc = llmq_bench(run, 512, 128, 128, &bench, &err))) goto fail;
         read_bw = llmq_bandwidth_probe(pool, (size_t)1 << 30);
     }
@@ -257,7 +298,7 @@ out:
     llmq_kld_free(kld);
     llmq_pool_free(pool);
     llmq_tok_free(tok);
-    free(ids); free(gen_ids); free(gen_text); free(first_logits); free(dir);
+    free(ids); free(gen_ids); free(gen_text); free(first_logits); free(dir); free(act_scales);
     if (m.path) llmq_model_close(&m);
     return rc;
 }

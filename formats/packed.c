@@ -14,6 +14,7 @@ void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n)
     case LLMQ_PACK_INT8: snprintf(buf, n, "int8"); break;
     case LLMQ_PACK_INT4: snprintf(buf, n, "int4-g%d-%s", s->group, s->sym ? "sym" : "asym"); break;
     case LLMQ_PACK_MXINT8: snprintf(buf, n, "%s", s->mx_rule == LLMQ_MX_SCALE_CEIL ? "mxint8-ceil" : "mxint8"); break;
+    case LLMQ_PACK_INT3: snprintf(buf, n, "int3-g%d-%s", s->group, s->sym ? "sym" : "asym"); break;
     }
 }
 
@@ -25,12 +26,13 @@ int llmq_qscheme_parse(const char *name, llmq_qscheme *s)
     if (!strcmp(name, "mxint8-ceil")) { s->format = LLMQ_PACK_MXINT8; s->group = 32; s->mx_rule = LLMQ_MX_SCALE_CEIL; return 0; }
     int g, k = 0;
     char kind[8];
-    if (sscanf(name, "int4-g%d-%4[a-z]%n", &g, kind, &k) == 2 && name[k] == 0 &&
+    int bits = 0;
+    if ((sscanf(name, "int%1d-g%d-%4[a-z]%n", &bits, &g, kind, &k) == 3) && (bits == 3 || bits == 4) && name[k] == 0 &&
         (g == 32 || g == 64 || g == 128) && (!strcmp(kind, "sym") || !strcmp(kind, "asym"))) {
         char canon[32];
-        snprintf(canon, sizeof canon, "int4-g%d-%s", g, kind);
+        snprintf(canon, sizeof canon, "int%d-g%d-%s", bits, g, kind);
         if (strcmp(canon, name)) return -1;  /* no leading zeros or signs */
-        s->format = LLMQ_PACK_INT4;
+        s->format = bits == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
         s->group = g;
         s->sym = !strcmp(kind, "sym");
         return 0;
@@ -186,7 +188,7 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_qscheme *s, const c
         snprintf(name, sizeof name, "%s.scales", prefix);
         return add_out(of, name, LLMQ_DT_F32, 1, ss, sc, R * sizeof(float), err);
     }
-    if (s->format == LLMQ_PACK_INT4) {
+    if (s->format == LLMQ_PACK_INT4 || s->format == LLMQ_PACK_INT3) {
         if (cols % s->group)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s.weight': row length %" PRId64 " is not a multiple of group %d",
                                prefix, cols, s->group);
@@ -195,7 +197,8 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_qscheme *s, const c
         uint16_t *sc = codes ? buf_new(b, R * G * 2, err) : NULL;
         uint8_t *z = sc && !s->sym ? buf_new(b, R * G, err) : NULL;
         if (!sc || (!s->sym && !z)) return err->code;
-        if ((rc = llmq_q4_quantize(w, rows, cols, s->group, s->sym, NULL, codes, sc, z, prefix, err))) return rc;
+        if ((rc = (s->format == LLMQ_PACK_INT3 ? llmq_q3_quantize : llmq_q4_quantize)(w, rows, cols, s->group, s->sym,
+                                                                                 NULL, codes, sc, z, prefix, err))) return rc;
         int64_t sh[2] = { rows, cols / 2 }, sg[2] = { rows, (int64_t)G };
         snprintf(name, sizeof name, "%s.qweight", prefix);
         if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * C / 2, err))) return rc;
@@ -462,6 +465,7 @@ int llmq_packed_linear(const llmq_ckpt *c, const cJSON *meta, const char *prefix
         w->type = LLMQ_W_Q8;
         break;
     case LLMQ_PACK_INT4:
+    case LLMQ_PACK_INT3:    /* same layout and kernels; codes use 0..7 */
         if (cols % s.group)
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: linear '%s': %" PRId64 " columns are not a multiple of group %d",
                                c->shards[0].path, prefix, cols, s.group);

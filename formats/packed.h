@@ -13,7 +13,9 @@
 
 #define LLMQ_PACKED_VERSION "1"
 
-typedef enum { LLMQ_PACK_INT8 = 0, LLMQ_PACK_INT4, LLMQ_PACK_MXINT8 } llmq_pack_format;
+typedef enum { LLMQ_PACK_INT8 = 0, LLMQ_PACK_INT4, LLMQ_PACK_MXINT8,
+               LLMQ_PACK_INT3    /* 3-bit codes in the INT4 layout (quant.h, llmq_q3_quantize) */
+} llmq_pack_format;
 
 typedef struct {
     llmq_pack_format format;
@@ -22,7 +24,7 @@ typedef struct {
     llmq_mx_rule mx_rule;      /* MXINT8 shared-scale rule */
 } llmq_qscheme;
 
-/* "int8", "int4-g128-asym", "int4-g64-sym", "mxint8", "mxint8-ceil". */
+/* "int8", "int4-g128-asym", "int4-g64-sym", "int3-g128-asym", "mxint8", "mxint8-ceil". */
 void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n);
 /* Inverse of llmq_qscheme_name; -1 if s is not a scheme name. */
 int llmq_qscheme_parse(const char *name, llmq_qscheme *s);

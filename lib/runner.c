@@ -15,6 +15,9 @@ struct llmq_runner {
     llmq_act_mode act_mode;
     int8_t *xq;      /* (max_ctx, max linear input) int8 activations */
     float *xscale;   /* (max_ctx) their per-token scales */
+    float *xbscale;  /* (max_ctx, max linear input / 32) per-block scales (W4A8), or NULL */
+    float *act_scales;  /* (n_layers, 4) static scales per linear-input site, or NULL */
+    float cur_scale;    /* static scale of the linear being run, 0 = dynamic */
     llmq_observer obs;
     void *obs_ctx;
     /* activations for up to max_ctx tokens */
@@ -38,30 +41,57 @@ const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
 int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
 {
-    if (mode == LLMQ_ACT_INT8) {
+    if (mode == LLMQ_ACT_INT8_STATIC && !r->act_scales)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: static int8 activations need scales (llmq_runner_set_act_scales)", r->m->path);
+    if (mode == LLMQ_ACT_INT8 || mode == LLMQ_ACT_INT8_STATIC) {
         const llmq_model *m = r->m;
-        if (m->layers[0].wq.type != LLMQ_W_Q8)
-            return llmq_errorf(err, LLMQ_EUSAGE, "%s: int8 activations need int8 weights (llmq pack --format int8), this model has %s",
-                               m->path, m->weights_dtype);
+        llmq_wtype wt = m->layers[0].wq.type;
+        if (wt != LLMQ_W_Q8 && !(wt == LLMQ_W_Q4 && mode == LLMQ_ACT_INT8))
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: int8 activations need int8 weights (llmq pack --format int8)%s, this model has %s",
+                               m->path, mode == LLMQ_ACT_INT8 ? " or int4 weights" : "", m->weights_dtype);
         if (!r->xq) {
             size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
             r->xq = llmq_alloc_aligned((size_t)r->max_ctx * cols, err);
             r->xscale = r->xq ? llmq_alloc_aligned((size_t)r->max_ctx * sizeof(float), err) : NULL;
             if (!r->xscale) return err->code;
         }
+        if (wt == LLMQ_W_Q4 && !r->xbscale) {
+            /* W4A8: one scale per 32 activations */
+            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            r->xbscale = llmq_alloc_aligned((size_t)r->max_ctx * (cols / LLMQ_A8_BLOCK + 1) * sizeof(float), err);
+            if (!r->xbscale) return err->code;
+        }
     }
     r->act_mode = mode;
     return LLMQ_OK;
 }
 
+int llmq_runner_set_act_scales(llmq_runner *r, const float *scales, llmq_err *err)
+{
+    size_t n = (size_t)r->m->cfg.n_layers * 4;
+    if (!r->act_scales && !(r->act_scales = llmq_malloc(n * sizeof(float), err))) return err->code;
+    memcpy(r->act_scales, scales, n * sizeof(float));
+    return LLMQ_OK;
+}
+
+/* The static scale of linear-input site s of layer l, or 0 (dynamic). */
+static float static_scale(const llmq_runner *r, int l, llmq_site s)
+{
+    if (r->act_mode != LLMQ_ACT_INT8_STATIC || !r->act_scales || l < 0) return 0.0f;
+    float v = r->act_scales[(size_t)l * 4 + s];
+    return v > 0.0f && isfinite(v) ? v : 0.0f;
+}
+
 void llmq_runner_free(llmq_runner *r)
 {
     if (!r) return;
+    free(r->act_scales);
     float *bufs[] = { r->x, r->xn, r->q, r->k, r->v, r->att, r->hb, r->hb2, r->scores,
                       r->key_cache, r->value_cache, r->rope_cos, r->rope_sin };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(r->xq);
     free(r->xscale);
+    free(r->xbscale);
     free(r);
 }
 
@@ -139,11 +169,32 @@ static void rope(float *v, int d, const float *cs, const float *sn)
 
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
 {
-    if (r->act_mode == LLMQ_ACT_INT8 && W->type == LLMQ_W_Q8) {
+    if (r->act_mode == LLMQ_ACT_INT8 && W->type == LLMQ_W_Q4 && r->xbscale) {
+        /* W4A8: each token's activations quantized on the fly per block of
+         * 32 (absmax / 127), int4 codes times int8 in integers, as llama.cpp
+         * runs Q4 on CPUs.  Q4 cols are multiples of the group, so of 32. */
+        llmq_quantize_act_blocks(X, (int64_t)n * W->cols, r->xq, r->xbscale);
+        if (n == 1) llmq_matvec_q4a8(r->pool, W, r->xq, r->xbscale, Y);
+        else llmq_matmul_q4a8(r->pool, W, r->xq, r->xbscale, n, Y);
+    } else if (r->act_mode != LLMQ_ACT_FP && W->type == LLMQ_W_Q8) {
         /* W8A8: each token's activations quantized on the fly (per-token
-         * absmax, SmoothQuant's dynamic per-token scheme) */
-        for (int t = 0; t < n; t++)
-            llmq_quantize_act_i8(X + (size_t)t * W->cols, W->cols, r->xq + (size_t)t * W->cols, &r->xscale[t]);
+         * absmax, SmoothQuant's dynamic per-token scheme), or with the
+         * site's static per-tensor scale (O3) */
+        float ss = r->cur_scale;
+        for (int t = 0; t < n; t++) {
+            if (ss > 0.0f) {
+                const float *x = X + (size_t)t * W->cols;
+                int8_t *q = r->xq + (size_t)t * W->cols;
+                float inv = 1.0f / ss;
+                for (int64_t i = 0; i < W->cols; i++) {
+                    float v = rintf(x[i] * inv);
+                    q[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v == v ? (int)v : 0);
+                }
+                r->xscale[t] = ss;
+            } else {
+                llmq_quantize_act_i8(X + (size_t)t * W->cols, W->cols, r->xq + (size_t)t * W->cols, &r->xscale[t]);
+            }
+        }
         if (n == 1) llmq_matvec_a8(r->pool, W, r->xq, r->xscale[0], Y);
         else llmq_matmul_a8(r->pool, W, r->xq, r->xscale, n, Y);
     } else if (n == 1) {
@@ -240,6 +291,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         /* attention block */
         for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->attn_norm, H, eps);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_QKV, r->xn, n, H);
+        r->cur_scale = static_scale(r, l, LLMQ_SITE_QKV);
         linear(r, &L->wq, L->bq, r->xn, n, r->q);
         linear(r, &L->wk, L->bk, r->xn, n, r->k);
         linear(r, &L->wv, L->bv, r->xn, n, r->v);
@@ -262,12 +314,14 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         struct attn_job job = { r, l, n, pos };
         llmq_pool_run(r->pool, attn_worker, &job);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_O, r->att, n, qd);
+        r->cur_scale = static_scale(r, l, LLMQ_SITE_O);
         linear(r, &L->wo, L->bo, r->att, n, r->xn);
         for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
 
         /* MLP block: down(silu(gate(x)) * up(x)) */
         for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->mlp_norm, H, eps);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_GATEUP, r->xn, n, H);
+        r->cur_scale = static_scale(r, l, LLMQ_SITE_GATEUP);
         linear(r, &L->w_gate, L->b_gate, r->xn, n, r->hb);
         linear(r, &L->w_up, L->b_up, r->xn, n, r->hb2);
         for (size_t i = 0; i < (size_t)n * FF; i++) {
@@ -275,9 +329,11 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
             r->hb[i] = g / (1.0f + expf(-g)) * r->hb2[i];
         }
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_DOWN, r->hb, n, FF);
+        r->cur_scale = static_scale(r, l, LLMQ_SITE_DOWN);
         linear(r, &L->w_down, L->b_down, r->hb, n, r->xn);
         for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
     }
+    r->cur_scale = 0.0f;
     if (!logits) return LLMQ_OK;
     if (all_logits) {
         for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, m->final_norm, H, eps);

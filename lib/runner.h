@@ -45,12 +45,22 @@ void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
 /* How linear inputs are fed to int8 weights (LLMQ_W_Q8). */
 typedef enum {
     LLMQ_ACT_FP = 0,      /* fp32 activations: weight-only quantization (W8A16) */
-    LLMQ_ACT_INT8         /* per-token dynamic symmetric int8, int8 x int8 -> int32 (W8A8) */
+    LLMQ_ACT_INT8,        /* per-token dynamic symmetric int8, int8 x int8 -> int32 (W8A8) */
+    LLMQ_ACT_INT8_STATIC  /* per-tensor static symmetric int8 (SmoothQuant's O3): one scale per
+                             linear-input site and layer, set by llmq_runner_set_act_scales */
 } llmq_act_mode;
 
 /* Set the activation mode.  Errors: LLMQ_EUSAGE when a mode needs int8
  * weights the model lacks. */
 int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err);
+
+/* Static activation scales for LLMQ_ACT_INT8_STATIC: scales[l * 4 + site]
+ * for site LLMQ_SITE_QKV, _O, _GATEUP, _DOWN of layer l (n_layers * 4
+ * floats, copied); codes are round(x / scale) clamped to [-127, 127].  A
+ * scale <= 0 or non-finite falls back to per-token dynamic for that site.
+ * Call before llmq_runner_set_act(LLMQ_ACT_INT8_STATIC), which refuses
+ * (LLMQ_EUSAGE) without them; may be called again later.  Errors: LLMQ_ENOMEM. */
+int llmq_runner_set_act_scales(llmq_runner *r, const float *scales, llmq_err *err);
 
 int llmq_runner_max_ctx(const llmq_runner *r);
 const llmq_model *llmq_runner_model(const llmq_runner *r);

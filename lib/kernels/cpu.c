@@ -39,6 +39,9 @@ static void fill_table(llmq_isa isa)
         if (!t.dequant[i]) t.dequant[i] = ref->dequant[i];
     }
     if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
+    if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
+    if (!t.quant_blocks) t.quant_blocks = ref->quant_blocks;
+    if (!t.q4a8_prep) t.q4a8_prep = ref->q4a8_prep;
     dispatch.table = t;
     dispatch.isa = isa;
 }

@@ -21,10 +21,50 @@ typedef void (*llmq_kdeq_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, float *
 typedef void (*llmq_kmva8_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
                               const int8_t *xq, float xscale, int32_t xsum, float *y);
 
+/* W4A8 activations of one token, 128 columns per chunk as the SIMD kernels
+ * read them (matmul.c fills them once per product, shared by all rows).
+ * Code byte i of a row's 64-byte run at offset 64c holds column 128c + 2i
+ * in its low nibble and 128c + 2i + 1 in its high one, so the low nibbles
+ * meet xe and the high nibbles xo with one AND and one shift per 64 bytes.
+ * A dword lane l of those 64 bytes covers the 8 columns 128c + 8l .. +7,
+ * all in 32-block 4c + l / 4: nsum and xs are per lane.  Columns past the
+ * row are zero everywhere (they add nothing). */
+typedef struct {
+    int8_t xe[64];        /* xq[128c + 2i] */
+    int8_t xo[64];        /* xq[128c + 2i + 1] */
+    int16_t nsum[32];     /* [2l] = -(sum of xq over lane l's 8 columns), [2l + 1] = 0:
+                           * vpdpwssd / vpmaddwd with (z, 0) adds -z * sum */
+    float xs[16];         /* activation scale of lane l's 32-block */
+} llmq_q4a8_chunk;
+_Static_assert(sizeof(llmq_q4a8_chunk) == 256, "q4a8 chunk has padding");
+
+typedef struct {
+    const int8_t *xq;             /* [cols], llmq_quantize_act_blocks codes (the oracle reads these) */
+    const float *xs;              /* [cols / 32] block scales */
+    const llmq_q4a8_chunk *ch;    /* [ceil(cols / 128)] the same, rearranged (SIMD kernels) */
+} llmq_q4a8_x;
+
+/* A 32-block of activations whose max |x| is below this quantizes to zero
+ * (scale 0): 127 / max|x| must stay finite. */
+#define LLMQ_A8_TINY 0x1p-100f
+
+/* W4A8 (W is LLMQ_W_Q4): y[r - r0] = sum over 32-blocks b of
+ * float(scale_g * xs[b]) * sum_{j in b} (q_j - z_g) * xq[j], block sums exact. */
+typedef void (*llmq_kq4a8_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
+                              const llmq_q4a8_x *x, float *y);
+/* llmq_quantize_act_blocks on n % 32 == 0 values; every ISA gives the same bytes. */
+typedef void (*llmq_kqblk_fn)(const float *x, int64_t n, int8_t *q, float *scales);
+/* One token's chunks ch[ceil(cols / 128)] from its codes xq[cols] and block
+ * scales xs[cols / 32], cols % 32 == 0; every ISA gives the same bytes. */
+typedef void (*llmq_kq4a8_prep_fn)(const int8_t *xq, const float *xs, int64_t cols, llmq_q4a8_chunk *ch);
+
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
     llmq_kmva8_fn matvec_a8;
+    llmq_kq4a8_fn matvec_q4a8;
+    llmq_kqblk_fn quant_blocks;
+    llmq_kq4a8_prep_fn q4a8_prep;
 } llmq_ktable;
 
 extern const llmq_ktable llmq_ktable_ref;     /* q_ref.c, the oracle */
@@ -39,7 +79,7 @@ const llmq_ktable *llmq_ktable_cur(void);
  * the reference kernel, which sums in int64. */
 #define LLMQ_A8_MAX_COLS (1 << 19)
 
-/* E8M0 (OCP MX v1.0 section 5.4.1): 2^(e - 127); e = 255 is NaN. */
+/* E8M0, the OCP MX v1.0 scale type (section 5): 2^(e - 127); e = 255 is NaN. */
 static inline float llmq_e8m0_to_f32(uint8_t e)
 {
     if (e == 0) return llmq_bits_f32(0x00400000u);   /* 2^-127, a float subnormal */

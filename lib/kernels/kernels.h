@@ -84,4 +84,36 @@ void llmq_matvec_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, float
 void llmq_matmul_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
                     int64_t n, float *Y);
 
+/* ---- W4A8: int4 weights times int8 activations in blocks of 32 ----
+ *
+ * The fast int4 decode path, as llama.cpp runs Q4 on CPUs: activations are
+ * quantized on the fly per block of 32 columns, and each 32-block's product
+ * sum_j (q_j - z) * xq_j is exact in integers (VNNI vpdpbusd / vpmaddubsw),
+ * then scaled by (weight group scale * activation block scale) in float. */
+
+#define LLMQ_A8_BLOCK 32
+
+/* Per-block symmetric activation quantization, n % 32 == 0: for each block
+ * b of 32, scales[b] = max|x| / 127 over the block and q[i] = round(x[i] *
+ * (127 / max|x|)) in [-127, 127] (ties to even, as llmq_quantize_act_i8);
+ * a block with max|x| < 2^-100 (all zero, say) gives scale 0 and q = 0.
+ * Every ISA gives the same bytes.  x must be finite (non-finite entries
+ * give code 0 or +-127 and an unspecified scale, never undefined
+ * behaviour). */
+void llmq_quantize_act_blocks(const float *x, int64_t n, int8_t *q, float *scales);
+
+/* y[rows] = sum over 32-blocks b of
+ *     (scale[r][g(b)] * xscales[b]) * sum_{j in b} (W[r][j] code - zero) * xq[j]
+ * with W of type LLMQ_W_Q4 (any group, asymmetric or symmetric) and
+ * xq[cols], xscales[cols / 32] from llmq_quantize_act_blocks.  The block
+ * sums are exact integers; only the float scaling and the sum over blocks
+ * round.  Threaded over rows. */
+void llmq_matvec_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, const float *xscales, float *y);
+
+/* Y[n][rows]: llmq_matvec_q4a8 for each token t with Xq[t][cols] and
+ * xscales[t][cols / 32] (prefill); each thread walks its rows in tiles held
+ * in cache across the n tokens.  Results equal n matvecs bit for bit. */
+void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
+                      int64_t n, float *Y);
+
 #endif

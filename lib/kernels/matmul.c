@@ -1,8 +1,10 @@
 /*
- * matmul.c - the threaded entry points of kernels.h: rows are split over the
- * pool in contiguous ranges and handed to the current ISA's row kernels.
- * Prefill converts row tiles to f32 in per-thread scratch and multiplies
- * them with OpenBLAS sgemm (single-threaded: cpu.c sets that once).
+ * matmul.c - the threaded entry points of kernels.h: rows go to the pool's
+ * threads in blocks taken on demand (rowq below) and are handed to the
+ * current ISA's row kernels.  Prefill converts row tiles to f32 in
+ * per-thread scratch and multiplies them with OpenBLAS sgemm
+ * (single-threaded: cpu.c sets that once); W4A8 and W8A8 prefill walk int
+ * tiles held in cache across the tokens.
  */
 #include <limits.h>
 #include <math.h>
@@ -10,7 +12,7 @@
 #include "kern-int.h"
 #include "../quant/blocks.h"
 
-/* Rows per thread are multiples of this, so the 4-row kernels see few tails. */
+/* Row blocks are multiples of this, so the 4-row kernels see few tails. */
 #define ROW_ALIGN 16
 /* Below this many weight bytes a matvec runs on the caller alone: waking the
  * pool costs more than the whole product. */
@@ -18,9 +20,12 @@
 /* Prefill with fewer tokens than this streams the weights once per token
  * instead of converting them; conversion costs more than it saves. */
 #define MIN_GEMM_TOKENS 3
-/* f32 tile target: 64 rows, fewer for very wide rows (stays in L2). */
-#define TILE_ROWS 64
-#define TILE_BYTES (1u << 20)
+/* f32 tile target: 256 rows, fewer for very wide rows.  OpenBLAS packs all
+ * of X (n x cols) again in every sgemm call, so a tile must be tall enough
+ * to amortize that: 64-row tiles (32 for 5632 columns) spent about a third
+ * of bf16 prefill repacking X; 256 rows ran 1.1-1.5x faster at 512 tokens. */
+#define TILE_ROWS 256
+#define TILE_BYTES (8u << 20)
 
 uint64_t llmq_wmat_bytes(const llmq_wmat *W)
 {
@@ -80,6 +85,35 @@ void llmq_get_row(const llmq_wmat *W, int64_t r, float *out)
     llmq_ktable_cur()->dequant[W->type](W, r, r + 1, out);
 }
 
+/* ---- row blocks handed out on demand ----
+ *
+ * Threads take blocks of rows from a shared counter instead of a fixed
+ * half each: when a thread starts late (a pool wake-up, a core shared with
+ * other processes), the others take its blocks rather than wait for it.
+ * Every row is computed the same way whichever thread takes it, so results
+ * do not depend on the schedule. */
+
+typedef struct { int64_t next, blk, total; } rowq;
+
+static rowq rowq_make(int64_t total, int64_t blk) { rowq q = { 0, LLMQ_MAX(blk, 1), total }; return q; }
+
+/* The next block [*lo, *hi), or 0 when all are taken. */
+static int rowq_take(rowq *q, int64_t *lo, int64_t *hi)
+{
+    int64_t r = __atomic_fetch_add(&q->next, q->blk, __ATOMIC_RELAXED);
+    if (r >= q->total) return 0;
+    *lo = r;
+    *hi = LLMQ_MIN(r + q->blk, q->total);
+    return 1;
+}
+
+/* Decode blocks: about 8 per thread, multiples of ROW_ALIGN. */
+static int64_t mv_block(int64_t rows, llmq_pool *pool)
+{
+    int64_t per = rows / (8 * (int64_t)llmq_pool_size(pool));
+    return LLMQ_MAX(ROW_ALIGN, (per + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN);
+}
+
 /* ---- matvec ---- */
 
 struct mv_job {
@@ -87,20 +121,21 @@ struct mv_job {
     const llmq_wmat *W;
     const float *x;
     float *y;
+    rowq q;
 };
 
 static void mv_worker(void *ctx, int i, int n)
 {
+    (void)i; (void)n;
     struct mv_job *j = ctx;
     int64_t lo, hi;
-    llmq_split(j->W->rows, i, n, ROW_ALIGN, &lo, &hi);
-    if (lo < hi) j->fn(j->W, lo, hi, j->x, j->y + lo);
+    while (rowq_take(&j->q, &lo, &hi)) j->fn(j->W, lo, hi, j->x, j->y + lo);
 }
 
 void llmq_matvec(llmq_pool *pool, const llmq_wmat *W, const float *x, float *y)
 {
-    struct mv_job j = { llmq_ktable_cur()->matvec[W->type], W, x, y };
     if (llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    struct mv_job j = { llmq_ktable_cur()->matvec[W->type], W, x, y, rowq_make(W->rows, mv_block(W->rows, pool)) };
     llmq_pool_run(pool, mv_worker, &j);
 }
 
@@ -112,6 +147,7 @@ struct mm_job {
     const float *X;
     int64_t n;
     float *Y;
+    rowq q;                 /* tiles */
 };
 
 /* Fallback without scratch: one matvec per token over rows [lo, hi). */
@@ -123,30 +159,39 @@ static void mm_by_rows(const struct mm_job *j, int64_t lo, int64_t hi)
         fn(W, lo, hi, j->X + t * W->cols, j->Y + t * W->rows + lo);
 }
 
+/* rows per f32 tile for W */
+static int64_t mm_tile(const llmq_wmat *W)
+{
+    int64_t tile = TILE_ROWS;
+    while (tile > 8 && (uint64_t)tile * (uint64_t)W->cols * 4 > TILE_BYTES) tile /= 2;
+    return tile;
+}
+
 static void mm_worker(void *ctx, int i, int nth)
 {
+    (void)i; (void)nth;
     struct mm_job *j = ctx;
     const llmq_wmat *W = j->W;
     int64_t lo, hi, cols = W->cols;
-    llmq_split(W->rows, i, nth, ROW_ALIGN, &lo, &hi);
-    if (lo >= hi) return;
-    if (j->n < MIN_GEMM_TOKENS) { mm_by_rows(j, lo, hi); return; }
-    if (W->type == LLMQ_W_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(hi - lo), (int)cols,
-                    1.0f, j->X, (int)cols, (const float *)W->data + lo * cols, (int)cols,
-                    0.0f, j->Y + lo, (int)W->rows);
-        return;
-    }
-    int64_t tile = TILE_ROWS;
-    while (tile > 8 && (uint64_t)tile * (uint64_t)cols * 4 > TILE_BYTES) tile /= 2;
-    float *buf = llmq_alloc_aligned((size_t)tile * (size_t)cols * sizeof(float), NULL);
-    if (!buf) { mm_by_rows(j, lo, hi); return; }   /* slower, same result */
+    float *buf = NULL;
+    int tried = 0;
     llmq_kdeq_fn deq = j->kt->dequant[W->type];
-    for (int64_t r = lo; r < hi; r += tile) {
-        int64_t tr = LLMQ_MIN(tile, hi - r);
-        deq(W, r, r + tr, buf);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)cols,
-                    1.0f, j->X, (int)cols, buf, (int)cols, 0.0f, j->Y + r, (int)W->rows);
+    while (rowq_take(&j->q, &lo, &hi)) {
+        if (!tried && j->n >= MIN_GEMM_TOKENS && W->type != LLMQ_W_F32) {   /* only a thread that gets a tile */
+            buf = llmq_alloc_aligned((size_t)j->q.blk * (size_t)cols * sizeof(float), NULL);
+            tried = 1;
+        }
+        if (j->n >= MIN_GEMM_TOKENS && W->type == LLMQ_W_F32) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(hi - lo), (int)cols,
+                        1.0f, j->X, (int)cols, (const float *)W->data + lo * cols, (int)cols,
+                        0.0f, j->Y + lo, (int)W->rows);
+        } else if (buf) {
+            deq(W, lo, hi, buf);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)(hi - lo), (int)cols,
+                        1.0f, j->X, (int)cols, buf, (int)cols, 0.0f, j->Y + lo, (int)W->rows);
+        } else {
+            mm_by_rows(j, lo, hi);   /* few tokens, or no scratch: slower, same result */
+        }
     }
     free(buf);
 }
@@ -155,7 +200,8 @@ void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n,
 {
     if (n <= 0) return;
     if (n == 1) { llmq_matvec(pool, W, X, Y); return; }
-    struct mm_job j = { llmq_ktable_cur(), W, X, n, Y };
+    int64_t blk = n < MIN_GEMM_TOKENS ? mv_block(W->rows, pool) : mm_tile(W);
+    struct mm_job j = { llmq_ktable_cur(), W, X, n, Y, rowq_make(W->rows, blk) };
     if (n > INT_MAX) j.n = MIN_GEMM_TOKENS - 1;   /* sgemm takes int sizes */
     if (j.n != n) {
         for (int64_t t = 0; t < n; t++) llmq_matvec(pool, W, X + t * W->cols, Y + t * W->rows);
@@ -195,21 +241,19 @@ struct a8_job {
     const float *xs;
     int64_t n;
     float *Y;
+    rowq q;                 /* decode blocks, or prefill tiles */
 };
 
 static void a8_worker(void *ctx, int i, int nth)
 {
+    (void)i; (void)nth;
     struct a8_job *j = ctx;
     const llmq_wmat *W = j->W;
     int64_t lo, hi, cols = W->cols;
-    llmq_split(W->rows, i, nth, ROW_ALIGN, &lo, &hi);
-    /* a tile of int8 rows stays in L2 while every token passes over it */
-    int64_t tile = j->n == 1 ? hi - lo : LLMQ_MAX(4, (int64_t)(512 * 1024) / cols);
-    for (int64_t r = lo; r < hi; r += tile) {
-        int64_t tr = LLMQ_MIN(tile, hi - r);
+    while (rowq_take(&j->q, &lo, &hi)) {
         for (int64_t t = 0; t < j->n; t++) {
             const int8_t *xq = j->Xq + t * cols;
-            j->fn(W, r, r + tr, xq, j->xs[t], sum_i8(xq, cols), j->Y + t * W->rows + r);
+            j->fn(W, lo, hi, xq, j->xs[t], sum_i8(xq, cols), j->Y + t * W->rows + lo);
         }
     }
 }
@@ -219,12 +263,86 @@ void llmq_matmul_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const
 {
     if (n <= 0) return;
     const llmq_ktable *kt = W->cols > LLMQ_A8_MAX_COLS ? &llmq_ktable_ref : llmq_ktable_cur();
-    struct a8_job j = { kt->matvec_a8, W, Xq, xscales, n, Y };
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    /* prefill: a tile of int8 rows stays in L2 while every token passes over it */
+    int64_t blk = n == 1 ? mv_block(W->rows, pool) : LLMQ_MAX(4, (int64_t)(512 * 1024) / W->cols);
+    struct a8_job j = { kt->matvec_a8, W, Xq, xscales, n, Y, rowq_make(W->rows, blk) };
     llmq_pool_run(pool, a8_worker, &j);
 }
 
 void llmq_matvec_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, float xscale, float *y)
 {
     llmq_matmul_a8(pool, W, xq, &xscale, 1, y);
+}
+
+/* ---- W4A8 ---- */
+
+void llmq_quantize_act_blocks(const float *x, int64_t n, int8_t *q, float *scales)
+{
+    llmq_ktable_cur()->quant_blocks(x, n, q, scales);
+}
+
+/* Prefill tiles: this many bytes of int4 codes stay in L2 while every token
+ * passes over them. */
+#define Q4A8_TILE_BYTES (256u * 1024u)
+
+struct q4a8_job {
+    llmq_kq4a8_fn fn;
+    const llmq_wmat *W;
+    const int8_t *Xq;
+    const float *xs;
+    llmq_q4a8_chunk *ch;     /* [n][nck], NULL for the oracle */
+    int64_t n, nck;
+    float *Y;
+    rowq q;                  /* decode blocks, or prefill tiles */
+};
+
+static void q4a8_prep_worker(void *ctx, int i, int nth)
+{
+    struct q4a8_job *j = ctx;
+    int64_t lo, hi, cols = j->W->cols;
+    llmq_split(j->n, i, nth, 1, &lo, &hi);
+    llmq_kq4a8_prep_fn prep = llmq_ktable_cur()->q4a8_prep;
+    for (int64_t t = lo; t < hi; t++)
+        prep(j->Xq + t * cols, j->xs + t * (cols / LLMQ_A8_BLOCK), cols, j->ch + t * j->nck);
+}
+
+static void q4a8_worker(void *ctx, int i, int nth)
+{
+    (void)i; (void)nth;
+    struct q4a8_job *j = ctx;
+    const llmq_wmat *W = j->W;
+    int64_t lo, hi, cols = W->cols, nb = cols / LLMQ_A8_BLOCK;
+    while (rowq_take(&j->q, &lo, &hi)) {
+        for (int64_t t = 0; t < j->n; t++) {
+            llmq_q4a8_x x = { j->Xq + t * cols, j->xs + t * nb, j->ch ? j->ch + t * j->nck : NULL };
+            j->fn(W, lo, hi, &x, j->Y + t * W->rows + lo);
+        }
+    }
+}
+
+void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
+                      int64_t n, float *Y)
+{
+    if (n <= 0) return;
+    const llmq_ktable *kt = llmq_ktable_cur();
+    if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    int64_t blk = n == 1 ? mv_block(W->rows, pool)
+                         : LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3);
+    struct q4a8_job j = { kt->matvec_q4a8, W, Xq, xscales, NULL, n, (W->cols + 127) / 128, Y, rowq_make(W->rows, blk) };
+    if (kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
+        size_t bytes;
+        if (!llmq_mul_ovf_size((size_t)n, (size_t)j.nck * sizeof(llmq_q4a8_chunk), &bytes))
+            j.ch = llmq_alloc_aligned(bytes, NULL);
+        if (!j.ch) j.fn = llmq_ktable_ref.matvec_q4a8;   /* slower, same block sums */
+        else if (n == 1) kt->q4a8_prep(Xq, xscales, W->cols, j.ch);
+        else llmq_pool_run(pool, q4a8_prep_worker, &j);
+    }
+    llmq_pool_run(pool, q4a8_worker, &j);
+    free(j.ch);
+}
+
+void llmq_matvec_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, const float *xscales, float *y)
+{
+    llmq_matmul_q4a8(pool, W, xq, xscales, 1, y);
 }

@@ -309,10 +309,167 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, y + (r - r0));
 }
 
+/* ---- W4A8 ----
+ *
+ * Per 64 columns and row (half of an llmq_q4a8_chunk): one 32-byte load,
+ * AND / shift+AND split the nibbles, two vpmaddubsw (codes 0..15 unsigned
+ * times int8 activations: a pair is at most 2 * 15 * 127, and the sum of
+ * both at most 4 * 15 * 127 < 32767, so nothing saturates), vpmaddwd with
+ * ones to int32 per 8 columns, and vpmaddwd of (z, 0) with the chunk's
+ * (-sum x, 0) for the zero point: each lane holds the exact
+ * sum_j (q_j - z) x_j of its 8 columns.  One FMA scales it.  Scales and
+ * zero points of 8 groups wait in memory; vpermd / vpermps hand each lane
+ * its group's. */
+INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_chunk *xc, float *y)
+{
+    const int64_t cols = W->cols, ng = cols / G, rb = cols / 2;
+    const int64_t nfull = cols / 64, nh = (cols + 63) / 64;   /* 64-column halves of chunks */
+    const int64_t hpw = G / 8;                                 /* halves per 8 groups */
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    /* lane l (columns 8l..8l+7 of a half) is in group 32 * (l / 4) / G of the half's first
+     * (for G = 128, halves 2i and 2i + 1 share group i) */
+    const __m256i lane_g = G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
+    __m256 acc[4];
+    float s8[4][8] __attribute__((aligned(32)));
+    int32_t z8[4][8] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t h = 0; h < nh;) {
+        const int64_t g0 = h * 64 / G, ngw = LLMQ_MIN(ng - g0, 8);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint16_t *sk = sc + k * ng + g0;
+            if (ngw == 8) {
+                _mm256_store_ps(s8[k], _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sk)));
+                _mm256_store_si256((__m256i *)z8[k], zp ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(zp + k * ng + g0)))
+                                                        : _mm256_set1_epi32(LLMQ_Q4_ZERO_SYM));
+            } else {
+                for (int i = 0; i < 8; i++) {
+                    s8[k][i] = i < ngw ? _cvtsh_ss(sk[i]) : 0.0f;
+                    z8[k][i] = i >= ngw ? 0 : zp ? zp[k * ng + g0 + i] : LLMQ_Q4_ZERO_SYM;
+                }
+            }
+        }
+        const int64_t hend = LLMQ_MIN(nh, h + hpw), h0 = h;
+        for (; h < hend; h++) {
+            const llmq_q4a8_chunk *x = xc + h / 2;
+            const int o = (int)(h & 1);
+            const __m256i xe = _mm256_load_si256((const __m256i *)(x->xe + 32 * o));
+            const __m256i xo = _mm256_load_si256((const __m256i *)(x->xo + 32 * o));
+            const __m256i ns = _mm256_load_si256((const __m256i *)(x->nsum + 16 * o));
+            const __m256 xs = _mm256_load_ps(x->xs + 8 * o);
+            const __m256i gi = _mm256_add_epi32(lane_g, _mm256_set1_epi32((int)((h - h0) * 64 / G)));
+            const uint8_t *d = data + h * 32;
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                __m256i v;
+                if (h < nfull) {
+                    if (NR == 4) PF(d + (k + 4) * rb);
+                    v = _mm256_loadu_si256((const __m256i *)(d + k * rb));
+                } else {
+                    v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(d + k * rb)));
+                }
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
+                /* G >= 64: one group per half, broadcast from memory (no shuffle) */
+                const int64_t gh = (h - h0) * 64 / G;
+                __m256i zv = G >= 64 ? _mm256_set1_epi32(z8[k][gh])
+                                     : _mm256_permutevar8x32_epi32(_mm256_load_si256((const __m256i *)z8[k]), gi);
+                __m256 sv = G >= 64 ? _mm256_set1_ps(s8[k][gh]) : _mm256_permutevar8x32_ps(_mm256_load_ps(s8[k]), gi);
+                __m256i p = _mm256_add_epi32(_mm256_madd_epi16(p16, ones), _mm256_madd_epi16(zv, ns));
+                __m256 f = _mm256_mul_ps(sv, xs);
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc[k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+#define Q4A8_G(G)                                                                  \
+    do {                                                                           \
+        int64_t r = r0;                                                            \
+        for (; r + 4 <= r1; r += 4) q4a8_rows(W, r, 4, G, x->ch, y + (r - r0));     \
+        for (; r < r1; r++) q4a8_rows(W, r, 1, G, x->ch, y + (r - r0));             \
+    } while (0)
+
+static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    switch (W->group) {
+    case 32: Q4A8_G(32); break;
+    case 64: Q4A8_G(64); break;
+    default: Q4A8_G(128); break;     /* llmq_wmat_check allows only 32, 64, 128 */
+    }
+}
+
+/* The chunk layout of kern-int.h, 64 columns at a time (see q_avx512.c):
+ * even and odd bytes by sign-extending shifts and a saturating pack, lane
+ * sums by vpsadbw on x + 128.  Columns past the row are zero. */
+static void q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_q4a8_chunk *ch)
+{
+    const __m256i bias = _mm256_set1_epi8((char)0x80), k1024 = _mm256_set1_epi64x(1024);
+    const __m256i lo_dw = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7), lane_b = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for (int64_t base = 0; base < cols; base += 128, ch++) {
+        for (int h = 0; h < 2; h++) {
+            int64_t c0 = base + 64 * h, nv = LLMQ_MAX(0, LLMQ_MIN(64, cols - c0));   /* 0, 32 or 64 */
+            __m256i a = nv ? _mm256_loadu_si256((const __m256i *)(xq + c0)) : _mm256_setzero_si256();
+            __m256i b = nv == 64 ? _mm256_loadu_si256((const __m256i *)(xq + c0 + 32)) : _mm256_setzero_si256();
+            __m256i ea = _mm256_srai_epi16(_mm256_slli_epi16(a, 8), 8), eb = _mm256_srai_epi16(_mm256_slli_epi16(b, 8), 8);
+            __m256i oa = _mm256_srai_epi16(a, 8), ob = _mm256_srai_epi16(b, 8);
+            _mm256_store_si256((__m256i *)(ch->xe + 32 * h), _mm256_permute4x64_epi64(_mm256_packs_epi16(ea, eb), 0xd8));
+            _mm256_store_si256((__m256i *)(ch->xo + 32 * h), _mm256_permute4x64_epi64(_mm256_packs_epi16(oa, ob), 0xd8));
+            __m256i sa = _mm256_sub_epi64(k1024, _mm256_sad_epu8(_mm256_xor_si256(a, bias), _mm256_setzero_si256()));
+            __m256i sb = _mm256_sub_epi64(k1024, _mm256_sad_epu8(_mm256_xor_si256(b, bias), _mm256_setzero_si256()));
+            __m256i ns = _mm256_permutevar8x32_epi32(_mm256_blend_epi32(sa, _mm256_slli_epi64(sb, 32), 0xaa), lo_dw);
+            _mm256_store_si256((__m256i *)(ch->nsum + 16 * h), _mm256_and_si256(ns, _mm256_set1_epi32(0xffff)));
+            float s2[2] = { nv ? xs[c0 / LLMQ_A8_BLOCK] : 0.0f, nv == 64 ? xs[c0 / LLMQ_A8_BLOCK + 1] : 0.0f };
+            __m256 sv = _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)s2)));
+            _mm256_store_ps(ch->xs + 8 * h, _mm256_permutevar8x32_ps(sv, lane_b));
+        }
+    }
+}
+
+/* llmq_quantize_act_blocks, the oracle's operations in its order (see
+ * q_avx512.c): NaNs drop out of the max and the clamp; cvtps rounds to
+ * nearest even as lrintf does. */
+static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
+{
+    const __m256 zero = _mm256_setzero_ps(), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / LLMQ_A8_BLOCK; b++) {
+        const float *xb = x + b * LLMQ_A8_BLOCK;
+        __m256 v[4], m = zero;
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(v[i], absm), zero));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        if (!(amax >= LLMQ_A8_TINY)) amax = 0.0f;
+        scales[b] = amax / 127.0f;
+        __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m256i iv[4];
+        for (int i = 0; i < 4; i++)
+            iv[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), lo), hi));
+        /* packs work within 128-bit lanes: dwords end up in order 0 4 1 5 2 6 3 7 (of 4-dword units) */
+        __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
+        _mm256_storeu_si256((__m256i *)(q + b * LLMQ_A8_BLOCK), _mm256_permutevar8x32_epi32(w, order));
+    }
+}
+
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8 },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
     .matvec_a8 = mv_a8,
+    .matvec_q4a8 = mv_q4a8,
+    .quant_blocks = quant_blocks,
+    .q4a8_prep = q4a8_prep,
 };

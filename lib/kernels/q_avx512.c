@@ -145,7 +145,11 @@ DQ_DENSE(dq_q8, 1, ld_i8, ldm_i8, Q8SCALE)
  * with its high nibble after a shift.  Each table entry is exact (fmsub of
  * exact products), so the weights are the oracle's bit for bit.  Bytes give
  * the even elements (low nibbles) and odd elements (high nibbles) of 32
- * columns: x is split the same way, once per group for 4 rows. */
+ * columns: x is split the same way, once per 32 columns for 4 rows.
+ *
+ * This is port-bound (p0/p5: per 16 elements one widen or shift, one
+ * vpermps, one FMA), about 10 GB/s of Q4 per core: on 2 cores it streams
+ * ~55% of DRAM bandwidth where Q8 / MX8 reach 75-80%. */
 
 /* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]. */
 INLINE void q4_group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, float *s, float *zs)
@@ -164,38 +168,44 @@ INLINE __m512 q4_table(float s, float zs)
     return _mm512_fmsub_ps(iota, _mm512_set1_ps(s), _mm512_set1_ps(zs));
 }
 
-/* NR rows (1 or 4) from row r: acc[k] += W[r + k] . x */
+/* NR rows (1 or 4) from row r: y[k] = W[r + k] . x.  One loop over
+ * 32-column chunks; a group's tables are rebuilt where it starts. */
 INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
-    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
+    const int64_t cols = W->cols, ng = cols / W->group, rb = cols / 2;
+    const int64_t cpg = W->group / 32;                  /* 32-column chunks per group */
     const uint8_t *data = (const uint8_t *)W->data + r * rb;
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    __m512 a[4], b[4];
+    __m512 a[4], b[4], t[4];
     float s[4][16], zs[4][16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) a[k] = b[k] = _mm512_setzero_ps();
-    for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+    for (int k = 0; k < NR; k++) a[k] = b[k] = t[k] = _mm512_setzero_ps();
+    int64_t g = 0, left = 0;
+    for (int64_t c = 0; c < cols; c += 32) {
+        if (left == 0) {                                /* a new group */
+            if ((g & 15) == 0) {
 #pragma GCC unroll 4
-        for (int k = 0; k < NR; k++)
-            q4_group_terms(sc + k * ng + g0, zp ? zp + k * ng + g0 : NULL, ng - g0, s[k], zs[k]);
-        for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
-            __m512 t[4];
-#pragma GCC unroll 4
-            for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g - g0], zs[k][g - g0]);
-            for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
-                __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
-                __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
-#pragma GCC unroll 4
-                for (int k = 0; k < NR; k++) {
-                    if (NR == 4) PF(data + (k + 4) * rb + c / 2);
-                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + k * rb + c / 2)));
-                    a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
-                    b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]), xo, b[k]);
-                }
+                for (int k = 0; k < NR; k++)
+                    q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
             }
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
+            g++;
+            left = cpg;
+        }
+        left--;
+        __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
+        __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
+        const uint8_t *d = data + (c >> 1);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            if (NR == 4) PF(d + (k + 4) * rb);
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(d + k * rb)));
+            a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
+            b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]), xo, b[k]);
         }
     }
 #pragma GCC unroll 4
@@ -352,10 +362,179 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, xsum, y + (r - r0));
 }
 
+/* ---- W4A8: int4 codes times int8 activations with VNNI ----
+ *
+ * Per 128 columns and row: one 64-byte load, AND / shift+AND split the
+ * nibbles (low = even columns, high = odd ones: the activations were split
+ * the same way once per product, see llmq_q4a8_chunk), two vpdpbusd (codes
+ * 0..15 are the unsigned operand, activations the signed one) and one
+ * vpdpwssd that adds -z * sum(x) per lane: each lane's int32 is the exact
+ * sum_j (q_j - z) x_j over its 8 columns (|.| <= 8 * 15 * 127, exact in
+ * float too).  Then one FMA with (group scale * block scale).  Scales and
+ * zero points of 16 groups sit in one register each; vpermd / vpermps hand
+ * every lane its group's. */
+INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_chunk *xc, float *y)
+{
+    const int64_t cols = W->cols, ng = cols / G, rb = cols / 2;
+    const int64_t nfull = cols / 128, nck = (cols + 127) / 128;
+    const int64_t cps = G / 8;                          /* chunks per 16 groups */
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* lane l (columns 8l..8l+7 of a chunk) is in group 32 * (l / 4) / G of the chunk's first */
+    const __m512i lane_g = G == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                         : G == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                         : _mm512_setzero_si512();
+    const __m512i step = _mm512_set1_epi32(128 / G);
+    const __mmask64 tail = (__mmask64)-1 >> (64 - LLMQ_MAX((cols - nfull * 128) / 2, 1));
+    __m512 acc[4], S[4];
+    __m512i Z[4];
+    /* G = 128: one group per chunk, its scale and zero broadcast from memory
+     * (a load, no shuffle) */
+    float s16[4][16] __attribute__((aligned(64)));
+    int32_t z16[4][16] __attribute__((aligned(64)));
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nck;) {
+        const int64_t g0 = c * 128 / G, c0 = c;
+        const __mmask16 gm = tail_mask(LLMQ_MIN(ng - g0, 16));
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            S[k] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, sc + k * ng + g0));
+            Z[k] = zp ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(gm, zp + k * ng + g0))
+                      : _mm512_set1_epi32(LLMQ_Q4_ZERO_SYM);
+            if (G == 128) {
+                _mm512_store_ps(s16[k], S[k]);
+                _mm512_store_si512(z16[k], Z[k]);
+            }
+        }
+        const int64_t cend = LLMQ_MIN(nck, c + cps);
+        if (G == 128) {
+            for (; c < cend; c++) {
+                const llmq_q4a8_chunk *x = xc + c;
+                const __m512i xe = _mm512_load_si512(x->xe), xo = _mm512_load_si512(x->xo);
+                const __m512i ns = _mm512_load_si512(x->nsum);
+                const __m512 xs = _mm512_load_ps(x->xs);
+                const uint8_t *d = data + c * 64;
+#pragma GCC unroll 4
+                for (int k = 0; k < NR; k++) {
+                    __m512i v;
+                    if (c < nfull) {
+                        if (NR == 4) PF(d + (k + 4) * rb);
+                        v = _mm512_loadu_si512(d + k * rb);
+                    } else {
+                        v = _mm512_maskz_loadu_epi8(tail, d + k * rb);
+                    }
+                    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    __m512i p = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(z16[k][c - c0]), ns);
+                    p = _mm512_dpbusd_epi32(p, lo, xe);
+                    p = _mm512_dpbusd_epi32(p, hi, xo);
+                    __m512 f = _mm512_mul_ps(xs, _mm512_set1_ps(s16[k][c - c0]));
+                    acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[k]);
+                }
+            }
+            continue;
+        }
+        for (__m512i gi = lane_g; c < cend; c++, gi = _mm512_add_epi32(gi, step)) {
+            const llmq_q4a8_chunk *x = xc + c;
+            const __m512i xe = _mm512_load_si512(x->xe), xo = _mm512_load_si512(x->xo);
+            const __m512i ns = _mm512_load_si512(x->nsum);
+            const __m512 xs = _mm512_load_ps(x->xs);
+            const uint8_t *d = data + c * 64;
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                __m512i v;
+                if (c < nfull) {
+                    if (NR == 4) PF(d + (k + 4) * rb);
+                    v = _mm512_loadu_si512(d + k * rb);
+                } else {
+                    v = _mm512_maskz_loadu_epi8(tail, d + k * rb);
+                }
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i p = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_permutexvar_epi32(gi, Z[k]), ns);
+                p = _mm512_dpbusd_epi32(p, lo, xe);
+                p = _mm512_dpbusd_epi32(p, hi, xo);
+                __m512 f = _mm512_mul_ps(_mm512_permutexvar_ps(gi, S[k]), xs);
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+#define Q4A8_G(G)                                                                  \
+    do {                                                                           \
+        int64_t r = r0;                                                            \
+        for (; r + 4 <= r1; r += 4) q4a8_rows(W, r, 4, G, x->ch, y + (r - r0));     \
+        for (; r < r1; r++) q4a8_rows(W, r, 1, G, x->ch, y + (r - r0));             \
+    } while (0)
+
+static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    switch (W->group) {
+    case 32: Q4A8_G(32); break;
+    case 64: Q4A8_G(64); break;
+    default: Q4A8_G(128); break;     /* llmq_wmat_check allows only 32, 64, 128 */
+    }
+}
+
+/* The chunk layout of kern-int.h: even and odd bytes by sign-extending
+ * shifts and a saturating pack (exact: codes are in [-127, 127]), lane sums
+ * by vpsadbw on x + 128 (8 bytes sum to s + 1024).  A partial last chunk
+ * loads zeros past the row, which give zero everywhere. */
+static void q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_q4a8_chunk *ch)
+{
+    const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m512i bias = _mm512_set1_epi8((char)0x80), k1024 = _mm512_set1_epi64(1024);
+    const __m512i lane_b = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int64_t base = 0; base < cols; base += 128, ch++) {
+        int64_t nv = LLMQ_MIN(128, cols - base);
+        __mmask64 ma = nv >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << nv) - 1;
+        __mmask64 mb = nv >= 128 ? ~(__mmask64)0 : nv <= 64 ? 0 : ((__mmask64)1 << (nv - 64)) - 1;
+        __m512i a = _mm512_maskz_loadu_epi8(ma, xq + base), b = _mm512_maskz_loadu_epi8(mb, xq + base + 64);
+        __m512i ea = _mm512_srai_epi16(_mm512_slli_epi16(a, 8), 8), eb = _mm512_srai_epi16(_mm512_slli_epi16(b, 8), 8);
+        __m512i oa = _mm512_srai_epi16(a, 8), ob = _mm512_srai_epi16(b, 8);
+        _mm512_store_si512(ch->xe, _mm512_permutexvar_epi64(order, _mm512_packs_epi16(ea, eb)));
+        _mm512_store_si512(ch->xo, _mm512_permutexvar_epi64(order, _mm512_packs_epi16(oa, ob)));
+        __m512i sa = _mm512_sub_epi64(k1024, _mm512_sad_epu8(_mm512_xor_si512(a, bias), _mm512_setzero_si512()));
+        __m512i sb = _mm512_sub_epi64(k1024, _mm512_sad_epu8(_mm512_xor_si512(b, bias), _mm512_setzero_si512()));
+        __m512i ns = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(sa)), _mm512_cvtepi64_epi32(sb), 1);
+        _mm512_store_si512(ch->nsum, _mm512_and_si512(ns, _mm512_set1_epi32(0xffff)));
+        __m128 s4 = _mm_maskz_loadu_ps((__mmask8)((1u << (nv / 32)) - 1), xs + base / LLMQ_A8_BLOCK);
+        _mm512_store_ps(ch->xs, _mm512_permutexvar_ps(lane_b, _mm512_castps128_ps512(s4)));
+    }
+}
+
+/* llmq_quantize_act_blocks, the oracle's operations in its order: NaNs
+ * drop out of the max (max_ps returns its second operand on a NaN) and the
+ * clamp; cvtps rounds to nearest even as lrintf does. */
+static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
+{
+    const __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int64_t b = 0; b < n / LLMQ_A8_BLOCK; b++) {
+        const float *xb = x + b * LLMQ_A8_BLOCK;
+        __m512 a = _mm512_loadu_ps(xb), c = _mm512_loadu_ps(xb + 16);
+        __m512 m = _mm512_max_ps(_mm512_max_ps(_mm512_abs_ps(a), zero), _mm512_max_ps(_mm512_abs_ps(c), zero));
+        float amax = _mm512_reduce_max_ps(m);
+        if (!(amax >= LLMQ_A8_TINY)) amax = 0.0f;
+        scales[b] = amax / 127.0f;
+        __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m512 va = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a, inv), lo), hi);
+        __m512 vc = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(c, inv), lo), hi);
+        _mm_storeu_si128((__m128i *)(q + b * LLMQ_A8_BLOCK), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(va)));
+        _mm_storeu_si128((__m128i *)(q + b * LLMQ_A8_BLOCK + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(vc)));
+    }
+}
+
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8 },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
     .matvec_a8 = mv_a8,
+    .matvec_q4a8 = mv_q4a8,
+    .quant_blocks = quant_blocks,
+    .q4a8_prep = q4a8_prep,
 };

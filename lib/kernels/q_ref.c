@@ -4,6 +4,7 @@
  * double, so the oracle is at least as accurate as any SIMD order.
  * Storage layouts: lib/kernels/kernels.h and lib/quant/blocks.h.
  */
+#include <math.h>
 #include "kern-int.h"
 #include "../quant/blocks.h"
 
@@ -62,9 +63,71 @@ static void ref_matvec_a8(const llmq_wmat *W, int64_t r0, int64_t r1,
     }
 }
 
+/* Block sums in int64 (exact), each scaled by the float product of the two
+ * scales (what the SIMD kernels multiply by), summed in double. */
+static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    const int64_t cols = W->cols, ng = cols / W->group;
+    const uint16_t *sc = W->scales;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
+        double s = 0.0;
+        for (int64_t b = 0; b < cols / LLMQ_A8_BLOCK; b++) {
+            int64_t g = r * ng + b * LLMQ_A8_BLOCK / W->group, isum = 0;
+            int z = W->zeros ? W->zeros[g] : LLMQ_Q4_ZERO_SYM;
+            for (int64_t j = b * LLMQ_A8_BLOCK; j < (b + 1) * LLMQ_A8_BLOCK; j++) {
+                int q = (j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15;
+                isum += (int64_t)(q - z) * x->xq[j];
+            }
+            float f = llmq_f16_to_f32(sc[g]) * x->xs[b];
+            s += (double)isum * (double)f;
+        }
+        y[r - r0] = (float)s;
+    }
+}
+
+/* fmaxf / fminf drop a NaN, so no float-to-int conversion is undefined. */
+static void ref_quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
+{
+    for (int64_t b = 0; b < n / LLMQ_A8_BLOCK; b++) {
+        const float *xb = x + b * LLMQ_A8_BLOCK;
+        float amax = 0.0f;
+        for (int i = 0; i < LLMQ_A8_BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        if (!(amax >= LLMQ_A8_TINY)) amax = 0.0f;     /* 127 / amax stays finite */
+        scales[b] = amax / 127.0f;
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (int i = 0; i < LLMQ_A8_BLOCK; i++) {
+            float v = fminf(fmaxf(xb[i] * inv, -127.0f), 127.0f);
+            q[b * LLMQ_A8_BLOCK + i] = (int8_t)lrintf(v);
+        }
+    }
+}
+
+/* The chunk layout of kern-int.h, element by element. */
+static void ref_q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_q4a8_chunk *ch)
+{
+    for (int64_t base = 0; base < cols; base += 128, ch++) {
+        int64_t nv = LLMQ_MIN(128, cols - base);   /* a multiple of 32 */
+        memset(ch, 0, sizeof *ch);
+        for (int64_t i = 0; i < nv / 2; i++) {
+            ch->xe[i] = xq[base + 2 * i];
+            ch->xo[i] = xq[base + 2 * i + 1];
+        }
+        for (int64_t l = 0; l < nv / 8; l++) {
+            int s = 0;
+            for (int t = 0; t < 8; t++) s += xq[base + 8 * l + t];
+            ch->nsum[2 * l] = (int16_t)-s;
+            ch->xs[l] = xs[(base + 8 * l) / LLMQ_A8_BLOCK];
+        }
+    }
+}
+
 const llmq_ktable llmq_ktable_ref = {
     .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec },
     .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant },
     .matvec_a8 = ref_matvec_a8,
+    .matvec_q4a8 = ref_matvec_q4a8,
+    .quant_blocks = ref_quant_blocks,
+    .q4a8_prep = ref_q4a8_prep,
 };
 _Static_assert(LLMQ_W_COUNT == 6, "add the new type to every kernel table");

@@ -23,11 +23,12 @@
  *             of 32 along cols, 32 | cols
  *     data    int8    [rows][cols]        MXINT8 elements: two's complement
  *                                          with an implicit scale of 2^-6
- *                                          (spec section 5.3.3), in [-127, 127]
+ *                                          (spec section 5), in [-127, 127]
  *     scales  uint8   [rows][cols / 32]   E8M0 shared scale X = 2^(e - 127)
- *                                          (section 5.4.1); e = 255 (NaN) is
+ *                                          (section 5, scale data
+ *                                          type); e = 255 (NaN) is
  *                                          never written
- *     value   W[r][j] = 2^(e - 127) * code * 2^-6  (section 5.2, X * P_i)
+ *     value   W[r][j] = 2^(e - 127) * code * 2^-6  (section 5: X * P_i)
  */
 #ifndef LLMQ_QUANT_BLOCKS_H
 #define LLMQ_QUANT_BLOCKS_H

@@ -99,4 +99,18 @@ int llmq_mx8_quantize(const float *w, int64_t rows, int64_t cols, llmq_mx_rule r
 void llmq_mx8_quantize_row(const float *w, int64_t cols, llmq_mx_rule rule, int8_t *codes, uint8_t *scales);
 void llmq_mx8_dequantize_row(const int8_t *codes, const uint8_t *scales, int64_t cols, float *out);
 
+/* ---- INT3 in the INT4 layout (int3.c) ----
+ * 3-bit codes stored one per nibble exactly as LLMQ_W_Q4 stores its codes,
+ * so the Q4 kernels run it unchanged (4 bits per weight on disk; the
+ * quality is INT3).  Asymmetric: [mn, mx] holds 0, s = (mx - mn) / 7 rounded
+ * up to an f16, z = round(-mn / s) in [0, 7], q = clamp(round(w / s) + z,
+ * 0, 7), value (q - z) * s.  Symmetric: s = max|w| / 3 rounded up,
+ * q = round(w / s) + 8 in [5, 11], value (q - 8) * s.  f16 limits, clip
+ * and errors as llmq_q4_quantize. */
+int llmq_q3_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
+                     uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err);
+void llmq_q3_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
+                          uint8_t *codes, uint16_t *scales, uint8_t *zeros);
+void llmq_q3_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out);
+
 #endif

@@ -22,7 +22,9 @@ expect_code 0 llmq pack $M -o "$TMP/int4" --format int4
 check "no temp files left" sh -c "! ls -a $TMP | grep -q tmp"
 # W8A8 needs int8 weights
 expect_out 'perplexity' llmq verify "$TMP/int8" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
-expect_err 2 'int8 activations need int8 weights' llmq verify "$TMP/int4" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_out 'perplexity' llmq verify "$TMP/int4" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_err 2 'int8 activations need' llmq verify $M --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+expect_err 2 'int8 activations need' llmq verify "$TMP/mxint8" --act int8 --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
 # packing a packed model
 expect_err 5 'already a packed model' llmq pack "$TMP/int4" -o "$TMP/again"
 

@@ -17,7 +17,7 @@ for name in tiny-llama-mha tiny-qwen2-gqa; do
     for f in int8 mxint8 int4; do
         expect_code 0 llmq pack "$M" -o "$TMP/$name-$f" --format $f
         for act in fp int8; do
-            [ $act = int8 ] && [ $f != int8 ] && continue
+            [ $act = int8 ] && [ $f = mxint8 ] && continue
             llmq verify "$TMP/$name-$f" --act $act --text "$EVAL" --max-windows "$W" --kld "$TMP/$name.kld" --json >"$TMP/q.json"
             ppl=$($TC json "$TMP/q.json" perplexity)
             kld=$($TC json "$TMP/q.json" kld_mean)

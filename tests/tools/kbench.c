@@ -2,13 +2,16 @@
  * kbench - decode (matvec) and prefill (matmul) throughput of every weight
  * type on every ISA this CPU has, next to a memory read bandwidth probe.
  *
- *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--seconds S]
+ *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]
+ *          [--group 32|64|128] [--type K]      (q4 group default 128, as llmq pack)
  *
  * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
  * weights come from DRAM as in a real decode step; "hot" repeats one matrix,
  * which may sit in a large L3.  GB/s counts llmq_wmat_bytes per product.
  * "%bw" is cold GB/s over a bandwidth probe run just before that row (the
- * machine may be shared: a neighbour's load moves both alike).
+ * machine may be shared: a neighbour's load moves both alike).  Rows q8a8
+ * and q4a8 are the int8-activation products (W8A8 per token, W4A8 per 32
+ * columns) on q8 and q4 weights.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +24,7 @@
 #define ARENA_BYTES (1ull << 30)
 
 static uint8_t *arena;
-static int q4_group = 32;
+static int q4_group = 128;             /* llmq pack --format int4 default */
 
 struct probe { const uint64_t *p; uint64_t n; uint64_t sum[64]; };
 
@@ -85,11 +88,16 @@ static uint64_t n_copies(llmq_wtype t, int64_t rows, int64_t cols)
     return ARENA_BYTES / ((llmq_wmat_bytes(&W) + 4095) & ~4095ull);
 }
 
+/* activation modes of a row: fp32, per-token int8 (W8A8), per-32 int8 (W4A8) */
+enum { ACT_FP, ACT_A8, ACT_Q4A8 };
+
+/* ACT_Q4A8 times the activation quantization too (a decode step pays it). */
 static double bench_matvec(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t cols,
                            int a8, int cold, double secs, double *us)
 {
     uint64_t nc = cold ? n_copies(t, rows, cols) : 1, k = 0, iters = 0;
     float *x = malloc((size_t)cols * 4), *y = malloc((size_t)rows * 4);
+    float *xbs = malloc((size_t)cols / LLMQ_A8_BLOCK * 4);
     int8_t *xq = malloc((size_t)cols);
     for (int64_t j = 0; j < cols; j++) x[j] = (float)((j * 7919) % 201 - 100) / 100.0f;
     float xs;
@@ -99,27 +107,43 @@ static double bench_matvec(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t 
     double t0 = llmq_now(), t_end = t0 + secs;
     do {
         llmq_wmat W = arena_mat(t, rows, cols, k);
-        if (a8) llmq_matvec_a8(pool, &W, xq, xs, y);
-        else llmq_matvec(pool, &W, x, y);
+        if (a8 == ACT_Q4A8) {
+            llmq_quantize_act_blocks(x, cols, xq, xbs);
+            llmq_matvec_q4a8(pool, &W, xq, xbs, y);
+        } else if (a8 == ACT_A8) {
+            llmq_matvec_a8(pool, &W, xq, xs, y);
+        } else {
+            llmq_matvec(pool, &W, x, y);
+        }
         iters++;
         if (++k == nc) k = 0;
     } while (llmq_now() < t_end || iters < 4);
     double dt = llmq_now() - t0;
     *us = dt / (double)iters * 1e6;
-    free(x); free(y); free(xq);
+    free(x); free(y); free(xq); free(xbs);
     return (double)bytes * (double)iters / dt / 1e9;
 }
 
-static double bench_matmul(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t cols, int64_t n, double secs)
+static double bench_matmul(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t cols, int64_t n, int q4a8, double secs)
 {
     float *X = malloc((size_t)(n * cols) * 4), *Y = malloc((size_t)(n * rows) * 4);
+    float *xbs = malloc((size_t)(n * cols) / LLMQ_A8_BLOCK * 4);
+    int8_t *Xq = malloc((size_t)(n * cols));
     for (int64_t j = 0; j < n * cols; j++) X[j] = (float)((j * 7919) % 201 - 100) / 100.0f;
     llmq_wmat W = arena_mat(t, rows, cols, 0);
     uint64_t iters = 0;
     double t0 = llmq_now(), t_end = t0 + secs;
-    do { llmq_matmul(pool, &W, X, n, Y); iters++; } while (llmq_now() < t_end || iters < 2);
+    do {
+        if (q4a8) {
+            llmq_quantize_act_blocks(X, n * cols, Xq, xbs);
+            llmq_matmul_q4a8(pool, &W, Xq, xbs, n, Y);
+        } else {
+            llmq_matmul(pool, &W, X, n, Y);
+        }
+        iters++;
+    } while (llmq_now() < t_end || iters < 2);
     double dt = llmq_now() - t0;
-    free(X); free(Y);
+    free(X); free(Y); free(Xq); free(xbs);
     return 2.0 * (double)rows * (double)cols * (double)n * (double)iters / dt / 1e9;
 }
 
@@ -138,7 +162,7 @@ static int arg_int(const char *s, const char *opt, long lo, long hi, long *out)
 
 int main(int argc, char **argv)
 {
-    long threads = 2, rows = 2048, cols = 5632, tokens = 64, secs10 = 5, group = 32, only = -1;
+    long threads = 2, rows = 2048, cols = 5632, tokens = 64, secs10 = 5, group = 128, only = -1;
     for (int i = 1; i < argc; i++) {
         long *dst = NULL, lo = 1, hi = 1 << 20;
         if (!strcmp(argv[i], "--threads")) dst = &threads, hi = 256;
@@ -147,10 +171,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--tokens")) dst = &tokens, hi = 4096;
         else if (!strcmp(argv[i], "--deciseconds")) dst = &secs10, hi = 600;
         else if (!strcmp(argv[i], "--group")) dst = &group, lo = 32, hi = 128;
-        else if (!strcmp(argv[i], "--type")) dst = &only, lo = 0, hi = LLMQ_W_COUNT;
+        else if (!strcmp(argv[i], "--type")) dst = &only, lo = 0, hi = LLMQ_W_COUNT + 1;
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
-                   "              [--group 32|64|128] [--type K]   (K: 0 f32 1 bf16 2 f16 3 q8 4 q4 5 mx8 6 q8a8)\n");
+                   "              [--group 32|64|128] [--type K]   (K: 0 f32 1 bf16 2 f16 3 q8 4 q4 5 mx8 6 q8a8 7 q4a8)\n");
             return 0;
         }
         if (!dst || i + 1 >= argc) { fprintf(stderr, "kbench: unknown or incomplete option '%s'\n", argv[i]); return 2; }
@@ -172,27 +196,28 @@ int main(int argc, char **argv)
     printf("memory read bandwidth probe: %.1f GB/s (sum of a 1 GiB buffer, %ld threads)\n", bw, threads);
     printf("%-6s %-7s %9s %9s %6s %9s %6s %6s %12s\n", "type", "isa", "cold GB/s", "hot GB/s", "%bw", "us/matvec",
            "rows", "cols", "prefill GF/s");
-    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8", "q8a8" };
+    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8", "q8a8", "q4a8" };
     llmq_isa hw = llmq_cpu_isa_max();
     for (int isa = LLMQ_ISA_SCALAR; isa <= (int)hw; isa++) {
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int t = 0; t <= LLMQ_W_COUNT; t++) {
+        for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) {
             if (only >= 0 && t != only) continue;
-            int a8 = t == LLMQ_W_COUNT;
-            llmq_wtype wt = a8 ? LLMQ_W_Q8 : (llmq_wtype)t;
+            int a8 = t == LLMQ_W_COUNT ? ACT_A8 : t == LLMQ_W_COUNT + 1 ? ACT_Q4A8 : ACT_FP;
+            llmq_wtype wt = a8 == ACT_A8 ? LLMQ_W_Q8 : a8 == ACT_Q4A8 ? LLMQ_W_Q4 : (llmq_wtype)t;
             double us, us_hot, near_bw = probe_bw(pool, 0.3);
             if (near_bw > bw) bw = near_bw;
             double cold = bench_matvec(pool, wt, rows, cols, a8, 1, isa == LLMQ_ISA_SCALAR ? secs / 4 : secs, &us);
             double hot = bench_matvec(pool, wt, rows, cols, a8, 0, isa == LLMQ_ISA_SCALAR ? secs / 8 : secs / 2, &us_hot);
-            double gf = a8 ? 0 : bench_matmul(pool, wt, rows, cols, tokens, secs / 4);
+            double gf = a8 == ACT_A8 ? 0 : bench_matmul(pool, wt, rows, cols, tokens, a8 == ACT_Q4A8, secs / 4);
             printf("%-6s %-7s %9.1f %9.1f %5.0f%% %9.1f %6ld %6ld ", tn[t], llmq_isa_name((llmq_isa)isa),
                    cold, hot, 100.0 * cold / near_bw, us, rows, cols);
-            if (a8) printf("%12s\n", "-");
+            if (a8 == ACT_A8) printf("%12s\n", "-");
             else printf("%12.1f\n", gf);
             fflush(stdout);
         }
     }
-    printf("q4 group %d; prefill: %ld tokens, f32 tiles + OpenBLAS sgemm; best bandwidth probe %.1f GB/s\n",
+    printf("q4 group %d; prefill: %ld tokens, f32 tiles + OpenBLAS sgemm (q4a8: int8 tiles, activation\n"
+           "quantization included); q4a8 decode includes quantizing x; best bandwidth probe %.1f GB/s\n",
            q4_group, tokens, bw);
     free(arena);
     llmq_pool_free(pool);

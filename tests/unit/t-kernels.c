@@ -310,6 +310,314 @@ TEST(a8_exact)
     llmq_pool_free(pool);
 }
 
+/* ---- W4A8 ---- */
+
+/* int8 activation codes of n tokens x cols by mode: random, all zero,
+ * +-127 extremes, or random with some whole blocks zero. */
+enum { A_RANDOM, A_ZERO, A_EXTREME, A_SPARSE, A_COUNT };
+static void act_codes(int8_t *q, int64_t n, int mode)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int v = (int)(rnd() % 255) - 127;
+        if (mode == A_ZERO) v = 0;
+        else if (mode == A_EXTREME) v = (rnd() & 1) ? 127 : -127;
+        else if (mode == A_SPARSE && (i / 32) % 3 == 1) v = 0;
+        q[i] = (int8_t)v;
+    }
+}
+
+/* The oracle's block sums, independently: sum_j W[r][j] * (xq[j] * xs[j/32])
+ * from the oracle's dequantized weights, in double.  Exact when every
+ * scale is a power of two and the sums are small (q4a8_exact). */
+static double q4a8_direct(const llmq_wmat *W, int64_t r, const int8_t *xq, const float *xs)
+{
+    float *row = malloc((size_t)W->cols * sizeof *row);
+    llmq_ktable_ref.dequant[W->type](W, r, r + 1, row);
+    double s = 0;
+    for (int64_t j = 0; j < W->cols; j++) s += (double)row[j] * ((double)xq[j] * xs[j / 32]);
+    free(row);
+    return s;
+}
+
+/* sum over blocks of |scale * xscale| * sum_j |q_j - z| |xq_j|: the scale
+ * of every term the W4A8 kernels add, what float rounding is relative to */
+static double q4a8_abs(const llmq_wmat *W, int64_t r, const int8_t *xq, const float *xs)
+{
+    const uint8_t *row = (const uint8_t *)W->data + r * (W->cols / 2);
+    int64_t ng = W->cols / W->group;
+    double t = 0;
+    for (int64_t b = 0; b < W->cols / 32; b++) {
+        int64_t g = r * ng + b * 32 / W->group, a = 0;
+        int z = W->zeros ? W->zeros[g] : LLMQ_Q4_ZERO_SYM;
+        for (int64_t j = b * 32; j < (b + 1) * 32; j++) {
+            int q = (j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15;
+            a += (int64_t)abs(q - z) * abs(xq[j]);
+        }
+        t += (double)a * fabs((double)llmq_f16_to_f32(((const uint16_t *)W->scales)[g]) * xs[b]);
+    }
+    return t;
+}
+
+static const int64_t Q4A8_COLS[] = { 128, 256, 384, 1152 };
+static const int64_t Q4A8_COLS_ODD[] = { 32, 64, 96, 160, 224, 480 };   /* groups that fit */
+
+/* Power-of-two scales (weights 1/2, 1, 2; activations 1/2, 1, 2) and sums
+ * below 2^22 make every product and every float sum exact: each ISA must
+ * give the oracle's result bit for bit, and the oracle the direct sum. */
+TEST(q4a8_exact)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const float p2[] = { 0.5f, 1.0f, 2.0f };
+    static const int64_t cols[] = { 32, 64, 96, 128, 160, 256, 384, 512 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int G = 32; G <= 128; G *= 2)
+            for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+                for (int sym = 0; sym < 2; sym++)
+                    for (int mode = 0; mode < M_COUNT; mode++)
+                        for (int am = 0; am < A_COUNT; am++) {
+                            int64_t c = cols[ci], rows = (int64_t)(rnd() % 2 ? 5 : 8), nb = c / 32;
+                            if (c % G) continue;
+                            tmat m = make_mat(LLMQ_W_Q4, rows, c, G, sym, mode);
+                            uint16_t *sc = m.scales;
+                            for (int64_t g = 0; g < rows * (c / G); g++)
+                                sc[g] = llmq_f32_to_f16(mode == M_ZERO ? 0.0f : p2[rnd() % 3]);
+                            int8_t *xq = malloc((size_t)c);
+                            float *xs = malloc((size_t)nb * 4), *y = malloc((size_t)rows * 4), *yr = malloc((size_t)rows * 4);
+                            act_codes(xq, c, am);
+                            for (int64_t b = 0; b < nb; b++) xs[b] = p2[rnd() % 3];
+                            llmq_q4a8_x x = { xq, xs, NULL };
+                            llmq_ktable_ref.matvec_q4a8(&m.W, 0, rows, &x, yr);
+                            llmq_matvec_q4a8(NULL, &m.W, xq, xs, y);
+                            for (int64_t r = 0; r < rows; r++) {
+                                CHECK_MSG(y[r] == yr[r], "isa %s g%d cols %" PRId64 " sym %d mode %d act %d row %" PRId64
+                                          ": %.9g vs %.9g", llmq_isa_name(llmq_cpu_isa()), G, c, sym, mode, am, r, y[r], yr[r]);
+                                CHECK((double)yr[r] == q4a8_direct(&m.W, r, xq, xs));
+                            }
+                            free(xq); free(xs); free(y); free(yr); tmat_free(&m);
+                        }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* Random and adversarial rows (codes all 0 / all 15, zero points 0 and 15,
+ * symmetric, codes at the zero point, f16-max scales) with activations
+ * quantized from floats: |y - y_ref| <= (cols / 32 + 20) * 2^-24 * T, T =
+ * q4a8_abs: every lane product rounds once (2^-24 T in all) and each of the
+ * at most cols / 64 + 16 float additions on a lane's way into y rounds
+ * relative to a partial sum bounded by T.  Codes at the zero point must
+ * give exactly 0 (the zero point is subtracted in integers). */
+TEST(q4a8_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int G = 32; G <= 128; G *= 2)
+            for (int sym = 0; sym < 2; sym++)
+                for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(ROWS); ri++)
+                    for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(Q4A8_COLS) + LLMQ_ARRAY_LEN(Q4A8_COLS_ODD); ci++)
+                        for (int mode = 0; mode < M_COUNT; mode++) {
+                            int64_t c = ci < LLMQ_ARRAY_LEN(Q4A8_COLS) ? Q4A8_COLS[ci]
+                                      : Q4A8_COLS_ODD[ci - LLMQ_ARRAY_LEN(Q4A8_COLS)];
+                            int64_t rows = ROWS[ri], nb = c / 32;
+                            if (c % G) continue;
+                            int am = (int)(rnd() % A_COUNT);
+                            tmat m = make_mat(LLMQ_W_Q4, rows, c, G, sym, mode);
+                            float *xf = rand_vec(c, mode == M_MAX ? 1e3f : 1.0f);
+                            if (am == A_ZERO) memset(xf, 0, (size_t)c * 4);
+                            if (am == A_EXTREME) for (int64_t j = 0; j < c; j++) xf[j] = (j & 1) ? 2.5f : -2.5f;
+                            if (am == A_SPARSE) for (int64_t j = 0; j < c; j++) if ((j / 32) % 3 == 1) xf[j] = 0.0f;
+                            int8_t *xq = malloc((size_t)c);
+                            float *xs = malloc((size_t)nb * 4), *y = malloc((size_t)rows * 4), *yr = malloc((size_t)rows * 4);
+                            llmq_quantize_act_blocks(xf, c, xq, xs);
+                            llmq_q4a8_x x = { xq, xs, NULL };
+                            llmq_ktable_ref.matvec_q4a8(&m.W, 0, rows, &x, yr);
+                            llmq_matvec_q4a8(NULL, &m.W, xq, xs, y);
+                            for (int64_t r = 0; r < rows; r++) {
+                                double tol = (double)(c / 32 + 20) * 0x1p-24 * q4a8_abs(&m.W, r, xq, xs) + TOL_FLOOR;
+                                CHECK_MSG(fabs((double)y[r] - yr[r]) <= tol, "isa %s g%d sym %d %" PRId64 "x%" PRId64
+                                          " mode %d act %d row %" PRId64 ": %.9g vs %.9g (tol %g)",
+                                          llmq_isa_name(llmq_cpu_isa()), G, sym, rows, c, mode, am, r, y[r], yr[r], tol);
+                                if (mode == M_FLAT || mode == M_ZERO || am == A_ZERO) CHECK(y[r] == 0.0f);
+                            }
+                            free(xf); free(xq); free(xs); free(y); free(yr); tmat_free(&m);
+                        }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* Prefill: llmq_matmul_q4a8 over n tokens, threaded or not, equals n
+ * single-token products bit for bit (each row's sum is computed the same
+ * way whatever the tiling), and those the oracle within the tolerance above. */
+TEST(q4a8_matmul_threaded)
+{
+    llmq_err err;
+    llmq_pool *pool = llmq_pool_new(3, &err);
+    CHECK(pool != NULL);
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t ns[] = { 1, 2, 5, 37 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++)
+            for (int G = 32; G <= 128; G *= 2) {
+                int64_t rows = 301, c = G == 64 ? 1472 : 1152, n = ns[k], nb = c / 32;  /* 1472: a partial chunk */
+                tmat m = make_mat(LLMQ_W_Q4, rows, c, G, G == 64, M_RANDOM);
+                float *X = rand_vec(n * c, 2.0f), *xs = malloc((size_t)(n * nb) * 4);
+                int8_t *Xq = malloc((size_t)(n * c));
+                llmq_quantize_act_blocks(X, n * c, Xq, xs);
+                float *Y = malloc((size_t)(n * rows) * 4), *y = malloc((size_t)rows * 4), *yr = malloc((size_t)rows * 4);
+                llmq_matmul_q4a8(pool, &m.W, Xq, xs, n, Y);
+                for (int64_t t = 0; t < n; t++) {
+                    llmq_matvec_q4a8(t & 1 ? pool : NULL, &m.W, Xq + t * c, xs + t * nb, y);
+                    CHECK_MSG(!memcmp(y, Y + t * rows, (size_t)rows * 4), "isa %s g%d n %" PRId64 " token %" PRId64,
+                              llmq_isa_name(llmq_cpu_isa()), G, n, t);
+                    llmq_q4a8_x x = { Xq + t * c, xs + t * nb, NULL };
+                    llmq_ktable_ref.matvec_q4a8(&m.W, 0, rows, &x, yr);
+                    for (int64_t r = 0; r < rows; r++) {
+                        double tol = (double)(c / 32 + 20) * 0x1p-24 * q4a8_abs(&m.W, r, Xq + t * c, xs + t * nb);
+                        if (!(fabs((double)y[r] - yr[r]) <= tol)) {
+                            CHECK_MSG(0, "row %" PRId64 ": %.9g vs %.9g", r, y[r], yr[r]);
+                            break;
+                        }
+                    }
+                }
+                free(X); free(xs); free(Xq); free(Y); free(y); free(yr); tmat_free(&m);
+            }
+    }
+    llmq_cpu_set_isa(saved);
+    llmq_pool_free(pool);
+}
+
+/* W4A8 against the fp32-activation product on the same int4 weights.
+ * Rounding to the nearest code moves each x_j by at most xs_b / 2, so
+ * |y_a8 - y_fp| <= sum_b xs_b / 2 * sum_{j in b} |w_j| (the bound, per
+ * row), plus float rounding of both products (2e-6 of sum |w_j x_j| here).
+ * In aggregate the rounding is noise of variance xs_b^2 / 12 per term, so
+ * the expected squared error of row r is sum_j w_j^2 xs_b^2 / 12: the
+ * measured RMS error over all rows must be within 1.5x of that prediction
+ * (64 rows: the estimate's spread is ~20%).  For uniform x that is about
+ * 1 / 254 = 0.4% of the signal (variance amax^2 / 3): we also require < 1%;
+ * an outlier channel in a block coarsens its 31 neighbours (blocks of 32
+ * keep that local), which the prediction accounts for. */
+TEST(q4a8_vs_fp32_activations)
+{
+    for (int G = 32; G <= 128; G *= 2)
+        for (int outl = 0; outl < 2; outl++) {
+            int64_t rows = 64, c = 2048, nb = c / 32;
+            tmat m = make_mat(LLMQ_W_Q4, rows, c, G, 0, M_RANDOM);
+            float *x = rand_vec(c, 1.0f), *xs = malloc((size_t)nb * 4);
+            if (outl) for (int64_t j = 0; j < c; j += 97) x[j] *= 40.0f;   /* outlier channels */
+            int8_t *xq = malloc((size_t)c);
+            llmq_quantize_act_blocks(x, c, xq, xs);
+            float *ya = malloc((size_t)rows * 4), *yf = malloc((size_t)rows * 4), *w = malloc((size_t)c * 4);
+            llmq_matvec_q4a8(NULL, &m.W, xq, xs, ya);
+            llmq_matvec(NULL, &m.W, x, yf);
+            double se = 0, sy = 0, sp = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                llmq_ktable_ref.dequant[LLMQ_W_Q4](&m.W, r, r + 1, w);
+                double bound = 0, mag = 0;
+                for (int64_t j = 0; j < c; j++) {
+                    bound += xs[j / 32] / 2 * fabs((double)w[j]);
+                    mag += fabs((double)w[j] * x[j]);
+                    sp += (double)w[j] * w[j] * xs[j / 32] * xs[j / 32] / 12;
+                }
+                double e = fabs((double)ya[r] - yf[r]);
+                CHECK_MSG(e <= bound + 2e-6 * mag, "g%d row %" PRId64 ": |%.9g - %.9g| > %g", G, r, ya[r], yf[r], bound);
+                se += e * e;
+                sy += (double)yf[r] * yf[r];
+            }
+            double rel = sqrt(se / sy), pred = sqrt(sp / sy);
+            CHECK_MSG(rel <= 1.5 * pred && rel >= pred / 1.5, "g%d outliers %d: relative RMS error %.4f, predicted %.4f",
+                      G, outl, rel, pred);
+            if (!outl) CHECK_MSG(rel < 0.01, "g%d: relative RMS error %.4f", G, rel);
+            if (G == 128) printf("w4a8 vs fp32 activations, g128%s: relative RMS error %.4f (predicted %.4f)\n",
+                                 outl ? " with outliers" : "", rel, pred);
+            free(x); free(xs); free(xq); free(ya); free(yf); free(w); tmat_free(&m);
+        }
+}
+
+/* The activation chunks of kern-int.h: every ISA the oracle's bytes, for
+ * full and partial chunks and extreme codes. */
+TEST(q4a8_prep)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t cols[] = { 32, 64, 96, 128, 160, 192, 224, 256, 1152, 1184 };
+    for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+        for (int am = 0; am < A_COUNT; am++) {
+            int64_t c = cols[ci], nck = (c + 127) / 128;
+            int8_t *xq = malloc((size_t)c);
+            float *xs = malloc((size_t)c / 32 * 4);
+            act_codes(xq, c, am);
+            for (int64_t b = 0; b < c / 32; b++) xs[b] = rndf();
+            llmq_q4a8_chunk *want = llmq_alloc_aligned((size_t)nck * sizeof *want, NULL);
+            llmq_q4a8_chunk *got = llmq_alloc_aligned((size_t)nck * sizeof *got, NULL);
+            llmq_ktable_ref.q4a8_prep(xq, xs, c, want);
+            CHECK(want[0].xe[0] == xq[0] && want[0].xo[0] == xq[1] && want[0].xs[0] == xs[0]);
+            for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+                if (!isa_ok((llmq_isa)isa)) continue;
+                llmq_cpu_set_isa((llmq_isa)isa);
+                memset(got, 0x5a, (size_t)nck * sizeof *got);
+                llmq_ktable_cur()->q4a8_prep(xq, xs, c, got);
+                CHECK_MSG(!memcmp(got, want, (size_t)nck * sizeof *got), "isa %s cols %" PRId64 " act %d",
+                          llmq_isa_name(llmq_cpu_isa()), c, am);
+            }
+            free(xq); free(xs); free(want); free(got);
+        }
+    llmq_cpu_set_isa(saved);
+}
+
+/* Block quantization: every ISA the oracle's bytes and scales, on random
+ * values, exact ties, zero and tiny blocks; the values themselves checked. */
+TEST(quantize_act_blocks)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    int64_t n = 32 * 40;
+    float *x = malloc((size_t)n * 4), *s = malloc(40 * 4), *sr = malloc(40 * 4);
+    int8_t *q = malloc((size_t)n), *qr = malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t b = i / 32;
+        x[i] = b % 5 == 1 ? 0.0f : b % 5 == 2 ? 1e-35f * rndf() : b % 5 == 3 ? (float)((int)(rnd() % 255) - 127) * 0.5f
+             : b % 5 == 4 ? 1e30f * rndf() : rndf();
+    }
+    for (int64_t b = 0; b < 40; b++) if (b % 5 == 3) x[b * 32 + 5] = 63.5f;   /* amax 63.5: x / s = 2x exactly, ties */
+    llmq_ktable_ref.quant_blocks(x, n, qr, sr);
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        memset(q, 0x55, (size_t)n);
+        llmq_quantize_act_blocks(x, n, q, s);
+        CHECK_MSG(!memcmp(q, qr, (size_t)n) && !memcmp(s, sr, 40 * 4), "isa %s", llmq_isa_name(llmq_cpu_isa()));
+    }
+    llmq_cpu_set_isa(saved);
+    for (int64_t b = 0; b < 40; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        if (b % 5 == 1 || b % 5 == 2) {          /* zero, and below 2^-100: scale 0, codes 0 */
+            CHECK(sr[b] == 0.0f);
+            for (int j = 0; j < 32; j++) CHECK(qr[b * 32 + j] == 0);
+            continue;
+        }
+        CHECK(sr[b] == amax / 127.0f);
+        for (int j = 0; j < 32; j++) {
+            double want = (double)x[b * 32 + j] / sr[b];
+            CHECK(fabs(qr[b * 32 + j] - want) <= 0.5 + 1e-4 && abs(qr[b * 32 + j]) <= 127);
+        }
+    }
+    /* ties: 63.5 * (127 / 63.5) = 127; 0.5 * 2 = 1; x = 1.5 -> 3; 0.25 -> 0.5 -> 0 (to even) */
+    float t[32] = { 63.5f, 0.5f, 1.5f, 0.25f, 0.75f, -0.25f, -63.5f };
+    llmq_quantize_act_blocks(t, 32, q, s);
+    CHECK(s[0] == 63.5f / 127.0f);
+    CHECK(q[0] == 127 && q[1] == 1 && q[2] == 3 && q[3] == 0 && q[4] == 2 && q[5] == 0 && q[6] == -127 && q[7] == 0);
+    /* non-finite input: codes stay in range, nothing undefined */
+    t[3] = NAN; t[9] = INFINITY;
+    llmq_quantize_act_blocks(t, 32, q, s);
+    for (int j = 0; j < 32; j++) CHECK(q[j] >= -127 && q[j] <= 127);
+    free(x); free(s); free(sr); free(q); free(qr);
+}
+
 TEST(quantize_act)
 {
     float x[5] = { 1.0f, -2.0f, 0.5f, 0.0f, 1.27f };
