@@ -1,0 +1,330 @@
+/* stats.c - per-channel activation statistics: collection, file I/O. */
+#include <math.h>
+#include <stdio.h>
+#include <errno.h>
+#include "stats.h"
+#include "../formats/safetensors.h"
+#include "data.h"
+
+static const char *site_names[LLMQ_SITE_COUNT] = { "qkv", "o", "gateup", "down", "k_pre", "k_post", "v" };
+
+const char *llmq_site_name(llmq_site s) { return (unsigned)s < LLMQ_SITE_COUNT ? site_names[s] : "?"; }
+int llmq_site_is_linear(llmq_site s) { return s <= LLMQ_SITE_DOWN; }
+
+int llmq_site_dim(const llmq_config *c, llmq_site s)
+{
+    switch (s) {
+    case LLMQ_SITE_QKV: case LLMQ_SITE_GATEUP: return c->hidden;
+    case LLMQ_SITE_O: return c->n_heads * c->head_dim;
+    case LLMQ_SITE_DOWN: return c->intermediate;
+    default: return c->n_kv_heads * c->head_dim;
+    }
+}
+
+void llmq_stats_release(llmq_stats *s)
+{
+    if (!s) return;
+    if (s->site)
+        for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) {
+            llmq_site_stats *q = &s->site[i];
+            free(q->absmax); free(q->min); free(q->max); free(q->mean_abs);
+            free(q->sum); free(q->sumsq); free(q->abs_sum); free(q->head_absmax); free(q->keep);
+        }
+    free(s->site);
+    free(s->keep_win);
+    free(s->keep_pos);
+    memset(s, 0, sizeof *s);
+}
+
+/* Allocate the arrays of one site (zeroed; min/max set to +-inf). */
+static int site_alloc(llmq_site_stats *q, int dim, int heads, int n_keep, int linear, llmq_err *err)
+{
+    q->dim = dim;
+    if (!(q->absmax = llmq_calloc((size_t)dim, sizeof(float), err)) ||
+        !(q->min = llmq_calloc((size_t)dim, sizeof(float), err)) ||
+        !(q->max = llmq_calloc((size_t)dim, sizeof(float), err)) ||
+        !(q->mean_abs = llmq_calloc((size_t)dim, sizeof(float), err)) ||
+        !(q->sum = llmq_calloc((size_t)dim, sizeof(double), err)) ||
+        !(q->sumsq = llmq_calloc((size_t)dim, sizeof(double), err)) ||
+        !(q->abs_sum = llmq_calloc((size_t)dim, sizeof(double), err)))
+        return err->code;
+    if (!linear && !(q->head_absmax = llmq_calloc((size_t)heads, sizeof(float), err))) return err->code;
+    if (linear && n_keep > 0 && !(q->keep = llmq_calloc((size_t)n_keep * (size_t)dim, sizeof(float), err)))
+        return err->code;
+    for (int j = 0; j < dim; j++) { q->min[j] = INFINITY; q->max[j] = -INFINITY; }
+    return LLMQ_OK;
+}
+
+int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples, int seqlen,
+                    uint64_t seed, llmq_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (n_keep < 0 || samples < 1 || seqlen < 2)
+        return llmq_errorf(err, LLMQ_EUSAGE, "statistics need samples >= 1, seqlen >= 2, keep >= 0");
+    s->n_layers = c->n_layers;
+    s->n_kv_heads = c->n_kv_heads;
+    s->head_dim = c->head_dim;
+    s->n_keep = n_keep;
+    s->samples = samples;
+    s->seqlen = seqlen;
+    s->seed = seed;
+    s->cur_window = -1;
+    if (!(s->site = llmq_calloc((size_t)c->n_layers * LLMQ_SITE_COUNT, sizeof *s->site, err))) return err->code;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LLMQ_SITE_COUNT; k++)
+            if (site_alloc(&s->site[l * LLMQ_SITE_COUNT + k], llmq_site_dim(c, (llmq_site)k), c->n_kv_heads, n_keep,
+                           llmq_site_is_linear((llmq_site)k), err)) {
+                llmq_stats_release(s);
+                return err->code;
+            }
+    if (n_keep > 0) {
+        if (!(s->keep_win = llmq_calloc((size_t)n_keep, sizeof(int), err)) ||
+            !(s->keep_pos = llmq_calloc((size_t)n_keep, sizeof(int), err))) {
+            llmq_stats_release(s);
+            return err->code;
+        }
+        uint64_t st = seed ^ 0x5157415453ull;  /* a stream apart from the window sampler's */
+        for (int k = 0; k < n_keep; k++) {
+            s->keep_win[k] = (int)((int64_t)k * samples / n_keep);
+            s->keep_pos[k] = 1 + (int)llmq_rand_below(&st, (uint64_t)(seqlen - 1));
+        }
+    }
+    return LLMQ_OK;
+}
+
+void llmq_stats_begin_window(llmq_stats *s, int window) { s->cur_window = window; }
+
+void llmq_stats_observe(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim)
+{
+    llmq_stats *s = ctx;
+    if (layer < 0 || layer >= s->n_layers || (unsigned)site >= LLMQ_SITE_COUNT) return;
+    llmq_site_stats *q = &s->site[layer * LLMQ_SITE_COUNT + site];
+    if (dim != q->dim) return;
+    for (int64_t t = 0; t < n; t++) {
+        const float *row = x + t * dim;
+        float *amax = q->absmax, *mn = q->min, *mx = q->max;
+        double *sm = q->sum, *sq = q->sumsq, *as = q->abs_sum;
+        for (int64_t j = 0; j < dim; j++) {
+            float v = row[j], a = fabsf(v);
+            if (a > amax[j]) amax[j] = a;
+            if (v < mn[j]) mn[j] = v;
+            if (v > mx[j]) mx[j] = v;
+            sm[j] += v;
+            sq[j] += (double)v * v;
+            as[j] += a;
+        }
+    }
+    q->count += n;
+    if (q->keep)
+        for (int k = 0; k < s->n_keep; k++)
+            if (s->keep_win[k] == s->cur_window && s->keep_pos[k] < n)
+                memcpy(q->keep + (size_t)k * dim, x + (size_t)s->keep_pos[k] * dim, (size_t)dim * sizeof(float));
+    if (layer == 0 && site == LLMQ_SITE_QKV) s->tokens += n;
+}
+
+void llmq_stats_finish(llmq_stats *s)
+{
+    for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) {
+        llmq_site_stats *q = &s->site[i];
+        for (int j = 0; j < q->dim; j++) {
+            q->mean_abs[j] = q->count ? (float)(q->abs_sum[j] / (double)q->count) : 0.0f;
+            if (!q->count) q->min[j] = q->max[j] = 0.0f;
+        }
+        if (q->head_absmax)
+            for (int h = 0; h < s->n_kv_heads; h++) {
+                float m = 0.0f;
+                for (int j = h * s->head_dim; j < (h + 1) * s->head_dim && j < q->dim; j++) m = LLMQ_MAX(m, q->absmax[j]);
+                q->head_absmax[h] = m;
+            }
+    }
+}
+
+float llmq_stats_static_scale(const llmq_stats *s, int layer, llmq_site site)
+{
+    const llmq_site_stats *q = &s->site[layer * LLMQ_SITE_COUNT + site];
+    float m = 0.0f;
+    for (int j = 0; j < q->dim; j++) m = LLMQ_MAX(m, q->absmax[j]);
+    return m / 127.0f;
+}
+
+int llmq_stats_check_config(const llmq_stats *s, const llmq_config *c, const char *path, llmq_err *err)
+{
+    if (s->n_layers != c->n_layers || s->n_kv_heads != c->n_kv_heads || s->head_dim != c->head_dim)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics are for %d layers, %d KV heads of %d; the model has %d, %d of %d",
+                           path, s->n_layers, s->n_kv_heads, s->head_dim, c->n_layers, c->n_kv_heads, c->head_dim);
+    for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) {
+        int k = i % LLMQ_SITE_COUNT;
+        if (s->site[i].dim != llmq_site_dim(c, (llmq_site)k))
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: layer %d site '%s' has %d channels, the model %d", path,
+                               i / LLMQ_SITE_COUNT, site_names[k], s->site[i].dim, llmq_site_dim(c, (llmq_site)k));
+    }
+    return LLMQ_OK;
+}
+
+/* ---- file I/O ---- */
+
+int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
+{
+    llmq_st_writer *w = llmq_st_writer_new(err);
+    if (!w) return err->code;
+    int rc = LLMQ_OK;
+    char name[96];
+    for (int l = 0; l < s->n_layers && !rc; l++)
+        for (int k = 0; k < LLMQ_SITE_COUNT && !rc; k++) {
+            const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
+            int64_t d1[1] = { q->dim }, one[1] = { 1 }, hs[1] = { s->n_kv_heads }, ks[2] = { s->n_keep, q->dim };
+            struct { const char *f; llmq_dtype dt; int nd; const int64_t *sh; const void *p; } t[] = {
+                { "absmax", LLMQ_DT_F32, 1, d1, q->absmax }, { "min", LLMQ_DT_F32, 1, d1, q->min },
+                { "max", LLMQ_DT_F32, 1, d1, q->max }, { "mean_abs", LLMQ_DT_F32, 1, d1, q->mean_abs },
+                { "sum", LLMQ_DT_F64, 1, d1, q->sum }, { "sumsq", LLMQ_DT_F64, 1, d1, q->sumsq },
+                { "count", LLMQ_DT_I64, 1, one, &q->count },
+                { "head_absmax", LLMQ_DT_F32, 1, hs, q->head_absmax }, { "tokens", LLMQ_DT_F32, 2, ks, q->keep },
+            };
+            for (size_t i = 0; i < LLMQ_ARRAY_LEN(t) && !rc; i++) {
+                if (!t[i].p) continue;
+                snprintf(name, sizeof name, "layers.%d.%s.%s", l, site_names[k], t[i].f);
+                rc = llmq_st_writer_add(w, name, t[i].dt, t[i].nd, t[i].sh, t[i].p, err);
+            }
+        }
+    struct { const char *k; char v[80]; } meta[10];
+    int nm = 0;
+#define META(key, ...) do { meta[nm].k = key; snprintf(meta[nm].v, sizeof meta[nm].v, __VA_ARGS__); nm++; } while (0)
+    META("format", "llmq-stats");
+    META("llmq.stats_version", "%s", LLMQ_STATS_VERSION);
+    META("model_digest", "%s", s->model_digest);
+    META("text_digest", "%s", s->text_digest);
+    META("samples", "%d", s->samples);
+    META("seqlen", "%d", s->seqlen);
+    META("seed", "%" PRIu64, s->seed);
+    META("tokens", "%" PRId64, s->tokens);
+    META("keep", "%d", s->n_keep);
+    META("n_layers", "%d", s->n_layers);
+#undef META
+    for (int i = 0; i < nm && !rc; i++) rc = llmq_st_writer_meta(w, meta[i].k, meta[i].v, err);
+    if (!rc && s->derived_by[0]) rc = llmq_st_writer_meta(w, "derived_by", s->derived_by, err);
+    if (!rc) rc = llmq_st_writer_finish(w, path, err);
+    llmq_st_writer_free(w);
+    return rc;
+}
+
+static int meta_int(const llmq_st_file *f, const char *key, int64_t lo, int64_t hi, int64_t *out, llmq_err *err)
+{
+    const char *v = llmq_st_meta(f, key);
+    if (!v) return llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata '%s' is missing", f->path, key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata '%s' = '%.40s' is not an integer in %" PRId64 "..%" PRId64,
+                           f->path, key, v, lo, hi);
+    *out = x;
+    return LLMQ_OK;
+}
+
+/* Copy tensor `name` (dtype dt, shape [d0] or [d0, d1]) into a new buffer. */
+static int load_tensor(const llmq_st_file *f, const char *name, llmq_dtype dt, int64_t d0, int64_t d1, void **out, llmq_err *err)
+{
+    const llmq_st_tensor *t = llmq_st_find(f, name);
+    if (!t) return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is missing", f->path, name);
+    int nd = d1 >= 0 ? 2 : 1;
+    if (t->dtype != dt || t->ndim != nd || t->shape[0] != d0 || (nd == 2 && t->shape[1] != d1))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' has dtype %s and %d dims, expected %s [%" PRId64 "%s]",
+                           f->path, name, llmq_dtype_name(t->dtype), t->ndim, llmq_dtype_name(dt), d0, nd == 2 ? ", ..." : "");
+    void *p = llmq_malloc(t->nbytes ? t->nbytes : 1, err);
+    if (!p) return err->code;
+    memcpy(p, t->data, t->nbytes);
+    if (dt == LLMQ_DT_F32 || dt == LLMQ_DT_F64)
+        for (uint64_t i = 0; i < t->nelem; i++) {
+            double v = dt == LLMQ_DT_F32 ? (double)((float *)p)[i] : ((double *)p)[i];
+            if (!isfinite(v)) {
+                free(p);
+                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s' holds a non-finite value at %" PRIu64, f->path, name, i);
+            }
+        }
+    *out = p;
+    return LLMQ_OK;
+}
+
+int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
+{
+    memset(s, 0, sizeof *s);
+    llmq_st_file f;
+    int rc = llmq_st_open(&f, path, err);
+    if (rc) return rc;
+    const char *fmt = llmq_st_meta(&f, "format"), *ver = llmq_st_meta(&f, "llmq.stats_version");
+    int64_t v;
+    char name[96];
+    if (!fmt || strcmp(fmt, "llmq-stats") != 0) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not an llmq statistics file (llmq calibrate writes them)", path);
+        goto out;
+    }
+    if (!ver || strcmp(ver, LLMQ_STATS_VERSION) != 0) {
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: statistics version '%.20s' is not supported (this llmq reads %s)",
+                         path, ver ? ver : "", LLMQ_STATS_VERSION);
+        goto out;
+    }
+    if ((rc = meta_int(&f, "n_layers", 1, 100000, &v, err))) goto out;
+    s->n_layers = (int)v;
+    if ((rc = meta_int(&f, "samples", 1, INT32_MAX, &v, err))) goto out;
+    s->samples = (int)v;
+    if ((rc = meta_int(&f, "seqlen", 2, INT32_MAX, &v, err))) goto out;
+    s->seqlen = (int)v;
+    if ((rc = meta_int(&f, "keep", 0, 1 << 24, &v, err))) goto out;
+    s->n_keep = (int)v;
+    if ((rc = meta_int(&f, "tokens", 0, INT64_MAX, &v, err))) goto out;
+    s->tokens = v;
+    const char *seed = llmq_st_meta(&f, "seed"), *md = llmq_st_meta(&f, "model_digest"), *td = llmq_st_meta(&f, "text_digest");
+    const char *db = llmq_st_meta(&f, "derived_by");
+    s->seed = seed ? strtoull(seed, NULL, 10) : 0;
+    snprintf(s->model_digest, sizeof s->model_digest, "%s", md ? md : "");
+    snprintf(s->text_digest, sizeof s->text_digest, "%s", td ? td : "");
+    snprintf(s->derived_by, sizeof s->derived_by, "%s", db ? db : "");
+    /* shapes: channels from the tensors themselves, heads from head_absmax */
+    const llmq_st_tensor *kp = llmq_st_find(&f, "layers.0.k_pre.head_absmax"), *kd = llmq_st_find(&f, "layers.0.k_pre.absmax");
+    if (!kp || !kd || kp->ndim != 1 || kd->ndim != 1 || kp->shape[0] < 1 || kd->shape[0] % kp->shape[0] != 0) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor 'layers.0.k_pre.head_absmax' is missing or does not divide the K channels", path);
+        goto out;
+    }
+    s->n_kv_heads = (int)kp->shape[0];
+    s->head_dim = (int)(kd->shape[0] / kp->shape[0]);
+    if (!(s->site = llmq_calloc((size_t)s->n_layers * LLMQ_SITE_COUNT, sizeof *s->site, err))) { rc = err->code; goto out; }
+    for (int l = 0; l < s->n_layers; l++)
+        for (int k = 0; k < LLMQ_SITE_COUNT; k++) {
+            llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
+            snprintf(name, sizeof name, "layers.%d.%s.absmax", l, site_names[k]);
+            const llmq_st_tensor *t = llmq_st_find(&f, name);
+            if (!t || t->ndim != 1 || t->shape[0] < 1 || t->shape[0] > (1 << 24)) {
+                rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is missing or not a vector", path, name);
+                goto out;
+            }
+            int64_t dim = t->shape[0];
+            q->dim = (int)dim;
+            struct { const char *fld; llmq_dtype dt; int64_t d0, d1; void **p; int want; } want[] = {
+                { "absmax", LLMQ_DT_F32, dim, -1, (void **)&q->absmax, 1 }, { "min", LLMQ_DT_F32, dim, -1, (void **)&q->min, 1 },
+                { "max", LLMQ_DT_F32, dim, -1, (void **)&q->max, 1 }, { "mean_abs", LLMQ_DT_F32, dim, -1, (void **)&q->mean_abs, 1 },
+                { "sum", LLMQ_DT_F64, dim, -1, (void **)&q->sum, 1 }, { "sumsq", LLMQ_DT_F64, dim, -1, (void **)&q->sumsq, 1 },
+                { "head_absmax", LLMQ_DT_F32, s->n_kv_heads, -1, (void **)&q->head_absmax, !llmq_site_is_linear((llmq_site)k) },
+                { "tokens", LLMQ_DT_F32, s->n_keep, dim, (void **)&q->keep, llmq_site_is_linear((llmq_site)k) && s->n_keep > 0 },
+            };
+            for (size_t i = 0; i < LLMQ_ARRAY_LEN(want); i++) {
+                if (!want[i].want) continue;
+                snprintf(name, sizeof name, "layers.%d.%s.%s", l, site_names[k], want[i].fld);
+                if ((rc = load_tensor(&f, name, want[i].dt, want[i].d0, want[i].d1, want[i].p, err))) goto out;
+            }
+            snprintf(name, sizeof name, "layers.%d.%s.count", l, site_names[k]);
+            int64_t *cnt = NULL;
+            if ((rc = load_tensor(&f, name, LLMQ_DT_I64, 1, -1, (void **)&cnt, err))) goto out;
+            q->count = (int64_t)llmq_get_le64(cnt);
+            free(cnt);
+            for (int j = 0; j < q->dim; j++)
+                if (!(q->min[j] <= q->max[j]) || q->absmax[j] < 0.0f) {
+                    rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: layer %d site '%s' channel %d: min %g > max %g or negative absmax",
+                                     path, l, site_names[k], j, (double)q->min[j], (double)q->max[j]);
+                    goto out;
+                }
+        }
+out:
+    llmq_st_close(&f);
+    if (rc) llmq_stats_release(s);
+    return rc;
+}

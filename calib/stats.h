@@ -1,0 +1,95 @@
+/*
+ * stats.h - activation statistics of a model on calibration windows
+ * (`llmq calibrate`), the input of smooth, awq and static W8A8.
+ *
+ * For every layer and every observer site (runner.h: the inputs of
+ * q/k/v, o, gate/up and down_proj, and K before/after RoPE and V) we keep,
+ * per channel: absmax, min, max, mean |x|, sum and sum of squares, plus the
+ * token count; per KV head the absmax of K (pre and post RoPE) and of V; and
+ * for the four linear-input sites a bounded, deterministic subsample of whole
+ * token rows (what smooth's error searches run on).  Memory is O(channels)
+ * per site plus the subsample, independent of the number of windows.
+ *
+ * On disk: a safetensors file.  Tensors (l = layer, SITE one of qkv, o,
+ * gateup, down, k_pre, k_post, v):
+ *   layers.l.SITE.absmax|min|max|mean_abs   F32 (dim)
+ *   layers.l.SITE.sum|sumsq                 F64 (dim)
+ *   layers.l.SITE.count                     I64 (1)
+ *   layers.l.SITE.head_absmax               F32 (n_kv_heads)   k_pre, k_post, v
+ *   layers.l.SITE.tokens                    F32 (n_keep, dim)  qkv, o, gateup, down
+ * Metadata: format "llmq-stats", llmq.stats_version "1", model_digest,
+ * text_digest, samples, seqlen, seed, tokens, keep, n_layers, and
+ * derived_by when smooth transformed the statistics for its output.
+ * Saving the same statistics gives the same bytes.
+ */
+#ifndef LLMQ_CALIB_STATS_H
+#define LLMQ_CALIB_STATS_H
+
+#include "../lib/runner.h"
+
+#define LLMQ_STATS_VERSION "1"
+
+typedef struct {
+    int dim;
+    float *absmax, *min, *max, *mean_abs;   /* (dim) */
+    double *sum, *sumsq;                    /* (dim) */
+    double *abs_sum;                        /* (dim) accumulator of |x| until finish */
+    int64_t count;                          /* tokens seen */
+    float *head_absmax;                     /* (n_kv_heads) K/V sites, else NULL */
+    float *keep;                            /* (n_keep, dim) linear-input sites, else NULL */
+} llmq_site_stats;
+
+typedef struct {
+    int n_layers, n_kv_heads, head_dim;
+    int n_keep;                /* subsample rows per linear-input site */
+    llmq_site_stats *site;     /* (n_layers * LLMQ_SITE_COUNT), site[l * LLMQ_SITE_COUNT + s] */
+    char model_digest[65], text_digest[65];
+    int samples, seqlen;
+    uint64_t seed;
+    int64_t tokens;
+    char derived_by[256];      /* "" or what transformed these statistics */
+    /* subsample plan while collecting: row k comes from window keep_win[k],
+     * position keep_pos[k]; rows are ordered by window */
+    int *keep_win, *keep_pos;
+    int cur_window;
+} llmq_stats;
+
+/* Site names as they appear in tensor names ("qkv", "o", ...). */
+const char *llmq_site_name(llmq_site s);
+/* 1 for the four linear-input sites (they hold a token subsample). */
+int llmq_site_is_linear(llmq_site s);
+/* Channels of site s under config c. */
+int llmq_site_dim(const llmq_config *c, llmq_site s);
+
+/* Allocate empty statistics for a model of config c, keeping n_keep token
+ * rows per linear-input site drawn from `samples` windows of `seqlen`
+ * tokens: row k comes from window floor(k * samples / n_keep) at a position
+ * uniform in [1, seqlen) drawn from splitmix64(seed ^ 0x5157...), position 0
+ * excluded (it sees no context).  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM. */
+int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples, int seqlen,
+                    uint64_t seed, llmq_err *err);
+void llmq_stats_release(llmq_stats *s);
+
+/* Tell the collector which window the next forward pass runs. */
+void llmq_stats_begin_window(llmq_stats *s, int window);
+/* An llmq_observer: ctx is the llmq_stats.  Accumulates x (n, dim). */
+void llmq_stats_observe(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim);
+/* Turn accumulators into mean_abs after the last window. */
+void llmq_stats_finish(llmq_stats *s);
+
+/* Write atomically to path.  Errors: LLMQ_EIO, LLMQ_ENOMEM. */
+int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err);
+/* Read and check a statistics file (every tensor present with its dtype
+ * and shape, values finite, min <= max).  Errors name the file:
+ * LLMQ_EIO, LLMQ_EFORMAT (not a stats file, missing or malformed tensor),
+ * LLMQ_ENONFINITE, LLMQ_ENOMEM. */
+int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err);
+/* Check that s fits config c (layers, dims, heads); path names the stats
+ * file in the message.  Errors: LLMQ_EUSAGE. */
+int llmq_stats_check_config(const llmq_stats *s, const llmq_config *c, const char *path, llmq_err *err);
+
+/* Per-tensor static int8 scale of a linear-input site: max_j absmax_j / 127
+ * (SmoothQuant's O3 per-tensor static scheme); 0 when the site was all zero. */
+float llmq_stats_static_scale(const llmq_stats *s, int layer, llmq_site site);
+
+#endif

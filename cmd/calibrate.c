@@ -1,0 +1,237 @@
+/* calibrate.c - `llmq calibrate`: activation statistics on calibration text. */
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "common.h"
+#include "../lib/model.h"
+#include "../lib/runner.h"
+#include "../lib/eval.h"
+#include "../lib/fileio.h"
+#include "../formats/tokenizer.h"
+#include "../formats/packed.h"
+#include "../calib/data.h"
+#include "../calib/stats.h"
+
+static struct {
+    const char *text, *out, *inspect;
+    int samples, seqlen, keep, threads, json, top;
+    long long seed_ll;
+    double seed_d;
+} o;
+
+static opt_def calibrate_opts[] = {
+    { "text", OPT_STRING, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used", NULL, 0, 0, NULL, 0 },
+    { "samples", OPT_INT, &o.samples, "N", "windows to draw (default 128)", NULL, 1, 1 << 20, NULL, 0 },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 1 << 20, NULL, 0 },
+    { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler (integer 0..2^53, default 0)", NULL, 0, 9007199254740992.0, NULL, 0 },
+    { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches (default 256)", NULL, 0, 1 << 16, NULL, 0 },
+    { "output", OPT_STRING, &o.out, "FILE", "write the statistics to FILE (safetensors)", NULL, 0, 0, NULL, 'o' },
+    { "inspect", OPT_STRING, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
+    { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect (default 4)", NULL, 1, 1 << 20, NULL, 0 },
+    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
+    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+};
+
+static const cmd_spec calibrate_spec = {
+    "calibrate", "MODEL --text PATH -o FILE [options] | --inspect FILE",
+    "Run MODEL in fp32 on calibration windows drawn from PATH and record, for the input of\n"
+    "every linear layer, per-channel absmax, min, max, mean |x|, sum, sum of squares and the\n"
+    "token count, plus per-head absmax of K (before and after RoPE) and of V.",
+    "Window i is drawn by a splitmix64 stream seeded by --seed: a file with probability\n"
+    "proportional to its token count, then a uniform start.  Same inputs and seed give a\n"
+    "byte-identical file.  See llmq-calibrate(1).",
+    calibrate_opts, 0, 1,
+};
+
+/* Median of absmax over a site's channels (copy + nth element by sorting). */
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int inspect(const char *path)
+{
+    llmq_err err = { 0, "" };
+    llmq_stats s;
+    if (llmq_stats_load(&s, path, &err)) return cmd_fail("calibrate", &err);
+    int maxdim = 0;
+    for (int i = 0; i < s.n_layers * LLMQ_SITE_COUNT; i++) maxdim = LLMQ_MAX(maxdim, s.site[i].dim);
+    float *tmp = malloc((size_t)maxdim * sizeof(float));
+    int *idx = malloc((size_t)maxdim * sizeof(int));
+    if (!tmp || !idx) { free(tmp); free(idx); llmq_stats_release(&s); return cmd_failf("calibrate", LLMQ_ENOMEM, "out of memory"); }
+    cJSON *j = o.json ? cJSON_CreateObject() : NULL, *arr = NULL;
+    if (j) {
+        cJSON_AddStringToObject(j, "stats", path);
+        cJSON_AddStringToObject(j, "model_digest", s.model_digest);
+        cJSON_AddStringToObject(j, "text_digest", s.text_digest);
+        cJSON_AddNumberToObject(j, "samples", s.samples);
+        cJSON_AddNumberToObject(j, "seqlen", s.seqlen);
+        cJSON_AddNumberToObject(j, "seed", (double)s.seed);
+        cJSON_AddNumberToObject(j, "tokens", (double)s.tokens);
+        arr = cJSON_AddArrayToObject(j, "sites");
+    } else {
+        printf("stats   %s: %d layers, %" PRId64 " tokens (%d x %d, seed %" PRIu64 ")%s%s\n", path, s.n_layers, s.tokens,
+               s.samples, s.seqlen, s.seed, s.derived_by[0] ? ", derived by " : "", s.derived_by);
+        printf("%-5s %-6s %10s %10s %8s  %s\n", "layer", "site", "median", "absmax", "max/med", "top channels (absmax/median)");
+    }
+    for (int l = 0; l < s.n_layers; l++)
+        for (int k = 0; k <= LLMQ_SITE_DOWN; k++) {
+            const llmq_site_stats *q = &s.site[l * LLMQ_SITE_COUNT + k];
+            memcpy(tmp, q->absmax, (size_t)q->dim * sizeof(float));
+            qsort(tmp, (size_t)q->dim, sizeof(float), cmp_float);
+            float med = tmp[q->dim / 2], mx = tmp[q->dim - 1];
+            /* top channels by absmax, ties by index */
+            int ntop = LLMQ_MIN(o.top, q->dim);
+            for (int t = 0; t < ntop; t++) {
+                int best = -1;
+                for (int c = 0; c < q->dim; c++) {
+                    int used = 0;
+                    for (int u = 0; u < t; u++) used |= idx[u] == c;
+                    if (!used && (best < 0 || q->absmax[c] > q->absmax[best])) best = c;
+                }
+                idx[t] = best;
+            }
+            double ratio = med > 0 ? (double)mx / med : 0.0;
+            if (j) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "layer", l);
+                cJSON_AddStringToObject(e, "site", llmq_site_name((llmq_site)k));
+                cJSON_AddNumberToObject(e, "median_absmax", med);
+                cJSON_AddNumberToObject(e, "absmax", mx);
+                cJSON_AddNumberToObject(e, "outlier_ratio", ratio);
+                cJSON *tc = cJSON_AddArrayToObject(e, "top_channels");
+                for (int t = 0; t < ntop; t++) cJSON_AddItemToArray(tc, cJSON_CreateNumber(idx[t]));
+                cJSON_AddItemToArray(arr, e);
+            } else {
+                printf("%-5d %-6s %10.4g %10.4g %8.1f ", l, llmq_site_name((llmq_site)k), (double)med, (double)mx, ratio);
+                for (int t = 0; t < ntop; t++)
+                    printf(" %d(%.1f)", idx[t], med > 0 ? (double)q->absmax[idx[t]] / med : 0.0);
+                printf("\n");
+            }
+        }
+    if (j) json_emit(j);
+    free(tmp);
+    free(idx);
+    llmq_stats_release(&s);
+    return 0;
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.samples = 128;
+    o.seqlen = 512;
+    o.keep = 256;
+    o.threads = 2;
+    o.top = 4;
+    char *args[1];
+    int na, rc = opts_parse(&calibrate_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if (o.seed_d != floor(o.seed_d)) return cmd_failf("calibrate", LLMQ_EUSAGE, "--seed must be an integer");
+    if (o.inspect) {
+        if (na) return cmd_failf("calibrate", LLMQ_EUSAGE, "--inspect takes no MODEL");
+        return inspect(o.inspect);
+    }
+    if (na != 1) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing MODEL");
+    if (!o.text) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing --text PATH");
+    if (!o.out) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing -o FILE");
+    uint64_t seed = (uint64_t)o.seed_d;
+    const char *path = args[0];
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    llmq_tok *tok = NULL;
+    llmq_pool *pool = NULL;
+    llmq_runner *run = NULL;
+    llmq_calib_set cs;
+    llmq_stats st;
+    char *dir = NULL;
+    memset(&cs, 0, sizeof cs);
+    memset(&st, 0, sizeof st);
+    double t0 = llmq_now();
+
+    if (llmq_same_file(o.out, o.text) || llmq_same_file(o.out, path))
+        return cmd_failf("calibrate", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
+    if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
+    for (size_t i = 0; i < m.ckpt.n_shards; i++)
+        if (llmq_same_file(o.out, m.ckpt.shards[i].path)) {
+            rc = cmd_failf("calibrate", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
+            goto out;
+        }
+    if (!(dir = model_dir(path, &err))) goto fail;
+    {
+        char *tp = llmq_path_join(dir, "tokenizer.json", &err);
+        if (!tp) goto fail;
+        rc = llmq_tok_load(&tok, tp, &err);
+        free(tp);
+        if (rc) goto fail;
+    }
+    const char *paths[1] = { o.text };
+    if ((rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
+    if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;
+    if ((rc = llmq_model_digest(&m, st.model_digest, &err))) goto fail;
+    memcpy(st.text_digest, cs.text_digest, sizeof st.text_digest);
+    if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
+    if ((rc = llmq_runner_new(&run, &m, o.seqlen, pool, &err))) goto fail;
+    llmq_runner_observe(run, llmq_stats_observe, &st);
+    cmd_progress pr;
+    progress_init(&pr, "calibrate windows");
+    for (int w = 0; w < o.samples; w++) {
+        llmq_stats_begin_window(&st, w);
+        if ((rc = llmq_runner_forward(run, cs.tokens + (size_t)w * o.seqlen, o.seqlen, 0, NULL, 0, &err))) {
+            progress_done(&pr);
+            goto fail;
+        }
+        if (pr.tty) {
+            double el = llmq_now() - pr.t0;
+            fprintf(stderr, "\rcalibrate: window %d/%d (%d layers each), %.0f tok/s, ETA %.0fs   ", w + 1, o.samples,
+                    m.cfg.n_layers, (double)(w + 1) * o.seqlen / el, el / (w + 1) * (o.samples - w - 1));
+            pr.shown = 1;
+        }
+    }
+    progress_done(&pr);
+    llmq_stats_finish(&st);
+    for (int i = 0; i < st.n_layers * LLMQ_SITE_COUNT; i++)
+        for (int j = 0; j < st.site[i].dim; j++)
+            if (!isfinite(st.site[i].absmax[j]) || !isfinite(st.site[i].sumsq[j])) {
+                rc = llmq_errorf(&err, LLMQ_ENONFINITE, "%s: layer %d site '%s' produced a non-finite activation",
+                                 path, i / LLMQ_SITE_COUNT, llmq_site_name((llmq_site)(i % LLMQ_SITE_COUNT)));
+                goto fail;
+            }
+    if ((rc = llmq_stats_save(&st, o.out, &err))) goto fail;
+    if (o.json) {
+        double secs = llmq_now() - t0;
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", path);
+        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON_AddStringToObject(j, "model_digest", st.model_digest);
+        cJSON_AddStringToObject(j, "text_digest", st.text_digest);
+        cJSON_AddNumberToObject(j, "text_files", cs.n_files);
+        cJSON_AddNumberToObject(j, "text_tokens", (double)cs.text_tokens);
+        cJSON_AddNumberToObject(j, "samples", o.samples);
+        cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
+        cJSON_AddNumberToObject(j, "seed", (double)seed);
+        cJSON_AddNumberToObject(j, "tokens", (double)st.tokens);
+        cJSON_AddNumberToObject(j, "keep", o.keep);
+        cJSON_AddNumberToObject(j, "threads", o.threads);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddNumberToObject(j, "tokens_per_s", (double)st.tokens / secs);
+        cJSON_AddNumberToObject(j, "model_file_bytes", (double)llmq_model_file_bytes(&m));
+        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
+        json_emit(j);
+    }
+    rc = 0;
+    goto out;
+fail:
+    rc = cmd_fail("calibrate", &err);
+out:
+    llmq_runner_free(run);
+    llmq_pool_free(pool);
+    llmq_tok_free(tok);
+    llmq_calib_release(&cs);
+    llmq_stats_release(&st);
+    free(dir);
+    llmq_model_close(&m);
+    return rc;
+}

@@ -1,0 +1,636 @@
+/* smooth.c - SmoothQuant and Outlier Suppression+ scales, folded into a checkpoint. */
+#include <math.h>
+#include <stdio.h>
+#include <cblas.h>
+#include "smooth.h"
+#include "../quant/quant.h"
+#include "../fileio.h"
+#include "../../formats/packed.h"
+
+static const char *pair_names[LLMQ_PAIR_COUNT] = { "qkv", "vo", "gateup", "updown" };
+const char *llmq_pair_name(llmq_pair p) { return (unsigned)p < LLMQ_PAIR_COUNT ? pair_names[p] : "?"; }
+
+static const llmq_site pair_site[LLMQ_PAIR_COUNT] = { LLMQ_SITE_QKV, LLMQ_SITE_O, LLMQ_SITE_GATEUP, LLMQ_SITE_DOWN };
+
+void llmq_smooth_plan_release(llmq_smooth_plan *plan)
+{
+    if (!plan) return;
+    if (plan->p)
+        for (int i = 0; i < plan->n_layers * LLMQ_PAIR_COUNT; i++) { free(plan->p[i].scale); free(plan->p[i].shift); }
+    free(plan->p);
+    memset(plan, 0, sizeof *plan);
+}
+
+/* Channel c of the o_proj input (head h = c / hd, dim i) reads KV channel
+ * (h / group) * hd + i: the VO scale is per KV channel. */
+static int vo_map(const llmq_config *c, int ch)
+{
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    return (ch / hd / group) * hd + ch % hd;
+}
+
+/* The consumers of a pair, stacked: (rows, cols) fp32. */
+static int consumers(const llmq_layer *L, llmq_pair p, const llmq_wmat **w, int *nw)
+{
+    switch (p) {
+    case LLMQ_PAIR_QKV: w[0] = &L->wq; w[1] = &L->wk; w[2] = &L->wv; *nw = 3; break;
+    case LLMQ_PAIR_VO: w[0] = &L->wo; *nw = 1; break;
+    case LLMQ_PAIR_GATEUP: w[0] = &L->w_gate; w[1] = &L->w_up; *nw = 2; break;
+    default: w[0] = &L->w_down; *nw = 1; break;
+    }
+    return 0;
+}
+
+/* ---- the W8A8 output error, threaded over tiles of output rows ---- */
+
+#define TILE 64
+
+struct err_job {
+    const float *W, *Xd, *s, *ref, *wz;
+    int64_t rows, cols, n;
+    float *wbuf, *ybuf;   /* per thread: (TILE, cols), (n, TILE) */
+    int8_t *codes;        /* per thread: (cols) */
+    double *tile_err;     /* (tiles) */
+    int quantize;         /* 0: plain fp32 product (computing ref) */
+    float *out;           /* when !quantize: (n, rows) */
+};
+
+static void err_worker(void *ctx, int ti, int nt)
+{
+    struct err_job *j = ctx;
+    int64_t tiles = (j->rows + TILE - 1) / TILE, t0, t1;
+    llmq_split(tiles, ti, nt, 1, &t0, &t1);
+    float *wb = j->wbuf + (size_t)ti * TILE * j->cols, *yb = j->ybuf + (size_t)ti * TILE * j->n;
+    int8_t *cd = j->codes + (size_t)ti * j->cols;
+    for (int64_t tile = t0; tile < t1; tile++) {
+        int64_t r0 = tile * TILE, tr = LLMQ_MIN(TILE, j->rows - r0);
+        for (int64_t r = 0; r < tr; r++) {
+            const float *w = j->W + (size_t)(r0 + r) * j->cols;
+            float *o = wb + (size_t)r * j->cols;
+            if (!j->quantize) { memcpy(o, w, (size_t)j->cols * sizeof(float)); continue; }
+            for (int64_t c = 0; c < j->cols; c++) o[c] = w[c] * (j->s ? j->s[c] : 1.0f);
+            float sc;
+            llmq_q8_quantize_row(o, j->cols, cd, &sc);
+            llmq_q8_dequantize_row(cd, sc, j->cols, o);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)j->cols, 1.0f, j->Xd, (int)j->cols,
+                    wb, (int)j->cols, 0.0f, yb, (int)tr);
+        if (!j->quantize) {
+            for (int64_t t = 0; t < j->n; t++)
+                memcpy(j->out + (size_t)t * j->rows + r0, yb + (size_t)t * tr, (size_t)tr * sizeof(float));
+            continue;
+        }
+        double e = 0.0;
+        for (int64_t t = 0; t < j->n; t++)
+            for (int64_t r = 0; r < tr; r++) {
+                double want = (double)j->ref[(size_t)t * j->rows + r0 + r] - (j->wz ? (double)j->wz[r0 + r] : 0.0);
+                double d = (double)yb[(size_t)t * tr + r] - want;
+                e += d * d;
+            }
+        j->tile_err[tile] = e;
+    }
+}
+
+/* Run the tiles; Xd is the (already transformed) activation matrix. */
+static int run_tiles(llmq_pool *pool, struct err_job *j, llmq_err *err)
+{
+    int nt = llmq_pool_size(pool);
+    int64_t tiles = (j->rows + TILE - 1) / TILE;
+    j->wbuf = llmq_alloc_aligned((size_t)nt * TILE * (size_t)j->cols * sizeof(float), err);
+    j->ybuf = j->wbuf ? llmq_alloc_aligned((size_t)nt * TILE * (size_t)j->n * sizeof(float), err) : NULL;
+    j->codes = j->ybuf ? llmq_malloc((size_t)nt * (size_t)j->cols, err) : NULL;
+    j->tile_err = j->codes ? llmq_calloc((size_t)tiles, sizeof(double), err) : NULL;
+    if (j->tile_err) llmq_pool_run(pool, err_worker, j);
+    int rc = j->tile_err ? LLMQ_OK : err->code;
+    free(j->wbuf); free(j->ybuf); free(j->codes);
+    return rc;
+}
+
+/* out (n, rows) = X W^T in fp32. */
+static int plain_product(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
+                         float *out, llmq_err *err)
+{
+    struct err_job j = { .W = W, .Xd = X, .rows = rows, .cols = cols, .n = n, .quantize = 0, .out = out };
+    int rc = run_tiles(pool, &j, err);
+    free(j.tile_err);
+    return rc;
+}
+
+double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
+                         const float *s, const float *z, const float *ref, const float *wz, llmq_err *err)
+{
+    float *Xd = llmq_alloc_aligned((size_t)n * (size_t)cols * sizeof(float), err);
+    int8_t *q = Xd ? llmq_malloc((size_t)cols, err) : NULL;
+    if (!q) { free(Xd); return -1.0; }
+    for (int64_t t = 0; t < n; t++) {
+        float *row = Xd + (size_t)t * cols, sc;
+        for (int64_t c = 0; c < cols; c++)
+            row[c] = (X[(size_t)t * cols + c] - (z ? z[c] : 0.0f)) / (s ? s[c] : 1.0f);
+        llmq_quantize_act_i8(row, cols, q, &sc);
+        for (int64_t c = 0; c < cols; c++) row[c] = (float)q[c] * sc;
+    }
+    free(q);
+    struct err_job j = { .W = W, .Xd = Xd, .s = s, .ref = ref, .wz = z ? wz : NULL, .rows = rows, .cols = cols,
+                         .n = n, .quantize = 1 };
+    int rc = run_tiles(pool, &j, err);
+    free(Xd);
+    if (rc) { free(j.tile_err); return -1.0; }
+    double e = 0.0;
+    for (int64_t i = 0; i < (rows + TILE - 1) / TILE; i++) e += j.tile_err[i];
+    free(j.tile_err);
+    return e / ((double)n * (double)rows);
+}
+
+/* ---- the plan ---- */
+
+/* SmoothQuant eq. 4: s_j = max|X_j|^alpha / max|W_j|^(1 - alpha); a dead
+ * channel (no activation or no weight) keeps s = 1. */
+static float sq_scale(float xa, float wa, double alpha)
+{
+    if (!(xa > 0.0f) || !(wa > 0.0f)) return 1.0f;
+    double s = pow((double)xa, alpha) / pow((double)wa, 1.0 - alpha);
+    if (!(s > 1e-6)) s = 1e-6;
+    if (s > 1e6) s = 1e6;
+    return (float)s;
+}
+
+struct pair_work {
+    const llmq_config *c;
+    llmq_pair p;
+    int in_dim, sdim;
+    float *W;                  /* (rows, in_dim) stacked consumers */
+    int64_t rows;
+    float *xabs, *xmin, *xmax, *wabs;   /* (sdim) aggregated */
+    float *s_exp, *z_exp;      /* (in_dim) */
+    float *ref, *wz;           /* (n_keep, rows), (rows) */
+};
+
+static void expand(const struct pair_work *w, const float *v, float *out)
+{
+    for (int ch = 0; ch < w->in_dim; ch++) out[ch] = v[w->p == LLMQ_PAIR_VO ? vo_map(w->c, ch) : ch];
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smooth_opts *o, int l, llmq_pair p,
+                     llmq_smooth_pair *out, llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    const llmq_site_stats *q = &st->site[l * LLMQ_SITE_COUNT + pair_site[p]];
+    struct pair_work w = { .c = c, .p = p, .in_dim = q->dim };
+    w.sdim = p == LLMQ_PAIR_VO ? c->n_kv_heads * c->head_dim : q->dim;
+    int rc = LLMQ_OK;
+    out->dim = w.sdim;
+    out->err_before = out->err_after = -1.0;
+    if (!(out->scale = llmq_malloc((size_t)w.sdim * sizeof(float), err))) return err->code;
+    for (int j = 0; j < w.sdim; j++) out->scale[j] = 1.0f;
+    if (!(o->pairs & (1u << p))) return LLMQ_OK;
+    int search = o->auto_alpha || o->method == LLMQ_SMOOTH_OSPLUS;
+    int measure = st->n_keep > 0 && q->keep;
+    if (search && !measure)
+        return llmq_errorf(err, LLMQ_EUSAGE, "the statistics hold no token rows (calibrate --keep 0): %s needs them",
+                           o->method == LLMQ_SMOOTH_OSPLUS ? "osplus" : "--auto-alpha");
+    const llmq_wmat *cw[3];
+    int nw;
+    consumers(&m->layers[l], p, cw, &nw);
+    for (int i = 0; i < nw; i++) w.rows += cw[i]->rows;
+    if (!(w.W = llmq_alloc_aligned((size_t)w.rows * (size_t)w.in_dim * sizeof(float), err)) ||
+        !(w.xabs = llmq_calloc((size_t)w.sdim, sizeof(float), err)) ||
+        !(w.xmin = llmq_calloc((size_t)w.sdim, sizeof(float), err)) ||
+        !(w.xmax = llmq_calloc((size_t)w.sdim, sizeof(float), err)) ||
+        !(w.wabs = llmq_calloc((size_t)w.sdim, sizeof(float), err)) ||
+        !(w.s_exp = llmq_malloc((size_t)w.in_dim * sizeof(float), err)) ||
+        !(w.z_exp = llmq_calloc((size_t)w.in_dim, sizeof(float), err)))
+        goto nomem;
+    {
+        int64_t r = 0;
+        for (int i = 0; i < nw; i++)
+            for (int64_t k = 0; k < cw[i]->rows; k++, r++) llmq_get_row(cw[i], k, w.W + (size_t)r * w.in_dim);
+    }
+    for (int j = 0; j < w.sdim; j++) { w.xmin[j] = INFINITY; w.xmax[j] = -INFINITY; }
+    for (int ch = 0; ch < w.in_dim; ch++) {
+        int j = p == LLMQ_PAIR_VO ? vo_map(c, ch) : ch;
+        w.xabs[j] = LLMQ_MAX(w.xabs[j], q->absmax[ch]);
+        w.xmin[j] = LLMQ_MIN(w.xmin[j], q->min[ch]);
+        w.xmax[j] = LLMQ_MAX(w.xmax[j], q->max[ch]);
+    }
+    for (int64_t r = 0; r < w.rows; r++)
+        for (int ch = 0; ch < w.in_dim; ch++) {
+            int j = p == LLMQ_PAIR_VO ? vo_map(c, ch) : ch;
+            float a = fabsf(w.W[(size_t)r * w.in_dim + ch]);
+            if (a > w.wabs[j]) w.wabs[j] = a;
+        }
+    /* OS+ eq. 3: z_j = (max_j + min_j) / 2, where the producer can take it */
+    int shift = o->method == LLMQ_SMOOTH_OSPLUS && o->shift && p == LLMQ_PAIR_VO && c->arch == LLMQ_ARCH_LLAMA;
+    if (shift) {
+        if (!(out->shift = llmq_malloc((size_t)w.sdim * sizeof(float), err))) goto nomem;
+        for (int j = 0; j < w.sdim; j++) out->shift[j] = 0.5f * (w.xmax[j] + w.xmin[j]);
+        expand(&w, out->shift, w.z_exp);
+    }
+    int64_t n = st->n_keep;
+    if (measure) {
+        if (!(w.ref = llmq_alloc_aligned((size_t)n * (size_t)w.rows * sizeof(float), err)) ||
+            !(w.wz = llmq_calloc((size_t)w.rows, sizeof(float), err)))
+            goto nomem;
+        if ((rc = plain_product(o->pool, w.W, w.rows, w.in_dim, q->keep, n, w.ref, err))) goto out;
+        for (int64_t r = 0; r < w.rows; r++) {
+            double a = 0.0;
+            for (int ch = 0; ch < w.in_dim; ch++) a += (double)w.W[(size_t)r * w.in_dim + ch] * w.z_exp[ch];
+            w.wz[r] = (float)a;
+        }
+        out->err_before = llmq_smooth_error(o->pool, w.W, w.rows, w.in_dim, q->keep, n, NULL, NULL, w.ref, NULL, err);
+        if (out->err_before < 0) { rc = err->code; goto out; }
+    }
+    float *cand = llmq_malloc((size_t)w.sdim * sizeof(float), err);
+    if (!cand) goto nomem;
+    double best = INFINITY;
+    if (o->method == LLMQ_SMOOTH_SQ) {
+        int steps = o->auto_alpha ? 21 : 1;
+        for (int k = 0; k < steps; k++) {
+            double alpha = o->auto_alpha ? k * 0.05 : o->alpha;
+            for (int j = 0; j < w.sdim; j++) cand[j] = sq_scale(w.xabs[j], w.wabs[j], alpha);
+            double e = 0.0;
+            if (o->auto_alpha) {
+                expand(&w, cand, w.s_exp);
+                e = llmq_smooth_error(o->pool, w.W, w.rows, w.in_dim, q->keep, n, w.s_exp, NULL, w.ref, NULL, err);
+                if (e < 0) { rc = err->code; free(cand); goto out; }
+            }
+            if (e < best) {
+                best = e;
+                out->param = alpha;
+                memcpy(out->scale, cand, (size_t)w.sdim * sizeof(float));
+            }
+        }
+    } else {
+        /* OS+ eq. 6: s_j = max(1, r_j / t) with r_j the shifted range
+         * max(|max_j - z_j|, |min_j - z_j|); t minimises the quantized output
+         * error of eq. 5, searched on a geometric grid from max r (s = 1)
+         * down to the median channel range. */
+        float *r = llmq_malloc((size_t)w.sdim * sizeof(float), err), *sorted = r ? llmq_malloc((size_t)w.sdim * sizeof(float), err) : NULL;
+        if (!sorted) { free(r); free(cand); goto nomem; }
+        for (int j = 0; j < w.sdim; j++) {
+            float z = out->shift ? out->shift[j] : 0.0f;
+            r[j] = shift ? LLMQ_MAX(fabsf(w.xmax[j] - z), fabsf(w.xmin[j] - z)) : w.xabs[j];
+        }
+        memcpy(sorted, r, (size_t)w.sdim * sizeof(float));
+        qsort(sorted, (size_t)w.sdim, sizeof(float), cmp_float);
+        double rmax = sorted[w.sdim - 1], rlo = sorted[w.sdim / 2];
+        if (!(rlo > 0)) rlo = rmax;
+        const int K = 40;
+        for (int k = 0; k <= K && rmax > 0; k++) {
+            double t = rmax * pow(rlo / rmax, (double)k / K);
+            for (int j = 0; j < w.sdim; j++) cand[j] = (float)LLMQ_MAX(1.0, r[j] / t);
+            expand(&w, cand, w.s_exp);
+            double e = llmq_smooth_error(o->pool, w.W, w.rows, w.in_dim, q->keep, n, w.s_exp, shift ? w.z_exp : NULL,
+                                         w.ref, w.wz, err);
+            if (e < 0) { rc = err->code; break; }
+            if (e < best) {
+                best = e;
+                out->param = t;
+                memcpy(out->scale, cand, (size_t)w.sdim * sizeof(float));
+            }
+        }
+        free(r);
+        free(sorted);
+        if (rc) { free(cand); goto out; }
+    }
+    free(cand);
+    if (measure) {
+        if (o->method == LLMQ_SMOOTH_SQ && !o->auto_alpha) {
+            expand(&w, out->scale, w.s_exp);
+            best = llmq_smooth_error(o->pool, w.W, w.rows, w.in_dim, q->keep, n, w.s_exp, NULL, w.ref, NULL, err);
+            if (best < 0) { rc = err->code; goto out; }
+        }
+        out->err_after = isfinite(best) ? best : out->err_before;  /* a dead site: nothing searched */
+    }
+    goto out;
+nomem:
+    rc = err->code ? err->code : LLMQ_ENOMEM;
+out:
+    free(w.W); free(w.xabs); free(w.xmin); free(w.xmax); free(w.wabs); free(w.s_exp); free(w.z_exp);
+    free(w.ref); free(w.wz);
+    return rc;
+}
+
+int llmq_smooth_plan_compute(const llmq_model *m, const llmq_stats *st, const llmq_smooth_opts *o,
+                             llmq_smooth_plan *plan, llmq_err *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (m->packed_meta)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", m->path);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (m->layers[l].wq.type > LLMQ_W_F16)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: layer %d holds quantized weights", m->path, l);
+    if (o->method == LLMQ_SMOOTH_SQ && !o->auto_alpha && !(o->alpha >= 0.0 && o->alpha <= 1.0))
+        return llmq_errorf(err, LLMQ_EUSAGE, "alpha %g is outside [0, 1]", o->alpha);
+    plan->n_layers = m->cfg.n_layers;
+    if (!(plan->p = llmq_calloc((size_t)plan->n_layers * LLMQ_PAIR_COUNT, sizeof *plan->p, err))) return err->code;
+    for (int l = 0; l < plan->n_layers; l++)
+        for (int p = 0; p < LLMQ_PAIR_COUNT; p++) {
+            int rc = plan_pair(m, st, o, l, (llmq_pair)p, &plan->p[l * LLMQ_PAIR_COUNT + p], err);
+            if (rc) { llmq_smooth_plan_release(plan); return rc; }
+            const llmq_smooth_pair *q = &plan->p[l * LLMQ_PAIR_COUNT + p];
+            if (q->shift)
+                for (int j = 0; j < q->dim; j++) plan->shifted |= q->shift[j] != 0.0f;
+        }
+    return LLMQ_OK;
+}
+
+/* ---- writing the checkpoint ---- */
+
+struct wctx {
+    const llmq_model *m;
+    const llmq_smooth_plan *plan;
+    llmq_dtype dt;
+    int add_attn_bias;      /* the source had no attention biases, the output has */
+};
+
+static void to_f32(const llmq_st_tensor *t, float *out)
+{
+    for (uint64_t i = 0; i < t->nelem; i++) {
+        const uint8_t *p = t->data + i * llmq_dtype_size(t->dtype);
+        switch (t->dtype) {
+        case LLMQ_DT_F32: out[i] = llmq_bits_f32(llmq_get_le32(p)); break;
+        case LLMQ_DT_BF16: out[i] = llmq_bf16_to_f32(llmq_get_le16(p)); break;
+        case LLMQ_DT_F16: out[i] = llmq_f16_to_f32(llmq_get_le16(p)); break;
+        default: out[i] = 0.0f; break;
+        }
+    }
+}
+
+static const llmq_st_tensor *find(const llmq_model *m, const char *name) { return llmq_ckpt_find(&m->ckpt, name, NULL); }
+
+/* Fold the plan into tensor `name` (values v, nelem of them). */
+static int transform(const struct wctx *x, const char *name, float *v, uint64_t nelem, llmq_err *err)
+{
+    const llmq_config *c = &x->m->cfg;
+    int l, off = 0;
+    char rest[128];
+    if (sscanf(name, "model.layers.%d.%n", &l, &off) != 1 || off == 0 || l < 0 || l >= c->n_layers) return LLMQ_OK;
+    snprintf(rest, sizeof rest, "%s", name + off);
+    const llmq_smooth_pair *P = &x->plan->p[l * LLMQ_PAIR_COUNT];
+    const float *sq = P[LLMQ_PAIR_QKV].scale, *svo = P[LLMQ_PAIR_VO].scale, *zvo = P[LLMQ_PAIR_VO].shift;
+    const float *sgu = P[LLMQ_PAIR_GATEUP].scale, *sud = P[LLMQ_PAIR_UPDOWN].scale;
+    int H = c->hidden, qd = c->n_heads * c->head_dim, FF = c->intermediate;
+    uint64_t rows;
+    if (!strcmp(rest, "input_layernorm.weight")) {
+        for (int j = 0; j < H; j++) v[j] /= sq[j];
+    } else if (!strcmp(rest, "post_attention_layernorm.weight")) {
+        for (int j = 0; j < H; j++) v[j] /= sgu[j];
+    } else if (!strcmp(rest, "self_attn.q_proj.weight") || !strcmp(rest, "self_attn.k_proj.weight") ||
+               !strcmp(rest, "self_attn.v_proj.weight")) {
+        rows = nelem / (uint64_t)H;
+        for (uint64_t r = 0; r < rows; r++) {
+            float d = rest[10] == 'v' ? svo[r] : 1.0f;
+            for (int j = 0; j < H; j++) v[r * H + j] = v[r * H + j] * sq[j] / d;
+        }
+    } else if (!strcmp(rest, "self_attn.v_proj.bias")) {
+        for (uint64_t r = 0; r < nelem; r++) v[r] = (v[r] - (zvo ? zvo[r] : 0.0f)) / svo[r];
+    } else if (!strcmp(rest, "self_attn.o_proj.weight")) {
+        rows = nelem / (uint64_t)qd;
+        for (uint64_t r = 0; r < rows; r++)
+            for (int ch = 0; ch < qd; ch++) v[r * qd + ch] *= svo[vo_map(c, ch)];
+    } else if (!strcmp(rest, "self_attn.o_proj.bias") && zvo) {
+        /* the consumer bias absorbs W z of the original o_proj */
+        float *row = llmq_malloc((size_t)qd * sizeof(float), err);
+        if (!row) return err->code;
+        for (uint64_t r = 0; r < nelem; r++) {
+            llmq_get_row(&x->m->layers[l].wo, (int64_t)r, row);
+            double a = 0.0;
+            for (int ch = 0; ch < qd; ch++) a += (double)row[ch] * zvo[vo_map(c, ch)];
+            v[r] = (float)((double)v[r] + a);
+        }
+        free(row);
+    } else if (!strcmp(rest, "mlp.gate_proj.weight") || !strcmp(rest, "mlp.up_proj.weight")) {
+        int up = rest[4] == 'u';
+        for (int r = 0; r < FF; r++)
+            for (int j = 0; j < H; j++) v[(size_t)r * H + j] = v[(size_t)r * H + j] * sgu[j] / (up ? sud[r] : 1.0f);
+    } else if (!strcmp(rest, "mlp.up_proj.bias")) {
+        for (int r = 0; r < FF; r++) v[r] /= sud[r];
+    } else if (!strcmp(rest, "mlp.down_proj.weight")) {
+        for (int r = 0; r < H; r++)
+            for (int j = 0; j < FF; j++) v[(size_t)r * FF + j] *= sud[j];
+    }
+    return LLMQ_OK;
+}
+
+static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_err *err)
+{
+    const struct wctx *x = ctx;
+    uint64_t n = nbytes / llmq_dtype_size(x->dt);
+    const llmq_st_tensor *t = find(x->m, name);
+    float *v = llmq_malloc((size_t)n * sizeof(float) + 1, err);
+    if (!v) return err->code;
+    if (t) to_f32(t, v);
+    else memset(v, 0, (size_t)n * sizeof(float));
+    int rc = transform(x, name, v, n, err);
+    for (uint64_t i = 0; !rc && i < n; i++)
+        if (!isfinite(v[i])) rc = llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
+    uint8_t *o = buf;
+    for (uint64_t i = 0; !rc && i < n; i++) {
+        if (x->dt == LLMQ_DT_F32) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
+        else if (x->dt == LLMQ_DT_BF16) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
+        else llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
+    }
+    free(v);
+    return rc;
+}
+
+static int write_config(const llmq_model *m, const llmq_outdir *od, llmq_dtype dt, int attn_bias, llmq_err *err)
+{
+    char *src = llmq_path_join(m->ckpt.dir, "config.json", err), *text = NULL, *out = NULL, *dst = NULL;
+    size_t len;
+    cJSON *j = NULL;
+    int rc;
+    if (!src) return err->code;
+    if ((rc = llmq_read_file(src, &text, &len, err))) goto done;
+    if (!(j = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(j)) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", src);
+        goto done;
+    }
+    const char *dts = dt == LLMQ_DT_F32 ? "float32" : dt == LLMQ_DT_BF16 ? "bfloat16" : "float16";
+    int had = 0;
+    const char *keys[] = { "torch_dtype", "dtype" };
+    for (int i = 0; i < 2; i++)
+        if (cJSON_GetObjectItemCaseSensitive(j, keys[i])) {
+            cJSON_ReplaceItemInObjectCaseSensitive(j, keys[i], cJSON_CreateString(dts));
+            had = 1;
+        }
+    if (!had) cJSON_AddStringToObject(j, "torch_dtype", dts);
+    if (attn_bias) {
+        if (cJSON_GetObjectItemCaseSensitive(j, "attention_bias"))
+            cJSON_ReplaceItemInObjectCaseSensitive(j, "attention_bias", cJSON_CreateTrue());
+        else cJSON_AddTrueToObject(j, "attention_bias");
+    }
+    if (!(out = cJSON_Print(j))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto done; }
+    if (!(dst = llmq_outdir_file(od, "config.json", err))) { rc = err->code; goto done; }
+    llmq_out f;
+    if ((rc = llmq_out_open(&f, dst, err))) goto done;
+    if ((rc = llmq_out_write(&f, out, strlen(out), err)) || (rc = llmq_out_write(&f, "\n", 1, err))) { llmq_out_abort(&f); goto done; }
+    rc = llmq_out_commit(&f, err);
+done:
+    free(src); free(text); free(out); free(dst);
+    cJSON_Delete(j);
+    return rc;
+}
+
+int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dtype dt, const char *out_dir,
+                      const char *const *keys, const char *const *vals, int n, llmq_err *err)
+{
+    if (dt != LLMQ_DT_F32 && dt != LLMQ_DT_BF16 && dt != LLMQ_DT_F16)
+        return llmq_errorf(err, LLMQ_EUSAGE, "output dtype must be f32, bf16 or f16");
+    if (llmq_same_file(out_dir, m->ckpt.dir))
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
+    const llmq_config *c = &m->cfg;
+    struct wctx x = { m, plan, dt, plan->shifted && !c->o_bias };
+    llmq_st_writer *w = llmq_st_writer_new(err);
+    if (!w) return err->code;
+    int rc = LLMQ_OK;
+    for (size_t s = 0; s < m->ckpt.n_shards && !rc; s++) {
+        const llmq_st_file *f = &m->ckpt.shards[s];
+        for (size_t i = 0; i < f->n_tensors && !rc; i++) {
+            const llmq_st_tensor *t = &f->tensors[i];
+            if (t->dtype == LLMQ_DT_F32 || t->dtype == LLMQ_DT_BF16 || t->dtype == LLMQ_DT_F16)
+                rc = llmq_st_writer_add_fill(w, t->name, dt, t->ndim, t->shape, fill, &x, err);
+            else
+                rc = llmq_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, err);
+        }
+    }
+    if (x.add_attn_bias) {
+        int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+        char name[128];
+        for (int l = 0; l < c->n_layers && !rc; l++) {
+            struct { const char *p; int64_t n; } b[] = { { "q_proj", qd }, { "k_proj", kvd }, { "v_proj", kvd }, { "o_proj", c->hidden } };
+            for (int i = 0; i < 4 && !rc; i++) {
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, b[i].p);
+                if (find(m, name)) continue;
+                rc = llmq_st_writer_add_fill(w, name, dt, 1, &b[i].n, fill, &x, err);
+            }
+        }
+    }
+    for (int i = 0; i < n && !rc; i++) rc = llmq_st_writer_meta(w, keys[i], vals[i], err);
+    if (!rc) rc = llmq_st_writer_meta(w, "format", "pt", err);
+    llmq_outdir od;
+    char *path = NULL;
+    if (!rc && !(rc = llmq_outdir_open(&od, out_dir, err))) {
+        if (!(path = llmq_outdir_file(&od, "model.safetensors", err))) rc = err->code;
+        if (!rc) rc = llmq_st_writer_finish(w, path, err);
+        if (!rc) rc = write_config(m, &od, dt, x.add_attn_bias, err);
+        if (!rc) rc = llmq_copy_model_files(&od, m->ckpt.dir, 0, err);
+        if (!rc) rc = llmq_outdir_commit(&od, err);
+        else llmq_outdir_abort(&od);
+    }
+    free(path);
+    llmq_st_writer_free(w);
+    return rc;
+}
+
+/* ---- statistics of the smoothed model ---- */
+
+static int copy_site(llmq_site_stats *d, const llmq_site_stats *s, int heads, int n_keep, llmq_err *err)
+{
+    size_t D = (size_t)s->dim;
+    d->dim = s->dim;
+    d->count = s->count;
+#define DUP(f, T, n) do { if (s->f) { if (!(d->f = llmq_malloc((n) * sizeof(T), err))) return err->code; \
+                                      memcpy(d->f, s->f, (n) * sizeof(T)); } } while (0)
+    DUP(absmax, float, D); DUP(min, float, D); DUP(max, float, D); DUP(mean_abs, float, D);
+    DUP(sum, double, D); DUP(sumsq, double, D); DUP(head_absmax, float, (size_t)heads);
+    DUP(keep, float, (size_t)n_keep * D);
+#undef DUP
+    return LLMQ_OK;
+}
+
+/* x -> (x - z) / s on every statistic of one site; s, z expanded to the
+ * site's channels (z may be NULL). */
+static void affine_site(llmq_site_stats *q, const float *s, const float *z, int n_keep)
+{
+    double n = (double)q->count;
+    for (int j = 0; j < q->dim; j++) {
+        double sj = s[j], zj = z ? z[j] : 0.0;
+        double mn = (q->min[j] - zj) / sj, mx = (q->max[j] - zj) / sj;
+        q->min[j] = (float)mn;
+        q->max[j] = (float)mx;
+        q->absmax[j] = (float)LLMQ_MAX(fabs(mn), fabs(mx));
+        double sum = q->sum[j], sumsq = q->sumsq[j];
+        q->sum[j] = (sum - n * zj) / sj;
+        q->sumsq[j] = (sumsq - 2.0 * zj * sum + n * zj * zj) / (sj * sj);
+        if (q->sumsq[j] < 0) q->sumsq[j] = 0;
+        if (zj == 0.0) q->mean_abs[j] = (float)(q->mean_abs[j] / sj);
+    }
+    if (q->keep)
+        for (int k = 0; k < n_keep; k++)
+            for (int j = 0; j < q->dim; j++) {
+                float *v = &q->keep[(size_t)k * q->dim + j];
+                *v = (*v - (z ? z[j] : 0.0f)) / s[j];
+            }
+    if (z) {
+        /* mean |x - z| is not a function of the statistics: estimate it from
+         * the token rows, or bound it by the RMS when there are none */
+        for (int j = 0; j < q->dim; j++) {
+            if (z[j] == 0.0f) continue;
+            double a = 0.0;
+            if (q->keep && n_keep > 0) {
+                for (int k = 0; k < n_keep; k++) a += fabs(q->keep[(size_t)k * q->dim + j]);
+                a /= n_keep;
+            } else if (n > 0) {
+                a = sqrt(q->sumsq[j] / n);
+            }
+            q->mean_abs[j] = (float)a;
+        }
+    }
+}
+
+int llmq_smooth_stats(const llmq_model *m, const llmq_stats *in, const llmq_smooth_plan *plan, llmq_stats *out,
+                      llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    int rc = llmq_stats_check_config(in, c, "statistics", err);
+    if (rc) return rc;
+    out->n_layers = in->n_layers;
+    out->n_kv_heads = in->n_kv_heads;
+    out->head_dim = in->head_dim;
+    out->n_keep = in->n_keep;
+    out->samples = in->samples;
+    out->seqlen = in->seqlen;
+    out->seed = in->seed;
+    out->tokens = in->tokens;
+    memcpy(out->text_digest, in->text_digest, sizeof out->text_digest);
+    if (!(out->site = llmq_calloc((size_t)in->n_layers * LLMQ_SITE_COUNT, sizeof *out->site, err))) return err->code;
+    int maxd = LLMQ_MAX(LLMQ_MAX(c->hidden, c->intermediate), c->n_heads * c->head_dim);
+    float *s = llmq_malloc((size_t)maxd * sizeof(float), err), *z = s ? llmq_malloc((size_t)maxd * sizeof(float), err) : NULL;
+    if (!z) { free(s); llmq_stats_release(out); return err->code; }
+    for (int l = 0; l < in->n_layers && !rc; l++) {
+        for (int k = 0; k < LLMQ_SITE_COUNT && !rc; k++)
+            rc = copy_site(&out->site[l * LLMQ_SITE_COUNT + k], &in->site[l * LLMQ_SITE_COUNT + k], in->n_kv_heads,
+                           in->n_keep, err);
+        if (rc) break;
+        const llmq_smooth_pair *P = &plan->p[l * LLMQ_PAIR_COUNT];
+        llmq_site_stats *S = &out->site[l * LLMQ_SITE_COUNT];
+        affine_site(&S[LLMQ_SITE_QKV], P[LLMQ_PAIR_QKV].scale, NULL, in->n_keep);
+        affine_site(&S[LLMQ_SITE_GATEUP], P[LLMQ_PAIR_GATEUP].scale, NULL, in->n_keep);
+        affine_site(&S[LLMQ_SITE_DOWN], P[LLMQ_PAIR_UPDOWN].scale, NULL, in->n_keep);
+        const llmq_smooth_pair *vo = &P[LLMQ_PAIR_VO];
+        affine_site(&S[LLMQ_SITE_V], vo->scale, vo->shift, in->n_keep);
+        for (int ch = 0; ch < S[LLMQ_SITE_O].dim; ch++) {
+            s[ch] = vo->scale[vo_map(c, ch)];
+            z[ch] = vo->shift ? vo->shift[vo_map(c, ch)] : 0.0f;
+        }
+        affine_site(&S[LLMQ_SITE_O], s, vo->shift ? z : NULL, in->n_keep);
+        llmq_site_stats *V = &S[LLMQ_SITE_V];
+        for (int h = 0; h < in->n_kv_heads; h++) {
+            float a = 0.0f;
+            for (int j = h * in->head_dim; j < (h + 1) * in->head_dim; j++) a = LLMQ_MAX(a, V->absmax[j]);
+            V->head_absmax[h] = a;
+        }
+    }
+    free(s);
+    free(z);
+    if (rc) llmq_stats_release(out);
+    return rc;
+}

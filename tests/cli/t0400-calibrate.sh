@@ -1,0 +1,52 @@
+#!/bin/sh
+# llmq calibrate: statistics files, determinism, --inspect, error paths.
+. "$(dirname "$0")/../lib.sh"
+M=testdata/tiny-qwen2-gqa
+TC=build/tools/tcheck
+head -c 40000 "$SHARED/data/tinyshakespeare.txt" >"$TMP/cal.txt"
+mkdir "$TMP/books"
+head -c 20000 "$SHARED/data/tinyshakespeare.txt" >"$TMP/books/a.txt"
+tail -c 20000 "$SHARED/data/tinyshakespeare.txt" >"$TMP/books/b.txt"
+
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 -o "$TMP/a.st"
+check "calibrate is quiet on success" test ! -s "$TMP/out"
+check "stats file written" test -s "$TMP/a.st"
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 -o "$TMP/b.st"
+check "same seed: byte-identical stats" cmp -s "$TMP/a.st" "$TMP/b.st"
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 --seed 9 -o "$TMP/c.st"
+check "other seed: other windows" sh -c "! cmp -s $TMP/a.st $TMP/c.st"
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 --threads 1 -o "$TMP/t1.st"
+check "one thread gives the same bytes" cmp -s "$TMP/a.st" "$TMP/t1.st"
+llmq calibrate $M --text "$TMP/books" --samples 5 --seqlen 32 --keep 16 -o "$TMP/d.st" --json >"$TMP/d.json"
+check "directory of texts: 2 files" test "$($TC json "$TMP/d.json" text_files)" = 2
+check "tokens = samples x seqlen" test "$($TC json "$TMP/d.json" tokens)" = 160
+check "--json reports peak_rss_bytes" grep -q '"peak_rss_bytes":[1-9]' "$TMP/d.json"
+check "--json reports the model digest" grep -Eq '"model_digest":"[0-9a-f]{64}"' "$TMP/d.json"
+
+# --inspect
+expect_out '^layer +site +median' llmq calibrate --inspect "$TMP/a.st"
+expect_out '^3 +down ' llmq calibrate --inspect "$TMP/a.st" --top 2
+expect_out '"sites":\[\{"layer":0,"site":"qkv"' llmq calibrate --inspect "$TMP/a.st" --json
+expect_out '"samples":6' llmq calibrate --inspect "$TMP/a.st" --json
+
+# errors
+expect_err 2 'missing --text' llmq calibrate $M -o "$TMP/x.st"
+expect_err 2 'missing -o' llmq calibrate $M --text "$TMP/cal.txt"
+expect_err 2 'missing MODEL' llmq calibrate --text "$TMP/cal.txt" -o "$TMP/x.st"
+expect_err 2 'refusing to overwrite an input' llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/cal.txt"
+expect_err 2 'refusing to overwrite an input' llmq calibrate $M --text "$TMP/cal.txt" -o $M/model.safetensors
+expect_code 2 llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/x.st" --samples 0
+expect_code 2 llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/x.st" --seqlen 1
+expect_err 2 'integer' llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/x.st" --seed 1.5
+expect_code 2 llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/x.st" --seed -1
+expect_code 2 llmq calibrate $M --text "$TMP/cal.txt" --seqlen 100000 -o "$TMP/x.st"
+expect_code 3 llmq calibrate "$TMP/nope" --text "$TMP/cal.txt" -o "$TMP/x.st"
+expect_err 3 'nope.txt' llmq calibrate $M --text "$TMP/nope.txt" -o "$TMP/x.st"
+expect_err 2 'takes no MODEL' llmq calibrate $M --inspect "$TMP/a.st"
+expect_err 4 'not an llmq statistics file' llmq calibrate --inspect $M/model.safetensors
+expect_code 3 llmq calibrate --inspect "$TMP/nope.st"
+head -c 1000 "$TMP/a.st" >"$TMP/trunc.st"
+expect_code 4 llmq calibrate --inspect "$TMP/trunc.st"
+check "failed runs leave no output" test ! -e "$TMP/x.st"
+expect_code 0 llmq calibrate --help
+finish
