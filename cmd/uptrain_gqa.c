@@ -1,0 +1,268 @@
+/* uptrain_gqa.c - `llmq uptrain-gqa`: MHA -> GQA by pooling K/V heads, then uptraining. */
+#include <stdio.h>
+#include <unistd.h>
+#include "common.h"
+#include "../lib/model.h"
+#include "../lib/algo/gqa.h"
+#include "../lib/algo/uptrain.h"
+#include "../calib/data.h"
+#include "../formats/tokenizer.h"
+
+static struct {
+    const char *out, *pool, *text, *train, *dtype, *state;
+    int snapshot, stop_after, kv_heads, steps, samples, seqlen, calib_samples, k_steps, save_every, threads, resume, json, warmup;
+    long long seed;
+    double lr, distill, wd;
+    int seen_lr;
+} o;
+
+static opt_def up_opts[] = {
+    { "kv-heads", OPT_INT, &o.kv_heads, "G", "key/value heads of the output (required; divides the query heads)", NULL, 1, 65536, NULL, 0 },
+    { "output", OPT_STRING, &o.out, "DIR", "write the converted model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    { "pool", OPT_CHOICE, &o.pool, NULL, "how K/V heads are pooled (default activation)", "mean|activation", 0, 0, NULL, 0 },
+    { "text", OPT_STRING, &o.text, "PATH", "calibration/training text: a file or a directory of files", NULL, 0, 0, NULL, 0 },
+    { "steps", OPT_INT, &o.steps, "N", "uptraining steps, 0 for none (default 60)", NULL, 0, 1000000, NULL, 0 },
+    { "samples", OPT_INT, &o.samples, "N", "windows per uptraining step (default 8)", NULL, 1, 4096, NULL, 0 },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 65536, NULL, 0 },
+    { "lr", OPT_DOUBLE, &o.lr, "X", "peak AdamW learning rate (default 1e-3 for K/V, 1e-4 for all)", NULL, 1e-9, 1, &o.seen_lr, 0 },
+    { "warmup", OPT_INT, &o.warmup, "N", "linear warmup steps before the cosine decay (default 5)", NULL, 0, 1000000, NULL, 0 },
+    { "weight-decay", OPT_DOUBLE, &o.wd, "X", "AdamW decoupled weight decay on matrices (default 0)", NULL, 0, 1, NULL, 0 },
+    { "train", OPT_CHOICE, &o.train, NULL, "what uptraining updates (default kv: the K/V projections)", "kv|all", 0, 0, NULL, 0 },
+    { "distill", OPT_DOUBLE, &o.distill, "A", "loss = (1-A) cross-entropy + A KL from the original model (default 0.9)", NULL, 0, 1, NULL, 0 },
+    { "calib-samples", OPT_INT, &o.calib_samples, "N", "windows for activation pooling (default 16)", NULL, 1, 4096, NULL, 0 },
+    { "k-steps", OPT_INT, &o.k_steps, "N", "activation pooling: gradient steps on each layer's K (default 24)", NULL, 0, 100000, NULL, 0 },
+    { "seed", OPT_INT, &o.seed, "N", "seed of the window sampler (default 1)", NULL, 0, 9007199254740991.0, NULL, 0 },
+    { "resume", OPT_FLAG, &o.resume, NULL, "continue an interrupted run from its state file", NULL, 0, 0, NULL, 0 },
+    { "state", OPT_STRING, &o.state, "FILE", "training state file (default DIR.uptrain-state beside the output)", NULL, 0, 0, NULL, 0 },
+    { "stop-after", OPT_INT, &o.stop_after, "N", "stop after step N, keeping the state for --resume; write no model", NULL, 1, 1000000, NULL, 0 },
+    { "snapshot", OPT_FLAG, &o.snapshot, NULL, "with --stop-after: write the model as it is at that step too", NULL, 0, 0, NULL, 0 },
+    { "save-every", OPT_INT, &o.save_every, "N", "write the training state every N steps (default 20, 0 never)", NULL, 0, 1000000, NULL, 0 },
+    { "dtype", OPT_CHOICE, &o.dtype, NULL, "weight type of the output (default: as the source)", "bf16|f16|f32", 0, 0, NULL, 0 },
+    { "threads", OPT_INT, &o.threads, "N", "worker threads of the teacher and calibration runs (default 2)", NULL, 1, 256, NULL, 0 },
+    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+};
+
+static const cmd_spec up_spec = {
+    "uptrain-gqa", "MODEL --kv-heads G -o DIR [--pool mean|activation] [--text PATH] [--steps N] [options]",
+    "Convert a multi-head attention checkpoint to grouped-query attention with G\n"
+    "key/value heads by pooling the K and V projections of each group of heads,\n"
+    "then uptrain (next-token cross-entropy plus distillation from the original\n"
+    "model) to recover the quality.  DIR is a Hugging Face checkpoint.",
+    "--pool activation (default) solves V by weighted least squares on each layer's\n"
+    "attention output and refines K by gradient steps, from --text; --pool mean\n"
+    "averages the heads as the GQA paper does.  --steps 0 skips uptraining.",
+    up_opts, 1, 1,
+};
+
+typedef struct { cmd_progress p; int tty; } up_progress;
+
+static void train_progress(void *ctx, int step, int steps, double loss, double tok_s)
+{
+    up_progress *u = ctx;
+    if (!u->tty) return;
+    double el = llmq_now() - u->p.t0;
+    fprintf(stderr, "\ruptrain: step %d/%d  loss %.4f  %.0f tok/s  %.0fs elapsed   ", step, steps, loss, tok_s, el);
+    u->p.shown = 1;
+}
+
+static const char *strip_slash(const char *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", s);
+    size_t k = strlen(buf);
+    while (k > 1 && buf[k - 1] == '/') buf[--k] = 0;
+    return buf;
+}
+
+int cmd_uptrain_gqa(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.pool = "activation";
+    o.train = "kv";
+    o.steps = 60;
+    o.samples = 8;
+    o.seqlen = 512;
+    o.distill = 0.9;
+    o.calib_samples = 16;
+    o.k_steps = 24;
+    o.seed = 1;
+    o.save_every = 20;
+    o.threads = 2;
+    o.warmup = 5;
+    char *args[1];
+    int na, rc = opts_parse(&up_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    const char *C = "uptrain-gqa";
+    if (!o.out) return cmd_failf(C, LLMQ_EUSAGE, "missing -o DIR");
+    if (!o.kv_heads) return cmd_failf(C, LLMQ_EUSAGE, "missing --kv-heads G");
+    int act_pool = !strcmp(o.pool, "activation");
+    if (!o.text && (act_pool || o.steps > 0))
+        return cmd_failf(C, LLMQ_EUSAGE, "--text PATH is needed for %s (or use --pool mean --steps 0)",
+                         act_pool ? "--pool activation" : "uptraining");
+    int train_all = !strcmp(o.train, "all");
+    if (!o.seen_lr) o.lr = train_all ? 1e-4 : 1e-3;
+    llmq_dtype dt = !o.dtype ? LLMQ_DT_COUNT : !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;
+    char outbuf[4096], statebuf[4200];
+    const char *out = strip_slash(o.out, outbuf, sizeof outbuf);
+    const char *state = o.state;
+    if (!state) { snprintf(statebuf, sizeof statebuf, "%s.uptrain-state", out); state = statebuf; }
+    if (o.text && (llmq_same_file(out, o.text) || llmq_same_file(state, o.text)))
+        return cmd_failf(C, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
+
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    llmq_tmodel tm;
+    llmq_tok *tok = NULL;
+    llmq_pool *pool = NULL;
+    llmq_calib_set calib = { 0 }, train = { 0 };
+    llmq_gqa_calib gc = { 0 };
+    llmq_gqa_report rep = { 0 };
+    llmq_uptrain_stats ust;
+    memset(&ust, 0, sizeof ust);
+    char *dir = NULL, *cl = NULL, *tokpath = NULL, key[1024];
+    int have_tm = 0, resumed = 0;
+    double t0 = llmq_now(), t_pool = 0;
+    memset(&tm, 0, sizeof tm);
+    if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail(C, &err);
+    if (llmq_same_file(out, m.ckpt.dir) || llmq_same_file(out, args[0]) || llmq_same_file(state, args[0])) {
+        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
+        goto fail;
+    }
+    if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
+    if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
+    have_tm = 1;
+    if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
+    if (o.text) {
+        const char *paths[1] = { o.text };
+        if (!(dir = model_dir(args[0], &err)) || !(tokpath = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
+        if ((rc = llmq_tok_load(&tok, tokpath, &err))) goto fail;
+        if (o.steps > 0 &&
+            (rc = llmq_calib_sample(tok, paths, 1, o.steps * o.samples, o.seqlen, (uint64_t)o.seed, &train, &err)))
+            goto fail;
+        snprintf(key, sizeof key, "kv-heads=%d pool=%s k-steps=%d calib-samples=%d train=%s steps=%d samples=%d seqlen=%d lr=%g "
+                 "warmup=%d wd=%g distill=%g seed=%lld text=%.16s",
+                 o.kv_heads, o.pool, o.k_steps, o.calib_samples, o.train, o.steps, o.samples, o.seqlen, o.lr,
+                 o.warmup, o.wd, o.distill, o.seed, train.text_digest);
+    } else {
+        key[0] = 0;
+    }
+    /* pooling: on a resumed run the state holds every pooled tensor, so the
+     * cheap mean pooling only gives them their shapes */
+    resumed = o.resume && o.steps > 0 && llmq_exists(state);
+    double tp0 = llmq_now();
+    if (act_pool && !resumed) {
+        const char *paths[1] = { o.text };
+        int cT = LLMQ_MIN(o.seqlen, 512);
+        llmq_gqa_opts go;
+        llmq_gqa_opts_default(&go);
+        go.k_steps = o.k_steps;
+        up_progress up = { { 0 }, 0 };
+        progress_init(&up.p, "activation pooling");
+        go.progress = progress_cb;
+        go.progress_ctx = &up.p;
+        if ((rc = llmq_calib_sample(tok, paths, 1, o.calib_samples, cT, (uint64_t)o.seed ^ 0x6771615fULL, &calib, &err)) ||
+            (rc = llmq_gqa_collect(&m, pool, calib.tokens, calib.samples, cT, &gc, &err)) ||
+            (rc = llmq_gqa_pool_activation(&tm, o.kv_heads, &gc, &go, &rep, &err)))
+            goto fail;
+        progress_done(&up.p);
+        llmq_gqa_calib_release(&gc);
+    } else if ((rc = llmq_gqa_pool_mean(&tm, o.kv_heads, &err))) {
+        goto fail;
+    }
+    t_pool = llmq_now() - tp0;
+    if (o.steps > 0) {
+        if ((rc = llmq_tmodel_set_train(&tm, train_all ? LLMQ_TRAIN_ALL : LLMQ_TRAIN_KV, &err))) goto fail;
+        llmq_uptrain_opts uo;
+        llmq_uptrain_opts_default(&uo);
+        uo.steps = o.steps;
+        uo.batch = o.samples;
+        uo.seqlen = o.seqlen;
+        uo.lr = (float)o.lr;
+        uo.warmup = LLMQ_MIN(o.warmup, o.steps);
+        uo.wd = (float)o.wd;
+        uo.distill = (float)o.distill;
+        uo.save_every = o.save_every;
+        uo.state_path = state;
+        uo.resume = o.resume;
+        uo.key = key;
+        uo.stop_at = o.stop_after;
+        up_progress up;
+        progress_init(&up.p, "uptrain");
+        up.tty = up.p.tty;
+        uo.progress = train_progress;
+        uo.progress_ctx = &up;
+        rc = llmq_uptrain(&tm, &m, pool, train.tokens, train.samples, &uo, &ust, &err);
+        progress_done(&up.p);
+        if (rc) goto fail;
+        if (o.stop_after && ust.steps_done < o.steps && !o.snapshot) {
+            if (o.json) {
+                cJSON *j = cJSON_CreateObject();
+                cJSON_AddStringToObject(j, "model", args[0]);
+                cJSON_AddStringToObject(j, "state", state);
+                cJSON_AddNumberToObject(j, "stopped_after_step", ust.steps_done);
+                cJSON_AddNumberToObject(j, "steps", o.steps);
+                cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
+                cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+                json_emit(j);
+            }
+            goto done;
+        }
+    }
+    cl = command_line(C, argc, argv);
+    char sbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%d", ust.steps_done);
+    const char *meta[] = { "llmq.command", cl ? cl : "", "llmq.gqa.pool", o.pool, "llmq.gqa.uptrain_steps", sbuf, NULL };
+    if ((rc = llmq_tmodel_write(&tm, &m, dt, meta, out, &err))) goto fail;
+    if (o.steps > 0 && ust.steps_done == o.steps && llmq_exists(state)) unlink(state);
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", args[0]);
+        cJSON_AddStringToObject(j, "output", out);
+        cJSON_AddNumberToObject(j, "heads", m.cfg.n_heads);
+        cJSON_AddNumberToObject(j, "kv_heads_in", m.cfg.n_kv_heads);
+        cJSON_AddNumberToObject(j, "kv_heads", o.kv_heads);
+        cJSON_AddStringToObject(j, "pool", o.pool);
+        cJSON_AddNumberToObject(j, "kv_cache_bytes_per_token_fp16", 2.0 * 2 * m.cfg.n_layers * o.kv_heads * m.cfg.head_dim);
+        if (rep.n_layers) {
+            cJSON *em = cJSON_AddArrayToObject(j, "pool_err_mean"), *ea = cJSON_AddArrayToObject(j, "pool_err_activation");
+            for (int l = 0; l < rep.n_layers; l++) {
+                cJSON_AddItemToArray(em, cJSON_CreateNumber(rep.err_mean[l]));
+                cJSON_AddItemToArray(ea, cJSON_CreateNumber(rep.err_act[l]));
+            }
+        }
+        cJSON_AddNumberToObject(j, "pool_seconds", t_pool);
+        cJSON_AddStringToObject(j, "train", o.train);
+        cJSON_AddNumberToObject(j, "steps", o.steps);
+        cJSON_AddNumberToObject(j, "resumed_from_step", ust.start_step);
+        cJSON_AddNumberToObject(j, "steps_done", ust.steps_done);
+        cJSON_AddNumberToObject(j, "samples", o.samples);
+        cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
+        cJSON_AddNumberToObject(j, "lr", o.lr);
+        cJSON_AddNumberToObject(j, "distill", o.distill);
+        cJSON_AddNumberToObject(j, "train_tokens", (double)ust.tokens);
+        if (ust.tokens > 0) {
+            cJSON_AddNumberToObject(j, "first_loss", ust.first_loss);
+            cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
+            cJSON_AddNumberToObject(j, "last_ce", ust.last_ce);
+            cJSON_AddNumberToObject(j, "last_kl", ust.last_kl);
+            cJSON_AddNumberToObject(j, "train_tok_s", ust.tok_s);
+        }
+        cJSON_AddNumberToObject(j, "train_seconds", ust.seconds);
+        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+        json_emit(j);
+    }
+    goto done;
+fail:
+    rc = cmd_fail(C, &err);
+done:
+    llmq_gqa_calib_release(&gc);
+    llmq_gqa_report_release(&rep);
+    llmq_calib_release(&calib);
+    llmq_calib_release(&train);
+    if (have_tm) llmq_tmodel_release(&tm);
+    llmq_tok_free(tok);
+    llmq_pool_free(pool);
+    free(dir); free(tokpath); free(cl);
+    llmq_model_close(&m);
+    return rc;
+}
