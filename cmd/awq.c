@@ -1,0 +1,178 @@
+/* awq.c - `llmq awq`: activation-aware weight quantization to INT4 / INT3 into a packed model directory. */
+#include <stdio.h>
+#include <unistd.h>
+#include "common.h"
+#include "../lib/model.h"
+#include "../lib/eval.h"
+#include "../lib/fileio.h"
+#include "../lib/algo/awq.h"
+#include "../formats/packed.h"
+#include "../calib/data.h"
+
+static struct {
+    const char *out, *text, *skip;
+    int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens, clip_tokens;
+    int stat_windows, loss_windows, threads, json;
+} o;
+
+static opt_def awq_opts[] = {
+    { "output", OPT_STRING, &o.out, "DIR", "write the packed model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    { "text", OPT_STRING, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0 },
+    { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout) (default 4)", NULL, 3, 4, NULL, 0 },
+    { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
+    { "sym", OPT_FLAG, &o.sym, NULL, "symmetric quantization, no zero points", NULL, 0, 0, NULL, 0 },
+    { "samples", OPT_INT, &o.samples, "N", "calibration windows (default 128)", NULL, 1, 100000, NULL, 0 },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per calibration window (default 512)", NULL, 2, 65536, NULL, 0 },
+    { "n-grid", OPT_INT, &o.n_grid, "N", "scale search grid: ratios i/N, i = 0..N-1 (default 20)", NULL, 1, 1000, NULL, 0 },
+    { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0 },
+    { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0 },
+    { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0 },
+    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 4096)", NULL, 1, 1 << 24, NULL, 0 },
+    { "clip-tokens", OPT_INT, &o.clip_tokens, "N", "of those, tokens for the clipping search (default 1024)", NULL, 1, 1 << 24, NULL, 0 },
+    { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on (default 0: all)", NULL, 0, 100000, NULL, 0 },
+    { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on (default 2)", NULL, 0, 100000, NULL, 0 },
+    { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample (default 0)", NULL, 0, 2147483647, NULL, 0 },
+    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
+    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (scaled and clipped, not quantized)", NULL, 0, 0, NULL, 0 },
+    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
+    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+};
+
+static const cmd_spec awq_spec = {
+    "awq", "MODEL -o DIR --text PATH [--w-bit 4|3] [--group N] [--sym] [options]",
+    "Quantize every linear layer of MODEL to group-wise INT4 or INT3 with AWQ\n"
+    "(activation-aware scales and clipping searched block by block on calibration\n"
+    "text) and write a packed model directory that llmq verify runs directly.",
+    "INT3 codes are stored in the int4 layout (4 bits per weight on disk).\n"
+    "Every choice is recorded under llmq.params in the packed file.  See llmq-awq(1).",
+    awq_opts, 1, 1,
+};
+
+int cmd_awq(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.w_bit = 4;
+    o.group = 128;
+    o.samples = 128;
+    o.seqlen = 512;
+    o.n_grid = 20;
+    o.search_tokens = 4096;
+    o.clip_tokens = 1024;
+    o.loss_windows = 2;
+    o.threads = 2;
+    char *args[1];
+    int na, rc = opts_parse(&awq_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if (!o.out) return cmd_failf("awq", LLMQ_EUSAGE, "missing -o DIR");
+    if (!o.text) return cmd_failf("awq", LLMQ_EUSAGE, "missing --text PATH: AWQ needs calibration text");
+    if (o.group != 32 && o.group != 64 && o.group != 128)
+        return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
+    if (llmq_same_file(o.out, o.text)) return cmd_failf("awq", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
+
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    llmq_tok *tok = NULL;
+    llmq_pool *pool = NULL;
+    llmq_calib_set cs;
+    memset(&cs, 0, sizeof cs);
+    llmq_awq_result res;
+    memset(&res, 0, sizeof res);
+    char *dir = NULL, *tp = NULL, *cl = NULL;
+    cJSON *extra = NULL;
+    double t0 = llmq_now();
+    if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail("awq", &err);
+    if (m.packed_meta) {
+        rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
+        goto fail;
+    }
+    if (llmq_same_file(o.out, m.ckpt.dir) || llmq_same_file(o.out, m.path)) {
+        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
+        goto fail;
+    }
+    if (!(dir = model_dir(args[0], &err)) || !(tp = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
+    if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;
+    const char *paths[1] = { o.text };
+    if ((rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, (uint64_t)o.seed, &cs, &err))) goto fail;
+    if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
+
+    llmq_awq_opts ao;
+    llmq_awq_opts_default(&ao);
+    ao.q.bits = o.w_bit;
+    ao.q.group = o.group;
+    ao.q.sym = o.sym;
+    ao.n_grid = o.n_grid;
+    ao.duo = !o.no_duo;
+    ao.clip = !o.no_clip;
+    ao.clip_qk = !o.no_clip_qk;
+    ao.search_tokens = o.search_tokens;
+    ao.clip_tokens = o.clip_tokens;
+    ao.stat_windows = o.stat_windows;
+    ao.loss_windows = o.loss_windows;
+    ao.seed = (uint64_t)o.seed;
+    ao.pool = pool;
+    cmd_progress pr;
+    progress_init(&pr, "awq layers");
+    ao.progress = progress_cb;
+    ao.progress_ctx = &pr;
+    rc = llmq_awq_run(&m, cs.tokens, cs.samples, cs.seqlen, &ao, &res, &err);
+    progress_done(&pr);
+    if (rc) goto fail;
+    double t_search = llmq_now() - t0;
+
+    if (!(extra = llmq_awq_json(&res))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
+    cJSON_AddStringToObject(extra, "calib_text", o.text);
+    cJSON_AddStringToObject(extra, "calib_text_sha256", cs.text_digest);
+    cJSON_AddNumberToObject(extra, "samples", cs.samples);
+    cJSON_AddNumberToObject(extra, "seqlen", cs.seqlen);
+    llmq_pack_opts po;
+    memset(&po, 0, sizeof po);
+    po.scheme.format = o.w_bit == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
+    po.scheme.group = o.group;
+    po.scheme.sym = o.sym;
+    cl = command_line("awq", argc, argv);
+    po.command = cl;
+    po.skip = o.skip;
+    po.extra = extra;
+    po.provider = llmq_awq_provider;
+    po.provider_ctx = &res;
+    llmq_pack_stats st;
+    if ((rc = llmq_pack_model(&m, &po, o.out, &st, &err))) goto fail;
+    double secs = llmq_now() - t0;
+    uint64_t rss = llmq_peak_rss();
+    if (o.json) {
+        char scheme[32];
+        llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", args[0]);
+        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON_AddStringToObject(j, "scheme", scheme);
+        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
+        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
+        /* information per weight: codes plus the f16 scale and zero of each group */
+        cJSON_AddNumberToObject(j, "effective_bits_per_weight",
+                                o.w_bit + (16.0 + (o.sym ? 0.0 : 8.0)) / o.group);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(j, "search_seconds", t_search);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)rss);
+        cJSON_AddNumberToObject(j, "threads", o.threads);
+        cJSON_AddItemToObject(j, "awq", extra);
+        extra = NULL;
+        json_emit(j);
+    } else if (isatty(2)) {
+        fprintf(stderr, "llmq awq: %s: %d linears %s, %.2f bits/weight, %.1f s, peak RSS %.0f MiB\n", o.out,
+                st.linears_packed, o.w_bit == 3 ? "int3" : "int4", st.bits_per_weight, secs, (double)rss / 1048576.0);
+    }
+    goto out;
+fail:
+    rc = cmd_fail("awq", &err);
+out:
+    cJSON_Delete(extra);
+    llmq_awq_release(&res);
+    llmq_calib_release(&cs);
+    llmq_pool_free(pool);
+    llmq_tok_free(tok);
+    free(dir); free(tp); free(cl);
+    llmq_model_close(&m);
+    return rc;
+}

@@ -1,0 +1,1025 @@
+/* awq.c - Activation-aware Weight Quantization (awq.h). */
+#include <math.h>
+#include <stdio.h>
+#include <cblas.h>
+#include "awq.h"
+#include "../quant/quant.h"
+#include "../../calib/data.h"
+
+#define S_MIN 1e-4f            /* llm-awq clamps x^r at 1e-4: no zero scale */
+
+static const char *lin_names[LLMQ_AWQ_NLIN] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+static const char *group_names[LLMQ_AWQ_NGROUP] = { "qkv", "o", "gate_up", "down" };
+
+void llmq_awq_opts_default(llmq_awq_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->q.bits = 4;
+    o->q.group = 128;
+    o->n_grid = 20;
+    o->duo = 1;
+    o->clip = 1;
+    o->clip_qk = 1;
+    o->clip_steps = 20;
+    o->max_shrink = 0.5;
+    o->search_tokens = 4096;
+    o->clip_tokens = 1024;
+    o->loss_windows = 2;
+}
+
+/* ---- small blocks ---- */
+
+/* The smallest f16 >= s, for 0 < s: int4.c's rule. */
+static uint16_t f16_ceil(float s)
+{
+    if (s >= 65504.0f) return llmq_f32_to_f16(65504.0f);
+    uint16_t h = llmq_f32_to_f16(s);
+    if (llmq_f16_to_f32(h) < s) h++;
+    return h;
+}
+
+/* Round half to even without a libm call (the current rounding mode is
+ * round-to-nearest): exact for |v| < 2^51. */
+static inline double rne(double v)
+{
+    if (!(v < 0x1p50 && v > -0x1p50)) return nearbyint(v);
+    return (v + 0x1.8p52) - 0x1.8p52;
+}
+
+/* llmq_q4_quantize_row / llmq_q3_quantize_row then dequantize, one group,
+ * the same operations in the same order (t-awq checks it bit for bit) but
+ * inlined: the scale search runs it billions of times. */
+static void fq_group(int bits, int sym, const float *v, int G, float clip, float *out)
+{
+    double c = clip, mn = 0.0, mx = 0.0;
+    for (int j = 0; j < G; j++) {
+        double x = v[j];
+        x = x > c ? c : x < -c ? -c : x;
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
+    }
+    double maxq = sym ? (bits == 4 ? 7.0 : 3.0) : (bits == 4 ? 15.0 : 7.0);
+    double range = sym ? (mx > -mn ? mx : -mn) : mx - mn;
+    if (!(range > 0.0)) {
+        for (int j = 0; j < G; j++) out[j] = 0.0f;
+        return;
+    }
+    double rq = range / maxq;
+    float sf = llmq_f16_to_f32(f16_ceil((float)(rq < 65504.0 ? rq : 65504.0)));
+    int z = 8, lo = sym ? 8 - (int)maxq : 0, hi = sym ? 8 + (int)maxq : (int)maxq;
+    if (!sym) {
+        double zf = rq > 65504.0 ? maxq * -mn / range : -mn / sf;
+        zf = rne(zf);
+        z = (int)(zf < 0 ? 0 : zf > maxq ? maxq : zf);
+    }
+    for (int j = 0; j < G; j++) {
+        double x = v[j];
+        x = x > c ? c : x < -c ? -c : x;
+        double q = rne(x / sf) + z;
+        q = q < lo ? lo : q > hi ? hi : q;
+        out[j] = (float)((int)q - z) * sf;
+    }
+}
+
+void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out)
+{
+    for (int64_t g = 0; g < cols / q->group; g++)
+        fq_group(q->bits, q->sym, w + g * q->group, q->group, clip ? clip[g] : INFINITY, out + g * q->group);
+}
+
+void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_mul, const float *row_div,
+                        const float *clip, int group)
+{
+    int64_t ng = group > 0 ? cols / group : 0;
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = w + i * cols;
+        if (col_mul) for (int64_t j = 0; j < cols; j++) r[j] *= col_mul[j];
+        if (row_div) for (int64_t j = 0; j < cols; j++) r[j] /= row_div[i];
+        if (clip)
+            for (int64_t k = 0; k < ng; k++) {
+                float c = clip[i * ng + k];
+                for (int64_t j = k * group; j < (k + 1) * group; j++) r[j] = fminf(fmaxf(r[j], -c), c);
+            }
+    }
+}
+
+void llmq_awq_expand_kv(const float *s_kv, int n_heads, int n_kv, int head_dim, float *s_q)
+{
+    int rep = n_heads / n_kv;
+    for (int h = 0; h < n_heads; h++)
+        memcpy(s_q + (size_t)h * head_dim, s_kv + (size_t)(h / rep) * head_dim, (size_t)head_dim * sizeof(float));
+}
+
+static float *falloc(int64_t a, int64_t b, llmq_err *err)
+{
+    size_t n;
+    if (a < 0 || b < 0 || llmq_mul_ovf_size((size_t)a, (size_t)b, &n) || llmq_mul_ovf_size(n, sizeof(float), &n)) {
+        llmq_errorf(err, LLMQ_ENOMEM, "awq: buffer size overflows");
+        return NULL;
+    }
+    return llmq_alloc_aligned(n ? n : 1, err);
+}
+
+/* Y (n, rows) = X (n, cols) W^T, W fp32 (rows, cols), threaded. */
+static void mm(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y)
+{
+    llmq_wmat w = { LLMQ_W_F32, rows, cols, W, NULL, NULL, 0 };
+    llmq_matmul(pool, &w, X, n, Y);
+}
+
+/* out (rows, cols) = fq(w * s) / s per column (s NULL = 1), threaded over rows. */
+struct fq_job {
+    const llmq_awq_qcfg *q;
+    const float *w, *s, *clip;
+    int64_t rows, cols;
+    float *out;
+    float *tmp;   /* (threads, cols) */
+};
+
+static void fq_worker(void *ctx, int ti, int nt)
+{
+    struct fq_job *j = ctx;
+    int64_t lo, hi, ng = j->cols / j->q->group;
+    llmq_split(j->rows, ti, nt, 1, &lo, &hi);
+    float *t = j->tmp + (size_t)ti * (size_t)j->cols;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *w = j->w + r * j->cols;
+        float *o = j->out + r * j->cols;
+        if (j->s) {
+            for (int64_t c = 0; c < j->cols; c++) t[c] = w[c] * j->s[c];
+            llmq_awq_fake_row(j->q, t, j->cols, j->clip ? j->clip + r * ng : NULL, o);
+            for (int64_t c = 0; c < j->cols; c++) o[c] /= j->s[c];
+        } else {
+            llmq_awq_fake_row(j->q, w, j->cols, j->clip ? j->clip + r * ng : NULL, o);
+        }
+    }
+}
+
+static int fake_quant(llmq_pool *pool, const llmq_awq_qcfg *q, const float *w, int64_t rows, int64_t cols,
+                      const float *s, const float *clip, float *out, llmq_err *err)
+{
+    float *tmp = falloc(llmq_pool_size(pool), cols, err);
+    if (!tmp) return err->code;
+    struct fq_job j = { q, w, s, clip, rows, cols, out, tmp };
+    llmq_pool_run(pool, fq_worker, &j);
+    free(tmp);
+    return LLMQ_OK;
+}
+
+static double mse(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        s += d * d;
+    }
+    return n ? s / (double)n : 0.0;
+}
+
+static inline float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+/* ---- scale search (paper section 3.2) ---- */
+
+/* Output of group g with weights w[i] (already effective fp32) into out:
+ * (n, sum rows) concatenated, or the MLP output (n, down_rows). */
+static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *const *w, float *out,
+                      float *hg, float *hu)
+{
+    int64_t n = g->n;
+    if (g->down) {
+        int64_t ff = g->rows[0];
+        mm(pool, w[0], ff, g->in, g->x, n, hg);
+        mm(pool, w[1], ff, g->in, g->x, n, hu);
+        for (size_t i = 0; i < (size_t)(n * ff); i++) hg[i] = silu_mul(hg[i], hu[i]);
+        mm(pool, g->down, g->down_rows, ff, hg, n, out);
+        return;
+    }
+    int64_t tot = 0;
+    for (int i = 0; i < g->n_w; i++) tot += g->rows[i];
+    /* per linear into hg, then interleave into out (n, tot) */
+    int64_t off = 0;
+    for (int i = 0; i < g->n_w; i++) {
+        mm(pool, w[i], g->rows[i], g->in, g->x, n, hg);
+        for (int64_t t = 0; t < n; t++)
+            memcpy(out + t * tot + off, hg + t * g->rows[i], (size_t)g->rows[i] * sizeof(float));
+        off += g->rows[i];
+    }
+}
+
+/* Per input channel (n_s): mean over the group's rows of |w| / (the max |w|
+ * of its row's group), averaged over the query heads sharing a KV channel. */
+static void weight_mean(const llmq_awq_group *g, int group, double *wm_in, float *wm)
+{
+    int64_t n_s = g->heads > 0 ? (int64_t)g->kv_heads * g->head_dim : g->in, rows = 0;
+    for (int64_t c = 0; c < g->in; c++) wm_in[c] = 0.0;
+    for (int i = 0; i < g->n_w; i++) {
+        rows += g->rows[i];
+        for (int64_t r = 0; r < g->rows[i]; r++) {
+            const float *w = g->w[i] + r * g->in;
+            for (int64_t k = 0; k < g->in / group; k++) {
+                float amax = 0.0f;
+                for (int e = 0; e < group; e++) amax = fmaxf(amax, fabsf(w[k * group + e]));
+                if (amax > 0.0f)
+                    for (int e = 0; e < group; e++) wm_in[k * group + e] += fabsf(w[k * group + e]) / amax;
+            }
+        }
+    }
+    if (g->heads > 0) {
+        int rep = g->heads / g->kv_heads;
+        for (int64_t j = 0; j < n_s; j++) {
+            double a = 0;
+            for (int r = 0; r < rep; r++) a += wm_in[((j / g->head_dim) * rep + r) * g->head_dim + j % g->head_dim];
+            wm[j] = (float)(a / rep / (double)rows);
+        }
+    } else {
+        for (int64_t j = 0; j < n_s; j++) wm[j] = (float)(wm_in[j] / (double)rows);
+    }
+}
+
+int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
+                          float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,
+                          llmq_err *err)
+{
+    int64_t n_s = g->heads > 0 ? (int64_t)g->kv_heads * g->head_dim : g->in;
+    int64_t out_cols = 0, maxrows = 0;
+    for (int i = 0; i < g->n_w; i++) { out_cols += g->rows[i]; maxrows = LLMQ_MAX(maxrows, g->rows[i]); }
+    if (g->down) out_cols = g->down_rows;
+    float *ref = falloc(g->n, out_cols, err), *cur = ref ? falloc(g->n, out_cols, err) : NULL;
+    float *hg = cur ? falloc(g->n, maxrows, err) : NULL, *hu = hg ? falloc(g->n, maxrows, err) : NULL;
+    float *sc = hu ? falloc(n_s, 1, err) : NULL, *sx = sc ? falloc(g->in, 1, err) : NULL;
+    float *wm = sx ? falloc(n_s, 1, err) : NULL;
+    double *wm_in = wm ? llmq_calloc((size_t)g->in, sizeof(double), err) : NULL;
+    float *wq[3] = { 0 };
+    int rc = wm_in ? LLMQ_OK : err->code;
+    for (int i = 0; i < g->n_w && !rc; i++)
+        if (!(wq[i] = falloc(g->rows[i], g->in, err))) rc = err->code;
+    if (rc) goto out;
+    if (duo) weight_mean(g, q->group, wm_in, wm);
+    group_out(pool, g, g->w, ref, hg, hu);
+    size_t nout = (size_t)g->n * (size_t)out_cols;
+    double best = INFINITY;
+    int best_i = -1;
+    *loss_s1 = NAN;
+    for (int i = 0; i < (duo ? 2 : 1) * n_grid; i++) {
+        int d = i >= n_grid;
+        double r = (double)(i % n_grid) / n_grid;
+        float mx = 0.0f, mn = INFINITY;
+        for (int64_t c = 0; c < n_s; c++) {
+            float v = powf(g->xmean[c], (float)r);    /* r = 0: 1 even for 0, NaN, Inf */
+            if (d) v /= powf(wm[c], (float)(1.0 - r)) + 1e-4f;
+            v = isnan(v) ? NAN : fmaxf(v, S_MIN);
+            sc[c] = v;
+            mx = fmaxf(mx, v);
+            mn = fminf(mn, v);
+        }
+        float norm = sqrtf(mx * mn);
+        for (int64_t c = 0; c < n_s; c++) sc[c] /= norm;
+        if (g->heads > 0) llmq_awq_expand_kv(sc, g->heads, g->kv_heads, g->head_dim, sx);
+        else memcpy(sx, sc, (size_t)n_s * sizeof(float));
+        int finite = 1;
+        for (int64_t c = 0; c < g->in; c++) finite &= isfinite(sx[c]) && sx[c] > 0.0f;
+        double loss = INFINITY;
+        if (finite) {
+            for (int k = 0; k < g->n_w; k++)
+                if ((rc = fake_quant(pool, q, g->w[k], g->rows[k], g->in, sx, NULL, wq[k], err))) goto out;
+            group_out(pool, g, (const float *const *)wq, cur, hg, hu);
+            loss = mse(cur, ref, nout);
+        }
+        if (i == 0) *loss_s1 = loss;
+        if (isfinite(loss) && loss < best) {
+            best = loss;
+            best_i = i;
+            memcpy(s, sc, (size_t)n_s * sizeof(float));
+        }
+    }
+    *fallback = best_i < 0;
+    *picked_duo = best_i >= n_grid;
+    if (best_i < 0) {
+        for (int64_t c = 0; c < n_s; c++) s[c] = 1.0f;
+        *ratio = 0.0;
+        *loss_best = NAN;
+    } else {
+        *ratio = (double)(best_i % n_grid) / n_grid;
+        *loss_best = best;
+    }
+out:
+    for (int i = 0; i < 3; i++) free(wq[i]);
+    free(ref); free(cur); free(hg); free(hu); free(sc); free(sx); free(wm); free(wm_in);
+    return rc;
+}
+
+/* ---- clipping search (llm-awq auto_clip) ---- */
+
+struct clip_job {
+    const float *w, *x;
+    int64_t rows, cols, n;
+    const llmq_awq_qcfg *q;
+    int steps;
+    double max_shrink;
+    float *clip;
+    double *err_before, *err_after, *shrink_sum;   /* (threads) */
+    int64_t *n_clipped;                              /* (threads) */
+    float *buf;                                      /* per thread scratch */
+    size_t buf_per;
+};
+
+#define CLIP_ROWS 64
+
+static void clip_worker(void *ctx, int ti, int nt)
+{
+    struct clip_job *j = ctx;
+    int G = j->q->group;
+    int64_t ng = j->cols / G, lo, hi;
+    llmq_split(j->rows, ti, nt, 1, &lo, &hi);
+    float *D = j->buf + (size_t)ti * j->buf_per;          /* (CLIP_ROWS, G) */
+    float *E = D + CLIP_ROWS * G;                           /* (n, CLIP_ROWS) */
+    float *c = E + (size_t)j->n * CLIP_ROWS;                /* (CLIP_ROWS) */
+    double *best = (double *)(c + CLIP_ROWS);               /* (CLIP_ROWS) */
+    float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
+    double eb = 0, ea = 0, ss = 0;
+    int64_t nc = 0;
+    for (int64_t k = 0; k < ng; k++) {
+        const float *xg = j->x + k * G;
+        for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
+            int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
+            for (int step = 0; step < j->steps; step++) {
+                double shrink = 1.0 - step * j->max_shrink / j->steps;
+                for (int i = 0; i < nr; i++) {
+                    const float *w = j->w + (r0 + i) * j->cols + k * G;
+                    float amax = 0.0f;
+                    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
+                    float cl = step == 0 ? INFINITY : (float)(amax * shrink);
+                    llmq_awq_fake_row(j->q, w, G, &cl, fq);
+                    for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
+                    if (step == 0) c[i] = INFINITY;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, nr, G, 1.0f, xg, (int)j->cols,
+                            D, G, 0.0f, E, CLIP_ROWS);
+                for (int i = 0; i < nr; i++) {
+                    double e2 = 0.0;
+                    for (int64_t t = 0; t < j->n; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
+                    if (step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; }
+                    else if (e2 < best[i]) {
+                        best[i] = e2;
+                        const float *w = j->w + (r0 + i) * j->cols + k * G;
+                        float amax = 0.0f;
+                        for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
+                        c[i] = (float)(amax * shrink);
+                    }
+                }
+            }
+            for (int i = 0; i < nr; i++) {
+                j->clip[(r0 + i) * ng + k] = c[i];
+                ea += isfinite(best[i]) ? best[i] : 0;
+                if (isfinite(c[i])) {
+                    nc++;
+                    const float *w = j->w + (r0 + i) * j->cols + k * G;
+                    float amax = 0.0f;
+                    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
+                    ss += amax > 0.0f ? c[i] / amax : 1.0;
+                } else {
+                    ss += 1.0;
+                }
+            }
+        }
+    }
+    j->err_before[ti] = eb;
+    j->err_after[ti] = ea;
+    j->shrink_sum[ti] = ss;
+    j->n_clipped[ti] = nc;
+}
+
+int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *x, int64_t n,
+                         const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
+                         double *before, double *after, double *mean_shrink, double *frac, llmq_err *err)
+{
+    if (n < 1 || n > INT32_MAX || cols > INT32_MAX || cols % q->group)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: clip search needs tokens and columns a multiple of the group");
+    int nt = llmq_pool_size(pool);
+    size_t per = (size_t)CLIP_ROWS * q->group + (size_t)n * CLIP_ROWS + CLIP_ROWS + 2 * CLIP_ROWS + (size_t)q->group + 16;
+    float *buf = falloc(nt, (int64_t)per, err);
+    double *d = buf ? llmq_calloc((size_t)nt * 3, sizeof(double), err) : NULL;
+    int64_t *nc = d ? llmq_calloc((size_t)nt, sizeof(int64_t), err) : NULL;
+    if (!nc) { free(buf); free(d); return err->code; }
+    struct clip_job j = { w, x, rows, cols, n, q, steps < 1 ? 1 : steps, max_shrink, clip, d, d + nt, d + 2 * nt, nc, buf, per };
+    llmq_pool_run(pool, clip_worker, &j);
+    double eb = 0, ea = 0, ss = 0;
+    int64_t c = 0;
+    for (int i = 0; i < nt; i++) { eb += d[i]; ea += d[nt + i]; ss += d[2 * nt + i]; c += nc[i]; }
+    double cells = (double)rows * (double)(cols / q->group);
+    *before = eb / ((double)n * (double)rows);
+    *after = ea / ((double)n * (double)rows);
+    *mean_shrink = cells > 0 ? ss / cells : 1.0;
+    *frac = cells > 0 ? (double)c / cells : 0.0;
+    free(buf); free(d); free(nc);
+    return LLMQ_OK;
+}
+
+/* ---- one decoder layer over a window (fp32) ---- */
+
+typedef struct {
+    llmq_wmat w[LLMQ_AWQ_NLIN];
+    const float *b[LLMQ_AWQ_NLIN];
+    const float *attn_norm, *mlp_norm;
+} fwd_w;
+
+typedef struct {
+    const llmq_config *c;
+    llmq_pool *pool;
+    int T;
+    float *xn, *q, *k, *v, *att, *hb, *hb2, *scores, *cs, *sn;
+} fwd_ctx;
+
+typedef void (*fwd_obs)(void *ctx, int site, const float *x, int T, int64_t dim);
+
+static void fwd_free(fwd_ctx *f)
+{
+    float *b[] = { f->xn, f->q, f->k, f->v, f->att, f->hb, f->hb2, f->scores, f->cs, f->sn };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(b); i++) free(b[i]);
+    memset(f, 0, sizeof *f);
+}
+
+static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, llmq_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->c = c;
+    f->pool = pool;
+    f->T = T;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    if (!(f->xn = falloc(T, c->hidden, err)) || !(f->q = falloc(T, qd, err)) || !(f->k = falloc(T, kvd, err)) ||
+        !(f->v = falloc(T, kvd, err)) || !(f->att = falloc(T, qd, err)) || !(f->hb = falloc(T, c->intermediate, err)) ||
+        !(f->hb2 = falloc(T, LLMQ_MAX(c->intermediate, c->hidden), err)) ||
+        !(f->scores = falloc((int64_t)llmq_pool_size(pool) * T, T, err)) ||
+        !(f->cs = falloc(T, c->head_dim / 2, err)) || !(f->sn = falloc(T, c->head_dim / 2, err))) {
+        fwd_free(f);
+        return err->code;
+    }
+    /* the runner's RoPE tables (lib/runner.c), bit for bit */
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+        for (int p = 0; p < T; p++) {
+            float ang = (float)p * inv;
+            f->cs[(size_t)p * half + i] = (float)cos((double)ang);
+            f->sn[(size_t)p * half + i] = (float)sin((double)ang);
+        }
+    }
+    return LLMQ_OK;
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
+}
+
+static void rope(float *v, int d, const float *cs, const float *sn)
+{
+    int h = d / 2;
+    for (int i = 0; i < h; i++) {
+        float a = v[i], b = v[i + h];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + h] = b * cs[i] + a * sn[i];
+    }
+}
+
+static void lin(fwd_ctx *f, const llmq_wmat *W, const float *bias, const float *X, float *Y)
+{
+    llmq_matmul(f->pool, W, X, f->T, Y);
+    if (bias)
+        for (int t = 0; t < f->T; t++)
+            for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
+}
+
+static void attn_worker(void *ctx, int ti, int nt)
+{
+    fwd_ctx *f = ctx;
+    const llmq_config *c = f->c;
+    int hd = c->head_dim, T = f->T, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, rep = c->n_heads / c->n_kv_heads;
+    float *S = f->scores + (size_t)ti * T * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t h0, h1;
+    llmq_split(c->n_heads, ti, nt, 1, &h0, &h1);
+    for (int h = (int)h0; h < (int)h1; h++) {
+        int g = h / rep;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, f->q + h * hd, qd, f->k + g * hd, kvd,
+                    0.0f, S, T);
+        for (int i = 0; i < T; i++) {
+            float *row = S + (size_t)i * T;
+            int lo = 0;
+            if (c->sliding_window > 0 && i - c->sliding_window + 1 > 0) lo = i - c->sliding_window + 1;
+            float mx = -INFINITY;
+            for (int t = lo; t <= i; t++) mx = row[t] > mx ? row[t] : mx;
+            float sum = 0.0f;
+            for (int t = 0; t < T; t++) {
+                float e = (t >= lo && t <= i) ? expf(row[t] - mx) : 0.0f;
+                row[t] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            for (int t = 0; t < T; t++) row[t] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, f->v + g * hd, kvd, 0.0f,
+                    f->att + h * hd, qd);
+    }
+}
+
+/* x (T, hidden): the layer's input, replaced by its output when full; with
+ * full = 0 the pass stops once the down_proj input has been observed. */
+static void fwd(fwd_ctx *f, const fwd_w *L, float *x, int full, fwd_obs obs, void *octx)
+{
+    const llmq_config *c = f->c;
+    int T = f->T, H = c->hidden, FF = c->intermediate, hd = c->head_dim;
+    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    float eps = (float)c->rms_eps;
+    for (int t = 0; t < T; t++) rmsnorm(f->xn + (size_t)t * H, x + (size_t)t * H, L->attn_norm, H, eps);
+    if (obs) obs(octx, LLMQ_AWQ_G_QKV, f->xn, T, H);
+    lin(f, &L->w[LLMQ_AWQ_Q], L->b[LLMQ_AWQ_Q], f->xn, f->q);
+    lin(f, &L->w[LLMQ_AWQ_K], L->b[LLMQ_AWQ_K], f->xn, f->k);
+    lin(f, &L->w[LLMQ_AWQ_V], L->b[LLMQ_AWQ_V], f->xn, f->v);
+    for (int t = 0; t < T; t++) {
+        const float *cs = f->cs + (size_t)t * (hd / 2), *sn = f->sn + (size_t)t * (hd / 2);
+        for (int h = 0; h < c->n_heads; h++) rope(f->q + (size_t)t * qd + h * hd, hd, cs, sn);
+        for (int g = 0; g < c->n_kv_heads; g++) rope(f->k + (size_t)t * kvd + g * hd, hd, cs, sn);
+    }
+    llmq_pool_run(f->pool, attn_worker, f);
+    if (obs) obs(octx, LLMQ_AWQ_G_O, f->att, T, qd);
+    float *h = f->hb2;   /* (T, hidden) scratch until the MLP */
+    lin(f, &L->w[LLMQ_AWQ_O], L->b[LLMQ_AWQ_O], f->att, h);
+    float *xr = f->hb;    /* (T, intermediate) holds (T, hidden): llmq_awq_run checks FF >= hidden */
+    for (size_t i = 0; i < (size_t)T * H; i++) xr[i] = x[i] + h[i];
+    for (int t = 0; t < T; t++) rmsnorm(f->xn + (size_t)t * H, xr + (size_t)t * H, L->mlp_norm, H, eps);
+    if (obs) obs(octx, LLMQ_AWQ_G_GATEUP, f->xn, T, H);
+    if (full) memcpy(x, xr, (size_t)T * H * sizeof(float));
+    lin(f, &L->w[LLMQ_AWQ_GATE], L->b[LLMQ_AWQ_GATE], f->xn, f->hb);
+    lin(f, &L->w[LLMQ_AWQ_UP], L->b[LLMQ_AWQ_UP], f->xn, f->hb2);
+    for (size_t i = 0; i < (size_t)T * FF; i++) f->hb[i] = silu_mul(f->hb[i], f->hb2[i]);
+    if (obs) obs(octx, LLMQ_AWQ_G_DOWN, f->hb, T, FF);
+    if (!full) return;
+    lin(f, &L->w[LLMQ_AWQ_DOWN], L->b[LLMQ_AWQ_DOWN], f->hb, f->hb2);
+    for (size_t i = 0; i < (size_t)T * H; i++) x[i] += f->hb2[i];
+}
+
+/* ---- the run ---- */
+
+/* Statistics of the fp pass: sum |x| per channel and the subsampled rows. */
+typedef struct {
+    int64_t dim[LLMQ_AWQ_NGROUP];
+    double *abs_sum[LLMQ_AWQ_NGROUP];
+    float *rows[LLMQ_AWQ_NGROUP];       /* (S, dim) */
+    const int32_t *pick;                 /* positions in the current window, sorted */
+    int n_pick, base;                    /* how many, index of the first in rows */
+} stats;
+
+static void stats_obs(void *ctx, int site, const float *x, int T, int64_t dim)
+{
+    stats *s = ctx;
+    double *a = s->abs_sum[site];
+    for (int t = 0; t < T; t++)
+        for (int64_t c = 0; c < dim; c++) a[c] += fabsf(x[(size_t)t * dim + c]);
+    for (int i = 0; i < s->n_pick; i++)
+        memcpy(s->rows[site] + (size_t)(s->base + i) * dim, x + (size_t)s->pick[i] * dim, (size_t)dim * sizeof(float));
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Source weights of linear k of layer l as fp32 (rows, cols), checked finite. */
+static int load_lin(const llmq_model *m, int l, int k, float **out, llmq_err *err)
+{
+    const llmq_layer *L = &m->layers[l];
+    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    const llmq_wmat *w = ws[k];
+    float *p = falloc(w->rows, w->cols, err);
+    if (!p) return err->code;
+    for (int64_t r = 0; r < w->rows; r++) llmq_get_row(w, r, p + r * w->cols);
+    for (int64_t i = 0; i < w->rows * w->cols; i++)
+        if (!isfinite(p[i])) {
+            free(p);
+            return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor 'model.layers.%d.%s.weight' has a non-finite value at row %" PRId64
+                               ", column %" PRId64, m->path, l, lin_names[k], i / w->cols, i % w->cols);
+        }
+    *out = p;
+    return LLMQ_OK;
+}
+
+static void model_fwd_w(const llmq_model *m, int l, fwd_w *fw)
+{
+    const llmq_layer *L = &m->layers[l];
+    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    const float *bs[LLMQ_AWQ_NLIN] = { L->bq, L->bk, L->bv, L->bo, L->b_gate, L->b_up, L->b_down };
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { fw->w[k] = *ws[k]; fw->b[k] = bs[k]; }
+    fw->attn_norm = L->attn_norm;
+    fw->mlp_norm = L->mlp_norm;
+}
+
+/* Transformed (not yet clipped) values of linear k: scales folded. */
+static void fold_lin(const llmq_model *m, const llmq_awq_layer *A, int k, float *w)
+{
+    const llmq_config *c = &m->cfg;
+    int64_t rows = 0, cols = 0;
+    const llmq_layer *L = &m->layers[0];
+    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    rows = ws[k]->rows;
+    cols = ws[k]->cols;
+    const float *cm = NULL, *rd = NULL;
+    float *tmp = NULL;
+    switch (k) {
+    case LLMQ_AWQ_Q: case LLMQ_AWQ_K: cm = A->s[LLMQ_AWQ_G_QKV]; break;
+    case LLMQ_AWQ_V: cm = A->s[LLMQ_AWQ_G_QKV]; rd = A->s[LLMQ_AWQ_G_O]; break;
+    case LLMQ_AWQ_O:
+        tmp = malloc((size_t)cols * sizeof(float));
+        if (tmp) llmq_awq_expand_kv(A->s[LLMQ_AWQ_G_O], c->n_heads, c->n_kv_heads, c->head_dim, tmp);
+        cm = tmp;
+        break;
+    case LLMQ_AWQ_GATE: cm = A->s[LLMQ_AWQ_G_GATEUP]; break;
+    case LLMQ_AWQ_UP: cm = A->s[LLMQ_AWQ_G_GATEUP]; rd = A->s[LLMQ_AWQ_G_DOWN]; break;
+    default: cm = A->s[LLMQ_AWQ_G_DOWN]; break;
+    }
+    llmq_awq_transform(w, rows, cols, cm, rd, NULL, 0);
+    free(tmp);
+}
+
+static void scale_cols(float *x, int64_t n, int64_t dim, const float *s)
+{
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t c = 0; c < dim; c++) x[t * dim + c] /= s[c];
+}
+
+static float *vec_div(const float *v, const float *s, int64_t n, llmq_err *err)
+{
+    float *o = falloc(n, 1, err);
+    if (o) for (int64_t i = 0; i < n; i++) o[i] = v[i] / s[i];
+    return o;
+}
+
+void llmq_awq_release(llmq_awq_result *res)
+{
+    if (!res) return;
+    for (int l = 0; res->layers && l < res->n_layers; l++) {
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(res->layers[l].s[g]);
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) free(res->layers[l].clip[k]);
+    }
+    free(res->layers);
+    memset(res, 0, sizeof *res);
+}
+
+/* Search and record layer l; W[k] are its fp32 source linears, replaced by
+ * the folded ones; X* the subsampled inputs. */
+static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_layer *A, float **W, stats *st,
+                        const double *xmean_all[LLMQ_AWQ_NGROUP], int S, int C, llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    int rc;
+    int64_t H = c->hidden, FF = c->intermediate, hd = c->head_dim, qd = (int64_t)c->n_heads * hd,
+            kvd = (int64_t)c->n_kv_heads * hd;
+    int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
+    int64_t n_s[LLMQ_AWQ_NGROUP] = { H, kvd, H, FF };
+    float *xm = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), 1, err);
+    if (!xm) return err->code;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
+        if (!(A->s[g] = falloc(n_s[g], 1, err))) { free(xm); return err->code; }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        llmq_awq_group gr;
+        memset(&gr, 0, sizeof gr);
+        gr.x = st->rows[g];
+        gr.n = S;
+        gr.in = st->dim[g];
+        if (g == LLMQ_AWQ_G_O) {
+            /* one scale per KV channel: the mean |x| of the query heads sharing it */
+            int rep = c->n_heads / c->n_kv_heads;
+            for (int64_t j = 0; j < kvd; j++) {
+                double a = 0;
+                int64_t kh = j / hd, i = j % hd;
+                for (int r = 0; r < rep; r++) a += xmean_all[g][(kh * rep + r) * hd + i];
+                xm[j] = (float)(a / rep);
+            }
+            gr.heads = c->n_heads;
+            gr.kv_heads = c->n_kv_heads;
+            gr.head_dim = (int)hd;
+        } else {
+            for (int64_t j = 0; j < st->dim[g]; j++) xm[j] = (float)xmean_all[g][j];
+        }
+        gr.xmean = xm;
+        switch (g) {
+        case LLMQ_AWQ_G_QKV:
+            gr.n_w = 3;
+            for (int i = 0; i < 3; i++) { gr.w[i] = W[i]; gr.rows[i] = rows[i]; }
+            break;
+        case LLMQ_AWQ_G_O: gr.n_w = 1; gr.w[0] = W[LLMQ_AWQ_O]; gr.rows[0] = H; break;
+        case LLMQ_AWQ_G_GATEUP:
+            gr.n_w = 2;
+            gr.w[0] = W[LLMQ_AWQ_GATE]; gr.rows[0] = FF;
+            gr.w[1] = W[LLMQ_AWQ_UP]; gr.rows[1] = FF;
+            gr.down = W[LLMQ_AWQ_DOWN]; gr.down_rows = H;
+            break;
+        default: gr.n_w = 1; gr.w[0] = W[LLMQ_AWQ_DOWN]; gr.rows[0] = H; break;
+        }
+        if ((rc = llmq_awq_search_scale(o->pool, &gr, &o->q, o->n_grid, o->duo, A->s[g], &A->ratio[g], &A->duo[g],
+                                        &A->loss_s1[g], &A->loss_best[g], &A->fallback[g], err))) { free(xm); return rc; }
+    }
+    free(xm);
+    /* fold into the fp32 copies and the recorded inputs (paper eq. 5: Q(W s) (s^-1 X)) */
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) fold_lin(m, A, k, W[k]);
+    float *so = falloc(qd, 1, err);
+    if (!so) return err->code;
+    llmq_awq_expand_kv(A->s[LLMQ_AWQ_G_O], c->n_heads, c->n_kv_heads, (int)hd, so);
+    scale_cols(st->rows[LLMQ_AWQ_G_QKV], S, H, A->s[LLMQ_AWQ_G_QKV]);
+    scale_cols(st->rows[LLMQ_AWQ_G_O], S, qd, so);
+    scale_cols(st->rows[LLMQ_AWQ_G_GATEUP], S, H, A->s[LLMQ_AWQ_G_GATEUP]);
+    scale_cols(st->rows[LLMQ_AWQ_G_DOWN], S, FF, A->s[LLMQ_AWQ_G_DOWN]);
+    free(so);
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+        A->clip_mean[k] = 1.0;
+        if (!o->clip || (!o->clip_qk && (k == LLMQ_AWQ_Q || k == LLMQ_AWQ_K))) continue;
+        int site = k <= LLMQ_AWQ_V ? LLMQ_AWQ_G_QKV : k == LLMQ_AWQ_O ? LLMQ_AWQ_G_O
+                 : k == LLMQ_AWQ_DOWN ? LLMQ_AWQ_G_DOWN : LLMQ_AWQ_G_GATEUP;
+        int64_t in = st->dim[site];
+        float *xc = falloc(C, in, err);
+        if (!xc) return err->code;
+        for (int i = 0; i < C; i++)
+            memcpy(xc + (size_t)i * in, st->rows[site] + (size_t)((int64_t)i * S / C) * in, (size_t)in * sizeof(float));
+        if (!(A->clip[k] = falloc(rows[k], in / o->q.group, err))) { free(xc); return err->code; }
+        rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, xc, C, &o->q, o->clip_steps, o->max_shrink, A->clip[k],
+                                  &A->clip_before[k], &A->clip_after[k], &A->clip_mean[k], &A->clip_frac[k], err);
+        free(xc);
+        if (rc) return rc;
+    }
+    return LLMQ_OK;
+}
+
+int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int seqlen,
+                 const llmq_awq_opts *o, llmq_awq_result *res, llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    memset(res, 0, sizeof *res);
+    double t0 = llmq_now();
+    (void)llmq_cpu_isa();   /* OpenBLAS single-threaded: we thread ourselves */
+    if (o->q.bits != 3 && o->q.bits != 4)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: %d-bit weights are not supported (3 or 4)", o->q.bits);
+    if (o->q.group != 32 && o->q.group != 64 && o->q.group != 128)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
+    if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1 || o->clip_tokens < 1)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: needs samples, seqlen >= 2, a grid and search tokens");
+    int64_t H = c->hidden, FF = c->intermediate, hd = c->head_dim, qd = (int64_t)c->n_heads * hd,
+            kvd = (int64_t)c->n_kv_heads * hd;
+    if (H % o->q.group || FF % o->q.group || qd % o->q.group)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: hidden %" PRId64 ", intermediate %" PRId64 " and q_dim %" PRId64
+                           " must be multiples of group %d", m->path, H, FF, qd, o->q.group);
+    if (FF < H)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: intermediate size %" PRId64 " below hidden %" PRId64 " is not supported",
+                           m->path, FF, H);
+    for (int i = 0; i < samples * seqlen; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return llmq_errorf(err, LLMQ_EUSAGE, "awq: token id %d is outside the vocabulary", tokens[i]);
+    res->m = m;
+    res->o = *o;
+    res->n_layers = c->n_layers;
+    res->tokens = samples * seqlen;
+    if (!(res->layers = llmq_calloc((size_t)c->n_layers, sizeof *res->layers, err))) return err->code;
+
+    int T = seqlen;
+    int SW = o->stat_windows > 0 && o->stat_windows < samples ? o->stat_windows : samples;
+    int LW = LLMQ_MIN(o->loss_windows, samples);
+    int64_t pool_tokens = (int64_t)SW * T;
+    int S = (int)LLMQ_MIN((int64_t)o->search_tokens, pool_tokens);
+    int C = LLMQ_MIN(o->clip_tokens, S);
+    int rc = LLMQ_OK;
+    float *X = NULL, *W[LLMQ_AWQ_NLIN] = { 0 }, *Q[LLMQ_AWQ_NLIN] = { 0 }, *ref = NULL;
+    float *nrm[4] = { 0 };
+    int32_t *perm = NULL;
+    stats st;
+    memset(&st, 0, sizeof st);
+    fwd_ctx f;
+    memset(&f, 0, sizeof f);
+    if ((rc = fwd_init(&f, c, o->pool, T, err))) goto fail;
+    if (!(X = falloc((int64_t)samples * T, H, err)) || !(ref = falloc((int64_t)LLMQ_MAX(LW, 1) * T, H, err)) ||
+        !(perm = llmq_calloc((size_t)pool_tokens, sizeof *perm, err))) { rc = err->code; goto fail; }
+    for (int64_t i = 0; i < (int64_t)samples * T; i++) llmq_get_row(&m->embed, tokens[i], X + i * H);
+    /* the token subsample: S distinct positions of the statistics windows */
+    uint64_t rs = o->seed;
+    for (int64_t i = 0; i < pool_tokens; i++) perm[i] = (int32_t)i;
+    for (int i = 0; i < S; i++) {
+        int64_t j = i + (int64_t)llmq_rand_below(&rs, (uint64_t)(pool_tokens - i));
+        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    qsort(perm, (size_t)S, sizeof *perm, cmp_i32);
+    st.dim[0] = H; st.dim[1] = qd; st.dim[2] = H; st.dim[3] = FF;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
+        if (!(st.abs_sum[g] = llmq_calloc((size_t)st.dim[g], sizeof(double), err)) ||
+            !(st.rows[g] = falloc(S, st.dim[g], err))) { rc = err->code; goto fail; }
+    int32_t *pick = (int32_t *)llmq_calloc((size_t)T, sizeof(int32_t), err);
+    if (!pick) { rc = err->code; goto fail; }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        llmq_awq_layer *A = &res->layers[l];
+        fwd_w fw;
+        model_fwd_w(m, l, &fw);
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
+            if ((rc = load_lin(m, l, k, &W[k], err))) goto fail_pick;
+        /* 1. fp statistics on the quantized-so-far inputs */
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) memset(st.abs_sum[g], 0, (size_t)st.dim[g] * sizeof(double));
+        int pi = 0;
+        for (int w = 0; w < SW; w++) {
+            st.base = pi;
+            st.n_pick = 0;
+            while (pi < S && perm[pi] < (int64_t)(w + 1) * T) pick[st.n_pick++] = perm[pi++] - w * T;
+            st.pick = pick;
+            fwd(&f, &fw, X + (size_t)w * T * H, 0, stats_obs, &st);
+        }
+        const double *xmean[LLMQ_AWQ_NGROUP];
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+            for (int64_t j = 0; j < st.dim[g]; j++) st.abs_sum[g][j] /= (double)pool_tokens;
+            xmean[g] = st.abs_sum[g];
+        }
+        /* 2-3. scale and clip searches */
+        if ((rc = search_layer(m, o, A, W, &st, xmean, S, C, err))) goto fail_pick;
+        /* loss windows: fp reference and RTN */
+        int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
+        for (int w = 0; w < LW; w++) {
+            memcpy(ref + (size_t)w * T * H, X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+            fwd(&f, &fw, ref + (size_t)w * T * H, 1, NULL, NULL);
+        }
+        if (LW > 0) {
+            fwd_w rw = fw;
+            for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+                float *src = NULL;
+                if ((rc = load_lin(m, l, k, &src, err))) goto fail_pick;
+                int64_t cols = k == LLMQ_AWQ_O ? qd : k == LLMQ_AWQ_DOWN ? FF : H;
+                if (!(Q[k] = falloc(rows[k], cols, err))) { free(src); rc = err->code; goto fail_pick; }
+                rc = fake_quant(o->pool, &o->q, src, rows[k], cols, NULL, NULL, Q[k], err);
+                free(src);
+                if (rc) goto fail_pick;
+                rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
+            }
+            double sum = 0;
+            float *tmp = falloc(T, H, err);
+            if (!tmp) { rc = err->code; goto fail_pick; }
+            for (int w = 0; w < LW; w++) {
+                memcpy(tmp, X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+                fwd(&f, &rw, tmp, 1, NULL, NULL);
+                sum += mse(tmp, ref + (size_t)w * T * H, (size_t)T * H);
+            }
+            free(tmp);
+            A->out_rtn = sum / LW;
+            for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
+        }
+        /* 4. the quantized layer on every window */
+        fwd_w qw = fw;
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+            int64_t cols = k == LLMQ_AWQ_O ? qd : k == LLMQ_AWQ_DOWN ? FF : H;
+            if (!(Q[k] = falloc(rows[k], cols, err))) { rc = err->code; goto fail_pick; }
+            if ((rc = fake_quant(o->pool, &o->q, W[k], rows[k], cols, NULL, A->clip[k], Q[k], err))) goto fail_pick;
+            free(W[k]);
+            W[k] = NULL;
+            qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
+        }
+        if (!(nrm[0] = vec_div(m->layers[l].attn_norm, A->s[LLMQ_AWQ_G_QKV], H, err)) ||
+            !(nrm[1] = vec_div(m->layers[l].mlp_norm, A->s[LLMQ_AWQ_G_GATEUP], H, err))) { rc = err->code; goto fail_pick; }
+        qw.attn_norm = nrm[0];
+        qw.mlp_norm = nrm[1];
+        if (fw.b[LLMQ_AWQ_V] && !(nrm[2] = vec_div(fw.b[LLMQ_AWQ_V], A->s[LLMQ_AWQ_G_O], kvd, err))) { rc = err->code; goto fail_pick; }
+        if (fw.b[LLMQ_AWQ_UP] && !(nrm[3] = vec_div(fw.b[LLMQ_AWQ_UP], A->s[LLMQ_AWQ_G_DOWN], FF, err))) { rc = err->code; goto fail_pick; }
+        if (nrm[2]) qw.b[LLMQ_AWQ_V] = nrm[2];
+        if (nrm[3]) qw.b[LLMQ_AWQ_UP] = nrm[3];
+        double sum = 0;
+        for (int w = 0; w < samples; w++) {
+            fwd(&f, &qw, X + (size_t)w * T * H, 1, NULL, NULL);
+            if (w < LW) sum += mse(X + (size_t)w * T * H, ref + (size_t)w * T * H, (size_t)T * H);
+        }
+        A->out_awq = LW > 0 ? sum / LW : NAN;
+        if (LW == 0) A->out_rtn = NAN;
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
+        for (int i = 0; i < 4; i++) { free(nrm[i]); nrm[i] = NULL; }
+        if (o->progress) o->progress(o->progress_ctx, l + 1, c->n_layers);
+    }
+    res->seconds = llmq_now() - t0;
+fail_pick:
+    free(pick);
+fail:
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(W[k]); free(Q[k]); }
+    for (int i = 0; i < 4; i++) free(nrm[i]);
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); }
+    free(perm);
+    free(X);
+    free(ref);
+    fwd_free(&f);
+    if (rc) llmq_awq_release(res);
+    return rc;
+}
+
+/* ---- the packer's provider ---- */
+
+int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, int *provided, llmq_err *err)
+{
+    const llmq_awq_result *res = ctx;
+    const llmq_model *m = res->m;
+    const llmq_config *c = &m->cfg;
+    *provided = 0;
+    int l, k = 0;
+    if (sscanf(name, "model.layers.%d.%n", &l, &k) != 1 || k == 0 || l < 0 || l >= res->n_layers) return LLMQ_OK;
+    const char *rest = name + k;
+    const llmq_awq_layer *A = &res->layers[l];
+    const llmq_layer *L = &m->layers[l];
+    int64_t H = c->hidden;
+    if (!strcmp(rest, "input_layernorm.weight") || !strcmp(rest, "post_attention_layernorm.weight")) {
+        int attn = rest[0] == 'i';
+        if (nelem != H) return llmq_errorf(err, LLMQ_EINTERNAL, "awq: tensor '%s' has %" PRId64 " values", name, nelem);
+        const float *v = attn ? L->attn_norm : L->mlp_norm, *s = A->s[attn ? LLMQ_AWQ_G_QKV : LLMQ_AWQ_G_GATEUP];
+        for (int64_t i = 0; i < H; i++) out[i] = v[i] / s[i];
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    if (!strcmp(rest, "self_attn.v_proj.bias") && L->bv) {
+        int64_t n = (int64_t)c->n_kv_heads * c->head_dim;
+        if (nelem != n) return llmq_errorf(err, LLMQ_EINTERNAL, "awq: tensor '%s' has %" PRId64 " values", name, nelem);
+        for (int64_t i = 0; i < n; i++) out[i] = L->bv[i] / A->s[LLMQ_AWQ_G_O][i];
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    if (!strcmp(rest, "mlp.up_proj.bias") && L->b_up) {
+        if (nelem != c->intermediate) return llmq_errorf(err, LLMQ_EINTERNAL, "awq: tensor '%s' has %" PRId64 " values", name, nelem);
+        for (int64_t i = 0; i < c->intermediate; i++) out[i] = L->b_up[i] / A->s[LLMQ_AWQ_G_DOWN][i];
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    for (int j = 0; j < LLMQ_AWQ_NLIN; j++) {
+        size_t n = strlen(lin_names[j]);
+        if (strncmp(rest, lin_names[j], n) || strcmp(rest + n, ".weight")) continue;
+        const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        const llmq_wmat *w = ws[j];
+        if (nelem != w->rows * w->cols) return llmq_errorf(err, LLMQ_EINTERNAL, "awq: tensor '%s' has %" PRId64 " values", name, nelem);
+        for (int64_t r = 0; r < w->rows; r++) llmq_get_row(w, r, out + r * w->cols);
+        fold_lin(m, A, j, out);
+        if (A->clip[j]) llmq_awq_transform(out, w->rows, w->cols, NULL, NULL, A->clip[j], res->o.q.group);
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    return LLMQ_OK;
+}
+
+/* ---- the record ---- */
+
+static cJSON *pair(double a, double b)
+{
+    cJSON *p = cJSON_CreateArray();
+    cJSON_AddItemToArray(p, cJSON_CreateNumber(a));
+    cJSON_AddItemToArray(p, cJSON_CreateNumber(b));
+    return p;
+}
+
+cJSON *llmq_awq_json(const llmq_awq_result *res)
+{
+    const llmq_awq_opts *o = &res->o;
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "method", "awq");
+    cJSON_AddNumberToObject(j, "w_bit", o->q.bits);
+    cJSON_AddNumberToObject(j, "group", o->q.group);
+    cJSON_AddBoolToObject(j, "sym", o->q.sym);
+    cJSON_AddNumberToObject(j, "n_grid", o->n_grid);
+    cJSON_AddBoolToObject(j, "duo", o->duo);
+    cJSON_AddBoolToObject(j, "clip", o->clip);
+    cJSON_AddBoolToObject(j, "clip_qk", o->clip_qk);
+    cJSON_AddNumberToObject(j, "clip_steps", o->clip_steps);
+    cJSON_AddNumberToObject(j, "max_shrink", o->max_shrink);
+    cJSON_AddNumberToObject(j, "search_tokens", o->search_tokens);
+    cJSON_AddNumberToObject(j, "clip_tokens", o->clip_tokens);
+    cJSON_AddNumberToObject(j, "stat_windows", o->stat_windows);
+    cJSON_AddNumberToObject(j, "calib_tokens", res->tokens);
+    char seed[24];
+    snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+    int fallbacks = 0;
+    for (int l = 0; l < res->n_layers; l++) {
+        const llmq_awq_layer *A = &res->layers[l];
+        cJSON *e = cJSON_CreateObject(), *ratio = cJSON_AddObjectToObject(e, "ratio"),
+              *sl = cJSON_AddObjectToObject(e, "search_mse"), *fb = cJSON_AddArrayToObject(e, "fallback_s1"),
+              *cl = cJSON_AddObjectToObject(e, "clip"), *duo = cJSON_AddArrayToObject(e, "duo");
+        cJSON_AddNumberToObject(e, "layer", l);
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+            cJSON_AddNumberToObject(ratio, group_names[g], A->ratio[g]);
+            if (A->duo[g]) cJSON_AddItemToArray(duo, cJSON_CreateString(group_names[g]));
+            cJSON_AddItemToObject(sl, group_names[g], pair(A->loss_s1[g], A->loss_best[g]));
+            if (A->fallback[g]) { cJSON_AddItemToArray(fb, cJSON_CreateString(group_names[g])); fallbacks++; }
+        }
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+            if (!A->clip[k]) continue;
+            cJSON *c = cJSON_AddObjectToObject(cl, strchr(lin_names[k], '.') + 1);
+            cJSON_AddItemToObject(c, "mse", pair(A->clip_before[k], A->clip_after[k]));
+            cJSON_AddNumberToObject(c, "mean_shrink", A->clip_mean[k]);
+            cJSON_AddNumberToObject(c, "clipped", A->clip_frac[k]);
+        }
+        cJSON_AddItemToObject(e, "out_mse_rtn_awq", pair(A->out_rtn, A->out_awq));
+        cJSON_AddItemToArray(layers, e);
+    }
+    cJSON_AddNumberToObject(j, "fallbacks", fallbacks);
+    return j;
+}

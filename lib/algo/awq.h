@@ -1,0 +1,145 @@
+/*
+ * awq.h - Activation-aware Weight Quantization (Lin et al. 2023,
+ * "AWQ: Activation-aware Weight Quantization for LLM Compression and
+ * Acceleration", arXiv:2306.00978) for INT4 / INT3 group-wise weights.
+ *
+ * Block by block, in order, each block fed the output of the blocks before
+ * it as they will run quantized:
+ *   1. the fp block runs on the calibration windows; per-channel mean |x| of
+ *      every linear input and a token subsample of those inputs are kept;
+ *   2. per group of linears sharing an input (q/k/v; v->o; gate/up;
+ *      up->down) s = mean|x|^r / sqrt(max * min), r on a grid in [0, 1),
+ *      minimising the MSE of the group's output with fake-quantized
+ *      weights (paper section 3.2, eq. 4-5);
+ *   3. per output row and group, the range is shrunk over a grid and the
+ *      clip minimising the linear's output error is kept (llm-awq auto_clip);
+ *   4. the quantized block runs on all windows to feed the next one.
+ * Only the scales and clips are kept; the packer recomputes each tensor
+ * from the mmap through llmq_awq_provider, so memory stays bounded.
+ */
+#ifndef LLMQ_ALGO_AWQ_H
+#define LLMQ_ALGO_AWQ_H
+
+#include <cjson/cJSON.h>
+#include "../model.h"
+#include "../pool.h"
+
+/* Linears of a decoder layer, in the order the result stores them. */
+enum { LLMQ_AWQ_Q = 0, LLMQ_AWQ_K, LLMQ_AWQ_V, LLMQ_AWQ_O, LLMQ_AWQ_GATE, LLMQ_AWQ_UP, LLMQ_AWQ_DOWN, LLMQ_AWQ_NLIN };
+/* Groups of linears sharing an input (one scale vector each). */
+enum { LLMQ_AWQ_G_QKV = 0, LLMQ_AWQ_G_O, LLMQ_AWQ_G_GATEUP, LLMQ_AWQ_G_DOWN, LLMQ_AWQ_NGROUP };
+
+/* Weight quantizer the search imitates: exactly the packer's. */
+typedef struct {
+    int bits;     /* 3 or 4 */
+    int group;    /* 32, 64 or 128 */
+    int sym;
+} llmq_awq_qcfg;
+
+typedef struct {
+    llmq_awq_qcfg q;
+    int n_grid;          /* scale ratios r = i / n_grid, i = 0..n_grid-1 (20) */
+    int duo;             /* also try s = x^r / w^(1-r) (AutoAWQ's duo scaling) (1) */
+    int clip;            /* run the clipping search (1) */
+    int clip_qk;         /* also clip q_proj / k_proj (1; llm-awq does not) */
+    int clip_steps;      /* shrink steps (20) */
+    double max_shrink;   /* the range shrinks down to 1 - max_shrink (0.5) */
+    int search_tokens;   /* tokens subsampled for the scale search */
+    int clip_tokens;     /* of those, tokens used by the clip search */
+    int stat_windows;    /* windows the fp statistics pass runs on (0 = all) */
+    int loss_windows;    /* windows the per-layer output loss is measured on */
+    uint64_t seed;       /* token subsample */
+    llmq_pool *pool;     /* borrowed, may be NULL */
+    void (*progress)(void *ctx, int done, int total);   /* per layer, may be NULL */
+    void *progress_ctx;
+} llmq_awq_opts;
+
+/* Defaults above: 4-bit, group 128, asymmetric. */
+void llmq_awq_opts_default(llmq_awq_opts *o);
+
+typedef struct {
+    float *s[LLMQ_AWQ_NGROUP];     /* (hidden), (kv_dim), (hidden), (intermediate): input-channel scales */
+    float *clip[LLMQ_AWQ_NLIN];    /* (rows, cols / group): max |w| after scaling, +Inf = none; NULL = no clip */
+    double ratio[LLMQ_AWQ_NGROUP]; /* chosen r */
+    int duo[LLMQ_AWQ_NGROUP];      /* chosen s was x^r / w^(1-r) */
+    int fallback[LLMQ_AWQ_NGROUP]; /* every loss was non-finite: s = 1 */
+    double loss_s1[LLMQ_AWQ_NGROUP], loss_best[LLMQ_AWQ_NGROUP];   /* search MSE at s = 1 and chosen */
+    double clip_before[LLMQ_AWQ_NLIN], clip_after[LLMQ_AWQ_NLIN];   /* clip search MSE */
+    double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept */
+    double clip_frac[LLMQ_AWQ_NLIN];   /* fraction of (row, group) clipped */
+    double out_rtn, out_awq;        /* layer output MSE vs fp on loss windows: RTN, AWQ */
+} llmq_awq_layer;
+
+typedef struct {
+    const llmq_model *m;   /* borrowed */
+    llmq_awq_opts o;
+    int n_layers;
+    llmq_awq_layer *layers;
+    int tokens;            /* calibration tokens propagated */
+    double seconds;
+} llmq_awq_result;
+
+/* Run AWQ on m over tokens (samples, seqlen).  Errors: LLMQ_EUSAGE (bad
+ * options, a linear whose columns the group does not divide),
+ * LLMQ_ENOMEM, LLMQ_ENONFINITE (a non-finite weight, naming the tensor).
+ * On success res owns its arrays: llmq_awq_release. */
+int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int seqlen,
+                 const llmq_awq_opts *o, llmq_awq_result *res, llmq_err *err);
+void llmq_awq_release(llmq_awq_result *res);
+
+/* llmq_pack_provider over an llmq_awq_result (ctx): norms divided by the
+ * scales, linear columns multiplied, v/up rows (and biases) divided,
+ * rows clamped to the clips. */
+int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, int *provided, llmq_err *err);
+
+/* What the run chose, for the packed metadata and --json (owned). */
+cJSON *llmq_awq_json(const llmq_awq_result *res);
+
+/* ---- building blocks (exported for tests) ---- */
+
+/* Quantize then dequantize one row (cols a multiple of q->group). */
+void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out);
+
+/* w[rows][cols]: column j *= col_mul[j], row i /= row_div[i], then group k
+ * of row i clamped to [-clip, clip] (clip[i * cols / group + k]); any may
+ * be NULL. */
+void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_mul, const float *row_div,
+                        const float *clip, int group);
+
+/* s_q[h * head_dim + i] = s_kv[(h / (n_heads / n_kv)) * head_dim + i]. */
+void llmq_awq_expand_kv(const float *s_kv, int n_heads, int n_kv, int head_dim, float *s_q);
+
+/* One scale search.  x (n, in) are the group's input activations; xmean
+ * (n_s) the per-channel mean |x| the scales are powers of (n_s = in, or
+ * kv_heads * head_dim when heads > 0: grouped-query v->o, each scale shared
+ * by the n_heads / kv_heads query heads reading that KV channel).
+ * w[i] (rows[i], in) fp32.  With down != NULL the group is an MLP (w[0] =
+ * gate, w[1] = up, output down(silu(gate x) * up x), down (down_rows, rows[0])
+ * kept float); otherwise the output is the concatenation of every w[i] x.
+ * With duo, candidates s = x^r / (w^(1-r) + 1e-4) are tried as well, w the
+ * per-channel mean of |W| over the group's rows, each row's group max
+ * normalised to 1 (AutoAWQ); *picked_duo says which kind won.
+ * Writes s (n_s), the chosen ratio, the MSE at s = 1 and at s; *fallback = 1
+ * (and s = 1) when every loss is non-finite. */
+typedef struct {
+    const float *x; int64_t n, in;
+    const float *xmean;
+    int heads, kv_heads, head_dim;
+    int n_w;
+    const float *w[3]; int64_t rows[3];
+    const float *down; int64_t down_rows;
+} llmq_awq_group;
+int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
+                          float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,
+                          llmq_err *err);
+
+/* Clip search for w (rows, cols) fed x (n, cols): per row and group, the
+ * clip among max|w| * (1 - i * max_shrink / steps), i = 0..steps-1, with the
+ * least output error sum_t (x_t,g . (w - q(w))_g)^2; clip (rows, cols/group),
+ * +Inf where no shrink is kept.  Sums of errors before / after into *before,
+ * *after (MSE per output element), mean shrink and fraction clipped. */
+int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *x, int64_t n,
+                         const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
+                         double *before, double *after, double *mean_shrink, double *frac, llmq_err *err);
+
+#endif

@@ -1,0 +1,29 @@
+#!/bin/sh
+# llmq awq end to end on tiny-qwen2-gqa (GQA: v->o searched per KV channel)
+# with fast settings: calibration on the training books, KLD against bf16 on
+# held-out text.  AWQ must beat round-to-nearest at W4 and W3; awq with
+# --n-grid 1 --no-duo --no-clip (s = 1, no clip) must be round-to-nearest exactly.
+. "$(dirname "$0")/../lib.sh"
+TC=build/tools/tcheck
+M="$SHARED/models/tiny-qwen2-gqa"
+EVAL="$SHARED/data/eval/dorian_gray.txt"
+TRAIN="$SHARED/data/train"
+if [ ! -d "$M" ] || [ ! -f "$EVAL" ]; then echo "no $M or $EVAL: set LLMQ_SHARED"; echo "0 passed, 1 failed"; exit 1; fi
+FAST="--text $TRAIN --samples 16 --seqlen 256 --search-tokens 1024 --clip-tokens 512"
+V="--text $EVAL --ctx 512 --max-windows 24"
+
+expect_code 0 llmq verify "$M" $V --kld-save "$TMP/base.kld"
+kld() { llmq verify "$1" $V --kld "$TMP/base.kld" --json >"$TMP/v.json" && $TC json "$TMP/v.json" kld_mean; }
+
+expect_code 0 llmq pack "$M" -o "$TMP/rtn4" --format int4
+expect_code 0 llmq awq "$M" -o "$TMP/awq4" $FAST
+expect_code 0 llmq awq "$M" -o "$TMP/s1-4" $FAST --n-grid 1 --no-duo --no-clip
+expect_code 0 llmq awq "$M" -o "$TMP/rtn3" $FAST --w-bit 3 --n-grid 1 --no-duo --no-clip
+expect_code 0 llmq awq "$M" -o "$TMP/awq3" $FAST --w-bit 3
+r4=$(kld "$TMP/rtn4"); a4=$(kld "$TMP/awq4"); s4=$(kld "$TMP/s1-4"); r3=$(kld "$TMP/rtn3"); a3=$(kld "$TMP/awq3")
+echo "KLD vs bf16: RTN W4 $r4, AWQ W4 $a4, awq s=1 W4 $s4, RTN W3 $r3, AWQ W3 $a3"
+check "AWQ W4 KLD ($a4) below RTN W4 ($r4)" $TC lt "$a4" "$r4"
+check "AWQ W3 KLD ($a3) below RTN W3 ($r3)" $TC lt "$a3" "$r3"
+check "AWQ W4 KLD at most 0.95x RTN's" awk "BEGIN { exit !($a4 <= 0.95 * $r4) }"
+check "awq --n-grid 1 --no-duo --no-clip is RTN exactly ($s4 vs $r4)" $TC relerr "$s4" "$r4" 1e-6
+finish
