@@ -76,7 +76,7 @@ check: llmq units san-units tools
 bench: llmq tools
 	@sh bench/run.sh
 
-demo: llmq
+demo: llmq tools
 	@sh bench/demo.sh
 
 clean:

@@ -91,6 +91,9 @@ if only synth; then
         speed_row "1.1B $f" "$OUT/synth-$f"
         [ $f != mxint8 ] && speed_row "1.1B $f" "$OUT/synth-$f" --act int8
     done
+    [ -f "$OUT/synth-int4h/model.safetensors" ] || $L pack "$SYN" -o "$OUT/synth-int4h" --format int4 --quantize-head
+    speed_row "1.1B int4 --quantize-head" "$OUT/synth-int4h"
+    speed_row "1.1B int4 --quantize-head" "$OUT/synth-int4h" --act int8
     echo
 fi
 

@@ -6,7 +6,7 @@
 
 static struct {
     const char *out, *format, *skip, *mx_scale;
-    int group, sym, json;
+    int group, sym, json, quantize_head;
 } o;
 
 static opt_def pack_opts[] = {
@@ -16,6 +16,7 @@ static opt_def pack_opts[] = {
     { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0 },
     { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "mxint8 shared scale rule (default ocp)", "ocp|ceil", 0, 0, NULL, 0 },
     { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0 },
+    { "quantize-head", OPT_FLAG, &o.quantize_head, NULL, "also quantize an untied LM head (default: it stays float)", NULL, 0, 0, NULL, 0 },
     { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
     { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
 };
@@ -24,7 +25,8 @@ static const cmd_spec pack_spec = {
     "pack", "MODEL -o DIR [--format int8|int4|mxint8] [options]",
     "Quantize every linear layer of MODEL by round-to-nearest and write a packed model\n"
     "directory (model.safetensors with llmq metadata, config.json, tokenizer files)\n"
-    "that llmq verify runs directly.  Norms, biases, embeddings and the LM head stay float.",
+    "that llmq verify runs directly.  Norms, biases, embeddings and (unless\n"
+    "--quantize-head) the LM head stay float.",
     "Formats: int8 = per-output-channel symmetric; int4 = group-wise along the input\n"
     "dimension, asymmetric with zero points unless --sym; mxint8 = OCP Microscaling\n"
     "MXINT8, blocks of 32 with an E8M0 shared scale.  See llmq-packed(5).",
@@ -64,6 +66,7 @@ int cmd_pack(int argc, char **argv)
     po.scheme.sym = o.sym;
     po.scheme.mx_rule = strcmp(o.mx_scale, "ceil") ? LLMQ_MX_SCALE_OCP : LLMQ_MX_SCALE_CEIL;
     po.skip = o.skip;
+    po.quantize_head = o.quantize_head;
     char *cl = command_line("pack", argc, argv);
     po.command = cl;
 

@@ -282,6 +282,10 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
         const llmq_st_tensor *t = v[i];
         char prefix[256];
         int lin = is_linear_name(m, t->name, prefix, sizeof prefix);
+        if (!lin && o->quantize_head && !strcmp(t->name, "lm_head.weight") && t->ndim == 2) {
+            snprintf(prefix, sizeof prefix, "lm_head");
+            lin = 1;
+        }
         int keep = !lin || (have_re && regexec(&re, prefix, 0, NULL, 0) == 0);
         int is_float = t->dtype == LLMQ_DT_F32 || t->dtype == LLMQ_DT_BF16 || t->dtype == LLMQ_DT_F16;
         int provided = 0;
@@ -328,6 +332,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
     if (!params) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto out; }
     cJSON_AddStringToObject(params, "scheme", scheme);
     if (o->skip) cJSON_AddStringToObject(params, "skip", o->skip);
+    if (o->quantize_head) cJSON_AddBoolToObject(params, "quantize_head", 1);
     if (!(s1 = cJSON_PrintUnformatted(linears)) || !(s2 = cJSON_PrintUnformatted(of.crcs)) ||
         !(s3 = cJSON_PrintUnformatted(params))) {
         rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory");

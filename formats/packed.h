@@ -38,6 +38,7 @@ typedef int (*llmq_pack_provider)(void *ctx, const char *name, float *out, int64
 
 typedef struct {
     llmq_qscheme scheme;
+    int quantize_head;         /* also quantize an untied lm_head (default: it stays float) */
     const char *skip;          /* POSIX extended regex over linear names
                                   ("model.layers.0.mlp.down_proj"): these stay float */
     const char *command;       /* the command line, recorded */

@@ -210,12 +210,12 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     char name[256];
     if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed, err))) goto fail;
     if (c->tie_embeddings) {
-        if (llmq_model_tensor(m, "lm_head.weight")) {
-            if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head, err))) goto fail;
+        if (llmq_model_tensor(m, "lm_head.weight") || llmq_model_tensor(m, "lm_head.qweight")) {
+            if ((rc = load_linear(m, "lm_head", V, H, &m->lm_head, err))) goto fail;
         } else {
             m->lm_head = m->embed;
         }
-    } else if ((rc = load_matrix(m, "lm_head.weight", V, H, &m->lm_head, err))) {
+    } else if ((rc = load_linear(m, "lm_head", V, H, &m->lm_head, err))) {
         goto fail;
     }
     if ((rc = load_vector(m, "model.norm.weight", H, 1, &m->final_norm, err))) goto fail;
