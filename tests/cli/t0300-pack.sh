@@ -17,6 +17,13 @@ expect_out '"scheme":"mxint8-ceil"' llmq pack $M -o "$TMP/mxc" --format mxint8 -
 expect_out '"linears_float":4' llmq pack $M -o "$TMP/skip" --skip 'mlp\.down_proj' --json
 expect_out 'perplexity' llmq verify "$TMP/skip" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
 expect_out '"bits_per_weight":8\.' llmq pack $M -o "$TMP/q8b" --format int8 --json
+# --quantize-head packs an untied LM head too (tied models have none)
+expect_out '"linears_packed":28' llmq pack $M -o "$TMP/tied-head" --quantize-head --json
+L="$SHARED/models/tiny-llama-mha"
+if [ -d "$L" ]; then
+    expect_out '"linears_packed":43' llmq pack "$L" -o "$TMP/head" --format int8 --quantize-head --json
+    expect_out 'perplexity' llmq verify "$TMP/head" --act int8 --ids "$L/reference/wikitext2_test_ids.bin" --max-windows 1
+fi
 # a second pack replaces the output whole
 expect_code 0 llmq pack $M -o "$TMP/int4" --format int4
 check "no temp files left" sh -c "! ls -a $TMP | grep -q tmp"
