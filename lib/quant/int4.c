@@ -1,5 +1,7 @@
 /* int4.c - INT4 group-wise quantization (LLMQ_W_Q4), asymmetric with a zero
- * point or symmetric.  Conventions and error bounds: quant.h. */
+ * point or symmetric, and INT3 stored in the same nibbles (8 levels instead
+ * of 16) so the Q4 kernels run it unchanged.  Conventions and error
+ * bounds: quant.h. */
 #include <math.h>
 #include "quant.h"
 
@@ -22,9 +24,14 @@ static inline void put_nibble(uint8_t *codes, int64_t j, int q)
 
 static inline double clampd(double v, double lo, double hi) { return fmin(fmax(v, lo), hi); }
 
-void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
-                          uint8_t *codes, uint16_t *scales, uint8_t *zeros)
+/* One row of `bits`-bit codes (4, or 3 in the same nibbles): maxq levels
+ * above the lowest, asymmetric codes 0..maxq with a zero point, symmetric
+ * ones LLMQ_Q4_ZERO_SYM -+ maxq/2 (1..15 at 4 bits, 5..11 at 3). */
+static void quantize_row_bits(int bits, const float *w, int64_t cols, int group, int sym, const float *clip,
+                              uint8_t *codes, uint16_t *scales, uint8_t *zeros)
 {
+    double maxq = sym ? (double)((1 << (bits - 1)) - 1) : (double)((1 << bits) - 1);
+    int lo = sym ? LLMQ_Q4_ZERO_SYM - (int)maxq : 0, hi = sym ? LLMQ_Q4_ZERO_SYM + (int)maxq : (int)maxq;
     for (int64_t g = 0; g < cols / group; g++) {
         const float *v = w + g * group;
         double c = clip ? (double)clip[g] : INFINITY;
@@ -35,7 +42,6 @@ void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, cons
             mx = fmax(mx, x);
         }
         double range = sym ? fmax(mx, -mn) : mx - mn;
-        double maxq = sym ? 7.0 : 15.0;
         float sf = 0.0f;
         if (range > 0.0) {
             scales[g] = f16_ceil((float)fmin(range / maxq, F16_MAX));
@@ -47,30 +53,31 @@ void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, cons
         if (!sym && sf > 0.0f) {
             /* a saturated scale cannot cover the range: keep 0 where it sits
              * proportionally, so both ends clip rather than one */
-            double zf = range / maxq > F16_MAX ? 15.0 * -mn / range : -mn / sf;
-            z = (int)clampd(nearbyint(zf), 0, 15);
+            double zf = range / maxq > F16_MAX ? maxq * -mn / range : -mn / sf;
+            z = (int)clampd(nearbyint(zf), 0, maxq);
         }
         if (!sym) zeros[g] = (uint8_t)z;
         for (int j = 0; j < group; j++) {
             double x = clampd(v[j], -c, c);
             double q = sf > 0.0f ? nearbyint(x / sf) + z : z;
             /* a NaN becomes 0, not undefined behaviour */
-            put_nibble(codes, g * group + j, (int)clampd(q, sym ? 1 : 0, 15));
+            put_nibble(codes, g * group + j, (int)clampd(q, lo, hi));
         }
     }
 }
 
-int llmq_q4_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
-                     uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err)
+static int quantize_bits(int bits, const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
+                         uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err)
 {
+    const char *fmt = bits == 3 ? "q3" : "q4";
     if (!name) name = "?";
     if (group != 32 && group != 64 && group != 128)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': q4 group size %d is not 32, 64 or 128", name, group);
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s group size %d is not 32, 64 or 128", name, fmt, group);
     if (rows < 0 || cols < 1 || cols % group)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': q4 with group %d needs a row length that is a "
-                           "multiple of %d, got %" PRId64, name, group, group, cols);
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s with group %d needs a row length that is a "
+                           "multiple of %d, got %" PRId64, name, fmt, group, group, cols);
     if (!sym && !zeros)
-        return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': asymmetric q4 without a zero-point array", name);
+        return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': asymmetric %s without a zero-point array", name, fmt);
     int rc = llmq_quant_check_finite(w, rows, cols, name, err);
     if (rc) return rc;
     int64_t ng = cols / group;
@@ -81,9 +88,33 @@ int llmq_q4_quantize(const float *w, int64_t rows, int64_t cols, int group, int 
                                    "tensor '%s': clip %g for row %" PRId64 ", group %" PRId64 " is not >= 0",
                                    name, (double)clip[i], i / ng, i % ng);
     for (int64_t r = 0; r < rows; r++)
-        llmq_q4_quantize_row(w + r * cols, cols, group, sym, clip ? clip + r * ng : NULL,
-                             codes + r * (cols / 2), scales + r * ng, sym ? NULL : zeros + r * ng);
+        quantize_row_bits(bits, w + r * cols, cols, group, sym, clip ? clip + r * ng : NULL,
+                          codes + r * (cols / 2), scales + r * ng, sym ? NULL : zeros + r * ng);
     return LLMQ_OK;
+}
+
+void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
+                          uint8_t *codes, uint16_t *scales, uint8_t *zeros)
+{
+    quantize_row_bits(4, w, cols, group, sym, clip, codes, scales, zeros);
+}
+
+void llmq_q3_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
+                          uint8_t *codes, uint16_t *scales, uint8_t *zeros)
+{
+    quantize_row_bits(3, w, cols, group, sym, clip, codes, scales, zeros);
+}
+
+int llmq_q4_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
+                     uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err)
+{
+    return quantize_bits(4, w, rows, cols, group, sym, clip, codes, scales, zeros, name, err);
+}
+
+int llmq_q3_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
+                     uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err)
+{
+    return quantize_bits(3, w, rows, cols, group, sym, clip, codes, scales, zeros, name, err);
 }
 
 void llmq_q4_dequantize_row(const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros,
@@ -97,14 +128,24 @@ void llmq_q4_dequantize_row(const uint8_t *codes, const uint16_t *scales, const 
     }
 }
 
-void llmq_q4_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out)
+static void fake_row_bits(int bits, const float *w, int64_t cols, int group, int sym, const float *clip, float *out)
 {
     /* one group at a time: no allocation */
     for (int64_t g = 0; g < cols / group; g++) {
         uint8_t codes[128 / 2], zero;
         uint16_t scale;
-        llmq_q4_quantize_row(w + g * group, group, group, sym, clip ? clip + g : NULL, codes, &scale,
-                             sym ? NULL : &zero);
+        quantize_row_bits(bits, w + g * group, group, group, sym, clip ? clip + g : NULL, codes, &scale,
+                          sym ? NULL : &zero);
         llmq_q4_dequantize_row(codes, &scale, sym ? NULL : &zero, group, group, out + g * group);
     }
+}
+
+void llmq_q4_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out)
+{
+    fake_row_bits(4, w, cols, group, sym, clip, out);
+}
+
+void llmq_q3_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out)
+{
+    fake_row_bits(3, w, cols, group, sym, clip, out);
 }

@@ -99,7 +99,7 @@ int llmq_mx8_quantize(const float *w, int64_t rows, int64_t cols, llmq_mx_rule r
 void llmq_mx8_quantize_row(const float *w, int64_t cols, llmq_mx_rule rule, int8_t *codes, uint8_t *scales);
 void llmq_mx8_dequantize_row(const int8_t *codes, const uint8_t *scales, int64_t cols, float *out);
 
-/* ---- INT3 in the INT4 layout (int3.c) ----
+/* ---- INT3 in the INT4 layout (int4.c) ----
  * 3-bit codes stored one per nibble exactly as LLMQ_W_Q4 stores its codes,
  * so the Q4 kernels run it unchanged (4 bits per weight on disk; the
  * quality is INT3).  Asymmetric: [mn, mx] holds 0, s = (mx - mn) / 7 rounded
