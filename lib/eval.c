@@ -183,16 +183,11 @@ static void bw_worker(void *ctx, int i, int n)
 #endif
 }
 
-double llmq_bandwidth_probe(llmq_pool *pool, size_t bytes)
+double llmq_bandwidth_probe_buf(llmq_pool *pool, const uint64_t *buf, size_t words, double secs)
 {
-    if (bytes < (256u << 20)) bytes = 256u << 20;
-    size_t words = bytes / 8;
-    uint64_t *buf = llmq_alloc_aligned(words * 8, NULL);
-    if (!buf) return 0.0;
-    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
     struct bw_job j = { buf, words, { 0 } };
     llmq_pool_run(pool, bw_worker, &j);      /* warm up */
-    double best = 0.0, end = llmq_now() + 1.0;
+    double best = 0.0, end = llmq_now() + secs;
     do {
         double t0 = llmq_now();
         llmq_pool_run(pool, bw_worker, &j);
@@ -201,6 +196,17 @@ double llmq_bandwidth_probe(llmq_pool *pool, size_t bytes)
     } while (llmq_now() < end);
     volatile uint64_t sink = j.sums[0];
     (void)sink;
+    return best;
+}
+
+double llmq_bandwidth_probe(llmq_pool *pool, size_t bytes)
+{
+    if (bytes < (256u << 20)) bytes = 256u << 20;
+    size_t words = bytes / 8;
+    uint64_t *buf = llmq_alloc_aligned(words * 8, NULL);
+    if (!buf) return 0.0;
+    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
+    double best = llmq_bandwidth_probe_buf(pool, buf, words, 1.0);
     free(buf);
     return best;
 }

@@ -62,6 +62,9 @@ int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode
 /* Read bandwidth of this machine in bytes/s: sums a buffer of bytes
  * (>= 256 MiB, much larger than caches) with every thread of pool. */
 double llmq_bandwidth_probe(llmq_pool *pool, size_t bytes);
+/* The same over a caller's buffer (16-byte aligned, words a multiple of
+ * 8 per thread), best of the passes that fit in secs (at least one). */
+double llmq_bandwidth_probe_buf(llmq_pool *pool, const uint64_t *buf, size_t words, double secs);
 
 /* Peak resident set size of this process, bytes. */
 uint64_t llmq_peak_rss(void);

@@ -17,50 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
-#include <emmintrin.h>
 #include "kernels/kernels.h"
 #include "quant/blocks.h"
+#include "eval.h"
 
 #define ARENA_BYTES (1ull << 30)
 
 static uint8_t *arena;
 static int q4_group = 128;             /* llmq pack --format int4 default */
 
-struct probe { const uint64_t *p; uint64_t n; uint64_t sum[64]; };
-
-/* Each thread sums its half of the arena as four interleaved streams
- * (SSE2, on every x86-64): more streams in flight than one sequential walk,
- * so this is near the best read rate the machine gives. */
-static void probe_worker(void *ctx, int i, int n)
-{
-    struct probe *pr = ctx;
-    int64_t lo, hi;
-    llmq_split((int64_t)pr->n, i, n, 64, &lo, &hi);
-    int64_t q = (hi - lo) / 4 & ~(int64_t)1;
-    const uint64_t *p = pr->p + lo;
-    __m128i a = _mm_setzero_si128(), b = a, c = a, d = a;
-    for (int64_t k = 0; k < q; k += 2) {
-        a = _mm_add_epi64(a, _mm_load_si128((const __m128i *)(p + k)));
-        b = _mm_add_epi64(b, _mm_load_si128((const __m128i *)(p + q + k)));
-        c = _mm_add_epi64(c, _mm_load_si128((const __m128i *)(p + 2 * q + k)));
-        d = _mm_add_epi64(d, _mm_load_si128((const __m128i *)(p + 3 * q + k)));
-    }
-    a = _mm_add_epi64(_mm_add_epi64(a, b), _mm_add_epi64(c, d));
-    pr->sum[i % 64] = (uint64_t)_mm_cvtsi128_si64(a) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a));
-}
-
+/* best read rate over the 1 GiB arena: the library's probe (llmq verify --bench) */
 static double probe_bw(llmq_pool *pool, double secs)
 {
-    struct probe pr = { (const uint64_t *)arena, ARENA_BYTES / 8, { 0 } };
-    llmq_pool_run(pool, probe_worker, &pr);   /* warm up page tables */
-    double best = 0, t_end = llmq_now() + secs;
-    do {
-        double t0 = llmq_now();
-        llmq_pool_run(pool, probe_worker, &pr);
-        double gbs = ARENA_BYTES / (llmq_now() - t0) / 1e9;
-        if (gbs > best) best = gbs;
-    } while (llmq_now() < t_end);
-    return best;
+    return llmq_bandwidth_probe_buf(pool, (const uint64_t *)arena, ARENA_BYTES / 8, secs) / 1e9;
 }
 
 /* Matrix number k of type t inside the arena (values are sane: every byte
