@@ -7,6 +7,7 @@
 #include <math.h>
 #include <cblas.h>
 #include "runner.h"
+#include "train/ops.h"
 
 struct llmq_runner {
     const llmq_model *m;
@@ -134,37 +135,9 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
     }
     /* inv_freq = 1 / theta^(2i/d) and angle = pos * inv_freq in fp32, as
      * transformers' default rotary embedding computes them. */
-    int half = c->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-        for (int p = 0; p < max_ctx; p++) {
-            float ang = (float)p * inv;
-            r->rope_cos[(size_t)p * half + i] = (float)cos((double)ang);
-            r->rope_sin[(size_t)p * half + i] = (float)sin((double)ang);
-        }
-    }
+    llmq_op_rope_tables(max_ctx, c->head_dim, c->rope_theta, r->rope_cos, r->rope_sin);
     *out = r;
     return LLMQ_OK;
-}
-
-/* out = x / sqrt(mean(x^2) + eps) * w, in fp32 (LlamaRMSNorm). */
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
-{
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
-}
-
-/* Hugging Face rotate-half RoPE on one head vector of dim d at position p. */
-static void rope(float *v, int d, const float *cs, const float *sn)
-{
-    int h = d / 2;
-    for (int i = 0; i < h; i++) {
-        float a = v[i], b = v[i + h];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + h] = b * cs[i] + a * sn[i];
-    }
 }
 
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
@@ -207,6 +180,41 @@ static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const 
             for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
 }
 
+/* Decode attention of one query over T cached positions, vectorized per
+ * ISA (GCC target_clones): sixteen running sums per dot product, added in
+ * a fixed order, so the result does not depend on the ISA picked. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define LLMQ_VECTORIZE __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define LLMQ_VECTORIZE
+#endif
+
+LLMQ_VECTORIZE
+static void decode_scores(const float *Q, const float *K, int T, int hd, float scale, float *S)
+{
+    for (int t = 0; t < T; t++) {
+        const float *k = K + (size_t)t * hd;
+        float acc[16] = { 0 }, s = 0.0f;
+        int i = 0;
+        for (; i + 16 <= hd; i += 16)
+            for (int l = 0; l < 16; l++) acc[l] += Q[i + l] * k[i + l];
+        for (int l = 0; l < 16; l++) s += acc[l];
+        for (; i < hd; i++) s += Q[i] * k[i];
+        S[t] = s * scale;
+    }
+}
+
+LLMQ_VECTORIZE
+static void decode_values(const float *P, const float *V, int T, int hd, float *O)
+{
+    for (int i = 0; i < hd; i++) O[i] = 0.0f;
+    for (int t = 0; t < T; t++) {
+        float p = P[t];
+        const float *v = V + (size_t)t * hd;
+        for (int i = 0; i < hd; i++) O[i] += p * v[i];
+    }
+}
+
 struct attn_job {
     llmq_runner *r;
     int layer, n, pos;
@@ -233,11 +241,7 @@ static void attn_worker(void *ctx, int ti, int nt)
         const float *Vc = r->value_cache + layer_off + (size_t)g * r->max_ctx * hd;
         const float *Q = r->q + (size_t)h * hd;
         if (n == 1) {
-            for (int t = 0; t < T; t++) {
-                float s = 0.0f;
-                for (int i = 0; i < hd; i++) s += Q[i] * K[(size_t)t * hd + i];
-                S[t] = s * scale;
-            }
+            decode_scores(Q, K, T, hd, scale, S);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, Q, qd, K, hd, 0.0f, S, T);
         }
@@ -259,12 +263,7 @@ static void attn_worker(void *ctx, int ti, int nt)
         }
         float *O = r->att + (size_t)h * hd;
         if (n == 1) {
-            for (int i = 0; i < hd; i++) O[i] = 0.0f;
-            for (int t = 0; t < T; t++) {
-                float p = S[t];
-                const float *vv = Vc + (size_t)t * hd;
-                for (int i = 0; i < hd; i++) O[i] += p * vv[i];
-            }
+            decode_values(S, Vc, T, hd, O);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, S, T, Vc, hd, 0.0f, O, qd);
         }
@@ -289,7 +288,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
     for (int l = 0; l < c->n_layers; l++) {
         const llmq_layer *L = &m->layers[l];
         /* attention block */
-        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->attn_norm, H, eps);
+        llmq_op_rmsnorm_fwd(r->x, L->attn_norm, n, H, eps, r->xn, NULL);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_QKV, r->xn, n, H);
         r->cur_scale = static_scale(r, l, LLMQ_SITE_QKV);
         linear(r, &L->wq, L->bq, r->xn, n, r->q);
@@ -298,18 +297,16 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_PRE, r->k, n, kvd);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_V, r->v, n, kvd);
         size_t layer_off = (size_t)l * c->n_kv_heads * r->max_ctx * hd;
-        for (int t = 0; t < n; t++) {
-            int p = pos + t;
-            const float *cs = r->rope_cos + (size_t)p * (hd / 2), *sn = r->rope_sin + (size_t)p * (hd / 2);
-            for (int h = 0; h < c->n_heads; h++) rope(r->q + (size_t)t * qd + h * hd, hd, cs, sn);
+        /* rotate-half RoPE at positions pos.., then K and V into the cache */
+        const float *cs = r->rope_cos + (size_t)pos * (hd / 2), *sn = r->rope_sin + (size_t)pos * (hd / 2);
+        llmq_op_rope_fwd(r->q, n, c->n_heads, hd, cs, sn);
+        llmq_op_rope_fwd(r->k, n, c->n_kv_heads, hd, cs, sn);
+        for (int t = 0; t < n; t++)
             for (int g = 0; g < c->n_kv_heads; g++) {
-                float *kk = r->k + (size_t)t * kvd + g * hd;
-                rope(kk, hd, cs, sn);
-                memcpy(r->key_cache + layer_off + ((size_t)g * r->max_ctx + p) * hd, kk, (size_t)hd * sizeof(float));
-                memcpy(r->value_cache + layer_off + ((size_t)g * r->max_ctx + p) * hd,
-                       r->v + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
+                size_t at = layer_off + ((size_t)g * r->max_ctx + (size_t)(pos + t)) * hd;
+                memcpy(r->key_cache + at, r->k + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
+                memcpy(r->value_cache + at, r->v + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
             }
-        }
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_POST, r->k, n, kvd);
         struct attn_job job = { r, l, n, pos };
         llmq_pool_run(r->pool, attn_worker, &job);
@@ -319,7 +316,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
 
         /* MLP block: down(silu(gate(x)) * up(x)) */
-        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, L->mlp_norm, H, eps);
+        llmq_op_rmsnorm_fwd(r->x, L->mlp_norm, n, H, eps, r->xn, NULL);
         if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_GATEUP, r->xn, n, H);
         r->cur_scale = static_scale(r, l, LLMQ_SITE_GATEUP);
         linear(r, &L->w_gate, L->b_gate, r->xn, n, r->hb);
@@ -336,10 +333,10 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
     r->cur_scale = 0.0f;
     if (!logits) return LLMQ_OK;
     if (all_logits) {
-        for (int t = 0; t < n; t++) rmsnorm(r->xn + (size_t)t * H, r->x + (size_t)t * H, m->final_norm, H, eps);
+        llmq_op_rmsnorm_fwd(r->x, m->final_norm, n, H, eps, r->xn, NULL);
         linear(r, &m->lm_head, NULL, r->xn, n, logits);
     } else {
-        rmsnorm(r->xn, r->x + (size_t)(n - 1) * H, m->final_norm, H, eps);
+        llmq_op_rmsnorm_fwd(r->x + (size_t)(n - 1) * H, m->final_norm, 1, H, eps, r->xn, NULL);
         linear(r, &m->lm_head, NULL, r->xn, 1, logits);
     }
     return LLMQ_OK;

@@ -159,9 +159,15 @@ static void mm_by_rows(const struct mm_job *j, int64_t lo, int64_t hi)
         fn(W, lo, hi, j->X + t * W->cols, j->Y + t * W->rows + lo);
 }
 
-/* rows per f32 tile for W */
-static int64_t mm_tile(const llmq_wmat *W)
+/* rows per tile for W: a widened tile fits the scratch (TILE_BYTES); fp32
+ * weights need no scratch, so their tiles are as large as two per thread
+ * allow: each sgemm call packs all of X again, so fewer calls pack less. */
+static int64_t mm_tile(const llmq_wmat *W, llmq_pool *pool)
 {
+    if (W->type == LLMQ_W_F32) {
+        int64_t per = 2 * (int64_t)llmq_pool_size(pool);
+        return LLMQ_MAX(TILE_ROWS, (W->rows + per - 1) / per + 15) & ~(int64_t)15;
+    }
     int64_t tile = TILE_ROWS;
     while (tile > 8 && (uint64_t)tile * (uint64_t)W->cols * 4 > TILE_BYTES) tile /= 2;
     return tile;
@@ -200,7 +206,7 @@ void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n,
 {
     if (n <= 0) return;
     if (n == 1) { llmq_matvec(pool, W, X, Y); return; }
-    int64_t blk = n < MIN_GEMM_TOKENS ? mv_block(W->rows, pool) : mm_tile(W);
+    int64_t blk = n < MIN_GEMM_TOKENS ? mv_block(W->rows, pool) : mm_tile(W, pool);
     struct mm_job j = { llmq_ktable_cur(), W, X, n, Y, rowq_make(W->rows, blk) };
     if (n > INT_MAX) j.n = MIN_GEMM_TOKENS - 1;   /* sgemm takes int sizes */
     if (j.n != n) {

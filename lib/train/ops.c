@@ -38,7 +38,7 @@ void llmq_op_rmsnorm_fwd(const float *x, const float *w, int T, int H, float eps
         float ss = 0.0f;
         for (int i = 0; i < H; i++) ss += xr[i] * xr[i];
         float r = 1.0f / sqrtf(ss / (float)H + eps);
-        rinv[t] = r;
+        if (rinv) rinv[t] = r;
         for (int i = 0; i < H; i++) yr[i] = w[i] * (xr[i] * r);
     }
 }

@@ -20,7 +20,7 @@ void llmq_op_embed_fwd(const float *E, int H, const int32_t *tok, int T, float *
 void llmq_op_embed_bwd(float *dE, int H, const int32_t *tok, int T, const float *dx);
 
 /* ---- RMSNorm: y = w * x / sqrt(mean(x^2) + eps) ---- */
-/* x, y (T, H); rinv (T) gets 1/sqrt(mean(x^2)+eps) for the backward. */
+/* x, y (T, H); rinv (T, or NULL) gets 1/sqrt(mean(x^2)+eps) for the backward. */
 void llmq_op_rmsnorm_fwd(const float *x, const float *w, int T, int H, float eps, float *y, float *rinv);
 /* dx += d/dx, dw += d/dw (dw may be NULL). */
 void llmq_op_rmsnorm_bwd(const float *x, const float *w, const float *rinv, const float *dy,
