@@ -90,14 +90,14 @@ if [ "${TRADEOFF:-1}" != 0 ]; then
     [ -f "$T/tiny-llama-mha.kld" ] || $LLMQ verify "$BASE" --text "$EVAL" --ctx 512 $win --kld-save "$T/tiny-llama-mha.kld" --json >/dev/null || exit 1
     echo "### --search-tokens: quality vs time (tiny-llama-mha, AWQ W3 g128, calibration $SAMPLES x 512, ${WINDOWS:-all} windows)"
     echo
-    echo "| search tokens | clip tokens | perplexity | KLD mean | awq wall s |"
+    echo "| search tokens | perplexity | KLD mean | awq wall s | of which scale search s |"
     echo "|---|---|---|---|---|"
-    for st in ${TOKENS:-512 1024 2048 4096 8192}; do
-        ct=$((st < 1024 ? st : 1024))
-        timed "st$st" $LLMQ awq "$BASE" -o "$T/st$st" $calib --w-bit 3 --search-tokens $st --clip-tokens $ct --json
+    for st in ${TOKENS:-512 1024 2048 4096}; do
+        timed "st$st" $LLMQ awq "$BASE" -o "$T/st$st" $calib --w-bit 3 --search-tokens $st --json
         verify "st$st" "$T/st$st" tiny-llama-mha
         read -r wall rss <"$T/st$st.time"
-        echo "| $st | $ct | $(f3 "$($TC json "$T/st$st.v.json" perplexity)") | $(f5 "$($TC json "$T/st$st.v.json" kld_mean)") | $wall |"
+        ss=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('%.1f' % sum(l['seconds']['scale'] for l in j['awq']['layers']))" "$T/st$st.out")
+        echo "| $st | $(f3 "$($TC json "$T/st$st.v.json" perplexity)") | $(f5 "$($TC json "$T/st$st.v.json" kld_mean)") | $wall | $ss |"
         rm -rf "$T/st$st"
     done
 fi

@@ -11,7 +11,7 @@
 
 static struct {
     const char *out, *text, *skip;
-    int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens, clip_tokens;
+    int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens;
     int stat_windows, loss_windows, threads, json;
 } o;
 
@@ -27,8 +27,7 @@ static opt_def awq_opts[] = {
     { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0 },
     { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0 },
     { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0 },
-    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 4096)", NULL, 1, 1 << 24, NULL, 0 },
-    { "clip-tokens", OPT_INT, &o.clip_tokens, "N", "of those, tokens for the clipping search (default 1024)", NULL, 1, 1 << 24, NULL, 0 },
+    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 1024)", NULL, 1, 1 << 24, NULL, 0 },
     { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on (default 0: all)", NULL, 0, 100000, NULL, 0 },
     { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on (default 2)", NULL, 0, 100000, NULL, 0 },
     { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample (default 0)", NULL, 0, 2147483647, NULL, 0 },
@@ -56,8 +55,7 @@ int cmd_awq(int argc, char **argv)
     o.samples = 128;
     o.seqlen = 512;
     o.n_grid = 20;
-    o.search_tokens = 4096;
-    o.clip_tokens = 1024;
+    o.search_tokens = 1024;
     o.loss_windows = 2;
     o.threads = 2;
     char *args[1];
@@ -105,7 +103,6 @@ int cmd_awq(int argc, char **argv)
     ao.clip = !o.no_clip;
     ao.clip_qk = !o.no_clip_qk;
     ao.search_tokens = o.search_tokens;
-    ao.clip_tokens = o.clip_tokens;
     ao.stat_windows = o.stat_windows;
     ao.loss_windows = o.loss_windows;
     ao.seed = (uint64_t)o.seed;
@@ -156,6 +153,7 @@ int cmd_awq(int argc, char **argv)
         cJSON_AddNumberToObject(j, "seconds", secs);
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)rss);
         cJSON_AddNumberToObject(j, "threads", o.threads);
+        llmq_awq_json_add_seconds(extra, &res);
         cJSON_AddItemToObject(j, "awq", extra);
         extra = NULL;
         json_emit(j);

@@ -1,10 +1,12 @@
 /* awq.c - Activation-aware Weight Quantization (awq.h). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <cblas.h>
 #include "awq.h"
 #include "../quant/quant.h"
 #include "../../calib/data.h"
+#include "../train/ops.h"
 
 #define S_MIN 1e-4f            /* llm-awq clamps x^r at 1e-4: no zero scale */
 
@@ -23,8 +25,7 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
     o->clip_qk = 1;
     o->clip_steps = 20;
     o->max_shrink = 0.5;
-    o->search_tokens = 4096;
-    o->clip_tokens = 1024;
+    o->search_tokens = 1024;
     o->loss_windows = 2;
 }
 
@@ -50,15 +51,30 @@ static inline double rne(double v)
 /* llmq_q4_quantize_row / llmq_q3_quantize_row then dequantize, one group,
  * the same operations in the same order (t-awq checks it bit for bit) but
  * inlined: the scale search runs it billions of times. */
+/* Built per ISA (GCC target_clones, chosen at load time) with the
+ * vectorizer on: the two loops are branch-free. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")))
+#endif
 static void fq_group(int bits, int sym, const float *v, int G, float clip, float *out)
 {
-    double c = clip, mn = 0.0, mx = 0.0;
-    for (int j = 0; j < G; j++) {
-        double x = v[j];
-        x = x > c ? c : x < -c ? -c : x;
-        mn = x < mn ? x : mn;
-        mx = x > mx ? x : mx;
+    double c = clip;
+    /* eight running minima and maxima (G is a multiple of 32): a NaN fails
+     * both comparisons and is skipped, as in the packer */
+    float m8[8] = { 0 }, M8[8] = { 0 };
+    for (int j = 0; j < G; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float x = v[j + l];
+            m8[l] = x < m8[l] ? x : m8[l];
+            M8[l] = x > M8[l] ? x : M8[l];
+        }
+    float vmin = 0.0f, vmax = 0.0f;
+    for (int l = 0; l < 8; l++) {
+        vmin = m8[l] < vmin ? m8[l] : vmin;
+        vmax = M8[l] > vmax ? M8[l] : vmax;
     }
+    /* clamping to [-c, c] commutes with min and max (vmin <= 0 <= vmax) */
+    double mn = vmin < -clip ? -clip : vmin, mx = vmax > clip ? clip : vmax;
     double maxq = sym ? (bits == 4 ? 7.0 : 3.0) : (bits == 4 ? 15.0 : 7.0);
     double range = sym ? (mx > -mn ? mx : -mn) : mx - mn;
     if (!(range > 0.0)) {
@@ -72,6 +88,19 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
         double zf = rq > 65504.0 ? maxq * -mn / range : -mn / sf;
         zf = rne(zf);
         z = (int)(zf < 0 ? 0 : zf > maxq ? maxq : zf);
+    }
+    if (rq <= 65504.0) {
+        /* sf >= range / maxq, so |x / sf| <= maxq: the 1.5 * 2^52 rounding
+         * is exact, and the loop has no branch (it vectorizes) */
+        double dz = z, dlo = lo, dhi = hi, dc = c, sd = sf;
+        for (int j = 0; j < G; j++) {
+            double x = v[j];
+            x = x > dc ? dc : x < -dc ? -dc : x;
+            double q = ((x / sd + 0x1.8p52) - 0x1.8p52) + dz;
+            q = q < dlo ? dlo : q > dhi ? dhi : q;
+            out[j] = (float)(q - dz) * sf;
+        }
+        return;
     }
     for (int j = 0; j < G; j++) {
         double x = v[j];
@@ -128,10 +157,19 @@ static void mm(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, cons
     llmq_matmul(pool, &w, X, n, Y);
 }
 
-/* out (rows, cols) = fq(w * s) / s per column (s NULL = 1), threaded over rows. */
+/* out (rows, cols) = fq(w * s) * (1 / s) per column (s NULL = 1), threaded over rows. */
+/* out = a * b elementwise (vectorized per ISA like fq_group) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#endif
+static void scale_row(float *out, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
 struct fq_job {
     const llmq_awq_qcfg *q;
-    const float *w, *s, *clip;
+    const float *w, *s, *inv_s, *clip;
     int64_t rows, cols;
     float *out;
     float *tmp;   /* (threads, cols) */
@@ -147,9 +185,9 @@ static void fq_worker(void *ctx, int ti, int nt)
         const float *w = j->w + r * j->cols;
         float *o = j->out + r * j->cols;
         if (j->s) {
-            for (int64_t c = 0; c < j->cols; c++) t[c] = w[c] * j->s[c];
+            scale_row(t, w, j->s, j->cols);
             llmq_awq_fake_row(j->q, t, j->cols, j->clip ? j->clip + r * ng : NULL, o);
-            for (int64_t c = 0; c < j->cols; c++) o[c] /= j->s[c];
+            scale_row(o, o, j->inv_s, j->cols);
         } else {
             llmq_awq_fake_row(j->q, w, j->cols, j->clip ? j->clip + r * ng : NULL, o);
         }
@@ -159,9 +197,11 @@ static void fq_worker(void *ctx, int ti, int nt)
 static int fake_quant(llmq_pool *pool, const llmq_awq_qcfg *q, const float *w, int64_t rows, int64_t cols,
                       const float *s, const float *clip, float *out, llmq_err *err)
 {
-    float *tmp = falloc(llmq_pool_size(pool), cols, err);
+    float *tmp = falloc(llmq_pool_size(pool) + (s ? 1 : 0), cols, err);
     if (!tmp) return err->code;
-    struct fq_job j = { q, w, s, clip, rows, cols, out, tmp };
+    float *inv = tmp + (size_t)llmq_pool_size(pool) * (size_t)cols;
+    if (s) for (int64_t c = 0; c < cols; c++) inv[c] = 1.0f / s[c];
+    struct fq_job j = { q, w, s, s ? inv : NULL, clip, rows, cols, out, tmp };
     llmq_pool_run(pool, fq_worker, &j);
     free(tmp);
     return LLMQ_OK;
@@ -311,9 +351,107 @@ out:
 
 /* ---- clipping search (llm-awq auto_clip) ---- */
 
+struct gram_job {
+    const float *x;
+    int64_t n, cols;
+    int G;
+    float *tmp;
+    double *gram;
+};
+
+static void gram_worker(void *ctx, int ti, int nt)
+{
+    struct gram_job *j = ctx;
+    int G = j->G;
+    int64_t lo, hi;
+    llmq_split(j->cols / G, ti, nt, 1, &lo, &hi);
+    for (int64_t k = lo; k < hi; k++) {
+        float *t = j->tmp + (size_t)k * G * G;
+        double *g = j->gram + (size_t)k * G * G;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, G, (int)j->n, 1.0f, j->x + k * G, (int)j->cols, 0.0f, t, G);
+        for (int a = 0; a < G; a++)
+            for (int b = a; b < G; b++) g[(size_t)a * G + b] += t[(size_t)a * G + b];
+    }
+}
+
+void llmq_awq_gram_add(llmq_pool *pool, const float *x, int64_t n, int64_t cols, int group, float *tmp, double *gram)
+{
+    if (n < 1) return;
+    for (int64_t i = 0; i < n; i += INT32_MAX / 2) {   /* ssyrk takes int sizes */
+        struct gram_job j = { x + i * cols, LLMQ_MIN(n - i, INT32_MAX / 2), cols, group, tmp, gram };
+        llmq_pool_run(pool, gram_worker, &j);
+    }
+}
+
+/* LAPACK (in OpenBLAS): symmetric eigendecomposition, Cholesky. */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                   double *work, const int *lwork, int *info);
+
+struct factor_job {
+    const double *gram;
+    int64_t nb;
+    int G;
+    const float *s;
+    double count;
+    float *r;
+    double *work;     /* per thread: G*G + G + lwork */
+    int lwork;
+    int *failed;      /* per thread */
+};
+
+static void factor_worker(void *ctx, int ti, int nt)
+{
+    struct factor_job *j = ctx;
+    int G = j->G, info = 0;
+    int64_t lo, hi;
+    llmq_split(j->nb, ti, nt, 1, &lo, &hi);
+    double *A = j->work + (size_t)ti * ((size_t)G * G + G + j->lwork), *ev = A + (size_t)G * G, *wk = ev + G;
+    for (int64_t k = lo; k < hi; k++) {
+        const double *g = j->gram + (size_t)k * G * G;
+        const float *s = j->s ? j->s + k * G : NULL;
+        /* the upper triangle (row-major) is the lower one column-major: either
+         * way the symmetric matrix */
+        for (int a = 0; a < G; a++)
+            for (int b = a; b < G; b++) {
+                double v = g[(size_t)a * G + b] / j->count;
+                if (s) v /= (double)s[a] * (double)s[b];
+                A[(size_t)a * G + b] = A[(size_t)b * G + a] = v;
+            }
+        dsyev_("V", "U", &G, A, &G, ev, wk, &j->lwork, &info);
+        float *r = j->r + (size_t)k * G * G;
+        if (info) { j->failed[ti] = 1; memset(r, 0, (size_t)G * G * sizeof(float)); continue; }
+        /* column-major eigenvector i is A[i * G .. i * G + G): R's row i is
+         * sqrt(lambda_i) v_i, so R^T R = sum_i lambda_i v_i v_i^T */
+        for (int i = 0; i < G; i++) {
+            double l = ev[i] > 0.0 && isfinite(ev[i]) ? sqrt(ev[i]) : 0.0;
+            for (int c = 0; c < G; c++) r[(size_t)i * G + c] = (float)(l * A[(size_t)i * G + c]);
+        }
+    }
+}
+
+int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
+                         float *r, llmq_err *err)
+{
+    if (group < 1 || cols % group || !(count > 0))
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: Gram factor needs columns a multiple of the group and tokens");
+    int nt = llmq_pool_size(pool), lwork = 66 * group;
+    double *work = llmq_calloc((size_t)nt, ((size_t)group * group + group + lwork) * sizeof(double), err);
+    int *failed = work ? llmq_calloc((size_t)nt, sizeof(int), err) : NULL;
+    if (!failed) { free(work); return err->code; }
+    struct factor_job j = { gram, cols / group, group, s, count, r, work, lwork, failed };
+    llmq_pool_run(pool, factor_worker, &j);
+    int bad = 0;
+    for (int i = 0; i < nt; i++) bad |= failed[i];
+    free(work);
+    free(failed);
+    if (bad) return llmq_errorf(err, LLMQ_ENONFINITE, "awq: activation Gram matrix has no eigendecomposition (non-finite activations?)");
+    return LLMQ_OK;
+}
+
 struct clip_job {
-    const float *w, *x;
-    int64_t rows, cols, n;
+    const float *w, *r;
+    int64_t rows, cols;
     const llmq_awq_qcfg *q;
     int steps;
     double max_shrink;
@@ -326,6 +464,13 @@ struct clip_job {
 
 #define CLIP_ROWS 64
 
+static float group_amax(const float *w, int G)
+{
+    float amax = 0.0f;
+    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
+    return amax;
+}
+
 static void clip_worker(void *ctx, int ti, int nt)
 {
     struct clip_job *j = ctx;
@@ -333,39 +478,36 @@ static void clip_worker(void *ctx, int ti, int nt)
     int64_t ng = j->cols / G, lo, hi;
     llmq_split(j->rows, ti, nt, 1, &lo, &hi);
     float *D = j->buf + (size_t)ti * j->buf_per;          /* (CLIP_ROWS, G) */
-    float *E = D + CLIP_ROWS * G;                           /* (n, CLIP_ROWS) */
-    float *c = E + (size_t)j->n * CLIP_ROWS;                /* (CLIP_ROWS) */
-    double *best = (double *)(c + CLIP_ROWS);               /* (CLIP_ROWS) */
+    float *E = D + CLIP_ROWS * G;                           /* (G, CLIP_ROWS) */
+    float *c = E + (size_t)G * CLIP_ROWS;                   /* (CLIP_ROWS) */
+    float *amax = c + CLIP_ROWS;                            /* (CLIP_ROWS) */
+    double *best = (double *)(amax + CLIP_ROWS);            /* (CLIP_ROWS) */
     float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
     double eb = 0, ea = 0, ss = 0;
     int64_t nc = 0;
     for (int64_t k = 0; k < ng; k++) {
-        const float *xg = j->x + k * G;
+        const float *rk = j->r + (size_t)k * G * G;
         for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
             int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
+            for (int i = 0; i < nr; i++) amax[i] = group_amax(j->w + (r0 + i) * j->cols + k * G, G);
             for (int step = 0; step < j->steps; step++) {
                 double shrink = 1.0 - step * j->max_shrink / j->steps;
                 for (int i = 0; i < nr; i++) {
                     const float *w = j->w + (r0 + i) * j->cols + k * G;
-                    float amax = 0.0f;
-                    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
-                    float cl = step == 0 ? INFINITY : (float)(amax * shrink);
+                    float cl = step == 0 ? INFINITY : (float)(amax[i] * shrink);
                     llmq_awq_fake_row(j->q, w, G, &cl, fq);
                     for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
                     if (step == 0) c[i] = INFINITY;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, nr, G, 1.0f, xg, (int)j->cols,
-                            D, G, 0.0f, E, CLIP_ROWS);
+                /* E (G, nr) = R_k D^T: column i is R_k d_i, |R_k d_i|^2 its error */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
                 for (int i = 0; i < nr; i++) {
                     double e2 = 0.0;
-                    for (int64_t t = 0; t < j->n; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
+                    for (int t = 0; t < G; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
                     if (step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; }
                     else if (e2 < best[i]) {
                         best[i] = e2;
-                        const float *w = j->w + (r0 + i) * j->cols + k * G;
-                        float amax = 0.0f;
-                        for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
-                        c[i] = (float)(amax * shrink);
+                        c[i] = (float)(amax[i] * shrink);
                     }
                 }
             }
@@ -374,10 +516,7 @@ static void clip_worker(void *ctx, int ti, int nt)
                 ea += isfinite(best[i]) ? best[i] : 0;
                 if (isfinite(c[i])) {
                     nc++;
-                    const float *w = j->w + (r0 + i) * j->cols + k * G;
-                    float amax = 0.0f;
-                    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
-                    ss += amax > 0.0f ? c[i] / amax : 1.0;
+                    ss += amax[i] > 0.0f ? c[i] / amax[i] : 1.0;
                 } else {
                     ss += 1.0;
                 }
@@ -390,26 +529,26 @@ static void clip_worker(void *ctx, int ti, int nt)
     j->n_clipped[ti] = nc;
 }
 
-int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *x, int64_t n,
+int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
                          const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
                          double *before, double *after, double *mean_shrink, double *frac, llmq_err *err)
 {
-    if (n < 1 || n > INT32_MAX || cols > INT32_MAX || cols % q->group)
-        return llmq_errorf(err, LLMQ_EUSAGE, "awq: clip search needs tokens and columns a multiple of the group");
+    if (rows < 1 || cols > INT32_MAX || cols % q->group)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: clip search needs rows and columns a multiple of the group");
     int nt = llmq_pool_size(pool);
-    size_t per = (size_t)CLIP_ROWS * q->group + (size_t)n * CLIP_ROWS + CLIP_ROWS + 2 * CLIP_ROWS + (size_t)q->group + 16;
+    size_t per = (size_t)CLIP_ROWS * q->group + (size_t)q->group * CLIP_ROWS + 4 * CLIP_ROWS + (size_t)q->group + 16;
     float *buf = falloc(nt, (int64_t)per, err);
     double *d = buf ? llmq_calloc((size_t)nt * 3, sizeof(double), err) : NULL;
     int64_t *nc = d ? llmq_calloc((size_t)nt, sizeof(int64_t), err) : NULL;
     if (!nc) { free(buf); free(d); return err->code; }
-    struct clip_job j = { w, x, rows, cols, n, q, steps < 1 ? 1 : steps, max_shrink, clip, d, d + nt, d + 2 * nt, nc, buf, per };
+    struct clip_job j = { w, r, rows, cols, q, steps < 1 ? 1 : steps, max_shrink, clip, d, d + nt, d + 2 * nt, nc, buf, per };
     llmq_pool_run(pool, clip_worker, &j);
     double eb = 0, ea = 0, ss = 0;
     int64_t c = 0;
     for (int i = 0; i < nt; i++) { eb += d[i]; ea += d[nt + i]; ss += d[2 * nt + i]; c += nc[i]; }
     double cells = (double)rows * (double)(cols / q->group);
-    *before = eb / ((double)n * (double)rows);
-    *after = ea / ((double)n * (double)rows);
+    *before = eb / (double)rows;
+    *after = ea / (double)rows;
     *mean_shrink = cells > 0 ? ss / cells : 1.0;
     *frac = cells > 0 ? (double)c / cells : 0.0;
     free(buf); free(d); free(nc);
@@ -455,35 +594,8 @@ static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, ll
         fwd_free(f);
         return err->code;
     }
-    /* the runner's RoPE tables (lib/runner.c), bit for bit */
-    int half = c->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-        for (int p = 0; p < T; p++) {
-            float ang = (float)p * inv;
-            f->cs[(size_t)p * half + i] = (float)cos((double)ang);
-            f->sn[(size_t)p * half + i] = (float)sin((double)ang);
-        }
-    }
+    llmq_op_rope_tables(T, c->head_dim, c->rope_theta, f->cs, f->sn);   /* the runner's */
     return LLMQ_OK;
-}
-
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
-{
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
-}
-
-static void rope(float *v, int d, const float *cs, const float *sn)
-{
-    int h = d / 2;
-    for (int i = 0; i < h; i++) {
-        float a = v[i], b = v[i + h];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + h] = b * cs[i] + a * sn[i];
-    }
 }
 
 static void lin(fwd_ctx *f, const llmq_wmat *W, const float *bias, const float *X, float *Y)
@@ -533,25 +645,22 @@ static void fwd(fwd_ctx *f, const fwd_w *L, float *x, int full, fwd_obs obs, voi
 {
     const llmq_config *c = f->c;
     int T = f->T, H = c->hidden, FF = c->intermediate, hd = c->head_dim;
-    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    int qd = c->n_heads * hd;
     float eps = (float)c->rms_eps;
-    for (int t = 0; t < T; t++) rmsnorm(f->xn + (size_t)t * H, x + (size_t)t * H, L->attn_norm, H, eps);
+    llmq_op_rmsnorm_fwd(x, L->attn_norm, T, H, eps, f->xn, NULL);
     if (obs) obs(octx, LLMQ_AWQ_G_QKV, f->xn, T, H);
     lin(f, &L->w[LLMQ_AWQ_Q], L->b[LLMQ_AWQ_Q], f->xn, f->q);
     lin(f, &L->w[LLMQ_AWQ_K], L->b[LLMQ_AWQ_K], f->xn, f->k);
     lin(f, &L->w[LLMQ_AWQ_V], L->b[LLMQ_AWQ_V], f->xn, f->v);
-    for (int t = 0; t < T; t++) {
-        const float *cs = f->cs + (size_t)t * (hd / 2), *sn = f->sn + (size_t)t * (hd / 2);
-        for (int h = 0; h < c->n_heads; h++) rope(f->q + (size_t)t * qd + h * hd, hd, cs, sn);
-        for (int g = 0; g < c->n_kv_heads; g++) rope(f->k + (size_t)t * kvd + g * hd, hd, cs, sn);
-    }
+    llmq_op_rope_fwd(f->q, T, c->n_heads, hd, f->cs, f->sn);
+    llmq_op_rope_fwd(f->k, T, c->n_kv_heads, hd, f->cs, f->sn);
     llmq_pool_run(f->pool, attn_worker, f);
     if (obs) obs(octx, LLMQ_AWQ_G_O, f->att, T, qd);
     float *h = f->hb2;   /* (T, hidden) scratch until the MLP */
     lin(f, &L->w[LLMQ_AWQ_O], L->b[LLMQ_AWQ_O], f->att, h);
     float *xr = f->hb;    /* (T, intermediate) holds (T, hidden): llmq_awq_run checks FF >= hidden */
     for (size_t i = 0; i < (size_t)T * H; i++) xr[i] = x[i] + h[i];
-    for (int t = 0; t < T; t++) rmsnorm(f->xn + (size_t)t * H, xr + (size_t)t * H, L->mlp_norm, H, eps);
+    llmq_op_rmsnorm_fwd(xr, L->mlp_norm, T, H, eps, f->xn, NULL);
     if (obs) obs(octx, LLMQ_AWQ_G_GATEUP, f->xn, T, H);
     if (full) memcpy(x, xr, (size_t)T * H * sizeof(float));
     lin(f, &L->w[LLMQ_AWQ_GATE], L->b[LLMQ_AWQ_GATE], f->xn, f->hb);
@@ -563,6 +672,70 @@ static void fwd(fwd_ctx *f, const fwd_w *L, float *x, int full, fwd_obs obs, voi
     for (size_t i = 0; i < (size_t)T * H; i++) x[i] += f->hb2[i];
 }
 
+/* ---- exact losses for q/k/v and o_proj ---- */
+
+/* The loss of a linear group is mean_t |dW x_t|^2 = |R dW^T|^2 / ... with
+ * R^T R = the Gram matrix of the inputs over the tokens: the `dim` rows of R
+ * serve as pseudo-tokens that stand for every calibration token at once.
+ * Where dim is no more than the token subsample this is exact and no
+ * dearer, so the q/k/v and o_proj searches use it then. */
+
+struct full_job {
+    const float *x;
+    int64_t n, dim;
+    float *tmp;
+    double *g;
+};
+
+#define FULL_CHUNK 64
+
+static void full_worker(void *ctx, int ti, int nt)
+{
+    struct full_job *j = ctx;
+    int64_t d = j->dim;
+    for (int64_t r0 = (int64_t)ti * FULL_CHUNK; r0 < d; r0 += (int64_t)nt * FULL_CHUNK) {
+        int64_t nr = LLMQ_MIN(FULL_CHUNK, d - r0);
+        /* rows [r0, r0 + nr) of the upper triangle: X[:, r0:r0+nr]^T X[:, r0:] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nr, (int)(d - r0), (int)j->n, 1.0f, j->x + r0, (int)d,
+                    j->x + r0, (int)d, 0.0f, j->tmp + r0 * d + r0, (int)d);
+        for (int64_t a = r0; a < r0 + nr; a++)
+            for (int64_t b = a; b < d; b++) j->g[a * d + b] += j->tmp[a * d + b];
+    }
+}
+
+static void full_gram_add(llmq_pool *pool, const float *x, int64_t n, int64_t dim, float *tmp, double *g)
+{
+    struct full_job j = { x, n, dim, tmp, g };
+    if (n > 0 && n <= INT32_MAX) llmq_pool_run(pool, full_worker, &j);
+}
+
+/* R (dim, dim) upper triangular with R^T R = g / count + jitter (Cholesky,
+ * LAPACK); the jitter (1e-9 of the largest diagonal, raised while the
+ * factorization fails) keeps a singular Gram matrix factorable.  Returns
+ * 0, or -1 when no jitter helps (non-finite activations). */
+static int full_factor(const double *g, int64_t dim, double count, float *R, double *work)
+{
+    int n = (int)dim, info = 0;
+    double dmax = 0.0;
+    for (int64_t i = 0; i < dim; i++) dmax = fmax(dmax, g[i * dim + i] / count);
+    if (!isfinite(dmax)) return -1;
+    if (!(dmax > 0.0)) dmax = 1.0;
+    for (double jit = 1e-9; jit < 1.0; jit *= 100.0) {
+        for (int64_t a = 0; a < dim; a++)
+            for (int64_t b = a; b < dim; b++) {
+                double v = g[a * dim + b] / count + (a == b ? jit * dmax : 0.0);
+                work[a * dim + b] = work[b * dim + a] = v;
+            }
+        dpotrf_("U", &n, work, &n, &info);
+        if (info) continue;
+        /* column-major U(i, j), i <= j, sits at work[j * n + i] */
+        for (int64_t i = 0; i < dim; i++)
+            for (int64_t c = 0; c < dim; c++) R[i * dim + c] = c >= i ? (float)work[c * dim + i] : 0.0f;
+        return 0;
+    }
+    return -1;
+}
+
 /* ---- the run ---- */
 
 /* Statistics of the fp pass: sum |x| per channel and the subsampled rows. */
@@ -570,6 +743,14 @@ typedef struct {
     int64_t dim[LLMQ_AWQ_NGROUP];
     double *abs_sum[LLMQ_AWQ_NGROUP];
     float *rows[LLMQ_AWQ_NGROUP];       /* (S, dim) */
+    double *gram[LLMQ_AWQ_NGROUP];      /* (dim / group, group, group): block Grams, NULL = none */
+    float *gtmp;                         /* (max dim, group) */
+    double *full[2];                     /* q/k/v and o sites: the whole Gram (dim, dim), NULL = none */
+    float *ftmp;                         /* (max dim, max dim) */
+    float *rfull[2];                     /* their factors R (dim, dim), pseudo-tokens of the search */
+    int rfull_ok[2];                     /* this layer's factor is there */
+    int group;
+    llmq_pool *pool;
     const int32_t *pick;                 /* positions in the current window, sorted */
     int n_pick, base;                    /* how many, index of the first in rows */
 } stats;
@@ -582,6 +763,8 @@ static void stats_obs(void *ctx, int site, const float *x, int T, int64_t dim)
         for (int64_t c = 0; c < dim; c++) a[c] += fabsf(x[(size_t)t * dim + c]);
     for (int i = 0; i < s->n_pick; i++)
         memcpy(s->rows[site] + (size_t)(s->base + i) * dim, x + (size_t)s->pick[i] * dim, (size_t)dim * sizeof(float));
+    if (s->gram[site]) llmq_awq_gram_add(s->pool, x, T, dim, s->group, s->gtmp, s->gram[site]);
+    if (site < 2 && s->full[site]) full_gram_add(s->pool, x, T, dim, s->ftmp, s->full[site]);
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -646,12 +829,6 @@ static void fold_lin(const llmq_model *m, const llmq_awq_layer *A, int k, float 
     free(tmp);
 }
 
-static void scale_cols(float *x, int64_t n, int64_t dim, const float *s)
-{
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t c = 0; c < dim; c++) x[t * dim + c] /= s[c];
-}
-
 static float *vec_div(const float *v, const float *s, int64_t n, llmq_err *err)
 {
     float *o = falloc(n, 1, err);
@@ -673,7 +850,7 @@ void llmq_awq_release(llmq_awq_result *res)
 /* Search and record layer l; W[k] are its fp32 source linears, replaced by
  * the folded ones; X* the subsampled inputs. */
 static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_layer *A, float **W, stats *st,
-                        const double *xmean_all[LLMQ_AWQ_NGROUP], int S, int C, llmq_err *err)
+                        const double *xmean_all[LLMQ_AWQ_NGROUP], int S, double count, llmq_err *err)
 {
     const llmq_config *c = &m->cfg;
     int rc;
@@ -681,6 +858,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
             kvd = (int64_t)c->n_kv_heads * hd;
     int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
     int64_t n_s[LLMQ_AWQ_NGROUP] = { H, kvd, H, FF };
+    double ts = llmq_now();
     float *xm = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), 1, err);
     if (!xm) return err->code;
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
@@ -688,8 +866,9 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
         llmq_awq_group gr;
         memset(&gr, 0, sizeof gr);
-        gr.x = st->rows[g];
-        gr.n = S;
+        int exact = g < 2 && st->rfull_ok[g];
+        gr.x = exact ? st->rfull[g] : st->rows[g];
+        gr.n = exact ? st->dim[g] : S;
         gr.in = st->dim[g];
         if (g == LLMQ_AWQ_G_O) {
             /* one scale per KV channel: the mean |x| of the query heads sharing it */
@@ -723,6 +902,11 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
         }
         if ((rc = llmq_awq_search_scale(o->pool, &gr, &o->q, o->n_grid, o->duo, A->s[g], &A->ratio[g], &A->duo[g],
                                         &A->loss_s1[g], &A->loss_best[g], &A->fallback[g], err))) { free(xm); return rc; }
+        if (exact) {   /* |R dW^T|^2 / (dim rows) -> the MSE per output over the tokens */
+            A->loss_s1[g] *= (double)st->dim[g];
+            A->loss_best[g] *= (double)st->dim[g];
+        }
+        A->exact[g] = exact;
     }
     free(xm);
     /* fold into the fp32 copies and the recorded inputs (paper eq. 5: Q(W s) (s^-1 X)) */
@@ -730,27 +914,32 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     float *so = falloc(qd, 1, err);
     if (!so) return err->code;
     llmq_awq_expand_kv(A->s[LLMQ_AWQ_G_O], c->n_heads, c->n_kv_heads, (int)hd, so);
-    scale_cols(st->rows[LLMQ_AWQ_G_QKV], S, H, A->s[LLMQ_AWQ_G_QKV]);
-    scale_cols(st->rows[LLMQ_AWQ_G_O], S, qd, so);
-    scale_cols(st->rows[LLMQ_AWQ_G_GATEUP], S, H, A->s[LLMQ_AWQ_G_GATEUP]);
-    scale_cols(st->rows[LLMQ_AWQ_G_DOWN], S, FF, A->s[LLMQ_AWQ_G_DOWN]);
-    free(so);
-    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+    double tc = llmq_now();
+    A->sec_scale = tc - ts;
+    /* clip search on every token: the Gram factors of each site's inputs as
+     * the folded weights see them (x / s) */
+    const float *site_s[LLMQ_AWQ_NGROUP] = { A->s[LLMQ_AWQ_G_QKV], so, A->s[LLMQ_AWQ_G_GATEUP], A->s[LLMQ_AWQ_G_DOWN] };
+    float *rf[LLMQ_AWQ_NGROUP] = { 0 };
+    rc = LLMQ_OK;
+    for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) {
         A->clip_mean[k] = 1.0;
         if (!o->clip || (!o->clip_qk && (k == LLMQ_AWQ_Q || k == LLMQ_AWQ_K))) continue;
         int site = k <= LLMQ_AWQ_V ? LLMQ_AWQ_G_QKV : k == LLMQ_AWQ_O ? LLMQ_AWQ_G_O
                  : k == LLMQ_AWQ_DOWN ? LLMQ_AWQ_G_DOWN : LLMQ_AWQ_G_GATEUP;
         int64_t in = st->dim[site];
-        float *xc = falloc(C, in, err);
-        if (!xc) return err->code;
-        for (int i = 0; i < C; i++)
-            memcpy(xc + (size_t)i * in, st->rows[site] + (size_t)((int64_t)i * S / C) * in, (size_t)in * sizeof(float));
-        if (!(A->clip[k] = falloc(rows[k], in / o->q.group, err))) { free(xc); return err->code; }
-        rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, xc, C, &o->q, o->clip_steps, o->max_shrink, A->clip[k],
+        if (!rf[site]) {
+            if (!(rf[site] = falloc(in, o->q.group, err))) { rc = err->code; break; }
+            if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, rf[site], err)))
+                break;
+        }
+        if (!(A->clip[k] = falloc(rows[k], in / o->q.group, err))) { rc = err->code; break; }
+        rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, rf[site], &o->q, o->clip_steps, o->max_shrink, A->clip[k],
                                   &A->clip_before[k], &A->clip_after[k], &A->clip_mean[k], &A->clip_frac[k], err);
-        free(xc);
-        if (rc) return rc;
     }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(rf[g]);
+    free(so);
+    if (rc) return rc;
+    A->sec_clip = llmq_now() - tc;
     return LLMQ_OK;
 }
 
@@ -765,7 +954,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: %d-bit weights are not supported (3 or 4)", o->q.bits);
     if (o->q.group != 32 && o->q.group != 64 && o->q.group != 128)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
-    if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1 || o->clip_tokens < 1)
+    if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: needs samples, seqlen >= 2, a grid and search tokens");
     int64_t H = c->hidden, FF = c->intermediate, hd = c->head_dim, qd = (int64_t)c->n_heads * hd,
             kvd = (int64_t)c->n_kv_heads * hd;
@@ -789,11 +978,11 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     int LW = LLMQ_MIN(o->loss_windows, samples);
     int64_t pool_tokens = (int64_t)SW * T;
     int S = (int)LLMQ_MIN((int64_t)o->search_tokens, pool_tokens);
-    int C = LLMQ_MIN(o->clip_tokens, S);
     int rc = LLMQ_OK;
     float *X = NULL, *W[LLMQ_AWQ_NLIN] = { 0 }, *Q[LLMQ_AWQ_NLIN] = { 0 }, *ref = NULL;
     float *nrm[4] = { 0 };
     int32_t *perm = NULL;
+    double *fwork = NULL;
     stats st;
     memset(&st, 0, sizeof st);
     fwd_ctx f;
@@ -813,7 +1002,23 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     st.dim[0] = H; st.dim[1] = qd; st.dim[2] = H; st.dim[3] = FF;
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
         if (!(st.abs_sum[g] = llmq_calloc((size_t)st.dim[g], sizeof(double), err)) ||
-            !(st.rows[g] = falloc(S, st.dim[g], err))) { rc = err->code; goto fail; }
+            !(st.rows[g] = falloc(S, st.dim[g], err)) ||
+            (o->clip && !(st.gram[g] = llmq_calloc((size_t)st.dim[g], (size_t)o->q.group * sizeof(double), err)))) {
+            rc = err->code;
+            goto fail;
+        }
+    st.group = o->q.group;
+    st.pool = o->pool;
+    int64_t fmax_dim = 0;
+    for (int g = 0; g < 2; g++)
+        if (st.dim[g] <= S) {
+            if (!(st.full[g] = llmq_calloc((size_t)(st.dim[g] * st.dim[g]), sizeof(double), err)) ||
+                !(st.rfull[g] = falloc(st.dim[g], st.dim[g], err))) { rc = err->code; goto fail; }
+            fmax_dim = LLMQ_MAX(fmax_dim, st.dim[g]);
+        }
+    if (fmax_dim && (!(st.ftmp = falloc(fmax_dim, fmax_dim, err)) ||
+                     !(fwork = llmq_calloc((size_t)(fmax_dim * fmax_dim), sizeof(double), err)))) { rc = err->code; goto fail; }
+    if (o->clip && !(st.gtmp = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), o->q.group, err))) { rc = err->code; goto fail; }
     int32_t *pick = (int32_t *)llmq_calloc((size_t)T, sizeof(int32_t), err);
     if (!pick) { rc = err->code; goto fail; }
 
@@ -823,8 +1028,13 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         model_fwd_w(m, l, &fw);
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
             if ((rc = load_lin(m, l, k, &W[k], err))) goto fail_pick;
+        double tl = llmq_now();
         /* 1. fp statistics on the quantized-so-far inputs */
-        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) memset(st.abs_sum[g], 0, (size_t)st.dim[g] * sizeof(double));
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+            memset(st.abs_sum[g], 0, (size_t)st.dim[g] * sizeof(double));
+            if (st.gram[g]) memset(st.gram[g], 0, (size_t)st.dim[g] * (size_t)o->q.group * sizeof(double));
+            if (g < 2 && st.full[g]) memset(st.full[g], 0, (size_t)(st.dim[g] * st.dim[g]) * sizeof(double));
+        }
         int pi = 0;
         for (int w = 0; w < SW; w++) {
             st.base = pi;
@@ -838,8 +1048,13 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             for (int64_t j = 0; j < st.dim[g]; j++) st.abs_sum[g][j] /= (double)pool_tokens;
             xmean[g] = st.abs_sum[g];
         }
+        for (int g = 0; g < 2; g++)
+            st.rfull_ok[g] = st.full[g] && !full_factor(st.full[g], st.dim[g], (double)pool_tokens, st.rfull[g], fwork);
+        double t1 = llmq_now();
+        A->sec_stats = t1 - tl;
         /* 2-3. scale and clip searches */
-        if ((rc = search_layer(m, o, A, W, &st, xmean, S, C, err))) goto fail_pick;
+        if ((rc = search_layer(m, o, A, W, &st, xmean, S, (double)pool_tokens, err))) goto fail_pick;
+        double t2 = llmq_now();
         /* loss windows: fp reference and RTN */
         int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
         for (int w = 0; w < LW; w++) {
@@ -894,6 +1109,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             if (w < LW) sum += mse(X + (size_t)w * T * H, ref + (size_t)w * T * H, (size_t)T * H);
         }
         A->out_awq = LW > 0 ? sum / LW : NAN;
+        A->sec_fwd = llmq_now() - t2;
         if (LW == 0) A->out_rtn = NAN;
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
         for (int i = 0; i < 4; i++) { free(nrm[i]); nrm[i] = NULL; }
@@ -905,7 +1121,11 @@ fail_pick:
 fail:
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(W[k]); free(Q[k]); }
     for (int i = 0; i < 4; i++) free(nrm[i]);
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); free(st.gram[g]); }
+    for (int g = 0; g < 2; g++) { free(st.full[g]); free(st.rfull[g]); }
+    free(st.gtmp);
+    free(st.ftmp);
+    free(fwork);
     free(perm);
     free(X);
     free(ref);
@@ -990,7 +1210,6 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON_AddNumberToObject(j, "clip_steps", o->clip_steps);
     cJSON_AddNumberToObject(j, "max_shrink", o->max_shrink);
     cJSON_AddNumberToObject(j, "search_tokens", o->search_tokens);
-    cJSON_AddNumberToObject(j, "clip_tokens", o->clip_tokens);
     cJSON_AddNumberToObject(j, "stat_windows", o->stat_windows);
     cJSON_AddNumberToObject(j, "calib_tokens", res->tokens);
     char seed[24];
@@ -1002,13 +1221,15 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
         const llmq_awq_layer *A = &res->layers[l];
         cJSON *e = cJSON_CreateObject(), *ratio = cJSON_AddObjectToObject(e, "ratio"),
               *sl = cJSON_AddObjectToObject(e, "search_mse"), *fb = cJSON_AddArrayToObject(e, "fallback_s1"),
-              *cl = cJSON_AddObjectToObject(e, "clip"), *duo = cJSON_AddArrayToObject(e, "duo");
+              *cl = cJSON_AddObjectToObject(e, "clip"), *duo = cJSON_AddArrayToObject(e, "duo"),
+              *ex = cJSON_AddArrayToObject(e, "search_all_tokens");
         cJSON_AddNumberToObject(e, "layer", l);
         for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
             cJSON_AddNumberToObject(ratio, group_names[g], A->ratio[g]);
             if (A->duo[g]) cJSON_AddItemToArray(duo, cJSON_CreateString(group_names[g]));
             cJSON_AddItemToObject(sl, group_names[g], pair(A->loss_s1[g], A->loss_best[g]));
             if (A->fallback[g]) { cJSON_AddItemToArray(fb, cJSON_CreateString(group_names[g])); fallbacks++; }
+            if (A->exact[g]) cJSON_AddItemToArray(ex, cJSON_CreateString(group_names[g]));
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
             if (!A->clip[k]) continue;
@@ -1022,4 +1243,19 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     }
     cJSON_AddNumberToObject(j, "fallbacks", fallbacks);
     return j;
+}
+
+void llmq_awq_json_add_seconds(cJSON *j, const llmq_awq_result *res)
+{
+    cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
+    for (int l = 0; l < res->n_layers && layers; l++) {
+        cJSON *e = cJSON_GetArrayItem(layers, l);
+        const llmq_awq_layer *A = &res->layers[l];
+        cJSON *sec = e ? cJSON_AddObjectToObject(e, "seconds") : NULL;
+        if (!sec) return;
+        cJSON_AddNumberToObject(sec, "stats", A->sec_stats);
+        cJSON_AddNumberToObject(sec, "scale", A->sec_scale);
+        cJSON_AddNumberToObject(sec, "clip", A->sec_clip);
+        cJSON_AddNumberToObject(sec, "forward", A->sec_fwd);
+    }
 }

@@ -12,7 +12,9 @@
  *      minimising the MSE of the group's output with fake-quantized
  *      weights (paper section 3.2, eq. 4-5);
  *   3. per output row and group, the range is shrunk over a grid and the
- *      clip minimising the linear's output error is kept (llm-awq auto_clip);
+ *      clip minimising the linear's output error is kept (llm-awq auto_clip),
+ *      the error measured on every calibration token through per-group
+ *      Gram matrices gathered in step 1;
  *   4. the quantized block runs on all windows to feed the next one.
  * Only the scales and clips are kept; the packer recomputes each tensor
  * from the mmap through llmq_awq_provider, so memory stays bounded.
@@ -45,7 +47,6 @@ typedef struct {
     int clip_steps;      /* shrink steps (20) */
     double max_shrink;   /* the range shrinks down to 1 - max_shrink (0.5) */
     int search_tokens;   /* tokens subsampled for the scale search */
-    int clip_tokens;     /* of those, tokens used by the clip search */
     int stat_windows;    /* windows the fp statistics pass runs on (0 = all) */
     int loss_windows;    /* windows the per-layer output loss is measured on */
     uint64_t seed;       /* token subsample */
@@ -63,11 +64,13 @@ typedef struct {
     double ratio[LLMQ_AWQ_NGROUP]; /* chosen r */
     int duo[LLMQ_AWQ_NGROUP];      /* chosen s was x^r / w^(1-r) */
     int fallback[LLMQ_AWQ_NGROUP]; /* every loss was non-finite: s = 1 */
+    int exact[LLMQ_AWQ_NGROUP];    /* searched on every token (Gram factor), not the subsample */
     double loss_s1[LLMQ_AWQ_NGROUP], loss_best[LLMQ_AWQ_NGROUP];   /* search MSE at s = 1 and chosen */
     double clip_before[LLMQ_AWQ_NLIN], clip_after[LLMQ_AWQ_NLIN];   /* clip search MSE */
     double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept */
     double clip_frac[LLMQ_AWQ_NLIN];   /* fraction of (row, group) clipped */
     double out_rtn, out_awq;        /* layer output MSE vs fp on loss windows: RTN, AWQ */
+    double sec_stats, sec_scale, sec_clip, sec_fwd;   /* wall seconds of each phase */
 } llmq_awq_layer;
 
 typedef struct {
@@ -94,6 +97,10 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
 
 /* What the run chose, for the packed metadata and --json (owned). */
 cJSON *llmq_awq_json(const llmq_awq_result *res);
+/* Adds each layer's wall seconds per phase (statistics pass, scale search,
+ * clip search, quantized forward) to j, an llmq_awq_json object: for --json,
+ * never for the file, whose bytes a seed fixes. */
+void llmq_awq_json_add_seconds(cJSON *j, const llmq_awq_result *res);
 
 /* ---- building blocks (exported for tests) ---- */
 
@@ -133,12 +140,31 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
                           float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,
                           llmq_err *err);
 
-/* Clip search for w (rows, cols) fed x (n, cols): per row and group, the
- * clip among max|w| * (1 - i * max_shrink / steps), i = 0..steps-1, with the
- * least output error sum_t (x_t,g . (w - q(w))_g)^2; clip (rows, cols/group),
- * +Inf where no shrink is kept.  Sums of errors before / after into *before,
- * *after (MSE per output element), mean shrink and fraction clipped. */
-int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *x, int64_t n,
+/* The clip search sees its inputs only through the Gram matrix of each
+ * group of columns, G_k = sum_t x_t,k x_t,k^T (group x group), accumulated
+ * over every calibration token: the error of a weight change d in group k
+ * is sum_t (x_t,k . d)^2 = d^T G_k d = |R_k d|^2 for any R_k with
+ * R_k^T R_k = G_k, so a (group x group) factor stands in for all the tokens.
+ *
+ * llmq_awq_gram_add: gram (cols/group, group, group) += the block-diagonal
+ * Gram of x (n, cols); tmp holds cols * group floats. */
+void llmq_awq_gram_add(llmq_pool *pool, const float *x, int64_t n, int64_t cols, int group, float *tmp, double *gram);
+
+/* r (cols/group, group, group), each block R_k with R_k^T R_k =
+ * D G_k D / count, D = diag(1 / s) (s NULL = 1: the inputs of weights whose
+ * columns were multiplied by s), through the eigendecomposition
+ * (eigenvalues below zero, from rounding, count as zero). */
+int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
+                         float *r, llmq_err *err);
+
+/* Clip search for w (rows, cols) whose inputs have the Gram factors r
+ * (llmq_awq_gram_factor): per row and group, the clip among
+ * max|w| * (1 - i * max_shrink / steps), i = 0..steps-1, with the least
+ * output error |R_k (w - q(w))_k|^2 (the mean over the tokens of
+ * (x_t,k . (w - q(w))_k)^2); clip (rows, cols/group), +Inf where no shrink
+ * is kept.  Mean output error per token and row before / after into
+ * *before, *after, mean shrink and fraction clipped. */
+int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
                          const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
                          double *before, double *after, double *mean_shrink, double *frac, llmq_err *err);
 

@@ -5,7 +5,7 @@
 M=testdata/tiny-qwen2-gqa
 TC=build/tools/tcheck
 TXT=README.md
-FAST="--samples 2 --seqlen 64 --search-tokens 96 --clip-tokens 48 --n-grid 4 --loss-windows 1"
+FAST="--samples 2 --seqlen 64 --search-tokens 96 --n-grid 4 --loss-windows 1"
 
 expect_out 'Usage|usage' llmq awq --help
 # usage errors

@@ -9,7 +9,7 @@ M="$SHARED/models/tiny-qwen2-gqa"
 EVAL="$SHARED/data/eval/dorian_gray.txt"
 TRAIN="$SHARED/data/train"
 if [ ! -d "$M" ] || [ ! -f "$EVAL" ]; then echo "no $M or $EVAL: set LLMQ_SHARED"; echo "0 passed, 1 failed"; exit 1; fi
-FAST="--text $TRAIN --samples 16 --seqlen 256 --search-tokens 1024 --clip-tokens 512"
+FAST="--text $TRAIN --samples 16 --seqlen 256 --search-tokens 1024"
 V="--text $EVAL --ctx 512 --max-windows 24"
 
 expect_code 0 llmq verify "$M" $V --kld-save "$TMP/base.kld"

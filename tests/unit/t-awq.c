@@ -178,6 +178,59 @@ TEST(scale_search_gqa_outliers)
     free(x); free(W);
 }
 
+/* The clip search fed inputs x (n, cols) through their Gram factors. */
+static int clip_x(const float *W, int rows, int cols, const float *x, int n, const llmq_awq_qcfg *q, float *clip,
+                  double *before, double *after, double *shrink, double *frac, llmq_err *err)
+{
+    double *g = calloc((size_t)cols * q->group, sizeof(double));
+    float *tmp = malloc(sizeof(float) * cols * q->group), *r = malloc(sizeof(float) * cols * q->group);
+    llmq_awq_gram_add(NULL, x, n, cols, q->group, tmp, g);
+    int rc = llmq_awq_gram_factor(NULL, g, cols, q->group, NULL, n, r, err);
+    if (!rc) rc = llmq_awq_search_clip(NULL, W, rows, cols, r, q, 20, 0.5, clip, before, after, shrink, frac, err);
+    free(g); free(tmp); free(r);
+    return rc;
+}
+
+/* The Gram factor stands in for the tokens: |R_k d|^2 equals the mean over
+ * the tokens of (x_t,k . d)^2 (with the inputs divided by s), also when the
+ * tokens are fewer than the group (a singular Gram matrix). */
+TEST(gram_factor_matches_tokens)
+{
+    enum { C = 256, G = 128 };
+    for (int trial = 0; trial < 3; trial++) {
+        int n = trial == 2 ? 40 : 700;
+        float *x = malloc(sizeof(float) * n * C), *tmp = malloc(sizeof(float) * C * G), *r = malloc(sizeof(float) * C * G);
+        double *g = calloc((size_t)C * G, sizeof(double));
+        float s[C], d[C];
+        for (int i = 0; i < n * C; i++) x[i] = gauss() * ((i % C) == 7 ? 50.0f : 1.0f) + (trial == 1 ? 3.0f : 0.0f);
+        for (int c = 0; c < C; c++) s[c] = trial == 0 ? 1.0f : 0.5f + frand();
+        /* two calls accumulate: the rows in two halves */
+        llmq_awq_gram_add(NULL, x, n / 2, C, G, tmp, g);
+        llmq_awq_gram_add(NULL, x + (n / 2) * C, n - n / 2, C, G, tmp, g);
+        llmq_err err = { 0, "" };
+        CHECK_EQ_INT(llmq_awq_gram_factor(NULL, g, C, G, s, n, r, &err), LLMQ_OK);
+        for (int rep = 0; rep < 5; rep++) {
+            for (int c = 0; c < C; c++) d[c] = gauss();
+            for (int k = 0; k < C / G; k++) {
+                double want = 0, got = 0;
+                for (int t = 0; t < n; t++) {
+                    double a = 0;
+                    for (int e = 0; e < G; e++) a += (double)x[t * C + k * G + e] / s[k * G + e] * d[k * G + e];
+                    want += a * a;
+                }
+                want /= n;
+                for (int i = 0; i < G; i++) {
+                    double a = 0;
+                    for (int e = 0; e < G; e++) a += (double)r[(size_t)k * G * G + i * G + e] * d[k * G + e];
+                    got += a * a;
+                }
+                CHECK_MSG(fabs(got - want) <= 1e-4 * want, "trial %d block %d: %g vs %g", trial, k, got, want);
+            }
+        }
+        free(x); free(tmp); free(r); free(g);
+    }
+}
+
 /* A weight matrix with one planted outlier per row group on a column whose
  * input is tiny: clipping it costs nothing and refines the other codes. */
 TEST(clip_search_planted_outlier)
@@ -191,7 +244,7 @@ TEST(clip_search_planted_outlier)
     llmq_awq_qcfg q = { 4, 128, 0 };
     double before, after, shrink, frac;
     llmq_err err = { 0, "" };
-    CHECK_EQ_INT(llmq_awq_search_clip(NULL, W, R, C, x, N, &q, 20, 0.5, clip, &before, &after, &shrink, &frac, &err), LLMQ_OK);
+    CHECK_EQ_INT(clip_x(W, R, C, x, N, &q, clip, &before, &after, &shrink, &frac, &err), LLMQ_OK);
     CHECK(after <= before);
     CHECK_MSG(after < 0.5 * before, "after %g before %g", after, before);
     for (int r = 0; r < R / 2; r++)
@@ -241,7 +294,7 @@ TEST(nonfinite_fallbacks)
     (void)before; (void)after;
     memset(Wz, 0, sizeof Wz);
     for (int i = 0; i < N * H; i++) x[i] = gauss();
-    CHECK_EQ_INT(llmq_awq_search_clip(NULL, Wz, R, H, x, N, &q, 20, 0.5, clip, &b2, &a2, &sh, &fr, &err), LLMQ_OK);
+    CHECK_EQ_INT(clip_x(Wz, R, H, x, N, &q, clip, &b2, &a2, &sh, &fr, &err), LLMQ_OK);
     CHECK(b2 == 0.0 && a2 == 0.0);
     for (int r = 0; r < R; r++) CHECK(isinf(clip[r]));
 }
