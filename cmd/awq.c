@@ -27,7 +27,7 @@ static opt_def awq_opts[] = {
     { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0 },
     { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0 },
     { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0 },
-    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 1024)", NULL, 1, 1 << 24, NULL, 0 },
+    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 2048)", NULL, 1, 1 << 24, NULL, 0 },
     { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on (default 0: all)", NULL, 0, 100000, NULL, 0 },
     { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on (default 2)", NULL, 0, 100000, NULL, 0 },
     { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample (default 0)", NULL, 0, 2147483647, NULL, 0 },
@@ -55,7 +55,7 @@ int cmd_awq(int argc, char **argv)
     o.samples = 128;
     o.seqlen = 512;
     o.n_grid = 20;
-    o.search_tokens = 1024;
+    o.search_tokens = 2048;
     o.loss_windows = 2;
     o.threads = 2;
     char *args[1];

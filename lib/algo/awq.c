@@ -25,7 +25,7 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
     o->clip_qk = 1;
     o->clip_steps = 20;
     o->max_shrink = 0.5;
-    o->search_tokens = 1024;
+    o->search_tokens = 2048;
     o->loss_windows = 2;
 }
 
@@ -277,6 +277,37 @@ static void weight_mean(const llmq_awq_group *g, int group, double *wm_in, float
     }
 }
 
+/* Candidate i of the grid: r = (i mod n_grid) / n_grid, duo for i >= n_grid;
+ * sc (n_s) normalised, sx (in) expanded over the query heads.  Returns
+ * whether every scale is finite and positive. */
+static int candidate(const llmq_awq_group *g, int n_grid, int i, const float *wm, float *sc, float *sx)
+{
+    int64_t n_s = g->heads > 0 ? (int64_t)g->kv_heads * g->head_dim : g->in;
+    int d = i >= n_grid;
+    double r = (double)(i % n_grid) / n_grid;
+    float mx = 0.0f, mn = INFINITY;
+    for (int64_t c = 0; c < n_s; c++) {
+        float v = powf(g->xmean[c], (float)r);    /* r = 0: 1 even for 0, NaN, Inf */
+        if (d) v /= powf(wm[c], (float)(1.0 - r)) + 1e-4f;
+        v = isnan(v) ? NAN : fmaxf(v, S_MIN);
+        sc[c] = v;
+        mx = fmaxf(mx, v);
+        mn = fminf(mn, v);
+    }
+    float norm = sqrtf(mx * mn);
+    for (int64_t c = 0; c < n_s; c++) sc[c] /= norm;
+    if (g->heads > 0) llmq_awq_expand_kv(sc, g->heads, g->kv_heads, g->head_dim, sx);
+    else memcpy(sx, sc, (size_t)n_s * sizeof(float));
+    int finite = 1;
+    for (int64_t c = 0; c < g->in; c++) finite &= isfinite(sx[c]) && sx[c] > 0.0f;
+    return finite;
+}
+
+/* The coarse stage sees 1 / SEARCH_COARSE of the search tokens; this many
+ * of its best candidates (and s = 1) go on to the stage on all of them. */
+#define SEARCH_KEEP 4
+#define SEARCH_COARSE 8
+
 int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
                           float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,
                           llmq_err *err)
@@ -285,49 +316,72 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
     int64_t out_cols = 0, maxrows = 0;
     for (int i = 0; i < g->n_w; i++) { out_cols += g->rows[i]; maxrows = LLMQ_MAX(maxrows, g->rows[i]); }
     if (g->down) out_cols = g->down_rows;
+    int n_cand = (duo ? 2 : 1) * n_grid;
+    /* two stages when asked: every candidate on n_coarse evenly spaced
+     * tokens, then the SEARCH_KEEP best and s = 1 on all n */
+    int64_t nc = g->n_coarse > 0 && g->n_coarse < g->n && n_cand > SEARCH_KEEP + 1 ? g->n_coarse : 0;
     float *ref = falloc(g->n, out_cols, err), *cur = ref ? falloc(g->n, out_cols, err) : NULL;
     float *hg = cur ? falloc(g->n, maxrows, err) : NULL, *hu = hg ? falloc(g->n, maxrows, err) : NULL;
     float *sc = hu ? falloc(n_s, 1, err) : NULL, *sx = sc ? falloc(g->in, 1, err) : NULL;
     float *wm = sx ? falloc(n_s, 1, err) : NULL;
     double *wm_in = wm ? llmq_calloc((size_t)g->in, sizeof(double), err) : NULL;
+    double *loss1 = wm_in ? llmq_calloc((size_t)n_cand, sizeof(double), err) : NULL;
+    float *xc = loss1 && nc ? falloc(nc, g->in, err) : NULL;
     float *wq[3] = { 0 };
-    int rc = wm_in ? LLMQ_OK : err->code;
+    int rc = loss1 && (!nc || xc) ? LLMQ_OK : err->code;
     for (int i = 0; i < g->n_w && !rc; i++)
         if (!(wq[i] = falloc(g->rows[i], g->in, err))) rc = err->code;
     if (rc) goto out;
     if (duo) weight_mean(g, q->group, wm_in, wm);
+    int *pick = NULL, n_pick = n_cand;
+    int picked[SEARCH_KEEP + 1];
+    if (nc) {
+        /* stage 1 on the coarse tokens: rows 0, n/nc, 2n/nc, ... */
+        for (int64_t t = 0; t < nc; t++)
+            memcpy(xc + t * g->in, g->x + (t * g->n / nc) * g->in, (size_t)g->in * sizeof(float));
+        llmq_awq_group g1 = *g;
+        g1.x = xc;
+        g1.n = nc;
+        group_out(pool, &g1, g->w, ref, hg, hu);
+        for (int i = 0; i < n_cand; i++) {
+            loss1[i] = INFINITY;
+            if (!candidate(g, n_grid, i, wm, sc, sx)) continue;
+            for (int k = 0; k < g->n_w; k++)
+                if ((rc = fake_quant(pool, q, g->w[k], g->rows[k], g->in, sx, NULL, wq[k], err))) goto out;
+            group_out(pool, &g1, (const float *const *)wq, cur, hg, hu);
+            loss1[i] = mse(cur, ref, (size_t)nc * (size_t)out_cols);
+            if (!isfinite(loss1[i])) loss1[i] = INFINITY;
+        }
+        /* s = 1, then the best SEARCH_KEEP others (ties: the lower index) */
+        n_pick = 0;
+        picked[n_pick++] = 0;
+        for (int k = 0; k < SEARCH_KEEP; k++) {
+            int b = -1;
+            for (int i = 1; i < n_cand; i++) {
+                int used = 0;
+                for (int u = 0; u < n_pick; u++) used |= picked[u] == i;
+                if (!used && isfinite(loss1[i]) && (b < 0 || loss1[i] < loss1[b])) b = i;
+            }
+            if (b >= 0) picked[n_pick++] = b;
+        }
+        pick = picked;
+    }
     group_out(pool, g, g->w, ref, hg, hu);
     size_t nout = (size_t)g->n * (size_t)out_cols;
     double best = INFINITY;
     int best_i = -1;
     *loss_s1 = NAN;
-    for (int i = 0; i < (duo ? 2 : 1) * n_grid; i++) {
-        int d = i >= n_grid;
-        double r = (double)(i % n_grid) / n_grid;
-        float mx = 0.0f, mn = INFINITY;
-        for (int64_t c = 0; c < n_s; c++) {
-            float v = powf(g->xmean[c], (float)r);    /* r = 0: 1 even for 0, NaN, Inf */
-            if (d) v /= powf(wm[c], (float)(1.0 - r)) + 1e-4f;
-            v = isnan(v) ? NAN : fmaxf(v, S_MIN);
-            sc[c] = v;
-            mx = fmaxf(mx, v);
-            mn = fminf(mn, v);
-        }
-        float norm = sqrtf(mx * mn);
-        for (int64_t c = 0; c < n_s; c++) sc[c] /= norm;
-        if (g->heads > 0) llmq_awq_expand_kv(sc, g->heads, g->kv_heads, g->head_dim, sx);
-        else memcpy(sx, sc, (size_t)n_s * sizeof(float));
-        int finite = 1;
-        for (int64_t c = 0; c < g->in; c++) finite &= isfinite(sx[c]) && sx[c] > 0.0f;
+    for (int k = 0; k < n_pick; k++) {
+        int i = pick ? pick[k] : k;
         double loss = INFINITY;
-        if (finite) {
-            for (int k = 0; k < g->n_w; k++)
-                if ((rc = fake_quant(pool, q, g->w[k], g->rows[k], g->in, sx, NULL, wq[k], err))) goto out;
+        if (candidate(g, n_grid, i, wm, sc, sx)) {
+            for (int w = 0; w < g->n_w; w++)
+                if ((rc = fake_quant(pool, q, g->w[w], g->rows[w], g->in, sx, NULL, wq[w], err))) goto out;
             group_out(pool, g, (const float *const *)wq, cur, hg, hu);
             loss = mse(cur, ref, nout);
         }
         if (i == 0) *loss_s1 = loss;
-        if (isfinite(loss) && loss < best) {
+        if (isfinite(loss) && (loss < best || (loss == best && i < best_i))) {
             best = loss;
             best_i = i;
             memcpy(s, sc, (size_t)n_s * sizeof(float));
@@ -345,7 +399,7 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
     }
 out:
     for (int i = 0; i < 3; i++) free(wq[i]);
-    free(ref); free(cur); free(hg); free(hu); free(sc); free(sx); free(wm); free(wm_in);
+    free(ref); free(cur); free(hg); free(hu); free(sc); free(sx); free(wm); free(wm_in); free(loss1); free(xc);
     return rc;
 }
 
@@ -869,6 +923,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
         int exact = g < 2 && st->rfull_ok[g];
         gr.x = exact ? st->rfull[g] : st->rows[g];
         gr.n = exact ? st->dim[g] : S;
+        gr.n_coarse = exact ? 0 : S / SEARCH_COARSE;
         gr.in = st->dim[g];
         if (g == LLMQ_AWQ_G_O) {
             /* one scale per KV channel: the mean |x| of the query heads sharing it */

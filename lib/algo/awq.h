@@ -10,7 +10,10 @@
  *   2. per group of linears sharing an input (q/k/v; v->o; gate/up;
  *      up->down) s = mean|x|^r / sqrt(max * min), r on a grid in [0, 1),
  *      minimising the MSE of the group's output with fake-quantized
- *      weights (paper section 3.2, eq. 4-5);
+ *      weights (paper section 3.2, eq. 4-5): every candidate on 1/8 of the
+ *      token subsample, the 4 best and s = 1 on all of it; q/k/v and o
+ *      on every token through the Gram factor where their input is no
+ *      wider than the subsample;
  *   3. per output row and group, the range is shrunk over a grid and the
  *      clip minimising the linear's output error is kept (llm-awq auto_clip),
  *      the error measured on every calibration token through per-group
@@ -135,6 +138,8 @@ typedef struct {
     int n_w;
     const float *w[3]; int64_t rows[3];
     const float *down; int64_t down_rows;
+    int64_t n_coarse;   /* > 0: first every candidate on n_coarse evenly spaced
+                           tokens of x, then only s = 1 and the 4 best on all n */
 } llmq_awq_group;
 int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
                           float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,

@@ -164,7 +164,7 @@ TEST(scale_search_gqa_outliers)
             for (int r = 0; r < NH / NKV; r++) a += fabsf(x[t * qd + ((j / HD) * (NH / NKV) + r) * HD + j % HD]);
         xm[j] = (float)(a / (N * (NH / NKV)));
     }
-    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0 };
+    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0 };
     llmq_awq_qcfg q = { 4, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -272,7 +272,7 @@ TEST(nonfinite_fallbacks)
     for (int i = 0; i < R * H; i++) W[i] = gauss();
     for (int i = 0; i < N * H; i++) x[i] = (i % H) < 64 ? 0.0f : gauss() * 1e-30f;
     for (int c = 0; c < H; c++) xm[c] = c < 64 ? 0.0f : 1e-30f;
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0 };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0 };
     llmq_awq_qcfg q = { 4, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -313,13 +313,22 @@ TEST(scale_search_mlp_group)
         for (int t = 0; t < N; t++) a += fabsf(x[t * H + c]);
         xm[c] = (float)(a / N);
     }
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0 };
     llmq_awq_qcfg q = { 3, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
     llmq_err err = { 0, "" };
     CHECK_EQ_INT(llmq_awq_search_scale(NULL, &g, &q, 20, 1, s, &ratio, &pd, &l1, &lb, &fb, &err), LLMQ_OK);
     CHECK(!fb && ratio > 0 && lb < l1);
+    /* two stages (every candidate on 32 tokens, the best 4 and s = 1 on
+     * all 128): s = 1's loss is the same, and the pick is within 2% of the
+     * full search's, never worse than s = 1 */
+    float s2[H];
+    double ratio2, l12, lb2;
+    g.n_coarse = 32;
+    CHECK_EQ_INT(llmq_awq_search_scale(NULL, &g, &q, 20, 1, s2, &ratio2, &pd, &l12, &lb2, &fb, &err), LLMQ_OK);
+    CHECK(!fb && l12 == l1 && lb2 <= l12);
+    CHECK_MSG(lb2 <= 1.02 * lb, "two-stage %g, full %g", lb2, lb);
     free(x); free(Wg); free(Wu); free(Wd);
 }
 
