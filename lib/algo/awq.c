@@ -31,15 +31,6 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
 
 /* ---- small blocks ---- */
 
-/* The smallest f16 >= s, for 0 < s: int4.c's rule. */
-static uint16_t f16_ceil(float s)
-{
-    if (s >= 65504.0f) return llmq_f32_to_f16(65504.0f);
-    uint16_t h = llmq_f32_to_f16(s);
-    if (llmq_f16_to_f32(h) < s) h++;
-    return h;
-}
-
 /* Round half to even without a libm call (the current rounding mode is
  * round-to-nearest): exact for |v| < 2^51. */
 static inline double rne(double v)
@@ -82,7 +73,7 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
         return;
     }
     double rq = range / maxq;
-    float sf = llmq_f16_to_f32(f16_ceil((float)(rq < 65504.0 ? rq : 65504.0)));
+    float sf = llmq_f16_to_f32(llmq_f16_ceil((float)(rq < 65504.0 ? rq : 65504.0)));
     int z = 8, lo = sym ? 8 - (int)maxq : 0, hi = sym ? 8 + (int)maxq : (int)maxq;
     if (!sym) {
         double zf = rq > 65504.0 ? maxq * -mn / range : -mn / sf;

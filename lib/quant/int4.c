@@ -7,8 +7,7 @@
 
 #define F16_MAX 65504.0f
 
-/* The smallest f16 >= s, for 0 < s (<= 65504 after clamping). */
-static uint16_t f16_ceil(float s)
+uint16_t llmq_f16_ceil(float s)
 {
     if (s >= F16_MAX) return llmq_f32_to_f16(F16_MAX);
     uint16_t h = llmq_f32_to_f16(s);
@@ -44,7 +43,7 @@ static void quantize_row_bits(int bits, const float *w, int64_t cols, int group,
         double range = sym ? fmax(mx, -mn) : mx - mn;
         float sf = 0.0f;
         if (range > 0.0) {
-            scales[g] = f16_ceil((float)fmin(range / maxq, F16_MAX));
+            scales[g] = llmq_f16_ceil((float)fmin(range / maxq, F16_MAX));
             sf = llmq_f16_to_f32(scales[g]);
         } else {
             scales[g] = 0;                  /* all-zero group: codes 0 (sym: 8) */

@@ -99,6 +99,10 @@ int llmq_mx8_quantize(const float *w, int64_t rows, int64_t cols, llmq_mx_rule r
 void llmq_mx8_quantize_row(const float *w, int64_t cols, llmq_mx_rule rule, int8_t *codes, uint8_t *scales);
 void llmq_mx8_dequantize_row(const int8_t *codes, const uint8_t *scales, int64_t cols, float *out);
 
+/* The smallest f16 >= s, for 0 < s (65504 for s >= 65504): the group scale
+ * rule of int4.c, which AWQ's search imitates. */
+uint16_t llmq_f16_ceil(float s);
+
 /* ---- INT3 in the INT4 layout (int4.c) ----
  * 3-bit codes stored one per nibble exactly as LLMQ_W_Q4 stores its codes,
  * so the Q4 kernels run it unchanged (4 bits per weight on disk; the
