@@ -16,21 +16,11 @@
 #   TRADEOFF=0  skip the --search-tokens table; TABLE=0 skip the main table
 #   TOKENS="..." --search-tokens values of the trade-off table
 #   SKIP_BASE=1 leave tiny-llama-mha itself out of the main table
-cd "$(dirname "$0")/.." || exit 2
-SHARED=${LLMQ_SHARED:-../shared}
-LLMQ=${LLMQ:-./llmq}
-TC=build/tools/tcheck
-[ -x "$LLMQ" ] || make -s llmq || exit 2
-[ -x "$TC" ] || make -s tools >/dev/null || exit 2
+. "$(dirname "$0")/lib.sh"
 BASE="$SHARED/models/tiny-llama-mha"
-EVAL="$SHARED/data/eval/dorian_gray.txt"
-TRAIN="$SHARED/data/train"
 SAMPLES=${SAMPLES:-128}
 SEEDS=${SEEDS:-1}
-win=""
-[ -n "${WINDOWS:-}" ] && win="--max-windows $WINDOWS"
-T=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench-awq.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+bench_tmp awq
 
 models="tiny-llama-mha"
 [ "${SKIP_BASE:-0}" = 1 ] && models=""
@@ -39,7 +29,6 @@ for s in $SEEDS; do
     models="$models planted-s$s"
 done
 src() { if [ "$1" = tiny-llama-mha ]; then echo "$BASE"; else echo "$T/$1"; fi; }
-f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 f3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
 f5() { awk -v x="$1" 'BEGIN { printf "%.5f", x }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }

@@ -2,15 +2,9 @@
 # bench/gqa-speed.sh - decode speed of tiny-llama-mha converted to G KV heads
 # (the shape is what matters: mean-pooled models, no uptraining), median of
 # three `llmq verify --bench` runs each.  GS="8 4 2 1" (8 = the MHA model).
-cd "$(dirname "$0")/.." || exit 2
-SHARED=${LLMQ_SHARED:-../shared}
-LLMQ=${LLMQ:-./llmq}
-TC=build/tools/tcheck
-[ -x "$LLMQ" ] || make -s llmq || exit 2
-[ -x "$TC" ] || make -s tools >/dev/null || exit 2
+. "$(dirname "$0")/lib.sh"
 M=${MODEL:-$SHARED/models/tiny-llama-mha}
-T=$(mktemp -d "${TMPDIR:-/tmp}/llmq-gqa-speed.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+bench_tmp gqa-speed
 echo "### Decode speed by KV heads (tiny-llama-mha converted, llmq verify --bench, 2 threads)"
 echo
 echo "| KV heads | decode tok/s (median of 3) | prefill tok/s |"

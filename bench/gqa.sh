@@ -15,28 +15,13 @@
 #   OUT=DIR       keep the converted models there (default: a temp dir)
 #   MODEL=DIR     another model (default ../shared/models/tiny-llama-mha)
 # Timings on 2 shared cores are noisy: compare ratios within one run.
-cd "$(dirname "$0")/.." || exit 2
-SHARED=${LLMQ_SHARED:-../shared}
-LLMQ=${LLMQ:-./llmq}
-TC=build/tools/tcheck
-[ -x "$LLMQ" ] || make -s llmq || exit 2
-[ -x "$TC" ] || make -s tools >/dev/null || exit 2
+. "$(dirname "$0")/lib.sh"
 M=${MODEL:-$SHARED/models/tiny-llama-mha}
-EVAL="$SHARED/data/eval/dorian_gray.txt"
-TRAIN="$SHARED/data/train"
 GS=${GS:-4 2 1}
 UPTRAIN=${UPTRAIN:-activation}
-win=""
-[ -n "${WINDOWS:-}" ] && win="--max-windows $WINDOWS"
 steps=""
 [ -n "${STEPS:-}" ] && steps="--steps $STEPS"
-if [ -n "${OUT:-}" ]; then T=$OUT; mkdir -p "$T" || exit 2; else
-    T=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench-gqa.XXXXXX")
-    trap 'rm -rf "$T"' EXIT
-fi
-j() { $TC json "$1" "$2"; }
-f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
-f4() { awk -v x="$1" 'BEGIN { printf "%.4f", x }'; }
+if [ -n "${OUT:-}" ]; then T=$OUT; mkdir -p "$T" || exit 2; else bench_tmp gqa; fi
 avg() { awk -v s="$1" 'BEGIN { gsub(/[][]/, "", s); n = split(s, a, ","); t = 0; for (i = 1; i <= n; i++) t += a[i]; printf "%.3f", t / n }'; }
 
 "$LLMQ" verify "$M" --text "$EVAL" $win --kld-save "$T/base.kld" --json >"$T/base.json" || exit 1
