@@ -16,7 +16,7 @@ static struct {
 } o;
 
 static opt_def awq_opts[] = {
-    { "output", OPT_STRING, &o.out, "DIR", "write the packed model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
     { "text", OPT_STRING, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0 },
     { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout) (default 4)", NULL, 3, 4, NULL, 0 },
     { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
@@ -31,10 +31,10 @@ static opt_def awq_opts[] = {
     { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on (default 0: all)", NULL, 0, 100000, NULL, 0 },
     { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on (default 2)", NULL, 0, 100000, NULL, 0 },
     { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample (default 0)", NULL, 0, 2147483647, NULL, 0 },
-    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
+    OPT_ROW_THREADS(o.threads),
     { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (scaled and clipped, not quantized)", NULL, 0, 0, NULL, 0 },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
 };
 
 static const cmd_spec awq_spec = {

@@ -25,12 +25,12 @@ static opt_def calibrate_opts[] = {
     { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 1 << 20, NULL, 0 },
     { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler (integer 0..2^53, default 0)", NULL, 0, 9007199254740992.0, NULL, 0 },
     { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches (default 256)", NULL, 0, 1 << 16, NULL, 0 },
-    { "output", OPT_STRING, &o.out, "FILE", "write the statistics to FILE (safetensors)", NULL, 0, 0, NULL, 'o' },
+    OPT_ROW_OUTPUT(o.out, "FILE", "write the statistics to FILE (safetensors)"),
     { "inspect", OPT_STRING, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
     { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect (default 4)", NULL, 1, 1 << 20, NULL, 0 },
-    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+    OPT_ROW_THREADS(o.threads),
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
 };
 
 static const cmd_spec calibrate_spec = {

@@ -31,6 +31,12 @@ typedef struct {
     int min_args, max_args;
 } cmd_spec;
 
+/* Rows that read the same in every subcommand's table. */
+#define OPT_ROW_THREADS(var) { "threads", OPT_INT, &(var), "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 }
+#define OPT_ROW_JSON(var) { "json", OPT_FLAG, &(var), NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 }
+#define OPT_ROW_OUTPUT(var, arg, help) { "output", OPT_STRING, &(var), arg, help, NULL, 0, 0, NULL, 'o' }
+#define OPT_ROW_END { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 }
+
 /* Parse argv[1..argc): options into their dests, positionals into args
  * (at most max_args).  Returns 0 to go on, 1 if --help was printed (exit 0),
  * 2 on a usage error (message already printed to stderr). */

@@ -10,15 +10,15 @@ static struct {
 } o;
 
 static opt_def pack_opts[] = {
-    { "output", OPT_STRING, &o.out, "DIR", "write the packed model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
     { "format", OPT_CHOICE, &o.format, NULL, "weight format (default int4)", "int8|int4|mxint8", 0, 0, NULL, 0 },
     { "group", OPT_INT, &o.group, "N", "int4 group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
     { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0 },
     { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "mxint8 shared scale rule (default ocp)", "ocp|ceil", 0, 0, NULL, 0 },
     { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0 },
     { "quantize-head", OPT_FLAG, &o.quantize_head, NULL, "also quantize an untied LM head (default: it stays float)", NULL, 0, 0, NULL, 0 },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
 };
 
 static const cmd_spec pack_spec = {

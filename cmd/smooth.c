@@ -23,11 +23,11 @@ static opt_def smooth_opts[] = {
     { "no-shift", OPT_FLAG, &o.no_shift, NULL, "osplus: scale only, no channel shift", NULL, 0, 0, NULL, 0 },
     { "pairs", OPT_STRING, &o.pairs, "LIST", "pairs to smooth, comma-separated from qkv,vo,gateup,updown (default all)", NULL, 0, 0, NULL, 0 },
     { "dtype", OPT_CHOICE, &o.dtype, NULL, "output weight dtype (default: the source's)", "f32|bf16|f16", 0, 0, NULL, 0 },
-    { "output", OPT_STRING, &o.out, "DIR", "write the smoothed checkpoint to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    OPT_ROW_OUTPUT(o.out, "DIR", "write the smoothed checkpoint to DIR (required)"),
     { "stats-out", OPT_STRING, &o.stats_out, "FILE", "also write the statistics of the smoothed model (for --act int8-static)", NULL, 0, 0, NULL, 0 },
-    { "threads", OPT_INT, &o.threads, "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+    OPT_ROW_THREADS(o.threads),
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
 };
 
 static const cmd_spec smooth_spec = {

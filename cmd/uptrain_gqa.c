@@ -18,7 +18,7 @@ static struct {
 
 static opt_def up_opts[] = {
     { "kv-heads", OPT_INT, &o.kv_heads, "G", "key/value heads of the output (required; divides the query heads)", NULL, 1, 65536, NULL, 0 },
-    { "output", OPT_STRING, &o.out, "DIR", "write the converted model to DIR (required)", NULL, 0, 0, NULL, 'o' },
+    OPT_ROW_OUTPUT(o.out, "DIR", "write the converted model to DIR (required)"),
     { "pool", OPT_CHOICE, &o.pool, NULL, "how K/V heads are pooled (default activation)", "mean|activation", 0, 0, NULL, 0 },
     { "text", OPT_STRING, &o.text, "PATH", "calibration/training text: a file or a directory of files", NULL, 0, 0, NULL, 0 },
     { "steps", OPT_INT, &o.steps, "N", "uptraining steps, 0 for none (default 60)", NULL, 0, 1000000, NULL, 0 },
@@ -39,8 +39,8 @@ static opt_def up_opts[] = {
     { "save-every", OPT_INT, &o.save_every, "N", "write the training state every N steps (default 20, 0 never)", NULL, 0, 1000000, NULL, 0 },
     { "dtype", OPT_CHOICE, &o.dtype, NULL, "weight type of the output (default: as the source)", "bf16|f16|f32", 0, 0, NULL, 0 },
     { "threads", OPT_INT, &o.threads, "N", "worker threads of the teacher and calibration runs (default 2)", NULL, 1, 256, NULL, 0 },
-    { "json", OPT_FLAG, &o.json, NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 },
-    { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 },
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
 };
 
 static const cmd_spec up_spec = {
