@@ -10,21 +10,11 @@
 #   WINDOWS=N   score N windows (default: all 264)
 #   SAMPLES=N   calibration windows of 512 tokens (default 128)
 #   SEEDS="1 2" plant-outliers seeds
-cd "$(dirname "$0")/.." || exit 2
-SHARED=${LLMQ_SHARED:-../shared}
-LLMQ=${LLMQ:-./llmq}
-TC=build/tools/tcheck
-[ -x "$LLMQ" ] || make -s llmq || exit 2
-[ -x "$TC" ] || make -s tools >/dev/null || exit 2
+. "$(dirname "$0")/lib.sh"
 BASE="$SHARED/models/tiny-llama-mha"
-EVAL="$SHARED/data/eval/dorian_gray.txt"
-TRAIN="$SHARED/data/train"
 SAMPLES=${SAMPLES:-128}
 SEEDS=${SEEDS:-1 2}
-win=""
-[ -n "${WINDOWS:-}" ] && win="--max-windows $WINDOWS"
-T=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench-smooth.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+bench_tmp smooth
 
 models="tiny-llama-mha"
 for s in $SEEDS; do
