@@ -651,37 +651,17 @@ static void lin(fwd_ctx *f, const llmq_wmat *W, const float *bias, const float *
             for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
 }
 
+/* Causal attention, threaded over query heads: the training ops' head
+ * function, each thread with its own (T, T) probabilities. */
 static void attn_worker(void *ctx, int ti, int nt)
 {
     fwd_ctx *f = ctx;
     const llmq_config *c = f->c;
-    int hd = c->head_dim, T = f->T, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, rep = c->n_heads / c->n_kv_heads;
-    float *S = f->scores + (size_t)ti * T * T;
-    float scale = 1.0f / sqrtf((float)hd);
+    llmq_attn_shape sh = { f->T, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window };
     int64_t h0, h1;
     llmq_split(c->n_heads, ti, nt, 1, &h0, &h1);
-    for (int h = (int)h0; h < (int)h1; h++) {
-        int g = h / rep;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, f->q + h * hd, qd, f->k + g * hd, kvd,
-                    0.0f, S, T);
-        for (int i = 0; i < T; i++) {
-            float *row = S + (size_t)i * T;
-            int lo = 0;
-            if (c->sliding_window > 0 && i - c->sliding_window + 1 > 0) lo = i - c->sliding_window + 1;
-            float mx = -INFINITY;
-            for (int t = lo; t <= i; t++) mx = row[t] > mx ? row[t] : mx;
-            float sum = 0.0f;
-            for (int t = 0; t < T; t++) {
-                float e = (t >= lo && t <= i) ? expf(row[t] - mx) : 0.0f;
-                row[t] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
-            for (int t = 0; t < T; t++) row[t] *= inv;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, f->v + g * hd, kvd, 0.0f,
-                    f->att + h * hd, qd);
-    }
+    for (int h = (int)h0; h < (int)h1; h++)
+        llmq_op_attn_head_fwd(&sh, h, f->q, f->k, f->v, f->scores + (size_t)ti * f->T * f->T, f->att);
 }
 
 /* x (T, hidden): the layer's input, replaced by its output when full; with

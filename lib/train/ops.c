@@ -124,34 +124,36 @@ static void attn_span(const llmq_attn_shape *s, int i, int *lo, int *hi)
     *lo = (s->window > 0 && i - s->window + 1 > 0) ? i - s->window + 1 : 0;
 }
 
+void llmq_op_attn_head_fwd(const llmq_attn_shape *s, int h, const float *Q, const float *K, const float *V,
+                           float *S, float *O)
+{
+    int T = s->T, hd = s->hd, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
+    int g = h / (s->n_heads / s->n_kv_heads);
+    float scale = 1.0f / sqrtf((float)hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q + (size_t)h * hd, qd,
+                K + (size_t)g * hd, kvd, 0.0f, S, T);
+    for (int i = 0; i < T; i++) {
+        float *row = S + (size_t)i * T;
+        int lo, hi;
+        attn_span(s, i, &lo, &hi);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = lo; t <= hi; t++) mx = row[t] > mx ? row[t] : mx;
+        for (int t = 0; t < T; t++) {
+            float e = (t >= lo && t <= hi) ? expf(row[t] - mx) : 0.0f;
+            row[t] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int t = lo; t <= hi; t++) row[t] *= inv;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, V + (size_t)g * hd, kvd,
+                0.0f, O + (size_t)h * hd, qd);
+}
+
 void llmq_op_attn_fwd(const llmq_attn_shape *s, const float *Q, const float *K, const float *V,
                       float *P, float *O)
 {
-    int T = s->T, hd = s->hd, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
-    int group = s->n_heads / s->n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < s->n_heads; h++) {
-        int g = h / group;
-        float *S = P + (size_t)h * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q + (size_t)h * hd, qd,
-                    K + (size_t)g * hd, kvd, 0.0f, S, T);
-        for (int i = 0; i < T; i++) {
-            float *row = S + (size_t)i * T;
-            int lo, hi;
-            attn_span(s, i, &lo, &hi);
-            float mx = -INFINITY, sum = 0.0f;
-            for (int t = lo; t <= hi; t++) mx = row[t] > mx ? row[t] : mx;
-            for (int t = 0; t < T; t++) {
-                float e = (t >= lo && t <= hi) ? expf(row[t] - mx) : 0.0f;
-                row[t] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
-            for (int t = lo; t <= hi; t++) row[t] *= inv;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, V + (size_t)g * hd, kvd,
-                    0.0f, O + (size_t)h * hd, qd);
-    }
+    for (int h = 0; h < s->n_heads; h++) llmq_op_attn_head_fwd(s, h, Q, K, V, P + (size_t)h * s->T * s->T, O);
 }
 
 void llmq_op_attn_bwd(const llmq_attn_shape *s, const float *Q, const float *K, const float *V,

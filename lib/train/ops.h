@@ -52,6 +52,9 @@ typedef struct {
  * Query head h reads KV head h / (n_heads / n_kv_heads). */
 void llmq_op_attn_fwd(const llmq_attn_shape *s, const float *Q, const float *K, const float *V,
                       float *P, float *O);
+/* One query head h of the above, its probabilities into S (T, T). */
+void llmq_op_attn_head_fwd(const llmq_attn_shape *s, int h, const float *Q, const float *K, const float *V,
+                           float *S, float *O);
 /* dQ (overwritten) and dK, dV (overwritten) from dO; scratch (T*T floats).
  * dQ may be NULL when only K and V need gradients. */
 void llmq_op_attn_bwd(const llmq_attn_shape *s, const float *Q, const float *K, const float *V,
