@@ -148,8 +148,11 @@ DQ_DENSE(dq_q8, 1, ld_i8, ldm_i8, Q8SCALE)
  * columns: x is split the same way, once per 32 columns for 4 rows.
  *
  * This is port-bound (p0/p5: per 16 elements one widen or shift, one
- * vpermps, one FMA), about 10 GB/s of Q4 per core: on 2 cores it streams
- * ~55% of DRAM bandwidth where Q8 / MX8 reach 75-80%. */
+ * vpermps, one FMA).  Group 128 takes q4g128_rows below, which drops the
+ * widen and the x split: build/tools/kbench --type 4 (5632 x 2048, 2
+ * threads) reads 34-37 GB/s from cache against 26-28 before, but from DRAM
+ * still 15-17 GB/s (~55% of the probe) where Q8 / MX8 reach 75-80% and
+ * W4A8 (int8 activations, vpdpbusd) 78%. */
 
 /* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]. */
 INLINE void q4_group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, float *s, float *zs)
@@ -212,8 +215,64 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
     for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k], b[k]));
 }
 
+/* Group 128 (the default): a row's group is 64 bytes, 16 dwords of 8
+ * codes each (column 8j + k of the group in bits 4k..4k+3 of dword j).
+ * Shifting the dwords right by 4k brings column 8j + k to the low nibble,
+ * and vpermps ignores the rest, so one load and one shift per 16 columns
+ * replace the widen-and-shift of q4_rows, and no x permute runs in the
+ * loop: x is regrouped once per call, xp[128 g + 16 k + j] = x[128 g + 8 j + k]. */
+#define Q4_XP_MAX 16384
+
+INLINE void q4g128_rows(const llmq_wmat *W, int64_t r, int NR, const float *xp, float *y)
+{
+    const int64_t cols = W->cols, ng = cols / 128, rb = cols / 2;
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    __m512 a[4], b[4], t[4];
+    float s[4][16], zs[4][16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) a[k] = b[k] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        if ((g & 15) == 0) {
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++)
+                q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
+        const float *xg = xp + g * 128;
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint8_t *d = data + k * rb + g * 64;
+            if (NR == 4) PF(d + 4 * rb);
+            __m512i v = _mm512_loadu_si512((const void *)d);
+#pragma GCC unroll 8
+            for (int sh = 0; sh < 8; sh += 2) {
+                __m512 w0 = _mm512_permutexvar_ps(v, t[k]);
+                __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]);
+                a[k] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xg + sh * 16), a[k]);
+                b[k] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xg + sh * 16 + 16), b[k]);
+                v = _mm512_srli_epi32(v, 8);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k], b[k]));
+}
+
 static void mv_q4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
 {
+    if (W->group == 128 && W->cols <= Q4_XP_MAX) {
+        float xp[Q4_XP_MAX] __attribute__((aligned(64)));
+        for (int64_t c = 0; c < W->cols; c += 128)
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 16; j++) xp[c + 16 * k + j] = x[c + 8 * j + k];
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) q4g128_rows(W, r, 4, xp, y + (r - r0));
+        for (; r < r1; r++) q4g128_rows(W, r, 1, xp, y + (r - r0));
+        return;
+    }
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) q4_rows(W, r, 4, x, y + (r - r0));
     for (; r < r1; r++) q4_rows(W, r, 1, x, y + (r - r0));
