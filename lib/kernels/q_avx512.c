@@ -150,9 +150,9 @@ DQ_DENSE(dq_q8, 1, ld_i8, ldm_i8, Q8SCALE)
  * This is port-bound (p0/p5: per 16 elements one widen or shift, one
  * vpermps, one FMA).  Group 128 takes q4g128_rows below, which drops the
  * widen and the x split: build/tools/kbench --type 4 (5632 x 2048, 2
- * threads) reads 34-37 GB/s from cache against 26-28 before, but from DRAM
- * still 15-17 GB/s (~55% of the probe) where Q8 / MX8 reach 75-80% and
- * W4A8 (int8 activations, vpdpbusd) 78%. */
+ * threads) reads 34-37 GB/s from cache against 26-28 before; decoding the
+ * 1.1B-shape model it streams 72% of the probe against 65% (README), where
+ * Q8 / MX8 reach 78-84% and W4A8 (int8 activations, vpdpbusd) ~80%. */
 
 /* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]. */
 INLINE void q4_group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, float *s, float *zs)
