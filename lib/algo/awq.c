@@ -47,9 +47,9 @@ static inline double rne(double v)
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")))
 #endif
-static void fq_group(int bits, int sym, const float *v, int G, float clip, float *out)
+static void fq_group(int bits, int sym, const float *v, int G, float clip, float cliplo, float *out)
 {
-    double c = clip;
+    double c = clip, cl = cliplo;
     /* eight running minima and maxima (G is a multiple of 32): a NaN fails
      * both comparisons and is skipped, as in the packer */
     float m8[8] = { 0 }, M8[8] = { 0 };
@@ -65,7 +65,7 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
         vmax = M8[l] > vmax ? M8[l] : vmax;
     }
     /* clamping to [-c, c] commutes with min and max (vmin <= 0 <= vmax) */
-    double mn = vmin < -clip ? -clip : vmin, mx = vmax > clip ? clip : vmax;
+    double mn = vmin < -cliplo ? -cliplo : vmin, mx = vmax > clip ? clip : vmax;
     double maxq = sym ? (bits == 4 ? 7.0 : 3.0) : (bits == 4 ? 15.0 : 7.0);
     double range = sym ? (mx > -mn ? mx : -mn) : mx - mn;
     if (!(range > 0.0)) {
@@ -86,7 +86,7 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
         double dz = z, dlo = lo, dhi = hi, dc = c, sd = sf;
         for (int j = 0; j < G; j++) {
             double x = v[j];
-            x = x > dc ? dc : x < -dc ? -dc : x;
+            x = x > dc ? dc : x < -cl ? -cl : x;
             double q = ((x / sd + 0x1.8p52) - 0x1.8p52) + dz;
             q = q < dlo ? dlo : q > dhi ? dhi : q;
             out[j] = (float)(q - dz) * sf;
@@ -95,7 +95,7 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
     }
     for (int j = 0; j < G; j++) {
         double x = v[j];
-        x = x > c ? c : x < -c ? -c : x;
+        x = x > c ? c : x < -cl ? -cl : x;
         double q = rne(x / sf) + z;
         q = q < lo ? lo : q > hi ? hi : q;
         out[j] = (float)((int)q - z) * sf;
@@ -105,7 +105,7 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
 void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out)
 {
     for (int64_t g = 0; g < cols / q->group; g++)
-        fq_group(q->bits, q->sym, w + g * q->group, q->group, clip ? clip[g] : INFINITY, out + g * q->group);
+        fq_group(q->bits, q->sym, w + g * q->group, q->group, clip ? clip[2 * g] : INFINITY, clip ? clip[2 * g + 1] : INFINITY, out + g * q->group);
 }
 
 void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_mul, const float *row_div,
@@ -118,8 +118,8 @@ void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_m
         if (row_div) for (int64_t j = 0; j < cols; j++) r[j] /= row_div[i];
         if (clip)
             for (int64_t k = 0; k < ng; k++) {
-                float c = clip[i * ng + k];
-                for (int64_t j = k * group; j < (k + 1) * group; j++) r[j] = fminf(fmaxf(r[j], -c), c);
+                float c = clip[2 * (i * ng + k)], cl = clip[2 * (i * ng + k) + 1];
+                for (int64_t j = k * group; j < (k + 1) * group; j++) r[j] = fminf(fmaxf(r[j], -cl), c);
             }
     }
 }
@@ -177,10 +177,10 @@ static void fq_worker(void *ctx, int ti, int nt)
         float *o = j->out + r * j->cols;
         if (j->s) {
             scale_row(t, w, j->s, j->cols);
-            llmq_awq_fake_row(j->q, t, j->cols, j->clip ? j->clip + r * ng : NULL, o);
+            llmq_awq_fake_row(j->q, t, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
             scale_row(o, o, j->inv_s, j->cols);
         } else {
-            llmq_awq_fake_row(j->q, w, j->cols, j->clip ? j->clip + r * ng : NULL, o);
+            llmq_awq_fake_row(j->q, w, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
         }
     }
 }
@@ -530,34 +530,52 @@ static void clip_worker(void *ctx, int ti, int nt)
     float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
     double eb = 0, ea = 0, ss = 0;
     int64_t nc = 0;
+    float bh[CLIP_ROWS], bl[CLIP_ROWS], ch[CLIP_ROWS], cl2[CLIP_ROWS], mhi[CLIP_ROWS], mlo[CLIP_ROWS];
     for (int64_t k = 0; k < ng; k++) {
         const float *rk = j->r + (size_t)k * G * G;
         for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
             int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
-            for (int i = 0; i < nr; i++) amax[i] = group_amax(j->w + (r0 + i) * j->cols + k * G, G);
+            for (int i = 0; i < nr; i++) {
+                const float *w = j->w + (r0 + i) * j->cols + k * G;
+                amax[i] = group_amax(w, G);
+                float mx = 0, mn = 0;
+                for (int e = 0; e < G; e++) { mx = fmaxf(mx, w[e]); mn = fminf(mn, w[e]); }
+                mhi[i] = mx; mlo[i] = -mn;
+            }
+            /* phase 0: [-c, c] with c = max|w| (1 - i max_shrink / steps), as
+             * llm-awq; then, from the best, the lower end alone (phase 1) and
+             * the upper end alone (phase 2) on the same grid below their own
+             * extremes: an asymmetric group's two ends need not shrink alike */
+            for (int phase = 0; phase < 3; phase++)
             for (int step = 0; step < j->steps; step++) {
                 double shrink = 1.0 - step * j->max_shrink / j->steps;
                 for (int i = 0; i < nr; i++) {
                     const float *w = j->w + (r0 + i) * j->cols + k * G;
-                    float cl = step == 0 ? INFINITY : (float)(amax[i] * shrink);
-                    llmq_awq_fake_row(j->q, w, G, &cl, fq);
+                    if (phase == 0) {
+                        ch[i] = cl2[i] = step == 0 ? INFINITY : (float)(amax[i] * shrink);
+                    } else if (phase == 1) {
+                        ch[i] = bh[i];
+                        cl2[i] = step == 0 ? bl[i] : (float)(fminf(mlo[i], bl[i]) * shrink);
+                    } else {
+                        cl2[i] = bl[i];
+                        ch[i] = step == 0 ? bh[i] : (float)(fminf(mhi[i], bh[i]) * shrink);
+                    }
+                    float pr[2] = { ch[i], cl2[i] };
+                    llmq_awq_fake_row(j->q, w, G, pr, fq);
                     for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
-                    if (step == 0) c[i] = INFINITY;
                 }
-                /* E (G, nr) = R_k D^T: column i is R_k d_i, |R_k d_i|^2 its error */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
                 for (int i = 0; i < nr; i++) {
                     double e2 = 0.0;
                     for (int t = 0; t < G; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
-                    if (step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; }
-                    else if (e2 < best[i]) {
-                        best[i] = e2;
-                        c[i] = (float)(amax[i] * shrink);
-                    }
+                    if (phase == 0 && step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; bh[i] = bl[i] = INFINITY; }
+                    else if (e2 < best[i]) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
                 }
             }
             for (int i = 0; i < nr; i++) {
-                j->clip[(r0 + i) * ng + k] = c[i];
+                j->clip[2 * ((r0 + i) * ng + k)] = bh[i];
+                j->clip[2 * ((r0 + i) * ng + k) + 1] = bl[i];
+                c[i] = fminf(bh[i], bl[i]);
                 ea += isfinite(best[i]) ? best[i] : 0;
                 if (isfinite(c[i])) {
                     nc++;
@@ -958,7 +976,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
             if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, rf[site], err)))
                 break;
         }
-        if (!(A->clip[k] = falloc(rows[k], in / o->q.group, err))) { rc = err->code; break; }
+        if (!(A->clip[k] = falloc(rows[k], 2 * (in / o->q.group), err))) { rc = err->code; break; }
         rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, rf[site], &o->q, o->clip_steps, o->max_shrink, A->clip[k],
                                   &A->clip_before[k], &A->clip_after[k], &A->clip_mean[k], &A->clip_frac[k], err);
     }

@@ -15,7 +15,8 @@
  *      on every token through the Gram factor where their input is no
  *      wider than the subsample;
  *   3. per output row and group, the range is shrunk over a grid and the
- *      clip minimising the linear's output error is kept (llm-awq auto_clip),
+ *      clip minimising the linear's output error is kept (llm-awq auto_clip,
+ *      then each end of the range refined alone),
  *      the error measured on every calibration token through per-group
  *      Gram matrices gathered in step 1;
  *   4. the quantized block runs on all windows to feed the next one.
@@ -63,14 +64,16 @@ void llmq_awq_opts_default(llmq_awq_opts *o);
 
 typedef struct {
     float *s[LLMQ_AWQ_NGROUP];     /* (hidden), (kv_dim), (hidden), (intermediate): input-channel scales */
-    float *clip[LLMQ_AWQ_NLIN];    /* (rows, cols / group): max |w| after scaling, +Inf = none; NULL = no clip */
+    float *clip[LLMQ_AWQ_NLIN];    /* (rows, cols / group, 2): per group the upper clip hi and the
+                                      lower clip's magnitude lo (w clamped to [-lo, hi]) after scaling,
+                                      +Inf = none; NULL = no clip */
     double ratio[LLMQ_AWQ_NGROUP]; /* chosen r */
     int duo[LLMQ_AWQ_NGROUP];      /* chosen s was x^r / w^(1-r) */
     int fallback[LLMQ_AWQ_NGROUP]; /* every loss was non-finite: s = 1 */
     int exact[LLMQ_AWQ_NGROUP];    /* searched on every token (Gram factor), not the subsample */
     double loss_s1[LLMQ_AWQ_NGROUP], loss_best[LLMQ_AWQ_NGROUP];   /* search MSE at s = 1 and chosen */
     double clip_before[LLMQ_AWQ_NLIN], clip_after[LLMQ_AWQ_NLIN];   /* clip search MSE */
-    double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept */
+    double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept (the tighter end / max|w|) */
     double clip_frac[LLMQ_AWQ_NLIN];   /* fraction of (row, group) clipped */
     double out_rtn, out_awq;        /* layer output MSE vs fp on loss windows: RTN, AWQ */
     double sec_stats, sec_scale, sec_clip, sec_fwd;   /* wall seconds of each phase */
@@ -107,12 +110,13 @@ void llmq_awq_json_add_seconds(cJSON *j, const llmq_awq_result *res);
 
 /* ---- building blocks (exported for tests) ---- */
 
-/* Quantize then dequantize one row (cols a multiple of q->group). */
+/* Quantize then dequantize one row (cols a multiple of q->group), group g
+ * clamped to [-clip[2g+1], clip[2g]] first (clip may be NULL). */
 void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out);
 
 /* w[rows][cols]: column j *= col_mul[j], row i /= row_div[i], then group k
- * of row i clamped to [-clip, clip] (clip[i * cols / group + k]); any may
- * be NULL. */
+ * of row i clamped to [-lo, hi] with (hi, lo) = clip[2 (i * cols / group + k)
+ * + {0, 1}]; any may be NULL. */
 void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_mul, const float *row_div,
                         const float *clip, int group);
 
@@ -163,11 +167,12 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
                          float *r, llmq_err *err);
 
 /* Clip search for w (rows, cols) whose inputs have the Gram factors r
- * (llmq_awq_gram_factor): per row and group, the clip among
- * max|w| * (1 - i * max_shrink / steps), i = 0..steps-1, with the least
- * output error |R_k (w - q(w))_k|^2 (the mean over the tokens of
- * (x_t,k . (w - q(w))_k)^2); clip (rows, cols/group), +Inf where no shrink
- * is kept.  Mean output error per token and row before / after into
+ * (llmq_awq_gram_factor): per row and group, the clamp [-lo, hi] with
+ * the least output error |R_k (w - q(w))_k|^2 (the mean over the tokens of
+ * (x_t,k . (w - q(w))_k)^2): first lo = hi = max|w| (1 - i max_shrink /
+ * steps), i = 0..steps-1 (llm-awq), then from the best lo alone and hi
+ * alone on the same grid below their own extremes (3 x steps candidates);
+ * clip (rows, cols/group, 2) = (hi, lo), +Inf where no shrink is kept.  Mean output error per token and row before / after into
  * *before, *after, mean shrink and fraction clipped. */
 int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
                          const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,

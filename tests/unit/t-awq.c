@@ -27,7 +27,7 @@ static void ref_mm(const float *W, int rows, int cols, const float *X, int n, do
 
 TEST(fake_row_matches_packer_quantizers)
 {
-    float w[256], a[256], b[256], clip[2];
+    float w[256], a[256], b[256], clip[2], pair[4], wc[256];
     for (int trial = 0; trial < 400; trial++) {
         float mag = trial % 7 == 0 ? 1e-9f : trial % 7 == 1 ? 2e5f : trial % 7 == 2 ? 1e-30f : 1.0f;
         for (int i = 0; i < 256; i++) w[i] = gauss() * mag;
@@ -35,13 +35,23 @@ TEST(fake_row_matches_packer_quantizers)
         if (trial % 3 == 0) for (int i = 0; i < 256; i++) w[i] = fabsf(w[i]);  /* one-signed */
         clip[0] = trial % 4 == 0 ? INFINITY : fabsf(w[3]) * 0.7f;
         clip[1] = trial % 4 == 0 ? INFINITY : 0.0f;
+        for (int g = 0; g < 2; g++) pair[2 * g] = pair[2 * g + 1] = clip[g];
         for (int bits = 3; bits <= 4; bits++)
             for (int sym = 0; sym <= 1; sym++) {
                 llmq_awq_qcfg q = { bits, 128, sym };
-                llmq_awq_fake_row(&q, w, 256, trial % 2 ? clip : NULL, a);
+                llmq_awq_fake_row(&q, w, 256, trial % 2 ? pair : NULL, a);
                 if (bits == 4) llmq_q4_fake_row(w, 256, 128, sym, trial % 2 ? clip : NULL, b);
                 else llmq_q3_fake_row(w, 256, 128, sym, trial % 2 ? clip : NULL, b);
                 CHECK_MSG(!memcmp(a, b, sizeof a), "trial %d bits %d sym %d", trial, bits, sym);
+                /* two-sided: [-lo, hi] differ; the packer sees the clamped row */
+                pair[0] = fabsf(w[7]) * 0.8f; pair[1] = fabsf(w[9]) * 0.5f; pair[2] = INFINITY; pair[3] = fabsf(w[200]) * 0.9f;
+                memcpy(wc, w, sizeof wc);
+                llmq_awq_transform(wc, 1, 256, NULL, NULL, pair, 128);
+                llmq_awq_fake_row(&q, w, 256, pair, a);
+                if (bits == 4) llmq_q4_fake_row(wc, 256, 128, sym, NULL, b);
+                else llmq_q3_fake_row(wc, 256, 128, sym, NULL, b);
+                CHECK_MSG(!memcmp(a, b, sizeof a), "two-sided: trial %d bits %d sym %d", trial, bits, sym);
+                for (int g = 0; g < 2; g++) pair[2 * g] = pair[2 * g + 1] = clip[g];
             }
     }
 }
@@ -236,7 +246,7 @@ TEST(gram_factor_matches_tokens)
 TEST(clip_search_planted_outlier)
 {
     enum { R = 32, C = 256, N = 512 };
-    float *W = malloc(sizeof(float) * R * C), *x = malloc(sizeof(float) * N * C), clip[R * (C / 128)];
+    float *W = malloc(sizeof(float) * R * C), *x = malloc(sizeof(float) * N * C), clip[R * (C / 128) * 2];
     for (int i = 0; i < R * C; i++) W[i] = gauss() * 0.02f;
     for (int r = 0; r < R / 2; r++) W[r * C + 5] = 1.0f, W[r * C + 130] = -1.0f;   /* rows 0..15 carry outliers */
     for (int t = 0; t < N; t++)
@@ -248,7 +258,11 @@ TEST(clip_search_planted_outlier)
     CHECK(after <= before);
     CHECK_MSG(after < 0.5 * before, "after %g before %g", after, before);
     for (int r = 0; r < R / 2; r++)
-        for (int k = 0; k < 2; k++) CHECK_MSG(clip[r * 2 + k] <= 0.55f, "row %d group %d clip %g", r, k, clip[r * 2 + k]);
+        for (int k = 0; k < 2; k++) {
+            /* group 0 holds +1 (its upper clip shrinks), group 1 holds -1 (its lower) */
+            float c = clip[(r * 2 + k) * 2 + k];
+            CHECK_MSG(c <= 0.55f, "row %d group %d clip %g", r, k, c);
+        }
     CHECK(shrink < 1.0 && frac > 0.4);
     /* the clip is what the packer applies: clamping then quantizing gives
      * the same values as quantizing with the clip */
@@ -257,7 +271,7 @@ TEST(clip_search_planted_outlier)
     llmq_awq_transform(Wc, R, C, NULL, NULL, clip, 128);
     for (int r = 0; r < R; r++) {
         llmq_q4_fake_row(Wc + r * C, C, 128, 0, NULL, a);
-        llmq_awq_fake_row(&q, W + r * C, C, clip + r * 2, b);
+        llmq_awq_fake_row(&q, W + r * C, C, clip + r * 4, b);
         CHECK(!memcmp(a, b, sizeof a));
     }
     free(W); free(x); free(Wc);
@@ -289,14 +303,14 @@ TEST(nonfinite_fallbacks)
     CHECK(ratio == 0.0);
     for (int c = 0; c < H; c++) CHECK(s[c] == 1.0f);
     /* zero weights: clip search keeps them finite and unclipped */
-    float Wz[R * H], clip[R], before, after;
+    float Wz[R * H], clip[2 * R], before, after;
     double b2, a2, sh, fr;
     (void)before; (void)after;
     memset(Wz, 0, sizeof Wz);
     for (int i = 0; i < N * H; i++) x[i] = gauss();
     CHECK_EQ_INT(clip_x(Wz, R, H, x, N, &q, clip, &b2, &a2, &sh, &fr, &err), LLMQ_OK);
     CHECK(b2 == 0.0 && a2 == 0.0);
-    for (int r = 0; r < R; r++) CHECK(isinf(clip[r]));
+    for (int r = 0; r < 2 * R; r++) CHECK(isinf(clip[r]));
 }
 
 /* An MLP group (gate/up searched on the MLP output) improves on s = 1. */
