@@ -171,6 +171,20 @@ INLINE __m512 q4_table(float s, float zs)
     return _mm512_fmsub_ps(iota, _mm512_set1_ps(s), _mm512_set1_ps(zs));
 }
 
+/* The tables of group g for NR rows (row stride ng in sc, zp): terms of
+ * 16 groups are loaded when g is a multiple of 16, kept in s, zs. */
+INLINE void q4_tables(const uint16_t *sc, const uint8_t *zp, int64_t ng, int64_t g, int NR,
+                      float s[4][16], float zs[4][16], __m512 *t)
+{
+    if ((g & 15) == 0) {
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++)
+            q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
+}
+
 /* NR rows (1 or 4) from row r: y[k] = W[r + k] . x.  One loop over
  * 32-column chunks; a group's tables are rebuilt where it starts. */
 INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
@@ -189,13 +203,7 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
     int64_t g = 0, left = 0;
     for (int64_t c = 0; c < cols; c += 32) {
         if (left == 0) {                                /* a new group */
-            if ((g & 15) == 0) {
-#pragma GCC unroll 4
-                for (int k = 0; k < NR; k++)
-                    q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
-            }
-#pragma GCC unroll 4
-            for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
+            q4_tables(sc, zp, ng, g, NR, s, zs, t);
             g++;
             left = cpg;
         }
@@ -234,13 +242,7 @@ INLINE void q4g128_rows(const llmq_wmat *W, int64_t r, int NR, const float *xp, 
 #pragma GCC unroll 4
     for (int k = 0; k < NR; k++) a[k] = b[k] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
-        if ((g & 15) == 0) {
-#pragma GCC unroll 4
-            for (int k = 0; k < NR; k++)
-                q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
-        }
-#pragma GCC unroll 4
-        for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
+        q4_tables(sc, zp, ng, g, NR, s, zs, t);
         const float *xg = xp + g * 128;
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
