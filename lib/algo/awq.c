@@ -530,7 +530,7 @@ static void clip_worker(void *ctx, int ti, int nt)
     float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
     double eb = 0, ea = 0, ss = 0;
     int64_t nc = 0;
-    float bh[CLIP_ROWS], bl[CLIP_ROWS], ch[CLIP_ROWS], cl2[CLIP_ROWS], mhi[CLIP_ROWS], mlo[CLIP_ROWS];
+    float bh[CLIP_ROWS], bl[CLIP_ROWS], ch[CLIP_ROWS], cl2[CLIP_ROWS], mhi[CLIP_ROWS], mlo[CLIP_ROWS], base[CLIP_ROWS];
     for (int64_t k = 0; k < ng; k++) {
         const float *rk = j->r + (size_t)k * G * G;
         for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
@@ -545,20 +545,28 @@ static void clip_worker(void *ctx, int ti, int nt)
             /* phase 0: [-c, c] with c = max|w| (1 - i max_shrink / steps), as
              * llm-awq; then, from the best, the lower end alone (phase 1) and
              * the upper end alone (phase 2) on the same grid below their own
-             * extremes: an asymmetric group's two ends need not shrink alike */
-            for (int phase = 0; phase < 3; phase++)
+             * extremes: an asymmetric group's two ends need not shrink alike.
+             * Phases 3 and 4 refine the lower and the upper end again, on a
+             * grid ten times finer spanning one coarse step either side of
+             * the best: with an integer zero point a small move of one end
+             * realigns the whole code grid, so the error is rough in it. */
+            for (int phase = 0; phase < 5; phase++)
             for (int step = 0; step < j->steps; step++) {
                 double shrink = 1.0 - step * j->max_shrink / j->steps;
                 for (int i = 0; i < nr; i++) {
                     const float *w = j->w + (r0 + i) * j->cols + k * G;
+                    /* a phase's grid hangs from where the phase started,
+                     * not from a best that moves during it */
+                    if (step == 0) base[i] = phase & 1 ? fminf(mlo[i], bl[i]) : fminf(mhi[i], bh[i]);
+                    double f = phase < 3 ? shrink : 1.0 + (step - j->steps / 2) * j->max_shrink / j->steps / (j->steps / 2);
                     if (phase == 0) {
                         ch[i] = cl2[i] = step == 0 ? INFINITY : (float)(amax[i] * shrink);
-                    } else if (phase == 1) {
+                    } else if (phase & 1) {
                         ch[i] = bh[i];
-                        cl2[i] = step == 0 ? bl[i] : (float)(fminf(mlo[i], bl[i]) * shrink);
+                        cl2[i] = step == 0 ? bl[i] : (float)(base[i] * f);
                     } else {
                         cl2[i] = bl[i];
-                        ch[i] = step == 0 ? bh[i] : (float)(fminf(mhi[i], bh[i]) * shrink);
+                        ch[i] = step == 0 ? bh[i] : (float)(base[i] * f);
                     }
                     float pr[2] = { ch[i], cl2[i] };
                     llmq_awq_fake_row(j->q, w, G, pr, fq);
