@@ -550,34 +550,39 @@ static void clip_worker(void *ctx, int ti, int nt)
              * grid ten times finer spanning one coarse step either side of
              * the best: with an integer zero point a small move of one end
              * realigns the whole code grid, so the error is rough in it. */
-            for (int phase = 0; phase < 5; phase++)
-            for (int step = 0; step < j->steps; step++) {
-                double shrink = 1.0 - step * j->max_shrink / j->steps;
-                for (int i = 0; i < nr; i++) {
-                    const float *w = j->w + (r0 + i) * j->cols + k * G;
-                    /* a phase's grid hangs from where the phase started,
-                     * not from a best that moves during it */
-                    if (step == 0) base[i] = phase & 1 ? fminf(mlo[i], bl[i]) : fminf(mhi[i], bh[i]);
-                    double f = phase < 3 ? shrink : 1.0 + (step - j->steps / 2) * j->max_shrink / j->steps / (j->steps / 2);
-                    if (phase == 0) {
-                        ch[i] = cl2[i] = step == 0 ? INFINITY : (float)(amax[i] * shrink);
-                    } else if (phase & 1) {
-                        ch[i] = bh[i];
-                        cl2[i] = step == 0 ? bl[i] : (float)(base[i] * f);
-                    } else {
-                        cl2[i] = bl[i];
-                        ch[i] = step == 0 ? bh[i] : (float)(base[i] * f);
+            for (int phase = 0; phase < 5; phase++) {
+                /* a phase's grid hangs from where the phase started, not
+                 * from a best that moves during it */
+                if (phase > 0)
+                    for (int i = 0; i < nr; i++) base[i] = phase & 1 ? fminf(mlo[i], bl[i]) : fminf(mhi[i], bh[i]);
+                for (int step = 0; step < j->steps; step++) {
+                    /* after phase 0, step 0 and the fine grid's middle (f = 1)
+                     * would score the best again: skipped */
+                    if (phase > 0 && (step == 0 || (phase >= 3 && step == j->steps / 2))) continue;
+                    double shrink = 1.0 - step * j->max_shrink / j->steps;
+                    for (int i = 0; i < nr; i++) {
+                        const float *w = j->w + (r0 + i) * j->cols + k * G;
+                        double f = phase < 3 ? shrink : 1.0 + (step - j->steps / 2) * j->max_shrink / j->steps / (j->steps / 2);
+                        if (phase == 0) {
+                            ch[i] = cl2[i] = step == 0 ? INFINITY : (float)(amax[i] * shrink);
+                        } else if (phase & 1) {
+                            ch[i] = bh[i];
+                            cl2[i] = (float)(base[i] * f);
+                        } else {
+                            cl2[i] = bl[i];
+                            ch[i] = (float)(base[i] * f);
+                        }
+                        float pr[2] = { ch[i], cl2[i] };
+                        llmq_awq_fake_row(j->q, w, G, pr, fq);
+                        for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
                     }
-                    float pr[2] = { ch[i], cl2[i] };
-                    llmq_awq_fake_row(j->q, w, G, pr, fq);
-                    for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
-                for (int i = 0; i < nr; i++) {
-                    double e2 = 0.0;
-                    for (int t = 0; t < G; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
-                    if (phase == 0 && step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; bh[i] = bl[i] = INFINITY; }
-                    else if (e2 < best[i]) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
+                    for (int i = 0; i < nr; i++) {
+                        double e2 = 0.0;
+                        for (int t = 0; t < G; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
+                        if (phase == 0 && step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; bh[i] = bl[i] = INFINITY; }
+                        else if (e2 < best[i]) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
+                    }
                 }
             }
             for (int i = 0; i < nr; i++) {
