@@ -509,13 +509,6 @@ struct clip_job {
 
 #define CLIP_ROWS 64
 
-static float group_amax(const float *w, int G)
-{
-    float amax = 0.0f;
-    for (int e = 0; e < G; e++) amax = fmaxf(amax, fabsf(w[e]));
-    return amax;
-}
-
 static void clip_worker(void *ctx, int ti, int nt)
 {
     struct clip_job *j = ctx;
@@ -537,10 +530,10 @@ static void clip_worker(void *ctx, int ti, int nt)
             int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
             for (int i = 0; i < nr; i++) {
                 const float *w = j->w + (r0 + i) * j->cols + k * G;
-                amax[i] = group_amax(w, G);
                 float mx = 0, mn = 0;
                 for (int e = 0; e < G; e++) { mx = fmaxf(mx, w[e]); mn = fminf(mn, w[e]); }
                 mhi[i] = mx; mlo[i] = -mn;
+                amax[i] = fmaxf(mx, -mn);
             }
             /* phase 0: [-c, c] with c = max|w| (1 - i max_shrink / steps), as
              * llm-awq; then, from the best, the lower end alone (phase 1) and
@@ -560,9 +553,9 @@ static void clip_worker(void *ctx, int ti, int nt)
                      * would score the best again: skipped */
                     if (phase > 0 && (step == 0 || (phase >= 3 && step == j->steps / 2))) continue;
                     double shrink = 1.0 - step * j->max_shrink / j->steps;
+                    double f = phase < 3 ? shrink : 1.0 + (step - j->steps / 2) * j->max_shrink / j->steps / (j->steps / 2);
                     for (int i = 0; i < nr; i++) {
                         const float *w = j->w + (r0 + i) * j->cols + k * G;
-                        double f = phase < 3 ? shrink : 1.0 + (step - j->steps / 2) * j->max_shrink / j->steps / (j->steps / 2);
                         if (phase == 0) {
                             ch[i] = cl2[i] = step == 0 ? INFINITY : (float)(amax[i] * shrink);
                         } else if (phase & 1) {

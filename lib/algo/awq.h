@@ -16,7 +16,7 @@
  *      wider than the subsample;
  *   3. per output row and group, the range is shrunk over a grid and the
  *      clip minimising the linear's output error is kept (llm-awq auto_clip,
- *      then each end of the range refined alone),
+ *      then each end of the range refined alone, coarse then fine),
  *      the error measured on every calibration token through per-group
  *      Gram matrices gathered in step 1;
  *   4. the quantized block runs on all windows to feed the next one.
@@ -171,8 +171,10 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
  * the least output error |R_k (w - q(w))_k|^2 (the mean over the tokens of
  * (x_t,k . (w - q(w))_k)^2): first lo = hi = max|w| (1 - i max_shrink /
  * steps), i = 0..steps-1 (llm-awq), then from the best lo alone and hi
- * alone on the same grid below their own extremes (3 x steps candidates);
- * clip (rows, cols/group, 2) = (hi, lo), +Inf where no shrink is kept.  Mean output error per token and row before / after into
+ * alone on the same grid below their own extremes, then lo and hi alone
+ * again on a grid ten times finer within one coarse step of the best;
+ * clip (rows, cols/group, 2) = (hi, lo), +Inf where no shrink is kept.
+ * Mean output error per token and row before / after into
  * *before, *after, mean shrink and fraction clipped. */
 int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
                          const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
