@@ -268,8 +268,11 @@ static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smoot
     } else {
         /* OS+ eq. 6: s_j = max(1, r_j / t) with r_j the shifted range
          * max(|max_j - z_j|, |min_j - z_j|); t minimises the quantized output
-         * error of eq. 5, searched on a geometric grid from max r (s = 1)
-         * down to the median channel range. */
+         * error of eq. 5, searched on a geometric grid of 81 points from
+         * max r (s = 1) down to the 5th percentile of the channel ranges.
+         * A grid that stopped at the median cut the search short: the
+         * down_proj input of layer 0 of tiny-llama-mha chose the median
+         * itself, the grid's last point. */
         float *r = llmq_malloc((size_t)w.sdim * sizeof(float), err), *sorted = r ? llmq_malloc((size_t)w.sdim * sizeof(float), err) : NULL;
         if (!sorted) { free(r); free(cand); goto nomem; }
         for (int j = 0; j < w.sdim; j++) {
@@ -278,9 +281,11 @@ static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smoot
         }
         memcpy(sorted, r, (size_t)w.sdim * sizeof(float));
         qsort(sorted, (size_t)w.sdim, sizeof(float), cmp_float);
-        double rmax = sorted[w.sdim - 1], rlo = sorted[w.sdim / 2];
+        int lo = w.sdim / 20;
+        while (lo < w.sdim - 1 && !(sorted[lo] > 0)) lo++;   /* dead channels have no range */
+        double rmax = sorted[w.sdim - 1], rlo = sorted[lo];
         if (!(rlo > 0)) rlo = rmax;
-        const int K = 40;
+        const int K = 80;
         for (int k = 0; k <= K && rmax > 0; k++) {
             double t = rmax * pow(rlo / rmax, (double)k / K);
             for (int j = 0; j < w.sdim; j++) cand[j] = (float)LLMQ_MAX(1.0, r[j] / t);
