@@ -10,10 +10,14 @@
 #   WINDOWS=N   score N windows (default: all 264)
 #   SAMPLES=N   calibration windows of 512 tokens (default 128)
 #   SEEDS="1 2" plant-outliers seeds
+#   EVAL2=FILE  a second held-out text for the dynamic rows of the methods
+#               with a search (auto alpha, OS+), all windows (default
+#               data/eval/little_women.txt; EVAL2= skips it)
 . "$(dirname "$0")/lib.sh"
 BASE="$SHARED/models/tiny-llama-mha"
 SAMPLES=${SAMPLES:-128}
 SEEDS=${SEEDS:-1 2}
+EVAL2=${EVAL2-$SHARED/data/eval/little_women.txt}
 bench_tmp smooth
 
 models="tiny-llama-mha"
@@ -27,6 +31,7 @@ echo
 echo "| model | weights | activations | perplexity | vs bf16 | KLD mean | KLD p99 | top-1 agree |"
 echo "|---|---|---|---|---|---|---|---|"
 times=""
+second=""
 for name in $models; do
     if [ "$name" = tiny-llama-mha ]; then M=$BASE; else M="$T/$name"; fi
     t0=$(date +%s.%N)
@@ -61,8 +66,24 @@ for name in $models; do
         row "$label, int8" int8 "$T/$v.q8"
         row "$label, int8" int8-static "$T/$v.q8" "$T/$v.st"
         [ "$v" != sq05 ] && row "$label, bf16 (no quant)" fp "$T/$v"
+        if [ -n "$EVAL2" ] && [ "$v" != sq05 ]; then
+            [ -f "$T/$name.kld2" ] || "$LLMQ" verify "$M" --text "$EVAL2" --ctx 512 --kld-save "$T/$name.kld2" --json >"$T/base2.json" || exit 1
+            "$LLMQ" verify "$T/$v.q8" --text "$EVAL2" --ctx 512 --act int8 --kld "$T/$name.kld2" --json >"$T/r2.json" || exit 1
+            p2=$(j "$T/r2.json" perplexity); b2=$(j "$T/base2.json" perplexity)
+            second="$second$(printf '| %s | %s, int8 | int8 | %.3f | %.3f | %+.3f%% | %.6f | %.4f |' "$name" "$label" "$b2" "$p2" \
+                "$(echo "$p2 $b2" | awk '{print ($1 / $2 - 1) * 100}')" "$(j "$T/r2.json" kld_mean)" "$(j "$T/r2.json" top1_agree)")
+"
+        fi
     done
 done
+if [ -n "$EVAL2" ]; then
+    echo
+    echo "### Dynamic W8A8 on a second held-out text: $(basename "$EVAL2") (ctx 512, all windows; same calibration)"
+    echo
+    echo "| model | weights | activations | bf16 perplexity | perplexity | vs bf16 | KLD mean | top-1 agree |"
+    echo "|---|---|---|---|---|---|---|---|"
+    printf '%s' "$second"
+fi
 echo
 echo "| model | method | calibrate s | smooth s |"
 echo "|---|---|---|---|"
