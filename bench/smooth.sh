@@ -28,10 +28,13 @@ done
 
 echo "### W8A8 with SmoothQuant / OS+ (eval dorian_gray.txt, ctx 512, ${WINDOWS:-all} windows; calibration $SAMPLES x 512 tokens of data/train, seed 0)"
 echo
-echo "| model | weights | activations | perplexity | vs bf16 | KLD mean | KLD p99 | top-1 agree |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| model | weights | activations | perplexity | vs bf16 | ln ratio % +- SE | KLD mean +- SE | KLD p99 | top-1 agree |"
+echo "|---|---|---|---|---|---|---|---|---|"
 times=""
 second=""
+# ln(ppl / ppl_base) x 100 and mean KLD, each +- its standard error (windows as blocks)
+lnr() { awk -v a="$(j "$1" ln_ppl_ratio)" -v e="$(j "$1" ln_ppl_ratio_se)" 'BEGIN { printf "%+.3f +- %.3f", 100 * a, 100 * e }'; }
+klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.6f +- %.6f", a, e }'; }
 for name in $models; do
     if [ "$name" = tiny-llama-mha ]; then M=$BASE; else M="$T/$name"; fi
     t0=$(date +%s.%N)
@@ -39,13 +42,13 @@ for name in $models; do
     t1=$(date +%s.%N)
     "$LLMQ" verify "$M" --text "$EVAL" --ctx 512 $win --kld-save "$T/$name.kld" --json >"$T/base.json" || exit 1
     bppl=$($TC json "$T/base.json" perplexity)
-    printf '| %s | bf16 | - | %.3f | | | | |\n' "$name" "$bppl"
+    printf '| %s | bf16 | - | %.3f | | | | | |\n' "$name" "$bppl"
     row() {  # label act dir [stats]
         if [ -n "${4:-}" ]; then extra="--stats $4"; else extra=""; fi
-        "$LLMQ" verify "$3" --text "$EVAL" --ctx 512 $win --act "$2" $extra --kld "$T/$name.kld" --json >"$T/r.json" || { echo "| $name | $1 | $2 | failed | | | | |"; return; }
+        "$LLMQ" verify "$3" --text "$EVAL" --ctx 512 $win --act "$2" $extra --kld "$T/$name.kld" --json >"$T/r.json" || { echo "| $name | $1 | $2 | failed | | | | | |"; return; }
         p=$($TC json "$T/r.json" perplexity)
-        printf '| %s | %s | %s | %.3f | %+.2f%% | %.5f | %.4f | %.4f |\n' "$name" "$1" "$2" "$p" \
-            "$(echo "$p $bppl" | awk '{print ($1 / $2 - 1) * 100}')" "$($TC json "$T/r.json" kld_mean)" \
+        printf '| %s | %s | %s | %.3f | %+.2f%% | %s | %s | %.4f | %.4f |\n' "$name" "$1" "$2" "$p" \
+            "$(echo "$p $bppl" | awk '{print ($1 / $2 - 1) * 100}')" "$(lnr "$T/r.json")" "$(klse "$T/r.json")" \
             "$($TC json "$T/r.json" kld_p99)" "$($TC json "$T/r.json" top1_agree)"
     }
     "$LLMQ" pack "$M" -o "$T/naive.q8" --format int8 || exit 1
@@ -70,8 +73,8 @@ for name in $models; do
             [ -f "$T/$name.kld2" ] || "$LLMQ" verify "$M" --text "$EVAL2" --ctx 512 --kld-save "$T/$name.kld2" --json >"$T/base2.json" || exit 1
             "$LLMQ" verify "$T/$v.q8" --text "$EVAL2" --ctx 512 --act int8 --kld "$T/$name.kld2" --json >"$T/r2.json" || exit 1
             p2=$(j "$T/r2.json" perplexity); b2=$(j "$T/base2.json" perplexity)
-            second="$second$(printf '| %s | %s, int8 | int8 | %.3f | %.3f | %+.3f%% | %.6f | %.4f |' "$name" "$label" "$b2" "$p2" \
-                "$(echo "$p2 $b2" | awk '{print ($1 / $2 - 1) * 100}')" "$(j "$T/r2.json" kld_mean)" "$(j "$T/r2.json" top1_agree)")
+            second="$second$(printf '| %s | %s, int8 | int8 | %.3f | %.3f | %s | %s | %.4f |' "$name" "$label" "$b2" "$p2" \
+                "$(lnr "$T/r2.json")" "$(klse "$T/r2.json")" "$(j "$T/r2.json" top1_agree)")
 "
         fi
     done
@@ -80,7 +83,7 @@ if [ -n "$EVAL2" ]; then
     echo
     echo "### Dynamic W8A8 on a second held-out text: $(basename "$EVAL2") (ctx 512, all windows; same calibration)"
     echo
-    echo "| model | weights | activations | bf16 perplexity | perplexity | vs bf16 | KLD mean | top-1 agree |"
+    echo "| model | weights | activations | bf16 perplexity | perplexity | ln ratio % +- SE | KLD mean +- SE | top-1 agree |"
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s' "$second"
 fi

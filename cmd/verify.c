@@ -247,11 +247,14 @@ int cmd_verify(int argc, char **argv)
         }
         if (o.kld) {
             cJSON_AddNumberToObject(j, "kld_mean", kr.kld_mean);
+            cJSON_AddNumberToObject(j, "kld_se", kr.kld_se);
             cJSON_AddNumberToObject(j, "kld_p99", kr.kld_p99);
             cJSON_AddNumberToObject(j, "kld_max", kr.kld_max);
             cJSON_AddNumberToObject(j, "top1_agree", kr.top1_agree);
             cJSON_AddNumberToObject(j, "ppl_base", kr.ppl_base);
             cJSON_AddNumberToObject(j, "ppl_ratio", ppl.ppl / kr.ppl_base);
+            cJSON_AddNumberToObject(j, "ln_ppl_ratio", kr.ln_ppl_ratio);
+            cJSON_AddNumberToObject(j, "ln_ppl_ratio_se", kr.ln_ppl_ratio_se);
             cJSON_AddNumberToObject(j, "kld_topk", kr.topk);
         }
         if (gen_ids) {
@@ -276,9 +279,12 @@ int cmd_verify(int argc, char **argv)
             printf("perplexity %.4f  (ctx %d, %d of %d windows, %" PRId64 " tokens scored, %.1fs)\n", ppl.ppl, o.ctx,
                    ppl.windows, ppl.windows_total, ppl.scored, ppl.seconds);
         }
-        if (o.kld)
-            printf("kld        mean %.6f, p99 %.6f, max %.4f; top-1 agreement %.4f; ppl ratio %.5f (base %.4f; top-%d bins)\n",
-                   kr.kld_mean, kr.kld_p99, kr.kld_max, kr.top1_agree, ppl.ppl / kr.ppl_base, kr.ppl_base, kr.topk);
+        if (o.kld) {
+            printf("kld        mean %.6f +- %.6f, p99 %.6f, max %.4f; top-1 agreement %.4f (top-%d bins)\n",
+                   kr.kld_mean, kr.kld_se, kr.kld_p99, kr.kld_max, kr.top1_agree, kr.topk);
+            printf("ppl ratio  %.5f (base %.4f); ln ratio %+.6f +- %.6f\n", ppl.ppl / kr.ppl_base, kr.ppl_base,
+                   kr.ln_ppl_ratio, kr.ln_ppl_ratio_se);
+        }
         if (gen_ids) {
             printf("gen_ids   ");
             for (int i = 0; i < n_gen; i++) printf(" %d", gen_ids[i]);

@@ -17,8 +17,9 @@ struct llmq_kld {
     llmq_st_file file;       /* comparing: the loaded base */
     int have_file;
     double *kl;              /* comparing: per-token KL */
+    double *wsum;            /* comparing: (n_windows, 3) per window: sum KL, sum nll - base nll, tokens */
     int64_t agree;
-    double nll_base;
+    double nll_base, dnll;
     float *lsm;              /* (vocab) scratch: log-softmax of one row */
 };
 
@@ -28,6 +29,7 @@ void llmq_kld_free(llmq_kld *k)
     if (!k->comparing) { free(k->ids); free(k->logp); free(k->nll); free(k->wcrc); }
     if (k->have_file) llmq_st_close(&k->file);
     free(k->kl);
+    free(k->wsum);
     free(k->lsm);
     free(k);
 }
@@ -145,6 +147,11 @@ int llmq_kld_window(void *ctx, int window, const int32_t *tokens, const float *l
         double pr = 1.0 - sp, qr = 1.0 - sq;
         if (pr > 1e-12) kl += pr * log(pr / (qr > 1e-30 ? qr : 1e-30));
         k->kl[k->n] = kl > 0 ? kl : 0;
+        double dn = (double)-k->lsm[tokens[i + 1]] - (double)k->nll[k->n];
+        k->dnll += dn;
+        k->wsum[3 * window] += k->kl[k->n];
+        k->wsum[3 * window + 1] += dn;
+        k->wsum[3 * window + 2] += 1.0;
         int best = 0;
         for (int j = 1; j < vocab; j++)
             if (row[j] > row[best]) best = j;
@@ -244,6 +251,7 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
             goto fail;
         }
     if (!(k->kl = llmq_calloc((size_t)k->cap ? (size_t)k->cap : 1, sizeof(double), err)) ||
+        !(k->wsum = llmq_calloc(3 * (size_t)(k->n_windows ? k->n_windows : 1), sizeof(double), err)) ||
         !(k->lsm = llmq_malloc((size_t)vocab * sizeof(float), err))) { rc = err->code; goto fail; }
     *out = k;
     return LLMQ_OK;
@@ -258,6 +266,25 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Standard error of the ratio mean sum_w a_w / sum_w n_w with windows as
+ * independent blocks (tokens inside a window share their context, so a
+ * per-token estimate would be too small); 0 with fewer than 2 windows. */
+static double block_se(const double *wsum, int col, int n_windows, double mean)
+{
+    double n = 0, ss = 0;
+    int w_used = 0;
+    for (int w = 0; w < n_windows; w++) {
+        double cnt = wsum[3 * w + 2];
+        if (cnt <= 0) continue;
+        double d = wsum[3 * w + col] - mean * cnt;
+        ss += d * d;
+        n += cnt;
+        w_used++;
+    }
+    if (w_used < 2 || n <= 0) return 0.0;
+    return sqrt(ss * w_used / (w_used - 1)) / n;
+}
+
 int llmq_kld_result_get(llmq_kld *k, llmq_kld_result *r, llmq_err *err)
 {
     memset(r, 0, sizeof *r);
@@ -265,6 +292,9 @@ int llmq_kld_result_get(llmq_kld *k, llmq_kld_result *r, llmq_err *err)
     double s = 0;
     for (int64_t i = 0; i < k->n; i++) s += k->kl[i];
     r->kld_mean = s / (double)k->n;
+    r->kld_se = block_se(k->wsum, 0, k->n_windows, r->kld_mean);
+    r->ln_ppl_ratio = k->dnll / (double)k->n;
+    r->ln_ppl_ratio_se = block_se(k->wsum, 1, k->n_windows, r->ln_ppl_ratio);
     qsort(k->kl, (size_t)k->n, sizeof(double), cmp_double);
     int64_t p = (int64_t)ceil(0.99 * (double)k->n) - 1;
     r->kld_p99 = k->kl[p < 0 ? 0 : p];

@@ -37,6 +37,9 @@ int llmq_kld_save(llmq_kld *k, const char *path, const int32_t *ids, size_t n_id
 
 typedef struct {
     double kld_mean, kld_p99, kld_max;
+    double kld_se;           /* standard error of kld_mean, windows as blocks */
+    double ln_ppl_ratio;     /* mean over tokens of nll - base nll = ln(ppl / ppl_base) */
+    double ln_ppl_ratio_se;  /* its standard error, windows as blocks */
     double top1_agree;       /* fraction of tokens whose argmax equals the base's */
     double ppl_base;         /* the base run's perplexity over the same tokens */
     int64_t tokens;

@@ -58,6 +58,19 @@ expect_err 8 "model.norm.weight" llmq verify "$TMP/badn"
 # KLD base checks
 expect_code 0 llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld-save "$TMP/b.kld"
 expect_out '"kld_mean":' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/b.kld" --json
+# the log ratio is ln(ppl / ppl_base); the standard errors are positive with two windows
+cp "$TMP/out" "$TMP/k.json"
+lr=$($TC json "$TMP/k.json" ln_ppl_ratio)
+lr_want=$(awk -v p="$($TC json "$TMP/k.json" perplexity)" -v b="$($TC json "$TMP/k.json" ppl_base)" 'BEGIN { printf "%.9g", log(p / b) }')
+check "ln_ppl_ratio $lr = ln(ppl / ppl_base) $lr_want" $TC relerr "$lr" "$lr_want" 1e-4
+check "kld_se positive with 2 windows" $TC lt 0 "$($TC json "$TMP/k.json" kld_se)"
+check "ln_ppl_ratio_se positive with 2 windows" $TC lt 0 "$($TC json "$TMP/k.json" ln_ppl_ratio_se)"
+check "kld_se below the mean" $TC lt "$($TC json "$TMP/k.json" kld_se)" "$($TC json "$TMP/k.json" kld_mean)"
+# the base against itself: no divergence, no error to estimate
+expect_out 'ln ratio \+0\.000000 \+- 0\.000000' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/b.kld"
+expect_out 'kld +mean 0\.000000 \+- 0\.000000' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/b.kld"
+# one window: the standard errors are 0 (not estimable)
+expect_out '"ln_ppl_ratio_se":0[,}]' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --kld "$TMP/b.kld" --json
 expect_err 2 'made for context' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --ctx 256 --kld "$TMP/b.kld"
 expect_err 2 'holds 2 windows' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 3 --kld "$TMP/b.kld"
 expect_err 2 'made for protocol' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --protocol llamacpp --kld "$TMP/b.kld"
