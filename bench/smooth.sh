@@ -10,6 +10,7 @@
 #   WINDOWS=N   score N windows (default: all 264)
 #   SAMPLES=N   calibration windows of 512 tokens (default 128)
 #   SEEDS="1 2" plant-outliers seeds
+#   ORIG=0      skip tiny-llama-mha itself (only the planted twins)
 #   EVAL2=FILE  a second held-out text for the dynamic rows of the methods
 #               with a search (auto alpha, OS+), all windows (default
 #               data/eval/little_women.txt; EVAL2= skips it)
@@ -20,7 +21,8 @@ SEEDS=${SEEDS:-1 2}
 EVAL2=${EVAL2-$SHARED/data/eval/little_women.txt}
 bench_tmp smooth
 
-models="tiny-llama-mha"
+models=""
+[ "${ORIG:-1}" = 0 ] || models="tiny-llama-mha"
 for s in $SEEDS; do
     "$SHARED/tools/plant-outliers" "$BASE" "$T/planted-s$s" --seed "$s" >/dev/null || exit 1
     models="$models planted-s$s"
