@@ -19,7 +19,7 @@ struct llmq_kld {
     double *kl;              /* comparing: per-token KL */
     double *wsum;            /* comparing: (n_windows, 3) per window: sum KL, sum nll - base nll, tokens */
     int64_t agree;
-    double nll_base, dnll;
+    double nll_base;
     float *lsm;              /* (vocab) scratch: log-softmax of one row */
 };
 
@@ -147,10 +147,8 @@ int llmq_kld_window(void *ctx, int window, const int32_t *tokens, const float *l
         double pr = 1.0 - sp, qr = 1.0 - sq;
         if (pr > 1e-12) kl += pr * log(pr / (qr > 1e-30 ? qr : 1e-30));
         k->kl[k->n] = kl > 0 ? kl : 0;
-        double dn = (double)-k->lsm[tokens[i + 1]] - (double)k->nll[k->n];
-        k->dnll += dn;
         k->wsum[3 * window] += k->kl[k->n];
-        k->wsum[3 * window + 1] += dn;
+        k->wsum[3 * window + 1] += (double)-k->lsm[tokens[i + 1]] - (double)k->nll[k->n];
         k->wsum[3 * window + 2] += 1.0;
         int best = 0;
         for (int j = 1; j < vocab; j++)
@@ -293,7 +291,9 @@ int llmq_kld_result_get(llmq_kld *k, llmq_kld_result *r, llmq_err *err)
     for (int64_t i = 0; i < k->n; i++) s += k->kl[i];
     r->kld_mean = s / (double)k->n;
     r->kld_se = block_se(k->wsum, 0, k->n_windows, r->kld_mean);
-    r->ln_ppl_ratio = k->dnll / (double)k->n;
+    double dnll = 0;
+    for (int w = 0; w < k->n_windows; w++) dnll += k->wsum[3 * w + 1];
+    r->ln_ppl_ratio = dnll / (double)k->n;
     r->ln_ppl_ratio_se = block_se(k->wsum, 1, k->n_windows, r->ln_ppl_ratio);
     qsort(k->kl, (size_t)k->n, sizeof(double), cmp_double);
     int64_t p = (int64_t)ceil(0.99 * (double)k->n) - 1;
