@@ -220,16 +220,24 @@ void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n,
 
 void llmq_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale)
 {
+    /* no libm calls per element (see llmq_q8_quantize_row); the comparisons
+     * drop a NaN as fmaxf / fminf do, so no float-to-int conversion is
+     * undefined, and adding and taking away 1.5 * 2^23 rounds half to even
+     * as lrintf does for |v| <= 127 */
     float amax = 0.0f;
-    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
     float s = amax / 127.0f;
     *scale = s;
     float inv = s > 0.0f ? 127.0f / amax : 0.0f;
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] * inv;
-        /* fmaxf/fminf drop a NaN: no undefined float-to-int conversion */
-        v = fminf(fmaxf(v, -127.0f), 127.0f);
-        q[i] = (int8_t)lrintf(v);
+        v = v > -127.0f ? v : -127.0f;
+        v = v < 127.0f ? v : 127.0f;
+        v = (v + 0x1.8p23f) - 0x1.8p23f;
+        q[i] = (int8_t)v;
     }
 }
 

@@ -618,6 +618,42 @@ TEST(quantize_act_blocks)
     free(x); free(s); free(sr); free(q); free(qr);
 }
 
+/* The plain fmaxf / fminf / lrintf form of llmq_quantize_act_i8: the oracle
+ * its libm-free loops must match code for code. */
+static void act_i8_oracle(const float *x, int64_t n, int8_t *q, float *scale)
+{
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = amax / 127.0f;
+    *scale = s;
+    float inv = s > 0.0f ? 127.0f / amax : 0.0f;
+    for (int64_t i = 0; i < n; i++) q[i] = (int8_t)lrintf(fminf(fmaxf(x[i] * inv, -127.0f), 127.0f));
+}
+
+TEST(act_i8_matches_oracle)
+{
+    enum { C = 301 };
+    float x[C], s, so;
+    int8_t q[C], qo[C];
+    uint64_t st = 12345;
+    for (int r = 0; r < 500; r++) {
+        for (int j = 0; j < C; j++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            x[j] = (float)((double)(st >> 11) / 9007199254740992.0 - 0.5) * (r % 3 ? 4.0f : 1e-39f);
+        }
+        if (r % 4 == 0) {                  /* exact ties on a 127-step grid */
+            x[0] = 127.0f;
+            for (int j = 1; j < C; j++) x[j] = (float)(j % 254 - 127) + 0.5f;
+        }
+        if (r % 7 == 1) x[r % C] = NAN;
+        if (r % 9 == 2) x[(r + 3) % C] = r & 1 ? INFINITY : -INFINITY;
+        if (r % 10 == 5) for (int j = 0; j < C; j++) x[j] = 0.0f;
+        llmq_quantize_act_i8(x, C, q, &s);
+        act_i8_oracle(x, C, qo, &so);
+        CHECK_MSG(!memcmp(&s, &so, sizeof s) && !memcmp(q, qo, C), "row %d", r);
+    }
+}
+
 TEST(quantize_act)
 {
     float x[5] = { 1.0f, -2.0f, 0.5f, 0.0f, 1.27f };

@@ -5,6 +5,7 @@
  */
 #include "../test.h"
 #include <float.h>
+#include <string.h>
 #include "quant/quant.h"
 #include "kernels/kernels.h"
 
@@ -65,6 +66,44 @@ TEST(q8_round_trip)
             double e = fabs((double)w[r * C + j] - out[j]);
             CHECK_MSG(e <= s[r] / 2.0 + fabs(w[r * C + j]) * Q8_ROUNDING + 1e-45, "row %d col %d: err %g scale %g", r, j, e, s[r]);
         }
+    }
+}
+
+/* The plain form llmq_q8_quantize_row had before its loops lost their libm
+ * calls: the oracle the fast loops must match code for code. */
+static void q8_row_oracle(const float *w, int64_t cols, int8_t *codes, float *scale)
+{
+    float amax = 0.0f;
+    for (int64_t j = 0; j < cols; j++) amax = fmaxf(amax, fabsf(w[j]));
+    float s = (float)((double)amax / LLMQ_Q8_MAXQ);
+    if ((double)s * LLMQ_Q8_MAXQ < (double)amax) s = nextafterf(s, INFINITY);
+    if (isinf((float)LLMQ_Q8_MAXQ * s)) s = nextafterf(s, 0.0f);
+    *scale = s;
+    for (int64_t j = 0; j < cols; j++) {
+        double q = s > 0.0f ? nearbyint((double)w[j] / s) : 0.0;
+        q = fmin(fmax(q, -LLMQ_Q8_MAXQ), LLMQ_Q8_MAXQ);
+        codes[j] = (int8_t)q;
+    }
+}
+
+TEST(q8_row_matches_oracle)
+{
+    enum { C = 257 };
+    static float w[C];
+    int8_t q[C], qo[C];
+    for (int r = 0; r < 400; r++) {
+        fill_row(w, C, r);
+        if (r % 5 == 0) {                  /* exact ties: k + 0.5 steps of a 127-step row */
+            w[0] = 127.0f;
+            for (int j = 1; j < C; j++) w[j] = (float)((int)(rnd() % 254) - 127) + 0.5f;
+        }
+        if (r % 11 == 3) w[r % C] = NAN;
+        if (r % 13 == 4) w[(r + 1) % C] = r & 1 ? INFINITY : -INFINITY;
+        if (r % 17 == 5) w[(r + 2) % C] = -0.0f;
+        float s, so;
+        llmq_q8_quantize_row(w, C, q, &s);
+        q8_row_oracle(w, C, qo, &so);
+        CHECK_MSG(!memcmp(&s, &so, sizeof s) && !memcmp(q, qo, C), "row %d: scale %g vs %g", r, s, so);
     }
 }
 
