@@ -18,7 +18,7 @@ int llmq_quant_check_finite(const float *w, int64_t rows, int64_t cols, const ch
 
 void llmq_q8_quantize_row(const float *w, int64_t cols, int8_t *codes, float *scale)
 {
-    /* A hot loop of smooth's and awq's searches: no libm calls per element.
+    /* A hot loop of smooth's searches (and of pack): no libm calls per element.
      * The comparisons drop a NaN as fmaxf would, and tests/unit/t-quant.c
      * holds these loops to the plain fmaxf / nearbyint / fmin form. */
     float amax = 0.0f;
