@@ -14,6 +14,9 @@
 #   EVAL2=FILE  a second held-out text for the dynamic rows of the methods
 #               with a search (auto alpha, OS+), all windows (default
 #               data/eval/little_women.txt; EVAL2= skips it)
+#   METHODS="sq05 sqauto osplus"  the smoothing rows to run (default all
+#               three); NAIVE=0 skips the two naive rows (re-running one
+#               method's rows after a change to it)
 . "$(dirname "$0")/lib.sh"
 BASE="$SHARED/models/tiny-llama-mha"
 SAMPLES=${SAMPLES:-128}
@@ -53,10 +56,12 @@ for name in $models; do
             "$(echo "$p $bppl" | awk '{print ($1 / $2 - 1) * 100}')" "$(lnr "$T/r.json")" "$(klse "$T/r.json")" \
             "$($TC json "$T/r.json" kld_p99)" "$($TC json "$T/r.json" top1_agree)"
     }
-    "$LLMQ" pack "$M" -o "$T/naive.q8" --format int8 || exit 1
-    row "int8 RTN (naive)" int8 "$T/naive.q8"
-    row "int8 RTN (naive)" int8-static "$T/naive.q8" "$T/$name.st"
-    for v in sq05 sqauto osplus; do
+    if [ "${NAIVE:-1}" != 0 ]; then
+        "$LLMQ" pack "$M" -o "$T/naive.q8" --format int8 || exit 1
+        row "int8 RTN (naive)" int8 "$T/naive.q8"
+        row "int8 RTN (naive)" int8-static "$T/naive.q8" "$T/$name.st"
+    fi
+    for v in ${METHODS:-sq05 sqauto osplus}; do
         case $v in
             sq05) args="--alpha 0.5"; label="SmoothQuant a=0.5";;
             sqauto) args="--auto-alpha"; label="SmoothQuant auto a";;

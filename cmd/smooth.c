@@ -12,7 +12,7 @@
 static struct {
     const char *stats, *method, *out, *dtype, *pairs, *stats_out;
     double alpha;
-    int auto_alpha, no_shift, threads, json, alpha_seen;
+    int auto_alpha, no_shift, full_search, threads, json, alpha_seen;
 } o;
 
 static opt_def smooth_opts[] = {
@@ -21,6 +21,7 @@ static opt_def smooth_opts[] = {
     { "alpha", OPT_DOUBLE, &o.alpha, "A", "smoothquant: fixed migration strength in [0, 1]", NULL, 0, 1, &o.alpha_seen, 0 },
     { "auto-alpha", OPT_FLAG, &o.auto_alpha, NULL, "smoothquant: per layer and pair, the alpha of 0..1 step 0.05 with the least W8A8 error (default)", NULL, 0, 0, NULL, 0 },
     { "no-shift", OPT_FLAG, &o.no_shift, NULL, "osplus: scale only, no channel shift", NULL, 0, 0, NULL, 0 },
+    { "full-search", OPT_FLAG, &o.full_search, NULL, "osplus: score all 81 thresholds, not coarse to fine (3x slower)", NULL, 0, 0, NULL, 0 },
     { "pairs", OPT_STRING, &o.pairs, "LIST", "pairs to smooth, comma-separated from qkv,vo,gateup,updown (default all)", NULL, 0, 0, NULL, 0 },
     { "dtype", OPT_CHOICE, &o.dtype, NULL, "output weight dtype (default: the source's)", "f32|bf16|f16", 0, 0, NULL, 0 },
     OPT_ROW_OUTPUT(o.out, "DIR", "write the smoothed checkpoint to DIR (required)"),
@@ -76,12 +77,14 @@ int cmd_smooth(int argc, char **argv)
     if (osplus && (o.alpha_seen || o.auto_alpha))
         return cmd_failf("smooth", LLMQ_EUSAGE, "--alpha and --auto-alpha are for --method smoothquant");
     if (!osplus && o.no_shift) return cmd_failf("smooth", LLMQ_EUSAGE, "--no-shift is for --method osplus");
+    if (!osplus && o.full_search) return cmd_failf("smooth", LLMQ_EUSAGE, "--full-search is for --method osplus");
     llmq_smooth_opts so;
     memset(&so, 0, sizeof so);
     so.method = osplus ? LLMQ_SMOOTH_OSPLUS : LLMQ_SMOOTH_SQ;
     so.alpha = o.alpha;
     so.auto_alpha = !osplus && !o.alpha_seen;
     so.shift = !o.no_shift;
+    so.full_grid = o.full_search;
     if (parse_pairs(o.pairs, &so.pairs))
         return cmd_failf("smooth", LLMQ_EUSAGE, "--pairs '%s': expected a comma-separated list of qkv, vo, gateup, updown", o.pairs);
     const char *path = args[0];

@@ -141,6 +141,29 @@ double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t 
     return e / ((double)n * (double)rows);
 }
 
+int llmq_grid_search(int K, int step, llmq_grid_loss loss, void *ctx, double *best)
+{
+    int kbest = -1;
+    if (step < 1) step = 1;
+    *best = INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        int k0 = 0, k1 = K, inc = step;
+        if (pass) {
+            if (step == 1 || kbest < 0) break;
+            k0 = LLMQ_MAX(0, kbest - (step - 1)), k1 = LLMQ_MIN(K, kbest + (step - 1)), inc = 1;
+        }
+        for (int k = k0; k <= k1; k += inc) {
+            int coarse = k % step == 0 || k == K;
+            if (pass ? coarse : !coarse) continue;   /* the fine pass skips what the coarse one scored */
+            double e = loss(ctx, k);
+            if (e < 0) return -1;
+            if (e < *best || (e == *best && k < kbest)) { *best = e; kbest = k; }
+            if (!pass && k + inc > K && k < K) k = K - inc;   /* K itself is a coarse point */
+        }
+    }
+    return kbest;
+}
+
 /* ---- the plan ---- */
 
 /* SmoothQuant eq. 4: s_j = max|X_j|^alpha / max|W_j|^(1 - alpha); a dead
@@ -174,6 +197,41 @@ static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
+}
+
+/* OS+'s threshold search: grid point k is t = rmax (rlo / rmax)^(k / 80) */
+#define OSP_GRID 80
+
+struct osp_ctx {
+    struct pair_work *w;
+    const llmq_site_stats *q;
+    const llmq_smooth_opts *o;
+    int64_t n;
+    const float *r;            /* (sdim) shifted channel ranges */
+    float *cand;               /* (sdim) scratch */
+    double rmax, rlo;
+    const float *z;            /* (in_dim) expanded shift or NULL */
+    llmq_err *err;
+};
+
+static double osp_threshold(const struct osp_ctx *x, int k)
+{
+    return x->rmax * pow(x->rlo / x->rmax, (double)k / OSP_GRID);
+}
+
+static void osp_scales(const struct osp_ctx *x, double t, float *s)
+{
+    for (int j = 0; j < x->w->sdim; j++) s[j] = (float)LLMQ_MAX(1.0, x->r[j] / t);
+}
+
+static double osp_loss(void *ctx, int k)
+{
+    struct osp_ctx *x = ctx;
+    struct pair_work *w = x->w;
+    osp_scales(x, osp_threshold(x, k), x->cand);
+    expand(w, x->cand, w->s_exp);
+    return llmq_smooth_error(x->o->pool, w->W, w->rows, w->in_dim, x->q->keep, x->n, w->s_exp, x->z, w->ref, w->wz,
+                             x->err);
 }
 
 static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smooth_opts *o, int l, llmq_pair p,
@@ -268,11 +326,16 @@ static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smoot
     } else {
         /* OS+ eq. 6: s_j = max(1, r_j / t) with r_j the shifted range
          * max(|max_j - z_j|, |min_j - z_j|); t minimises the quantized output
-         * error of eq. 5, searched on a geometric grid of 81 points from
-         * max r (s = 1) down to the 5th percentile of the channel ranges.
-         * A grid that stopped at the median cut the search short: the
-         * down_proj input of layer 0 of tiny-llama-mha chose the median
-         * itself, the grid's last point. */
+         * error of eq. 5 over a geometric grid of 81 points from max r (s = 1)
+         * down to the 5th percentile of the channel ranges.  A grid that
+         * stopped at the median cut the search short: the down_proj input of
+         * layer 0 of tiny-llama-mha chose the median itself, the grid's last
+         * point.  The grid is searched coarse to fine (llmq_grid_search,
+         * step 4: 27 evaluations instead of 81).  The error is not smooth
+         * in t (each t rounds the weights anew): on tiny-llama-mha the full
+         * grid has 8-29 local minima per pair, and the coarse search lands on
+         * its best point in 18 of 24 pairs, within 0.2-1.6% of its error in
+         * the others (--full-search scores all 81). */
         float *r = llmq_malloc((size_t)w.sdim * sizeof(float), err), *sorted = r ? llmq_malloc((size_t)w.sdim * sizeof(float), err) : NULL;
         if (!sorted) { free(r); free(cand); goto nomem; }
         for (int j = 0; j < w.sdim; j++) {
@@ -285,18 +348,14 @@ static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smoot
         while (lo < w.sdim - 1 && !(sorted[lo] > 0)) lo++;   /* dead channels have no range */
         double rmax = sorted[w.sdim - 1], rlo = sorted[lo];
         if (!(rlo > 0)) rlo = rmax;
-        const int K = 80;
-        for (int k = 0; k <= K && rmax > 0; k++) {
-            double t = rmax * pow(rlo / rmax, (double)k / K);
-            for (int j = 0; j < w.sdim; j++) cand[j] = (float)LLMQ_MAX(1.0, r[j] / t);
-            expand(&w, cand, w.s_exp);
-            double e = llmq_smooth_error(o->pool, w.W, w.rows, w.in_dim, q->keep, n, w.s_exp, shift ? w.z_exp : NULL,
-                                         w.ref, w.wz, err);
-            if (e < 0) { rc = err->code; break; }
-            if (e < best) {
-                best = e;
-                out->param = t;
-                memcpy(out->scale, cand, (size_t)w.sdim * sizeof(float));
+        struct osp_ctx x = { .w = &w, .q = q, .o = o, .n = n, .r = r, .cand = cand, .rmax = rmax, .rlo = rlo,
+                             .z = shift ? w.z_exp : NULL, .err = err };
+        if (rmax > 0) {
+            int k = llmq_grid_search(OSP_GRID, o->full_grid ? 1 : 4, osp_loss, &x, &best);
+            if (k < 0) rc = err->code;
+            else {
+                out->param = osp_threshold(&x, k);
+                osp_scales(&x, out->param, out->scale);
             }
         }
         free(r);

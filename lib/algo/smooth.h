@@ -36,6 +36,7 @@ typedef struct {
     double alpha;        /* SmoothQuant migration strength in [0, 1] when !auto_alpha */
     int auto_alpha;      /* SmoothQuant: per pair, the alpha of 0, 0.05, ..., 1 with the least error */
     int shift;           /* OS+: shift where the architecture allows it (VO of Llama) */
+    int full_grid;       /* OS+: score all 81 thresholds, not coarse to fine (at most 27) */
     unsigned pairs;      /* bit (1 << llmq_pair) set: smooth this pair; others keep s = 1 */
     llmq_pool *pool;     /* borrowed, may be NULL */
 } llmq_smooth_opts;
@@ -70,6 +71,14 @@ void llmq_smooth_plan_release(llmq_smooth_plan *plan);
  * ref (n, rows) must hold X W^T and wz (rows) W z (NULL when z is NULL). */
 double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
                          const float *s, const float *z, const float *ref, const float *wz, llmq_err *err);
+
+/* Search grid points 0..K for the least loss(ctx, k), coarse to fine:
+ * every step-th point (and K), then the step - 1 points on each side of
+ * the best of those; step 1 scores every point.  Ties go to the lower k.
+ * Returns the best k and its loss in *best, or -1 as soon as loss returns
+ * a negative value (its error). */
+typedef double (*llmq_grid_loss)(void *ctx, int k);
+int llmq_grid_search(int K, int step, llmq_grid_loss loss, void *ctx, double *best);
 
 /* Write the smoothed checkpoint to out_dir (atomic): model.safetensors in
  * dtype dt (F32, BF16 or F16), config.json (dtype, and attention_bias set

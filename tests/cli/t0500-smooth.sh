@@ -36,6 +36,7 @@ llmq verify "$TMP/osl" --text "$TMP/eval.txt" --ctx 64 --max-windows 1 --logits-
 check "llama osplus f32: same logits" $TC logits "$TMP/lbase.lg" "$TMP/osl.lg" 1e-3
 expect_out '"pairs":"qkv,gateup"' llmq smooth "$L" --stats "$TMP/l.st" --method osplus --no-shift --pairs qkv,gateup -o "$TMP/osn" --json
 expect_out 'derived by llmq smooth' llmq calibrate --inspect "$TMP/osl.st"
+expect_out '"mode":"shift\+scale"' llmq smooth "$L" --stats "$TMP/l.st" --method osplus --full-search -o "$TMP/osf" --json
 
 # W8A8: dynamic and static on the packed smoothed model
 expect_code 0 llmq pack "$TMP/osl" -o "$TMP/osl.q8" --format int8
@@ -55,6 +56,7 @@ expect_code 2 llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --alpha 1.5
 expect_err 2 'exclude each other' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --alpha 0.5 --auto-alpha
 expect_err 2 'for --method smoothquant' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --method osplus --alpha 0.5
 expect_err 2 'for --method osplus' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --no-shift
+expect_err 2 'for --method osplus' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --full-search
 expect_err 2 'pairs' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --pairs qkv,foo
 expect_code 2 llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --dtype int8
 expect_err 2 'another model' llmq smooth $M --stats "$TMP/osq.st" -o "$TMP/x"

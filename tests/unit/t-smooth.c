@@ -362,6 +362,88 @@ TEST(qwen2_biases_are_kept_equivalent)
     smooth_roundtrip("qwen", &o2, 0);
 }
 
+/* llmq_grid_search on curves whose minimum is known */
+struct curve { const double *v; int calls[128]; int fail_at; };
+
+static double curve_loss(void *ctx, int k)
+{
+    struct curve *c = ctx;
+    c->calls[k]++;
+    return k == c->fail_at ? -1.0 : c->v[k];
+}
+
+static int curve_search(const double *v, int K, int step, int fail_at, int *evals, double *best)
+{
+    struct curve c = { .v = v, .fail_at = fail_at };
+    int k = llmq_grid_search(K, step, curve_loss, &c, best);
+    *evals = 0;
+    for (int i = 0; i <= K; i++) {
+        CHECK_MSG(c.calls[i] <= 1, "point %d scored %d times", i, c.calls[i]);
+        *evals += c.calls[i];
+    }
+    return k;
+}
+
+TEST(grid_search_coarse_to_fine)
+{
+    double v[128], best;
+    int evals;
+    for (int k = 0; k <= 80; k++) v[k] = (k - 37) * (k - 37) + 1.0;   /* one minimum, off the coarse points */
+    CHECK_EQ_INT(curve_search(v, 80, 4, -1, &evals, &best), 37);
+    CHECK(best == 1.0);
+    CHECK_EQ_INT(evals, 21 + 6);
+    CHECK_EQ_INT(curve_search(v, 80, 1, -1, &evals, &best), 37);
+    CHECK_EQ_INT(evals, 81);
+    for (int k = 0; k <= 80; k++) v[k] = 5.0;                         /* ties go to the lowest k */
+    CHECK_EQ_INT(curve_search(v, 80, 4, -1, &evals, &best), 0);
+    v[8] = v[5] = 1.0;                                                /* ...also a fine point below the coarse best */
+    CHECK_EQ_INT(curve_search(v, 80, 4, -1, &evals, &best), 5);
+    for (int k = 0; k <= 10; k++) v[k] = 100.0 - k;                   /* K off the coarse step is scored */
+    CHECK_EQ_INT(curve_search(v, 10, 4, -1, &evals, &best), 10);
+    CHECK_EQ_INT(evals, 4 + 2);                                       /* 0 4 8 10, then 7 9 */
+    CHECK_EQ_INT(curve_search(v, 10, 4, 9, &evals, &best), -1);      /* an error stops the search */
+    /* a narrow dip between coarse points far from the coarse best is
+     * missed by design; the full grid finds it */
+    for (int k = 0; k <= 80; k++) v[k] = fabs(k - 20.0) + 10.0;
+    v[62] = 0.5;
+    CHECK_EQ_INT(curve_search(v, 80, 4, -1, &evals, &best), 20);
+    CHECK_EQ_INT(curve_search(v, 80, 1, -1, &evals, &best), 62);
+}
+
+/* OS+ with the coarse search never beats scoring the whole grid (the
+ * minimum over a superset of thresholds) and --full-search's choice is
+ * the least error of all 81. */
+TEST(osplus_coarse_search_is_bounded_by_the_full_grid)
+{
+    setup();
+    char d[300];
+    snprintf(d, sizeof d, "%s/llama", tmpdir);
+    llmq_model m;
+    llmq_err err;
+    CHECK(llmq_model_open(&m, d, &err) == 0);
+    llmq_stats st;
+    collect(&m, &st, 32);
+    llmq_smooth_opts of = { .method = LLMQ_SMOOTH_OSPLUS, .shift = 1, .full_grid = 1, .pairs = 15 };
+    llmq_smooth_opts oc = of;
+    oc.full_grid = 0;
+    llmq_smooth_plan full, coarse;
+    CHECK(llmq_smooth_plan_compute(&m, &st, &of, &full, &err) == 0);
+    CHECK(llmq_smooth_plan_compute(&m, &st, &oc, &coarse, &err) == 0);
+    int same = 0, n = NL * LLMQ_PAIR_COUNT;
+    for (int i = 0; i < n; i++) {
+        const llmq_smooth_pair *f = &full.p[i], *c = &coarse.p[i];
+        CHECK_MSG(c->err_after >= f->err_after, "pair %d: coarse %.9g below the full grid's best %.9g", i,
+                  c->err_after, f->err_after);
+        CHECK(f->err_after <= f->err_before);
+        same += c->param == f->param;
+    }
+    CHECK_MSG(same > 0, "no pair on the same threshold (%d pairs)", n);
+    llmq_smooth_plan_release(&full);
+    llmq_smooth_plan_release(&coarse);
+    llmq_stats_release(&st);
+    llmq_model_close(&m);
+}
+
 TEST(unselected_pairs_keep_unit_scales)
 {
     setup();
