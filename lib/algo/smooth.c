@@ -141,26 +141,28 @@ double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t 
     return e / ((double)n * (double)rows);
 }
 
+/* Score grid point k; keep it when its loss is below *best (or equal, at a
+ * lower k). -1 when the loss reports an error. */
+static int grid_score(llmq_grid_loss loss, void *ctx, int k, int *kbest, double *best)
+{
+    double e = loss(ctx, k);
+    if (e < 0) return -1;
+    if (e < *best || (e == *best && k < *kbest)) { *best = e; *kbest = k; }
+    return 0;
+}
+
 int llmq_grid_search(int K, int step, llmq_grid_loss loss, void *ctx, double *best)
 {
     int kbest = -1;
     if (step < 1) step = 1;
     *best = INFINITY;
-    for (int pass = 0; pass < 2; pass++) {
-        int k0 = 0, k1 = K, inc = step;
-        if (pass) {
-            if (step == 1 || kbest < 0) break;
-            k0 = LLMQ_MAX(0, kbest - (step - 1)), k1 = LLMQ_MIN(K, kbest + (step - 1)), inc = 1;
-        }
-        for (int k = k0; k <= k1; k += inc) {
-            int coarse = k % step == 0 || k == K;
-            if (pass ? coarse : !coarse) continue;   /* the fine pass skips what the coarse one scored */
-            double e = loss(ctx, k);
-            if (e < 0) return -1;
-            if (e < *best || (e == *best && k < kbest)) { *best = e; kbest = k; }
-            if (!pass && k + inc > K && k < K) k = K - inc;   /* K itself is a coarse point */
-        }
-    }
+    if (K < 0) return -1;
+    for (int k = 0; k <= K; k += step)                       /* coarse: every step-th point */
+        if (grid_score(loss, ctx, k, &kbest, best)) return -1;
+    if (K % step && grid_score(loss, ctx, K, &kbest, best)) return -1;   /* ...and K */
+    int c = kbest;                                           /* fine: the others around the coarse best */
+    for (int k = LLMQ_MAX(0, c - (step - 1)); k <= LLMQ_MIN(K, c + (step - 1)); k++)
+        if (k % step && k != K && grid_score(loss, ctx, k, &kbest, best)) return -1;
     return kbest;
 }
 

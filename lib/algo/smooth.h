@@ -72,7 +72,7 @@ void llmq_smooth_plan_release(llmq_smooth_plan *plan);
 double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
                          const float *s, const float *z, const float *ref, const float *wz, llmq_err *err);
 
-/* Search grid points 0..K for the least loss(ctx, k), coarse to fine:
+/* Search grid points 0..K (K >= 0) for the least loss(ctx, k), coarse to fine:
  * every step-th point (and K), then the step - 1 points on each side of
  * the best of those; step 1 scores every point.  Ties go to the lower k.
  * Returns the best k and its loss in *best, or -1 as soon as loss returns

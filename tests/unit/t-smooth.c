@@ -422,8 +422,8 @@ TEST(grid_search_coarse_to_fine)
 }
 
 /* OS+ with the coarse search never beats scoring the whole grid (the
- * minimum over a superset of thresholds) and --full-search's choice is
- * the least error of all 81. */
+ * minimum over a superset of thresholds); on this model the full grid's
+ * choice also beats no smoothing on every pair. */
 TEST(osplus_coarse_search_is_bounded_by_the_full_grid)
 {
     llmq_model m;
