@@ -123,6 +123,37 @@ static int load_matrix(llmq_model *m, const char *name, int64_t rows, int64_t co
     return LLMQ_OK;
 }
 
+/* The values of a packed linear's side tensors that no kernel can use: a
+ * NaN or Inf scale (int8 f32, int4 f16), an E8M0 exponent of 255 (NaN in
+ * the OCP MX spec) or a zero point above 15 (the codes are 4-bit).  pack
+ * never writes them, so a file holding them is corrupt or hostile. */
+static int check_packed(const llmq_model *m, const char *prefix, const llmq_wmat *w, llmq_err *err)
+{
+    char name[300];
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    const llmq_st_tensor *t = llmq_model_tensor(m, name);
+    if (w->type != LLMQ_W_MX8) return check_finite(m, name, t, err);
+    const uint8_t *e = t->data;
+    for (uint64_t i = 0; i < t->nelem; i++)
+        if (e[i] == 255)
+            return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN (E8M0 255)",
+                               shard_path(m, name), name, i);
+    return LLMQ_OK;
+}
+
+static int check_zeros(const llmq_model *m, const char *prefix, llmq_err *err)
+{
+    char name[300];
+    snprintf(name, sizeof name, "%s.zeros", prefix);
+    const llmq_st_tensor *t = llmq_model_tensor(m, name);
+    const uint8_t *z = t->data;
+    for (uint64_t i = 0; i < t->nelem; i++)
+        if (z[i] > 15)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': element %" PRIu64 " = %d is not a 4-bit zero point",
+                               shard_path(m, name), name, i, z[i]);
+    return LLMQ_OK;
+}
+
 /* A linear layer: packed (listed in the llmq metadata) or float. */
 static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t cols, llmq_wmat *w, llmq_err *err)
 {
@@ -131,6 +162,7 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     if (m->packed_meta) {
         if ((rc = llmq_packed_linear(&m->ckpt, m->packed_meta, prefix, rows, cols, w, &found, err))) return rc;
         if (found) {
+            if ((rc = check_packed(m, prefix, w, err)) || (w->zeros && (rc = check_zeros(m, prefix, err)))) return rc;
             /* the kernels read scales as float / f16: copy if the file left them unaligned */
             size_t sz = w->type == LLMQ_W_Q8 ? 4 : w->type == LLMQ_W_Q4 ? 2 : 1;
             if ((uintptr_t)w->scales % sz) {

@@ -55,6 +55,15 @@ expect_err 8 "model.layers.0.self_attn.q_proj.scales.*corrupt" llmq verify "$TMP
 cp -r "$TMP/mxint8" "$TMP/badn"
 $TC poke "$TMP/badn/model.safetensors" model.norm.weight 0 3f80
 expect_err 8 "model.norm.weight" llmq verify "$TMP/badn"
+# values no kernel can use, in files whose checksums match: NaN / Inf
+# scales (status 7), a zero point above 15 (status 4)
+for c in "int8 q_proj.scales 7fc00000 7 NaN" "int4 o_proj.scales 7c00 7 NaN" "mxint8 q_proj.scales ff 7 E8M0" \
+         "int4 o_proj.zeros ff 4 zero.point"; do
+    set -- $c
+    rm -rf "$TMP/val"; cp -r "$TMP/$1" "$TMP/val"
+    $TC poke-crc "$TMP/val/model.safetensors" "model.layers.1.self_attn.$2" 5 "$3"
+    expect_err "$4" "model.layers.1.self_attn.$2': element 5 .*$5" llmq verify "$TMP/val"
+done
 # KLD base checks
 expect_code 0 llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld-save "$TMP/b.kld"
 expect_out '"kld_mean":' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/b.kld" --json

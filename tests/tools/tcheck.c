@@ -8,10 +8,16 @@
  *   tcheck lt A B                 exit 1 unless A < B
  *   tcheck poke FILE TENSOR INDEX HEX   overwrite element INDEX of TENSOR
  *                                 with the little-endian bytes of HEX (test fixtures)
+ *   tcheck poke-crc FILE TENSOR INDEX HEX   the same, then record the tensor's
+ *                                 new crc32 in a packed file's llmq.crc32 metadata
+ *                                 (a file whose values are bad, not its checksums)
  */
+#define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
 #include "../../formats/safetensors.h"
 #include "../../lib/fileio.h"
 
@@ -94,8 +100,33 @@ static int poke(const char *path, const char *name, long long idx, const char *h
     return 0;
 }
 
+/* After poke: the tensor's crc32 goes where the header records it, as
+ * <name>\":\"<8 hex digits> inside the llmq.crc32 string. */
+static int fix_crc(const char *path, const char *name)
+{
+    llmq_st_file f;
+    llmq_err err = { 0, "" };
+    if (llmq_st_open(&f, path, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    const llmq_st_tensor *t = llmq_st_find(&f, name);
+    char want[300], hex[9];
+    snprintf(want, sizeof want, "%s\\\":\\\"", name);
+    snprintf(hex, sizeof hex, "%08lx", crc32(crc32(0L, Z_NULL, 0), t->data, (uInt)t->nbytes));
+    const char *base = (const char *)f.map.data, *at = memmem(base + 8, (size_t)f.header_len, want, strlen(want));
+    long off = at ? (long)(at - base + (long)strlen(want)) : -1;
+    llmq_st_close(&f);
+    if (off < 0) { fprintf(stderr, "%s: no crc32 of '%s' in the header\n", path, name); return 2; }
+    FILE *fp = fopen(path, "r+b");
+    if (!fp || fseek(fp, off, SEEK_SET) || fwrite(hex, 1, 8, fp) != 8) { perror(path); return 2; }
+    fclose(fp);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 6 && !strcmp(argv[1], "poke-crc")) {
+        int rc = poke(argv[2], argv[3], atoll(argv[4]), argv[5]);
+        return rc ? rc : fix_crc(argv[2], argv[3]);
+    }
     if (argc == 6 && !strcmp(argv[1], "poke")) return poke(argv[2], argv[3], atoll(argv[4]), argv[5]);
     if (argc == 5 && !strcmp(argv[1], "logits")) return cmp_logits(argv[2], argv[3], atof(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "json")) return json_get(argv[2], argv[3]);
