@@ -212,7 +212,14 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
     (void)ids; (void)n_ids;
     snprintf(buf[1], 32, "%d", ctx);
     snprintf(buf[3], 32, "%d", vocab);
-    if ((rc = meta_is(f, "format", "llmq-kld", "format", err)) ||
+    const char *ver = llmq_st_meta(f, "llmq.kld_version");
+    if ((rc = meta_is(f, "format", "llmq-kld", "format", err))) goto fail;
+    if (!ver || strcmp(ver, "1")) {
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: KLD base version %.8s; this llmq reads version 1", path,
+                         ver ? ver : "(none)");
+        goto fail;
+    }
+    if (
         (rc = meta_is(f, "protocol", llmq_ppl_protocol_name(protocol), "protocol", err)) ||
         (rc = meta_is(f, "ctx", buf[1], "context", err)) ||
         (rc = meta_is(f, "vocab", buf[3], "vocabulary size", err)))
@@ -244,8 +251,15 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
     k->logp = (float *)(uintptr_t)tl->data;
     k->nll = (float *)(uintptr_t)tn->data;
     for (int64_t i = 0; i < k->cap * k->k; i++)
-        if (k->ids[i] < 0 || k->ids[i] >= vocab || !(k->logp[i] <= 0)) {
-            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: entry %" PRId64 " holds an id outside the vocabulary or a log-prob above 0", path, i);
+        if (k->ids[i] < 0 || k->ids[i] >= vocab || !(k->logp[i] <= 0) || !isfinite(k->logp[i])) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: entry %" PRId64 " holds an id outside the vocabulary or a log-prob "
+                             "that is not finite and at most 0", path, i);
+            goto fail;
+        }
+    for (int64_t i = 0; i < k->cap; i++)
+        if (!(k->nll[i] >= 0) || !isfinite(k->nll[i])) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: token %" PRId64 ": nll %g is not a finite value >= 0", path, i,
+                             (double)k->nll[i]);
             goto fail;
         }
     if (!(k->kl = llmq_calloc((size_t)k->cap ? (size_t)k->cap : 1, sizeof(double), err)) ||

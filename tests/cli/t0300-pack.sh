@@ -85,4 +85,11 @@ expect_err 2 'holds 2 windows' llmq verify "$TMP/int8" --ids $M/reference/wikite
 expect_err 2 'made for protocol' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --protocol llamacpp --kld "$TMP/b.kld"
 expect_err 2 'other tokens' llmq verify "$TMP/int8" --text README.md --ctx 512 --max-windows 1 --kld "$TMP/b.kld"
 expect_err 4 'not an llmq KLD base' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --kld "$TMP/int8/model.safetensors"
+cp "$TMP/b.kld" "$TMP/nan.kld"
+$TC poke "$TMP/nan.kld" nll 3 7fc00000
+expect_err 4 'nan.kld: token 3: nll nan is not a finite' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/nan.kld"
+cp "$TMP/b.kld" "$TMP/v9.kld"
+off=$(grep -abo '"llmq.kld_version":"1"' "$TMP/v9.kld" | cut -d: -f1)
+printf 9 | dd of="$TMP/v9.kld" bs=1 seek=$((off + 20)) conv=notrunc 2>/dev/null
+expect_err 5 'v9.kld: KLD base version 9; this llmq reads version 1' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/v9.kld"
 finish
