@@ -122,6 +122,7 @@ int cmd_smooth(int argc, char **argv)
     }
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
     so.pool = pool;
+    so.stats_path = o.stats;
     if ((rc = llmq_smooth_plan_compute(&m, &st, &so, &plan, &err))) goto fail;
     llmq_dtype dt = m.layers[0].wq.type == LLMQ_W_F32 ? LLMQ_DT_F32 : m.layers[0].wq.type == LLMQ_W_F16 ? LLMQ_DT_F16 : LLMQ_DT_BF16;
     if (o.dtype) dt = !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;

@@ -282,7 +282,8 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
     float eps = (float)c->rms_eps;
     for (int t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= c->vocab)
-            return llmq_errorf(err, LLMQ_EUSAGE, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab - 1);
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: token id %d is outside the model's vocabulary (0..%d): its "
+                               "tokenizer and config.json vocab_size disagree", m->path, tokens[t], c->vocab - 1);
         llmq_get_row(&m->embed, tokens[t], r->x + (size_t)t * H);
     }
     for (int l = 0; l < c->n_layers; l++) {

@@ -252,8 +252,8 @@ static int plan_pair(const llmq_model *m, const llmq_stats *st, const llmq_smoot
     int search = o->auto_alpha || o->method == LLMQ_SMOOTH_OSPLUS;
     int measure = st->n_keep > 0 && q->keep;
     if (search && !measure)
-        return llmq_errorf(err, LLMQ_EUSAGE, "the statistics hold no token rows (calibrate --keep 0): %s needs them",
-                           o->method == LLMQ_SMOOTH_OSPLUS ? "osplus" : "--auto-alpha");
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: the statistics hold no token rows (calibrate --keep 0): %s needs them",
+                           o->stats_path ? o->stats_path : "statistics", o->method == LLMQ_SMOOTH_OSPLUS ? "osplus" : "--auto-alpha");
     const llmq_wmat *cw[3];
     int nw;
     consumers(&m->layers[l], p, cw, &nw);

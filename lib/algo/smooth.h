@@ -39,6 +39,7 @@ typedef struct {
     int full_grid;       /* OS+: score all 81 thresholds, not coarse to fine (at most 27) */
     unsigned pairs;      /* bit (1 << llmq_pair) set: smooth this pair; others keep s = 1 */
     llmq_pool *pool;     /* borrowed, may be NULL */
+    const char *stats_path;  /* where the statistics came from, for messages; may be NULL */
 } llmq_smooth_opts;
 
 typedef struct {

@@ -45,6 +45,10 @@ expect_err 5 'rope type "yarn" is not supported' llmq verify "$TMP/rope"
 cp -r $M "$TMP/shape"
 sed 's/"intermediate_size": 768/"intermediate_size": 512/' $M/config.json >"$TMP/shape/config.json"
 expect_err 4 "tensor 'model.layers.0.mlp.gate_proj.weight' has shape \[768, 256\], config.json implies \[512, 256\]" llmq verify "$TMP/shape"
+# a tokenizer whose ids go past config.json's vocab_size: 4, naming the model
+cp -r $M "$TMP/tokv"
+sed 's/"Ġcat": 3682/"Ġcat": 5000/' $M/tokenizer.json >"$TMP/tokv/tokenizer.json"
+expect_err 4 "tokv: token id 5000 is outside the model's vocabulary \(0..4095\)" llmq verify "$TMP/tokv" --gen "the cat" --n 2
 
 # truncated and corrupt safetensors: 4
 cp -r $M "$TMP/trunc"

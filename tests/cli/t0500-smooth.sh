@@ -61,7 +61,7 @@ expect_err 2 'pairs' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --pairs qkv,
 expect_code 2 llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --dtype int8
 expect_err 2 'another model' llmq smooth $M --stats "$TMP/osq.st" -o "$TMP/x"
 expect_err 2 'statistics are for' llmq smooth $M --stats "$TMP/l.st" -o "$TMP/x"
-expect_err 2 'token rows' llmq smooth $M --stats "$TMP/q0.st" -o "$TMP/x"
+expect_err 2 'q0.st: the statistics hold no token rows' llmq smooth $M --stats "$TMP/q0.st" -o "$TMP/x"
 expect_code 0 llmq smooth $M --stats "$TMP/q0.st" --alpha 0.8 -o "$TMP/fixed0"
 expect_err 2 'refusing to overwrite an input' llmq smooth $M --stats "$TMP/q.st" -o $M
 expect_err 2 'refusing to overwrite an input' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/y" --stats-out "$TMP/q.st"
