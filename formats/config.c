@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "config.h"
+#include "json.h"
 #include "../lib/fileio.h"
 
 static const struct { const char *name; llmq_arch arch; } archs[] = {
@@ -28,7 +29,7 @@ static int get_int(const cJSON *o, const char *key, int *out, int *present, long
     if (!cJSON_IsNumber(v) || !isfinite(d) || d != floor(d))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not an integer", path, key);
     if (d < (double)lo || d > (double)hi)
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" = %.0f is out of range [%ld, %ld]", path, key, d, lo, hi);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" = %.15g is out of range [%ld, %ld]", path, key, d, lo, hi);
     *out = (int)d;
     *present = 1;
     return LLMQ_OK;
@@ -78,9 +79,11 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
         if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
         if (t && !cJSON_IsString(t))
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.rope_type\" is not a string", path, keys[k]);
-        if (t && strcmp(t->valuestring, "default") != 0)
+        if (t && strcmp(t->valuestring, "default") != 0) {
+            char q[LLMQ_QUOTE_SIZE];
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: rope type \"%s\" is not supported (only \"default\")",
-                               path, t->valuestring);
+                               path, llmq_quote(q, t->valuestring));
+        }
         double th;
         if ((rc = get_num(rs, "rope_theta", &th, &present, path, err))) return rc;
         if (present) c->rope_theta = th;
@@ -92,9 +95,10 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
 int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err)
 {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) return llmq_errorf(err, LLMQ_EFORMAT, "%s: not valid JSON", path);
-    int rc = LLMQ_OK, present;
+    cJSON *root;
+    int rc = llmq_json_parse(json, len, path, &root, err), present;
+    if (rc) return rc;
+    char q[LLMQ_QUOTE_SIZE];
     if (!cJSON_IsObject(root)) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", path); goto out; }
 
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "architectures");
@@ -109,8 +113,8 @@ int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *
     for (i = 0; i < LLMQ_ARRAY_LEN(archs); i++)
         if (strcmp(aname, archs[i].name) == 0) break;
     if (i == LLMQ_ARRAY_LEN(archs)) {
-        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: architecture \"%.60s\" is not supported (supported: %s)",
-                         path, aname, llmq_arch_supported());
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)",
+                         path, llmq_quote(q, aname), llmq_arch_supported());
         goto out;
     }
     c->arch = archs[i].arch;
@@ -151,8 +155,8 @@ int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *
 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !(cJSON_IsString(act) && (!strcmp(act->valuestring, "silu") || !strcmp(act->valuestring, "swish")))) {
-        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: hidden_act \"%.40s\" is not supported (only \"silu\")",
-                         path, cJSON_IsString(act) ? act->valuestring : "?");
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (only \"silu\")",
+                         path, cJSON_IsString(act) ? llmq_quote(q, act->valuestring) : "?");
         goto out;
     }
     const cJSON *tp = cJSON_GetObjectItemCaseSensitive(root, "pretraining_tp");

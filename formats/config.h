@@ -28,7 +28,10 @@ typedef struct {
     int bos_id, eos_id;        /* -1 if absent */
 } llmq_config;
 
-/* Parse config.json text (json, len bytes); path only for messages.
+/* Parse config.json text (json, len bytes); path only for messages.  The
+ * JSON is read strictly (llmq_json_parse: no trailing bytes, duplicate keys,
+ * invalid UTF-8 or raw control characters), and strings from it reach
+ * messages quoted (llmq_quote).
  * Unsupported architectures, activations or rope scaling are
  * LLMQ_EUNSUPPORTED naming what was found; missing or ill-typed fields are
  * LLMQ_EFORMAT naming the field. */

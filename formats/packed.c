@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <zlib.h>
 #include "packed.h"
+#include "json.h"
 #include "../lib/fileio.h"
 #include "../lib/sha256.h"
 
@@ -378,19 +379,29 @@ int llmq_packed_meta(const llmq_st_file *f, cJSON **meta, llmq_err *err)
     *meta = NULL;
     const char *ver = llmq_st_meta(f, "llmq.format_version");
     if (!ver) return LLMQ_OK;
+    char q[LLMQ_QUOTE_SIZE];
     if (strcmp(ver, LLMQ_PACKED_VERSION) != 0)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: llmq packed format version '%.20s' is not supported (this llmq reads %s)",
-                           f->path, ver, LLMQ_PACKED_VERSION);
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: llmq packed format version '%s' is not supported (this llmq reads %s)",
+                           f->path, llmq_quote(q, ver), LLMQ_PACKED_VERSION);
     const char *keys[] = { "llmq.linears", "llmq.crc32" }, *names[] = { "linears", "crc32" };
     cJSON *m = cJSON_CreateObject();
     if (!m) return llmq_errorf(err, LLMQ_ENOMEM, "out of memory");
     for (int i = 0; i < 2; i++) {
         const char *s = llmq_st_meta(f, keys[i]);
-        cJSON *o = s ? cJSON_Parse(s) : NULL;
-        if (!o || !cJSON_IsObject(o)) {
+        if (!s) {
+            cJSON_Delete(m);
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata '%s' is missing", f->path, keys[i]);
+        }
+        /* the value is a JSON text inside a JSON string: as strict as any file */
+        char what[600];
+        snprintf(what, sizeof what, "%s: metadata '%s'", f->path, keys[i]);
+        cJSON *o = NULL;
+        int rc = llmq_json_parse(s, strlen(s), what, &o, err);
+        if (!rc && !cJSON_IsObject(o)) rc = llmq_errorf(err, LLMQ_EFORMAT, "%s is not a JSON object", what);
+        if (rc) {
             cJSON_Delete(o);
             cJSON_Delete(m);
-            return llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata '%s' is %s", f->path, keys[i], s ? "not a JSON object" : "missing");
+            return rc;
         }
         cJSON_AddItemToObject(m, names[i], o);
     }
@@ -407,22 +418,26 @@ int llmq_packed_check_crc(const llmq_ckpt *c, const cJSON *meta, llmq_err *err)
         for (size_t i = 0; i < f->n_tensors; i++) {
             const llmq_st_tensor *t = &f->tensors[i];
             const cJSON *e = cJSON_GetObjectItemCaseSensitive(crcs, t->name);
+            char q[LLMQ_QUOTE_SIZE], q2[LLMQ_QUOTE_SIZE];
             if (!cJSON_IsString(e))
-                return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' has no crc32 in the metadata", f->path, t->name);
+                return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' has no crc32 in the metadata", f->path,
+                                   llmq_quote(q, t->name));
             char hex[16];
             snprintf(hex, sizeof hex, "%08x", tensor_crc(t));
             if (strcmp(hex, e->valuestring) != 0)
-                return llmq_errorf(err, LLMQ_EVERIFY, "%s: tensor '%s': crc32 %s does not match the recorded %.8s: the file is corrupt",
-                                   f->path, t->name, hex, e->valuestring);
+                return llmq_errorf(err, LLMQ_EVERIFY, "%s: tensor '%s': crc32 %s does not match the recorded '%s': the file is corrupt",
+                                   f->path, llmq_quote(q, t->name), hex, llmq_quote(q2, e->valuestring));
             n_tensors++;
         }
     }
     if ((size_t)cJSON_GetArraySize(crcs) != n_tensors) {
         const cJSON *e;
         cJSON_ArrayForEach(e, crcs)
-            if (!llmq_ckpt_find(c, e->string, NULL))
-                return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%.100s' is recorded in the metadata but missing",
-                                   c->shards[0].path, e->string);
+            if (!llmq_ckpt_find(c, e->string, NULL)) {
+                char q[LLMQ_QUOTE_SIZE];
+                return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is recorded in the metadata but missing",
+                                   c->shards[0].path, llmq_quote(q, e->string));
+            }
     }
     return LLMQ_OK;
 }
@@ -455,9 +470,10 @@ int llmq_packed_linear(const llmq_ckpt *c, const cJSON *meta, const char *prefix
     if (!lin) return LLMQ_OK;
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(lin, "scheme");
     llmq_qscheme s;
+    char qs[LLMQ_QUOTE_SIZE];
     if (!cJSON_IsString(sn) || llmq_qscheme_parse(sn->valuestring, &s))
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': unknown scheme '%.40s'", c->shards[0].path, prefix,
-                           cJSON_IsString(sn) ? sn->valuestring : "?");
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': unknown scheme '%s'", c->shards[0].path, prefix,
+                           cJSON_IsString(sn) ? llmq_quote(qs, sn->valuestring) : "?");
     const llmq_st_tensor *q, *sc, *z = NULL;
     int rc;
     memset(w, 0, sizeof *w);

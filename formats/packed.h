@@ -74,7 +74,8 @@ int llmq_model_digest(const llmq_model *m, char hex[65], llmq_err *err);
 
 /* For model.c: if f is a packed file, parse its metadata into *meta
  * (owned, cJSON object with "linears" and "crc32"); NULL if f is a plain
- * checkpoint.  Malformed llmq metadata is LLMQ_EFORMAT. */
+ * checkpoint.  Malformed llmq metadata (read strictly, as llmq_json_parse
+ * reads a file) is LLMQ_EFORMAT. */
 int llmq_packed_meta(const llmq_st_file *f, cJSON **meta, llmq_err *err);
 
 /* Check every tensor's crc32 against the metadata: a mismatch is

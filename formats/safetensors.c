@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <math.h>
 #include "safetensors.h"
+#include "json.h"
 
 /* Integers in the header are JSON numbers read as doubles; above 2^53 they
  * are no longer exact, and no real file needs them that large. */
@@ -49,53 +50,9 @@ size_t llmq_dtype_size(llmq_dtype dt)
 
 /* ---- helpers ---- */
 
-/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF).
- * *bad gets the offset of the first bad byte. */
-static int utf8_valid(const uint8_t *s, size_t n, size_t *bad)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) { i++; continue; }
-        else if ((c & 0xe0) == 0xc0) { k = 1; cp = c & 0x1f; min = 0x80; }
-        else if ((c & 0xf0) == 0xe0) { k = 2; cp = c & 0x0f; min = 0x800; }
-        else if ((c & 0xf8) == 0xf0) { k = 3; cp = c & 0x07; min = 0x10000; }
-        else goto fail;
-        if (n - i <= k) goto fail;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80) goto fail;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) goto fail;
-        i += k + 1;
-    }
-    return 1;
-fail:
-    if (bad) *bad = i;
-    return 0;
-}
-
 static int name_ok(const char *s)
 {
-    return s && s[0] && utf8_valid((const uint8_t *)s, strlen(s), NULL);
-}
-
-/* A hostile name made safe for a one-line message: printable ASCII kept,
- * other bytes as \xNN, cut at about 80 characters. */
-static const char *qname(char out[128], const char *s)
-{
-    size_t o = 0;
-    if (!s) s = "";
-    for (; *s && o < 80; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c < 0x7f && c != '\\') out[o++] = (char)c;
-        else o += (size_t)snprintf(out + o, 128 - o, "\\x%02x", c);
-    }
-    if (*s) { memcpy(out + o, "...", 3); o += 3; }
-    out[o] = 0;
-    return out;
+    return s && s[0] && llmq_utf8_valid((const uint8_t *)s, strlen(s), NULL);
 }
 
 /* Read a JSON number that must be an integer in [0, 2^53].  0 ok, -1 not. */
@@ -160,24 +117,24 @@ static const char *dup_key(const cJSON *obj, int *oom)
 
 static int parse_metadata(llmq_st_file *f, cJSON *meta, llmq_err *err)
 {
-    char q[128];
+    char q[LLMQ_QUOTE_SIZE];
     int oom;
     if (!cJSON_IsObject(meta))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: __metadata__ is not an object", f->path);
     for (cJSON *m = meta->child; m; m = m->next)
         if (!cJSON_IsString(m) || !m->valuestring)
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: __metadata__ key '%s': value is not a string",
-                               f->path, qname(q, m->string));
+                               f->path, llmq_quote(q, m->string));
     const char *d = dup_key(meta, &oom);
     if (oom) return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory checking __metadata__", f->path);
-    if (d) return llmq_errorf(err, LLMQ_EFORMAT, "%s: __metadata__ key '%s' appears twice", f->path, qname(q, d));
+    if (d) return llmq_errorf(err, LLMQ_EFORMAT, "%s: __metadata__ key '%s' appears twice", f->path, llmq_quote(q, d));
     return LLMQ_OK;
 }
 
 static int parse_entry(llmq_st_file *f, const cJSON *e, llmq_st_tensor *t, uint64_t data_size, llmq_err *err)
 {
-    char q[128];
-    const char *nm = qname(q, e->string);
+    char q[LLMQ_QUOTE_SIZE];
+    const char *nm = llmq_quote(q, e->string);
     if (!name_ok(e->string))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': name is empty or not valid UTF-8", f->path, nm);
     if (!cJSON_IsObject(e))
@@ -187,8 +144,8 @@ static int parse_entry(llmq_st_file *f, const cJSON *e, llmq_st_tensor *t, uint6
     const char *dup = dup_key(e, &oom);
     if (oom) return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory checking tensor '%s'", f->path, nm);
     if (dup) {
-        char q2[128];
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': key '%s' appears twice", f->path, nm, qname(q2, dup));
+        char q2[LLMQ_QUOTE_SIZE];
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': key '%s' appears twice", f->path, nm, llmq_quote(q2, dup));
     }
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
@@ -202,13 +159,13 @@ static int parse_entry(llmq_st_file *f, const cJSON *e, llmq_st_tensor *t, uint6
         /* dtypes of the format that llmq does not read are a valid file it
          * cannot handle; anything else is corruption */
         static const char *const foreign[] = { "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64" };
-        char q2[128];
+        char q2[LLMQ_QUOTE_SIZE];
         for (size_t k = 0; k < LLMQ_ARRAY_LEN(foreign); k++)
             if (strcmp(dt->valuestring, foreign[k]) == 0)
                 return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: tensor '%s': dtype %s is not supported",
                                    f->path, nm, foreign[k]);
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", f->path, nm,
-                           qname(q2, dt->valuestring));
+                           llmq_quote(q2, dt->valuestring));
     }
     if (!cJSON_IsArray(sh))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': shape is not an array", f->path, nm);
@@ -259,7 +216,7 @@ static int parse_entry(llmq_st_file *f, const cJSON *e, llmq_st_tensor *t, uint6
 
 static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err *err)
 {
-    char q[128];
+    char q[LLMQ_QUOTE_SIZE];
     if (len < 8)
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: file has %" PRIu64 " bytes, too short for the 8-byte header length",
                            f->path, len);
@@ -275,7 +232,7 @@ static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err 
                            f->path, n);
     const uint8_t *h = buf + 8;
     size_t bad;
-    if (!utf8_valid(h, (size_t)n, &bad))
+    if (!llmq_utf8_valid(h, (size_t)n, &bad))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: header is not valid UTF-8 at byte %zu", f->path, 8 + bad);
     /* JSON allows no raw control bytes, and a NUL, raw or as \u0000, would
      * silently cut a name short in cJSON's C strings.  Escapes are skipped
@@ -348,11 +305,11 @@ static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err 
         const llmq_st_tensor *t = byoff[i];
         if (!t->nbytes) continue;
         if (last && t->offset < last->offset + last->nbytes) {
-            char q2[128];
+            char q2[LLMQ_QUOTE_SIZE];
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': data [%" PRIu64 ", %" PRIu64
                              ") overlaps tensor '%s' [%" PRIu64 ", %" PRIu64 ")",
-                             f->path, qname(q, t->name), t->offset, t->offset + t->nbytes,
-                             qname(q2, last->name), last->offset, last->offset + last->nbytes);
+                             f->path, llmq_quote(q, t->name), t->offset, t->offset + t->nbytes,
+                             llmq_quote(q2, last->name), last->offset, last->offset + last->nbytes);
             goto out;
         }
         last = t;
@@ -362,7 +319,7 @@ static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err 
     for (size_t i = 1; i < count; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' appears twice", f->path,
-                             qname(q, f->tensors[i].name));
+                             llmq_quote(q, f->tensors[i].name));
             goto out;
         }
 
@@ -425,10 +382,14 @@ void llmq_ckpt_close(llmq_ckpt *c)
     memset(c, 0, sizeof *c);
 }
 
-/* A shard name in an index must be a plain file name in the same directory. */
+/* A shard name in an index must be a plain file name in the same directory,
+ * without control characters (it goes into messages as part of a path). */
 static int shard_name_ok(const char *s)
 {
-    return name_ok(s) && !strchr(s, '/') && !strchr(s, '\\') && !strstr(s, "..");
+    if (!name_ok(s) || strchr(s, '/') || strchr(s, '\\') || strstr(s, "..")) return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return 0;
+    return 1;
 }
 
 typedef struct {
@@ -449,7 +410,7 @@ static int cmp_ix_tensor(const void *a, const void *b)
 
 static int ckpt_open_index(llmq_ckpt *c, const char *ipath, llmq_err *err)
 {
-    char q[128], q2[128];
+    char q[LLMQ_QUOTE_SIZE], q2[LLMQ_QUOTE_SIZE];
     char *text = NULL;
     size_t len = 0;
     int rc = llmq_read_file(ipath, &text, &len, err);
@@ -458,16 +419,12 @@ static int ckpt_open_index(llmq_ckpt *c, const char *ipath, llmq_err *err)
         free(text);
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: index is %zu bytes, over the limit of %u", ipath, len, ST_MAX_INDEX);
     }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    /* strict: no duplicate keys, and no \u0000 to cut a tensor or shard
+     * name short in cJSON's C strings */
+    cJSON *root = NULL;
     ix_entry *ix = NULL;
     size_t n = 0, n_names = 0;
-    if (!root) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not valid JSON", ipath); goto out; }
-    for (const char *p = end; p < text + len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: trailing bytes after the JSON object", ipath);
-            goto out;
-        }
+    if ((rc = llmq_json_parse(text, len, ipath, &root, err))) goto out;
     cJSON *wm = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(wm)) {
         rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: no \"weight_map\" object", ipath);
@@ -481,17 +438,17 @@ static int ckpt_open_index(llmq_ckpt *c, const char *ipath, llmq_err *err)
     for (cJSON *e = wm->child; e; e = e->next, i++) {
         if (!name_ok(e->string)) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: weight_map: tensor '%s': name is empty or not valid UTF-8",
-                             ipath, qname(q, e->string));
+                             ipath, llmq_quote(q, e->string));
             goto out;
         }
         if (!cJSON_IsString(e) || !e->valuestring) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: weight_map: tensor '%s': shard is not a string",
-                             ipath, qname(q, e->string));
+                             ipath, llmq_quote(q, e->string));
             goto out;
         }
         if (!shard_name_ok(e->valuestring)) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: weight_map: tensor '%s': shard '%s' is not a plain file name",
-                             ipath, qname(q, e->string), qname(q2, e->valuestring));
+                             ipath, llmq_quote(q, e->string), llmq_quote(q2, e->valuestring));
             goto out;
         }
         ix[i].tensor = e->string;
@@ -522,12 +479,12 @@ static int ckpt_open_index(llmq_ckpt *c, const char *ipath, llmq_err *err)
     for (i = 0; i < n; i++) {
         if (i && strcmp(ix[i - 1].tensor, ix[i].tensor) == 0) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: weight_map: tensor '%s' listed twice",
-                             ipath, qname(q, ix[i].tensor));
+                             ipath, llmq_quote(q, ix[i].tensor));
             goto out;
         }
         if (!llmq_st_find(&c->shards[ix[i].k], ix[i].tensor)) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': not in its shard '%s'",
-                             ipath, qname(q, ix[i].tensor), qname(q2, ix[i].shard));
+                             ipath, llmq_quote(q, ix[i].tensor), llmq_quote(q2, ix[i].shard));
             goto out;
         }
     }
@@ -540,13 +497,13 @@ static int ckpt_open_index(llmq_ckpt *c, const char *ipath, llmq_err *err)
             const ix_entry *v = bsearch(&key, ix, n, sizeof *ix, cmp_ix_tensor);
             if (!v) {
                 rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': stored in '%s' but not in the index",
-                                 ipath, qname(q, s->tensors[t].name), qname(q2, s->path));
+                                 ipath, llmq_quote(q, s->tensors[t].name), llmq_quote(q2, s->path));
                 goto out;
             }
             if (v->k != k) {
-                char q3[128];
+                char q3[LLMQ_QUOTE_SIZE];
                 rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': stored in '%s' too, index names '%s'",
-                                 ipath, qname(q, s->tensors[t].name), qname(q2, s->path), qname(q3, v->shard));
+                                 ipath, llmq_quote(q, s->tensors[t].name), llmq_quote(q2, s->path), llmq_quote(q3, v->shard));
                 goto out;
             }
         }
@@ -662,8 +619,8 @@ void llmq_st_writer_free(llmq_st_writer *w)
 static int writer_add(llmq_st_writer *w, const char *name, llmq_dtype dt, int ndim, const int64_t *shape,
                       const void *data, llmq_st_fill_fn fill, void *ctx, llmq_err *err)
 {
-    char q[128];
-    const char *nm = qname(q, name);
+    char q[LLMQ_QUOTE_SIZE];
+    const char *nm = llmq_quote(q, name);
     if (w->finished) return LLMQ_BUG(err, "safetensors writer used after finish");
     if (!name_ok(name) || strcmp(name, "__metadata__") == 0)
         return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': name is empty, reserved or not valid UTF-8", nm);
@@ -726,13 +683,13 @@ int llmq_st_writer_add_fill(llmq_st_writer *w, const char *name, llmq_dtype dt, 
 
 int llmq_st_writer_meta(llmq_st_writer *w, const char *key, const char *value, llmq_err *err)
 {
-    char q[128];
-    if (!name_ok(key) || !value || !utf8_valid((const uint8_t *)value, strlen(value), NULL))
-        return llmq_errorf(err, LLMQ_EFORMAT, "metadata '%s': key empty or key/value not valid UTF-8", qname(q, key));
+    char q[LLMQ_QUOTE_SIZE];
+    if (!name_ok(key) || !value || !llmq_utf8_valid((const uint8_t *)value, strlen(value), NULL))
+        return llmq_errorf(err, LLMQ_EFORMAT, "metadata '%s': key empty or key/value not valid UTF-8", llmq_quote(q, key));
     if (!w->meta && !(w->meta = cJSON_CreateObject()))
         return llmq_errorf(err, LLMQ_ENOMEM, "metadata: out of memory");
     if (cJSON_GetObjectItemCaseSensitive(w->meta, key))
-        return llmq_errorf(err, LLMQ_EFORMAT, "metadata '%s': set twice", qname(q, key));
+        return llmq_errorf(err, LLMQ_EFORMAT, "metadata '%s': set twice", llmq_quote(q, key));
     if (!cJSON_AddStringToObject(w->meta, key, value))
         return llmq_errorf(err, LLMQ_ENOMEM, "metadata: out of memory");
     return LLMQ_OK;

@@ -79,7 +79,8 @@ typedef struct {
 
 /* path may be a directory (model.safetensors or model.safetensors.index.json
  * inside), a .safetensors file, or an index .json file.  A tensor present in
- * two shards, or an index naming a missing tensor, is LLMQ_EFORMAT. */
+ * two shards, or an index naming a missing tensor, is LLMQ_EFORMAT; the index
+ * is read strictly (llmq_json_parse: a \u0000 or duplicate key is refused). */
 int llmq_ckpt_open(llmq_ckpt *c, const char *path, llmq_err *err);
 void llmq_ckpt_close(llmq_ckpt *c);
 /* Borrowed; NULL if absent.  shard (may be NULL) gets the file it lives in. */

@@ -24,11 +24,17 @@
 #include "llmq-int.h"
 #include "fileio.h"
 #include "tokenizer.h"
+#include "json.h"
 #include "unicode.h"
 
 /* Ids above this are refused: a hostile id must not make us allocate GBs
  * (the largest real vocabularies are ~256k). */
 #define TOK_MAX_ID (1 << 24)
+/* A normalizer chain may make a piece of text at most this long: real ones
+ * grow it at most 3x + 3 (Llama / Mistral: ' ' -> U+2581, a prepended
+ * U+2581); chained Replaces could otherwise grow it exponentially. */
+#define TOK_NORM_GROWTH 64
+#define TOK_NORM_SLACK 4096
 /* Pre-tokens longer than this are not cached (HF: MAX_LENGTH 256 too). */
 #define TOK_CACHE_MAX_KEY 256
 /* A code point that is not one: an invalid UTF-8 byte, carried as itself. */
@@ -418,6 +424,7 @@ typedef struct {
 typedef struct { uint64_t key; uint32_t rank; int32_t id; } merge_ent;
 
 struct llmq_tok {
+    char *path;                  /* tokenizer.json, for messages */
     int32_t n_ids;               /* vocab size: 1 + largest id */
     char **piece;                /* [n_ids] token text or NULL, into arena */
     uint32_t *piece_len;         /* [n_ids] */
@@ -640,8 +647,9 @@ static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const ch
         if ((rc = dup_into(&s.a, &s.alen, pat, c->err))) return rc;
         if ((rc = dup_into(&s.b, &s.blen, content, c->err))) { free(s.a); return rc; }
     } else {
+        char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': normalizer type '%s' is not supported "
-                           "(supported: NFC, Prepend, Replace, Sequence)", c->path, field, ty);
+                           "(supported: NFC, Prepend, Replace, Sequence)", c->path, field, llmq_quote(q, ty));
     }
     norm_step *nn = realloc(t->norm, (t->n_norm + 1) * sizeof *nn);
     if (!nn) { free(s.a); free(s.b); return llmq_errorf(c->err, LLMQ_ENOMEM, "out of memory"); }
@@ -650,39 +658,58 @@ static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const ch
     return 0;
 }
 
-/* Replace every non-overlapping occurrence of pat (left to right). */
+/* Replace every non-overlapping occurrence of pat (left to right); -4 if
+ * out would grow past max bytes. */
 static int replace_all(tbuf *out, const uint8_t *s, size_t n, const char *pat, size_t plen,
-                       const char *rep, size_t rlen)
+                       const char *rep, size_t rlen, size_t max)
 {
     size_t i = 0;
     while (i < n) {
         const uint8_t *hit = plen <= n - i ? memmem(s + i, n - i, pat, plen) : NULL;
         size_t stop = hit ? (size_t)(hit - s) : n;
+        if (out->len + (stop - i) > max) return -4;
         if (tbuf_add(out, s + i, stop - i)) return -1;
         if (!hit) break;
+        if (rlen > max - out->len) return -4;
         if (tbuf_add(out, rep, rlen)) return -1;
         i = stop + plen;
     }
     return 0;
 }
 
-/* Run the normalizer chain on s[0..n) into out (replacing its contents). */
+static size_t norm_limit(size_t n)
+{
+    return n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : TOK_NORM_GROWTH * n + TOK_NORM_SLACK;
+}
+
+static int norm_too_long(const llmq_tok *t, size_t n, llmq_err *err)
+{
+    return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: 'normalizer': a %zu-byte piece of text grows past %zu bytes "
+                       "(the limit is %dx + %d)", t->path, n, norm_limit(n), TOK_NORM_GROWTH, TOK_NORM_SLACK);
+}
+
+/* Run the normalizer chain on s[0..n) into out (replacing its contents).
+ * -1: out of memory; -4: the text grew past norm_limit(n). */
 static int normalize(const llmq_tok *t, const uint8_t *s, size_t n, tbuf *out, tbuf *tmp)
 {
+    size_t max = norm_limit(n);
     out->len = 0;
     if (tbuf_add(out, s, n)) return -1;
     for (size_t k = 0; k < t->n_norm; k++) {
         const norm_step *st = &t->norm[k];
+        int rc = 0;
         tmp->len = 0;
         switch (st->kind) {
-        case NORM_NFC:
+        case NORM_NFC:              /* at most 3x, from an input already <= max */
             if (nfc_append(tmp, out->b, out->len)) return -1;
+            if (tmp->len > max) return -4;
             break;
         case NORM_PREPEND:          /* normalizers/prepend.rs: only if non-empty */
+            if (out->len && st->alen > max - out->len) return -4;
             if (out->len && (tbuf_add(tmp, st->a, st->alen) || tbuf_add(tmp, out->b, out->len))) return -1;
             break;
         case NORM_REPLACE:
-            if (replace_all(tmp, out->b, out->len, st->a, st->alen, st->b, st->blen)) return -1;
+            if ((rc = replace_all(tmp, out->b, out->len, st->a, st->alen, st->b, st->blen, max))) return rc;
             break;
         }
         tbuf sw = *out; *out = *tmp; *tmp = sw;
@@ -731,7 +758,7 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "pattern");
         const char *re = NULL, *str = NULL, *beh = NULL;
         int invert;
-        char f[160];
+        char f[160], q[LLMQ_QUOTE_SIZE];
         snprintf(f, sizeof f, "%s.pattern", field);
         if (!cJSON_IsObject(p)) return jfail(c, f, "expected an object");
         if ((rc = jstr(c, p, "Regex", f, &re)) || (rc = jstr(c, p, "String", f, &str))) return rc;
@@ -739,18 +766,19 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         if ((rc = jbool(c, n, "invert", field, 0, &invert))) return rc;
         if (!re) {
             if (str) return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split on the string '%s' is not supported",
-                                        c->path, f, str);
+                                        c->path, f, llmq_quote(q, str));
             return jfail(c, f, "expected {\"Regex\": ...}");
         }
         s.kind = PRE_SPLIT;
         s.pattern = pattern_id(re);
         if (!s.pattern)
             return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split regex '%s' is not supported "
-                               "(known: the GPT-2, Llama-3 and Qwen2 patterns)", c->path, f, re);
+                               "(known: the GPT-2, Llama-3 and Qwen2 patterns)", c->path, f, llmq_quote(q, re));
         /* Isolated: the patterns tile the text, so matches are the pieces. */
         if (!beh || strcmp(beh, "Isolated") || invert)
             return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split behavior '%s'%s is not supported "
-                               "(only Isolated)", c->path, field, beh ? beh : "(none)", invert ? " inverted" : "");
+                               "(only Isolated)", c->path, field, beh ? llmq_quote(q, beh) : "(none)",
+                               invert ? " inverted" : "");
     } else if (!strcmp(ty, "Metaspace")) {
         const char *repl, *scheme;
         int aps, split;
@@ -778,8 +806,9 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         if (!aps) s.prepend_scheme = PREPEND_NEVER;
         s.split = split;
     } else {
+        char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': pre_tokenizer type '%s' is not supported "
-                           "(supported: ByteLevel, Split, Metaspace, Sequence)", c->path, field, ty);
+                           "(supported: ByteLevel, Split, Metaspace, Sequence)", c->path, field, llmq_quote(q, ty));
     }
     return add_pre(t, &s, c->err);
 }
@@ -865,7 +894,7 @@ static int pre_step_run(const llmq_tok *t, const pre_step *st, const uint8_t *s,
         int lacks = s[0] != ' ' && (n < rl || memcmp(s, r, rl));
         if (lacks && (st->prepend_scheme == PREPEND_ALWAYS || (st->prepend_scheme == PREPEND_FIRST && first)))
             if (tbuf_add(tmp, r, rl)) return -1;
-        if (replace_all(tmp, s, n, " ", 1, r, rl)) return -1;
+        if (replace_all(tmp, s, n, " ", 1, r, rl, SIZE_MAX)) return -1;   /* rl < 8: bounded */
         const uint8_t *w = tmp->b;
         size_t m = tmp->len;
         if (!st->split) return plist_add(out, w, m, first);
@@ -952,9 +981,10 @@ static int parse_decoder(llmq_tok *t, const jctx *c, const cJSON *n, const char 
             if (!aps) s.prepend_scheme = PREPEND_NEVER;
         }
     } else {
+        char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': decoder type '%s' is not supported "
                            "(supported: ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)",
-                           c->path, field, ty);
+                           c->path, field, llmq_quote(q, ty));
     }
     dec_step *nd = realloc(t->dec, (t->n_dec + 1) * sizeof *nd);
     if (!nd) { free(s.a); free(s.b); return llmq_errorf(c->err, LLMQ_ENOMEM, "out of memory"); }
@@ -988,8 +1018,11 @@ static int slist_add(slist *l, const void *s, size_t n)
 
 static void slist_reset(slist *l) { l->buf.len = 0; l->n = 0; }
 
-static int dec_step_run(const llmq_tok *t, const dec_step *st, const slist *in, slist *out)
+/* One decoder step over the token texts of in, appended to out.  -1: out of
+ * memory; -4: Replace steps grew the text past max bytes. */
+static int dec_step_run(const llmq_tok *t, const dec_step *st, const slist *in, slist *out, size_t max)
 {
+    int rc;
     for (size_t i = 0; i < in->n; i++) {
         const uint8_t *s = in->buf.b + in->off[i];
         size_t n = in->off[i + 1] - in->off[i];
@@ -1014,13 +1047,13 @@ static int dec_step_run(const llmq_tok *t, const dec_step *st, const slist *in, 
             if (tbuf_add(&out->buf, s, n)) return -1;
             break;
         case DEC_REPLACE:
-            if (replace_all(&out->buf, s, n, st->a, st->alen, st->b, st->blen) || slist_end_item(out)) return -1;
+            if ((rc = replace_all(&out->buf, s, n, st->a, st->alen, st->b, st->blen, max))) return rc;
+            if (slist_end_item(out)) return -1;
             break;
         case DEC_METASPACE: {
             int drop = i == 0 && st->prepend_scheme != PREPEND_NEVER;
-            if (replace_all(&out->buf, s, n, st->a, st->alen, drop ? "" : " ", drop ? 0 : 1) ||
-                slist_end_item(out))
-                return -1;
+            if ((rc = replace_all(&out->buf, s, n, st->a, st->alen, drop ? "" : " ", drop ? 0 : 1, max))) return rc;
+            if (slist_end_item(out)) return -1;
             break;
         }
         case DEC_STRIP: {
@@ -1262,7 +1295,9 @@ static int bpe_word(enc_ctx *e, const uint8_t *w, size_t n, ivec *dst)
             }
             if (!done && (t->unk_id >= 0 || t->unk_missing)) {
                 if (t->unk_id < 0) {
-                    llmq_errorf(e->err, LLMQ_EFORMAT, "tokenizer: unk_token '%s' is not in the vocab", t->unk_missing);
+                    char q[LLMQ_QUOTE_SIZE];
+                    llmq_errorf(e->err, LLMQ_EFORMAT, "%s: 'model.unk_token': '%s' is not in the vocab, and the "
+                                "text has a character that needs it", t->path, llmq_quote(q, t->unk_missing));
                     return -2;
                 }
                 if (unk >= 0 && t->fuse_unk) {
@@ -1412,7 +1447,9 @@ static int on_raw_split(void *ctx, size_t start, size_t stop, int32_t id)
     raw_ctx *r = ctx;
     enc_ctx *e = r->e;
     if (id >= 0) return emit_added(e, id);
-    if (normalize(e->t, r->text + start, stop - start, &e->norm, &e->norm_tmp)) return -1;
+    int rc = normalize(e->t, r->text + start, stop - start, &e->norm, &e->norm_tmp);
+    if (rc == -4) { norm_too_long(e->t, stop - start, e->err); return -2; }
+    if (rc) return -1;
     e->first = start == 0;
     return find_added(e->t, &e->t->set_norm, e->norm.b, e->norm.len, on_norm_split, e);
 }
@@ -1473,10 +1510,16 @@ int llmq_tok_decode(const llmq_tok *t, const int32_t *ids, size_t n, int skip_sp
         if (!t->piece[id] || (skip_special && (t->flags[id] & TF_SPECIAL))) continue;
         fail = slist_add(&a, t->piece[id], t->piece_len[id]);
     }
+    size_t in_bytes = a.buf.len, max = norm_limit(in_bytes);
     for (size_t k = 0; k < t->n_dec && !fail; k++) {
         slist_reset(&b);
-        fail = dec_step_run(t, &t->dec[k], &a, &b);
+        fail = dec_step_run(t, &t->dec[k], &a, &b, max);
         slist sw = a; a = b; b = sw;
+    }
+    if (fail == -4) {
+        free(a.buf.b); free(a.off); free(b.buf.b); free(b.off);
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: 'decoder': %zu bytes of token text grow past %zu bytes "
+                           "(the limit is %dx + %d)", t->path, in_bytes, max, TOK_NORM_GROWTH, TOK_NORM_SLACK);
     }
     /* Tokenizer::decode with no decoder joins the tokens with spaces. */
     tbuf res = { 0 };
@@ -1503,7 +1546,7 @@ void llmq_tok_free(llmq_tok *t)
     free(t->vmap); free(t->mmap);
     free(t->added); free(t->added_norm);
     set_free(&t->set_raw); set_free(&t->set_norm);
-    free(t->unk_missing);
+    free(t->unk_missing); free(t->path);
     for (size_t i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
     for (size_t i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
     free(t->norm); free(t->pre); free(t->dec);
@@ -1606,11 +1649,11 @@ static int read_config(llmq_tok *t, const char *path, llmq_err *err)
     if (!cpath) return LLMQ_ENOMEM;
     if (!llmq_exists(cpath)) { free(cpath); return 0; }
     if ((rc = llmq_read_file(cpath, &text, &len, err))) { free(cpath); return rc; }
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    cJSON *cfg = NULL;
+    rc = llmq_json_parse(text, len, cpath, &cfg, err);
     free(text);
-    if (!cJSON_IsObject(cfg)) {
-        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", cpath);
-    } else {
+    if (!rc && !cJSON_IsObject(cfg)) rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", cpath);
+    if (!rc) {
         const char *bos = config_token(cfg, "bos_token"), *eos = config_token(cfg, "eos_token");
         if (bos) t->bos = token_id_by_text(t, bos);
         if (eos) t->eos = token_id_by_text(t, eos);
@@ -1655,9 +1698,10 @@ static int load_model(llmq_tok *t, const jctx *c, const cJSON *root, const cJSON
     const char *ty, *unk, *prefix, *suffix;
     int rc;
     if ((rc = jstr(c, model, "type", "model", &ty))) return rc;
+    char q[LLMQ_QUOTE_SIZE];
     if (ty && strcmp(ty, "BPE"))
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: 'model.type': '%s' is not supported (only BPE)",
-                           c->path, ty);
+                           c->path, llmq_quote(q, ty));
     if ((rc = jstr(c, model, "unk_token", "model", &unk)) ||
         (rc = jstr(c, model, "continuing_subword_prefix", "model", &prefix)) ||
         (rc = jstr(c, model, "end_of_word_suffix", "model", &suffix)) ||
@@ -1706,8 +1750,8 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
         if (cJSON_IsNumber(e) && d >= 0 && d < TOK_MAX_ID && d == floor(d)) {
             v = (long long)d;        /* the common case, without formatting a field name */
         } else {
-            char f[96];
-            snprintf(f, sizeof f, "model.vocab[\"%.60s\"]", e->string ? e->string : "");
+            char f[LLMQ_QUOTE_SIZE + 16], q[LLMQ_QUOTE_SIZE];
+            snprintf(f, sizeof f, "model.vocab[\"%s\"]", llmq_quote(q, e->string));
             if ((rc = jint(c, e, f, 0, TOK_MAX_ID - 1, &v))) return rc;
         }
         if (v > max_id) max_id = v;
@@ -1747,16 +1791,17 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
     for (const cJSON *e = vocab->child; e; e = e->next) {
         int32_t id = (int32_t)e->valuedouble;
         size_t l = strlen(e->string);
+        char q[LLMQ_QUOTE_SIZE], q2[LLMQ_QUOTE_SIZE];
         if (t->piece[id])
             return llmq_errorf(c->err, LLMQ_EFORMAT, "%s: 'model.vocab': id %" PRId32 " is given to both '%s' and '%s'",
-                               c->path, id, t->piece[id], e->string);
+                               c->path, id, llmq_quote(q, t->piece[id]), llmq_quote(q2, e->string));
         memcpy(ap, e->string, l + 1);
         t->piece[id] = ap; t->piece_len[id] = (uint32_t)l;
         ap += l + 1;
         int32_t o = vocab_put(t, id);
         if (o >= 0)
             return llmq_errorf(c->err, LLMQ_EFORMAT, "%s: 'model.vocab': token '%s' appears twice (ids %" PRId32
-                               " and %" PRId32 ")", c->path, e->string, o, id);
+                               " and %" PRId32 ")", c->path, llmq_quote(q, e->string), o, id);
         t->flags[id] = TF_MODEL;
     }
 
@@ -1777,9 +1822,11 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
         int32_t id = vocab_get(t, content, l);
         if (id < 0) {
             id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
-            if (t->piece[id] && (t->piece_len[id] != l || memcmp(t->piece[id], content, l)))
+            if (t->piece[id] && (t->piece_len[id] != l || memcmp(t->piece[id], content, l))) {
+                char q[LLMQ_QUOTE_SIZE], q2[LLMQ_QUOTE_SIZE];
                 return llmq_errorf(c->err, LLMQ_EFORMAT, "%s: '%s.id': id %" PRId32 " of '%s' already names '%s'",
-                                   c->path, f, id, content, t->piece[id]);
+                                   c->path, f, id, llmq_quote(q, content), llmq_quote(q2, t->piece[id]));
+            }
             if (!t->piece[id]) {
                 memcpy(ap, content, l + 1);
                 t->piece[id] = ap; t->piece_len[id] = (uint32_t)l;
@@ -1814,9 +1861,10 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
             if (ia >= 0 && ib >= 0) ic = vocab_get(t, cat.b, cat.len);
             if (ia < 0 || ib < 0 || ic < 0) {
                 int which = ia < 0 ? 0 : ib < 0 ? 1 : 2;
-                rc = llmq_errorf(c->err, LLMQ_EFORMAT, "%s: 'model.merges[%d]': token '%.*s' is not in the vocab",
-                                 c->path, i, which == 0 ? (int)al : which == 1 ? (int)bl : (int)cat.len,
-                                 which == 0 ? a : which == 1 ? b : (const char *)cat.b);
+                char q[LLMQ_QUOTE_SIZE];
+                rc = llmq_errorf(c->err, LLMQ_EFORMAT, "%s: 'model.merges[%d]': token '%s' is not in the vocab",
+                                 c->path, i, llmq_quote_n(q, which == 0 ? a : which == 1 ? b : (const char *)cat.b,
+                                                          which == 0 ? al : which == 1 ? bl : cat.len));
                 free(cat.b);
                 return rc;
             }
@@ -1851,6 +1899,10 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
         offs[k] = SIZE_MAX;
         if (!a->normalized || !t->n_norm) continue;
         fail = normalize(t, (const uint8_t *)a->match, a->match_len, &one, &tmp);
+        if (fail == -4) {
+            free(one.b); free(tmp.b); free(all.b); free(offs);
+            return norm_too_long(t, a->match_len, c->err);
+        }
         if (!fail) { offs[k] = all.len; a->match_len = one.len; fail = tbuf_add(&all, one.b, one.len); }
     }
     free(one.b); free(tmp.b);
@@ -1887,15 +1939,10 @@ static int load_common(llmq_tok **out, const char *json, size_t len, const char 
     if (!t) return LLMQ_ENOMEM;
     t->unk_id = -1;
     init_byte_map(t);
-    const char *endp = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &endp, 0);
-    int rc;
-    if (!root) {
-        size_t at = endp && endp >= json && endp <= json + len ? (size_t)(endp - json) : 0;
-        const char *ep = cJSON_GetErrorPtr();
-        if (!endp && ep >= json && ep <= json + len) at = (size_t)(ep - json);
-        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not valid JSON (near byte %zu)", name, at);
-    } else {
+    if (!(t->path = llmq_strdup(name, err))) { free(t); return LLMQ_ENOMEM; }
+    cJSON *root = NULL;
+    int rc = llmq_json_parse(json, len, name, &root, err);
+    if (!rc) {
         jctx c = { name, err };
         rc = build(t, &c, root);
         cJSON_Delete(root);

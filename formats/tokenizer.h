@@ -18,6 +18,8 @@ typedef struct llmq_tok llmq_tok;
 /* Load tokenizer.json at path into *out (free with llmq_tok_free).  If a
  * tokenizer_config.json lies beside it, bos_token / eos_token /
  * add_bos_token are read from it too.
+ * The JSON is read strictly (see llmq_json_parse): trailing bytes, invalid
+ * UTF-8, raw control characters, duplicate keys and \u0000 are refused.
  * Errors: LLMQ_EIO (unreadable), LLMQ_EFORMAT (malformed: the message names
  * the file and the field), LLMQ_EUNSUPPORTED (a model other than BPE, or a
  * normalizer / pre-tokenizer / decoder / Split pattern llmq does not
@@ -42,7 +44,9 @@ int32_t llmq_tok_vocab_size(const llmq_tok *t);
  * recognised.  Invalid UTF-8 bytes are treated one by one (byte-level BPE
  * encodes them as their bytes; SentencePiece BPE falls back to <0xXX>).
  * Errors: LLMQ_ENOMEM, LLMQ_EFORMAT (the text needs the unk token and the
- * vocab lacks it). */
+ * vocab lacks it: loading accepts that, as HF does), LLMQ_EUNSUPPORTED (the
+ * normalizers would grow a piece of n bytes past 64 n + 4096); messages name
+ * the tokenizer.json. */
 int llmq_tok_encode(const llmq_tok *t, const char *text, size_t len, int32_t **ids, size_t *n,
                     llmq_err *err);
 
@@ -62,7 +66,9 @@ int llmq_tok_pretokenize(const llmq_tok *t, const char *text, size_t len, llmq_t
  * the exact bytes are returned, so decoding a stream of ids piecewise and
  * concatenating gives the same bytes as decoding it whole (the caller may
  * replace invalid sequences for display).
- * Errors: LLMQ_EFORMAT (id < 0 or >= vocab size), LLMQ_ENOMEM. */
+ * Errors: LLMQ_EFORMAT (id < 0 or >= vocab size), LLMQ_EUNSUPPORTED (the
+ * decoder's Replace steps would grow n bytes of token text past
+ * 64 n + 4096), LLMQ_ENOMEM. */
 int llmq_tok_decode(const llmq_tok *t, const int32_t *ids, size_t n, int skip_special,
                     char **out, size_t *len, llmq_err *err);
 

@@ -99,6 +99,72 @@ char *llmq_strdup(const char *s, llmq_err *err)
     return p;
 }
 
+size_t llmq_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    if (!n) return 0;
+    uint8_t c = s[0];
+    size_t k;
+    uint32_t v, min;
+    if (c < 0x80) { *cp = c; return 1; }
+    if ((c & 0xe0) == 0xc0) { k = 1; v = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { k = 2; v = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { k = 3; v = c & 0x07; min = 0x10000; }
+    else return 0;
+    if (n <= k) return 0;
+    for (size_t j = 1; j <= k; j++) {
+        if ((s[j] & 0xc0) != 0x80) return 0;
+        v = v << 6 | (s[j] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+    *cp = v;
+    return k + 1;
+}
+
+/* Code points a terminal may act on rather than show: C1 controls (U+009B
+ * is CSI), line / paragraph separators, bidi marks, embeddings, overrides
+ * and isolates, and the BOM / zero-width no-break space. */
+static int cp_hidden(uint32_t cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+const char *llmq_quote_n(char out[LLMQ_QUOTE_SIZE], const char *s, size_t n)
+{
+    const size_t keep = 80;          /* text bytes shown; the worst unit is 6, plus "..." and NUL */
+    const uint8_t *p = (const uint8_t *)(s ? s : "");
+    size_t i = 0, o = 0;
+    if (!s) n = 0;
+    while (i < n) {
+        char u[8];
+        size_t ul, l;
+        uint32_t cp = p[i];
+        if (cp >= 0x20 && cp < 0x7f && cp != '\\') { u[0] = (char)cp; ul = 1; l = 1; }
+        else if (cp == '\\') { memcpy(u, "\\\\", 2); ul = 2; l = 1; }
+        else if (cp == '\n' || cp == '\r' || cp == '\t') {
+            u[0] = '\\'; u[1] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't'; ul = 2; l = 1;
+        } else if (cp < 0x80 || !(l = llmq_utf8_decode(p + i, n - i, &cp))) {
+            ul = (size_t)snprintf(u, sizeof u, "\\x%02x", p[i]); l = 1;
+        } else if (cp_hidden(cp)) {
+            ul = (size_t)snprintf(u, sizeof u, "\\u%04x", (unsigned)cp);
+        } else {
+            memcpy(u, p + i, l); ul = l;
+        }
+        if (o + ul > keep) break;
+        memcpy(out + o, u, ul);
+        o += ul;
+        i += l;
+    }
+    if (i < n) { memcpy(out + o, "...", 3); o += 3; }
+    out[o] = 0;
+    return out;
+}
+
+const char *llmq_quote(char out[LLMQ_QUOTE_SIZE], const char *s)
+{
+    return llmq_quote_n(out, s, s ? strlen(s) : 0);
+}
+
 double llmq_now(void)
 {
     struct timespec ts;

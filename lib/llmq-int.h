@@ -60,6 +60,21 @@ void *llmq_calloc(size_t n, size_t size, llmq_err *err); /* overflow-checked */
 void *llmq_alloc_aligned(size_t n, llmq_err *err);       /* 64-byte aligned, free() it */
 char *llmq_strdup(const char *s, llmq_err *err);
 
+/* ---- text from files in messages ----
+ * llmq_quote: s (NUL-terminated; NULL reads as "") made safe to put inside
+ * quotes in a one-line message, into out, which it returns.  Printable
+ * UTF-8 stays as it is ('\xc4\xa0the' shows as 'Ġthe', CJK stays CJK);
+ * backslash, control bytes (\n, \r, \t, \xNN), DEL, C1 controls, line and
+ * paragraph separators and bidi controls (\u202e) and bytes that are not
+ * well-formed UTF-8 (\xNN) are escaped; past about 80 bytes the text is cut
+ * with "...".  llmq_quote_n: the same for s[0..n), which may hold NULs. */
+#define LLMQ_QUOTE_SIZE 128
+const char *llmq_quote(char out[LLMQ_QUOTE_SIZE], const char *s);
+const char *llmq_quote_n(char out[LLMQ_QUOTE_SIZE], const char *s, size_t n);
+/* The well-formed UTF-8 sequence at s[0..n): its length (1..4) with its code
+ * point in *cp, or 0 (overlong, surrogate, above U+10FFFF, cut short). */
+size_t llmq_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+
 /* Monotonic seconds, for timing. */
 double llmq_now(void);
 

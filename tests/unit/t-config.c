@@ -86,4 +86,84 @@ TEST(errors)
     }
 }
 
+/* JSON that cJSON takes but Python's json (transformers) refuses or reads
+ * differently: refused, with the file and the byte offset named. */
+TEST(strict_json)
+{
+    llmq_config c;
+    struct { const char *json; size_t len; const char *needle; } cases[] = {
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE "} garbage {\"hidden_size\": 1}", 0,
+          "trailing bytes after the JSON value at byte 154" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE "}\n{}", 0, "trailing bytes" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE "}\n\x01", 0, "trailing bytes" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"hidden_size\": 32}", 0,
+          "duplicate key 'hidden_size' in the top-level object" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"type\": \"default\", \"type\": \"x\"}}", 0,
+          "duplicate key 'type' in 'rope_scaling'" },
+        { "{\"architectures\": [\"Llama\nForCausalLM\"], " BASE "}", 0, "raw control character 0x0a in a string at byte 25" },
+        { "{\"architectures\": [\"Llama\tForCausalLM\"], " BASE "}", 0, "raw control character 0x09" },
+        { "{\"architectures\": [\"Llama\xff\"], " BASE "}", 0, "invalid UTF-8 at byte 25" },
+        { "{\"architectures\": [\"Llama\xc0\xaf\"], " BASE "}", 0, "invalid UTF-8 at byte 25" },
+        { "{\"architectures\": [\"Llama\xed\xa0\x80\"], " BASE "}", 0, "invalid UTF-8" },
+        { "{\"architectures\": [\"LlamaForCausalLM\\u0000x\"], " BASE "}", 0, "\\u0000 in a string at byte 36" },
+        { "\xef\xbb\xbf{\"architectures\": [\"LlamaForCausalLM\"], " BASE "}", 0, "at byte 0" },
+        { "{\"architectures\":\x0b[\"LlamaForCausalLM\"], " BASE "}", 0, "unexpected byte 0x0b at byte 17" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"head_dim\": 016}", 0, "malformed number" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": 1.}", 0, "malformed number" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": -.5}", 0, "malformed number" },
+        /* a NUL byte: cJSON would take it as whitespace */
+        { "{\"architectures\": [\"LlamaForCausalLM\"],\0 " BASE "}", 40, "unexpected byte 0x00 at byte 39" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        llmq_err e = { 0, "" };
+        size_t len = cases[i].len ? cases[i].len + strlen(cases[i].json + cases[i].len) : strlen(cases[i].json);
+        int rc = llmq_config_parse(&c, cases[i].json, len, "m/config.json", &e);
+        CHECK_MSG(rc == LLMQ_EFORMAT && strstr(e.msg, cases[i].needle) && !strncmp(e.msg, "m/config.json: ", 15),
+                  "case %zu: rc %d msg '%s'", i, rc, e.msg);
+    }
+    /* whitespace after the object, and JSON escapes, are fine */
+    llmq_err e = { 0, "" };
+    CHECK_EQ_INT(parse("{\"architectures\": [\"Llama\\u0046orCausalLM\"], " BASE "} \t\r\n\n", &c, &e), 0);
+    CHECK_EQ_INT(c.arch, LLMQ_ARCH_LLAMA);
+}
+
+/* Strings from the file reach the message escaped, on one line. */
+TEST(hostile_strings_quoted)
+{
+    llmq_config c;
+    struct { const char *json; int code; const char *needle; } cases[] = {
+        { "{\"architectures\": [\"Qwen2\\u001eForCausaLM\"], " BASE "}", LLMQ_EUNSUPPORTED,
+          "architecture \"Qwen2\\x1eForCausaLM\" is not supported" },
+        { "{\"architectures\": [\"Llama\\nForCausalLM\\r\\u009b2J\\u202e\"], " BASE "}", LLMQ_EUNSUPPORTED,
+          "\"Llama\\nForCausalLM\\r\\u009b2J\\u202e\"" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"hidden_act\": \"s\\nlu\"}", LLMQ_EUNSUPPORTED,
+          "hidden_act \"s\\nlu\" is not supported" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"a\\u0007\"}}",
+          LLMQ_EUNSUPPORTED, "rope type \"a\\x07\"" },
+        /* printable UTF-8 stays readable */
+        { "{\"architectures\": [\"\xe9\x80\x9a\xe4\xb9\x89\xc4\xa0Model\"], " BASE "}", LLMQ_EUNSUPPORTED,
+          "\"\xe9\x80\x9a\xe4\xb9\x89\xc4\xa0Model\"" },
+        /* long strings are cut */
+        { "{\"architectures\": [\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"], "
+          BASE "}", LLMQ_EUNSUPPORTED, "AAAA...\" is not supported" },
+        /* huge numbers print short */
+        { "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 1e300, \"intermediate_size\": 1,"
+          "\"num_hidden_layers\": 1, \"num_attention_heads\": 1, \"vocab_size\": 1}", LLMQ_EFORMAT,
+          "\"hidden_size\" = 1e+300 is out of range" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 16777217, \"intermediate_size\": 1,"
+          "\"num_hidden_layers\": 1, \"num_attention_heads\": 1, \"vocab_size\": 1}", LLMQ_EFORMAT,
+          "\"hidden_size\" = 16777217 is out of range" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        llmq_err e = { 0, "" };
+        int rc = parse(cases[i].json, &c, &e);
+        int oneline = 1;
+        for (const unsigned char *p = (const unsigned char *)e.msg; *p; p++)
+            if (*p < 0x20 || *p == 0x7f) oneline = 0;
+        CHECK_MSG(rc == cases[i].code && strstr(e.msg, cases[i].needle) && oneline && strlen(e.msg) < 300,
+                  "case %zu: rc %d msg '%s'", i, rc, e.msg);
+    }
+}
+
 TEST_MAIN()

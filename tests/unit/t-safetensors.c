@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include "tests/test.h"
 #include "formats/safetensors.h"
+#include "formats/packed.h"
 
 #define HPATH "hostile.safetensors"
 
@@ -450,7 +451,7 @@ TEST(hostile_entries)
     BADJ("{\"\xf4\x90\x80\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "not valid UTF-8", NULL);
     BADJ("{\"ab\xe2\x82\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "not valid UTF-8", NULL);
     /* a hostile name is quoted safely in the one-line message */
-    BADJ("{\"line\\nbreak\":[1]}", 0, "'line\\x0abreak'", "not an object");
+    BADJ("{\"line\\nbreak\":[1]}", 0, "'line\\nbreak'", "not an object");
     /* metadata */
     BADJ("{\"__metadata__\":[\"a\"]}", 0, "__metadata__ is not an object", NULL);
     BADJ("{\"__metadata__\":\"a\"}", 0, "__metadata__ is not an object", NULL);
@@ -611,6 +612,73 @@ TEST(fuzz_mutations)
     CHECK(fuzz_ok > 1 && fuzz_bad > 1000);
 }
 
+/* The shared quoting of file text in messages. */
+TEST(quote)
+{
+    char q[LLMQ_QUOTE_SIZE];
+    CHECK(!strcmp(llmq_quote(q, "model.layers.0.q_proj"), "model.layers.0.q_proj"));
+    CHECK(!strcmp(llmq_quote(q, NULL), ""));
+    CHECK(!strcmp(llmq_quote(q, "\xc4\xa0the \xe4\xb8\xad\xe6\x96\x87"), "\xc4\xa0the \xe4\xb8\xad\xe6\x96\x87"));
+    CHECK(!strcmp(llmq_quote(q, "a\nb\rc\td\\e"), "a\\nb\\rc\\td\\\\e"));
+    CHECK(!strcmp(llmq_quote(q, "\x1b[2J\x7f"), "\\x1b[2J\\x7f"));
+    CHECK(!strcmp(llmq_quote(q, "\xff\xc0\xaf\xed\xa0\x80\xe4\xb8"), "\\xff\\xc0\\xaf\\xed\\xa0\\x80\\xe4\\xb8"));
+    CHECK(!strcmp(llmq_quote(q, "\xc2\x9b" "2J \xe2\x80\xae" "x \xe2\x80\xa8"), "\\u009b2J \\u202ex \\u2028"));
+    CHECK(!strcmp(llmq_quote_n(q, "a\0b", 3), "a\\x00b"));
+    /* long text is cut, never inside a character or an escape */
+    char big[400];
+    for (int i = 0; i < 399; i++) big[i] = "\xe4\xb8\xad"[i % 3];
+    big[399] = 0;
+    llmq_quote(q, big);
+    size_t n = strlen(q);
+    CHECK(n <= 83 && n > 70 && !strcmp(q + n - 3, "...") && (n - 3) % 3 == 0);
+    memset(big, '\x01', 399);
+    llmq_quote(q, big);
+    n = strlen(q);
+    CHECK(n <= 83 && !strcmp(q + n - 3, "...") && (n - 3) % 4 == 0);
+    memset(big, 'A', 80);
+    big[80] = 0;
+    CHECK(!strcmp(llmq_quote(q, big), big));
+    big[80] = 'B';
+    big[81] = 0;
+    llmq_quote(q, big);
+    CHECK(strlen(q) == 83 && !strcmp(q + 80, "..."));
+}
+
+/* The llmq.* metadata of a packed file are JSON inside a JSON string: read
+ * as strictly as a file. */
+TEST(packed_meta_strict)
+{
+    struct { const char *linears; int rc; const char *want; } cases[] = {
+        { "{}", 0, NULL },
+        { "{} garbage {\"model.layers.0.mlp.up_proj\": {}}", LLMQ_EFORMAT,
+          "good.safetensors: metadata 'llmq.linears': trailing bytes after the JSON value at byte 3" },
+        { "{\"a\": 1, \"a\": 2}", LLMQ_EFORMAT, "metadata 'llmq.linears': duplicate key 'a'" },
+        { "[]", LLMQ_EFORMAT, "metadata 'llmq.linears' is not a JSON object" },
+        { "{", LLMQ_EFORMAT, "metadata 'llmq.linears': not valid JSON" },
+    };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(cases); i++) {
+        cJSON *h = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(h, "__metadata__");
+        cJSON_AddStringToObject(m, "llmq.format_version", LLMQ_PACKED_VERSION);
+        cJSON_AddStringToObject(m, "llmq.linears", cases[i].linears);
+        cJSON_AddStringToObject(m, "llmq.crc32", "{}");
+        char *hdr = cJSON_PrintUnformatted(h);
+        llmq_st_file f;
+        uint8_t *buf;
+        cJSON *meta = NULL;
+        llmq_err err = { 0 };
+        if (good_json(hdr, 0, &f, &buf) == 0) {
+            int rc = llmq_packed_meta(&f, &meta, &err);
+            CHECK_MSG(rc == cases[i].rc && (rc ? !meta && strstr(err.msg, cases[i].want) : meta != NULL),
+                      "case %zu: rc %d: %s", i, rc, rc ? err.msg : "");
+            llmq_st_close(&f);
+        }
+        cJSON_Delete(meta);
+        free(buf);
+        free(hdr);
+        cJSON_Delete(h);
+    }
+}
+
 /* ---- checkpoints ---- */
 
 static const char *const A_NAMES[] = { "x", "y" };
@@ -730,7 +798,7 @@ TEST(ckpt_bad_index)
     BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"z\":\"b.safetensors\"}}",
           LLMQ_EFORMAT, "'y'", "not in the index");
     BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\","
-          "\"x\":\"a.safetensors\"}}", LLMQ_EFORMAT, "'x'", "listed twice");
+          "\"x\":\"a.safetensors\"}}", LLMQ_EFORMAT, "duplicate key 'x'", "in 'weight_map'");
     BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":1}}",
           LLMQ_EFORMAT, "'z'", "not a string");
     BADCK("{\"weight_map\":[\"a.safetensors\"]}", LLMQ_EFORMAT, "weight_map", NULL);
@@ -741,6 +809,19 @@ TEST(ckpt_bad_index)
     BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"}} junk",
           LLMQ_EFORMAT, "trailing", NULL);
     BADCK("", LLMQ_EFORMAT, "not valid JSON", NULL);
+    /* strict JSON: a \u0000 would cut a shard or tensor name short */
+    BADCK("{\"weight_map\":{\"x\":\"a.safetensors\\u0000\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"}}",
+          LLMQ_EFORMAT, "\\u0000 in a string at byte 33", NULL);
+    BADCK("{\"weight_map\":{\"x\\u0000junk\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"}}",
+          LLMQ_EFORMAT, "\\u0000 in a string at byte 17", NULL);
+    BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"}} junk",
+          LLMQ_EFORMAT, "trailing bytes after the JSON value at byte 77", NULL);
+    BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safe\ntensors\"}}",
+          LLMQ_EFORMAT, "raw control character 0x0a", NULL);
+    BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"},"
+          "\"weight_map\":{\"x\":\"b.safetensors\"}}", LLMQ_EFORMAT, "duplicate key 'weight_map' in the top-level object", NULL);
+    BADCK("{\"weight_map\":{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b\\u001b[2J.safetensors\"}}",
+          LLMQ_EFORMAT, "'b\\x1b[2J.safetensors' is not a plain file name", NULL);
 
     /* a tensor stored in two shards */
     static const char *const B2[] = { "x", "z" };

@@ -6,6 +6,7 @@
  * in $LLMQ_SHARED (default ../shared).
  */
 #include <stdio.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "lib/fileio.h"
 #include "formats/tokenizer.h"
@@ -566,7 +567,7 @@ TEST(hostile_tokenizer_json)
     hostile(MODEL("{\"a\":1e300}", "[]"), LLMQ_EFORMAT, "out of range");
     hostile(MODEL("{\"a\":2000000000}", "[]"), LLMQ_EFORMAT, "out of range");
     hostile(MODEL("{\"a\":0,\"b\":0}", "[]"), LLMQ_EFORMAT, "id 0");
-    hostile(MODEL("{\"a\":0,\"a\":1}", "[]"), LLMQ_EFORMAT, "twice");
+    hostile(MODEL("{\"a\":0,\"a\":1}", "[]"), LLMQ_EFORMAT, "duplicate key 'a' in 'model.vocab'");
     hostile(MODEL("{\"a\":0}", "{}"), LLMQ_EFORMAT, "model.merges");
     hostile(MODEL("{\"a\":0}", "[3]"), LLMQ_EFORMAT, "model.merges[0]");
     hostile(MODEL("{\"a\":0}", "[\"a\"]"), LLMQ_EFORMAT, "model.merges[0]");
@@ -616,8 +617,201 @@ TEST(hostile_tokenizer_json)
         free(ids);
         CHECK_EQ_INT(llmq_tok_encode(t, "ab", 2, &ids, &n, &err), LLMQ_EFORMAT);
         CHECK(ids == NULL && strstr(err.msg, "<unk>"));
+        /* the message names the file and the field, like load errors */
+        CHECK_MSG(!strncmp(err.msg, "test.json: 'model.unk_token': '<unk>' is not in the vocab", 56), "%s", err.msg);
         llmq_tok_free(t);
     }
+}
+
+/* JSON that Python's json (and HF tokenizers) would refuse or read
+ * differently: refused at load, naming the file and the byte. */
+TEST(hostile_strict_json)
+{
+    hostile(MODEL("{\"a\":0}", "[]") " garbage {\"model\": 1}", LLMQ_EFORMAT, "trailing bytes after the JSON value at byte 53");
+    hostile(MODEL("{\"a\":0}", "[]") "\n\n{}", LLMQ_EFORMAT, "trailing bytes");
+    hostile(MODEL("{\"a\":0,\"b\n\":1}", "[]"), LLMQ_EFORMAT, "raw control character 0x0a in a string at byte 40");
+    hostile(MODEL("{\"a\":0,\"b\r\n\":1}", "[]"), LLMQ_EFORMAT, "raw control character 0x0d");
+    hostile(MODEL("{\"a\":0,\"b\xff\":1}", "[]"), LLMQ_EFORMAT, "invalid UTF-8 at byte 40");
+    hostile(MODEL("{\"a\":0,\"\xe4\xb8\":1}", "[]"), LLMQ_EFORMAT, "invalid UTF-8 at byte 39");
+    hostile(MODEL("{\"a\":0,\"b\\u0000c\":1}", "[]"), LLMQ_EFORMAT, "\\u0000 in a string at byte 40");
+    hostile("{\"added_tokens\":[{\"id\":1,\"content\":\"x\",\"id\":2}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
+            LLMQ_EFORMAT, "duplicate key 'id' in 'added_tokens[0]'");
+    hostile("{\"model\":{\"vocab\":{\"a\":0},\"merges\":[]},\"model\":{\"vocab\":{\"b\":0},\"merges\":[]}}",
+            LLMQ_EFORMAT, "duplicate key 'model' in the top-level object");
+
+    /* a vocab as large as real ones, with its duplicate at the end: found
+     * quickly (no quadratic scan), and named */
+    size_t cap = 4 << 20, n = 0;
+    char *b = malloc(cap);
+    n += (size_t)snprintf(b + n, cap - n, "{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{");
+    for (int i = 0; i < 150000; i++) n += (size_t)snprintf(b + n, cap - n, "%s\"t%d\":%d", i ? "," : "", i, i);
+    size_t body = n;
+    snprintf(b + n, cap - n, "}}}");
+    llmq_err err = { 0 };
+    llmq_tok *t = NULL;
+    double t0 = llmq_now();
+    int rc = llmq_tok_load_mem(&t, b, strlen(b), "big.json", &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    llmq_tok_free(t);
+    snprintf(b + body, cap - body, ",\"t77777\":150000}}}");
+    t = NULL;
+    rc = llmq_tok_load_mem(&t, b, strlen(b), "big.json", &err);
+    double dt = llmq_now() - t0;
+    CHECK_MSG(rc == LLMQ_EFORMAT && !t && strstr(err.msg, "big.json: duplicate key 't77777' in 'model.vocab'"),
+              "rc %d: %s", rc, err.msg);
+    CHECK_MSG(dt < 2.0, "two loads of a 150k vocab took %.2f s", dt);
+    printf("  two loads of a 150k-token vocab: %.3f s\n", dt);
+    free(b);
+}
+
+/* Tokens from the file are escaped in messages: one line, no raw control
+ * bytes, printable UTF-8 kept. */
+TEST(hostile_tokens_quoted)
+{
+    struct { const char *js; const char *want; } cases[] = {
+        { MODEL("{\"\xc4\xa0\\r\":0,\"friend\":1}", "[\"\xc4\xa0\\r friend\"]"),
+          "'model.merges[0]': token '\xc4\xa0\\rfriend' is not in the vocab" },
+        { MODEL("{\"a\":0,\"b\\u001b[2J\":1}", "[\"a b\\u001b[2J\"]"), "token 'ab\\x1b[2J' is not in the vocab" },
+        { MODEL("{\"a\":0,\"\\u2028\":1}", "[\"a \\u2028\"]"), "token 'a\\u2028' is not in the vocab" },
+        { MODEL("{\"a\":0,\"b\":0}", "[]"), "id 0 is given to both 'a' and 'b'" },
+        { MODEL("{\"a\\n\":0,\"b\":0}", "[]"), "id 0 is given to both 'a\\n' and 'b'" },
+        { MODEL("{\"a\\n\":-1}", "[]"), "'model.vocab[\"a\\n\"]'" },
+        { "{\"added_tokens\":[{\"id\":0,\"content\":\"x\\n\"}],\"model\":{\"vocab\":{\"a\\t\":0},\"merges\":[]}}",
+          "id 0 of 'x\\n' already names 'a\\t'" },
+        { "{\"model\":{\"type\":\"Word\\nPiece\",\"vocab\":{\"a\":0}}}", "'Word\\nPiece' is not supported" },
+        { "{\"normalizer\":{\"type\":\"Lower\\ncase\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'Lower\\ncase'" },
+        { "{\"pre_tokenizer\":{\"type\":\"White\\nspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'White\\nspace'" },
+        { "{\"decoder\":{\"type\":\"Word\\nPiece\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'Word\\nPiece'" },
+        { "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\\nb\"},\"behavior\":\"Isolated\"},"
+          "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "Split regex 'a\\nb'" },
+    };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(cases); i++) {
+        llmq_err err = { 0 };
+        int rc;
+        llmq_tok *t = load_json(cases[i].js, &err, &rc);
+        int oneline = 1;
+        for (const unsigned char *p = (const unsigned char *)err.msg; *p; p++)
+            if (*p < 0x20 || *p == 0x7f) oneline = 0;
+        CHECK_MSG(rc && !t && oneline && strstr(err.msg, cases[i].want), "case %zu: rc %d: %s", i, rc, err.msg);
+        llmq_tok_free(t);
+    }
+}
+
+static char *chained_replace(const char *kind, int steps, int wide)
+{
+    static char b[8192];
+    size_t n = 0;
+    n += (size_t)snprintf(b + n, sizeof b - n, "{\"%s\":{\"type\":\"Sequence\",\"%s\":[", kind,
+                          strcmp(kind, "normalizer") ? "decoders" : "normalizers");
+    for (int k = 0; k < steps; k++) {
+        n += (size_t)snprintf(b + n, sizeof b - n, "%s{\"type\":\"Replace\",\"pattern\":{\"String\":\"e\"},\"content\":\"",
+                              k ? "," : "");
+        for (int j = 0; j < wide; j++) b[n++] = 'e';
+        n += (size_t)snprintf(b + n, sizeof b - n, "\"}");
+    }
+    snprintf(b + n, sizeof b - n, "]},\"added_tokens\":[{\"id\":1,\"content\":\"<x>\",\"normalized\":true}],"
+             "\"model\":{\"vocab\":{\"e\":0,\"x\":2},\"merges\":[]}}");
+    return b;
+}
+
+/* Chained Replace normalizers / decoders grow text exponentially (64^6 bytes
+ * from one "e"): refused past 64x + 4 KiB, naming the file; real chains
+ * (' ' -> U+2581, 3x) stay far below. */
+TEST(normalizer_growth_bounded)
+{
+    llmq_err err = { 0 };
+    int rc;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    llmq_tok *t = load_json(chained_replace("normalizer", 6, 64), &err, &rc);
+    CHECK_MSG(rc == 0 && t, "%s", err.msg);
+    if (t) {
+        CHECK_EQ_INT(llmq_tok_encode(t, "xx", 2, &ids, &n, &err), 0);
+        free(ids);
+        double t0 = llmq_now();
+        CHECK_EQ_INT(llmq_tok_encode(t, "e", 1, &ids, &n, &err), LLMQ_EUNSUPPORTED);
+        CHECK(llmq_now() - t0 < 1.0);
+        CHECK_MSG(ids == NULL && strstr(err.msg, "test.json: 'normalizer': a 1-byte piece of text grows past 4160 bytes"),
+                  "%s", err.msg);
+        llmq_tok_free(t);
+    }
+    /* a normalized added token is normalized at load */
+    t = load_json(chained_replace("normalizer", 6, 64), &err, &rc);
+    llmq_tok_free(t);
+    char *js = chained_replace("normalizer", 6, 64);
+    char *x = strstr(js, "<x>");
+    x[1] = 'e';
+    t = load_json(js, &err, &rc);
+    CHECK_MSG(rc == LLMQ_EUNSUPPORTED && !t && strstr(err.msg, "test.json: 'normalizer'"), "rc %d: %s", rc, err.msg);
+    /* two doublings stay under the bound */
+    t = load_json(chained_replace("normalizer", 2, 2), &err, &rc);
+    CHECK_MSG(rc == 0 && t, "%s", err.msg);
+    if (t) {
+        CHECK(!llmq_tok_encode(t, "e", 1, &ids, &n, &err) && n == 4);
+        free(ids);
+        llmq_tok_free(t);
+    }
+    /* the decoder chain too */
+    t = load_json(chained_replace("decoder", 6, 64), &err, &rc);
+    CHECK_MSG(rc == 0 && t, "%s", err.msg);
+    if (t) {
+        char *out = NULL;
+        CHECK_EQ_INT(llmq_tok_decode(t, (const int32_t[]){ 0 }, 1, 0, &out, NULL, &err), LLMQ_EUNSUPPORTED);
+        CHECK_MSG(out == NULL && strstr(err.msg, "test.json: 'decoder'"), "%s", err.msg);
+        free(out);
+        llmq_tok_free(t);
+    }
+    /* Llama-2's normalizer on a long run of spaces: 3x, well inside */
+    char *sp = sp_json(LLAMA2_NORM, "null", LLAMA2_DEC, 1, 0, 256);
+    t = load_json(sp, &err, &rc);
+    free(sp);
+    CHECK_MSG(rc == 0 && t, "%s", err.msg);
+    if (t) {
+        char text[20000];
+        memset(text, ' ', sizeof text);
+        CHECK_MSG(!llmq_tok_encode(t, text, sizeof text, &ids, &n, &err), "%s", err.msg);
+        free(ids);
+        llmq_tok_free(t);
+    }
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+/* tokenizer_config.json beside tokenizer.json is read as strictly. */
+TEST(hostile_tokenizer_config)
+{
+    char dir[] = "/tmp/t-tokenizer-XXXXXX", tj[64], tc[64];
+    if (!mkdtemp(dir)) { CHECK(0); return; }
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
+    write_file(tj, "{\"model\":{\"vocab\":{\"a\":0,\"<s>\":1,\"</s>\":2},\"merges\":[]}}");
+    struct { const char *cfg; int rc; const char *want; } cases[] = {
+        { "{\"bos_token\": \"<s>\", \"add_bos_token\": true}\n", 0, NULL },
+        { "{\"bos_token\": \"<s>\"} garbage {\"bos_token\": \"</s>\"}", LLMQ_EFORMAT, "trailing bytes after the JSON value at byte 21" },
+        { "{\"bos_token\": \"<s>\", \"bos_token\": \"</s>\"}", LLMQ_EFORMAT, "duplicate key 'bos_token'" },
+        { "{\"bos_token\": \"<s\x01>\"}", LLMQ_EFORMAT, "raw control character 0x01" },
+        { "[1]", LLMQ_EFORMAT, "not a JSON object" },
+    };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(cases); i++) {
+        write_file(tc, cases[i].cfg);
+        llmq_tok *t = NULL;
+        llmq_err err = { 0 };
+        int rc = llmq_tok_load(&t, tj, &err);
+        CHECK_MSG(rc == cases[i].rc && (rc ? !t && !strncmp(err.msg, tc, strlen(tc)) && strstr(err.msg, cases[i].want)
+                                           : t && llmq_tok_bos(t) == 1 && llmq_tok_add_bos(t)),
+                  "case %zu: rc %d: %s", i, rc, rc ? err.msg : "");
+        llmq_tok_free(t);
+    }
+    remove(tc);
+    remove(tj);
+    rmdir(dir);
 }
 
 /* Truncations and byte flips of a real tokenizer.json must fail cleanly or

@@ -1,0 +1,30 @@
+/* json.h - strict JSON input: every JSON text llmq reads (config.json,
+ * tokenizer.json, tokenizer_config.json, model.safetensors.index.json, the
+ * llmq.* metadata strings of packed files) goes through llmq_json_parse. */
+#ifndef LLMQ_JSON_H
+#define LLMQ_JSON_H
+
+#include <cjson/cJSON.h>
+#include "../lib/llmq-int.h"
+
+/* Parse text[0..len) (need not be NUL-terminated) as one JSON value into
+ * *out (the caller cJSON_Deletes it), refusing what Python's json module,
+ * which transformers reads these files with, refuses or reads differently:
+ *   - text that is not JSON, or anything but whitespace after the value;
+ *   - bytes that are not well-formed UTF-8, raw control characters inside
+ *     strings, whitespace other than space, tab, LF and CR, numbers outside
+ *     JSON's grammar (01, 1., .5);
+ *   - an object with a key twice (cJSON would keep the first, Python the
+ *     last, so the two would read different files);
+ *   - \u0000 in a string (cJSON's C strings would silently cut it short).
+ * Errors: LLMQ_EFORMAT, one line "name: what is wrong" with the byte offset
+ * or, for a duplicate key, where in the document; LLMQ_ENOMEM.  name is used
+ * in messages only.  Time and memory are linear in len. */
+int llmq_json_parse(const char *text, size_t len, const char *name, cJSON **out, llmq_err *err);
+
+/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates, or code
+ * points above U+10FFFF); else 0, with the offset of the first bad sequence
+ * in *bad (bad may be NULL). */
+int llmq_utf8_valid(const uint8_t *s, size_t n, size_t *bad);
+
+#endif
