@@ -65,7 +65,6 @@ int cmd_awq(int argc, char **argv)
     if (!o.text) return cmd_failf("awq", LLMQ_EUSAGE, "missing --text PATH: AWQ needs calibration text");
     if (o.group != 32 && o.group != 64 && o.group != 128)
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
-    if (llmq_same_file(o.out, o.text)) return cmd_failf("awq", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
 
     llmq_err err = { 0, "" };
     llmq_model m;
@@ -83,9 +82,14 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
-    if (llmq_same_file(o.out, m.ckpt.dir) || llmq_same_file(o.out, m.path)) {
-        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
-        goto fail;
+    {
+        cmd_inputs in;
+        inputs_init(&in);
+        inputs_add_model(&in, &m);
+        inputs_add(&in, o.text);
+        rc = inputs_check_dir(&in, o.out, &err);
+        inputs_release(&in);
+        if (rc) goto fail;
     }
     if (!(dir = model_dir(args[0], &err)) || !(tp = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
     if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;

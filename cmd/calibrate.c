@@ -151,14 +151,16 @@ int cmd_calibrate(int argc, char **argv)
     memset(&st, 0, sizeof st);
     double t0 = llmq_now();
 
-    if (llmq_same_file(o.out, o.text) || llmq_same_file(o.out, path))
-        return cmd_failf("calibrate", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
-    for (size_t i = 0; i < m.ckpt.n_shards; i++)
-        if (llmq_same_file(o.out, m.ckpt.shards[i].path)) {
-            rc = cmd_failf("calibrate", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out);
-            goto out;
-        }
+    {
+        cmd_inputs in;
+        inputs_init(&in);
+        inputs_add_model(&in, &m);
+        inputs_add(&in, o.text);
+        rc = inputs_check_file(&in, o.out, &err);
+        inputs_release(&in);
+        if (rc) goto fail;
+    }
     if (!(dir = model_dir(path, &err))) goto fail;
     {
         char *tp = llmq_path_join(dir, "tokenizer.json", &err);

@@ -1,6 +1,10 @@
-/* common.c - error lines, tty progress, model paths, id files. */
+/* common.c - error lines, tty progress, model paths, input lists, id files. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "common.h"
 #include "../lib/fileio.h"
@@ -56,20 +60,160 @@ char *model_dir(const char *path, llmq_err *err)
     return llmq_path_dir(path, err);
 }
 
+const char *const model_files[] = {
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model", "model.safetensors", "model.safetensors.index.json", NULL,
+};
+
+void inputs_init(cmd_inputs *in)
+{
+    memset(in, 0, sizeof *in);
+}
+
+void inputs_release(cmd_inputs *in)
+{
+    for (size_t i = 0; i < in->n; i++) free(in->path[i]);
+    free(in->path);
+    free(in->model);
+    memset(in, 0, sizeof *in);
+}
+
+static void push_input(cmd_inputs *in, const char *path, int model)
+{
+    if (!path || !strcmp(path, "-") || in->oom) return;
+    if (in->n == in->cap) {
+        size_t nc = in->cap ? in->cap * 2 : 16;
+        char **np = realloc(in->path, nc * sizeof *np);
+        if (np) in->path = np;
+        unsigned char *nm = np ? realloc(in->model, nc) : NULL;
+        if (nm) in->model = nm;
+        if (!np || !nm) { in->oom = 1; return; }
+        in->cap = nc;
+    }
+    if (!(in->path[in->n] = strdup(path))) { in->oom = 1; return; }
+    in->model[in->n++] = (unsigned char)model;
+}
+
+void inputs_add(cmd_inputs *in, const char *path)
+{
+    push_input(in, path, 0);
+    if (!path || !strcmp(path, "-") || !llmq_is_dir(path)) return;
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *p = llmq_path_join(path, e->d_name, NULL);
+        if (!p) { in->oom = 1; break; }
+        push_input(in, p, 0);
+        free(p);
+    }
+    closedir(d);
+}
+
+void inputs_add_model_dir(cmd_inputs *in, const char *dir)
+{
+    push_input(in, dir, 1);
+}
+
+void inputs_add_model(cmd_inputs *in, const llmq_model *m)
+{
+    if (m->path) {
+        if (llmq_is_dir(m->path)) inputs_add_model_dir(in, m->path);
+        else push_input(in, m->path, 0);
+    }
+    inputs_add_model_dir(in, m->ckpt.dir);
+    for (size_t i = 0; i < m->ckpt.n_shards; i++) push_input(in, m->ckpt.shards[i].path, 0);
+}
+
+/* Canonical form of path: realpath(3), or for a path that does not exist
+ * (yet), the canonical form of its directory and its name.  A link is
+ * resolved, so this is what writing to path replaces.  Malloc'ed; NULL on
+ * an error other than a missing file. */
+static char *canon(const char *path)
+{
+    char *r = realpath(path, NULL);
+    if (r || errno != ENOENT) return r;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    char *p = strndup(path, n);
+    if (!p) return NULL;
+    char *d = llmq_path_dir(p, NULL), *cd = d && strcmp(d, p) ? canon(d) : NULL;
+    const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+    if (cd) r = llmq_path_join(cd, base, NULL);
+    free(d); free(cd); free(p);
+    return r;
+}
+
+static int is_model_file(const char *name)
+{
+    for (int i = 0; model_files[i]; i++)
+        if (!strcmp(name, model_files[i])) return 1;
+    return 0;
+}
+
+static int refuse(const char *out, llmq_err *err)
+{
+    return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
+}
+
+int inputs_check_file(const cmd_inputs *in, const char *out, llmq_err *err)
+{
+    if (in->oom) return llmq_errorf(err, LLMQ_ENOMEM, "out of memory");
+    if (!out || !strcmp(out, "-")) return LLMQ_OK;
+    struct stat st;
+    int exists = stat(out, &st) == 0;
+    char *t = canon(out), *dir = t ? llmq_path_dir(t, NULL) : NULL;
+    if (!dir) { free(t); return LLMQ_OK; }
+    const char *base = strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
+    int bad = 0;
+    for (size_t i = 0; i < in->n && !bad; i++) {
+        bad = exists && llmq_same_file(t, in->path[i]);
+        if (!bad && in->model[i] && is_model_file(base)) {
+            char *c = canon(in->path[i]);
+            bad = (c && !strcmp(c, dir)) || llmq_same_file(dir, in->path[i]);
+            free(c);
+        }
+    }
+    free(dir);
+    free(t);
+    return bad ? refuse(out, err) : LLMQ_OK;
+}
+
+int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err)
+{
+    if (in->oom) return llmq_errorf(err, LLMQ_ENOMEM, "out of memory");
+    if (!out) return LLMQ_OK;
+    char *t = realpath(out, NULL);
+    if (!t) return LLMQ_OK;
+    size_t tn = strlen(t);
+    while (tn > 1 && t[tn - 1] == '/') tn--;
+    int bad = 0;
+    for (size_t i = 0; i < in->n && !bad; i++) {
+        char *r = realpath(in->path[i], NULL);
+        bad = llmq_same_file(t, in->path[i]) ||
+              (r && (tn == 1 || (!strncmp(r, t, tn) && (r[tn] == '/' || r[tn] == 0))));
+        free(r);
+    }
+    free(t);
+    return bad ? refuse(out, err) : LLMQ_OK;
+}
+
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err)
 {
-    llmq_map m;
-    int rc = llmq_map_open(&m, path, err);
+    char *buf;
+    size_t len;
+    int rc = llmq_read_stream(path, LLMQ_READ_STREAM_MAX, &buf, &len, err);
     if (rc) return rc;
-    if (m.size % 4) {
-        llmq_map_close(&m);
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: size %" PRIu64 " is not a multiple of 4 (int32 LE ids)", path, m.size);
+    if (len % 4) {
+        free(buf);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: size %zu is not a multiple of 4 (int32 LE ids)", path, len);
     }
-    size_t cnt = (size_t)(m.size / 4);
+    size_t cnt = len / 4;
     int32_t *v = llmq_malloc(cnt * sizeof(int32_t), err);
-    if (!v) { llmq_map_close(&m); return err->code; }
-    for (size_t i = 0; i < cnt; i++) v[i] = (int32_t)llmq_get_le32(m.data + 4 * i);
-    llmq_map_close(&m);
+    if (!v) { free(buf); return err->code; }
+    for (size_t i = 0; i < cnt; i++) v[i] = (int32_t)llmq_get_le32((const uint8_t *)buf + 4 * i);
+    free(buf);
     *ids = v;
     *n = cnt;
     return LLMQ_OK;

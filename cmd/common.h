@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include "opts.h"
 #include "../lib/llmq-int.h"
+#include "../lib/model.h"
 
 /* Print "llmq CMD: message" to stderr and return the exit code. */
 int cmd_fail(const char *cmd, const llmq_err *err);
@@ -20,7 +21,38 @@ void progress_done(cmd_progress *p);
  * as a directory, a .safetensors file or an index .json (malloc'ed). */
 char *model_dir(const char *path, llmq_err *err);
 
-/* Read int32 LE token ids. */
+/* What a command reads, listed once, so that no output can replace it:
+ * every output file and directory is checked against the list before the
+ * work starts.  Adding never fails (allocation failure is reported by the
+ * checks); NULL and "-" are ignored. */
+typedef struct {
+    char **path;         /* owned copies */
+    unsigned char *model; /* 1: a model directory (also protects model_files[] names in it) */
+    size_t n, cap;
+    int oom;
+} cmd_inputs;
+
+/* Files llmq reads or copies from a model directory besides the shards. */
+extern const char *const model_files[];
+
+void inputs_init(cmd_inputs *in);
+void inputs_release(cmd_inputs *in);
+/* A file or directory read; a directory is read whole (--text DIR): its
+ * files are inputs too. */
+void inputs_add(cmd_inputs *in, const char *path);
+/* A directory holding a model: its model_files[], existing or not. */
+void inputs_add_model_dir(cmd_inputs *in, const char *dir);
+/* An open model: the path given, its directory, every shard. */
+void inputs_add_model(cmd_inputs *in, const llmq_model *m);
+/* out (a file; NULL or "-" pass) must not be, nor resolve to, an input, nor
+ * be a model file name in an input model directory.  LLMQ_EUSAGE
+ * "OUT: refusing to overwrite an input". */
+int inputs_check_file(const cmd_inputs *in, const char *out, llmq_err *err);
+/* out (a directory replaced whole; NULL passes) must not be an input nor
+ * hold one anywhere below it. */
+int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err);
+
+/* Read int32 LE token ids ("-" = stdin; a pipe or FIFO is read as a stream). */
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err);
 
 /* Print a cJSON object on stdout (one object on one line), and free it. */

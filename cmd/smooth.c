@@ -101,13 +101,19 @@ int cmd_smooth(int argc, char **argv)
     memset(&mo, 0, sizeof mo);
     double t0 = llmq_now();
     if (!cl) return cmd_failf("smooth", LLMQ_ENOMEM, "out of memory");
-    if (llmq_same_file(o.out, path) || llmq_same_file(o.out, o.stats) ||
-        (o.stats_out && (llmq_same_file(o.stats_out, o.stats) || llmq_same_file(o.stats_out, path)))) {
-        free(cl);
-        return cmd_failf("smooth", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.stats_out && llmq_same_file(o.stats_out, o.stats) ? o.stats_out : o.out);
-    }
     if ((rc = llmq_model_open(&m, path, &err))) { free(cl); return cmd_fail("smooth", &err); }
-    if (llmq_same_file(o.out, m.ckpt.dir)) { rc = cmd_failf("smooth", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.out); goto out; }
+    {
+        cmd_inputs in;
+        inputs_init(&in);
+        inputs_add_model(&in, &m);
+        inputs_add(&in, o.stats);
+        rc = inputs_check_dir(&in, o.out, &err);
+        /* --stats-out is written after DIR, which is read back as a model */
+        inputs_add_model_dir(&in, o.out);
+        if (!rc) rc = inputs_check_file(&in, o.stats_out, &err);
+        inputs_release(&in);
+        if (rc) goto fail;
+    }
     if (m.packed_meta) {
         rc = cmd_failf("smooth", LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", path);
         goto out;

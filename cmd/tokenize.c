@@ -32,9 +32,6 @@ int cmd_tokenize(int argc, char **argv)
     char *tp = NULL, *buf = NULL;
     int32_t *ids = NULL;
     size_t len, n;
-    if (o.ids_out && strcmp(o.ids_out, "-") && (llmq_same_file(o.ids_out, in) || llmq_same_file(o.ids_out, args[0]))) {
-        return cmd_failf("tokenize", LLMQ_EUSAGE, "%s: refusing to overwrite an input", o.ids_out);
-    }
     size_t al = strlen(args[0]);
     if (!llmq_is_dir(args[0]) && al >= 5 && strcmp(args[0] + al - 5, ".json") == 0 &&
         !(al >= 11 && strcmp(args[0] + al - 11, ".index.json") == 0)) {
@@ -43,7 +40,21 @@ int cmd_tokenize(int argc, char **argv)
         char *dir = model_dir(args[0], &err);
         if (dir) { tp = llmq_path_join(dir, "tokenizer.json", &err); free(dir); }
     }
-    if (!tp || (rc = llmq_tok_load(&tok, tp, &err))) goto fail;
+    if (!tp) goto fail;
+    {
+        cmd_inputs ins;
+        inputs_init(&ins);
+        char *td = llmq_path_dir(tp, &err);
+        inputs_add_model_dir(&ins, td);
+        inputs_add(&ins, args[0]);
+        inputs_add(&ins, tp);
+        inputs_add(&ins, in);
+        rc = td ? inputs_check_file(&ins, o.ids_out, &err) : (int)err.code;
+        free(td);
+        inputs_release(&ins);
+        if (rc) goto fail;
+    }
+    if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;
     if ((rc = llmq_read_text(in, o.keep_cr, &buf, &len, &err))) goto fail;
     if ((rc = llmq_tok_encode(tok, buf, len, &ids, &n, &err))) goto fail;
     if (o.ids_out) {

@@ -106,8 +106,6 @@ int cmd_uptrain_gqa(int argc, char **argv)
     const char *out = strip_slash(o.out, outbuf, sizeof outbuf);
     const char *state = o.state;
     if (!state) { snprintf(statebuf, sizeof statebuf, "%s.uptrain-state", out); state = statebuf; }
-    if (o.text && (llmq_same_file(out, o.text) || llmq_same_file(state, o.text)))
-        return cmd_failf(C, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
 
     llmq_err err = { 0, "" };
     llmq_model m;
@@ -124,9 +122,15 @@ int cmd_uptrain_gqa(int argc, char **argv)
     double t0 = llmq_now(), t_pool = 0;
     memset(&tm, 0, sizeof tm);
     if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail(C, &err);
-    if (llmq_same_file(out, m.ckpt.dir) || llmq_same_file(out, args[0]) || llmq_same_file(state, args[0])) {
-        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
-        goto fail;
+    {
+        cmd_inputs in;
+        inputs_init(&in);
+        inputs_add_model(&in, &m);
+        inputs_add(&in, o.text);
+        rc = inputs_check_dir(&in, out, &err);
+        if (!rc) rc = inputs_check_file(&in, state, &err);
+        inputs_release(&in);
+        if (rc) goto fail;
     }
     if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
     if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;

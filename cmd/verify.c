@@ -135,13 +135,15 @@ int cmd_verify(int argc, char **argv)
     int have_ppl = 0, n_gen = 0;
 
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("verify", &err);
-    const char *outs[] = { o.logits_out, o.kld_save };
-    for (int i = 0; i < 2; i++)
-        if (outs[i] && (llmq_same_file(outs[i], path) || (o.text && llmq_same_file(outs[i], o.text)) ||
-                        (o.ids && llmq_same_file(outs[i], o.ids)))) {
-            rc = cmd_failf("verify", LLMQ_EUSAGE, "%s: refusing to overwrite an input", outs[i]);
-            goto out;
-        }
+    cmd_inputs in;
+    inputs_init(&in);
+    inputs_add_model(&in, &m);
+    const char *reads[] = { o.text, o.ids, o.kld, o.stats };
+    for (int i = 0; i < 4; i++) inputs_add(&in, reads[i]);
+    rc = inputs_check_file(&in, o.logits_out, &err);
+    if (!rc) rc = inputs_check_file(&in, o.kld_save, &err);
+    inputs_release(&in);
+    if (rc) goto fail;
     if (!(dir = model_dir(path, &err))) goto fail;
     if (o.stats && (rc = load_act_scales(&m, o.stats, &act_scales, &err))) goto fail;
     if (o.text || o.gen) {

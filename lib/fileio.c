@@ -9,16 +9,24 @@
 #include <dirent.h>
 #include "fileio.h"
 
-static int read_fd_all(int fd, const char *path, uint8_t **out, uint64_t *len, llmq_err *err)
+/* Read fd to EOF into a malloc'ed buffer; more
+ * than max bytes is refused, so a stream with no end (/dev/zero) fails
+ * cleanly instead of taking all memory. */
+static int read_fd_all(int fd, const char *path, uint64_t max, uint8_t **out, uint64_t *len, llmq_err *err)
 {
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = llmq_malloc(cap, err);
-    if (!buf) return err->code;
+    if (!buf) return err ? err->code : LLMQ_ENOMEM;
     for (;;) {
         if (n == cap) {
-            uint8_t *nb = realloc(buf, cap * 2);
+            if ((uint64_t)n > max) {
+                free(buf);
+                return llmq_errorf(err, LLMQ_EIO, "%s: more than %" PRIu64 " bytes; llmq reads at most that much", path, max);
+            }
+            size_t nc = (uint64_t)cap * 2 > max + 1 ? (size_t)(max + 1) : cap * 2;
+            uint8_t *nb = realloc(buf, nc);
             if (!nb) { free(buf); return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory reading", path); }
-            buf = nb; cap *= 2;
+            buf = nb; cap = nc;
         }
         ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0) {
@@ -29,36 +37,60 @@ static int read_fd_all(int fd, const char *path, uint8_t **out, uint64_t *len, l
         if (r == 0) break;
         n += (size_t)r;
     }
+    if ((uint64_t)n > max) {
+        free(buf);
+        return llmq_errorf(err, LLMQ_EIO, "%s: more than %" PRIu64 " bytes; llmq reads at most that much", path, max);
+    }
     *out = buf;
     *len = n;
     return LLMQ_OK;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode) ? "a directory" : S_ISCHR(mode) ? "a character device" : S_ISBLK(mode) ? "a block device"
+         : S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" : "not a regular file";
+}
+
+/* Open path for reading and check that it is a regular file.  O_NONBLOCK
+ * keeps open(2) of a FIFO from waiting for a writer; it is cleared after. */
+static int open_regular(const char *path, struct stat *st, llmq_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) != 0) {
+        int e = errno; close(fd);
+        llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        llmq_errorf(err, LLMQ_EIO, "%s: is %s, not a regular file", path, file_kind(st->st_mode));
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 int llmq_map_open(llmq_map *m, const char *path, llmq_err *err)
 {
     memset(m, 0, sizeof *m);
-    if (strcmp(path, "-") == 0) {
-        uint8_t *b; uint64_t n;
-        int rc = read_fd_all(0, "<stdin>", &b, &n, err);
-        if (rc) return rc;
-        m->data = b; m->size = n; m->mapped = 0;
-        return LLMQ_OK;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno; close(fd);
-        return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) { close(fd); return llmq_errorf(err, LLMQ_EIO, "%s: is a directory", path); }
-    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-        uint8_t *b; uint64_t n;
-        int rc = read_fd_all(fd, path, &b, &n, err);
+    int fd = open_regular(path, &st, err);
+    if (fd < 0) return err ? err->code : LLMQ_EIO;
+    if (st.st_size == 0) {
         close(fd);
-        if (rc) return rc;
-        m->data = b; m->size = n; m->mapped = 0;
+        if (!(m->data = llmq_malloc(1, err))) return err ? err->code : LLMQ_ENOMEM;
+        m->size = 0; m->mapped = 0;
         return LLMQ_OK;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return llmq_errorf(err, LLMQ_EIO, "%s: too large to map", path);
     }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
@@ -76,31 +108,62 @@ void llmq_map_close(llmq_map *m)
     m->data = NULL; m->size = 0;
 }
 
-int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err)
+/* read_fd_all, then a NUL after the bytes (the buffer may be exactly full). */
+static int read_fd_nul(int fd, const char *path, uint64_t max, char **out, size_t *len, llmq_err *err)
 {
-    int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        return llmq_errorf(err, LLMQ_EIO, "%s: is a directory", path);
-    }
-    uint8_t *b; uint64_t n;
-    int rc = read_fd_all(fd, path, &b, &n, err);
-    if (fd) close(fd);
+    uint8_t *b = NULL;
+    uint64_t n = 0;
+    int rc = read_fd_all(fd, path, max, &b, &n, err);
     if (rc) return rc;
-    uint8_t *nb = realloc(b, n + 1);
+    uint8_t *nb = realloc(b, (size_t)n + 1);
     if (!nb) { free(b); return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory", path); }
     nb[n] = 0;
     *out = (char *)nb;
-    if (len) *len = n;
+    if (len) *len = (size_t)n;
     return LLMQ_OK;
+}
+
+int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err)
+{
+    struct stat st;
+    int fd = open_regular(path, &st, err);
+    if (fd < 0) return err ? err->code : LLMQ_EIO;
+    if ((uint64_t)st.st_size > LLMQ_READ_FILE_MAX) {
+        close(fd);
+        return llmq_errorf(err, LLMQ_EIO, "%s: %" PRIu64 " bytes, more than the %" PRIu64 " llmq reads into memory",
+                           path, (uint64_t)st.st_size, (uint64_t)LLMQ_READ_FILE_MAX);
+    }
+    int rc = read_fd_nul(fd, path, LLMQ_READ_FILE_MAX, out, len, err);
+    close(fd);
+    return rc;
+}
+
+int llmq_read_stream(const char *path, uint64_t max, char **out, size_t *len, llmq_err *err)
+{
+    if (strcmp(path, "-") == 0) return read_fd_nul(0, "<stdin>", max, out, len, err);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno; close(fd);
+        return llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(e));
+    }
+    int rc;
+    if (S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
+        rc = llmq_errorf(err, LLMQ_EIO, "%s: is %s", path, file_kind(st.st_mode));
+    else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max)
+        rc = llmq_errorf(err, LLMQ_EIO, "%s: %" PRIu64 " bytes, more than the %" PRIu64 " llmq reads into memory",
+                         path, (uint64_t)st.st_size, max);
+    else
+        rc = read_fd_nul(fd, path, max, out, len, err);
+    close(fd);
+    return rc;
 }
 
 int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_err *err)
 {
     size_t n;
-    int rc = llmq_read_file(path, out, &n, err);
+    int rc = llmq_read_stream(path, LLMQ_READ_STREAM_MAX, out, &n, err);
     if (rc || keep_cr) { if (!rc && len) *len = n; return rc; }
     char *s = *out;
     size_t k = 0;
@@ -152,6 +215,50 @@ static int fsync_dir_of(const char *path)
     return r;
 }
 
+/* The path an output replaces: path itself or, when path is a symbolic
+ * link, the file it resolves to (the link stays a link).  What is there must
+ * be a regular file (want_dir: a directory) or nothing: a device, FIFO or
+ * socket would be replaced by the rename, and a dangling link would have to
+ * be followed to a place nobody named.  Malloc'ed, or NULL with err. */
+static char *resolve_output(const char *path, int want_dir, llmq_err *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return llmq_strdup(path, err);
+        llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *real;
+    if (S_ISLNK(st.st_mode)) {
+        if (!(real = realpath(path, NULL))) {
+            if (errno == ENOENT)
+                llmq_errorf(err, LLMQ_EUSAGE, "%s: is a dangling symbolic link; llmq writes only to an existing link target", path);
+            else
+                llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+            return NULL;
+        }
+        if (stat(real, &st) != 0) {
+            llmq_errorf(err, LLMQ_EIO, "%s: %s", path, strerror(errno));
+            free(real);
+            return NULL;
+        }
+    } else if (!(real = llmq_strdup(path, err))) {
+        return NULL;
+    }
+    if (want_dir && !S_ISDIR(st.st_mode)) {
+        llmq_errorf(err, LLMQ_EUSAGE, "%s: exists and is not a directory", path);
+        free(real);
+        return NULL;
+    }
+    if (!want_dir && !S_ISREG(st.st_mode)) {
+        llmq_errorf(err, LLMQ_EUSAGE, "%s: is %s, not a regular file; llmq writes outputs atomically", path,
+                    file_kind(st.st_mode));
+        free(real);
+        return NULL;
+    }
+    return real;
+}
+
 int llmq_out_open(llmq_out *o, const char *path, llmq_err *err)
 {
     memset(o, 0, sizeof *o);
@@ -160,14 +267,13 @@ int llmq_out_open(llmq_out *o, const char *path, llmq_err *err)
         o->path = llmq_strdup(path, err);
         return o->path ? LLMQ_OK : err->code;
     }
-    o->path = llmq_strdup(path, err);
-    if (!o->path) return err->code;
-    size_t n = strlen(path) + 32;
+    if (!(o->path = resolve_output(path, 0, err))) return err ? err->code : LLMQ_EUSAGE;
+    size_t n = strlen(o->path) + 32;
     o->tmp = llmq_malloc(n, err);
     if (!o->tmp) { free(o->path); return err->code; }
-    char *d = llmq_path_dir(path, err);
+    char *d = llmq_path_dir(o->path, err);
     if (!d) { free(o->path); free(o->tmp); return err->code; }
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
     snprintf(o->tmp, n, "%s/.%s.tmpXXXXXX", d, base);
     free(d);
     int fd = mkstemp(o->tmp);
@@ -256,26 +362,47 @@ static void rm_tree(const char *path)
     rmdir(path);
 }
 
+/* llmq_outdir_commit removes an existing directory: replace only one that
+ * is empty or holds a config.json, as every output directory of llmq does,
+ * never a directory of other files named by mistake. */
+static int replaceable_dir(const char *path)
+{
+    char *c = llmq_path_join(path, "config.json", NULL);
+    int ok = c && llmq_exists(c);
+    free(c);
+    DIR *d = ok ? NULL : opendir(path);
+    if (d) {
+        struct dirent *e;
+        ok = 1;
+        while (ok && (e = readdir(d))) ok = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+        closedir(d);
+    }
+    return ok;
+}
+
 int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err)
 {
     memset(d, 0, sizeof *d);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
-    d->path = llmq_malloc(n + 1, err);
-    if (!d->path) return err->code;
-    memcpy(d->path, path, n); d->path[n] = 0;
-    struct stat st;
-    if (stat(d->path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        int rc = llmq_errorf(err, LLMQ_EIO, "%s: exists and is not a directory", d->path);
+    char *given = llmq_malloc(n + 1, err);
+    if (!given) return err->code;
+    memcpy(given, path, n); given[n] = 0;
+    d->path = resolve_output(given, 1, err);
+    free(given);
+    if (!d->path) return err ? err->code : LLMQ_EUSAGE;
+    if (llmq_is_dir(d->path) && !replaceable_dir(d->path)) {
+        int rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: exists and is not a model directory (no config.json, not empty); "
+                             "llmq replaces an output directory whole", d->path);
         free(d->path); d->path = NULL;
         return rc;
     }
     char *dir = llmq_path_dir(d->path, err);
-    if (!dir) { free(d->path); return err->code; }
+    if (!dir) { free(d->path); d->path = NULL; return err->code; }
     const char *base = strrchr(d->path, '/') ? strrchr(d->path, '/') + 1 : d->path;
     size_t tn = strlen(dir) + strlen(base) + 32;
     d->tmp = llmq_malloc(tn, err);
-    if (!d->tmp) { free(dir); free(d->path); return err->code; }
+    if (!d->tmp) { free(dir); free(d->path); d->path = NULL; return err->code; }
     snprintf(d->tmp, tn, "%s/.%s.tmpXXXXXX", dir, base);
     free(dir);
     if (!mkdtemp(d->tmp)) {

@@ -5,22 +5,39 @@
 #include <stdio.h>
 #include "llmq-int.h"
 
-/* A read-only view of a whole file.  data is mmap'ed (or malloc'ed when the
- * file is "-", a pipe or empty); size is its length in bytes. */
+/* What llmq reads into memory at most: a small file (JSON of a model) and a
+ * stream (text, ids).  Over that, reads fail with LLMQ_EIO naming the file. */
+#define LLMQ_READ_FILE_MAX   ((uint64_t)1 << 30)
+#define LLMQ_READ_STREAM_MAX ((uint64_t)4 << 30)
+
+/* A read-only view of a whole regular file.  data is mmap'ed (malloc'ed when
+ * the file is empty); size is its length in bytes. */
 typedef struct {
     const uint8_t *data;
     uint64_t size;
     int mapped;          /* 1: munmap on close, 0: free */
 } llmq_map;
 
-/* Map path ("-" reads stdin to memory).  On error fills err naming path. */
+/* Map the regular file path (a symbolic link to one is followed).  A
+ * device, FIFO, socket or directory is refused (LLMQ_EIO naming path, and
+ * a FIFO is not waited on): every file of a model must be a regular file.
+ * "-" is no stream here: use llmq_read_stream. */
 int llmq_map_open(llmq_map *m, const char *path, llmq_err *err);
 void llmq_map_close(llmq_map *m);
 
-/* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
+/* Read a whole small regular file (at most LLMQ_READ_FILE_MAX bytes) into a
+ * NUL-terminated malloc'ed buffer; other kinds of file refused as by
+ * llmq_map_open.  For the files of a model: config, tokenizer, index. */
 int llmq_read_file(const char *path, char **out, size_t *len, llmq_err *err);
 
-/* Read a text file the way Python's text mode does (universal newlines):
+/* Read a stream to its end into a NUL-terminated malloc'ed buffer: "-" is
+ * stdin; a pipe or FIFO (`--text <(cmd)`), a character device or a regular
+ * file are read; a directory or block device is refused.  More than max
+ * bytes (< 2^63) is refused with LLMQ_EIO.  For text and ids the user names. */
+int llmq_read_stream(const char *path, uint64_t max, char **out, size_t *len, llmq_err *err);
+
+/* Read a text stream (llmq_read_stream, at most LLMQ_READ_STREAM_MAX bytes)
+ * the way Python's text mode does (universal newlines):
  * "\r\n" and lone "\r" become "\n".  Transformers pipelines read text so,
  * and the shared references were tokenized so.  keep_cr: bytes as they are. */
 int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_err *err);
@@ -28,7 +45,11 @@ int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_
 /* Atomic output: bytes go to a temp file beside path; commit fsyncs, renames
  * over path and fsyncs the directory, so readers see the old file or the
  * whole new one, never half.  abort removes the temp file.  path "-" writes
- * to stdout directly (no atomicity possible). */
+ * to stdout directly (no atomicity possible).  An existing path must be a
+ * regular file: a device, FIFO, socket or directory is refused (LLMQ_EUSAGE)
+ * rather than replaced by the rename.  A symbolic link is resolved and the
+ * file it names is replaced (the link stays); a dangling one is refused
+ * (LLMQ_EUSAGE).  o->path is the file replaced. */
 typedef struct {
     FILE *fp;
     char *path;
@@ -44,7 +65,11 @@ void llmq_out_abort(llmq_out *o);
 
 /* Atomic output directory: files are written into a fresh temp directory
  * beside path; commit renames it to path (which must not exist, or is an
- * existing directory llmq made, replaced whole). */
+ * existing directory llmq made, replaced whole: one that is empty or holds a
+ * config.json; any other is refused, LLMQ_EUSAGE).  An existing path that is
+ * not a directory is refused (LLMQ_EUSAGE); a symbolic link to a directory
+ * is resolved and the directory it names is replaced; a dangling one is
+ * refused. */
 typedef struct {
     char *path;
     char *tmp;

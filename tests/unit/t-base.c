@@ -1,5 +1,6 @@
 /* t-base.c - the internal base: float conversions, sha256, pool, text
  * reading, atomic outputs, calibration windows, scheme names. */
+#include <sys/stat.h>
 #include <unistd.h>
 #include "tests/test.h"
 #include "lib/llmq-int.h"
@@ -121,6 +122,101 @@ TEST(atomic_output)
     free(s);
     CHECK_EQ_INT(llmq_out_open(&o, "/nonexistent-dir/x", &e), LLMQ_EIO);
     CHECK(strstr(e.msg, "/nonexistent-dir/x") != NULL);
+}
+
+/* llmq_out_open that must fail; a wrong success is undone, never committed. */
+static int out_refused(llmq_out *o, const char *path, llmq_err *e)
+{
+    int rc = llmq_out_open(o, path, e);
+    if (rc == 0) llmq_out_abort(o);
+    return rc;
+}
+
+/* Model files must be regular files; text streams are capped; an output
+ * never replaces a device, FIFO or symbolic link. */
+TEST(special_files)
+{
+    llmq_err e = { 0, "" };
+    char *s;
+    size_t n;
+    llmq_map m;
+    char fifo[256], link[256], target[256], dangle[256], dir[256];
+    snprintf(fifo, sizeof fifo, "%s", tmp("fifo"));
+    snprintf(link, sizeof link, "%s", tmp("link.bin"));
+    snprintf(target, sizeof target, "%s", tmp("target.bin"));
+    snprintf(dangle, sizeof dangle, "%s", tmp("dangle.bin"));
+    snprintf(dir, sizeof dir, "%s", tmp("outdir"));
+    CHECK_EQ_INT(mkfifo(fifo, 0600), 0);
+    /* a FIFO or a device as a model file: refused at once, not waited on or read forever */
+    CHECK_EQ_INT(llmq_map_open(&m, fifo, &e), LLMQ_EIO);
+    CHECK(strstr(e.msg, "FIFO") && strstr(e.msg, "not a regular file"));
+    CHECK_EQ_INT(llmq_read_file(fifo, &s, &n, &e), LLMQ_EIO);
+    CHECK_EQ_INT(llmq_read_file("/dev/zero", &s, &n, &e), LLMQ_EIO);
+    CHECK(strstr(e.msg, "/dev/zero: is a character device") != NULL);
+    CHECK_EQ_INT(llmq_map_open(&m, "/dev/zero", &e), LLMQ_EIO);
+    CHECK_EQ_INT(llmq_read_file(tmpdir, &s, &n, &e), LLMQ_EIO);
+    CHECK(strstr(e.msg, "is a directory") != NULL);
+    /* an empty regular file maps to an empty view */
+    write_file(target, "");
+    CHECK_EQ_INT(llmq_map_open(&m, target, &e), 0);
+    CHECK(m.size == 0 && m.data != NULL);
+    llmq_map_close(&m);
+    /* streams: a device is read, up to the cap */
+    CHECK_EQ_INT(llmq_read_stream("/dev/zero", 100000, &s, &n, &e), LLMQ_EIO);
+    CHECK(strstr(e.msg, "more than 100000 bytes") != NULL);
+    CHECK_EQ_INT(llmq_read_stream("/dev/zero", 10, &s, &n, &e), LLMQ_EIO);
+    CHECK_EQ_INT(llmq_read_stream("/dev/null", 10, &s, &n, &e), 0);
+    CHECK(n == 0 && s[0] == 0);
+    free(s);
+    write_file(target, "0123456789");
+    CHECK_EQ_INT(llmq_read_stream(target, 10, &s, &n, &e), 0);
+    CHECK(n == 10 && !strcmp(s, "0123456789"));
+    free(s);
+    CHECK_EQ_INT(llmq_read_stream(target, 9, &s, &n, &e), LLMQ_EIO);
+    CHECK_EQ_INT(llmq_read_stream(tmpdir, 10, &s, &n, &e), LLMQ_EIO);
+    /* outputs: a FIFO, a device, a directory are refused and left alone */
+    llmq_out o;
+    CHECK_EQ_INT(out_refused(&o, fifo, &e), LLMQ_EUSAGE);
+    CHECK(strstr(e.msg, "not a regular file; llmq writes outputs atomically") != NULL);
+    struct stat st;
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    CHECK_EQ_INT(out_refused(&o, "/dev/null", &e), LLMQ_EUSAGE);
+    CHECK(lstat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+    CHECK_EQ_INT(out_refused(&o, tmpdir, &e), LLMQ_EUSAGE);
+    /* a symbolic link: its target is replaced, the link stays */
+    CHECK_EQ_INT(symlink("target.bin", link), 0);
+    CHECK_EQ_INT(llmq_out_open(&o, link, &e), 0);
+    llmq_out_write(&o, "new!", 4, &e);
+    CHECK_EQ_INT(llmq_out_commit(&o, &e), 0);
+    CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK_EQ_INT(llmq_read_file(target, &s, &n, &e), 0);
+    CHECK(n == 4 && !memcmp(s, "new!", 4));
+    free(s);
+    /* a dangling link is refused and nothing is created */
+    CHECK_EQ_INT(symlink("nowhere.bin", dangle), 0);
+    CHECK_EQ_INT(llmq_out_open(&o, dangle, &e), LLMQ_EUSAGE);
+    CHECK(strstr(e.msg, "dangling") != NULL);
+    CHECK(!llmq_exists(tmp("nowhere.bin")));
+    /* output directories: a file or FIFO is refused; a link to a directory is followed */
+    llmq_outdir d;
+    CHECK_EQ_INT(llmq_outdir_open(&d, fifo, &e), LLMQ_EUSAGE);
+    CHECK_EQ_INT(llmq_outdir_open(&d, target, &e), LLMQ_EUSAGE);
+    CHECK_EQ_INT(mkdir(dir, 0755), 0);
+    unlink(link);
+    CHECK_EQ_INT(symlink("outdir", link), 0);
+    CHECK_EQ_INT(llmq_outdir_open(&d, link, &e), 0);
+    char *f = llmq_outdir_file(&d, "x.txt", &e);
+    write_file(f, "x");
+    free(f);
+    CHECK_EQ_INT(llmq_outdir_commit(&d, &e), 0);
+    CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(llmq_exists(tmp("outdir/x.txt")));
+    unlink(tmp("outdir/x.txt"));
+    rmdir(dir);
+    unlink(link);
+    unlink(dangle);
+    unlink(target);
+    unlink(fifo);
 }
 
 TEST(scheme_names)
