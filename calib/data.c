@@ -1,5 +1,6 @@
 /* data.c - deterministic calibration windows from text files and directories. */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include "data.h"
 #include "../lib/fileio.h"
@@ -23,7 +24,8 @@ static int push(strlist *l, const char *s, llmq_err *err)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Expand directories into their regular files, sorted by name. */
+/* Expand directories into their regular files (following symlinks), sorted
+ * by name; a path named as such may be a stream (-, a pipe, <(cmd)). */
 static int expand(const char *const *paths, int n_paths, strlist *out, llmq_err *err)
 {
     for (int i = 0; i < n_paths; i++) {
@@ -43,7 +45,8 @@ static int expand(const char *const *paths, int n_paths, strlist *out, llmq_err 
             if (e->d_name[0] == '.') continue;
             char *p = llmq_path_join(paths[i], e->d_name, err);
             if (!p) { rc = err->code; break; }
-            if (!llmq_is_dir(p)) rc = push(&names, p, err);
+            struct stat st;   /* a FIFO or device in the directory would block or never end */
+            if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) rc = push(&names, p, err);
             free(p);
         }
         closedir(d);

@@ -20,6 +20,12 @@ check "one thread gives the same bytes" cmp -s "$TMP/a.st" "$TMP/t1.st"
 llmq calibrate $M --text "$TMP/books" --samples 5 --seqlen 32 --keep 16 -o "$TMP/d.st" --json >"$TMP/d.json"
 check "directory of texts: 2 files" test "$($TC json "$TMP/d.json" text_files)" = 2
 check "tokens = samples x seqlen" test "$($TC json "$TMP/d.json" tokens)" = 160
+# a FIFO in the directory is not a text file: skipped, not read (it would block)
+mkfifo "$TMP/books/zz.fifo"
+TO=""; command -v timeout >/dev/null 2>&1 && TO="timeout 60"
+expect_code 0 $TO "$LLMQ" calibrate $M --text "$TMP/books" --samples 5 --seqlen 32 --keep 16 -o "$TMP/f.st" --json
+check "a FIFO in a directory of texts is skipped" test "$($TC json "$TMP/out" text_files)" = 2
+rm "$TMP/books/zz.fifo"
 check "--json reports peak_rss_bytes" grep -q '"peak_rss_bytes":[1-9]' "$TMP/d.json"
 check "--json reports the model digest" grep -Eq '"model_digest":"[0-9a-f]{64}"' "$TMP/d.json"
 
