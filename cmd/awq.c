@@ -82,15 +82,7 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
-    {
-        cmd_inputs in;
-        inputs_init(&in);
-        inputs_add_model(&in, &m);
-        inputs_add(&in, o.text);
-        rc = inputs_check_dir(&in, o.out, &err);
-        inputs_release(&in);
-        if (rc) goto fail;
-    }
+    if ((rc = check_outputs(&m, o.text, o.out, NULL, &err))) goto fail;
     if (!(dir = model_dir(args[0], &err)) || !(tp = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
     if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;
     const char *paths[1] = { o.text };

@@ -152,15 +152,7 @@ int cmd_calibrate(int argc, char **argv)
     double t0 = llmq_now();
 
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
-    {
-        cmd_inputs in;
-        inputs_init(&in);
-        inputs_add_model(&in, &m);
-        inputs_add(&in, o.text);
-        rc = inputs_check_file(&in, o.out, &err);
-        inputs_release(&in);
-        if (rc) goto fail;
-    }
+    if ((rc = check_outputs(&m, o.text, NULL, o.out, &err))) goto fail;
     if (!(dir = model_dir(path, &err))) goto fail;
     {
         char *tp = llmq_path_join(dir, "tokenizer.json", &err);

@@ -199,6 +199,19 @@ int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err)
     return bad ? refuse(out, err) : LLMQ_OK;
 }
 
+int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err)
+{
+    cmd_inputs in;
+    inputs_init(&in);
+    inputs_add_model(&in, m);
+    inputs_add(&in, input);
+    int rc = inputs_check_dir(&in, out_dir, err);
+    if (out_dir) inputs_add_model_dir(&in, out_dir);
+    if (!rc) rc = inputs_check_file(&in, out_file, err);
+    inputs_release(&in);
+    return rc;
+}
+
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err)
 {
     char *buf;

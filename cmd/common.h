@@ -51,6 +51,11 @@ int inputs_check_file(const cmd_inputs *in, const char *out, llmq_err *err);
 /* out (a directory replaced whole; NULL passes) must not be an input nor
  * hold one anywhere below it. */
 int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err);
+/* The usual case in one call: a command that reads model m and the file or
+ * directory input (NULL: none) and writes the directory out_dir and then the
+ * file out_file (either NULL).  out_file may not be one of out_dir's model
+ * files either: out_dir is read back as a model. */
+int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err);
 
 /* Read int32 LE token ids ("-" = stdin; a pipe or FIFO is read as a stream). */
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err);

@@ -74,11 +74,7 @@ int cmd_pack(int argc, char **argv)
     llmq_model m;
     double t0 = llmq_now();
     if ((rc = llmq_model_open(&m, args[0], &err))) { free(cl); return cmd_fail("pack", &err); }
-    cmd_inputs in;
-    inputs_init(&in);
-    inputs_add_model(&in, &m);
-    rc = inputs_check_dir(&in, o.out, &err);
-    inputs_release(&in);
+    rc = check_outputs(&m, NULL, o.out, NULL, &err);
     llmq_pack_stats st;
     if (!rc) rc = llmq_pack_model(&m, &po, o.out, &st, &err);
     if (rc) rc = cmd_fail("pack", &err);

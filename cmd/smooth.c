@@ -102,18 +102,7 @@ int cmd_smooth(int argc, char **argv)
     double t0 = llmq_now();
     if (!cl) return cmd_failf("smooth", LLMQ_ENOMEM, "out of memory");
     if ((rc = llmq_model_open(&m, path, &err))) { free(cl); return cmd_fail("smooth", &err); }
-    {
-        cmd_inputs in;
-        inputs_init(&in);
-        inputs_add_model(&in, &m);
-        inputs_add(&in, o.stats);
-        rc = inputs_check_dir(&in, o.out, &err);
-        /* --stats-out is written after DIR, which is read back as a model */
-        inputs_add_model_dir(&in, o.out);
-        if (!rc) rc = inputs_check_file(&in, o.stats_out, &err);
-        inputs_release(&in);
-        if (rc) goto fail;
-    }
+    if ((rc = check_outputs(&m, o.stats, o.out, o.stats_out, &err))) goto fail;
     if (m.packed_meta) {
         rc = cmd_failf("smooth", LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", path);
         goto out;

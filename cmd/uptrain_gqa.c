@@ -122,16 +122,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     double t0 = llmq_now(), t_pool = 0;
     memset(&tm, 0, sizeof tm);
     if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail(C, &err);
-    {
-        cmd_inputs in;
-        inputs_init(&in);
-        inputs_add_model(&in, &m);
-        inputs_add(&in, o.text);
-        rc = inputs_check_dir(&in, out, &err);
-        if (!rc) rc = inputs_check_file(&in, state, &err);
-        inputs_release(&in);
-        if (rc) goto fail;
-    }
+    if ((rc = check_outputs(&m, o.text, out, state, &err))) goto fail;
     if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
     if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
     have_tm = 1;
