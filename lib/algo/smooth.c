@@ -5,6 +5,7 @@
 #include "smooth.h"
 #include "../quant/quant.h"
 #include "../fileio.h"
+#include "../../formats/json.h"
 #include "../../formats/packed.h"
 
 static const char *pair_names[LLMQ_PAIR_COUNT] = { "qkv", "vo", "gateup", "updown" };
@@ -514,7 +515,8 @@ static int write_config(const llmq_model *m, const llmq_outdir *od, llmq_dtype d
     int rc;
     if (!src) return err->code;
     if ((rc = llmq_read_file(src, &text, &len, err))) goto done;
-    if (!(j = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(j)) {
+    if ((rc = llmq_json_parse(text, len, src, &j, err))) goto done;
+    if (!cJSON_IsObject(j)) {
         rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", src);
         goto done;
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "tmodel.h"
+#include "../../formats/json.h"
 #include "../../formats/packed.h"
 
 static int add_param(llmq_tmodel *tm, int *cap, const char *name, int ndim, int64_t rows, int64_t cols,
@@ -387,7 +388,8 @@ static int write_config(const llmq_tmodel *tm, const char *src_dir, llmq_dtype d
     cJSON *j = NULL;
     if (!src) return err->code;
     if ((rc = llmq_read_file(src, &text, &len, err))) goto out;
-    if (!(j = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(j)) {
+    if ((rc = llmq_json_parse(text, len, src, &j, err))) goto out;
+    if (!cJSON_IsObject(j)) {
         rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", src);
         goto out;
     }
