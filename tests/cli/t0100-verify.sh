@@ -26,6 +26,7 @@ expect_code 2 llmq verify $M --text a --ids b
 expect_err 2 'fewer than one window' llmq verify $M --text README.md --ctx 100000
 expect_code 2 llmq verify $M $M
 expect_err 2 'refusing to overwrite an input' llmq verify $M/model.safetensors --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out $M/model.safetensors
+expect_err 2 'x.st: --logits-out and --kld-save name the same file' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out "$TMP/x.st" --kld-save "$TMP/x.st"
 
 # missing files: 3
 expect_err 3 "$TMP/nope" llmq verify "$TMP/nope"
