@@ -270,6 +270,23 @@ static void attn_worker(void *ctx, int ti, int nt)
     }
 }
 
+/* Finite weights can still overflow fp32 on the way (bf16 reaches 3.4e38,
+ * a subnormal rope_theta makes the RoPE table NaN): a NaN must not become a
+ * perplexity of nan or a greedy token 0 with status 0.  A branch-free pass
+ * over the last hidden state and the logits, small beside the forward. */
+static int all_finite(const float *v, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= !(v[i] - v[i] == 0.0f);
+    return !bad;
+}
+
+static int nonfinite(const llmq_runner *r, const char *what, llmq_err *err)
+{
+    return llmq_errorf(err, LLMQ_ENONFINITE, "%s: the forward pass gave a NaN or Inf %s: the weights or config.json "
+                       "overflow fp32", r->m->path, what);
+}
+
 int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
                         float *logits, int all_logits, llmq_err *err)
 {
@@ -332,6 +349,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
     }
     r->cur_scale = 0.0f;
+    if (!all_finite(r->x, (size_t)n * H)) return nonfinite(r, "hidden state", err);
     if (!logits) return LLMQ_OK;
     if (all_logits) {
         llmq_op_rmsnorm_fwd(r->x, m->final_norm, n, H, eps, r->xn, NULL);
@@ -340,5 +358,6 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         llmq_op_rmsnorm_fwd(r->x + (size_t)(n - 1) * H, m->final_norm, 1, H, eps, r->xn, NULL);
         linear(r, &m->lm_head, NULL, r->xn, 1, logits);
     }
+    if (!all_finite(logits, (size_t)(all_logits ? n : 1) * (size_t)c->vocab)) return nonfinite(r, "logits", err);
     return LLMQ_OK;
 }
