@@ -1,4 +1,5 @@
 /* config.c - read the fields of config.json that define a Llama-family model. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
@@ -88,7 +89,10 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
         if ((rc = get_num(rs, "rope_theta", &th, &present, path, err))) return rc;
         if (present) c->rope_theta = th;
     }
-    if (!(c->rope_theta > 0)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: rope_theta must be positive", path);
+    /* the RoPE tables are fp32: a theta that rounds to 0 (subnormal) or Inf
+     * would make them NaN */
+    if (!(c->rope_theta >= FLT_MIN && c->rope_theta <= FLT_MAX))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: rope_theta %.15g is not a positive fp32 number", path, c->rope_theta);
     return LLMQ_OK;
 }
 
@@ -149,7 +153,10 @@ int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *
     if ((rc = get_int(root, "max_position_embeddings", &c->max_pos, &present, 1, 1L << 30, path, err))) goto out;
     c->rms_eps = 1e-6;
     if ((rc = get_num(root, "rms_norm_eps", &c->rms_eps, &present, path, err))) goto out;
-    if (c->rms_eps < 0) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: rms_norm_eps is negative", path); goto out; }
+    if (!(c->rms_eps >= 0 && c->rms_eps <= FLT_MAX)) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: rms_norm_eps %.15g is not an fp32 number >= 0", path, c->rms_eps);
+        goto out;
+    }
     c->rope_theta = 10000.0;
     if ((rc = parse_rope(c, root, path, err))) goto out;
 
