@@ -168,7 +168,7 @@ int inputs_check_file(const cmd_inputs *in, const char *out, llmq_err *err)
     const char *base = strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
     int bad = 0;
     for (size_t i = 0; i < in->n && !bad; i++) {
-        bad = exists && llmq_same_file(t, in->path[i]);
+        bad = exists ? llmq_same_file(t, in->path[i]) : same_output(t, in->path[i]);
         if (!bad && in->model[i] && is_model_file(base)) {
             char *c = canon(in->path[i]);
             bad = (c && !strcmp(c, dir)) || llmq_same_file(dir, in->path[i]);
@@ -199,6 +199,27 @@ int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err)
     return bad ? refuse(out, err) : LLMQ_OK;
 }
 
+int same_output(const char *a, const char *b)
+{
+    if (!a || !b || !strcmp(a, "-") || !strcmp(b, "-")) return 0;
+    char *ca = canon(a), *cb = canon(b);
+    int same = (ca && cb && !strcmp(ca, cb)) || llmq_same_file(a, b);
+    free(ca); free(cb);
+    return same;
+}
+
+/* out_file would land on out_dir itself or on one of the model files
+ * written there. */
+static int into_out_dir(const char *out_dir, const char *out_file)
+{
+    if (same_output(out_dir, out_file)) return 1;
+    char *t = canon(out_file), *d = t ? llmq_path_dir(t, NULL) : NULL, *cd = canon(out_dir);
+    const char *base = t && strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
+    int bad = d && cd && !strcmp(d, cd) && is_model_file(base);
+    free(t); free(d); free(cd);
+    return bad;
+}
+
 int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err)
 {
     cmd_inputs in;
@@ -206,9 +227,11 @@ int check_outputs(const llmq_model *m, const char *input, const char *out_dir, c
     inputs_add_model(&in, m);
     inputs_add(&in, input);
     int rc = inputs_check_dir(&in, out_dir, err);
-    if (out_dir) inputs_add_model_dir(&in, out_dir);
     if (!rc) rc = inputs_check_file(&in, out_file, err);
     inputs_release(&in);
+    if (!rc && out_dir && out_file && into_out_dir(out_dir, out_file))
+        rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: is the output directory %s or one of the model files written there",
+                         out_file, out_dir);
     return rc;
 }
 

@@ -112,7 +112,7 @@ int cmd_verify(int argc, char **argv)
     if ((o.logits_out || o.kld || o.kld_save) && !o.text && !o.ids)
         return cmd_failf("verify", LLMQ_EUSAGE, "--logits-out, --kld and --kld-save need --text or --ids");
     if (o.kld && o.kld_save) return cmd_failf("verify", LLMQ_EUSAGE, "--kld and --kld-save exclude each other");
-    if (o.logits_out && o.kld_save && (!strcmp(o.logits_out, o.kld_save) || llmq_same_file(o.logits_out, o.kld_save)))
+    if (same_output(o.logits_out, o.kld_save))
         return cmd_failf("verify", LLMQ_EUSAGE, "%s: --logits-out and --kld-save name the same file", o.kld_save);
     const char *path = args[0];
     llmq_err err = { 0, "" };

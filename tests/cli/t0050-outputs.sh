@@ -55,7 +55,7 @@ cp "$TMP/cal.txt" "$TMP/books/a.txt"
 expect_err 2 "$REF" llmq calibrate $W --text "$TMP/books" --samples 1 --seqlen 8 -o "$TMP/books/a.txt"
 # smooth --stats-out: not the source's files, not the stats, not the new DIR's files
 expect_err 2 "$REF" llmq smooth $W --stats "$TMP/s.st" --alpha 0.5 -o "$TMP/sm" --stats-out "$W/model.safetensors"
-expect_err 2 "$REF" llmq smooth $W --stats "$TMP/s.st" --alpha 0.5 -o "$TMP/sm" --stats-out "$TMP/sm/model.safetensors"
+expect_err 2 "sm/model.safetensors: is the output directory" llmq smooth $W --stats "$TMP/s.st" --alpha 0.5 -o "$TMP/sm" --stats-out "$TMP/sm/model.safetensors"
 expect_err 2 "$REF" llmq uptrain-gqa $W --kv-heads 1 --pool mean --steps 0 -o "$TMP/up" --state "$W/model.safetensors"
 check "refused runs leave no output" test ! -e "$TMP/sm" -a ! -e "$TMP/up"
 # an output directory may not be, or hold, an input: it is replaced whole

@@ -27,6 +27,7 @@ expect_err 2 'fewer than one window' llmq verify $M --text README.md --ctx 10000
 expect_code 2 llmq verify $M $M
 expect_err 2 'refusing to overwrite an input' llmq verify $M/model.safetensors --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out $M/model.safetensors
 expect_err 2 'x.st: --logits-out and --kld-save name the same file' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out "$TMP/x.st" --kld-save "$TMP/x.st"
+expect_err 2 'y.st: --logits-out and --kld-save name the same file' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out "$TMP/y.st" --kld-save "$TMP/./y.st"
 
 # missing files: 3
 expect_err 3 "$TMP/nope" llmq verify "$TMP/nope"
@@ -69,6 +70,16 @@ expect_err 4 'hidden_size' llmq verify "$TMP/badcfg"
 cp -r $M "$TMP/nan"
 $TC poke "$TMP/nan/model.safetensors" model.layers.1.mlp.up_proj.weight 5 7fc0
 expect_err 7 "model.layers.1.mlp.up_proj.weight.*NaN" llmq verify "$TMP/nan"
+# finite bf16 weights whose products overflow fp32 (attention scores of
+# 1e76): status 7, not a perplexity of nan or a greedy token 0
+cp -r $M "$TMP/ovf"
+for t in q_proj k_proj; do $TC poke "$TMP/ovf/model.safetensors" model.layers.0.self_attn.$t.weight 0 7f7f; done
+expect_err 7 "ovf: the forward pass gave a NaN or Inf hidden state" llmq verify "$TMP/ovf" --gen "The history of" --n 3
+expect_err 7 "ovf: the forward pass gave a NaN or Inf" llmq verify "$TMP/ovf" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+# a rope_theta that fp32 rounds to 0: refused at load (4)
+cp -r $M "$TMP/theta"
+sed 's/"rope_theta": [0-9.e+]*/"rope_theta": 5e-324/' $M/config.json >"$TMP/theta/config.json"
+expect_err 4 "theta/config.json: rope_theta 4.94065645841247e-324 is not a positive fp32 number" llmq verify "$TMP/theta"
 
 # f32 and f16 weights give the bf16 model's perplexity (bf16 -> f32 is exact)
 build/tools/convert $M "$TMP/f32" f32 && build/tools/convert $M "$TMP/f16" f16
