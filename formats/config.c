@@ -65,8 +65,35 @@ static int get_bool(const cJSON *o, const char *key, int *out, const char *path,
     return LLMQ_OK;
 }
 
-/* rope_scaling (transformers 4) or rope_parameters (5): only the default
- * rope type is supported; theta may sit in rope_parameters. */
+/* A positive finite parameter of a rope object, required. */
+static int rope_param(const cJSON *rs, const char *obj, const char *key, double *out, const char *path, llmq_err *err)
+{
+    int present, rc = get_num(rs, key, out, &present, path, err);
+    if (rc) return rc;
+    if (!present || !(*out > 0 && *out <= FLT_MAX))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.%s\" must be a positive number", path, obj, key);
+    return LLMQ_OK;
+}
+
+/* The parameters of the linear and llama3 rope types, as transformers'
+ * _compute_linear_scaling_rope_parameters / _compute_llama3_parameters
+ * read them. */
+static int parse_rope_scaling(llmq_config *c, const cJSON *rs, const char *obj, const char *path, llmq_err *err)
+{
+    int rc = rope_param(rs, obj, "factor", &c->rope_factor, path, err);
+    if (rc || c->rope_type != LLMQ_ROPE_LLAMA3) return rc;
+    if ((rc = rope_param(rs, obj, "low_freq_factor", &c->rope_low_freq, path, err)) ||
+        (rc = rope_param(rs, obj, "high_freq_factor", &c->rope_high_freq, path, err)) ||
+        (rc = rope_param(rs, obj, "original_max_position_embeddings", &c->rope_orig_max, path, err)))
+        return rc;
+    if (!(c->rope_high_freq > c->rope_low_freq))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\": high_freq_factor %.15g must exceed low_freq_factor %.15g",
+                           path, obj, c->rope_high_freq, c->rope_low_freq);
+    return LLMQ_OK;
+}
+
+/* rope_scaling (transformers 4) or rope_parameters (5): the default, linear
+ * and llama3 rope types; theta may sit in rope_parameters. */
 static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_err *err)
 {
     int present, rc;
@@ -80,14 +107,18 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
         if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
         if (t && !cJSON_IsString(t))
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.rope_type\" is not a string", path, keys[k]);
-        if (t && strcmp(t->valuestring, "default") != 0) {
+        const char *ty = t ? t->valuestring : "default";
+        c->rope_type = !strcmp(ty, "default") ? LLMQ_ROPE_DEFAULT : !strcmp(ty, "linear") ? LLMQ_ROPE_LINEAR
+                     : !strcmp(ty, "llama3") ? LLMQ_ROPE_LLAMA3 : -1;
+        if (c->rope_type < 0) {
             char q[LLMQ_QUOTE_SIZE];
-            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: rope type \"%s\" is not supported (only \"default\")",
-                               path, llmq_quote(q, t->valuestring));
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: rope type \"%s\" is not supported "
+                               "(default, linear, llama3)", path, llmq_quote(q, ty));
         }
         double th;
         if ((rc = get_num(rs, "rope_theta", &th, &present, path, err))) return rc;
         if (present) c->rope_theta = th;
+        if (c->rope_type != LLMQ_ROPE_DEFAULT && (rc = parse_rope_scaling(c, rs, keys[k], path, err))) return rc;
     }
     /* the RoPE tables are fp32: a theta that rounds to 0 (subnormal) or Inf
      * would make them NaN */

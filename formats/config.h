@@ -20,6 +20,10 @@ typedef struct {
     int sliding_window;        /* 0 = none */
     double rms_eps;            /* rms_norm_eps */
     double rope_theta;         /* top-level rope_theta or rope_parameters.rope_theta */
+    int rope_type;             /* LLMQ_ROPE_*: rope_scaling / rope_parameters.rope_type */
+    double rope_factor;        /* linear, llama3: "factor" */
+    double rope_low_freq, rope_high_freq;   /* llama3: "low_freq_factor", "high_freq_factor" */
+    double rope_orig_max;      /* llama3: "original_max_position_embeddings" */
     int qkv_bias;              /* q/k/v projections carry biases */
     int o_bias;                /* o_proj carries a bias */
     int mlp_bias;              /* gate/up/down carry biases */
@@ -27,6 +31,11 @@ typedef struct {
     char dtype[16];            /* "bfloat16", "float16", "float32" or "" */
     int bos_id, eos_id;        /* -1 if absent */
 } llmq_config;
+
+/* RoPE frequency schemes of transformers' modeling_rope_utils that llmq
+ * runs: default, linear (inv_freq / factor) and llama3 (Llama 3.1: low
+ * frequencies / factor, high ones kept, a smooth blend between). */
+enum { LLMQ_ROPE_DEFAULT = 0, LLMQ_ROPE_LINEAR, LLMQ_ROPE_LLAMA3 };
 
 /* Parse config.json text (json, len bytes); path only for messages.  The
  * JSON is read strictly (llmq_json_parse: no trailing bytes, duplicate keys,

@@ -663,7 +663,7 @@ static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, ll
         fwd_free(f);
         return err->code;
     }
-    llmq_op_rope_tables(T, c->head_dim, c->rope_theta, f->cs, f->sn);   /* the runner's */
+    llmq_op_rope_tables(T, c->head_dim, c, f->cs, f->sn);   /* the runner's */
     return LLMQ_OK;
 }
 

@@ -406,7 +406,7 @@ int llmq_gqa_pool_activation(llmq_tmodel *tm, int G, const llmq_gqa_calib *cal, 
     ALLOC(Wv2, FL((size_t)kvd * H));
     ALLOC(gb, FL(kvd)); ALLOC(mb, FL(kvd)); ALLOC(vb, FL(kvd)); ALLOC(bestb, FL(kvd)); ALLOC(bv2, FL(kvd));
 #undef ALLOC
-    llmq_op_rope_tables(T, hd, c->rope_theta, cs, sn);
+    llmq_op_rope_tables(T, hd, c, cs, sn);
     w.cs = cs;
     w.sn = sn;
     for (int l = 0; l < c->n_layers; l++) {

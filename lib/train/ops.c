@@ -79,11 +79,30 @@ void llmq_op_linear_bwd(const float *X, const float *W, const float *dY, int T, 
             for (int i = 0; i < out; i++) db[i] += dY[(size_t)t * out + i];
 }
 
-void llmq_op_rope_tables(int T, int hd, double theta, float *cs, float *sn)
+/* inv_freq of rotary pair i, in fp32 as transformers' modeling_rope_utils
+ * computes it: base^(-2i/hd), divided by factor (linear) or, for llama3,
+ * divided by factor where the wavelength exceeds orig / low_freq_factor,
+ * kept where it is below orig / high_freq_factor, and blended in between
+ * with weight s = (orig / wavelength - low) / (high - low). */
+static float rope_inv_freq(const llmq_config *c, int i, int hd)
+{
+    float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)hd);
+    float factor = (float)c->rope_factor;
+    if (c->rope_type == LLMQ_ROPE_LINEAR) return inv / factor;
+    if (c->rope_type != LLMQ_ROPE_LLAMA3) return inv;
+    float orig = (float)c->rope_orig_max, low = (float)c->rope_low_freq, high = (float)c->rope_high_freq;
+    float wavelen = (float)(2.0 * M_PI) / inv;
+    if (wavelen > orig / low) return inv / factor;
+    if (wavelen < orig / high) return inv;
+    float s = (orig / wavelen - low) / (high - low);
+    return (1.0f - s) * inv / factor + s * inv;
+}
+
+void llmq_op_rope_tables(int T, int hd, const llmq_config *c, float *cs, float *sn)
 {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
-        float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)hd);
+        float inv = rope_inv_freq(c, i, hd);
         for (int p = 0; p < T; p++) {
             float ang = (float)p * inv;
             cs[(size_t)p * half + i] = (float)cos((double)ang);

@@ -12,6 +12,7 @@
 #define LLMQ_TRAIN_OPS_H
 
 #include "../llmq-int.h"
+#include "../../formats/config.h"
 
 /* ---- embedding ---- */
 /* x[t] = E[tok[t]] for t < T; E (vocab, H).  Ids must be in range. */
@@ -38,8 +39,9 @@ void llmq_op_linear_bwd(const float *X, const float *W, const float *dY, int T, 
 void llmq_op_rope_fwd(float *x, int T, int n_heads, int hd, const float *cs, const float *sn);
 /* The rotation's transpose applied to the gradient, in place. */
 void llmq_op_rope_bwd(float *dx, int T, int n_heads, int hd, const float *cs, const float *sn);
-/* Tables for positions 0..T-1 as transformers computes them (fp32 angles). */
-void llmq_op_rope_tables(int T, int hd, double theta, float *cs, float *sn);
+/* Tables for positions 0..T-1 of head size hd as transformers computes them
+ * (fp32 angles) for c's rope_theta and rope type (default, linear, llama3). */
+void llmq_op_rope_tables(int T, int hd, const llmq_config *c, float *cs, float *sn);
 
 /* ---- causal attention with grouped-query heads ---- */
 typedef struct {

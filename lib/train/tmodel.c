@@ -257,7 +257,7 @@ int llmq_tws_new(llmq_tws **out, const llmq_tmodel *tm, int max_T, llmq_err *err
         !(ws->dS = wsalloc(ws, T * T, err)) || !(ws->dh = wsalloc(ws, T * FF, err)) || !(ws->dg = wsalloc(ws, T * FF, err)) ||
         !(ws->du = wsalloc(ws, T * FF, err)) || !(ws->tmp = wsalloc(ws, T * big, err)))
         goto fail;
-    llmq_op_rope_tables(max_T, c->head_dim, c->rope_theta, ws->cs, ws->sn);
+    llmq_op_rope_tables(max_T, c->head_dim, c, ws->cs, ws->sn);
     *out = ws;
     return LLMQ_OK;
 fail:

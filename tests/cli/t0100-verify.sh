@@ -42,6 +42,17 @@ expect_err 5 'GPT2LMHeadModel.*not supported.*LlamaForCausalLM' llmq verify "$TM
 cp -r $M "$TMP/rope"
 sed 's/"rope_type": "default"/"rope_type": "yarn"/' $M/config.json >"$TMP/rope/config.json"
 expect_err 5 'rope type "yarn" is not supported' llmq verify "$TMP/rope"
+# linear and llama3 RoPE scaling: first-window logits within 1e-3 of
+# transformers 5.17 in fp32 (tests/tools/rope-ref.py wrote testdata/rope/;
+# the default rope gives logits 8-10 apart from both)
+head -c 64 $M/reference/wikitext2_test_ids.bin >"$TMP/ids16.bin"
+for v in linear llama3; do
+    cp -r $M "$TMP/rope-$v"; cp testdata/rope/$v.config.json "$TMP/rope-$v/config.json"
+    expect_code 0 llmq verify "$TMP/rope-$v" --ids "$TMP/ids16.bin" --ctx 16 --logits-out "$TMP/rope-$v.st"
+    check "rope $v: logits of transformers" $TC logits "$TMP/rope-$v.st" testdata/rope/$v.logits.safetensors 1e-3
+done
+expect_code 0 llmq verify $M --ids "$TMP/ids16.bin" --ctx 16 --logits-out "$TMP/rope-default.st"
+check "the default rope is not within 1e-3 of llama3's" sh -c "! $TC logits $TMP/rope-default.st testdata/rope/llama3.logits.safetensors 1e-3"
 
 # shapes that contradict config.json: 4
 cp -r $M "$TMP/shape"

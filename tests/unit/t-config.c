@@ -43,6 +43,26 @@ TEST(qwen2_transformers5)
     CHECK(!strcmp(c.dtype, "float32"));
 }
 
+/* Llama 3.1's rope_scaling (transformers 4 layout, theta at the top) */
+TEST(llama3_rope)
+{
+    llmq_config c;
+    llmq_err e = { 0, "" };
+    CHECK_EQ_INT(parse("{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": 500000.0,"
+                       "\"rope_scaling\": {\"factor\": 32.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0,"
+                       "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}}", &c, &e), 0);
+    CHECK_EQ_INT(c.rope_type, LLMQ_ROPE_LLAMA3);
+    CHECK_NEAR(c.rope_theta, 500000.0, 0);
+    CHECK_NEAR(c.rope_factor, 32.0, 0);
+    CHECK_NEAR(c.rope_low_freq, 1.0, 0);
+    CHECK_NEAR(c.rope_high_freq, 4.0, 0);
+    CHECK_NEAR(c.rope_orig_max, 8192.0, 0);
+    CHECK_EQ_INT(parse("{\"architectures\": [\"LlamaForCausalLM\"], " BASE ","
+                       "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}}", &c, &e), 0);
+    CHECK_EQ_INT(c.rope_type, LLMQ_ROPE_LINEAR);
+    CHECK_NEAR(c.rope_factor, 2.0, 0);
+}
+
 TEST(llama_biases_and_mistral_window)
 {
     llmq_config c;
@@ -68,8 +88,15 @@ TEST(errors)
           "\"num_hidden_layers\": 1, \"num_attention_heads\": 1, \"vocab_size\": 1}", LLMQ_EFORMAT, "out of range" },
         { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"num_key_value_heads\": 3}", LLMQ_EFORMAT, "not a multiple" },
         { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8}}",
-          LLMQ_EUNSUPPORTED, "llama3" },
-        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"type\": \"linear\"}}", LLMQ_EUNSUPPORTED, "linear" },
+          LLMQ_EFORMAT, "\"rope_scaling.low_freq_factor\" must be a positive number" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8,"
+          "\"low_freq_factor\": 4, \"high_freq_factor\": 4, \"original_max_position_embeddings\": 8192}}", LLMQ_EFORMAT, "must exceed" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"type\": \"linear\"}}", LLMQ_EFORMAT,
+          "\"rope_scaling.factor\" must be a positive number" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": -2}}",
+          LLMQ_EFORMAT, "\"rope_parameters.factor\" must be a positive number" },
+        { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2}}",
+          LLMQ_EUNSUPPORTED, "rope type \"dynamic\" is not supported" },
         { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"hidden_act\": \"gelu\"}", LLMQ_EUNSUPPORTED, "gelu" },
         { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": \"big\"}", LLMQ_EFORMAT, "rope_theta" },
         { "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": 0}", LLMQ_EFORMAT, "rope_theta" },

@@ -97,7 +97,8 @@ static double rope_loss(void *c_)
 TEST(grad_rope)
 {
     struct rope_ctx c = { 5, 2, 8, rnd(80, 1), rnd(80, 1), rnd(20, 1), rnd(20, 1), rnd(80, 1) };
-    llmq_op_rope_tables(5, 8, 10000.0, c.cs, c.sn);
+    llmq_config rc = { .rope_theta = 10000.0 };
+    llmq_op_rope_tables(5, 8, &rc, c.cs, c.sn);
     float *d = malloc(80 * sizeof(float));
     memcpy(d, c.R, 80 * sizeof(float));
     llmq_op_rope_bwd(d, 5, 2, 8, c.cs, c.sn);
