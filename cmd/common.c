@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "common.h"
 #include "../lib/fileio.h"
@@ -157,26 +156,24 @@ static int refuse(const char *out, llmq_err *err)
     return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out);
 }
 
+/* Writing out would replace one of model_files[] in the directory dir,
+ * whether that file exists yet or not. */
+static int model_file_of(const char *out, const char *dir)
+{
+    char *t = canon(out), *d = t ? llmq_path_dir(t, NULL) : NULL, *cd = d ? canon(dir) : NULL;
+    const char *base = t && strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
+    int bad = d && is_model_file(base) && ((cd && !strcmp(d, cd)) || llmq_same_file(d, dir));
+    free(t); free(d); free(cd);
+    return bad;
+}
+
 int inputs_check_file(const cmd_inputs *in, const char *out, llmq_err *err)
 {
     if (in->oom) return llmq_errorf(err, LLMQ_ENOMEM, "out of memory");
     if (!out || !strcmp(out, "-")) return LLMQ_OK;
-    struct stat st;
-    int exists = stat(out, &st) == 0;
-    char *t = canon(out), *dir = t ? llmq_path_dir(t, NULL) : NULL;
-    if (!dir) { free(t); return LLMQ_OK; }
-    const char *base = strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
     int bad = 0;
-    for (size_t i = 0; i < in->n && !bad; i++) {
-        bad = exists ? llmq_same_file(t, in->path[i]) : same_output(t, in->path[i]);
-        if (!bad && in->model[i] && is_model_file(base)) {
-            char *c = canon(in->path[i]);
-            bad = (c && !strcmp(c, dir)) || llmq_same_file(dir, in->path[i]);
-            free(c);
-        }
-    }
-    free(dir);
-    free(t);
+    for (size_t i = 0; i < in->n && !bad; i++)
+        bad = same_output(out, in->path[i]) || (in->model[i] && model_file_of(out, in->path[i]));
     return bad ? refuse(out, err) : LLMQ_OK;
 }
 
@@ -208,18 +205,6 @@ int same_output(const char *a, const char *b)
     return same;
 }
 
-/* out_file would land on out_dir itself or on one of the model files
- * written there. */
-static int into_out_dir(const char *out_dir, const char *out_file)
-{
-    if (same_output(out_dir, out_file)) return 1;
-    char *t = canon(out_file), *d = t ? llmq_path_dir(t, NULL) : NULL, *cd = canon(out_dir);
-    const char *base = t && strrchr(t, '/') ? strrchr(t, '/') + 1 : t;
-    int bad = d && cd && !strcmp(d, cd) && is_model_file(base);
-    free(t); free(d); free(cd);
-    return bad;
-}
-
 int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err)
 {
     cmd_inputs in;
@@ -229,7 +214,7 @@ int check_outputs(const llmq_model *m, const char *input, const char *out_dir, c
     int rc = inputs_check_dir(&in, out_dir, err);
     if (!rc) rc = inputs_check_file(&in, out_file, err);
     inputs_release(&in);
-    if (!rc && out_dir && out_file && into_out_dir(out_dir, out_file))
+    if (!rc && out_dir && out_file && (same_output(out_dir, out_file) || model_file_of(out_file, out_dir)))
         rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: is the output directory %s or one of the model files written there",
                          out_file, out_dir);
     return rc;
