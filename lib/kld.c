@@ -244,6 +244,19 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
         rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensors topk_ids, topk_logp, nll are missing or malformed", path);
         goto fail;
     }
+    /* the counts in the metadata must be the tensors' (a file that says one
+     * thing and holds another was not written by llmq) */
+    {
+        const char *mw = llmq_st_meta(f, "windows"), *mk = llmq_st_meta(f, "topk");
+        char hw[32], hk[32];
+        snprintf(hw, sizeof hw, "%" PRId64, tw->shape[0]);
+        snprintf(hk, sizeof hk, "%" PRId64, ti->shape[1]);
+        if (!mw || !mk || strcmp(mw, hw) || strcmp(mk, hk)) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata windows '%.20s' / topk '%.20s' contradict the tensors "
+                             "(%s windows, top %s)", path, mw ? mw : "(none)", mk ? mk : "(none)", hw, hk);
+            goto fail;
+        }
+    }
     k->vocab = vocab;
     k->k = (int)ti->shape[1];
     k->cap = ti->shape[0];

@@ -180,6 +180,42 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     return load_matrix(m, name, rows, cols, w, err);
 }
 
+/* The linear `name` names, if this model has it and loaded it packed. */
+static const llmq_wmat *packed_linear_of(const llmq_model *m, const char *name)
+{
+    const llmq_wmat *w = NULL;
+    int l, off = 0;
+    if (!strcmp(name, "lm_head")) {
+        w = &m->lm_head;
+    } else if (sscanf(name, "model.layers.%d.%n", &l, &off) == 1 && off > 0 && l >= 0 && l < m->cfg.n_layers) {
+        const llmq_layer *L = &m->layers[l];
+        const char *r = name + off;
+        char canon[300];
+        snprintf(canon, sizeof canon, "model.layers.%d.%s", l, r);   /* not "03" or "+3": the loader asked for "3" */
+        if (strcmp(canon, name)) return NULL;
+        w = !strcmp(r, "self_attn.q_proj") ? &L->wq : !strcmp(r, "self_attn.k_proj") ? &L->wk
+          : !strcmp(r, "self_attn.v_proj") ? &L->wv : !strcmp(r, "self_attn.o_proj") ? &L->wo
+          : !strcmp(r, "mlp.gate_proj") ? &L->w_gate : !strcmp(r, "mlp.up_proj") ? &L->w_up
+          : !strcmp(r, "mlp.down_proj") ? &L->w_down : NULL;
+    }
+    return w && w->type > LLMQ_W_F16 ? w : NULL;
+}
+
+/* Every entry of llmq.linears must be a linear this model loaded from it:
+ * one for a layer config.json does not have (or an lm_head that the tied
+ * embeddings stand in for) means the metadata and the config disagree. */
+static int check_linears_used(const llmq_model *m, llmq_err *err)
+{
+    const cJSON *lin = cJSON_GetObjectItemCaseSensitive(m->packed_meta, "linears"), *e;
+    char q[LLMQ_QUOTE_SIZE];
+    cJSON_ArrayForEach(e, lin)
+        if (!packed_linear_of(m, e->string))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata 'llmq.linears' lists '%s', which this model "
+                               "(%d layers in config.json) does not load from it", m->ckpt.shards[0].path,
+                               llmq_quote(q, e->string), m->cfg.n_layers);
+    return LLMQ_OK;
+}
+
 /* A vector of n floats converted to an owned fp32 copy; NULL if absent and
  * !required. */
 static int load_vector(llmq_model *m, const char *name, int64_t n, int required, float **out, llmq_err *err)
@@ -282,6 +318,7 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if ((rc = load_vector(m, name, H, 1, &L->mlp_norm, err))) goto fail;
     }
+    if ((rc = check_linears_used(m, err))) goto fail;
     const llmq_wmat *w0 = &m->layers[0].wq;
     if (w0->type == LLMQ_W_F32 || w0->type == LLMQ_W_BF16 || w0->type == LLMQ_W_F16) {
         snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s",

@@ -92,4 +92,15 @@ cp "$TMP/b.kld" "$TMP/v9.kld"
 off=$(grep -abo '"llmq.kld_version":"1"' "$TMP/v9.kld" | cut -d: -f1)
 printf 9 | dd of="$TMP/v9.kld" bs=1 seek=$((off + 20)) conv=notrunc 2>/dev/null
 expect_err 5 'v9.kld: KLD base version 9; this llmq reads version 1' llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/v9.kld"
+# metadata counts that contradict the tensors (2 windows, metadata 3)
+cp "$TMP/b.kld" "$TMP/w3.kld"
+off=$(grep -abo '"windows":"2"' "$TMP/w3.kld" | cut -d: -f1)
+printf 3 | dd of="$TMP/w3.kld" bs=1 seek=$((off + 11)) conv=notrunc 2>/dev/null
+expect_err 4 "w3.kld: metadata windows '3' / topk '64' contradict the tensors \\(2 windows" llmq verify "$TMP/int8" --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --kld "$TMP/w3.kld"
+# a packed model whose config.json lost a layer: its linears are listed but
+# not loaded (this used to run a shallower model with exit 0)
+rm -rf "$TMP/short"; cp -r "$TMP/int8" "$TMP/short"
+nl=$($TC json "$TMP/short/config.json" num_hidden_layers)
+sed -i "s/\"num_hidden_layers\": *$nl/\"num_hidden_layers\": $((nl - 1))/" "$TMP/short/config.json"
+expect_err 4 "short/model.safetensors: metadata 'llmq.linears' lists 'model.layers.$((nl - 1))\\..*which this model \\($((nl - 1)) layers" llmq verify "$TMP/short" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
 finish
