@@ -40,6 +40,11 @@ int main(int argc, char **argv)
 {
     if (argc < 2) { usage(stderr); return LLMQ_EUSAGE; }
     const char *a = argv[1];
+    int opt = !strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--version");
+    if ((opt && argc > 2) || (!strcmp(a, "help") && argc > 3)) {
+        fprintf(stderr, "llmq: unexpected argument '%s' after '%s%s'\n", argv[opt ? 2 : 3], opt ? "" : "help ", opt ? a : argv[2]);
+        return LLMQ_EUSAGE;
+    }
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
     if (!strcmp(a, "--version")) { printf("llmq %s\n", LLMQ_VERSION); return 0; }
     if (!strcmp(a, "help")) {

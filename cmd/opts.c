@@ -1,13 +1,15 @@
 /* opts.c - table-driven option parsing and help, in the manner of git's parse-options. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "opts.h"
 
+/* strtoll / strtod skip leading white space: "--ctx ' 16'" is a typo, not 16 */
 int parse_int(const char *s, long long min, long long max, long long *out)
 {
-    if (!s || !*s) return -1;
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -18,7 +20,7 @@ int parse_int(const char *s, long long min, long long max, long long *out)
 
 int parse_double(const char *s, double *out)
 {
-    if (!s || !*s) return -1;
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -72,6 +74,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (only_args || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (!*a) return usage_error(spec, "an empty argument names no model or file%s%s", "", "");
             if (*n_args >= spec->max_args)
                 return usage_error(spec, "unexpected argument '%s'%s", a, "");
             args[(*n_args)++] = a;
@@ -137,6 +140,9 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
                 *(const char **)o->dest = val;
                 break;
             default:
+                /* "-o ''" would fail only at the end, after all the work */
+                if (!*val && o->arg && (!strcmp(o->arg, "FILE") || !strcmp(o->arg, "PATH") || !strcmp(o->arg, "DIR")))
+                    return usage_error(spec, "option '--%s' needs a %s name, not ''", name, !strcmp(o->arg, "DIR") ? "directory" : "file");
                 *(const char **)o->dest = val;
                 break;
             }

@@ -9,6 +9,17 @@ expect_code 2 llmq
 expect_err 2 "unknown command 'frobnicate'" llmq frobnicate
 expect_out '^usage: llmq verify' llmq help verify
 expect_err 2 "unknown command" llmq help frobnicate
+# nothing after --version, --help or help COMMAND is silently dropped
+expect_err 2 "unexpected argument 'x' after '--version'" llmq --version x
+expect_err 2 "unexpected argument 'x' after '--help'" llmq --help x
+expect_err 2 "unexpected argument 'extra' after 'help verify'" llmq help verify extra
+# numbers are read whole: strtoll would skip the leading blank
+expect_err 2 "invalid value ' 16' for '--ctx'" llmq verify x --ctx ' 16'
+expect_err 2 "invalid value ' 0.5' for '--alpha'" llmq smooth x --alpha ' 0.5'
+# an empty name is refused before any work, not at the final rename
+expect_err 2 "option '--output' needs a directory name, not ''" llmq pack x -o ''
+expect_err 2 "option '--kld-save' needs a file name, not ''" llmq verify x --kld-save=
+expect_err 2 "an empty argument names no model" llmq verify ''
 
 for cmd in $(llmq --help | sed -n 's/^  \([a-z-]*\) .*/\1/p'); do
     expect_out "^usage: llmq $cmd" llmq "$cmd" --help
