@@ -25,19 +25,20 @@ int llmq_qscheme_parse(const char *name, llmq_qscheme *s)
     if (!strcmp(name, "int8")) { s->format = LLMQ_PACK_INT8; return 0; }
     if (!strcmp(name, "mxint8")) { s->format = LLMQ_PACK_MXINT8; s->group = 32; return 0; }
     if (!strcmp(name, "mxint8-ceil")) { s->format = LLMQ_PACK_MXINT8; s->group = 32; s->mx_rule = LLMQ_MX_SCALE_CEIL; return 0; }
-    int g, k = 0;
-    char kind[8];
-    int bits = 0;
-    if ((sscanf(name, "int%1d-g%d-%4[a-z]%n", &bits, &g, kind, &k) == 3) && (bits == 3 || bits == 4) && name[k] == 0 &&
-        (g == 32 || g == 64 || g == 128) && (!strcmp(kind, "sym") || !strcmp(kind, "asym"))) {
-        char canon[32];
-        snprintf(canon, sizeof canon, "int%d-g%d-%s", bits, g, kind);
-        if (strcmp(canon, name)) return -1;  /* no leading zeros or signs */
-        s->format = bits == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
-        s->group = g;
-        s->sym = !strcmp(kind, "sym");
-        return 0;
-    }
+    /* the few valid names, spelled out: no leading zeros, signs or
+     * out-of-range numbers to guard against */
+    static const int bits[] = { 3, 4 }, groups[] = { 32, 64, 128 };
+    for (size_t b = 0; b < LLMQ_ARRAY_LEN(bits); b++)
+        for (size_t g = 0; g < LLMQ_ARRAY_LEN(groups); g++)
+            for (int sym = 0; sym < 2; sym++) {
+                char canon[32];
+                snprintf(canon, sizeof canon, "int%d-g%d-%s", bits[b], groups[g], sym ? "sym" : "asym");
+                if (strcmp(canon, name)) continue;
+                s->format = bits[b] == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
+                s->group = groups[g];
+                s->sym = sym;
+                return 0;
+            }
     return -1;
 }
 
@@ -162,13 +163,10 @@ static int is_linear_name(const llmq_model *m, const char *name, char *prefix, s
     if (len < 8 || strcmp(name + len - 7, ".weight") != 0 || len - 7 >= n) return 0;
     memcpy(prefix, name, len - 7);
     prefix[len - 7] = 0;
-    int l, k = 0;
-    if (sscanf(prefix, "model.layers.%d.%n", &l, &k) != 1 || k == 0 || l < 0 || l >= m->cfg.n_layers) return 0;
-    char canon[64];
-    snprintf(canon, sizeof canon, "model.layers.%d.", l);
-    if (strncmp(prefix, canon, strlen(canon)) != 0) return 0;
+    const char *rest;
+    if (llmq_layer_of(prefix, m->cfg.n_layers, &rest) < 0) return 0;
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(mods); i++)
-        if (!strcmp(prefix + k, mods[i])) return 1;
+        if (!strcmp(rest, mods[i])) return 1;
     return 0;
 }
 

@@ -180,19 +180,32 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     return load_matrix(m, name, rows, cols, w, err);
 }
 
+int llmq_layer_of(const char *name, int n_layers, const char **rest)
+{
+    static const char pre[] = "model.layers.";
+    if (strncmp(name, pre, sizeof pre - 1)) return -1;
+    const char *p = name + sizeof pre - 1;
+    long long l = 0;
+    int nd = 0;
+    for (; *p >= '0' && *p <= '9'; p++, nd++) {
+        l = 10 * l + (*p - '0');
+        if (l >= n_layers) return -1;
+    }
+    if (nd == 0 || (nd > 1 && name[sizeof pre - 1] == '0') || *p != '.') return -1;
+    *rest = p + 1;
+    return (int)l;
+}
+
 /* The linear `name` names, if this model has it and loaded it packed. */
 static const llmq_wmat *packed_linear_of(const llmq_model *m, const char *name)
 {
     const llmq_wmat *w = NULL;
-    int l, off = 0;
+    const char *r;
+    int l;
     if (!strcmp(name, "lm_head")) {
         w = &m->lm_head;
-    } else if (sscanf(name, "model.layers.%d.%n", &l, &off) == 1 && off > 0 && l >= 0 && l < m->cfg.n_layers) {
+    } else if ((l = llmq_layer_of(name, m->cfg.n_layers, &r)) >= 0) {
         const llmq_layer *L = &m->layers[l];
-        const char *r = name + off;
-        char canon[300];
-        snprintf(canon, sizeof canon, "model.layers.%d.%s", l, r);   /* not "03" or "+3": the loader asked for "3" */
-        if (strcmp(canon, name)) return NULL;
         w = !strcmp(r, "self_attn.q_proj") ? &L->wq : !strcmp(r, "self_attn.k_proj") ? &L->wk
           : !strcmp(r, "self_attn.v_proj") ? &L->wv : !strcmp(r, "self_attn.o_proj") ? &L->wo
           : !strcmp(r, "mlp.gate_proj") ? &L->w_gate : !strcmp(r, "mlp.up_proj") ? &L->w_up

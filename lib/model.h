@@ -56,4 +56,10 @@ uint64_t llmq_model_params(const llmq_model *m);
 /* Locate a tensor by name: borrowed, NULL if absent. */
 const llmq_st_tensor *llmq_model_tensor(const llmq_model *m, const char *name);
 
+/* Layer l of a tensor or linear name "model.layers.<l>.<rest>" with l a
+ * plain decimal (no sign, no leading zero) below n_layers: returns l and
+ * sets *rest, or -1.  (sscanf's %d is undefined on overflow and reads
+ * "+3" and "03" as 3: names come from hostile files.) */
+int llmq_layer_of(const char *name, int n_layers, const char **rest);
+
 #endif

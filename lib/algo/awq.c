@@ -1192,9 +1192,9 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
     const llmq_model *m = res->m;
     const llmq_config *c = &m->cfg;
     *provided = 0;
-    int l, k = 0;
-    if (sscanf(name, "model.layers.%d.%n", &l, &k) != 1 || k == 0 || l < 0 || l >= res->n_layers) return LLMQ_OK;
-    const char *rest = name + k;
+    const char *rest;
+    int l = llmq_layer_of(name, res->n_layers, &rest);
+    if (l < 0) return LLMQ_OK;
     const llmq_awq_layer *A = &res->layers[l];
     const llmq_layer *L = &m->layers[l];
     int64_t H = c->hidden;

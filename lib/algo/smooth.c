@@ -435,10 +435,11 @@ static const llmq_st_tensor *find(const llmq_model *m, const char *name) { retur
 static int transform(const struct wctx *x, const char *name, float *v, uint64_t nelem, llmq_err *err)
 {
     const llmq_config *c = &x->m->cfg;
-    int l, off = 0;
+    const char *r;
     char rest[128];
-    if (sscanf(name, "model.layers.%d.%n", &l, &off) != 1 || off == 0 || l < 0 || l >= c->n_layers) return LLMQ_OK;
-    snprintf(rest, sizeof rest, "%s", name + off);
+    int l = llmq_layer_of(name, c->n_layers, &r);
+    if (l < 0) return LLMQ_OK;
+    snprintf(rest, sizeof rest, "%s", r);
     const llmq_smooth_pair *P = &x->plan->p[l * LLMQ_PAIR_COUNT];
     const float *sq = P[LLMQ_PAIR_QKV].scale, *svo = P[LLMQ_PAIR_VO].scale, *zvo = P[LLMQ_PAIR_VO].shift;
     const float *sgu = P[LLMQ_PAIR_GATEUP].scale, *sud = P[LLMQ_PAIR_UPDOWN].scale;

@@ -8,6 +8,7 @@
 #include "lib/pool.h"
 #include "lib/sha256.h"
 #include "formats/packed.h"
+#include "lib/model.h"
 #include "calib/data.h"
 
 TEST(f16_round_trip_and_rounding)
@@ -229,11 +230,28 @@ TEST(scheme_names)
         llmq_qscheme_name(&s, back, sizeof back);
         CHECK_MSG(!strcmp(back, ok[i]), "%s -> %s", ok[i], back);
     }
-    const char *bad[] = { "", "int4", "int4-g48-asym", "int4-g0128-asym", "int4-g128-asymx", "int4-g+128-sym", "INT8" };
-    for (size_t i = 0; i < 7; i++) {
+    const char *bad[] = { "", "int4", "int4-g48-asym", "int4-g0128-asym", "int4-g128-asymx", "int4-g+128-sym", "INT8",
+                          "int4-g4294967424-asym", "int04-g128-asym", "int4-g128-asym ", "int3-g128-sy", "int5-g128-sym" };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(bad); i++) {
         llmq_qscheme s;
         CHECK_MSG(llmq_qscheme_parse(bad[i], &s) == -1, "%s", bad[i]);
     }
+}
+
+TEST(layer_names)
+{
+    const char *rest = NULL;
+    CHECK_EQ_INT(llmq_layer_of("model.layers.0.mlp.up_proj", 6, &rest), 0);
+    CHECK(rest && !strcmp(rest, "mlp.up_proj"));
+    CHECK_EQ_INT(llmq_layer_of("model.layers.5.x", 6, &rest), 5);
+    CHECK_EQ_INT(llmq_layer_of("model.layers.10.", 11, &rest), 10);
+    CHECK(!strcmp(rest, ""));
+    /* out of range (also past int), signs, leading zeros, spaces, no dot */
+    const char *bad[] = { "model.layers.6.x", "model.layers.4294967296.x", "model.layers.99999999999999999999999.x",
+                          "model.layers.-1.x", "model.layers.+1.x", "model.layers.01.x", "model.layers.00.x",
+                          "model.layers. 1.x", "model.layers.1", "model.layers..x", "model.layer.1.x", "lm_head", "" };
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(bad); i++) CHECK_MSG(llmq_layer_of(bad[i], 6, &rest) == -1, "%s", bad[i]);
+    CHECK_EQ_INT(llmq_layer_of("model.layers.0.x", 0, &rest), -1);
 }
 
 TEST(calibration_windows_deterministic)
