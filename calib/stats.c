@@ -273,9 +273,10 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
     s->n_keep = (int)v;
     if ((rc = meta_int(&f, "tokens", 0, INT64_MAX, &v, err))) goto out;
     s->tokens = v;
-    const char *seed = llmq_st_meta(&f, "seed"), *md = llmq_st_meta(&f, "model_digest"), *td = llmq_st_meta(&f, "text_digest");
+    if ((rc = meta_int(&f, "seed", 0, INT64_MAX, &v, err))) goto out;
+    s->seed = (uint64_t)v;
+    const char *md = llmq_st_meta(&f, "model_digest"), *td = llmq_st_meta(&f, "text_digest");
     const char *db = llmq_st_meta(&f, "derived_by");
-    s->seed = seed ? strtoull(seed, NULL, 10) : 0;
     snprintf(s->model_digest, sizeof s->model_digest, "%s", md ? md : "");
     snprintf(s->text_digest, sizeof s->text_digest, "%s", td ? td : "");
     snprintf(s->derived_by, sizeof s->derived_by, "%s", db ? db : "");

@@ -33,6 +33,11 @@ check "--json reports the model digest" grep -Eq '"model_digest":"[0-9a-f]{64}"'
 expect_out '^layer +site +median' llmq calibrate --inspect "$TMP/a.st"
 expect_out '^3 +down ' llmq calibrate --inspect "$TMP/a.st" --top 2
 expect_out '"sites":\[\{"layer":0,"site":"qkv"' llmq calibrate --inspect "$TMP/a.st" --json
+# metadata is read as strictly as the tensors: a seed that is not a number
+cp "$TMP/a.st" "$TMP/seed.st"
+off=$(grep -abo '"seed":"' "$TMP/seed.st" | head -1 | cut -d: -f1)
+printf x | dd of="$TMP/seed.st" bs=1 seek=$((off + 8)) conv=notrunc 2>/dev/null
+expect_err 4 "seed.st: statistics metadata 'seed' = 'x' is not an integer" llmq calibrate --inspect "$TMP/seed.st"
 expect_out '"samples":6' llmq calibrate --inspect "$TMP/a.st" --json
 
 # errors
