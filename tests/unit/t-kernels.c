@@ -491,6 +491,74 @@ TEST(q4a8_matmul_threaded)
     llmq_pool_free(pool);
 }
 
+/* Prefill tiles and their tails: llmq_matmul_q4a8 on n tokens equals n
+ * single-token products bit for bit, for every group size, symmetric or
+ * not, rows not a multiple of the row tile, token counts around the token
+ * tiles and the 16-token batches, and columns that end in a partial chunk
+ * (cols % 128 == 32, 64, 96); those products equal the oracle within the
+ * tolerance of q4a8_vs_oracle, and exactly on power-of-two scales (as in
+ * q4a8_exact).  Every weight mode; activation modes and row counts rotate. */
+TEST(q4a8_matmul_tails)
+{
+    static const float p2[] = { 0.5f, 1.0f, 2.0f };
+    static const int64_t cols[] = { 32, 64, 96, 128, 160, 192, 224, 320, 384, 480, 1152 };
+    static const int64_t rows_[] = { 1, 3, 5, 8, 17 };
+    static const int64_t ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23 };
+    llmq_isa saved = llmq_cpu_isa();
+    int cases = 0;
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int G = 32; G <= 128; G *= 2)
+            for (int sym = 0; sym < 2; sym++)
+                for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+                    for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++)
+                        for (int mode = 0; mode < M_COUNT; mode++) {
+                            int64_t c = cols[ci], n = ns[k], nb = c / 32, rows = rows_[(ci + k + (size_t)mode) % LLMQ_ARRAY_LEN(rows_)];
+                            if (c % G) continue;
+                            int am = (int)((ci + 2 * k + (size_t)mode) % A_COUNT);
+                            /* power-of-two scales, sums below 2^22 (as q4a8_exact): no rounding anywhere */
+                            int exact = c <= 512 && (k + ci + (size_t)mode) % 3 == 0;
+                            tmat m = make_mat(LLMQ_W_Q4, rows, c, G, sym, mode);
+                            if (exact) {
+                                uint16_t *sc = m.scales;
+                                for (int64_t g = 0; g < rows * (c / G); g++)
+                                    sc[g] = llmq_f32_to_f16(mode == M_ZERO ? 0.0f : p2[rnd() % 3]);
+                            }
+                            int8_t *Xq = malloc((size_t)(n * c));
+                            float *xs = malloc((size_t)(n * nb) * 4), *Y = malloc((size_t)(n * rows) * 4);
+                            float *y = malloc((size_t)rows * 4), *yr = malloc((size_t)rows * 4);
+                            act_codes(Xq, n * c, am);
+                            for (int64_t b = 0; b < n * nb; b++) xs[b] = exact ? p2[rnd() % 3] : (float)(rnd() % 1000 + 1) / 1000.0f;
+                            llmq_matmul_q4a8(NULL, &m.W, Xq, xs, n, Y);
+                            int bad = 0;
+                            for (int64_t t = 0; t < n && !bad; t++) {
+                                const int8_t *xq = Xq + t * c;
+                                const float *xst = xs + t * nb;
+                                llmq_matvec_q4a8(NULL, &m.W, xq, xst, y);
+                                llmq_q4a8_x x = { xq, xst, NULL };
+                                llmq_ktable_ref.matvec_q4a8(&m.W, 0, rows, &x, yr);
+                                for (int64_t r = 0; r < rows && !bad; r++) {
+                                    float got = Y[t * rows + r];
+                                    double tol = exact ? 0.0 : (double)(c / 32 + 20) * 0x1p-24 * q4a8_abs(&m.W, r, xq, xst) + TOL_FLOOR;
+                                    if (memcmp(&got, &y[r], 4) || !(fabs((double)got - yr[r]) <= tol) ||
+                                        ((mode == M_FLAT || mode == M_ZERO || am == A_ZERO) && got != 0.0f)) {
+                                        CHECK_MSG(0, "isa %s g%d sym %d %" PRId64 "x%" PRId64 " n %" PRId64 " mode %d act %d"
+                                                  " token %" PRId64 " row %" PRId64 ": %.9g, decode %.9g, oracle %.9g (tol %g)",
+                                                  llmq_isa_name(llmq_cpu_isa()), G, sym, rows, c, n, mode, am, t, r,
+                                                  got, y[r], yr[r], tol);
+                                        bad = 1;
+                                    }
+                                }
+                            }
+                            cases++;
+                            free(Xq); free(xs); free(Y); free(y); free(yr); tmat_free(&m);
+                        }
+    }
+    llmq_cpu_set_isa(saved);
+    CHECK(cases > 1000);
+}
+
 /* W4A8 against the fp32-activation product on the same int4 weights.
  * Rounding to the nearest code moves each x_j by at most xs_b / 2, so
  * |y_a8 - y_fp| <= sum_b xs_b / 2 * sum_{j in b} |w_j| (the bound, per
