@@ -40,6 +40,9 @@ static void fill_table(llmq_isa isa)
     }
     if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
+    /* the oracle's matmul is its matvec per token: an ISA with its own
+     * matvec_q4a8 needs its own matmul_q4a8 too (t-kernels checks they agree) */
+    if (!t.matmul_q4a8) t.matmul_q4a8 = ref->matmul_q4a8;
     if (!t.quant_blocks) t.quant_blocks = ref->quant_blocks;
     if (!t.q4a8_prep) t.q4a8_prep = ref->q4a8_prep;
     dispatch.table = t;

@@ -52,6 +52,13 @@ typedef struct {
  * float(scale_g * xs[b]) * sum_{j in b} (q_j - z_g) * xq[j], block sums exact. */
 typedef void (*llmq_kq4a8_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
                               const llmq_q4a8_x *x, float *y);
+/* W4A8 prefill: llmq_kq4a8_fn for n tokens at once, token t's activations
+ * x[t] and outputs y[t * ldy + r - r0].  Each (row, token) must come out as
+ * the same ISA's llmq_kq4a8_fn gives it, bit for bit (llmq_matmul_q4a8
+ * promises n matvecs), so a kernel may share loads across rows and tokens
+ * but not reorder any one row's float sums. */
+typedef void (*llmq_kq4a8n_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
+                               const llmq_q4a8_x *x, int64_t n, float *y, int64_t ldy);
 /* llmq_quantize_act_blocks on n % 32 == 0 values; every ISA gives the same bytes. */
 typedef void (*llmq_kqblk_fn)(const float *x, int64_t n, int8_t *q, float *scales);
 /* One token's chunks ch[ceil(cols / 128)] from its codes xq[cols] and block
@@ -63,6 +70,7 @@ typedef struct {
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
     llmq_kmva8_fn matvec_a8;
     llmq_kq4a8_fn matvec_q4a8;
+    llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;
     llmq_kq4a8_prep_fn q4a8_prep;
 } llmq_ktable;

@@ -300,8 +300,13 @@ void llmq_quantize_act_blocks(const float *x, int64_t n, int8_t *q, float *scale
  * passes over them. */
 #define Q4A8_TILE_BYTES (256u * 1024u)
 
+/* Tokens per matmul_q4a8 call, their llmq_q4a8_x views on the worker's
+ * stack (the AVX2 kernel takes them 8 at a time). */
+#define Q4A8_BATCH 16
+
 struct q4a8_job {
     llmq_kq4a8_fn fn;
+    llmq_kq4a8n_fn mfn;      /* prefill, NULL: fn once per token */
     const llmq_wmat *W;
     const int8_t *Xq;
     const float *xs;
@@ -328,9 +333,21 @@ static void q4a8_worker(void *ctx, int i, int nth)
     const llmq_wmat *W = j->W;
     int64_t lo, hi, cols = W->cols, nb = cols / LLMQ_A8_BLOCK;
     while (rowq_take(&j->q, &lo, &hi)) {
-        for (int64_t t = 0; t < j->n; t++) {
-            llmq_q4a8_x x = { j->Xq + t * cols, j->xs + t * nb, j->ch ? j->ch + t * j->nck : NULL };
-            j->fn(W, lo, hi, &x, j->Y + t * W->rows + lo);
+        if (!j->mfn) {
+            for (int64_t t = 0; t < j->n; t++) {
+                llmq_q4a8_x x = { j->Xq + t * cols, j->xs + t * nb, j->ch ? j->ch + t * j->nck : NULL };
+                j->fn(W, lo, hi, &x, j->Y + t * W->rows + lo);
+            }
+            continue;
+        }
+        for (int64_t t0 = 0; t0 < j->n; t0 += Q4A8_BATCH) {
+            llmq_q4a8_x x[Q4A8_BATCH];
+            int64_t nt = LLMQ_MIN(Q4A8_BATCH, j->n - t0);
+            for (int64_t t = 0; t < nt; t++) {
+                int64_t tt = t0 + t;
+                x[t] = (llmq_q4a8_x){ j->Xq + tt * cols, j->xs + tt * nb, j->ch + tt * j->nck };
+            }
+            j->mfn(W, lo, hi, x, nt, j->Y + t0 * W->rows + lo, W->rows);
         }
     }
 }
@@ -343,7 +360,8 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
     int64_t blk = n == 1 ? mv_block(W->rows, pool)
                          : LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3);
-    struct q4a8_job j = { kt->matvec_q4a8, W, Xq, xscales, NULL, n, (W->cols + 127) / 128, Y, rowq_make(W->rows, blk) };
+    struct q4a8_job j = { kt->matvec_q4a8, NULL, W, Xq, xscales, NULL, n, (W->cols + 127) / 128, Y,
+                          rowq_make(W->rows, blk) };
     if (kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
         size_t bytes;
         if (!llmq_mul_ovf_size((size_t)n, (size_t)j.nck * sizeof(llmq_q4a8_chunk), &bytes))
@@ -352,6 +370,8 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
         else if (n == 1) kt->q4a8_prep(Xq, xscales, W->cols, j.ch);
         else llmq_pool_run(pool, q4a8_prep_worker, &j);
     }
+    /* decode keeps the single-token kernel: a tile of one token shares nothing */
+    if (n > 1 && j.ch) j.mfn = kt->matmul_q4a8;
     llmq_pool_run(pool, q4a8_worker, &j);
     free(j.ch);
 }

@@ -541,6 +541,15 @@ static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_
     }
 }
 
+/* Prefill: the decode kernel once per token, which keeps prefill equal to
+ * decode bit for bit.  (AVX2 shares the nibble split across a tile of
+ * tokens; with vpdpbusd the split is a smaller share of the work.) */
+static void mm_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                    int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) mv_q4a8(W, r0, r1, x + t, y + t * ldy);
+}
+
 /* The chunk layout of kern-int.h: even and odd bytes by sign-extending
  * shifts and a saturating pack (exact: codes are in [-127, 127]), lane sums
  * by vpsadbw on x + 128 (8 bytes sum to s + 1024).  A partial last chunk
@@ -596,6 +605,7 @@ const llmq_ktable llmq_ktable_avx512 = {
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
     .matvec_a8 = mv_a8,
     .matvec_q4a8 = mv_q4a8,
+    .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
 };

@@ -86,6 +86,13 @@ static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const ll
     }
 }
 
+/* The single-token oracle once per token. */
+static void ref_matmul_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                            int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) ref_matvec_q4a8(W, r0, r1, x + t, y + t * ldy);
+}
+
 /* fmaxf / fminf drop a NaN, so no float-to-int conversion is undefined. */
 static void ref_quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 {
@@ -127,6 +134,7 @@ const llmq_ktable llmq_ktable_ref = {
     .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant },
     .matvec_a8 = ref_matvec_a8,
     .matvec_q4a8 = ref_matvec_q4a8,
+    .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
 };

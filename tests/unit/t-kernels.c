@@ -559,6 +559,46 @@ TEST(q4a8_matmul_tails)
     CHECK(cases > 1000);
 }
 
+/* The tables' matmul_q4a8 itself: rows [r0, r1) of a matrix written at
+ * y[t * ldy + r - r0] with ldy wider than the rows, each value the same
+ * table's matvec_q4a8 bit for bit, and nothing written between the rows. */
+TEST(q4a8_matmul_kernel_rows)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t ns[] = { 1, 2, 3, 5, 11, 17 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        const llmq_ktable *kt = llmq_ktable_cur();
+        for (int G = 32; G <= 128; G *= 2)
+            for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
+                int64_t rows = 23, r0 = 3, r1 = 20, c = G == 32 ? 480 : 384, n = ns[k], nb = c / 32, nck = (c + 127) / 128;
+                int64_t ldy = r1 - r0 + 5;
+                tmat m = make_mat(LLMQ_W_Q4, rows, c, G, (int)(k & 1), M_RANDOM);
+                int8_t *Xq = malloc((size_t)(n * c));
+                float *xs = malloc((size_t)(n * nb) * 4), *Y = malloc((size_t)(n * ldy) * 4), *y = malloc((size_t)rows * 4);
+                llmq_q4a8_chunk *ch = llmq_alloc_aligned((size_t)(n * nck) * sizeof *ch, NULL);
+                llmq_q4a8_x *x = malloc((size_t)n * sizeof *x);
+                act_codes(Xq, n * c, A_RANDOM);
+                for (int64_t b = 0; b < n * nb; b++) xs[b] = (float)(rnd() % 1000 + 1) / 1000.0f;
+                for (int64_t t = 0; t < n; t++) {
+                    kt->q4a8_prep(Xq + t * c, xs + t * nb, c, ch + t * nck);
+                    x[t] = (llmq_q4a8_x){ Xq + t * c, xs + t * nb, ch + t * nck };
+                }
+                memset(Y, 0x7f, (size_t)(n * ldy) * 4);
+                kt->matmul_q4a8(&m.W, r0, r1, x, n, Y, ldy);
+                for (int64_t t = 0; t < n; t++) {
+                    kt->matvec_q4a8(&m.W, r0, r1, x + t, y);
+                    CHECK_MSG(!memcmp(y, Y + t * ldy, (size_t)(r1 - r0) * 4), "isa %s g%d n %" PRId64 " token %" PRId64,
+                              llmq_isa_name(llmq_cpu_isa()), G, n, t);
+                    for (int64_t i = r1 - r0; i < ldy; i++) CHECK(((const uint32_t *)Y)[t * ldy + i] == 0x7f7f7f7fu);
+                }
+                free(Xq); free(xs); free(Y); free(y); free(ch); free(x); tmat_free(&m);
+            }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
 /* W4A8 against the fp32-activation product on the same int4 weights.
  * Rounding to the nearest code moves each x_j by at most xs_b / 2, so
  * |y_a8 - y_fp| <= sum_b xs_b / 2 * sum_{j in b} |w_j| (the bound, per
