@@ -358,8 +358,12 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
     if (n <= 0) return;
     const llmq_ktable *kt = llmq_ktable_cur();
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    /* prefill tiles are also no larger than decode blocks: a tile of
+     * Q4A8_TILE_BYTES alone held all of a 512-column matrix (tiny-llama's
+     * q, k, v, o), or most of it, and one thread did that product alone */
     int64_t blk = n == 1 ? mv_block(W->rows, pool)
-                         : LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3);
+                         : LLMQ_MIN(mv_block(W->rows, pool),
+                                    LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3));
     struct q4a8_job j = { kt->matvec_q4a8, NULL, W, Xq, xscales, NULL, n, (W->cols + 127) / 128, Y,
                           rowq_make(W->rows, blk) };
     if (kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
