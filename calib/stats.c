@@ -210,13 +210,14 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
 static int meta_int(const llmq_st_file *f, const char *key, int64_t lo, int64_t hi, int64_t *out, llmq_err *err)
 {
     const char *v = llmq_st_meta(f, key);
+    char q[LLMQ_QUOTE_SIZE];
     if (!v) return llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata '%s' is missing", f->path, key);
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || end == v || *end || x < lo || x > hi)
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata '%s' = '%.40s' is not an integer in %" PRId64 "..%" PRId64,
-                           f->path, key, v, lo, hi);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata '%s' = '%s' is not an integer in %" PRId64 "..%" PRId64,
+                           f->path, key, llmq_quote(q, v), lo, hi);
     *out = x;
     return LLMQ_OK;
 }
@@ -259,8 +260,9 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
         goto out;
     }
     if (!ver || strcmp(ver, LLMQ_STATS_VERSION) != 0) {
-        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: statistics version '%.20s' is not supported (this llmq reads %s)",
-                         path, ver ? ver : "", LLMQ_STATS_VERSION);
+        char q[LLMQ_QUOTE_SIZE];
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: statistics version '%s' is not supported (this llmq reads %s)",
+                         path, llmq_quote(q, ver), LLMQ_STATS_VERSION);
         goto out;
     }
     if ((rc = meta_int(&f, "n_layers", 1, 100000, &v, err))) goto out;

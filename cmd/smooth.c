@@ -111,8 +111,9 @@ int cmd_smooth(int argc, char **argv)
     if ((rc = llmq_stats_check_config(&st, &m.cfg, o.stats, &err))) goto fail;
     if ((rc = llmq_model_digest(&m, digest, &err))) goto fail;
     if (strcmp(digest, st.model_digest) != 0) {
-        rc = cmd_failf("smooth", LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %.12s, %s has %.12s)",
-                       o.stats, st.model_digest, path, digest);
+        char q[LLMQ_QUOTE_SIZE];
+        rc = cmd_failf("smooth", LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %s, %s has %.12s)",
+                       o.stats, llmq_quote_n(q, st.model_digest, LLMQ_MIN(strlen(st.model_digest), 12)), path, digest);
         goto out;
     }
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;

@@ -189,11 +189,12 @@ int llmq_kld_save(llmq_kld *k, const char *path, const int32_t *ids, size_t n_id
 static int meta_is(const llmq_st_file *f, const char *key, const char *want, const char *what, llmq_err *err)
 {
     const char *v = llmq_st_meta(f, key);
+    char q[LLMQ_QUOTE_SIZE];
     if (!v) return llmq_errorf(err, LLMQ_EFORMAT, "%s: not an llmq KLD base file (no '%s')", f->path, key);
     if (strcmp(v, want) != 0 && !strcmp(key, "format"))
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: not an llmq KLD base file (format '%.40s')", f->path, v);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: not an llmq KLD base file (format '%s')", f->path, llmq_quote(q, v));
     if (strcmp(v, want) != 0)
-        return llmq_errorf(err, LLMQ_EUSAGE, "%s: made for %s %.40s, this run uses %s", f->path, what, v, want);
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: made for %s %s, this run uses %s", f->path, what, llmq_quote(q, v), want);
     return LLMQ_OK;
 }
 
@@ -215,8 +216,9 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
     const char *ver = llmq_st_meta(f, "llmq.kld_version");
     if ((rc = meta_is(f, "format", "llmq-kld", "format", err))) goto fail;
     if (!ver || strcmp(ver, "1")) {
-        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: KLD base version %.8s; this llmq reads version 1", path,
-                         ver ? ver : "(none)");
+        char q[LLMQ_QUOTE_SIZE];
+        rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: KLD base version %s; this llmq reads version 1", path,
+                         ver ? llmq_quote(q, ver) : "(none)");
         goto fail;
     }
     if (
@@ -248,12 +250,12 @@ int llmq_kld_load(llmq_kld **out, const char *path, int vocab, const int32_t *id
      * thing and holds another was not written by llmq) */
     {
         const char *mw = llmq_st_meta(f, "windows"), *mk = llmq_st_meta(f, "topk");
-        char hw[32], hk[32];
+        char hw[32], hk[32], qw[LLMQ_QUOTE_SIZE], qk[LLMQ_QUOTE_SIZE];
         snprintf(hw, sizeof hw, "%" PRId64, tw->shape[0]);
         snprintf(hk, sizeof hk, "%" PRId64, ti->shape[1]);
         if (!mw || !mk || strcmp(mw, hw) || strcmp(mk, hk)) {
-            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata windows '%.20s' / topk '%.20s' contradict the tensors "
-                             "(%s windows, top %s)", path, mw ? mw : "(none)", mk ? mk : "(none)", hw, hk);
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: metadata windows '%s' / topk '%s' contradict the tensors "
+                             "(%s windows, top %s)", path, llmq_quote(qw, mw), llmq_quote(qk, mk), hw, hk);
             goto fail;
         }
     }

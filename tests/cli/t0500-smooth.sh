@@ -60,6 +60,12 @@ expect_err 2 'for --method osplus' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x
 expect_err 2 'pairs' llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --pairs qkv,foo
 expect_code 2 llmq smooth $M --stats "$TMP/q.st" -o "$TMP/x" --dtype int8
 expect_err 2 'another model' llmq smooth $M --stats "$TMP/osq.st" -o "$TMP/x"
+# strings from the file go into messages escaped: a digest that holds ESC
+cp "$TMP/osq.st" "$TMP/esc.st"
+off=$(grep -abo '"model_digest":"' "$TMP/esc.st" | head -1 | cut -d: -f1)
+printf '\\u001b' | dd of="$TMP/esc.st" bs=1 seek=$((off + 16)) conv=notrunc 2>/dev/null
+expect_err 2 'another model \(digest \\x1b' llmq smooth $M --stats "$TMP/esc.st" -o "$TMP/x"
+check "the ESC byte is not in the message" sh -c "! grep -q \"\$(printf '\\033')\" $TMP/err"
 expect_err 2 'statistics are for' llmq smooth $M --stats "$TMP/l.st" -o "$TMP/x"
 expect_err 2 'q0.st: the statistics hold no token rows' llmq smooth $M --stats "$TMP/q0.st" -o "$TMP/x"
 expect_code 0 llmq smooth $M --stats "$TMP/q0.st" --alpha 0.8 -o "$TMP/fixed0"
