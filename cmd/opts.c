@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "opts.h"
+#include "llmq-int.h"
 
 /* strtoll / strtod skip leading white space: "--ctx ' 16'" is a typo, not 16 */
 int parse_int(const char *s, long long min, long long max, long long *out)
@@ -71,12 +72,13 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
 {
     *n_args = 0;
     int only_args = 0;
+    char q[LLMQ_QUOTE_SIZE];   /* argument text goes into messages escaped: one line, no control bytes */
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (only_args || a[0] != '-' || strcmp(a, "-") == 0) {
             if (!*a) return usage_error(spec, "an empty argument names no model or file%s%s", "", "");
             if (*n_args >= spec->max_args)
-                return usage_error(spec, "unexpected argument '%s'%s", a, "");
+                return usage_error(spec, "unexpected argument '%s'%s", llmq_quote(q, a), "");
             args[(*n_args)++] = a;
             continue;
         }
@@ -89,19 +91,19 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
             /* a one-letter alias such as -o, value in the next argument */
             for (o = spec->opts; o->type != OPT_END; o++)
                 if (o->alias && a[1] == o->alias && a[2] == 0) break;
-            if (o->type == OPT_END) return usage_error(spec, "unknown option '%s'%s", a, "");
+            if (o->type == OPT_END) return usage_error(spec, "unknown option '%s'%s", llmq_quote(q, a), "");
             snprintf(name, sizeof name, "%s", o->name);
         } else {
             const char *eq = strchr(a + 2, '=');
             size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-            if (nl >= sizeof name) return usage_error(spec, "unknown option '%s'%s", a, "");
+            if (nl >= sizeof name) return usage_error(spec, "unknown option '%s'%s", llmq_quote(q, a), "");
             memcpy(name, a + 2, nl);
             name[nl] = 0;
             if (eq) val = eq + 1;
             for (o = spec->opts; o->type != OPT_END; o++)
                 if (strcmp(o->name, name) == 0) break;
         }
-        if (o->type == OPT_END) return usage_error(spec, "unknown option '--%s'%s", name, "");
+        if (o->type == OPT_END) return usage_error(spec, "unknown option '--%s'%s", llmq_quote(q, name), "");
         if (o->type == OPT_FLAG) {
             if (val) return usage_error(spec, "option '--%s' takes no value%s", name, "");
             *(int *)o->dest = 1;
@@ -118,7 +120,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
                     char range[96];
                     snprintf(range, sizeof range, " (an integer from %.0f to %.0f)", o->min, o->max);
                     fprintf(stderr, "llmq %s: invalid value '%s' for '--%s'%s\ntry 'llmq %s --help'\n",
-                            spec->name, val, name, range, spec->name);
+                            spec->name, llmq_quote(q, val), name, range, spec->name);
                     return 2;
                 }
                 *(int *)o->dest = (int)iv;
@@ -126,7 +128,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
             case OPT_DOUBLE:
                 if (parse_double(val, &dv) || dv < o->min || dv > o->max) {
                     fprintf(stderr, "llmq %s: invalid value '%s' for '--%s' (a number from %g to %g)\ntry 'llmq %s --help'\n",
-                            spec->name, val, name, o->min, o->max, spec->name);
+                            spec->name, llmq_quote(q, val), name, o->min, o->max, spec->name);
                     return 2;
                 }
                 *(double *)o->dest = dv;
@@ -134,7 +136,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
             case OPT_CHOICE:
                 if (!choice_ok(o->choices, val)) {
                     fprintf(stderr, "llmq %s: invalid value '%s' for '--%s' (one of %s)\ntry 'llmq %s --help'\n",
-                            spec->name, val, name, o->choices, spec->name);
+                            spec->name, llmq_quote(q, val), name, o->choices, spec->name);
                     return 2;
                 }
                 *(const char **)o->dest = val;

@@ -16,6 +16,9 @@ expect_err 2 "unexpected argument 'extra' after 'help verify'" llmq help verify 
 # numbers are read whole: strtoll would skip the leading blank
 expect_err 2 "invalid value ' 16' for '--ctx'" llmq verify x --ctx ' 16'
 expect_err 2 "invalid value ' 0.5' for '--alpha'" llmq smooth x --alpha ' 0.5'
+# argument text is echoed escaped: one line, no control bytes
+expect_err 2 "invalid value 'a\\\\nb' for '--ctx'" llmq verify x --ctx "$(printf 'a\nb')"
+expect_err 2 "unknown option '--x\\\\x1by'" llmq verify "--x$(printf '\033')y"
 # an empty name is refused before any work, not at the final rename
 expect_err 2 "option '--output' needs a directory name, not ''" llmq pack x -o ''
 expect_err 2 "option '--kld-save' needs a file name, not ''" llmq verify x --kld-save=
