@@ -17,7 +17,7 @@ static struct {
 
 static opt_def awq_opts[] = {
     OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
-    { "text", OPT_STRING, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0 },
     { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout) (default 4)", NULL, 3, 4, NULL, 0 },
     { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
     { "sym", OPT_FLAG, &o.sym, NULL, "symmetric quantization, no zero points", NULL, 0, 0, NULL, 0 },

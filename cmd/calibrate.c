@@ -20,13 +20,13 @@ static struct {
 } o;
 
 static opt_def calibrate_opts[] = {
-    { "text", OPT_STRING, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used", NULL, 0, 0, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used", NULL, 0, 0, NULL, 0 },
     { "samples", OPT_INT, &o.samples, "N", "windows to draw (default 128)", NULL, 1, 1 << 20, NULL, 0 },
     { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 1 << 20, NULL, 0 },
     { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler (integer 0..2^53, default 0)", NULL, 0, 9007199254740992.0, NULL, 0 },
     { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches (default 256)", NULL, 0, 1 << 16, NULL, 0 },
     OPT_ROW_OUTPUT(o.out, "FILE", "write the statistics to FILE (safetensors)"),
-    { "inspect", OPT_STRING, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
+    { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
     { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect (default 4)", NULL, 1, 1 << 20, NULL, 0 },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),

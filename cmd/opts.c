@@ -141,10 +141,13 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
                 }
                 *(const char **)o->dest = val;
                 break;
+            case OPT_PATH:
+                if (!*val)
+                    return usage_error(spec, "option '--%s' needs a %s name, not ''", name,
+                                       o->arg && !strcmp(o->arg, "DIR") ? "directory" : "file");
+                *(const char **)o->dest = val;
+                break;
             default:
-                /* "-o ''" would fail only at the end, after all the work */
-                if (!*val && o->arg && (!strcmp(o->arg, "FILE") || !strcmp(o->arg, "PATH") || !strcmp(o->arg, "DIR")))
-                    return usage_error(spec, "option '--%s' needs a %s name, not ''", name, !strcmp(o->arg, "DIR") ? "directory" : "file");
                 *(const char **)o->dest = val;
                 break;
             }

@@ -8,7 +8,9 @@
 
 #include <stdio.h>
 
-typedef enum { OPT_FLAG, OPT_INT, OPT_DOUBLE, OPT_STRING, OPT_CHOICE, OPT_END } opt_type;
+/* OPT_PATH is a string naming a file or directory: '' is refused at once
+ * (it would fail only when opened or renamed into, after the work). */
+typedef enum { OPT_FLAG, OPT_INT, OPT_DOUBLE, OPT_STRING, OPT_PATH, OPT_CHOICE, OPT_END } opt_type;
 
 typedef struct {
     const char *name;      /* "ctx" for --ctx */
@@ -34,7 +36,7 @@ typedef struct {
 /* Rows that read the same in every subcommand's table. */
 #define OPT_ROW_THREADS(var) { "threads", OPT_INT, &(var), "N", "worker threads (default 2)", NULL, 1, 256, NULL, 0 }
 #define OPT_ROW_JSON(var) { "json", OPT_FLAG, &(var), NULL, "print one JSON object on stdout", NULL, 0, 0, NULL, 0 }
-#define OPT_ROW_OUTPUT(var, arg, help) { "output", OPT_STRING, &(var), arg, help, NULL, 0, 0, NULL, 'o' }
+#define OPT_ROW_OUTPUT(var, arg, help) { "output", OPT_PATH, &(var), arg, help, NULL, 0, 0, NULL, 'o' }
 #define OPT_ROW_END { NULL, OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 }
 
 /* Parse argv[1..argc): options into their dests, positionals into args

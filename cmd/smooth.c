@@ -16,7 +16,7 @@ static struct {
 } o;
 
 static opt_def smooth_opts[] = {
-    { "stats", OPT_STRING, &o.stats, "FILE", "activation statistics of MODEL from llmq calibrate (required)", NULL, 0, 0, NULL, 0 },
+    { "stats", OPT_PATH, &o.stats, "FILE", "activation statistics of MODEL from llmq calibrate (required)", NULL, 0, 0, NULL, 0 },
     { "method", OPT_CHOICE, &o.method, NULL, "smoothing method (default smoothquant)", "smoothquant|osplus", 0, 0, NULL, 0 },
     { "alpha", OPT_DOUBLE, &o.alpha, "A", "smoothquant: fixed migration strength in [0, 1]", NULL, 0, 1, &o.alpha_seen, 0 },
     { "auto-alpha", OPT_FLAG, &o.auto_alpha, NULL, "smoothquant: per layer and pair, the alpha of 0..1 step 0.05 with the least W8A8 error (default)", NULL, 0, 0, NULL, 0 },
@@ -25,7 +25,7 @@ static opt_def smooth_opts[] = {
     { "pairs", OPT_STRING, &o.pairs, "LIST", "pairs to smooth, comma-separated from qkv,vo,gateup,updown (default all)", NULL, 0, 0, NULL, 0 },
     { "dtype", OPT_CHOICE, &o.dtype, NULL, "output weight dtype (default: the source's)", "f32|bf16|f16", 0, 0, NULL, 0 },
     OPT_ROW_OUTPUT(o.out, "DIR", "write the smoothed checkpoint to DIR (required)"),
-    { "stats-out", OPT_STRING, &o.stats_out, "FILE", "also write the statistics of the smoothed model (for --act int8-static)", NULL, 0, 0, NULL, 0 },
+    { "stats-out", OPT_PATH, &o.stats_out, "FILE", "also write the statistics of the smoothed model (for --act int8-static)", NULL, 0, 0, NULL, 0 },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
