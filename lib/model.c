@@ -180,6 +180,16 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     return load_matrix(m, name, rows, cols, w, err);
 }
 
+/* The linears of a decoder layer, by name under model.layers.<l>. */
+static const struct { const char *name; size_t off; } layer_linears[] = {
+    { "self_attn.q_proj", offsetof(llmq_layer, wq) }, { "self_attn.k_proj", offsetof(llmq_layer, wk) },
+    { "self_attn.v_proj", offsetof(llmq_layer, wv) }, { "self_attn.o_proj", offsetof(llmq_layer, wo) },
+    { "mlp.gate_proj", offsetof(llmq_layer, w_gate) }, { "mlp.up_proj", offsetof(llmq_layer, w_up) },
+    { "mlp.down_proj", offsetof(llmq_layer, w_down) },
+};
+
+static llmq_wmat *layer_linear(llmq_layer *L, size_t i) { return (llmq_wmat *)((char *)L + layer_linears[i].off); }
+
 int llmq_layer_of(const char *name, int n_layers, const char **rest)
 {
     static const char pre[] = "model.layers.";
@@ -205,11 +215,8 @@ static const llmq_wmat *packed_linear_of(const llmq_model *m, const char *name)
     if (!strcmp(name, "lm_head")) {
         w = &m->lm_head;
     } else if ((l = llmq_layer_of(name, m->cfg.n_layers, &r)) >= 0) {
-        const llmq_layer *L = &m->layers[l];
-        w = !strcmp(r, "self_attn.q_proj") ? &L->wq : !strcmp(r, "self_attn.k_proj") ? &L->wk
-          : !strcmp(r, "self_attn.v_proj") ? &L->wv : !strcmp(r, "self_attn.o_proj") ? &L->wo
-          : !strcmp(r, "mlp.gate_proj") ? &L->w_gate : !strcmp(r, "mlp.up_proj") ? &L->w_up
-          : !strcmp(r, "mlp.down_proj") ? &L->w_down : NULL;
+        for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_linears); i++)
+            if (!strcmp(r, layer_linears[i].name)) w = layer_linear(&m->layers[l], i);
     }
     return w && w->type > LLMQ_W_F16 ? w : NULL;
 }
@@ -303,15 +310,12 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
 
     for (int l = 0; l < c->n_layers; l++) {
         llmq_layer *L = &m->layers[l];
-        struct { const char *n; int64_t r, k; llmq_wmat *w; } mats[] = {
-            { "self_attn.q_proj", qd, H, &L->wq }, { "self_attn.k_proj", kvd, H, &L->wk },
-            { "self_attn.v_proj", kvd, H, &L->wv }, { "self_attn.o_proj", H, qd, &L->wo },
-            { "mlp.gate_proj", I, H, &L->w_gate }, { "mlp.up_proj", I, H, &L->w_up },
-            { "mlp.down_proj", H, I, &L->w_down },
-        };
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(mats); i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, mats[i].n);
-            if ((rc = load_linear(m, name, mats[i].r, mats[i].k, mats[i].w, err))) goto fail;
+        /* (rows, cols) of layer_linears[i] */
+        const int64_t shape[][2] = { { qd, H }, { kvd, H }, { kvd, H }, { H, qd }, { I, H }, { I, H }, { H, I } };
+        _Static_assert(LLMQ_ARRAY_LEN(shape) == LLMQ_ARRAY_LEN(layer_linears), "a shape per linear");
+        for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_linears); i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_linears[i].name);
+            if ((rc = load_linear(m, name, shape[i][0], shape[i][1], layer_linear(L, i), err))) goto fail;
         }
         struct { const char *n; int64_t len; int want; float **v; const char *flag; } vecs[] = {
             { "self_attn.q_proj.bias", qd, c->qkv_bias, &L->bq, "attention_bias" },
