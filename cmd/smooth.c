@@ -113,7 +113,7 @@ int cmd_smooth(int argc, char **argv)
     if (strcmp(digest, st.model_digest) != 0) {
         char q[LLMQ_QUOTE_SIZE];
         rc = cmd_failf("smooth", LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %s, %s has %.12s)",
-                       o.stats, llmq_quote_n(q, st.model_digest, LLMQ_MIN(strlen(st.model_digest), 12)), path, digest);
+                       o.stats, llmq_quote_n(q, st.model_digest, strnlen(st.model_digest, 12)), path, digest);
         goto out;
     }
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;

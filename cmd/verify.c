@@ -77,8 +77,8 @@ static int load_act_scales(const llmq_model *m, const char *path, float **out, l
     if (strcmp(digest, st.model_digest) != 0) {
         char q[LLMQ_QUOTE_SIZE], q2[LLMQ_QUOTE_SIZE];
         rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %s, this model %s%s)",
-                         path, llmq_quote_n(q, st.model_digest, LLMQ_MIN(strlen(st.model_digest), 12)),
-                         src ? "was packed from " : "", llmq_quote_n(q2, digest, LLMQ_MIN(strlen(digest), 12)));
+                         path, llmq_quote_n(q, st.model_digest, strnlen(st.model_digest, 12)),
+                         src ? "was packed from " : "", llmq_quote_n(q2, digest, strnlen(digest, 12)));
         goto done;
     }
     if (!(*out = llmq_malloc((size_t)m->cfg.n_layers * 4 * sizeof(float), err))) { rc = err->code; goto done; }

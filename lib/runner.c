@@ -133,8 +133,8 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
         llmq_runner_free(r);
         return err->code;
     }
-    /* inv_freq = 1 / theta^(2i/d) and angle = pos * inv_freq in fp32, as
-     * transformers' default rotary embedding computes them. */
+    /* inv_freq (theta^(-2i/d), rescaled for linear / llama3 rope) and
+     * angle = pos * inv_freq in fp32, as transformers computes them. */
     llmq_op_rope_tables(max_ctx, c->head_dim, c, r->rope_cos, r->rope_sin);
     *out = r;
     return LLMQ_OK;
