@@ -1315,10 +1315,16 @@ static int bpe_word(enc_ctx *e, const uint8_t *w, size_t n, ivec *dst)
     if (!ns) return 0;
     e->sym[ns - 1].next = -1;
 
-    if (e->heap_cap < ns) {
-        hent *nh = realloc(e->heap, ns * 2 * sizeof *nh);
+    /* The heap starts with at most ns - 1 pairs; each merge pops one entry
+     * and pushes at most two, and there are at most ns - 1 merges, so it
+     * never holds more than 2 * ns - 2.  The capacity is checked against
+     * that bound for every word: an earlier, shorter word may have left a
+     * heap larger than ns but smaller than 2 * ns. */
+    if (ns > SIZE_MAX / (2 * sizeof *e->heap)) return -1;
+    if (e->heap_cap < 2 * ns) {
+        hent *nh = realloc(e->heap, 2 * ns * sizeof *nh);
         if (!nh) return -1;
-        e->heap = nh; e->heap_cap = ns * 2;
+        e->heap = nh; e->heap_cap = 2 * ns;
     }
     size_t hn = 0;
     sym_t *s = e->sym;
@@ -1326,8 +1332,6 @@ static int bpe_word(enc_ctx *e, const uint8_t *w, size_t n, ivec *dst)
         const merge_ent *m = merge_get(t, s[i].id, s[i + 1].id);
         if (m) heap_push(e->heap, &hn, (hent){ m->rank, (uint32_t)i, m->id });
     }
-    /* Each merge pushes at most two entries and removes one symbol, so the
-     * heap never holds more than 2 * ns entries. */
     while (hn) {
         hent top = heap_pop(e->heap, &hn);
         sym_t *cur = &s[top.pos];

@@ -443,6 +443,43 @@ TEST(sentencepiece_metaspace)
     }
 }
 
+/* Regression (issue 17): bpe_word kept the merge heap of an earlier word
+ * when that heap held at least ns entries, but a word of ns symbols can need
+ * up to 2 * ns - 2.  "ccccccccc" (9 symbols) leaves a heap of 18;
+ * "▁" + "ab" x 8 (17 symbols) starts with 15 pairs, and each of the 8
+ * "a b" merges pushes "ab a" and "ab ab" entries that stay until their
+ * rank: 15 - 8 + 14 = 21 entries, past the 18 (an ASan heap overflow
+ * before the fix).  The ids follow HF's merge_all: all "a b" first, then
+ * "ab ab" left to right. */
+TEST(bpe_heap_grows_per_word)
+{
+    const char *js =
+        "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"▁\",\"prepend_scheme\":\"never\",\"split\":true},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"c\":0,\"a\":1,\"b\":2,\"▁\":3,\"ab\":4,\"ba\":5,\"aba\":6,\"abab\":7},"
+        "\"merges\":[\"a b\",\"b a\",\"ab a\",\"ab ab\"]}}";
+    llmq_err err = { 0 };
+    int rc;
+    llmq_tok *t = load_json(js, &err, &rc);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (!t) return;
+    ENC(t, "ccccccccc abababababababab", 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 7, 7, 7, 7);
+    /* the same word alone, and longer words after shorter ones */
+    ENC(t, "abababababababab", 7, 7, 7, 7);
+    char s[4096];
+    for (int k = 1; k < 200; k += 7) {
+        size_t n = 0;
+        for (int i = 0; i < k; i++) s[n++] = 'c';
+        s[n++] = ' ';
+        for (int i = 0; i < 2 * k; i++) { s[n++] = 'a'; s[n++] = 'b'; }
+        int32_t *ids = NULL;
+        size_t m = 0;
+        CHECK_MSG(!llmq_tok_encode(t, s, n, &ids, &m, &err), "%s", err.msg);
+        CHECK_EQ_INT((int)m, k + 1 + k);
+        free(ids);
+    }
+    llmq_tok_free(t);
+}
+
 /* Collect pre-tokens joined with '|'. */
 static int collect(void *ctx, const char *p, size_t n, int32_t id)
 {
