@@ -10,7 +10,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -pthread -I. -Ilib
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
-LDLIBS   = -lcjson -lz -lopenblas -lm -lpthread
+LDLIBS   = -lcjson -lonig -lz -lopenblas -lm -lpthread
 AVX2_FLAGS   = -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 SAN_FLAGS    = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

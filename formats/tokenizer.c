@@ -7,13 +7,15 @@
  *      extract_and_normalize, leftmost-longest like its Aho-Corasick);
  *   2. normalize each remaining piece (NFC, Prepend, Replace), then split
  *      it on normalized added tokens;
- *   3. pre-tokenize (ByteLevel, Split with known regexes, Metaspace);
+ *   3. pre-tokenize (ByteLevel, Split on any regex or string with any
+ *      behaviour, Metaspace);
  *   4. BPE each pre-token: chars -> ids (byte fallback, unk), then merges by
  *      rank with the same heap as models/bpe/word.rs::merge_all, so ties and
  *      stale entries resolve exactly as HF does.
- * Regexes are not interpreted: the few patterns real checkpoints use (GPT-2,
- * Llama-3, Qwen2) are recognised by their text and run as hand-written
- * scanners that reproduce Oniguruma's leftmost-first backtracking result.
+ * Regexes run on Oniguruma (formats/regex.c), the engine HF uses.  The three
+ * patterns most checkpoints use (GPT-2, Llama-3, Qwen2) are also recognised
+ * by their text and run as hand-written scanners that reproduce Oniguruma's
+ * leftmost-first backtracking result faster; tests check the two agree.
  * Decoding runs the decoder chain (ByteLevel, Metaspace, Replace,
  * ByteFallback, Fuse, Strip) over token strings, like Tokenizer::decode.
  */
@@ -26,6 +28,7 @@
 #include "tokenizer.h"
 #include "json.h"
 #include "unicode.h"
+#include "regex.h"
 
 /* Ids above this are refused: a hostile id must not make us allocate GBs
  * (the largest real vocabularies are ~256k). */
@@ -388,13 +391,22 @@ static int nfc_append(tbuf *out, const uint8_t *s, size_t n)
 /* ---------------------------------------------------------------- the tokenizer */
 
 enum { NORM_NFC = 1, NORM_PREPEND, NORM_REPLACE };
-typedef struct { int kind; char *a, *b; size_t alen, blen; } norm_step;
+typedef struct {
+    int kind;
+    char *a, *b; size_t alen, blen;  /* Replace: pattern a (String) -> content b */
+    llmq_re *re;                     /* Replace: a Regex pattern instead of a */
+} norm_step;
 
 enum { PRE_BYTELEVEL = 1, PRE_SPLIT, PRE_METASPACE };
 enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
+/* Split behaviours (SplitDelimiterBehavior): what happens to a match. */
+enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
 typedef struct {
     int kind;
-    int pattern;                 /* PAT_*; ByteLevel uses PAT_GPT2 when use_regex */
+    int pattern;                 /* PAT_* with a hand-written scanner, or 0;
+                                  * ByteLevel uses PAT_GPT2 when use_regex */
+    llmq_re *re;                 /* Split's pattern (ByteLevel's GPT-2 regex) */
+    int behavior, invert;        /* Split */
     int add_prefix_space;        /* ByteLevel */
     int prepend_scheme, split;   /* Metaspace */
     char repl[8]; size_t repl_len;
@@ -452,6 +464,7 @@ struct llmq_tok {
 
     int32_t bos, eos;
     int add_bos;
+    int scanners;                /* run known patterns by the hand-written scanners */
 };
 
 enum { TF_MODEL = 1, TF_ADDED = 2, TF_SPECIAL = 4 };
@@ -578,21 +591,30 @@ static int one_char(const char *s, size_t *len)
     return l == n && !(cp & CP_BAD);
 }
 
-/* "Replace" pattern: {"String": s} only. */
-static int replace_pattern(const jctx *c, const cJSON *obj, const char *field, const char **pat)
+/* "Replace" pattern: {"String": s}; with re non-NULL also {"Regex": r},
+ * compiled into *re (then *pat is NULL). */
+static int replace_pattern(const jctx *c, const cJSON *obj, const char *field, const char **pat,
+                           llmq_re **re)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "pattern");
     char f[160];
     snprintf(f, sizeof f, "%s.pattern", field);
     if (!cJSON_IsObject(p)) return jfail(c, f, "expected an object");
-    const char *s = NULL;
+    const char *s = NULL, *r = NULL;
     int rc = jstr(c, p, "String", f, &s);
     if (rc) return rc;
+    *pat = NULL;
     if (!s) {
-        if (cJSON_GetObjectItemCaseSensitive(p, "Regex"))
-            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Regex patterns in Replace are not supported",
-                               c->path, f);
-        return jfail(c, f, "expected {\"String\": ...}");
+        if ((rc = jstr(c, p, "Regex", f, &r))) return rc;
+        if (r && re) {
+            char where[400];
+            snprintf(where, sizeof where, "%s: '%s'", c->path, f);
+            return llmq_re_new(re, r, strlen(r), 0, where, c->err);
+        }
+        if (r)
+            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Regex patterns in a decoder's Replace are "
+                               "not supported", c->path, f);
+        return jfail(c, f, "expected {\"String\": ...} or {\"Regex\": ...}");
     }
     if (!*s)
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': empty Replace pattern is not supported", c->path, f);
@@ -640,19 +662,23 @@ static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const ch
         if ((rc = dup_into(&s.a, &s.alen, p, c->err))) return rc;
     } else if (!strcmp(ty, "Replace")) {
         const char *pat, *content;
-        if ((rc = replace_pattern(c, n, field, &pat))) return rc;
-        if ((rc = jstr(c, n, "content", field, &content))) return rc;
-        if (!content) { char f[160]; snprintf(f, sizeof f, "%s.content", field); return jfail(c, f, "missing"); }
+        if ((rc = replace_pattern(c, n, field, &pat, &s.re))) return rc;
+        if ((rc = jstr(c, n, "content", field, &content))) { llmq_re_free(s.re); return rc; }
+        if (!content) {
+            char f[160]; snprintf(f, sizeof f, "%s.content", field);
+            llmq_re_free(s.re);
+            return jfail(c, f, "missing");
+        }
         s.kind = NORM_REPLACE;
-        if ((rc = dup_into(&s.a, &s.alen, pat, c->err))) return rc;
-        if ((rc = dup_into(&s.b, &s.blen, content, c->err))) { free(s.a); return rc; }
+        if (pat && (rc = dup_into(&s.a, &s.alen, pat, c->err))) return rc;
+        if ((rc = dup_into(&s.b, &s.blen, content, c->err))) { free(s.a); llmq_re_free(s.re); return rc; }
     } else {
         char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': normalizer type '%s' is not supported "
                            "(supported: NFC, Prepend, Replace, Sequence)", c->path, field, llmq_quote(q, ty));
     }
     norm_step *nn = realloc(t->norm, (t->n_norm + 1) * sizeof *nn);
-    if (!nn) { free(s.a); free(s.b); return llmq_errorf(c->err, LLMQ_ENOMEM, "out of memory"); }
+    if (!nn) { free(s.a); free(s.b); llmq_re_free(s.re); return llmq_errorf(c->err, LLMQ_ENOMEM, "out of memory"); }
     t->norm = nn;
     t->norm[t->n_norm++] = s;
     return 0;
@@ -677,9 +703,36 @@ static int replace_all(tbuf *out, const uint8_t *s, size_t n, const char *pat, s
     return 0;
 }
 
+/* Replace every match of re in s[0..n) by rep (NormalizedString::replace
+ * over find_matches: empty matches insert rep too); -4 past max bytes, -5
+ * the regex search gave up. */
+static int replace_re(tbuf *out, const uint8_t *s, size_t n, const llmq_re *re, const char *rep, size_t rlen,
+                      size_t max)
+{
+    llmq_re_match *m = NULL;
+    size_t nm = 0, cap = 0, i = 0;
+    int rc = llmq_re_find_all(re, s, n, &m, &nm, &cap);
+    for (size_t k = 0; k < nm && !rc; k++) {
+        size_t gap = m[k].start - i;
+        if (gap > max - out->len || rlen > max - out->len - gap) rc = -4;
+        else if (tbuf_add(out, s + i, gap) || tbuf_add(out, rep, rlen)) rc = -1;
+        i = m[k].end;
+    }
+    if (!rc && n - i > max - out->len) rc = -4;
+    if (!rc && tbuf_add(out, s + i, n - i)) rc = -1;
+    free(m);
+    return rc;
+}
+
 static size_t norm_limit(size_t n)
 {
     return n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH ? SIZE_MAX : TOK_NORM_GROWTH * n + TOK_NORM_SLACK;
+}
+
+static int re_gave_up(const llmq_tok *t, llmq_err *err)
+{
+    return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: a regex search of the text passed the limit of %lu "
+                       "backtracking steps", t->path, LLMQ_RE_RETRY_LIMIT);
 }
 
 static int norm_too_long(const llmq_tok *t, size_t n, llmq_err *err)
@@ -689,7 +742,8 @@ static int norm_too_long(const llmq_tok *t, size_t n, llmq_err *err)
 }
 
 /* Run the normalizer chain on s[0..n) into out (replacing its contents).
- * -1: out of memory; -4: the text grew past norm_limit(n). */
+ * -1: out of memory; -4: the text grew past norm_limit(n); -5: a regex
+ * search gave up (LLMQ_RE_RETRY_LIMIT). */
 static int normalize(const llmq_tok *t, const uint8_t *s, size_t n, tbuf *out, tbuf *tmp)
 {
     size_t max = norm_limit(n);
@@ -709,7 +763,9 @@ static int normalize(const llmq_tok *t, const uint8_t *s, size_t n, tbuf *out, t
             if (out->len && (tbuf_add(tmp, st->a, st->alen) || tbuf_add(tmp, out->b, out->len))) return -1;
             break;
         case NORM_REPLACE:
-            if ((rc = replace_all(tmp, out->b, out->len, st->a, st->alen, st->b, st->blen, max))) return rc;
+            if (st->re) rc = replace_re(tmp, out->b, out->len, st->re, st->b, st->blen, max);
+            else rc = replace_all(tmp, out->b, out->len, st->a, st->alen, st->b, st->blen, max);
+            if (rc) return rc;
             break;
         }
         tbuf sw = *out; *out = *tmp; *tmp = sw;
@@ -753,32 +809,39 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         /* ByteLevel::default(): add_prefix_space true, use_regex true */
         if ((rc = jbool(c, n, "add_prefix_space", field, 1, &s.add_prefix_space))) return rc;
         if ((rc = jbool(c, n, "use_regex", field, 1, &use_regex))) return rc;
-        s.pattern = use_regex ? PAT_GPT2 : 0;
+        if (use_regex) {
+            s.pattern = PAT_GPT2;
+            char where[400];
+            snprintf(where, sizeof where, "%s: '%s'", c->path, field);
+            if ((rc = llmq_re_new(&s.re, pat_text[PAT_GPT2], strlen(pat_text[PAT_GPT2]), 0, where, c->err)))
+                return rc;
+        }
     } else if (!strcmp(ty, "Split")) {
+        static const char *const behs[] = { [SPLIT_ISOLATED] = "Isolated", [SPLIT_REMOVED] = "Removed",
+                                            [SPLIT_MERGED_PREV] = "MergedWithPrevious",
+                                            [SPLIT_MERGED_NEXT] = "MergedWithNext",
+                                            [SPLIT_CONTIGUOUS] = "Contiguous" };
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "pattern");
         const char *re = NULL, *str = NULL, *beh = NULL;
-        int invert;
-        char f[160], q[LLMQ_QUOTE_SIZE];
+        char f[160], q[LLMQ_QUOTE_SIZE], where[400];
         snprintf(f, sizeof f, "%s.pattern", field);
         if (!cJSON_IsObject(p)) return jfail(c, f, "expected an object");
         if ((rc = jstr(c, p, "Regex", f, &re)) || (rc = jstr(c, p, "String", f, &str))) return rc;
         if ((rc = jstr(c, n, "behavior", field, &beh))) return rc;
-        if ((rc = jbool(c, n, "invert", field, 0, &invert))) return rc;
-        if (!re) {
-            if (str) return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split on the string '%s' is not supported",
-                                        c->path, f, llmq_quote(q, str));
-            return jfail(c, f, "expected {\"Regex\": ...}");
-        }
+        if ((rc = jbool(c, n, "invert", field, 0, &s.invert))) return rc;
+        if (!re == !str) return jfail(c, f, "expected {\"Regex\": ...} or {\"String\": ...}");
+        if (!beh) { snprintf(where, sizeof where, "%s.behavior", field); return jfail(c, where, "missing"); }
+        s.behavior = -1;
+        for (int k = 0; k < (int)LLMQ_ARRAY_LEN(behs); k++)
+            if (!strcmp(beh, behs[k])) s.behavior = k;
+        if (s.behavior < 0)
+            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s.behavior': Split behavior '%s' is not one of "
+                               "Isolated, Removed, MergedWithPrevious, MergedWithNext, Contiguous", c->path,
+                               field, llmq_quote(q, beh));
         s.kind = PRE_SPLIT;
-        s.pattern = pattern_id(re);
-        if (!s.pattern)
-            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split regex '%s' is not supported "
-                               "(known: the GPT-2, Llama-3 and Qwen2 patterns)", c->path, f, llmq_quote(q, re));
-        /* Isolated: the patterns tile the text, so matches are the pieces. */
-        if (!beh || strcmp(beh, "Isolated") || invert)
-            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split behavior '%s'%s is not supported "
-                               "(only Isolated)", c->path, field, beh ? llmq_quote(q, beh) : "(none)",
-                               invert ? " inverted" : "");
+        s.pattern = re ? pattern_id(re) : 0;
+        snprintf(where, sizeof where, "%s: '%s'", c->path, f);
+        if ((rc = llmq_re_new(&s.re, re ? re : str, strlen(re ? re : str), !re, where, c->err))) return rc;
     } else if (!strcmp(ty, "Metaspace")) {
         const char *repl, *scheme;
         int aps, split;
@@ -810,7 +873,8 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': pre_tokenizer type '%s' is not supported "
                            "(supported: ByteLevel, Split, Metaspace, Sequence)", c->path, field, llmq_quote(q, ty));
     }
-    return add_pre(t, &s, c->err);
+    if ((rc = add_pre(t, &s, c->err))) llmq_re_free(s.re);
+    return rc;
 }
 
 /* The pre-tokens of one step: byte ranges of buf.  first: the piece starts
@@ -856,32 +920,120 @@ static int plist_add_mapped(const llmq_tok *t, plist *l, const uint8_t *s, size_
     return 0;
 }
 
-/* One pre-tokenizer step on one piece s[0..n), appending to out. */
-static int pre_step_run(const llmq_tok *t, const pre_step *st, const uint8_t *s, size_t n, int first,
-                        plist *out, tbuf *tmp)
+/* Scratch space of pre_step_run, reused across calls. */
+typedef struct { size_t start, end; int match; } span_t;
+typedef struct {
+    tbuf tmp;
+    llmq_re_match *m; size_t m_cap;
+    span_t *sp; size_t sp_n, sp_cap;
+} pre_scratch;
+
+static int span_push(pre_scratch *x, size_t start, size_t end, int match)
 {
+    if (x->sp_n == x->sp_cap) {
+        size_t cap = x->sp_cap ? x->sp_cap * 2 : 64;
+        span_t *ns = realloc(x->sp, cap * sizeof *ns);
+        if (!ns) return -1;
+        x->sp = ns; x->sp_cap = cap;
+    }
+    x->sp[x->sp_n++] = (span_t){ start, end, match };
+    return 0;
+}
+
+/* The pieces NormalizedString::split(pattern, behavior) cuts s[0..n) into,
+ * as x->sp[0..sp_n) with .match = 0 for kept pieces, 1 for removed ones.
+ * Matches come from the hand-written scanner when the pattern has one (its
+ * matches tile the text), else from Oniguruma; gaps between matches are
+ * non-matches, as find_matches gives them.  -1 out of memory, -5 the regex
+ * search gave up. */
+static int split_spans(const llmq_tok *t, const pre_step *st, const uint8_t *s, size_t n, pre_scratch *x)
+{
+    size_t nm = 0, prev = 0;
+    x->sp_n = 0;
+    if (st->pattern && t->scanners) {
+        for (size_t i = 0; i < n;) {
+            size_t e = scan_pattern(st->pattern, s, n, i);
+            if (span_push(x, i, e, 1)) return -1;
+            i = e;
+        }
+    } else {
+        int rc = llmq_re_find_all(st->re, s, n, &x->m, &nm, &x->m_cap);
+        if (rc) return rc;
+        for (size_t k = 0; k < nm; k++) {
+            if (prev != x->m[k].start && span_push(x, prev, x->m[k].start, 0)) return -1;
+            if (span_push(x, x->m[k].start, x->m[k].end, 1)) return -1;
+            prev = x->m[k].end;
+        }
+        if (prev != n && span_push(x, prev, n, 0)) return -1;
+    }
+    if (st->invert)
+        for (size_t k = 0; k < x->sp_n; k++) x->sp[k].match = !x->sp[k].match;
+    /* SplitDelimiterBehavior, folded in place: w is the output length. */
+    size_t w = 0;
+    int prev_match = 0;
+    switch (st->behavior) {
+    case SPLIT_ISOLATED:
+        for (size_t k = 0; k < x->sp_n; k++) x->sp[k].match = 0;
+        return 0;
+    case SPLIT_REMOVED:
+        return 0;
+    case SPLIT_CONTIGUOUS:
+    case SPLIT_MERGED_PREV:
+        for (size_t k = 0; k < x->sp_n; k++) {
+            span_t c = x->sp[k];
+            int join = st->behavior == SPLIT_CONTIGUOUS ? c.match == prev_match : c.match && !prev_match;
+            if (join && w) x->sp[w - 1].end = c.end;
+            else x->sp[w++] = (span_t){ c.start, c.end, 0 };
+            prev_match = c.match;
+        }
+        x->sp_n = w;
+        return 0;
+    case SPLIT_MERGED_NEXT:
+        /* the same fold from the right: a match joins the piece after it */
+        w = x->sp_n;
+        for (size_t k = x->sp_n; k-- > 0;) {
+            span_t c = x->sp[k];
+            if (c.match && !prev_match && w < x->sp_n) x->sp[w].start = c.start;
+            else x->sp[--w] = (span_t){ c.start, c.end, 0 };
+            prev_match = c.match;
+        }
+        memmove(x->sp, x->sp + w, (x->sp_n - w) * sizeof *x->sp);
+        x->sp_n -= w;
+        return 0;
+    }
+    return -1;
+}
+
+/* One pre-tokenizer step on one piece s[0..n), appending to out.  -1 out
+ * of memory, -5 a regex search gave up. */
+static int pre_step_run(const llmq_tok *t, const pre_step *st, const uint8_t *s, size_t n, int first,
+                        plist *out, pre_scratch *x)
+{
+    tbuf *tmp = &x->tmp;
+    int rc;
     switch (st->kind) {
     case PRE_BYTELEVEL:
         /* byte_level.rs: prefix a space to every split that lacks one,
-         * split with the GPT-2 regex, then map every byte to its char. */
+         * split with the GPT-2 regex (Isolated), then map every byte to its
+         * char. */
         if (st->add_prefix_space && s[0] != ' ') {
             tmp->len = 0;
             if (tbuf_add(tmp, " ", 1) || tbuf_add(tmp, s, n)) return -1;
             s = tmp->b; n = tmp->len;
         }
         if (!st->pattern) return plist_add_mapped(t, out, s, n, first);
-        for (size_t i = 0; i < n;) {
-            size_t e = scan_pattern(st->pattern, s, n, i);
-            if (plist_add_mapped(t, out, s + i, e - i, first && i == 0)) return -1;
-            i = e;
-        }
+        if ((rc = split_spans(t, st, s, n, x))) return rc;
+        for (size_t k = 0; k < x->sp_n; k++)
+            if (plist_add_mapped(t, out, s + x->sp[k].start, x->sp[k].end - x->sp[k].start,
+                                 first && x->sp[k].start == 0))
+                return -1;
         return 0;
     case PRE_SPLIT:
-        for (size_t i = 0; i < n;) {
-            size_t e = scan_pattern(st->pattern, s, n, i);
-            if (plist_add(out, s + i, e - i, first && i == 0)) return -1;
-            i = e;
-        }
+        if ((rc = split_spans(t, st, s, n, x))) return rc;
+        for (size_t k = 0; k < x->sp_n; k++)
+            if (!x->sp[k].match && plist_add(out, s + x->sp[k].start, x->sp[k].end - x->sp[k].start,
+                                             first && x->sp[k].start == 0))
+                return -1;
         return 0;
     case PRE_METASPACE: {
         /* metaspace.rs: ' ' -> replacement; prepend per scheme; split with
@@ -943,7 +1095,7 @@ static int parse_decoder(llmq_tok *t, const jctx *c, const cJSON *n, const char 
         s.kind = DEC_FUSE;
     } else if (!strcmp(ty, "Replace")) {
         const char *pat, *content;
-        if ((rc = replace_pattern(c, n, field, &pat))) return rc;
+        if ((rc = replace_pattern(c, n, field, &pat, NULL))) return rc;
         if ((rc = jstr(c, n, "content", field, &content))) return rc;
         if (!content) { char f[160]; snprintf(f, sizeof f, "%s.content", field); return jfail(c, f, "missing"); }
         s.kind = DEC_REPLACE;
@@ -1213,7 +1365,8 @@ typedef struct {
     cache_ent *cache; size_t cache_cap, cache_used;
     tbuf cache_keys; ivec cache_ids;
     plist pl[2];
-    tbuf norm, norm_tmp, tmp;
+    tbuf norm, norm_tmp;
+    pre_scratch px;
     int first;                   /* current normalized piece starts the text */
     llmq_tok_piece_fn piece_fn;  /* llmq_tok_pretokenize: pieces go here, no BPE */
     void *piece_ctx;
@@ -1418,10 +1571,12 @@ static int encode_run(enc_ctx *e, const uint8_t *s, size_t n, int first)
     if (plist_add(in, s, n, first)) return -1;
     for (size_t k = 0; k < t->n_pre; k++) {
         out->buf.len = 0; out->n = 0;
-        for (size_t i = 0; i < in->n; i++)
-            if (pre_step_run(t, &t->pre[k], in->buf.b + in->p[i].off, in->p[i].len, in->p[i].first,
-                             out, &e->tmp))
-                return -1;
+        for (size_t i = 0; i < in->n; i++) {
+            int rc = pre_step_run(t, &t->pre[k], in->buf.b + in->p[i].off, in->p[i].len, in->p[i].first,
+                                  out, &e->px);
+            if (rc == -5) { re_gave_up(t, e->err); return -2; }
+            if (rc) return -1;
+        }
         plist *sw = in; in = out; out = sw;
     }
     for (size_t i = 0; i < in->n; i++) {
@@ -1453,6 +1608,7 @@ static int on_raw_split(void *ctx, size_t start, size_t stop, int32_t id)
     if (id >= 0) return emit_added(e, id);
     int rc = normalize(e->t, r->text + start, stop - start, &e->norm, &e->norm_tmp);
     if (rc == -4) { norm_too_long(e->t, stop - start, e->err); return -2; }
+    if (rc == -5) { re_gave_up(e->t, e->err); return -2; }
     if (rc) return -1;
     e->first = start == 0;
     return find_added(e->t, &e->t->set_norm, e->norm.b, e->norm.len, on_norm_split, e);
@@ -1469,7 +1625,8 @@ static int encode_common(const llmq_tok *t, const char *text, size_t len, int32_
     int rc = len ? find_added(t, &t->set_raw, r.text, len, on_raw_split, &r) : 0;
     free(e.sym); free(e.heap); free(e.cache); free(e.cache_keys.b); free(e.cache_ids.v);
     free(e.pl[0].buf.b); free(e.pl[0].p); free(e.pl[1].buf.b); free(e.pl[1].p);
-    free(e.norm.b); free(e.norm_tmp.b); free(e.tmp.b);
+    free(e.norm.b); free(e.norm_tmp.b);
+    free(e.px.tmp.b); free(e.px.m); free(e.px.sp);
     if (rc) {
         free(e.out.v);
         if (rc == -2) return err ? err->code : LLMQ_EFORMAT;
@@ -1551,13 +1708,15 @@ void llmq_tok_free(llmq_tok *t)
     free(t->added); free(t->added_norm);
     set_free(&t->set_raw); set_free(&t->set_norm);
     free(t->unk_missing); free(t->path);
-    for (size_t i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
+    for (size_t i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); llmq_re_free(t->norm[i].re); }
+    for (size_t i = 0; i < t->n_pre; i++) llmq_re_free(t->pre[i].re);
     for (size_t i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
     free(t->norm); free(t->pre); free(t->dec);
     free(t);
 }
 
 int32_t llmq_tok_vocab_size(const llmq_tok *t) { return t->n_ids; }
+void llmq_tok_set_scanners(llmq_tok *t, int on) { t->scanners = on != 0; }
 int32_t llmq_tok_bos(const llmq_tok *t) { return t->bos; }
 int32_t llmq_tok_eos(const llmq_tok *t) { return t->eos; }
 int llmq_tok_add_bos(const llmq_tok *t) { return t->add_bos; }
@@ -1903,9 +2062,9 @@ static int build(llmq_tok *t, const jctx *c, const cJSON *root)
         offs[k] = SIZE_MAX;
         if (!a->normalized || !t->n_norm) continue;
         fail = normalize(t, (const uint8_t *)a->match, a->match_len, &one, &tmp);
-        if (fail == -4) {
+        if (fail == -4 || fail == -5) {
             free(one.b); free(tmp.b); free(all.b); free(offs);
-            return norm_too_long(t, a->match_len, c->err);
+            return fail == -4 ? norm_too_long(t, a->match_len, c->err) : re_gave_up(t, c->err);
         }
         if (!fail) { offs[k] = all.len; a->match_len = one.len; fail = tbuf_add(&all, one.b, one.len); }
     }
@@ -1942,6 +2101,7 @@ static int load_common(llmq_tok **out, const char *json, size_t len, const char 
     llmq_tok *t = llmq_calloc(1, sizeof *t, err);
     if (!t) return LLMQ_ENOMEM;
     t->unk_id = -1;
+    t->scanners = 1;
     init_byte_map(t);
     if (!(t->path = llmq_strdup(name, err))) { free(t); return LLMQ_ENOMEM; }
     cJSON *root = NULL;

@@ -34,6 +34,12 @@ int llmq_tok_load_mem(llmq_tok **out, const char *json, size_t len, const char *
 /* Free t and everything it owns.  Accepts NULL. */
 void llmq_tok_free(llmq_tok *t);
 
+/* Split patterns run on Oniguruma, as in HF tokenizers; the GPT-2, Llama 3
+ * and Qwen2 patterns also have hand-written scanners that give the same
+ * pieces faster, used by default.  on = 0 runs every pattern on Oniguruma
+ * (tests compare the two).  Call before t is shared between threads. */
+void llmq_tok_set_scanners(llmq_tok *t, int on);
+
 /* Number of ids: 1 + the largest id of the model vocab and added tokens. */
 int32_t llmq_tok_vocab_size(const llmq_tok *t);
 

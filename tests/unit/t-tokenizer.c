@@ -618,17 +618,25 @@ TEST(hostile_tokenizer_json)
     hostile("{\"added_tokens\":[{\"content\":\"x\"}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "added_tokens[0].id");
     hostile("{\"added_tokens\":[{\"id\":0,\"content\":\"x\"}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "already names");
     hostile("{\"added_tokens\":[{\"id\":1,\"content\":\"x\",\"special\":\"yes\"}],\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "special");
-    hostile("{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "Whitespace");
-    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},\"behavior\":\"Isolated\"},"
-            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "\\w+");
-    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"" LLAMA3_RE "\"},\"behavior\":\"Removed\"},"
-            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "Removed");
+    hostile("{\"pre_tokenizer\":{\"type\":\"UnicodeScripts\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "UnicodeScripts");
+    /* a pattern Oniguruma refuses; a behaviour HF does not have; both or
+     * neither of Regex and String */
+    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\\\\w+\"},\"behavior\":\"Isolated\"},"
+            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "regex '(\\\\w+' is not valid for Oniguruma");
+    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"" LLAMA3_RE "\"},\"behavior\":\"Sideways\"},"
+            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "'Sideways' is not one of");
+    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\",\"String\":\"b\"},\"behavior\":\"Isolated\"},"
+            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "pre_tokenizer.pattern");
+    hostile("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\"}},"
+            "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "pre_tokenizer.behavior");
     hostile("{\"pre_tokenizer\":{\"foo\":1},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EFORMAT, "pre_tokenizer.type");
     hostile("{\"normalizer\":{\"type\":\"Lowercase\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "Lowercase");
     hostile("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFKC\"}]},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
             LLMQ_EUNSUPPORTED, "normalizer.normalizers[0]");
-    hostile("{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" +\"},\"content\":\"x\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
-            LLMQ_EUNSUPPORTED, "Regex");
+    hostile("{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"[\"},\"content\":\"x\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
+            LLMQ_EUNSUPPORTED, "'normalizer.pattern': regex '['");
+    hostile("{\"decoder\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" +\"},\"content\":\"x\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
+            LLMQ_EUNSUPPORTED, "Regex patterns in a decoder's Replace");
     hostile("{\"decoder\":{\"type\":\"WordPiece\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", LLMQ_EUNSUPPORTED, "WordPiece");
     hostile("{\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":-1,\"stop\":0},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
             LLMQ_EFORMAT, "decoder.start");
@@ -719,8 +727,8 @@ TEST(hostile_tokens_quoted)
         { "{\"normalizer\":{\"type\":\"Lower\\ncase\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'Lower\\ncase'" },
         { "{\"pre_tokenizer\":{\"type\":\"White\\nspace\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'White\\nspace'" },
         { "{\"decoder\":{\"type\":\"Word\\nPiece\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "'Word\\nPiece'" },
-        { "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\\nb\"},\"behavior\":\"Isolated\"},"
-          "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "Split regex 'a\\nb'" },
+        { "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\\nb\"},\"behavior\":\"Isolated\"},"
+          "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}", "regex '(a\\nb' is not valid" },
     };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(cases); i++) {
         llmq_err err = { 0 };
