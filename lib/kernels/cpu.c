@@ -2,6 +2,7 @@
  * cpu.c - pick the kernel ISA once at run time and dispatch through a table.
  * The dispatch state below is the library's only mutable global.
  */
+#include <cpuid.h>
 #include <pthread.h>
 #include <cblas.h>
 #include "kern-int.h"
@@ -13,11 +14,18 @@ static struct {
     llmq_ktable table;      /* isa's kernels, NULL slots filled from the oracle */
 } dispatch = { .once = PTHREAD_ONCE_INIT };
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports
+ * does not know "f16c", and the fuzz build (tests/fuzz) uses clang. */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static llmq_isa detect_hw(void)
 {
     __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-          __builtin_cpu_supports("f16c")))
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()))
         return LLMQ_ISA_SCALAR;
     /* The AVX-512 file is compiled with VNNI and DQ enabled, so the compiler
      * may use them anywhere in it: require all of them. */
