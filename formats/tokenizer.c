@@ -1148,9 +1148,12 @@ static int parse_decoder(llmq_tok *t, const jctx *c, const cJSON *n, const char 
 /* A list of byte strings: item i is buf[off[i] .. off[i+1]). */
 typedef struct { tbuf buf; size_t *off; size_t n, cap; } slist;
 
-/* End the item being written: it is everything added since the last end. */
+/* End the item being written: it is everything added since the last end.
+ * An item may end with nothing added (Fuse of no tokens): buf.b must still
+ * be allocated, since readers form buf.b + off[i] (NULL + 0 is undefined). */
 static int slist_end_item(slist *l)
 {
+    if (!l->buf.b && tbuf_reserve(&l->buf, 0)) return -1;
     if (l->n + 2 > l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         size_t *no = realloc(l->off, cap * sizeof *no);
