@@ -83,6 +83,44 @@ bench: llmq tools
 demo: llmq tools
 	@sh bench/demo.sh
 
+# fuzz: libFuzzer targets of every reader of untrusted bytes (tests/fuzz/README).
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1] [FUZZ_TARGETS="json config"]
+# needs clang and libFuzzer (Debian: clang, libclang-rt-14-dev or the clang's own)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_FLAGS    = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC      = $(sort $(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_BINS     = $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_OBJ      = $(LIB_SRC:%.c=build-fuzz/%.o)
+build-fuzz/libllmq.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(AVX2_FLAGS) -MMD -MP -c -o $@ $<
+build-fuzz/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(AVX512_FLAGS) -MMD -MP -c -o $@ $<
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+build-fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h build-fuzz/libllmq.a
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DLLMQ_SRCDIR='"$(CURDIR)"' -o $@ $< build-fuzz/libllmq.a $(LDLIBS)
+# the regression tests of what the fuzzers found, under clang's UBSan too
+# (it reports NULL + 0, which gcc's does not)
+build-fuzz/tests/%: tests/unit/%.c build-fuzz/libllmq.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -o $@ $< build-fuzz/libllmq.a $(LDLIBS)
+fuzz-targets: $(FUZZ_BINS) build-fuzz/tests/t-fuzzfound
+fuzz: fuzz-targets
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) sh tests/fuzz/fuzz.sh $(FUZZ_TARGETS)
+fuzz-clean:
+	rm -rf build-fuzz
+clean: fuzz-clean
+.PHONY: fuzz fuzz-targets fuzz-clean
+-include $(FUZZ_OBJ:.o=.d)
+
 clean:
 	rm -rf build build-san llmq
 
