@@ -355,7 +355,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
     if ((rc = llmq_outdir_commit(&od, err))) goto out;
     goto out;
 out_dir_fail:
-    llmq_outdir_abort(&od);
+    llmq_outdir_fail(&od, err);
 out:
     free(path);
     free(tmp);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -259,44 +260,156 @@ static char *resolve_output(const char *path, int want_dir, llmq_err *err)
     return real;
 }
 
+/* Temp names are ".<base>.llmq-XXXXXX" beside the output.  A writer holds an
+ * exclusive flock(2) on its temp file (or temp directory) from creation to
+ * rename, and the kernel drops it when the process dies, kill -9 included.
+ * So a temp of this name that can be locked belongs to no live llmq and is
+ * removed by the next run writing the same output (stale_sweep).  Names of
+ * other patterns, other outputs' temps and locked temps are never touched. */
+#define TMP_INFIX ".llmq-"
+#define TMP_XLEN 6
+
+static char *temp_template(const char *path, llmq_err *err)
+{
+    char *d = llmq_path_dir(path, err);
+    if (!d) return NULL;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t n = strlen(d) + strlen(base) + sizeof TMP_INFIX + TMP_XLEN + 3;
+    char *t = llmq_malloc(n, err);
+    if (t) snprintf(t, n, "%s/.%s" TMP_INFIX "XXXXXX", d, base);
+    free(d);
+    return t;
+}
+
+static void rm_tree(const char *path);
+
+/* Lock fd (the temp just made at tmp) and check that tmp still names it: a
+ * sweep by another run may have taken the lock first and removed the name.
+ * 1: locked and ours, 0: gone (make another), -1: error (errno). */
+static int lock_fresh_temp(int fd, const char *tmp)
+{
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) return errno == ENOLCK || errno == EOPNOTSUPP ? 1 : -1;
+    struct stat a, b;
+    if (fstat(fd, &a) != 0) return -1;
+    return lstat(tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Remove temps of dead writers of the output path (see TMP_INFIX).  Best
+ * effort: any failure leaves the leftover where it is. */
+static void stale_sweep(const char *path)
+{
+    char *dir = llmq_path_dir(path, NULL);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    DIR *d = dir ? opendir(dir) : NULL;
+    size_t bl = strlen(base), il = strlen(TMP_INFIX);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strlen(n) != 1 + bl + il + TMP_XLEN || strncmp(n + 1, base, bl) ||
+            strncmp(n + 1 + bl, TMP_INFIX, il))
+            continue;
+        char *p = llmq_path_join(dir, n, NULL);
+        int fd = p ? open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY) : -1;
+        struct stat a, b;
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 && lstat(p, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            /* removed while the lock is held, so no writer can be inside */
+            if (S_ISDIR(a.st_mode)) rm_tree(p);
+            else if (S_ISREG(a.st_mode)) unlink(p);
+        }
+        if (fd >= 0) close(fd);
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
+/* Every write error names the output the user asked for (o->path). */
+static int out_fail(llmq_out *o, const char *what, int e, llmq_err *err)
+{
+    o->failed = 1;
+    return llmq_errorf(err, LLMQ_EIO, "%s: %s: %s", o->path, what, strerror(e));
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (w == 0) { errno = EIO; return -1; }
+        p += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
 int llmq_out_open(llmq_out *o, const char *path, llmq_err *err)
 {
     memset(o, 0, sizeof *o);
+    o->fd = -1;
     if (strcmp(path, "-") == 0) {
         o->fp = stdout; o->is_stdout = 1;
         o->path = llmq_strdup(path, err);
         return o->path ? LLMQ_OK : err->code;
     }
     if (!(o->path = resolve_output(path, 0, err))) return err ? err->code : LLMQ_EUSAGE;
-    size_t n = strlen(o->path) + 32;
-    o->tmp = llmq_malloc(n, err);
-    if (!o->tmp) { free(o->path); return err->code; }
-    char *d = llmq_path_dir(o->path, err);
-    if (!d) { free(o->path); free(o->tmp); return err->code; }
-    const char *base = strrchr(o->path, '/') ? strrchr(o->path, '/') + 1 : o->path;
-    snprintf(o->tmp, n, "%s/.%s.tmpXXXXXX", d, base);
-    free(d);
-    int fd = mkstemp(o->tmp);
+    stale_sweep(o->path);
+    int fd = -1, e = 0;
+    for (int tries = 0; fd < 0 && tries < 100; tries++) {
+        free(o->tmp);
+        if (!(o->tmp = temp_template(o->path, err))) { free(o->path); o->path = NULL; return err->code; }
+        if ((fd = mkostemp(o->tmp, O_CLOEXEC)) < 0) { e = errno; break; }
+        int r = lock_fresh_temp(fd, o->tmp);
+        if (r <= 0) {
+            e = errno;
+            close(fd);
+            fd = -1;
+            if (r < 0) { unlink(o->tmp); break; }
+        }
+    }
     if (fd < 0) {
-        int e = errno;
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot create: %s", path, strerror(e ? e : EEXIST));
         free(o->path); free(o->tmp);
-        return llmq_errorf(err, LLMQ_EIO, "%s: cannot create: %s", path, strerror(e));
+        o->path = o->tmp = NULL;
+        return rc;
     }
     fchmod(fd, 0644);
-    o->fp = fdopen(fd, "wb");
-    if (!o->fp) {
-        close(fd); unlink(o->tmp); free(o->path); free(o->tmp);
-        return llmq_errorf(err, LLMQ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    o->fd = fd;
+    o->cap = (size_t)1 << 16;
+    if (!(o->buf = llmq_malloc(o->cap, err))) {
+        int rc = err ? err->code : LLMQ_ENOMEM;
+        llmq_out_abort(o);
+        return rc;
     }
     return LLMQ_OK;
 }
 
 int llmq_out_write(llmq_out *o, const void *buf, size_t n, llmq_err *err)
 {
-    if (n && fwrite(buf, 1, n, o->fp) != n) {
-        o->failed = 1;
-        return llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    if (o->failed) return llmq_errorf(err, LLMQ_EIO, "%s: write after a failed write", o->path);
+    if (o->is_stdout) {
+        if (n && fwrite(buf, 1, n, o->fp) != n) {
+            o->failed = 1;
+            return llmq_errorf(err, LLMQ_EIO, "<stdout>: write failed: %s", strerror(errno));
+        }
+        return LLMQ_OK;
     }
+    if (o->len + n <= o->cap) {
+        memcpy(o->buf + o->len, buf, n);
+        o->len += n;
+        return LLMQ_OK;
+    }
+    if (write_all(o->fd, o->buf, o->len) != 0) return out_fail(o, "write failed", errno, err);
+    o->len = 0;
+    if (n >= o->cap) {
+        if (write_all(o->fd, buf, n) != 0) return out_fail(o, "write failed", errno, err);
+        return LLMQ_OK;
+    }
+    memcpy(o->buf, buf, n);
+    o->len = n;
     return LLMQ_OK;
 }
 
@@ -307,40 +420,45 @@ int llmq_out_commit(llmq_out *o, llmq_err *err)
         if (fflush(stdout) != 0) rc = llmq_errorf(err, LLMQ_EIO, "<stdout>: write failed: %s", strerror(errno));
         free(o->path);
         memset(o, 0, sizeof *o);
+        o->fd = -1;
         return rc;
     }
-    if (fflush(o->fp) != 0 || fsync(fileno(o->fp)) != 0) {
-        rc = llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    if (o->failed) rc = llmq_errorf(err, LLMQ_EIO, "%s: not committed after a failed write", o->path);
+    else if (write_all(o->fd, o->buf, o->len) != 0) rc = out_fail(o, "write failed", errno, err);
+    else if (fsync(o->fd) != 0 && errno != EINVAL && errno != ENOTSUP) rc = out_fail(o, "fsync failed", errno, err);
+    if (rc) { llmq_out_abort(o); return rc; }
+    o->len = 0;
+    /* close (where NFS reports late errors) before the rename, but keep the
+     * lock through a duplicate until the temp name is gone */
+    int lockfd = dup(o->fd), fd = o->fd;
+    o->fd = lockfd;
+    if (lockfd < 0 || (close(fd) != 0 && errno != EINTR)) {
+        rc = out_fail(o, "close failed", errno, err);
+        if (lockfd < 0) o->fd = fd;
         llmq_out_abort(o);
         return rc;
     }
-    if (fclose(o->fp) != 0) {
-        o->fp = NULL;
-        rc = llmq_errorf(err, LLMQ_EIO, "%s: write failed: %s", o->path, strerror(errno));
-        llmq_out_abort(o);
-        return rc;
-    }
-    o->fp = NULL;
     if (rename(o->tmp, o->path) != 0) {
         rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", o->path, strerror(errno));
         llmq_out_abort(o);
         return rc;
     }
+    close(lockfd);
     fsync_dir_of(o->path);
-    free(o->path); free(o->tmp);
+    free(o->path); free(o->tmp); free(o->buf);
     memset(o, 0, sizeof *o);
+    o->fd = -1;
     return LLMQ_OK;
 }
 
 void llmq_out_abort(llmq_out *o)
 {
     if (!o->path) return;
-    if (!o->is_stdout) {
-        if (o->fp) fclose(o->fp);
-        if (o->tmp) unlink(o->tmp);
-    }
-    free(o->path); free(o->tmp);
+    if (!o->is_stdout && o->tmp) unlink(o->tmp);
+    if (!o->is_stdout && o->fd >= 0) close(o->fd);
+    free(o->path); free(o->tmp); free(o->buf);
     memset(o, 0, sizeof *o);
+    o->fd = -1;
 }
 
 static void rm_tree(const char *path)
@@ -383,6 +501,7 @@ static int replaceable_dir(const char *path)
 int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err)
 {
     memset(d, 0, sizeof *d);
+    d->lockfd = -1;
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     char *given = llmq_malloc(n + 1, err);
@@ -397,16 +516,20 @@ int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err)
         free(d->path); d->path = NULL;
         return rc;
     }
-    char *dir = llmq_path_dir(d->path, err);
-    if (!dir) { free(d->path); d->path = NULL; return err->code; }
-    const char *base = strrchr(d->path, '/') ? strrchr(d->path, '/') + 1 : d->path;
-    size_t tn = strlen(dir) + strlen(base) + 32;
-    d->tmp = llmq_malloc(tn, err);
-    if (!d->tmp) { free(dir); free(d->path); d->path = NULL; return err->code; }
-    snprintf(d->tmp, tn, "%s/.%s.tmpXXXXXX", dir, base);
-    free(dir);
-    if (!mkdtemp(d->tmp)) {
-        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot create directory: %s", d->path, strerror(errno));
+    stale_sweep(d->path);
+    int e = 0;
+    for (int tries = 0; d->lockfd < 0 && tries < 100; tries++) {
+        free(d->tmp);
+        if (!(d->tmp = temp_template(d->path, err))) { free(d->path); d->path = NULL; return err->code; }
+        if (!mkdtemp(d->tmp)) { e = errno; break; }
+        int fd = open(d->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = fd < 0 ? -1 : lock_fresh_temp(fd, d->tmp);
+        if (r > 0) { d->lockfd = fd; break; }
+        e = errno;
+        if (fd >= 0) close(fd);
+        if (r < 0) { rmdir(d->tmp); break; }
+    }
+    if (d->lockfd < 0) {
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot create directory: %s", d->path, strerror(e ? e : EEXIST));
         free(d->tmp); free(d->path); d->path = d->tmp = NULL;
         return rc;
     }
@@ -419,42 +542,84 @@ char *llmq_outdir_file(const llmq_outdir *d, const char *name, llmq_err *err)
     return llmq_path_join(d->tmp, name, err);
 }
 
+/* Messages about files in the temp directory name them at the output path. */
+static void outdir_rename_msg(const llmq_outdir *d, llmq_err *err)
+{
+    if (!err || !d->tmp || !d->path) return;
+    char *at = strstr(err->msg, d->tmp);
+    if (!at) return;
+    char rest[sizeof err->msg];
+    snprintf(rest, sizeof rest, "%s", at + strlen(d->tmp));
+    size_t pre = (size_t)(at - err->msg);
+    snprintf(at, sizeof err->msg - pre, "%s%s", d->path, rest);
+}
+
 int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
 {
     struct stat st;
-    char *old = NULL;
     if (stat(d->path, &st) == 0) {
-        /* replace an existing output directory: move it aside first */
-        size_t n = strlen(d->path) + 16;
-        old = llmq_malloc(n, err);
-        if (!old) return err->code;
-        snprintf(old, n, "%s.old%d", d->path, (int)getpid());
-        if (rename(d->path, old) != 0) {
+        /* swap the new directory in and the old one out in one step; the
+         * old one, now under the temp name, is removed after */
+        if (renameat2(AT_FDCWD, d->tmp, AT_FDCWD, d->path, RENAME_EXCHANGE) == 0) {
+            fsync_dir_of(d->path);
+            rm_tree(d->tmp);
+            close(d->lockfd);
+            free(d->path); free(d->tmp);
+            d->path = d->tmp = NULL;
+            d->lockfd = -1;
+            return LLMQ_OK;
+        }
+        if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
             int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot replace: %s", d->path, strerror(errno));
+            llmq_outdir_abort(d);
+            return rc;
+        }
+        /* no RENAME_EXCHANGE here: move the old directory aside under a
+         * temp name (an empty directory a rename may replace), then in */
+        char *old = temp_template(d->path, err);
+        if (!old) { int rc = err->code; llmq_outdir_abort(d); return rc; }
+        if (!mkdtemp(old) || rename(d->path, old) != 0) {
+            int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot replace: %s", d->path, strerror(errno));
+            rmdir(old);
             free(old);
             llmq_outdir_abort(d);
             return rc;
         }
-    }
-    if (rename(d->tmp, d->path) != 0) {
-        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", d->path, strerror(errno));
-        if (old) rename(old, d->path);
+        if (rename(d->tmp, d->path) != 0) {
+            int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", d->path, strerror(errno));
+            rename(old, d->path);
+            free(old);
+            llmq_outdir_abort(d);
+            return rc;
+        }
+        rm_tree(old);
         free(old);
+    } else if (rename(d->tmp, d->path) != 0) {
+        int rc = llmq_errorf(err, LLMQ_EIO, "%s: cannot rename into place: %s", d->path, strerror(errno));
         llmq_outdir_abort(d);
         return rc;
     }
-    if (old) { rm_tree(old); free(old); }
+    close(d->lockfd);
     fsync_dir_of(d->path);
     free(d->path); free(d->tmp);
     d->path = d->tmp = NULL;
+    d->lockfd = -1;
     return LLMQ_OK;
 }
 
 void llmq_outdir_abort(llmq_outdir *d)
 {
     if (d->tmp) rm_tree(d->tmp);
+    if (d->lockfd >= 0 && d->path) close(d->lockfd);
     free(d->path); free(d->tmp);
     d->path = d->tmp = NULL;
+    d->lockfd = -1;
+}
+
+void llmq_outdir_fail(llmq_outdir *d, llmq_err *err)
+{
+    outdir_rename_msg(d, err);
+    llmq_outdir_abort(d);
 }
 
 int llmq_copy_file(const char *src, const char *dst, llmq_err *err)

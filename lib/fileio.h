@@ -42,18 +42,27 @@ int llmq_read_stream(const char *path, uint64_t max, char **out, size_t *len, ll
  * and the shared references were tokenized so.  keep_cr: bytes as they are. */
 int llmq_read_text(const char *path, int keep_cr, char **out, size_t *len, llmq_err *err);
 
-/* Atomic output: bytes go to a temp file beside path; commit fsyncs, renames
- * over path and fsyncs the directory, so readers see the old file or the
- * whole new one, never half.  abort removes the temp file.  path "-" writes
+/* Atomic output: bytes go to a temp file ".NAME.llmq-XXXXXX" beside path;
+ * commit fsyncs, closes, renames over path and fsyncs the directory, so
+ * readers see the old file or the whole new one, never half.  abort removes
+ * the temp file.  Any failure to write, fsync or close (ENOSPC, EFBIG under
+ * a file size limit with SIGXFSZ ignored, EIO) is LLMQ_EIO "PATH: write
+ * failed: ..." naming path, never the temp; after it, commit refuses and
+ * only abort is left.  The temp is flock'ed while its writer lives: open
+ * first removes the temps of path that no live process holds (left by a
+ * run killed with -9), and never one that is held.  path "-" writes
  * to stdout directly (no atomicity possible).  An existing path must be a
  * regular file: a device, FIFO, socket or directory is refused (LLMQ_EUSAGE)
  * rather than replaced by the rename.  A symbolic link is resolved and the
  * file it names is replaced (the link stays); a dangling one is refused
  * (LLMQ_EUSAGE).  o->path is the file replaced. */
 typedef struct {
-    FILE *fp;
+    FILE *fp;            /* stdout for "-", else NULL */
+    int fd;              /* the temp file, locked (flock) until renamed */
     char *path;
     char *tmp;
+    uint8_t *buf;        /* bytes not yet written to fd */
+    size_t len, cap;
     int is_stdout;
     int failed;
 } llmq_out;
@@ -66,19 +75,25 @@ void llmq_out_abort(llmq_out *o);
 /* Atomic output directory: files are written into a fresh temp directory
  * beside path; commit renames it to path (which must not exist, or is an
  * existing directory llmq made, replaced whole: one that is empty or holds a
- * config.json; any other is refused, LLMQ_EUSAGE).  An existing path that is
+ * config.json; any other is refused, LLMQ_EUSAGE).  The temp directory is
+ * ".NAME.llmq-XXXXXX", flock'ed and swept like llmq_out's temp; an existing
+ * path is swapped out with RENAME_EXCHANGE where the file system has it.  An existing path that is
  * not a directory is refused (LLMQ_EUSAGE); a symbolic link to a directory
  * is resolved and the directory it names is replaced; a dangling one is
  * refused. */
 typedef struct {
     char *path;
     char *tmp;
+    int lockfd;          /* the temp directory, flock'ed until committed */
 } llmq_outdir;
 int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err);
 /* Path of name inside the temp directory (malloc'ed). */
 char *llmq_outdir_file(const llmq_outdir *d, const char *name, llmq_err *err);
 int llmq_outdir_commit(llmq_outdir *d, llmq_err *err);
 void llmq_outdir_abort(llmq_outdir *d);
+/* abort after a failure reported in err: a message naming a file by its
+ * temp path (a write into the temp directory failed) names it at path. */
+void llmq_outdir_fail(llmq_outdir *d, llmq_err *err);
 
 /* Copy a small file (config.json, tokenizer.json) byte for byte. */
 int llmq_copy_file(const char *src, const char *dst, llmq_err *err);

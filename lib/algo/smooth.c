@@ -591,7 +591,7 @@ int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dt
         if (!rc) rc = write_config(m, &od, dt, x.add_attn_bias, err);
         if (!rc) rc = llmq_copy_model_files(&od, m->ckpt.dir, 0, err);
         if (!rc) rc = llmq_outdir_commit(&od, err);
-        else llmq_outdir_abort(&od);
+        else llmq_outdir_fail(&od, err);
     }
     free(path);
     llmq_st_writer_free(w);

@@ -460,7 +460,7 @@ int llmq_tmodel_write(const llmq_tmodel *tm, const llmq_model *src, llmq_dtype d
     if (!rc) rc = llmq_copy_model_files(&od, src->ckpt.dir, 0, err);
     if (!rc) rc = write_config(tm, src->ckpt.dir, cfg_dt, &od, err);
     if (!rc) rc = llmq_outdir_commit(&od, err);
-    else if (have_od) llmq_outdir_abort(&od);
+    else if (have_od) llmq_outdir_fail(&od, err);
     llmq_st_writer_free(w);
     free(path);
     free(fc);
