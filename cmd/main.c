@@ -1,4 +1,5 @@
 /* main.c - the llmq command table and dispatch. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "common.h"
@@ -38,6 +39,10 @@ static const command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* Over a file size limit (ulimit -f) write(2) then fails with EFBIG,
+     * which the atomic writer reports and cleans up after; by default the
+     * signal would kill llmq silently and leave the temp file behind. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) { usage(stderr); return LLMQ_EUSAGE; }
     const char *a = argv[1];
     int opt = !strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--version");
