@@ -69,10 +69,14 @@ build-san/tests/%: tests/unit/%.c build-san/libllmq.a tests/test.h
 build/tools/%: tests/tools/%.c build/libllmq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< build/libllmq.a $(LDLIBS)
+# LD_PRELOAD fault injection for the write fault tests (no libllmq in it)
+build/tools/faultfs.so: tests/tools/preload/faultfs.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $< -ldl
 
 units: $(UNITS)
 san-units: $(SAN_UNITS)
-tools: $(TOOLS)
+tools: $(TOOLS) build/tools/faultfs.so
 
 check: llmq units san-units tools
 	@sh tests/run.sh
