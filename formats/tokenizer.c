@@ -134,6 +134,8 @@ static size_t u8_put(uint8_t *o, uint32_t cp)
     return 4;
 }
 
+static size_t u8_prev(const uint8_t *s, size_t i);
+
 /* Regex class of a code point; invalid bytes are "other" (neither \s, \p{L}
  * nor \p{N}), which keeps them in their own pre-tokens. */
 static inline int cp_class(uint32_t cp)
@@ -390,9 +392,10 @@ static int nfc_append(tbuf *out, const uint8_t *s, size_t n)
 
 /* ---------------------------------------------------------------- the tokenizer */
 
-enum { NORM_NFC = 1, NORM_PREPEND, NORM_REPLACE };
+enum { NORM_NFC = 1, NORM_PREPEND, NORM_REPLACE, NORM_STRIP };
 typedef struct {
     int kind;
+    int left, right;                 /* Strip: which ends */
     char *a, *b; size_t alen, blen;  /* Replace: pattern a (String) -> content b */
     llmq_re *re;                     /* Replace: a Regex pattern instead of a */
 } norm_step;
@@ -654,6 +657,11 @@ static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const ch
     norm_step s = { 0 };
     if (!strcmp(ty, "NFC")) {
         s.kind = NORM_NFC;
+    } else if (!strcmp(ty, "Strip")) {
+        /* normalizers/strip.rs: Strip::new(true, true) by default */
+        s.kind = NORM_STRIP;
+        if ((rc = jbool(c, n, "strip_left", field, 1, &s.left))) return rc;
+        if ((rc = jbool(c, n, "strip_right", field, 1, &s.right))) return rc;
     } else if (!strcmp(ty, "Prepend")) {
         const char *p;
         if ((rc = jstr(c, n, "prepend", field, &p))) return rc;
@@ -675,7 +683,7 @@ static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const ch
     } else {
         char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': normalizer type '%s' is not supported "
-                           "(supported: NFC, Prepend, Replace, Sequence)", c->path, field, llmq_quote(q, ty));
+                           "(supported: NFC, Prepend, Replace, Strip, Sequence)", c->path, field, llmq_quote(q, ty));
     }
     norm_step *nn = realloc(t->norm, (t->n_norm + 1) * sizeof *nn);
     if (!nn) { free(s.a); free(s.b); llmq_re_free(s.re); return llmq_errorf(c->err, LLMQ_ENOMEM, "out of memory"); }
@@ -758,6 +766,19 @@ static int normalize(const llmq_tok *t, const uint8_t *s, size_t n, tbuf *out, t
             if (nfc_append(tmp, out->b, out->len)) return -1;
             if (tmp->len > max) return -4;
             break;
+        case NORM_STRIP: {          /* char::is_whitespace at either end */
+            size_t a = 0, b = out->len, l;
+            if (st->left)
+                while (a < b && cls_at(out->b, b, a, &l) == LLMQ_UC_SPACE) a += l;
+            if (st->right)
+                while (b > a) {
+                    size_t p = u8_prev(out->b, b);
+                    if (p < a || cls_at(out->b, b, p, &l) != LLMQ_UC_SPACE || p + l != b) break;
+                    b = p;
+                }
+            if (tbuf_add(tmp, out->b + a, b - a)) return -1;
+            break;
+        }
         case NORM_PREPEND:          /* normalizers/prepend.rs: only if non-empty */
             if (out->len && st->alen > max - out->len) return -4;
             if (out->len && (tbuf_add(tmp, st->a, st->alen) || tbuf_add(tmp, out->b, out->len))) return -1;
@@ -782,6 +803,50 @@ static int add_pre(llmq_tok *t, const pre_step *s, llmq_err *err)
     t->pre = np;
     t->pre[t->n_pre++] = *s;
     return 0;
+}
+
+/* Split's "behavior" into *out (SPLIT_*); def < 0: the key is required. */
+static int parse_behavior(const jctx *c, const cJSON *n, const char *field, int def, int *out)
+{
+    static const char *const behs[] = { [SPLIT_ISOLATED] = "Isolated", [SPLIT_REMOVED] = "Removed",
+                                        [SPLIT_MERGED_PREV] = "MergedWithPrevious",
+                                        [SPLIT_MERGED_NEXT] = "MergedWithNext",
+                                        [SPLIT_CONTIGUOUS] = "Contiguous" };
+    const char *beh = NULL;
+    char f[200], q[LLMQ_QUOTE_SIZE];
+    int rc = jstr(c, n, "behavior", field, &beh);
+    if (rc) return rc;
+    snprintf(f, sizeof f, "%s.behavior", field);
+    if (!beh) {
+        if (def < 0) return jfail(c, f, "missing");
+        *out = def;
+        return 0;
+    }
+    for (int k = 0; k < (int)LLMQ_ARRAY_LEN(behs); k++)
+        if (!strcmp(beh, behs[k])) { *out = k; return 0; }
+    return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Split behavior '%s' is not one of Isolated, "
+                       "Removed, MergedWithPrevious, MergedWithNext, Contiguous", c->path, f, llmq_quote(q, beh));
+}
+
+/* Patterns of the pre-tokenizers HF writes with char predicates or a fixed
+ * regex; a one-character class matches each character alone, as a char
+ * predicate's find_matches does. */
+#define RE_WHITESPACE "\\s"                     /* char::is_whitespace (White_Space) */
+#define RE_NUMERIC "\\p{N}"                     /* char::is_numeric: Nd, Nl, No */
+#define RE_WORDS "\\w+|[^\\w\\s]+"              /* pre_tokenizers/whitespace.rs */
+/* is_ascii_punctuation || is_punctuation (the P categories) */
+#define RE_PUNCT "[\\p{P}\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E]"
+
+/* A Split step on a fixed pattern, appended to t. */
+static int add_fixed_split(llmq_tok *t, const jctx *c, const char *field, const char *re, size_t len,
+                           int literal, int behavior, int invert)
+{
+    pre_step s = { .kind = PRE_SPLIT, .behavior = behavior, .invert = invert };
+    char where[400];
+    snprintf(where, sizeof where, "%s: '%s'", c->path, field);
+    int rc = llmq_re_new(&s.re, re, len, literal, where, c->err);
+    if (!rc && (rc = add_pre(t, &s, c->err))) llmq_re_free(s.re);
+    return rc;
 }
 
 static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *field)
@@ -817,27 +882,15 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
                 return rc;
         }
     } else if (!strcmp(ty, "Split")) {
-        static const char *const behs[] = { [SPLIT_ISOLATED] = "Isolated", [SPLIT_REMOVED] = "Removed",
-                                            [SPLIT_MERGED_PREV] = "MergedWithPrevious",
-                                            [SPLIT_MERGED_NEXT] = "MergedWithNext",
-                                            [SPLIT_CONTIGUOUS] = "Contiguous" };
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const char *re = NULL, *str = NULL, *beh = NULL;
-        char f[160], q[LLMQ_QUOTE_SIZE], where[400];
+        const char *re = NULL, *str = NULL;
+        char f[160], where[400];
         snprintf(f, sizeof f, "%s.pattern", field);
         if (!cJSON_IsObject(p)) return jfail(c, f, "expected an object");
         if ((rc = jstr(c, p, "Regex", f, &re)) || (rc = jstr(c, p, "String", f, &str))) return rc;
-        if ((rc = jstr(c, n, "behavior", field, &beh))) return rc;
-        if ((rc = jbool(c, n, "invert", field, 0, &s.invert))) return rc;
         if (!re == !str) return jfail(c, f, "expected {\"Regex\": ...} or {\"String\": ...}");
-        if (!beh) { snprintf(where, sizeof where, "%s.behavior", field); return jfail(c, where, "missing"); }
-        s.behavior = -1;
-        for (int k = 0; k < (int)LLMQ_ARRAY_LEN(behs); k++)
-            if (!strcmp(beh, behs[k])) s.behavior = k;
-        if (s.behavior < 0)
-            return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s.behavior': Split behavior '%s' is not one of "
-                               "Isolated, Removed, MergedWithPrevious, MergedWithNext, Contiguous", c->path,
-                               field, llmq_quote(q, beh));
+        if ((rc = parse_behavior(c, n, field, -1, &s.behavior))) return rc;
+        if ((rc = jbool(c, n, "invert", field, 0, &s.invert))) return rc;
         s.kind = PRE_SPLIT;
         s.pattern = re ? pattern_id(re) : 0;
         snprintf(where, sizeof where, "%s: '%s'", c->path, f);
@@ -868,10 +921,38 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         }
         if (!aps) s.prepend_scheme = PREPEND_NEVER;
         s.split = split;
+    } else if (!strcmp(ty, "Digits")) {
+        int each;
+        if ((rc = jbool(c, n, "individual_digits", field, 0, &each))) return rc;
+        return add_fixed_split(t, c, field, RE_NUMERIC, strlen(RE_NUMERIC), 0,
+                               each ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0);
+    } else if (!strcmp(ty, "WhitespaceSplit")) {
+        return add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), 0, SPLIT_REMOVED, 0);
+    } else if (!strcmp(ty, "Whitespace")) {
+        return add_fixed_split(t, c, field, RE_WORDS, strlen(RE_WORDS), 0, SPLIT_REMOVED, 1);
+    } else if (!strcmp(ty, "Punctuation")) {
+        int beh;
+        if ((rc = parse_behavior(c, n, field, SPLIT_ISOLATED, &beh))) return rc;
+        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), 0, beh, 0);
+    } else if (!strcmp(ty, "BertPreTokenizer")) {
+        if ((rc = add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), 0, SPLIT_REMOVED, 0)))
+            return rc;
+        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), 0, SPLIT_ISOLATED, 0);
+    } else if (!strcmp(ty, "CharDelimiterSplit")) {
+        const char *d;
+        size_t dl;
+        if ((rc = jstr(c, n, "delimiter", field, &d))) return rc;
+        if (!d || !one_char(d, &dl)) {
+            char f[160]; snprintf(f, sizeof f, "%s.delimiter", field);
+            return jfail(c, f, "expected one character");
+        }
+        return add_fixed_split(t, c, field, d, dl, 1, SPLIT_REMOVED, 0);
     } else {
         char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': pre_tokenizer type '%s' is not supported "
-                           "(supported: ByteLevel, Split, Metaspace, Sequence)", c->path, field, llmq_quote(q, ty));
+                           "(supported: ByteLevel, Split, Metaspace, Digits, Whitespace, WhitespaceSplit, "
+                           "Punctuation, CharDelimiterSplit, BertPreTokenizer, Sequence)", c->path, field,
+                           llmq_quote(q, ty));
     }
     if ((rc = add_pre(t, &s, c->err))) llmq_re_free(s.re);
     return rc;

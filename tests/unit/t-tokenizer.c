@@ -537,6 +537,69 @@ TEST(pretokenizer_patterns)
     pretok_is("null", "{\"type\":\"NFC\"}", "e\xcc\x81 \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xc3\xa9 \xea\xb0\x81");
 }
 
+/* Pieces as a JSON array, for comparison with HF's. */
+static int collect_json(void *ctx, const char *p, size_t n, int32_t id)
+{
+    (void)id;
+    char *b = malloc(n + 1);
+    if (!b) return 1;
+    memcpy(b, p, n);
+    b[n] = 0;
+    cJSON *s = cJSON_CreateString(b);
+    free(b);
+    return !s || !cJSON_AddItemToArray(ctx, s);
+}
+
+/* testdata/tok/ref/pretok.json: normalizers and pre-tokenizers (Split with
+ * every behaviour, inverted, on strings, empty matches, look-behind; Digits,
+ * Whitespace, WhitespaceSplit, Punctuation, CharDelimiterSplit,
+ * BertPreTokenizer; Strip, Replace with regexes) on tricky texts, with the
+ * pieces HF tokenizers 0.23.2 gives (tests/tools/pretok-ref.py, run on the
+ * device machine).  Each case runs with the scanners and on Oniguruma. */
+TEST(pretok_reference)
+{
+    char *js = NULL;
+    size_t len = 0;
+    llmq_err err = { 0 };
+    CHECK_MSG(!llmq_read_file("testdata/tok/ref/pretok.json", &js, &len, &err), "%s", err.msg);
+    cJSON *root = js ? cJSON_ParseWithLength(js, len) : NULL;
+    free(js);
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "cases");
+    CHECK(cJSON_GetArraySize(cases) > 300);
+    int i = 0, bad = 0;
+    for (const cJSON *c = cases ? cases->child : NULL; c; c = c->next, i++) {
+        cJSON *tj = cJSON_CreateObject();
+        cJSON_AddItemToObject(tj, "normalizer", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "normalizer"), 1));
+        cJSON_AddItemToObject(tj, "pre_tokenizer",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "pre_tokenizer"), 1));
+        cJSON_AddItemToObject(tj, "model", cJSON_Parse("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}"));
+        char *tjs = cJSON_PrintUnformatted(tj);
+        cJSON_Delete(tj);
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "text"));
+        char *want = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "pieces"));
+        int rc;
+        llmq_tok *t = load_json(tjs, &err, &rc);
+        CHECK_MSG(rc == 0, "case %d: %s", i, err.msg);
+        for (int sc = 1; t && sc >= 0; sc--) {
+            llmq_tok_set_scanners(t, sc);
+            cJSON *got = cJSON_CreateArray();
+            CHECK_MSG(!llmq_tok_pretokenize(t, text, strlen(text), collect_json, got, &err), "%s", err.msg);
+            char *gs = cJSON_PrintUnformatted(got);
+            if (strcmp(gs, want) && bad++ < 10)
+                CHECK_MSG(0, "case %d (%s): %s\n    on %s\n    gives %s\n    HF    %s", i, sc ? "scanners" : "Oniguruma",
+                          tjs, cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "text")), gs, want);
+            free(gs);
+            cJSON_Delete(got);
+        }
+        if (bad) test_failed_now = 1;
+        llmq_tok_free(t);
+        free(tjs);
+        free(want);
+    }
+    printf("  %d normalizer / pre-tokenizer cases against HF, %d differ\n", i, bad);
+    cJSON_Delete(root);
+}
+
 TEST(added_token_flags)
 {
     /* lstrip / rstrip swallow neighbouring whitespace; single_word needs
