@@ -245,6 +245,39 @@ static int dup_check(const cJSON *root, const char *name, llmq_err *err)
                        llmq_quote(qp, path));
 }
 
+/* ---- resource bounds ---- */
+
+int llmq_json_bounds(const char *text, size_t len, const char *name, int max_depth, size_t max_values,
+                     llmq_err *err)
+{
+    const uint8_t *s = (const uint8_t *)text;
+    size_t values = 1;
+    int depth = 0, opened = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = s[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+        /* the first thing after '[' or '{' other than its close is a value */
+        if (opened && c != ']' && c != '}') values++;
+        opened = 0;
+        if (c == '"') {
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return llmq_errorf(err, LLMQ_EFORMAT, "%s: JSON nested deeper than %d levels at byte %zu (llmq's limit)",
+                                   name, max_depth, i);
+            opened = 1;
+        } else if (c == ']' || c == '}') {
+            if (depth > 0) depth--;
+        } else if (c == ',') {
+            values++;
+        }
+        if (values > max_values)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: more than %zu JSON values (llmq's limit)", name, max_values);
+    }
+    return LLMQ_OK;
+}
+
 /* ---- the parser ---- */
 
 int llmq_json_parse(const char *text, size_t len, const char *name, cJSON **out, llmq_err *err)
@@ -253,6 +286,8 @@ int llmq_json_parse(const char *text, size_t len, const char *name, cJSON **out,
     if (!text) len = 0;
     const uint8_t *s = (const uint8_t *)text;
     const char *end = NULL;
+    int brc = llmq_json_bounds(text, len, name, LLMQ_JSON_MAX_DEPTH, LLMQ_JSON_MAX_VALUES, err);
+    if (brc) return brc;
     cJSON *root = len ? cJSON_ParseWithLengthOpts(text, len, &end, 0) : NULL;
     lex_err le = { 0 };
     if (!root) {

@@ -7,6 +7,21 @@
 #include <cjson/cJSON.h>
 #include "../lib/llmq-int.h"
 
+/* Resource bounds on a JSON text, checked in one pass over the bytes before
+ * cJSON builds its tree (about 64 bytes a value): the largest tokenizer.json
+ * of a released model family seen (Gemma 3, 33 MB) holds 1.86M values at
+ * depth 6. */
+#define LLMQ_JSON_MAX_DEPTH  64
+#define LLMQ_JSON_MAX_VALUES ((size_t)1 << 23)
+
+/* Refuse text[0..len) nested deeper than max_depth arrays/objects or holding
+ * more than max_values values (members and elements, at any depth, and the
+ * top value): LLMQ_EFORMAT "name: JSON nested deeper than N levels" /
+ * "name: more than N JSON values", each "(llmq's limit)".  The count is
+ * exact for valid JSON; malformed text is left for the parser to refuse. */
+int llmq_json_bounds(const char *text, size_t len, const char *name, int max_depth, size_t max_values,
+                     llmq_err *err);
+
 /* Parse text[0..len) (need not be NUL-terminated) as one JSON value into
  * *out (the caller cJSON_Deletes it), refusing what Python's json module,
  * which transformers reads these files with, refuses or reads differently:
@@ -16,7 +31,9 @@
  *     JSON's grammar (01, 1., .5);
  *   - an object with a key twice (cJSON would keep the first, Python the
  *     last, so the two would read different files);
- *   - \u0000 in a string (cJSON's C strings would silently cut it short).
+ *   - \u0000 in a string (cJSON's C strings would silently cut it short);
+ *   - more than LLMQ_JSON_MAX_VALUES values or nesting deeper than
+ *     LLMQ_JSON_MAX_DEPTH (llmq_json_bounds), before any tree is built.
  * Errors: LLMQ_EFORMAT, one line "name: what is wrong" with the byte offset
  * or, for a duplicate key, where in the document; LLMQ_ENOMEM.  name is used
  * in messages only.  Time and memory are linear in len. */
