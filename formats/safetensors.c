@@ -249,6 +249,8 @@ static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err 
         }
     }
 
+    int brc = llmq_json_bounds((const char *)h, (size_t)n, f->path, LLMQ_JSON_MAX_DEPTH, LLMQ_JSON_MAX_VALUES, err);
+    if (brc) return brc;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)h, (size_t)n, &end, 0);
     if (!root) {
@@ -279,6 +281,11 @@ static int st_parse(llmq_st_file *f, const uint8_t *buf, uint64_t len, llmq_err 
         } else {
             count++;
         }
+    }
+    if (count > LLMQ_ST_MAX_TENSORS) {
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: header lists %zu tensors, more than %zu (llmq's limit)", f->path,
+                         count, LLMQ_ST_MAX_TENSORS);
+        goto out;
     }
     if (meta && (rc = parse_metadata(f, meta, err))) goto out;
 

@@ -30,6 +30,11 @@ typedef enum {
 
 #define LLMQ_ST_MAX_DIMS 8
 #define LLMQ_ST_MAX_HEADER (100u * 1024 * 1024)  /* as the reference parser */
+/* Tensors in one file: a 100 MiB header could name 2M, and cJSON's tree of
+ * it take gigabytes; the header is also held to LLMQ_JSON_MAX_VALUES values
+ * and LLMQ_JSON_MAX_DEPTH levels before it is parsed.  The largest single
+ * files of released models hold some thousands of tensors. */
+#define LLMQ_ST_MAX_TENSORS ((size_t)1 << 18)
 
 const char *llmq_dtype_name(llmq_dtype dt);           /* "BF16" */
 int llmq_dtype_from_name(const char *s, llmq_dtype *dt); /* 0 ok, -1 unknown */

@@ -366,11 +366,11 @@ TEST(hostile_json)
     BAD(nul_in_key, "control byte");
     BADJ("{\"a\\u0000b\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[0,1]}}", 1, "escaped NUL", NULL);
     BADJ("{\"\x01\":1}", 0, "control byte", NULL);
-    /* deep nesting: cJSON's limit, not our stack */
+    /* deep nesting: refused by LLMQ_JSON_MAX_DEPTH before cJSON recurses */
     char deep[4200];
     memset(deep, '[', 4100);
     deep[4100] = 0;
-    BADJ(deep, 0, "not valid JSON", NULL);
+    BADJ(deep, 0, "JSON nested deeper than 64 levels", "llmq's limit");
     /* trailing spaces (the writer's padding) and newlines are fine */
     llmq_st_file f;
     uint8_t *b;
