@@ -265,13 +265,13 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
                          path, llmq_quote(q, ver), LLMQ_STATS_VERSION);
         goto out;
     }
-    if ((rc = meta_int(&f, "n_layers", 1, 100000, &v, err))) goto out;
+    if ((rc = meta_int(&f, "n_layers", 1, LLMQ_STATS_MAX_LAYERS, &v, err))) goto out;
     s->n_layers = (int)v;
     if ((rc = meta_int(&f, "samples", 1, INT32_MAX, &v, err))) goto out;
     s->samples = (int)v;
     if ((rc = meta_int(&f, "seqlen", 2, INT32_MAX, &v, err))) goto out;
     s->seqlen = (int)v;
-    if ((rc = meta_int(&f, "keep", 0, 1 << 24, &v, err))) goto out;
+    if ((rc = meta_int(&f, "keep", 0, LLMQ_STATS_MAX_KEEP, &v, err))) goto out;
     s->n_keep = (int)v;
     if ((rc = meta_int(&f, "tokens", 0, INT64_MAX, &v, err))) goto out;
     s->tokens = v;
@@ -296,7 +296,7 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
             llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
             snprintf(name, sizeof name, "layers.%d.%s.absmax", l, site_names[k]);
             const llmq_st_tensor *t = llmq_st_find(&f, name);
-            if (!t || t->ndim != 1 || t->shape[0] < 1 || t->shape[0] > (1 << 24)) {
+            if (!t || t->ndim != 1 || t->shape[0] < 1 || t->shape[0] > LLMQ_STATS_MAX_DIM) {
                 rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is missing or not a vector", path, name);
                 goto out;
             }

@@ -25,6 +25,12 @@
 #ifndef LLMQ_CALIB_STATS_H
 #define LLMQ_CALIB_STATS_H
 
+/* Bounds on a statistics file's counts, checked before anything is sized
+ * by them (see LIMITS in llmq(1)). */
+#define LLMQ_STATS_MAX_LAYERS 100000
+#define LLMQ_STATS_MAX_KEEP   (1 << 24)   /* kept activation rows per linear input */
+#define LLMQ_STATS_MAX_DIM    (1 << 24)   /* channels of one site */
+
 #include "../lib/runner.h"
 
 #define LLMQ_STATS_VERSION "1"
