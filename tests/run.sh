@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/run.sh - what `make check` runs: unit tests (plain and under
-# ASan+UBSan), CLI tests of every subcommand, end-to-end runs on the models
+# ASan+UBSan), CLI tests of every subcommand, a short run of every fuzz
+# target (tests/fuzz/smoke.sh), end-to-end runs on the models
 # in ../shared.  Every suite prints "N passed, N failed"; this script adds
 # them up and prints the total as its last line.
 #   LLMQ_SHARED   where the shared models and data are (default ../shared)
@@ -48,6 +49,8 @@ done
 for t in tests/cli/t[0-9]*.sh; do
     [ -f "$t" ] && run_suite "cli/$(basename "$t" .sh)" sh "$t"
 done
+# libFuzzer targets: build (clang), regression tests, ~10 s of each
+run_suite "fuzz/smoke" sh tests/fuzz/smoke.sh
 if [ "${LLMQ_QUICK:-0}" != 1 ]; then
     for t in tests/e2e/t[0-9]*.sh; do
         [ -f "$t" ] && run_suite "e2e/$(basename "$t" .sh)" sh "$t"
