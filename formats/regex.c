@@ -26,45 +26,6 @@ static void re_init(void)
     onig_set_retry_limit_in_search(LLMQ_RE_RETRY_LIMIT);
 }
 
-/* Copy pat[0..len) to *out with each \w and \W outside a bracket class
- * written [\w] and [\W].  Oniguruma tests a lone \w against its Latin-1
- * ctype table below U+0100, where the fractions and superscripts (\u00bd,
- * \u00b2, of category No) are word characters, but a class tests the
- * Unicode Word property, which leaves them out; Hugging Face tokenizers'
- * Oniguruma build gives the latter for both (pretok_reference checks it:
- * Whitespace's \w+|[^\w\s]+ splits "4\u00bd" into "4", "\u00bd"). */
-static char *word_classes(const char *pat, size_t len, size_t *olen)
-{
-    char *o = malloc(2 * len + 1);
-    if (!o) return NULL;
-    size_t w = 0;
-    int depth = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = pat[i];
-        if (c == '\\' && i + 1 < len) {
-            char d = pat[++i];
-            if (!depth && (d == 'w' || d == 'W')) {
-                o[w++] = '['; o[w++] = '\\'; o[w++] = d; o[w++] = ']';
-            } else {
-                o[w++] = c; o[w++] = d;
-            }
-            continue;
-        }
-        o[w++] = c;
-        if (c == '[') {
-            depth++;
-            /* a ']' first in a class (after an optional '^') is literal */
-            if (i + 1 < len && pat[i + 1] == '^') o[w++] = pat[++i];
-            if (i + 1 < len && pat[i + 1] == ']') o[w++] = pat[++i];
-        } else if (c == ']' && depth) {
-            depth--;
-        }
-    }
-    o[w] = 0;
-    *olen = w;
-    return o;
-}
-
 int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const char *where,
                 llmq_err *err)
 {
@@ -79,14 +40,10 @@ int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const c
     llmq_re *r = calloc(1, sizeof *r);
     if (!r) return llmq_errorf(err, LLMQ_ENOMEM, "out of memory");
     OnigErrorInfo einfo;
-    size_t plen = len;
-    char *fixed = literal ? NULL : word_classes(pat, len, &plen);
-    if (!literal && !fixed) { free(r); return llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); }
-    const UChar *p = (const UChar *)(fixed ? fixed : pat);
+    const UChar *p = (const UChar *)pat;
     /* ASIS: the pattern is plain text, as HF's regex::escape(s) makes it */
-    int rc = onig_new(&r->re, p, p + plen, ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
+    int rc = onig_new(&r->re, p, p + len, ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
                       literal ? ONIG_SYNTAX_ASIS : ONIG_SYNTAX_DEFAULT, &einfo);
-    free(fixed);
     if (rc != ONIG_NORMAL) {
         UChar why[ONIG_MAX_ERROR_MESSAGE_LEN];
         onig_error_code_to_str(why, rc, &einfo);

@@ -833,7 +833,10 @@ static int parse_behavior(const jctx *c, const cJSON *n, const char *field, int 
  * predicate's find_matches does. */
 #define RE_WHITESPACE "\\s"                     /* char::is_whitespace (White_Space) */
 #define RE_NUMERIC "\\p{N}"                     /* char::is_numeric: Nd, Nl, No */
-#define RE_WORDS "\\w+|[^\\w\\s]+"              /* pre_tokenizers/whitespace.rs */
+/* pre_tokenizers/whitespace.rs: \w+|[^\w\s]+ on the Rust regex crate, not
+ * Oniguruma.  Its \w is the Unicode Word property, which Oniguruma gives in
+ * a class; a lone \w there also takes Latin-1's 1/2, 2 and the like (No). */
+#define RE_WORDS "[\\w]+|[^\\w\\s]+"
 /* is_ascii_punctuation || is_punctuation (the P categories) */
 #define RE_PUNCT "[\\p{P}\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E]"
 
