@@ -73,6 +73,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_smooth(int argc, char **argv);
 int cmd_awq(int argc, char **argv);
 int cmd_uptrain_gqa(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 /* "llmq CMD args..." for the record (malloc'ed). */
 char *command_line(const char *cmd, int argc, char **argv);
 

@@ -19,6 +19,7 @@ static const command commands[] = {
     { "verify", cmd_verify, "run a model: perplexity, generation, speed, file integrity" },
     { "pack", cmd_pack, "quantize a model by round-to-nearest into packed int8, int4 or mxint8 files" },
     { "tokenize", cmd_tokenize, "turn text into token ids with the model's tokenizer.json" },
+    { "export", cmd_export, "write a model as a GGUF file that llama.cpp runs" },
 };
 
 static void usage(FILE *fp)

@@ -1,0 +1,80 @@
+/* export.c - `llmq export`: a model as a GGUF file that llama.cpp runs. */
+#include <stdio.h>
+#include "common.h"
+#include "../formats/gguf.h"
+
+static struct {
+    const char *out, *type, *name;
+    int json;
+} o;
+
+static opt_def export_opts[] = {
+    OPT_ROW_OUTPUT(o.out, "FILE.gguf", "write the GGUF file to FILE.gguf (required)"),
+    { "type", OPT_CHOICE, &o.type, NULL, "weight type (default auto)", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0 },
+    { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0 },
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
+};
+
+static const cmd_spec export_spec = {
+    "export", "MODEL -o FILE.gguf [--type auto|f32|f16|bf16|q8_0|q4_0|q4_1] [options]",
+    "Write MODEL (a Hugging Face checkpoint or an llmq packed model) as a GGUF v3\n"
+    "file that llama.cpp loads: architecture llama (Llama, Mistral) or qwen2, the\n"
+    "tokenizer as tokenizer.ggml.* metadata, provenance under llmq.*.",
+    "A checkpoint is rounded to --type as llama-quantize's reference quantizers\n"
+    "round (auto keeps its dtype).  A packed model maps exactly under auto: int4/int3\n"
+    "asym -> Q4_1 (m = -s*z rounded to f16), sym -> Q4_0, mxint8 -> Q8_0, int8 -> Q8_0\n"
+    "when its row scales are f16 values; what no type holds exactly is refused\n"
+    "(status 5).  See llmq-export(1) for the mapping table.",
+    export_opts, 1, 1,
+};
+
+static const struct { const char *name; llmq_gguf_outtype t; } types[] = {
+    { "auto", LLMQ_GGUF_TYPE_AUTO }, { "f32", LLMQ_GGUF_TYPE_F32 }, { "f16", LLMQ_GGUF_TYPE_F16 },
+    { "bf16", LLMQ_GGUF_TYPE_BF16 }, { "q8_0", LLMQ_GGUF_TYPE_Q8_0 }, { "q4_0", LLMQ_GGUF_TYPE_Q4_0 },
+    { "q4_1", LLMQ_GGUF_TYPE_Q4_1 },
+};
+
+int cmd_export(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.type = "auto";
+    char *args[1];
+    int na, rc = opts_parse(&export_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if (!o.out) return cmd_failf("export", LLMQ_EUSAGE, "missing -o FILE.gguf");
+    llmq_gguf_export_opts eo;
+    memset(&eo, 0, sizeof eo);
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(types); i++)
+        if (!strcmp(o.type, types[i].name)) eo.type = types[i].t;
+    eo.name = o.name;
+    char *cl = command_line("export", argc, argv);
+    eo.command = cl;
+
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    double t0 = llmq_now();
+    if ((rc = llmq_model_open(&m, args[0], &err))) { free(cl); return cmd_fail("export", &err); }
+    llmq_gguf_export_stats st;
+    rc = check_outputs(&m, NULL, NULL, o.out, &err);
+    if (!rc) rc = llmq_gguf_export(&m, &eo, o.out, &st, &err);
+    if (rc) rc = cmd_fail("export", &err);
+    else if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", args[0]);
+        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
+        cJSON_AddStringToObject(j, "file_type", st.file_type);
+        cJSON_AddBoolToObject(j, "exact", st.exact);
+        cJSON_AddNumberToObject(j, "q4_1_m_max_abs_err", st.m_max_err);
+        cJSON_AddNumberToObject(j, "q8_0_scale_max_rel_err", st.q8_scale_rel_err);
+        cJSON_AddNumberToObject(j, "tensors", st.tensors);
+        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+        json_emit(j);
+    }
+    llmq_model_close(&m);
+    free(cl);
+    return rc;
+}
