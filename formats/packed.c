@@ -1,8 +1,8 @@
 /* packed.c - write and read llmq packed files (man/llmq-packed.5). */
-#include <regex.h>
 #include <stdio.h>
 #include <zlib.h>
 #include "packed.h"
+#include "regex.h"
 #include "json.h"
 #include "../lib/fileio.h"
 #include "../lib/sha256.h"
@@ -247,20 +247,20 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; pack its float source instead", m->path);
     if (llmq_same_file(out_dir, m->ckpt.dir) || llmq_same_file(out_dir, m->path))
         return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
-    regex_t re;
-    int have_re = 0;
+    /* POSIX ERE on Oniguruma: libonig also exports regcomp/regexec of its
+     * own, which take the place of glibc's in a program linked with it. */
+    llmq_re *re = NULL;
     if (o->skip && *o->skip) {
-        int e = regcomp(&re, o->skip, REG_EXTENDED | REG_NOSUB);
-        if (e) {
-            char msg[128];
-            regerror(e, &re, msg, sizeof msg);
-            return llmq_errorf(err, LLMQ_EUSAGE, "--skip '%s': %s", o->skip, msg);
+        int e = llmq_re_new(&re, o->skip, strlen(o->skip), LLMQ_RE_ERE, "--skip", err);
+        if (e == LLMQ_EUNSUPPORTED) {          /* a bad pattern is a usage error */
+            if (err) err->code = LLMQ_EUSAGE;
+            return LLMQ_EUSAGE;
         }
-        have_re = 1;
+        if (e) return e;
     }
     char digest[65];
     int rc = llmq_model_digest(m, digest, err);
-    if (rc) { if (have_re) regfree(&re); return rc; }
+    if (rc) { llmq_re_free(re); return rc; }
 
     bufs b = { 0 };
     out_file of = { 0 };
@@ -285,7 +285,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
             snprintf(prefix, sizeof prefix, "lm_head");
             lin = 1;
         }
-        int keep = !lin || (have_re && regexec(&re, prefix, 0, NULL, 0) == 0);
+        int keep = !lin || (re && llmq_re_search(re, prefix, strlen(prefix)) == 1);
         int is_float = t->dtype == LLMQ_DT_F32 || t->dtype == LLMQ_DT_BF16 || t->dtype == LLMQ_DT_F16;
         int provided = 0;
         free(tmp);
@@ -366,7 +366,7 @@ out:
     cJSON_Delete(params);
     llmq_st_writer_free(of.w);
     bufs_free(&b);
-    if (have_re) regfree(&re);
+    llmq_re_free(re);
     return rc;
 }
 

@@ -26,7 +26,7 @@ static void re_init(void)
     onig_set_retry_limit_in_search(LLMQ_RE_RETRY_LIMIT);
 }
 
-int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const char *where,
+int llmq_re_new(llmq_re **out, const char *pat, size_t len, llmq_re_syntax syntax, const char *where,
                 llmq_err *err)
 {
     char q[LLMQ_QUOTE_SIZE];
@@ -42,8 +42,9 @@ int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const c
     OnigErrorInfo einfo;
     const UChar *p = (const UChar *)pat;
     /* ASIS: the pattern is plain text, as HF's regex::escape(s) makes it */
-    int rc = onig_new(&r->re, p, p + len, ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
-                      literal ? ONIG_SYNTAX_ASIS : ONIG_SYNTAX_DEFAULT, &einfo);
+    OnigSyntaxType *syn = syntax == LLMQ_RE_LITERAL ? ONIG_SYNTAX_ASIS
+                        : syntax == LLMQ_RE_ERE ? ONIG_SYNTAX_POSIX_EXTENDED : ONIG_SYNTAX_DEFAULT;
+    int rc = onig_new(&r->re, p, p + len, ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, syn, &einfo);
     if (rc != ONIG_NORMAL) {
         UChar why[ONIG_MAX_ERROR_MESSAGE_LEN];
         onig_error_code_to_str(why, rc, &einfo);
@@ -54,6 +55,15 @@ int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const c
     }
     *out = r;
     return LLMQ_OK;
+}
+
+int llmq_re_search(const llmq_re *re, const char *s, size_t n)
+{
+    llmq_re_match *m = NULL;
+    size_t nm = 0, cap = 0;
+    int rc = llmq_re_find_all(re, (const uint8_t *)s, n, &m, &nm, &cap);
+    free(m);
+    return rc ? rc : nm > 0;
 }
 
 void llmq_re_free(llmq_re *re)

@@ -23,14 +23,24 @@ typedef struct { size_t start, end; } llmq_re_match;
 /* Longest pattern accepted, in bytes (real ones are under 300). */
 #define LLMQ_RE_MAX_PATTERN 4096
 
-/* Compile pat[0..len) into *out (free with llmq_re_free).  literal: the
- * pattern is a plain string (tokenizer.json's {"String": ...}), matched as
- * HF matches regex::escape(s).  The error names where (a file and a JSON
- * field, for the message) and Oniguruma's reason.
+/* How a pattern reads. */
+typedef enum {
+    LLMQ_RE_HF,        /* tokenizer.json {"Regex": ...}: Oniguruma's default syntax */
+    LLMQ_RE_LITERAL,   /* tokenizer.json {"String": ...}: plain text, as HF's regex::escape(s) */
+    LLMQ_RE_ERE        /* a POSIX extended regular expression (command-line options) */
+} llmq_re_syntax;
+
+/* Compile pat[0..len) into *out (free with llmq_re_free).  The error names
+ * where (a file and a JSON field, or an option, for the message) and
+ * Oniguruma's reason.
  * Errors: LLMQ_EUNSUPPORTED (Oniguruma refuses the pattern, or it is longer
  * than LLMQ_RE_MAX_PATTERN), LLMQ_ENOMEM. */
-int llmq_re_new(llmq_re **out, const char *pat, size_t len, int literal, const char *where,
+int llmq_re_new(llmq_re **out, const char *pat, size_t len, llmq_re_syntax syntax, const char *where,
                 llmq_err *err);
+
+/* 1 if re matches somewhere in s[0..n), 0 if not, -5 if the search gave up
+ * (LLMQ_RE_RETRY_LIMIT), -1 out of memory. */
+int llmq_re_search(const llmq_re *re, const char *s, size_t n);
 
 void llmq_re_free(llmq_re *re);
 

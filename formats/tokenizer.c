@@ -612,7 +612,7 @@ static int replace_pattern(const jctx *c, const cJSON *obj, const char *field, c
         if (r && re) {
             char where[400];
             snprintf(where, sizeof where, "%s: '%s'", c->path, f);
-            return llmq_re_new(re, r, strlen(r), 0, where, c->err);
+            return llmq_re_new(re, r, strlen(r), LLMQ_RE_HF, where, c->err);
         }
         if (r)
             return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': Regex patterns in a decoder's Replace are "
@@ -842,12 +842,12 @@ static int parse_behavior(const jctx *c, const cJSON *n, const char *field, int 
 
 /* A Split step on a fixed pattern, appended to t. */
 static int add_fixed_split(llmq_tok *t, const jctx *c, const char *field, const char *re, size_t len,
-                           int literal, int behavior, int invert)
+                           llmq_re_syntax syntax, int behavior, int invert)
 {
     pre_step s = { .kind = PRE_SPLIT, .behavior = behavior, .invert = invert };
     char where[400];
     snprintf(where, sizeof where, "%s: '%s'", c->path, field);
-    int rc = llmq_re_new(&s.re, re, len, literal, where, c->err);
+    int rc = llmq_re_new(&s.re, re, len, syntax, where, c->err);
     if (!rc && (rc = add_pre(t, &s, c->err))) llmq_re_free(s.re);
     return rc;
 }
@@ -881,7 +881,8 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
             s.pattern = PAT_GPT2;
             char where[400];
             snprintf(where, sizeof where, "%s: '%s'", c->path, field);
-            if ((rc = llmq_re_new(&s.re, pat_text[PAT_GPT2], strlen(pat_text[PAT_GPT2]), 0, where, c->err)))
+            if ((rc = llmq_re_new(&s.re, pat_text[PAT_GPT2], strlen(pat_text[PAT_GPT2]), LLMQ_RE_HF, where,
+                                  c->err)))
                 return rc;
         }
     } else if (!strcmp(ty, "Split")) {
@@ -897,7 +898,9 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
         s.kind = PRE_SPLIT;
         s.pattern = re ? pattern_id(re) : 0;
         snprintf(where, sizeof where, "%s: '%s'", c->path, f);
-        if ((rc = llmq_re_new(&s.re, re ? re : str, strlen(re ? re : str), !re, where, c->err))) return rc;
+        if ((rc = llmq_re_new(&s.re, re ? re : str, strlen(re ? re : str), re ? LLMQ_RE_HF : LLMQ_RE_LITERAL,
+                              where, c->err)))
+            return rc;
     } else if (!strcmp(ty, "Metaspace")) {
         const char *repl, *scheme;
         int aps, split;
@@ -927,20 +930,20 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
     } else if (!strcmp(ty, "Digits")) {
         int each;
         if ((rc = jbool(c, n, "individual_digits", field, 0, &each))) return rc;
-        return add_fixed_split(t, c, field, RE_NUMERIC, strlen(RE_NUMERIC), 0,
+        return add_fixed_split(t, c, field, RE_NUMERIC, strlen(RE_NUMERIC), LLMQ_RE_HF,
                                each ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0);
     } else if (!strcmp(ty, "WhitespaceSplit")) {
-        return add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), 0, SPLIT_REMOVED, 0);
+        return add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), LLMQ_RE_HF, SPLIT_REMOVED, 0);
     } else if (!strcmp(ty, "Whitespace")) {
-        return add_fixed_split(t, c, field, RE_WORDS, strlen(RE_WORDS), 0, SPLIT_REMOVED, 1);
+        return add_fixed_split(t, c, field, RE_WORDS, strlen(RE_WORDS), LLMQ_RE_HF, SPLIT_REMOVED, 1);
     } else if (!strcmp(ty, "Punctuation")) {
         int beh;
         if ((rc = parse_behavior(c, n, field, SPLIT_ISOLATED, &beh))) return rc;
-        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), 0, beh, 0);
+        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), LLMQ_RE_HF, beh, 0);
     } else if (!strcmp(ty, "BertPreTokenizer")) {
-        if ((rc = add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), 0, SPLIT_REMOVED, 0)))
+        if ((rc = add_fixed_split(t, c, field, RE_WHITESPACE, strlen(RE_WHITESPACE), LLMQ_RE_HF, SPLIT_REMOVED, 0)))
             return rc;
-        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), 0, SPLIT_ISOLATED, 0);
+        return add_fixed_split(t, c, field, RE_PUNCT, strlen(RE_PUNCT), LLMQ_RE_HF, SPLIT_ISOLATED, 0);
     } else if (!strcmp(ty, "CharDelimiterSplit")) {
         const char *d;
         size_t dl;
@@ -949,7 +952,7 @@ static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *fie
             char f[160]; snprintf(f, sizeof f, "%s.delimiter", field);
             return jfail(c, f, "expected one character");
         }
-        return add_fixed_split(t, c, field, d, dl, 1, SPLIT_REMOVED, 0);
+        return add_fixed_split(t, c, field, d, dl, LLMQ_RE_LITERAL, SPLIT_REMOVED, 0);
     } else {
         char q[LLMQ_QUOTE_SIZE];
         return llmq_errorf(c->err, LLMQ_EUNSUPPORTED, "%s: '%s': pre_tokenizer type '%s' is not supported "
