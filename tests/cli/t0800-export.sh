@@ -1,0 +1,140 @@
+#!/bin/sh
+# llmq export: GGUF files that stock llama.cpp (node-llama-cpp's prebuilt CPU
+# build, tests/npm) loads and runs.  Perplexity over the same token windows
+# (llama-perplexity's protocol, ctx 256, 3 windows of dorian_gray.txt) from
+# llama.cpp on the export and from llmq verify on the source must agree
+# within 0.3%; llama.cpp's tokenizer must give llmq's ids; what no GGUF type
+# holds exactly is refused with status 5.
+. "$(dirname "$0")/../lib.sh"
+M=testdata/tiny-qwen2-gqa
+L="$SHARED/models/tiny-llama-mha"
+NPM=${LLMQ_NPM:-tests/npm/node_modules}
+SCORE="node tests/tools/llamacpp-score.mjs"
+EVAL="$SHARED/data/eval/dorian_gray.txt"
+CALIB="$SHARED/data/train/emma.txt"
+FAST="--samples 2 --seqlen 64 --search-tokens 96 --n-grid 4 --loss-windows 1"
+WIN="--ctx 256 --max-windows 3"
+
+expect_out 'usage: llmq export' llmq export --help
+expect_out 'export' llmq --help
+
+# usage errors: 2
+expect_err 2 'missing -o' llmq export $M
+expect_code 2 llmq export $M -o "$TMP/x.gguf" --type q5_0
+expect_err 2 'refusing to overwrite an input' llmq export $M -o $M/model.safetensors
+expect_err 2 'refusing to overwrite an input' llmq export $M -o $M/tokenizer.json
+# bad models: 3 missing, 4 malformed
+expect_err 3 'nope' llmq export "$TMP/nope" -o "$TMP/x.gguf"
+mkdir "$TMP/trunc"; cp $M/config.json $M/tokenizer.json $M/tokenizer_config.json "$TMP/trunc/"
+head -c 100000 $M/model.safetensors >"$TMP/trunc/model.safetensors"
+expect_err 4 'model.safetensors' llmq export "$TMP/trunc" -o "$TMP/x.gguf"
+cp -r $M "$TMP/badcfg"; printf '{"architectures": ["Qwen2ForCausalLM"], ' >"$TMP/badcfg/config.json"
+expect_err 4 'config.json' llmq export "$TMP/badcfg" -o "$TMP/x.gguf"
+# a byte-level tokenizer whose split pattern llama.cpp has no name for: 5
+cp -r $M "$TMP/tokpat"
+python3 - "$M/tokenizer.json" "$TMP/tokpat/tokenizer.json" <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"Regex": "\\s+|\\S+"}, "behavior": "Isolated", "invert": False},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+json.dump(t, open(sys.argv[2], "w"))
+EOF
+expect_err 5 'split pattern is none of' llmq export "$TMP/tokpat" -o "$TMP/x.gguf"
+check "failed exports leave no output" test ! -e "$TMP/x.gguf"
+
+# the source models the exports come from
+expect_code 0 llmq pack $M -o "$TMP/q8" --format int8
+expect_code 0 llmq pack $M -o "$TMP/mx" --format mxint8
+expect_code 0 llmq pack $M -o "$TMP/s64" --format int4 --sym --group 64
+expect_code 0 llmq awq $M -o "$TMP/a32" --text "$CALIB" --group 32 $FAST
+
+# what no type holds exactly: 5, one line saying why, no output
+expect_err 5 'int8 scale .* is no f16 value' llmq export "$TMP/q8" -o "$TMP/x.gguf"
+expect_err 5 'asymmetric int4 .* Q4_0 .* cannot hold exactly' llmq export "$TMP/a32" -o "$TMP/x.gguf" --type q4_0
+expect_err 5 'int8, which a 4-bit type cannot hold' llmq export "$TMP/q8" -o "$TMP/x.gguf" --type q4_1
+expect_err 5 'not to a float type' llmq export "$TMP/s64" -o "$TMP/x.gguf" --type f16
+check "refused exports leave no output" test ! -e "$TMP/x.gguf"
+
+# exports: NAME SOURCE TYPE FILE_TYPE EXACT
+while read -r name src type ft exact; do
+    expect_out "\"file_type\":\"$ft\",\"exact\":$exact" llmq export "$src" -o "$TMP/$name.gguf" --type "$type" --json
+    check "$name.gguf starts GGUF v3" sh -c "head -c 8 '$TMP/$name.gguf' | od -An -tx1 | grep -q '47 47 55 46 03 00 00 00'"
+    check "$name.gguf records its source" grep -q 'llmq.source_digest' "$TMP/$name.gguf"
+done <<EOF
+qwen-f16 $M f16 F16 false
+qwen-bf16 $M auto BF16 true
+qwen-q8 $TMP/q8 q8_0 Q8_0 false
+qwen-mx $TMP/mx auto Q8_0 true
+qwen-s64 $TMP/s64 auto Q4_0 true
+qwen-a32 $TMP/a32 auto Q4_1 false
+qwen-a32q8 $TMP/a32 q8_0 Q8_0 true
+EOF
+expect_out '"q8_0_scale_max_rel_err":0\.000[0-4]' llmq export "$TMP/q8" -o "$TMP/qwen-q8.gguf" --type q8_0 --json
+expect_out '"q4_1_m_max_abs_err":[0-9.e-]+' llmq export "$TMP/a32" -o "$TMP/qwen-a32.gguf" --json
+
+if [ ! -d "$NPM/node-llama-cpp" ] || [ ! -f "$EVAL" ]; then
+    not_ok "llama.cpp runs need $NPM/node-llama-cpp (the README's first command) and $EVAL"
+    finish; exit
+fi
+llmq tokenize $M "$EVAL" --ids-out "$TMP/ids.bin"
+
+# ppl_close DESC GGUF SOURCE [verify options]: llama.cpp on GGUF and llmq
+# verify on SOURCE, same windows, within 0.3%
+ppl_close() {
+    d=$1; g=$2; s=$3; shift 3
+    a=$(llmq verify "$s" --ids "$TMP/ids.bin" --protocol llamacpp $WIN --json "$@" | sed -n 's/.*"perplexity":\([0-9.e+-]*\).*/\1/p')
+    b=$($SCORE "$g" "$TMP/ids.bin" $WIN 2>"$TMP/score.err" | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
+    echo "$d: llmq $a, llama.cpp $b"
+    if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { r = b / a - 1; exit !(r < 0.003 && r > -0.003) }'; then ok; else
+        not_ok "$d: llama.cpp perplexity '$b' is not within 0.3% of llmq's '$a'"; head -5 "$TMP/score.err"
+    fi
+}
+ppl_close "qwen2 f16" "$TMP/qwen-f16.gguf" $M
+ppl_close "qwen2 bf16" "$TMP/qwen-bf16.gguf" $M
+ppl_close "qwen2 int8 -> q8_0" "$TMP/qwen-q8.gguf" "$TMP/q8"
+ppl_close "qwen2 mxint8 -> q8_0" "$TMP/qwen-mx.gguf" "$TMP/mx"
+ppl_close "qwen2 int4 sym g64 -> q4_0" "$TMP/qwen-s64.gguf" "$TMP/s64"
+ppl_close "qwen2 awq int4 asym g32 -> q4_1" "$TMP/qwen-a32.gguf" "$TMP/a32"
+
+# llama.cpp's tokenizer from the GGUF metadata gives llmq's ids
+head -c 4000 "$EVAL" | tr -d '\r' >"$TMP/sample.txt"
+printf "It's 1234 dollars,  don't\n\n  you think?\tHello!! \303\251\303\240 \346\274\242\345\255\227 <|endoftext|> x" >>"$TMP/sample.txt"
+tok_same() {  # DESC MODEL GGUF
+    llmq tokenize "$2" "$TMP/sample.txt" | tr '\n' ',' | sed 's/,$//' >"$TMP/tok-a"
+    $SCORE "$3" --tokenize "$(cat "$TMP/sample.txt")" | tr -d '[] \n' >"$TMP/tok-b"
+    check "$1: llama.cpp tokenizes as llmq" cmp -s "$TMP/tok-a" "$TMP/tok-b"
+}
+tok_same "gpt2 (gpt-2 pre)" $M "$TMP/qwen-f16.gguf"
+
+if [ -d "$L" ]; then
+    # llama: q/k rows permuted to llama.cpp's rotary layout, untied head
+    expect_code 0 llmq export "$L" -o "$TMP/mha-f16.gguf" --type f16
+    ppl_close "llama mha f16" "$TMP/mha-f16.gguf" "$L"
+    expect_code 0 llmq awq "$L" -o "$TMP/ma32" --text "$CALIB" --group 32 $FAST
+    expect_code 0 llmq export "$TMP/ma32" -o "$TMP/mha-a32.gguf"
+    ppl_close "llama mha awq int4 g32 -> q4_1" "$TMP/mha-a32.gguf" "$TMP/ma32"
+    # Llama 3 rope scaling: the rope_freqs tensor (the default rope scores
+    # this text far apart, so a wrong table cannot pass)
+    mkdir "$TMP/l3"
+    for f in "$L"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$TMP/l3/"; done
+    rm "$TMP/l3/config.json"
+    sed 's/"rope_type": "default"/"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64/' \
+        "$L/config.json" >"$TMP/l3/config.json"
+    expect_code 0 llmq export "$TMP/l3" -o "$TMP/l3.gguf" --type f16
+    check "l3.gguf has rope_freqs" grep -q 'rope_freqs.weight' "$TMP/l3.gguf"
+    ppl_close "llama3 rope f16" "$TMP/l3.gguf" "$TMP/l3"
+fi
+
+# SentencePiece-style BPE ("llama" tokenizer model with scores, byte tokens)
+# and the Llama 3 split: synthetic models carrying released tokenizers
+for t in llama2:32000 llama3:128256; do
+    n=${t%%:*}; v=${t##*:}
+    tj="$NPM/@lenml/tokenizer-$n/models/tokenizer.json"
+    [ -f "$tj" ] || { not_ok "missing $tj"; continue; }
+    build/tools/mksynth "$TMP/syn-$n" --hidden 64 --layers 1 --heads 2 --kv-heads 2 --intermediate 128 \
+        --vocab $v --shards 1 --tokenizer "$tj" >/dev/null
+    expect_code 0 llmq export "$TMP/syn-$n" -o "$TMP/syn-$n.gguf"
+    tok_same "$n" "$TMP/syn-$n" "$TMP/syn-$n.gguf"
+done
+finish
