@@ -146,7 +146,8 @@ static int float_row(const float *x, int64_t n, llmq_ggml_type t, void *out)
 /* Code k of a row of LLMQ_W_Q4 codes (element k in byte k/2, low nibble even k). */
 static int q4_code(const uint8_t *codes, int64_t k) { return (codes[k / 2] >> (4 * (k & 1))) & 15; }
 
-/* Row r of a Q4 (int4 / int3, asymmetric or symmetric) linear.  Each
+/* Row r of a Q4 (int4 / int3, asymmetric or symmetric) linear; -1 when
+ * Q4_1's m = -s * z overflows f16.  Each
  * 32-block lies inside one group (the group is a multiple of 32) and takes
  * its scale s and zero point z (8 when symmetric): value (q - z) * s.
  * Q4_0: d = s, codes as they are (symmetric only: the zero is 8).
@@ -173,6 +174,7 @@ static int q4_row(export_ctx *x, const llmq_wmat *w, int64_t r, llmq_ggml_type t
             llmq_ggml_q4_1 *y = (llmq_ggml_q4_1 *)out + b;
             float mf = -llmq_f16_to_f32(s) * (float)z;
             uint16_t mh = llmq_f32_to_f16(mf);
+            if (!f16_finite(mh)) return -1;
             double e = fabs((double)llmq_f16_to_f32(mh) - (double)mf);
             if (e > x->m_max_err) x->m_max_err = e;
             llmq_put_le16(&y->d, s);
@@ -267,7 +269,9 @@ static int fill_tensor(void *ctx, const char *name, void *buf, uint64_t nbytes, 
                                  "overflows f16, so %s cannot hold it", x->m->path, j->src, sr,
                                  llmq_ggml_type_name(j->type));
         } else if (w->type == LLMQ_W_Q4) {
-            rc = q4_row(x, w, sr, j->type, out);
+            if (q4_row(x, w, sr, j->type, out))
+                rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 ": -scale * zero overflows f16, so "
+                                 "Q4_1's m cannot hold it: use --type q8_0", x->m->path, j->src, sr);
         } else if (w->type == LLMQ_W_Q8) {
             if (q8_row(w, sr, out))
                 rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 ": scale overflows f16, Q8_0 "
