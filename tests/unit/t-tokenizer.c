@@ -480,6 +480,25 @@ TEST(bpe_heap_grows_per_word)
     llmq_tok_free(t);
 }
 
+/* LLMQ_RE_MAX_PATTERN: a Split pattern of 4096 bytes loads, 4097 is
+ * refused with status 5 and the bound in the message. */
+TEST(regex_pattern_bound)
+{
+    for (int len = 4096; len <= 4097; len++) {
+        char *js = malloc((size_t)len + 256);
+        int n = sprintf(js, "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"");
+        memset(js + n, 'a', (size_t)len);
+        sprintf(js + n + len, "\"},\"behavior\":\"Isolated\"},\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}");
+        llmq_err err = { 0 };
+        int rc;
+        llmq_tok *t = load_json(js, &err, &rc);
+        if (len == 4096) CHECK_MSG(rc == 0 && t, "%s", err.msg);
+        else CHECK_MSG(rc == LLMQ_EUNSUPPORTED && !t && strstr(err.msg, "4096"), "rc %d: %s", rc, err.msg);
+        llmq_tok_free(t);
+        free(js);
+    }
+}
+
 /* Collect pre-tokens joined with '|'. */
 static int collect(void *ctx, const char *p, size_t n, int32_t id)
 {
