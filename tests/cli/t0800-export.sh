@@ -97,6 +97,20 @@ ppl_close "qwen2 mxint8 -> q8_0" "$TMP/qwen-mx.gguf" "$TMP/mx"
 ppl_close "qwen2 int4 sym g64 -> q4_0" "$TMP/qwen-s64.gguf" "$TMP/s64"
 ppl_close "qwen2 awq int4 asym g32 -> q4_1" "$TMP/qwen-a32.gguf" "$TMP/a32"
 
+# checkpoints rounded to Q8_0 / Q4_0 / Q4_1: byte for byte the blocks of
+# ggml's own reference quantizers (node-llama-cpp's libggml-base), and run
+GGML=$(ls "$NPM"/@node-llama-cpp/linux-x64/bins/*/libggml-base.so 2>/dev/null | head -n 1)
+for t in q8_0 q4_0 q4_1; do
+    expect_code 0 llmq export $M -o "$TMP/qwen-rtn-$t.gguf" --type $t
+    if [ -n "$GGML" ]; then
+        check "qwen2 $t: ggml's quantize_row_${t}_ref blocks" build/tools/ggml-qcheck "$GGML" $M "$TMP/qwen-rtn-$t.gguf"
+    else
+        not_ok "no libggml-base.so under $NPM/@node-llama-cpp/linux-x64"
+    fi
+done
+b=$($SCORE "$TMP/qwen-rtn-q4_0.gguf" "$TMP/ids.bin" $WIN | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
+check "llama.cpp runs the rtn q4_0 export (ppl $b)" awk -v b="$b" 'BEGIN { exit !(b > 30 && b < 60) }'
+
 # llama.cpp's tokenizer from the GGUF metadata gives llmq's ids
 head -c 4000 "$EVAL" | tr -d '\r' >"$TMP/sample.txt"
 printf "It's 1234 dollars,  don't\n\n  you think?\tHello!! \303\251\303\240 \346\274\242\345\255\227 <|endoftext|> x" >>"$TMP/sample.txt"
@@ -111,6 +125,8 @@ if [ -d "$L" ]; then
     # llama: q/k rows permuted to llama.cpp's rotary layout, untied head
     expect_code 0 llmq export "$L" -o "$TMP/mha-f16.gguf" --type f16
     ppl_close "llama mha f16" "$TMP/mha-f16.gguf" "$L"
+    expect_code 0 llmq export "$L" -o "$TMP/mha-q4_1.gguf" --type q4_1
+    [ -n "$GGML" ] && check "llama q4_1 (q/k rows reordered): ggml's blocks" build/tools/ggml-qcheck "$GGML" "$L" "$TMP/mha-q4_1.gguf"
     expect_code 0 llmq awq "$L" -o "$TMP/ma32" --text "$CALIB" --group 32 $FAST
     expect_code 0 llmq export "$TMP/ma32" -o "$TMP/mha-a32.gguf"
     ppl_close "llama mha awq int4 g32 -> q4_1" "$TMP/mha-a32.gguf" "$TMP/ma32"
