@@ -717,7 +717,12 @@ static int write_meta(llmq_gguf_writer *gw, export_ctx *x, const llmq_gguf_expor
     if (!rc && ftype != FTYPE_F32 && ftype != FTYPE_F16 && ftype != FTYPE_BF16)
         rc = llmq_gguf_kv_u32(gw, "general.quantization_version", 2, err);
     KV(llmq_gguf_kv_u32, "vocab_size", (uint32_t)c->vocab);
-    KV(llmq_gguf_kv_u32, "context_length", (uint32_t)(c->max_pos > 0 ? c->max_pos : 2048));
+    /* Mistral's sliding window: llama.cpp's llama attends to the whole
+     * context, which is the same attention for contexts up to the window,
+     * so the window is the context the file declares */
+    int ctx_len = c->max_pos > 0 ? c->max_pos : 2048;
+    if (c->sliding_window > 0 && c->sliding_window < ctx_len) ctx_len = c->sliding_window;
+    KV(llmq_gguf_kv_u32, "context_length", (uint32_t)ctx_len);
     KV(llmq_gguf_kv_u32, "embedding_length", (uint32_t)c->hidden);
     KV(llmq_gguf_kv_u32, "block_count", (uint32_t)c->n_layers);
     KV(llmq_gguf_kv_u32, "feed_forward_length", (uint32_t)c->intermediate);
@@ -741,6 +746,7 @@ static int write_meta(llmq_gguf_writer *gw, export_ctx *x, const llmq_gguf_expor
     if (!rc) rc = llmq_gguf_kv_str(gw, "llmq.source_digest", digest, err);
     if (!rc) rc = llmq_gguf_kv_str(gw, "llmq.source_weights", m->weights_dtype, err);
     if (!rc && o->command) rc = llmq_gguf_kv_str(gw, "llmq.command", o->command, err);
+    if (!rc && c->sliding_window > 0) rc = llmq_gguf_kv_u32(gw, "llmq.sliding_window", (uint32_t)c->sliding_window, err);
     if (!rc && x->packed) {
         const llmq_st_file *f = &m->ckpt.shards[0];
         const char *keys[] = { "llmq.params", "llmq.command", "llmq.source_digest", "llmq.source" };
@@ -764,9 +770,6 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: llama3 rope scaling on Qwen2: llama.cpp's qwen2 reads no rope_freqs", m->path);
     if (c->arch == LLMQ_ARCH_QWEN2 && (c->o_bias || c->mlp_bias))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: Qwen2 with o_proj or MLP biases: llama.cpp's qwen2 has no such tensors", m->path);
-    if (c->sliding_window > 0 && c->sliding_window < c->max_pos)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: sliding_window %d: llama.cpp's %s attends to the whole context",
-                           m->path, c->sliding_window, arch);
     if (c->head_dim % 2) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: odd head_dim %d", m->path, c->head_dim);
 
     export_ctx x;

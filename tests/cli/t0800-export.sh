@@ -1,7 +1,7 @@
 #!/bin/sh
 # llmq export: GGUF files that stock llama.cpp (node-llama-cpp's prebuilt CPU
 # build, tests/npm) loads and runs.  Perplexity over the same token windows
-# (llama-perplexity's protocol, ctx 256, 3 windows of dorian_gray.txt) from
+# (llama-perplexity's protocol, ctx 256, 2 windows of dorian_gray.txt) from
 # llama.cpp on the export and from llmq verify on the source must agree
 # within 0.3%; llama.cpp's tokenizer must give llmq's ids; what no GGUF type
 # holds exactly is refused with status 5.
@@ -13,7 +13,7 @@ SCORE="node tests/tools/llamacpp-score.mjs"
 EVAL="$SHARED/data/eval/dorian_gray.txt"
 CALIB="$SHARED/data/train/emma.txt"
 FAST="--samples 2 --seqlen 64 --search-tokens 96 --n-grid 4 --loss-windows 1"
-WIN="--ctx 256 --max-windows 3"
+WIN="--ctx 256 --max-windows 2"
 
 expect_out 'usage: llmq export' llmq export --help
 expect_out 'export' llmq --help
@@ -137,6 +137,18 @@ if [ -d "$L" ]; then
     rm "$TMP/l3/config.json"
     sed 's/"rope_type": "default"/"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64/' \
         "$L/config.json" >"$TMP/l3/config.json"
+    # Mistral as llama: its sliding window becomes the declared context,
+    # within which llama.cpp's full attention is the same attention
+    mkdir "$TMP/mis"
+    for f in "$L"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$TMP/mis/"; done
+    rm "$TMP/mis/config.json"
+    sed 's/LlamaForCausalLM/MistralForCausalLM/; s/"max_position_embeddings": 1024,/"max_position_embeddings": 1024, "sliding_window": 128,/' \
+        "$L/config.json" >"$TMP/mis/config.json"
+    expect_code 0 llmq export "$TMP/mis" -o "$TMP/mis.gguf" --type f16
+    check "mis.gguf records the window" grep -q 'llmq.sliding_window' "$TMP/mis.gguf"
+    WIN="--ctx 128 --max-windows 2"
+    ppl_close "mistral (window 128) f16, ctx 128" "$TMP/mis.gguf" "$TMP/mis"
+    WIN="--ctx 256 --max-windows 2"
     expect_code 0 llmq export "$TMP/l3" -o "$TMP/l3.gguf" --type f16
     check "l3.gguf has rope_freqs" grep -q 'rope_freqs.weight' "$TMP/l3.gguf"
     ppl_close "llama3 rope f16" "$TMP/l3.gguf" "$TMP/l3"
