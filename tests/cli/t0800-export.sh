@@ -3,7 +3,8 @@
 # build, tests/npm) loads and runs.  Perplexity over the same token windows
 # (llama-perplexity's protocol, ctx 256, 2 windows of dorian_gray.txt) from
 # llama.cpp on the export and from llmq verify on the source must agree
-# within 0.3%; llama.cpp's tokenizer must give llmq's ids; what no GGUF type
+# within 0.3%, per-token log-probs of the f16 exports within 0.05 nats;
+# llama.cpp's tokenizer must give llmq's ids; what no GGUF type
 # holds exactly is refused with status 5.
 . "$(dirname "$0")/../lib.sh"
 M=testdata/tiny-qwen2-gqa
@@ -90,7 +91,30 @@ ppl_close() {
         not_ok "$d: llama.cpp perplexity '$b' is not within 0.3% of llmq's '$a'"; head -5 "$TMP/score.err"
     fi
 }
+# per-token log-probabilities: llmq verify --kld-save keeps each scored
+# token's nll, node-llama-cpp writes llama.cpp's log-probs of the same tokens
+logprobs_close() {  # DESC GGUF SOURCE MAX MEAN
+    llmq verify "$3" --ids "$TMP/ids.bin" --protocol llamacpp $WIN --kld-save "$TMP/lp.st" >/dev/null 2>&1
+    $SCORE "$2" "$TMP/ids.bin" $WIN --logprobs-out "$TMP/lp.txt" >/dev/null 2>&1
+    r=$(python3 - "$TMP/lp.st" "$TMP/lp.txt" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(b[8:8 + n])["nll"]
+s, e = t["data_offsets"]
+nll = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
+lp = [float(x) for x in open(sys.argv[2])]
+assert len(lp) == len(nll) > 0, (len(lp), len(nll))
+d = [abs(a + c) for a, c in zip(nll, lp)]
+print("%d %.6f %.6f" % (len(d), max(d), sum(d) / len(d)))
+PY
+)
+    echo "$1: tokens, max and mean |log p difference|: $r"
+    if [ -n "$r" ] && echo "$r" | awk -v mx="$4" -v mn="$5" '{ exit !($2 <= mx && $3 <= mn) }'; then ok; else
+        not_ok "$1: per-token log-probs differ more than $4 (max) / $5 (mean): '$r'"; fi
+}
 ppl_close "qwen2 f16" "$TMP/qwen-f16.gguf" $M
+logprobs_close "qwen2 f16" "$TMP/qwen-f16.gguf" $M 0.05 0.003
 ppl_close "qwen2 bf16" "$TMP/qwen-bf16.gguf" $M
 ppl_close "qwen2 int8 -> q8_0" "$TMP/qwen-q8.gguf" "$TMP/q8"
 ppl_close "qwen2 mxint8 -> q8_0" "$TMP/qwen-mx.gguf" "$TMP/mx"
@@ -125,6 +149,7 @@ if [ -d "$L" ]; then
     # llama: q/k rows permuted to llama.cpp's rotary layout, untied head
     expect_code 0 llmq export "$L" -o "$TMP/mha-f16.gguf" --type f16
     ppl_close "llama mha f16" "$TMP/mha-f16.gguf" "$L"
+    logprobs_close "llama mha f16" "$TMP/mha-f16.gguf" "$L" 0.05 0.003
     expect_code 0 llmq export "$L" -o "$TMP/mha-q4_1.gguf" --type q4_1
     [ -n "$GGML" ] && check "llama q4_1 (q/k rows reordered): ggml's blocks" build/tools/ggml-qcheck "$GGML" "$L" "$TMP/mha-q4_1.gguf"
     expect_code 0 llmq awq "$L" -o "$TMP/ma32" --text "$CALIB" --group 32 $FAST
