@@ -40,7 +40,7 @@ sums >"$TMP/sums.before"
 
 # wcmd KIND OUT: the command of KIND, writing OUT.  Every output is over
 # 8 KiB (ulimit -f 8 is 4 or 8 KiB, as the shell counts blocks).
-KINDS="pack smooth smooth-stats awq calibrate uptrain state logits kld tokenize"
+KINDS="pack smooth smooth-stats awq calibrate uptrain state logits kld tokenize export"
 wcmd() {
     case $1 in
     pack) llmq pack $W -o "$2" ;;
@@ -55,6 +55,7 @@ wcmd() {
     logits) llmq verify $W --ids "$TMP/ids.bin" --ctx 8 --max-windows 1 --logits-out "$2" ;;
     kld) llmq verify $W --ids "$TMP/ids.bin" --ctx 8 --max-windows 4 --kld-save "$2" ;;
     tokenize) llmq tokenize $W "$TMP/cal.txt" --ids-out "$2" ;;
+    export) llmq export $W -o "$2" --type q4_0 ;;
     *) echo "wcmd: unknown kind $1" >&2; return 99 ;;
     esac
 }
