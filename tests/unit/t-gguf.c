@@ -362,6 +362,20 @@ TEST(packed_int4_asym_is_q4_1_within_the_m_bound)
     llmq_model_close(&m);
 }
 
+TEST(packed_int3_maps_as_int4)
+{
+    /* 3-bit codes in the int4 layout: sym (codes 5..11 around 8) is Q4_0
+     * exactly, asym Q4_1 within the m bound */
+    const char *d = tpath("i3s");
+    pack(d, LLMQ_PACK_INT3, 32, 1);
+    check_linears(d, LLMQ_GGUF_TYPE_AUTO, 0, NULL, NULL);
+    d = tpath("i3a");
+    pack(d, LLMQ_PACK_INT3, 64, 0);
+    double worst = -1, merr = -1;
+    check_linears(d, LLMQ_GGUF_TYPE_AUTO, 0, &worst, &merr);
+    CHECK_MSG(worst >= 0 && worst <= merr + 1e-7, "worst %g, m error %g", worst, merr);
+}
+
 TEST(llama_q_k_rows_in_llama_cpp_order)
 {
     const char *sh = getenv("LLMQ_SHARED");
