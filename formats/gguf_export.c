@@ -146,6 +146,16 @@ static int float_row(const float *x, int64_t n, llmq_ggml_type t, void *out)
 /* Code k of a row of LLMQ_W_Q4 codes (element k in byte k/2, low nibble even k). */
 static int q4_code(const uint8_t *codes, int64_t k) { return (codes[k / 2] >> (4 * (k & 1))) & 15; }
 
+/* Q4_1's m for a group of scale s (f16 bits) and zero point z: f16(-s z)
+ * into *mh, and |f16(-s z) - (-s z)| returned; -1 when it overflows f16. */
+static double q4_1_m(uint16_t s, int z, uint16_t *mh)
+{
+    float mf = -llmq_f16_to_f32(s) * (float)z;
+    *mh = llmq_f32_to_f16(mf);
+    if (!f16_finite(*mh)) return -1.0;
+    return fabs((double)llmq_f16_to_f32(*mh) - (double)mf);
+}
+
 /* Row r of a Q4 (int4 / int3, asymmetric or symmetric) linear; -1 when
  * Q4_1's m = -s * z overflows f16.  Each
  * 32-block lies inside one group (the group is a multiple of 32) and takes
@@ -155,7 +165,7 @@ static int q4_code(const uint8_t *codes, int64_t k) { return (codes[k / 2] >> (4
  *       rounding moves every weight of the block by the same |m - (-s z)|
  *       <= 2^-11 |s z|, half an f16 ulp).
  * Q8_0: d = s, qs = q - z in [-15, 15]: exact. */
-static int q4_row(export_ctx *x, const llmq_wmat *w, int64_t r, llmq_ggml_type t, void *out)
+static int q4_row(const llmq_wmat *w, int64_t r, llmq_ggml_type t, void *out)
 {
     const int64_t cols = w->cols, ng = cols / w->group;
     const uint8_t *codes = (const uint8_t *)w->data + r * (cols / 2);
@@ -172,11 +182,8 @@ static int q4_row(export_ctx *x, const llmq_wmat *w, int64_t r, llmq_ggml_type t
                 y->qs[j] = (uint8_t)(q4_code(codes, k0 + j) | q4_code(codes, k0 + j + 16) << 4);
         } else if (t == LLMQ_GGML_Q4_1) {
             llmq_ggml_q4_1 *y = (llmq_ggml_q4_1 *)out + b;
-            float mf = -llmq_f16_to_f32(s) * (float)z;
-            uint16_t mh = llmq_f32_to_f16(mf);
-            if (!f16_finite(mh)) return -1;
-            double e = fabs((double)llmq_f16_to_f32(mh) - (double)mf);
-            if (e > x->m_max_err) x->m_max_err = e;
+            uint16_t mh;
+            if (q4_1_m(s, z, &mh) < 0) return -1;
             llmq_put_le16(&y->d, s);
             llmq_put_le16(&y->m, mh);
             for (int j = 0; j < 16; j++)
@@ -269,7 +276,7 @@ static int fill_tensor(void *ctx, const char *name, void *buf, uint64_t nbytes, 
                                  "overflows f16, so %s cannot hold it", x->m->path, j->src, sr,
                                  llmq_ggml_type_name(j->type));
         } else if (w->type == LLMQ_W_Q4) {
-            if (q4_row(x, w, sr, j->type, out))
+            if (q4_row(w, sr, j->type, out))
                 rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 ": -scale * zero overflows f16, so "
                                  "Q4_1's m cannot hold it: use --type q8_0", x->m->path, j->src, sr);
         } else if (w->type == LLMQ_W_Q8) {
@@ -845,25 +852,28 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     int ftype = t0 == LLMQ_GGML_F32 ? FTYPE_F32 : t0 == LLMQ_GGML_F16 ? FTYPE_F16 : t0 == LLMQ_GGML_BF16 ? FTYPE_BF16
               : t0 == LLMQ_GGML_Q8_0 ? FTYPE_Q8_0 : t0 == LLMQ_GGML_Q4_0 ? FTYPE_Q4_0 : FTYPE_Q4_1;
     snprintf(st->file_type, sizeof st->file_type, "%s", llmq_ggml_type_name(t0));
-    if ((rc = write_meta(gw, &x, o, arch, ftype, err))) goto done;
-    /* the exactness is only known once every row is mapped, but the keys
-     * come before the tensors: packed sources decide it per linear up front
-     * (packed_type), the m rounding bound is computed below in advance */
-    if (x.packed) {
-        double mb = 0.0;
-        for (size_t i = 0; i < x.n_jobs; i++) {
-            const llmq_wmat *w = x.jobs[i].w;
-            if (!w || w->type != LLMQ_W_Q4 || x.jobs[i].type != LLMQ_GGML_Q4_1) continue;
-            int64_t ng = w->cols / w->group;
-            for (int64_t e = 0; e < w->rows * ng; e++) {
-                float mf = -llmq_f16_to_f32(((const uint16_t *)w->scales)[e]) * (float)(w->zeros ? w->zeros[e] : 8);
-                double d = fabs((double)llmq_f16_to_f32(llmq_f32_to_f16(mf)) - (double)mf);
-                mb = d > mb ? d : mb;
+    /* the metadata comes before the tensors, so what it says about them is
+     * found first: the packed linears' exactness was decided per linear
+     * (packed_type); here Q4_1's m rounding, over every group */
+    for (size_t i = 0; i < x.n_jobs; i++) {
+        const llmq_wmat *w = x.jobs[i].w;
+        if (!w || w->type != LLMQ_W_Q4 || x.jobs[i].type != LLMQ_GGML_Q4_1) continue;
+        const uint16_t *sc = w->scales;
+        for (int64_t e = 0; e < w->rows * (w->cols / w->group); e++) {
+            uint16_t mh;
+            double d = q4_1_m(sc[e], w->zeros ? w->zeros[e] : LLMQ_Q4_ZERO_SYM, &mh);
+            if (d < 0) {
+                rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 ": -scale * zero overflows f16, so "
+                                 "Q4_1's m cannot hold it: use --type q8_0", m->path, x.jobs[i].src,
+                                 e / (w->cols / w->group));
+                goto done;
             }
+            if (d > x.m_max_err) x.m_max_err = d;
         }
-        if (!rc) rc = llmq_gguf_kv_f32(gw, "llmq.q4_1_m_max_abs_err", (float)mb, err);
-        if (mb > 0.0) x.exact = 0;
     }
+    if (x.m_max_err > 0.0) x.exact = 0;
+    if ((rc = write_meta(gw, &x, o, arch, ftype, err))) goto done;
+    if (x.packed) rc = llmq_gguf_kv_f32(gw, "llmq.q4_1_m_max_abs_err", (float)x.m_max_err, err);
     if (!rc && x.q8_rel_err > 0.0) rc = llmq_gguf_kv_f32(gw, "llmq.q8_0_scale_max_rel_err", (float)x.q8_rel_err, err);
     if (!rc) rc = llmq_gguf_kv_bool(gw, "llmq.exact", x.exact, err);
     if (!rc) rc = llmq_gguf_writer_finish(gw, path, &st->bytes, err);

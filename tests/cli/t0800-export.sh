@@ -55,7 +55,13 @@ expect_err 5 'int8 scale .* is no f16 value' llmq export "$TMP/q8" -o "$TMP/x.gg
 expect_err 5 'asymmetric int4 .* Q4_0 .* cannot hold exactly' llmq export "$TMP/a32" -o "$TMP/x.gguf" --type q4_0
 expect_err 5 'int8, which a 4-bit type cannot hold' llmq export "$TMP/q8" -o "$TMP/x.gguf" --type q4_1
 expect_err 5 'not to a float type' llmq export "$TMP/s64" -o "$TMP/x.gguf" --type f16
+# a scale of 65504 with zero point 15: m = -s*z overflows f16 (Q8_0 holds it)
+cp -r "$TMP/a32" "$TMP/huge"
+build/tools/tcheck poke-crc "$TMP/huge/model.safetensors" model.layers.0.self_attn.q_proj.scales 0 7bff
+build/tools/tcheck poke-crc "$TMP/huge/model.safetensors" model.layers.0.self_attn.q_proj.zeros 0 0f
+expect_err 5 "q_proj' row 0: -scale \* zero overflows f16" llmq export "$TMP/huge" -o "$TMP/x.gguf"
 check "refused exports leave no output" test ! -e "$TMP/x.gguf"
+expect_out '"file_type":"Q8_0","exact":true' llmq export "$TMP/huge" -o "$TMP/huge.gguf" --type q8_0 --json
 
 # exports: NAME SOURCE TYPE FILE_TYPE EXACT
 while read -r name src type ft exact; do
