@@ -762,6 +762,21 @@ static int write_meta(llmq_gguf_writer *gw, export_ctx *x, const llmq_gguf_expor
             const char *v = llmq_st_meta(f, keys[i]);
             if (v) rc = llmq_gguf_kv_str(gw, names[i], v, err);
         }
+        /* the method, scheme and calibration text of the packed model at
+         * the top level, for readers that do not parse llmq.packed.params */
+        const char *pj = llmq_st_meta(f, "llmq.params");
+        cJSON *p = NULL;
+        llmq_err perr;
+        if (!rc && pj && llmq_json_parse(pj, strlen(pj), "llmq.params", &p, &perr) == LLMQ_OK) {
+            const char *meth = jstr(p, "method"), *scheme = jstr(p, "scheme"), *cal = jstr(p, "calib_text_sha256");
+            const cJSON *g = cJSON_GetObjectItemCaseSensitive(p, "group");
+            rc = llmq_gguf_kv_str(gw, "llmq.method", meth ? meth : "rtn", err);
+            if (!rc && scheme) rc = llmq_gguf_kv_str(gw, "llmq.scheme", scheme, err);
+            if (!rc && cJSON_IsNumber(g) && g->valuedouble >= 1 && g->valuedouble <= 1 << 20)
+                rc = llmq_gguf_kv_u32(gw, "llmq.group", (uint32_t)g->valuedouble, err);
+            if (!rc && cal) rc = llmq_gguf_kv_str(gw, "llmq.calib_text_sha256", cal, err);
+        }
+        cJSON_Delete(p);
     }
     return rc;
 }

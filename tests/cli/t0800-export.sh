@@ -79,6 +79,8 @@ qwen-a32q8 $TMP/a32 q8_0 Q8_0 true
 EOF
 expect_out '"q8_0_scale_max_rel_err":0\.000[0-4]' llmq export "$TMP/q8" -o "$TMP/qwen-q8.gguf" --type q8_0 --json
 expect_out '"q4_1_m_max_abs_err":[0-9.e-]+' llmq export "$TMP/a32" -o "$TMP/qwen-a32.gguf" --json
+check "the AWQ export names its method and calibration text" sh -c \
+    "grep -q 'llmq.method' '$TMP/qwen-a32.gguf' && grep -q 'awq' '$TMP/qwen-a32.gguf' && grep -q 'llmq.calib_text_sha256' '$TMP/qwen-a32.gguf'"
 
 if [ ! -d "$NPM/node-llama-cpp" ] || [ ! -f "$EVAL" ]; then
     not_ok "llama.cpp runs need $NPM/node-llama-cpp (the README's first command) and $EVAL"
