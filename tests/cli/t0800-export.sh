@@ -143,12 +143,13 @@ done
 b=$($SCORE "$TMP/qwen-rtn-q4_0.gguf" "$TMP/ids.bin" $WIN | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p')
 check "llama.cpp runs the rtn q4_0 export (ppl $b)" awk -v b="$b" 'BEGIN { exit !(b > 30 && b < 60) }'
 
-# llama.cpp's tokenizer from the GGUF metadata gives llmq's ids
-head -c 4000 "$EVAL" | tr -d '\r' >"$TMP/sample.txt"
+# llama.cpp's tokenizer from the GGUF metadata gives llmq's ids (prose,
+# code and text in several scripts from testdata/tok)
+{ head -c 4000 "$EVAL" | tr -d '\r'; cat testdata/tok/code.txt testdata/tok/multilingual.txt; } >"$TMP/sample.txt"
 printf "It's 1234 dollars,  don't\n\n  you think?\tHello!! \303\251\303\240 \346\274\242\345\255\227 <|endoftext|> x" >>"$TMP/sample.txt"
 tok_same() {  # DESC MODEL GGUF
     llmq tokenize "$2" "$TMP/sample.txt" | tr '\n' ',' | sed 's/,$//' >"$TMP/tok-a"
-    $SCORE "$3" --tokenize "$(cat "$TMP/sample.txt")" | tr -d '[] \n' >"$TMP/tok-b"
+    $SCORE "$3" --tokenize-file "$TMP/sample.txt" | tr -d '[] \n' >"$TMP/tok-b"
     check "$1: llama.cpp tokenizes as llmq" cmp -s "$TMP/tok-a" "$TMP/tok-b"
 }
 tok_same "gpt2 (gpt-2 pre)" $M "$TMP/qwen-f16.gguf"
@@ -187,11 +188,14 @@ if [ -d "$L" ]; then
     ppl_close "llama3 rope f16" "$TMP/l3.gguf" "$TMP/l3"
 fi
 
-# SentencePiece-style BPE ("llama" tokenizer model with scores, byte tokens)
-# and the Llama 3 split: synthetic models carrying released tokenizers
-for t in llama2:32000 llama3:128256; do
+# SentencePiece-style BPE ("llama" tokenizer model with scores, byte tokens;
+# Llama 2's Prepend/Replace normalizer and Mistral 7B's Metaspace) and the
+# Llama 3 split: synthetic models carrying released tokenizers
+zcat testdata/tok/mistral-7b-v0.1/tokenizer.json.gz >"$TMP/mistral-tokenizer.json"
+for t in llama2:32000 llama3:128256 mistral:32000; do
     n=${t%%:*}; v=${t##*:}
     tj="$NPM/@lenml/tokenizer-$n/models/tokenizer.json"
+    [ $n = mistral ] && tj="$TMP/mistral-tokenizer.json"   # Metaspace pre-tokenizer
     [ -f "$tj" ] || { not_ok "missing $tj"; continue; }
     build/tools/mksynth "$TMP/syn-$n" --hidden 64 --layers 1 --heads 2 --kv-heads 2 --intermediate 128 \
         --vocab $v --shards 1 --tokenizer "$tj" >/dev/null

@@ -5,7 +5,7 @@
 //
 //   node tests/tools/llamacpp-score.mjs MODEL.gguf IDS.bin [--ctx N]
 //        [--max-windows K] [--bos ID] [--threads N] [--logprobs-out FILE]
-//        [--tokenize TEXT]
+//        [--tokenize TEXT | --tokenize-file FILE]
 //
 // IDS.bin holds int32 little-endian ids (llmq tokenize --ids-out).  Windows
 // follow llama-perplexity, as `llmq verify --protocol llamacpp` does:
@@ -15,27 +15,29 @@
 // KV cache.  Prints one JSON object: ppl, nll (sum), scored, windows.
 // --logprobs-out writes each scored token's log-probability, one per line.
 // --tokenize TEXT prints llama.cpp's ids for TEXT instead: no BOS, special
-// tokens written in the text recognised (as llmq tokenize and HF do).
+// tokens written in the text recognised (as llmq tokenize and HF do);
+// --tokenize-file FILE the same for the UTF-8 text of FILE, read as it is.
 import { readFileSync, writeFileSync } from "node:fs";
 
 const usage = () => {
     process.stderr.write("usage: llamacpp-score.mjs MODEL.gguf IDS.bin [--ctx N] [--max-windows K] [--bos ID] " +
-                         "[--threads N] [--logprobs-out FILE] | MODEL.gguf --tokenize TEXT\n");
+                         "[--threads N] [--logprobs-out FILE] | MODEL.gguf --tokenize TEXT | MODEL.gguf --tokenize-file FILE\n");
     process.exit(2);
 };
 const args = process.argv.slice(2);
 const pos = [];
-const opt = { ctx: 512, "max-windows": 0, bos: -1, threads: 2, "logprobs-out": null, tokenize: null };
+const opt = { ctx: 512, "max-windows": 0, bos: -1, threads: 2, "logprobs-out": null, tokenize: null, "tokenize-file": null };
 for (let i = 0; i < args.length; i++) {
     if (args[i].startsWith("--")) {
         const k = args[i].slice(2);
         if (!(k in opt) || i + 1 >= args.length) usage();
         const v = args[++i];
-        if (k === "logprobs-out" || k === "tokenize") opt[k] = v;
+        if (k === "logprobs-out" || k === "tokenize" || k === "tokenize-file") opt[k] = v;
         else if (!/^-?[0-9]+$/.test(v)) usage();
         else opt[k] = Number(v);
     } else pos.push(args[i]);
 }
+if (opt["tokenize-file"] !== null) opt.tokenize = readFileSync(opt["tokenize-file"], "utf8");
 if (pos.length !== (opt.tokenize !== null ? 1 : 2) || opt.ctx < 4) usage();
 
 const nlc = await import(new URL("../npm/node_modules/node-llama-cpp/dist/index.js", import.meta.url));
