@@ -472,7 +472,13 @@ static int tok_family_of(const cJSON *root, const char *path, tok_family *f, llm
     const char *split = NULL;
     for (int i = 0; i < n; i++) {
         const char *t = jstr(steps[i], "type");
-        if (t && !strcmp(t, "ByteLevel")) { bytelevel = 1; bl_regex = jtrue(steps[i], "use_regex", 1); }
+        if (t && !strcmp(t, "ByteLevel")) {
+            bytelevel = 1;
+            bl_regex = jtrue(steps[i], "use_regex", 1);
+            if (jtrue(steps[i], "add_prefix_space", 0))
+                return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: the ByteLevel pre-tokenizer adds a prefix space, "
+                                   "which llama.cpp's byte-level BPE does not", path);
+        }
         else if (t && !strcmp(t, "Split") && !split) {
             split = jstr(cJSON_GetObjectItemCaseSensitive(steps[i], "pattern"), "Regex");
             if (!split) split = "";

@@ -42,6 +42,11 @@ t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
 json.dump(t, open(sys.argv[2], "w"))
 EOF
 expect_err 5 'split pattern is none of' llmq export "$TMP/tokpat" -o "$TMP/x.gguf"
+cp -r $M "$TMP/tokpfx"
+python3 -c 'import json, sys
+t = json.load(open(sys.argv[1])); t["pre_tokenizer"]["add_prefix_space"] = True
+json.dump(t, open(sys.argv[2], "w"))' "$M/tokenizer.json" "$TMP/tokpfx/tokenizer.json"
+expect_err 5 'adds a prefix space' llmq export "$TMP/tokpfx" -o "$TMP/x.gguf"
 check "failed exports leave no output" test ! -e "$TMP/x.gguf"
 
 # the source models the exports come from
