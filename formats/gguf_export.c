@@ -6,6 +6,7 @@
  * for a packed model, mapped exactly.  The mapping is documented in
  * man/llmq-export.1.
  */
+#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -247,6 +248,7 @@ static int mx8_row(const llmq_wmat *w, int64_t r, void *out, int64_t *bad_block)
 
 static int fill_tensor(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_err *err)
 {
+    (void)name;
     job *j = ctx;
     export_ctx *x = j->x;
     if (!j->w) {
@@ -292,7 +294,6 @@ static int fill_tensor(void *ctx, const char *name, void *buf, uint64_t nbytes, 
         }
     }
     free(row);
-    (void)name;
     return rc;
 }
 
@@ -575,7 +576,7 @@ static void free_strv(char **v, uint64_t n)
 static int is_byte_token(const char *s)
 {
     return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>' &&
-           strchr("0123456789ABCDEFabcdef", s[3]) && strchr("0123456789ABCDEFabcdef", s[4]) && s[3] && s[4];
+           isxdigit((unsigned char)s[3]) && isxdigit((unsigned char)s[4]);
 }
 
 static int write_tokenizer(llmq_gguf_writer *gw, const llmq_model *m, llmq_err *err)
