@@ -19,6 +19,7 @@
 #define LLMQ_GGUF_H
 
 #include "../lib/model.h"
+#include "../lib/fileio.h"
 
 #define LLMQ_GGUF_VERSION   3u
 #define LLMQ_GGUF_ALIGN     32u     /* general.alignment's default; we never write another */
@@ -92,6 +93,101 @@ int llmq_gguf_add_tensor(llmq_gguf_writer *w, const char *name, llmq_ggml_type t
  * Only one buffer, the largest tensor, is held at a time.  *bytes (may be
  * NULL) gets the file's size.  Call once. */
 int llmq_gguf_writer_finish(llmq_gguf_writer *w, const char *path, uint64_t *bytes, llmq_err *err);
+
+/* ---- reader ----
+ * A GGUF file of version 2 or 3 (same layout; version 1 had 32-bit counts
+ * and is refused, LLMQ_EUNSUPPORTED), parsed from a read-only map.  Every
+ * byte is hostile; the reader checks, with one line "FILE: what is wrong"
+ * (LLMQ_EFORMAT unless said otherwise):
+ *   - the magic, the version;
+ *   - n_tensors <= LLMQ_GGUF_MAX_TENSORS and n_kv <= LLMQ_GGUF_MAX_KV, and
+ *     each no more than the bytes left can hold (a pair takes at least
+ *     LLMQ_GGUF_MIN_KV bytes, a tensor info LLMQ_GGUF_MIN_TINFO);
+ *   - keys: 1..LLMQ_GGUF_MAX_KEY bytes, no NUL, no key twice; a value type
+ *     0..12; a bool 0 or 1; every string's length within the file; an
+ *     array's count times its element's least size within the bytes left;
+ *     an array of arrays refused (LLMQ_EUNSUPPORTED: llama.cpp reads none);
+ *   - general.alignment, if present, a u32 power of two (default 32);
+ *   - tensor infos: name 1..63 bytes without NUL, no name twice, n_dims
+ *     1..4, each ne in 1..2^63-1, their product and byte size without
+ *     overflow, a known ggml type (one ggml removed, Q4_2 or Q4_0_4_4,
+ *     is LLMQ_EUNSUPPORTED; an unknown number LLMQ_EFORMAT), ne[0] whole
+ *     blocks, offset a multiple of the alignment;
+ *   - the data area starts at the first aligned offset after the infos, and
+ *     every tensor's bytes lie inside the file, no two overlapping.
+ * Gaps between tensors are allowed (alignment makes them). */
+#define LLMQ_GGUF_MAX_KV       ((uint64_t)1 << 20)
+#define LLMQ_GGUF_MAX_TENSORS  ((uint64_t)1 << 20)
+#define LLMQ_GGUF_MAX_KEY      65535
+#define LLMQ_GGUF_MIN_KV       14   /* key length 8, a 1-byte key, type 4, a 1-byte value */
+#define LLMQ_GGUF_MIN_TINFO    33   /* name length 8, a 1-byte name, n_dims 4, ne 8, type 4, offset 8 */
+#define LLMQ_GGML_TYPE_COUNT   40   /* ggml types known, 0..39 (MXFP4) */
+
+typedef struct {
+    char *key;                 /* owned, NUL-terminated */
+    llmq_gguf_vtype type;
+    llmq_gguf_vtype arr_type;  /* element type when type is LLMQ_GGUF_ARRAY */
+    uint64_t n;                /* elements of an array; 1 for a scalar */
+    const uint8_t *val;        /* borrowed view into the file: the value (an array: its first element;
+                                * a string: its bytes, after the length) */
+    uint64_t len;              /* bytes at val */
+} llmq_gguf_kv;
+
+typedef struct {
+    char *name;                /* owned, NUL-terminated */
+    uint32_t type;             /* a ggml type number (llmq_ggml_type for the ones llmq writes) */
+    int n_dims;
+    int64_t ne[LLMQ_GGUF_MAX_DIMS];   /* ne[0] innermost; unused dims are 1 */
+    uint64_t nelem, nbytes;
+    uint64_t offset;           /* from the start of the data area */
+    const uint8_t *data;       /* borrowed view into the file map */
+} llmq_gguf_tensor;
+
+typedef struct {
+    char *path;                /* owned copy, for messages */
+    llmq_map map;              /* whole file (empty when parsed from memory) */
+    uint32_t version;
+    uint32_t alignment;
+    uint64_t data_offset;      /* start of the data area in the file */
+    llmq_gguf_kv *kv;          /* in file order */
+    uint64_t n_kv;
+    llmq_gguf_tensor *tensors; /* in file order */
+    uint64_t n_tensors;
+} llmq_gguf_file;
+
+/* Name of any ggml type number ("Q4_K", "IQ2_XS"); "?" if unknown. */
+const char *llmq_ggml_type_name_any(uint32_t t);
+
+/* Open and validate path; views point into an mmap that lives until
+ * llmq_gguf_close.  Errors: LLMQ_EIO, LLMQ_EFORMAT, LLMQ_EUNSUPPORTED,
+ * LLMQ_ENOMEM.  On error f is left closed (closing again is safe). */
+int llmq_gguf_open(llmq_gguf_file *f, const char *path, llmq_err *err);
+/* The same on an in-memory image buf[0..len), which must outlive f and is
+ * not freed by close; path is used only in messages. */
+int llmq_gguf_parse(llmq_gguf_file *f, const uint8_t *buf, uint64_t len, const char *path, llmq_err *err);
+void llmq_gguf_close(llmq_gguf_file *f);   /* accepts a closed or zeroed f */
+
+/* The pair with key, or NULL. */
+const llmq_gguf_kv *llmq_gguf_find_kv(const llmq_gguf_file *f, const char *key);
+/* The pair with key, which must have value type t (for an array, t is
+ * LLMQ_GGUF_ARRAY and arr_type its element type; pass -1 for any element
+ * type).  NULL with err filled: LLMQ_EFORMAT "FILE: key 'K' is missing" or
+ * "... is a TYPE, expected a TYPE". */
+const llmq_gguf_kv *llmq_gguf_get(const llmq_gguf_file *f, const char *key, llmq_gguf_vtype t,
+                                  int arr_type, llmq_err *err);
+/* Typed getters over llmq_gguf_get: status, the value in *out.  A string
+ * is a borrowed view of *len bytes, not NUL-terminated (may hold NULs). */
+int llmq_gguf_get_u32(const llmq_gguf_file *f, const char *key, uint32_t *out, llmq_err *err);
+int llmq_gguf_get_f32(const llmq_gguf_file *f, const char *key, float *out, llmq_err *err);
+int llmq_gguf_get_str(const llmq_gguf_file *f, const char *key, const char **s, uint64_t *len, llmq_err *err);
+/* Walk a validated array of strings: *pos starts at 0; each call gives the
+ * next string's view and returns 1, or 0 at the end. */
+int llmq_gguf_arr_next_str(const llmq_gguf_kv *kv, uint64_t *pos, const char **s, uint64_t *len);
+/* The tensor named name, or NULL. */
+const llmq_gguf_tensor *llmq_gguf_find_tensor(const llmq_gguf_file *f, const char *name);
+/* Bytes of one value of vtype t (0 for a string or an array). */
+size_t llmq_gguf_vtype_size(llmq_gguf_vtype t);
+const char *llmq_gguf_vtype_name(uint32_t t);
 
 /* ---- export ---- */
 
