@@ -17,7 +17,7 @@ C=tests/fuzz/corpus
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/llmq-seeds-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$C"
-for n in safetensors ckpt json config tokenizer tokenize packed stats kld; do mkdir -p "$C/$n"; done
+for n in safetensors ckpt json config tokenizer tokenize packed stats kld gguf; do mkdir -p "$C/$n"; done
 
 # ---- trimmed real files (python: safetensors and JSON surgery only)
 python3 - "$M" "$C" <<'PY'
@@ -217,6 +217,41 @@ for p in full llamacpp; do
     done
 done
 cp "$C/kld/full-top4.kld" "$C/safetensors/kld-base.safetensors"
+
+# GGUF: llmq export of a synthetic llama with the small SentencePiece
+# tokenizer above (run inside $tmp: llmq.command records the paths given),
+# and one hand-written file with every value type
+./build/tools/mksynth "$tmp/sp" --hidden 32 --layers 1 --heads 2 --kv-heads 1 --intermediate 64 --vocab 299 \
+    --tokenizer "$C/tokenizer/llama2-sp.json" >/dev/null
+for ty in q4_0 q8_0 q4_1; do
+    (cd "$tmp" && "$OLDPWD/llmq" export sp -o "sp-$ty.gguf" --type $ty >/dev/null)
+    cp "$tmp/sp-$ty.gguf" "$C/gguf/export-$ty.gguf"
+done
+python3 - "$C/gguf/every-type.gguf" <<'PY'
+import struct, sys
+def s(b): return struct.pack("<Q", len(b)) + b
+kv = [(b"general.architecture", 8, s(b"llama")), (b"general.alignment", 4, struct.pack("<I", 64)),
+      (b"a.u8", 0, b"\x07"), (b"a.i8", 1, b"\xf9"), (b"a.u16", 2, struct.pack("<H", 700)),
+      (b"a.i16", 3, struct.pack("<h", -700)), (b"a.i32", 5, struct.pack("<i", -70000)),
+      (b"a.f32", 6, struct.pack("<f", 0.5)), (b"a.bool", 7, b"\x01"), (b"a.u64", 10, struct.pack("<Q", 1 << 40)),
+      (b"a.i64", 11, struct.pack("<q", -(1 << 40))), (b"a.f64", 12, struct.pack("<d", 0.25)),
+      (b"a.strs", 9, struct.pack("<IQ", 8, 3) + s(b"a") + s(b"") + s(b"\xe2\x96\x81b")),
+      (b"a.bools", 9, struct.pack("<IQ", 7, 2) + b"\x00\x01"),
+      (b"a.f32s", 9, struct.pack("<IQ", 6, 2) + struct.pack("<ff", 1.0, -1.0))]
+ts = [(b"w.f32", [4, 2], 0, 32), (b"w.f16", [8], 1, 16), (b"w.q4_0", [32, 2], 2, 36), (b"w.bf16", [3], 30, 6),
+      (b"w.q4_k", [256], 12, 144)]
+out = b"GGUF" + struct.pack("<IQQ", 3, len(ts), len(kv))
+for k, t, v in kv: out += s(k) + struct.pack("<I", t) + v
+off, infos = 0, b""
+for n, ne, ty, nb in ts:
+    infos += s(n) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne) + struct.pack("<IQ", ty, off)
+    off += (nb + 63) // 64 * 64
+out += infos
+out += b"\0" * (-len(out) % 64)
+data = b""
+for n, ne, ty, nb in ts: data += bytes((i * 37) & 255 for i in range(nb)) + b"\0" * (-nb % 64)
+open(sys.argv[1], "wb").write(out + data)
+PY
 
 find "$C" -type f -size +64k -exec echo "mkseeds: {} is over 64 KB" \; >&2
 du -sh "$C"
