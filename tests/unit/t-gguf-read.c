@@ -6,6 +6,7 @@
 #include "../test.h"
 #include <unistd.h>
 #include "fileio.h"
+#include "model.h"
 #include "../../formats/gguf.h"
 
 static char tmpdir[256];
@@ -141,6 +142,70 @@ TEST(round_trip_with_writer)
 
     CHECK_EQ_INT(llmq_gguf_open(&f, "/nonexistent/x.gguf", &err), LLMQ_EIO);
     CHECK(strstr(err.msg, "/nonexistent/x.gguf") != NULL);
+}
+
+/* What llmq export writes reads back: the architecture's hyperparameters
+ * equal config.json's, every layer's tensors are there with the shapes
+ * the config implies (ne[0] innermost), in the type asked for. */
+TEST(reads_llmq_export)
+{
+    static const struct { llmq_gguf_outtype out; uint32_t type; } cases[] = {
+        { LLMQ_GGUF_TYPE_F16, LLMQ_GGML_F16 }, { LLMQ_GGUF_TYPE_Q4_0, LLMQ_GGML_Q4_0 },
+    };
+    llmq_err err = { 0 };
+    llmq_model m;
+    int rc = llmq_model_open(&m, "testdata/tiny-qwen2-gqa", &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) return;
+    const llmq_config *c = &m.cfg;
+    for (size_t k = 0; k < LLMQ_ARRAY_LEN(cases); k++) {
+        llmq_gguf_export_opts o = { cases[k].out, "test", NULL };
+        llmq_gguf_export_stats st;
+        rc = llmq_gguf_export(&m, &o, tpath(), &st, &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        llmq_gguf_file f;
+        rc = llmq_gguf_open(&f, tpath(), &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        if (rc) continue;
+        const char *s;
+        uint64_t len;
+        uint32_t u;
+        float x;
+        CHECK(llmq_gguf_get_str(&f, "general.architecture", &s, &len, &err) == 0 && len == 5 && !memcmp(s, "qwen2", 5));
+        CHECK(llmq_gguf_get_u32(&f, "qwen2.block_count", &u, &err) == 0 && (int)u == c->n_layers);
+        CHECK(llmq_gguf_get_u32(&f, "qwen2.embedding_length", &u, &err) == 0 && (int)u == c->hidden);
+        CHECK(llmq_gguf_get_u32(&f, "qwen2.feed_forward_length", &u, &err) == 0 && (int)u == c->intermediate);
+        CHECK(llmq_gguf_get_u32(&f, "qwen2.attention.head_count", &u, &err) == 0 && (int)u == c->n_heads);
+        CHECK(llmq_gguf_get_u32(&f, "qwen2.attention.head_count_kv", &u, &err) == 0 && (int)u == c->n_kv_heads);
+        CHECK(llmq_gguf_get_f32(&f, "qwen2.rope.freq_base", &x, &err) == 0 && x == (float)c->rope_theta);
+        const llmq_gguf_kv *kv = llmq_gguf_get(&f, "tokenizer.ggml.tokens", LLMQ_GGUF_ARRAY, LLMQ_GGUF_STRING, &err);
+        CHECK(kv && kv->n > 0);
+        const llmq_gguf_tensor *t = llmq_gguf_find_tensor(&f, "token_embd.weight");
+        CHECK(t && t->n_dims == 2 && t->ne[0] == c->hidden && t->ne[1] == c->vocab);
+        int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+        for (int l = 0; l < c->n_layers; l++) {
+            static const char *const lin[] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+            int64_t rows[] = { qd, kvd, kvd, c->hidden, c->intermediate, c->intermediate, c->hidden };
+            int64_t cols[] = { c->hidden, c->hidden, c->hidden, qd, c->hidden, c->hidden, c->intermediate };
+            for (int i = 0; i < 7; i++) {
+                char name[64];
+                snprintf(name, sizeof name, "blk.%d.%s.weight", l, lin[i]);
+                t = llmq_gguf_find_tensor(&f, name);
+                CHECK_MSG(t != NULL, "%s missing", name);
+                if (!t) continue;
+                CHECK_EQ_INT(t->type, cases[k].type);
+                CHECK(t->n_dims == 2 && t->ne[0] == cols[i] && t->ne[1] == rows[i]);
+                CHECK_EQ_INT(t->nbytes, llmq_ggml_row_bytes(cases[k].type, cols[i]) * (uint64_t)rows[i]);
+            }
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+            t = llmq_gguf_find_tensor(&f, name);
+            CHECK(t && t->type == LLMQ_GGML_F32 && t->n_dims == 1 && t->ne[0] == c->hidden);
+        }
+        CHECK_EQ_INT(f.map.size, st.bytes);
+        llmq_gguf_close(&f);
+    }
+    llmq_model_close(&m);
 }
 
 /* ---- a small file built field by field ---- */
