@@ -183,6 +183,12 @@ int llmq_gguf_get_str(const llmq_gguf_file *f, const char *key, const char **s, 
 /* Walk a validated array of strings: *pos starts at 0; each call gives the
  * next string's view and returns 1, or 0 at the end. */
 int llmq_gguf_arr_next_str(const llmq_gguf_kv *kv, uint64_t *pos, const char **s, uint64_t *len);
+/* LLMQ_OK if llmq can read tensor t's type into its own weights (F32,
+ * F16, BF16, Q4_0), else LLMQ_EUNSUPPORTED: "FILE: tensor 'NAME': ggml
+ * type Q4_K is not supported (llmq reads F32, F16, BF16, Q4_0)".  The
+ * parser itself accepts every ggml type it can size, so that a file's
+ * other tensors can still be listed. */
+int llmq_gguf_tensor_readable(const llmq_gguf_file *f, const llmq_gguf_tensor *t, llmq_err *err);
 /* The tensor named name, or NULL. */
 const llmq_gguf_tensor *llmq_gguf_find_tensor(const llmq_gguf_file *f, const char *name);
 /* Bytes of one value of vtype t (0 for a string or an array). */

@@ -464,3 +464,14 @@ const llmq_gguf_tensor *llmq_gguf_find_tensor(const llmq_gguf_file *f, const cha
         if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
     return NULL;
 }
+
+int llmq_gguf_tensor_readable(const llmq_gguf_file *f, const llmq_gguf_tensor *t, llmq_err *err)
+{
+    char q[LLMQ_QUOTE_SIZE];
+    switch (t->type) {
+    case LLMQ_GGML_F32: case LLMQ_GGML_F16: case LLMQ_GGML_BF16: case LLMQ_GGML_Q4_0: return LLMQ_OK;
+    default: break;
+    }
+    return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: tensor '%s': ggml type %s is not supported (llmq reads F32, F16, "
+                       "BF16, Q4_0)", f->path, llmq_quote(q, t->name), llmq_ggml_type_name_any(t->type));
+}

@@ -451,4 +451,41 @@ TEST(string_array_refused)
     CHECK_EQ_INT(parse(b.b, b.n, &err), LLMQ_EFORMAT);
 }
 
+/* Every ggml type the parser can size is accepted; only F32, F16, BF16 and
+ * Q4_0 are readable into llmq's weights, the rest refused by name. */
+TEST(readable_types)
+{
+    for (uint32_t ty = 0; ty < LLMQ_GGML_TYPE_COUNT; ty++) {
+        buf_t b;
+        memset(&b, 0, sizeof b);
+        memcpy(b.b, "GGUF", 4); b.n = 4;
+        pu32(&b, 3); pu64(&b, 1); pu64(&b, 0);
+        pstr(&b, "w"); pu32(&b, 1); pu64(&b, 256); pu32(&b, ty); pu64(&b, 0);
+        static uint8_t big[4096];   /* the infos, then data: 256 F64 take the most, 2048 bytes */
+        memset(big, 0, sizeof big);
+        memcpy(big, b.b, b.n);
+        llmq_err err = { 0 };
+        llmq_gguf_file f;
+        int rc = llmq_gguf_parse(&f, big, sizeof big, "ty.gguf", &err);
+        const char *name = llmq_ggml_type_name_any(ty);
+        int removed = ty == 4 || ty == 5 || (ty >= 31 && ty <= 33) || (ty >= 36 && ty <= 38);
+        if (removed) {
+            CHECK_MSG(rc == LLMQ_EUNSUPPORTED, "type %u: %d %s", ty, rc, err.msg);
+            continue;
+        }
+        CHECK_MSG(rc == 0, "type %u (%s): %s", ty, name, err.msg);
+        if (rc) continue;
+        rc = llmq_gguf_tensor_readable(&f, &f.tensors[0], &err);
+        if (ty == LLMQ_GGML_F32 || ty == LLMQ_GGML_F16 || ty == LLMQ_GGML_BF16 || ty == LLMQ_GGML_Q4_0) {
+            CHECK_EQ_INT(rc, 0);
+        } else {
+            CHECK_EQ_INT(rc, LLMQ_EUNSUPPORTED);
+            char want[128];
+            snprintf(want, sizeof want, "ty.gguf: tensor 'w': ggml type %s is not supported", name);
+            CHECK_MSG(strstr(err.msg, want) != NULL, "%s", err.msg);
+        }
+        llmq_gguf_close(&f);
+    }
+}
+
 TEST_MAIN()
