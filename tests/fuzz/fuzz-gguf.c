@@ -6,8 +6,9 @@
  * then every accessor a caller uses.  Checked: an accepted file's tensors
  * and values lie inside the buffer (every byte is read, so a view outside
  * it is an ASan report), tensors are found by name, their bytes are
- * aligned, in order, not overlapping; string arrays walk to their count;
- * an error has a one-line message naming the file.
+ * aligned, inside the data area, no two overlapping (checked pairwise up to
+ * 2048 tensors), readable or refused by type; string arrays walk to their
+ * count; an error has a one-line message naming the file.
  */
 #include "fuzz.h"   /* first: it defines _GNU_SOURCE */
 #include "formats/gguf.h"
@@ -56,8 +57,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((uint64_t)(t->data - buf) != f.data_offset + t->offset) abort();
             if (f.data_offset % f.alignment || t->offset % f.alignment) abort();
             for (uint64_t j = 0; j < t->nbytes; j++) sum += t->data[j];
-            (void)llmq_ggml_type_name_any(t->type);
+            llmq_err e2 = { 0 };
+            int r = llmq_gguf_tensor_readable(&f, t, &e2);
+            if (r != LLMQ_OK && (r != LLMQ_EUNSUPPORTED || strncmp(e2.msg, "fuzz.gguf: ", 11))) abort();
         }
+        for (uint64_t i = 0; f.n_tensors <= 2048 && i < f.n_tensors; i++)
+            for (uint64_t j = i + 1; j < f.n_tensors; j++) {
+                const llmq_gguf_tensor *a = &f.tensors[i], *b = &f.tensors[j];
+                if (a->offset < b->offset + b->nbytes && b->offset < a->offset + a->nbytes) abort();
+            }
         if (sum == 0xdeadbeef) fputc(' ', stderr);  /* keep the reads */
         llmq_gguf_close(&f);
         llmq_gguf_close(&f);   /* closing twice is allowed */
