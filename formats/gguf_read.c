@@ -4,6 +4,7 @@
  * used, every size is computed with checked arithmetic.  What is checked is
  * listed above llmq_gguf_open in gguf.h.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include "gguf.h"
 
@@ -257,6 +258,8 @@ static int cmp_off(const void *a, const void *b)
  * (char *const *)((const char *)base + i * stride), or NULL.  Sorting, not
  * pairwise comparison: a hostile file may hold a million names.  *oom set
  * if the scratch could not be allocated. */
+_Static_assert(offsetof(llmq_gguf_kv, key) == 0 && offsetof(llmq_gguf_tensor, name) == 0,
+               "dup_name reads the name at the start of each element");
 static const char *dup_name(const void *base, uint64_t n, size_t stride, int *oom, llmq_err *err)
 {
     *oom = 0;
