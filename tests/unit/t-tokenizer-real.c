@@ -57,22 +57,35 @@ static char *read_text_mode(const char *path, size_t *len)
     return s;
 }
 
+/* The whole of a gzip file, or NULL. */
+static char *read_gz(const char *path, size_t *len)
+{
+    gzFile g = gzopen(path, "rb");
+    if (!g) return NULL;
+    size_t cap = 1 << 20, n = 0;
+    char *b = malloc(cap);
+    int got;
+    while (b && (got = gzread(g, b + n, (unsigned)(cap - n))) > 0) {
+        n += (size_t)got;
+        if (n == cap) { char *nb = realloc(b, cap *= 2); if (!nb) { free(b); b = NULL; } else b = nb; }
+    }
+    gzclose(g);
+    *len = n;
+    return b;
+}
+
 /* int32 LE ids from a gzip file; NULL (and a failed check) if unreadable. */
 static int32_t *read_ids_gz(const char *path, size_t *n)
 {
-    gzFile g = gzopen(path, "rb");
+    size_t len = 0;
+    char *b = read_gz(path, &len);
     *n = 0;
-    if (!g) { CHECK_MSG(0, "%s: cannot open", path); return NULL; }
-    size_t cap = 1 << 16;
-    int32_t *v = malloc(cap * sizeof *v);
-    unsigned char b[4];
-    int got;
-    while (v && (got = gzread(g, b, 4)) == 4) {
-        if (*n == cap) { cap *= 2; int32_t *nv = realloc(v, cap * sizeof *v); if (!nv) { free(v); v = NULL; break; } v = nv; }
-        v[(*n)++] = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
-    }
-    gzclose(g);
-    CHECK_MSG(v != NULL, "%s: out of memory", path);
+    CHECK_MSG(b != NULL, "%s: cannot read", path);
+    int32_t *v = b ? malloc((len / 4 + 1) * sizeof *v) : NULL;
+    if (v)
+        for (*n = 0; *n < len / 4; (*n)++) v[*n] = (int32_t)llmq_get_le32(b + 4 * *n);
+    CHECK_MSG(v || !b, "%s: out of memory", path);
+    free(b);
     return v;
 }
 
@@ -132,23 +145,6 @@ static void check_text(const llmq_tok *t, const real_tok *r, const char *stem, c
     llmq_tok_set_scanners(tw, 1);
     free(text);
     free(ref);
-}
-
-/* The whole of a gzip file, or NULL. */
-static char *read_gz(const char *path, size_t *len)
-{
-    gzFile g = gzopen(path, "rb");
-    if (!g) return NULL;
-    size_t cap = 1 << 20, n = 0;
-    char *b = malloc(cap);
-    int got;
-    while (b && (got = gzread(g, b + n, (unsigned)(cap - n))) > 0) {
-        n += (size_t)got;
-        if (n == cap) { char *nb = realloc(b, cap *= 2); if (!nb) { free(b); b = NULL; } else b = nb; }
-    }
-    gzclose(g);
-    *len = n;
-    return b;
 }
 
 static void run_one(const real_tok *r)
