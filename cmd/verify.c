@@ -13,7 +13,7 @@
 #include "../calib/stats.h"
 
 static struct {
-    const char *text, *ids, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats;
+    const char *text, *ids, *tokenizer, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats;
     int ctx, max_windows, json, n, bench, threads, kld_topk, keep_cr;
 } o;
 
@@ -21,6 +21,7 @@ static opt_def verify_opts[] = {
     { "text", OPT_PATH, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0 },
     { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
     { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0 },
+    { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0 },
     { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens (default 512)", NULL, 2, 1 << 20, NULL, 0 },
     { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol (default full)", "full|llamacpp", 0, 0, NULL, 0 },
     { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0 },
@@ -138,12 +139,12 @@ int cmd_verify(int argc, char **argv)
         return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
     int have_ppl = 0, n_gen = 0;
 
-    if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("verify", &err);
+    if ((rc = llmq_model_open_any(&m, path, &err))) return cmd_fail("verify", &err);
     cmd_inputs in;
     inputs_init(&in);
     inputs_add_model(&in, &m);
-    const char *reads[] = { o.text, o.ids, o.kld, o.stats };
-    for (int i = 0; i < 4; i++) inputs_add(&in, reads[i]);
+    const char *reads[] = { o.text, o.ids, o.kld, o.stats, o.tokenizer };
+    for (int i = 0; i < 5; i++) inputs_add(&in, reads[i]);
     rc = inputs_check_file(&in, o.logits_out, &err);
     if (!rc) rc = inputs_check_file(&in, o.kld_save, &err);
     inputs_release(&in);
@@ -151,7 +152,8 @@ int cmd_verify(int argc, char **argv)
     if (!(dir = model_dir(path, &err))) goto fail;
     if (o.stats && (rc = load_act_scales(&m, o.stats, &act_scales, &err))) goto fail;
     if (o.text || o.gen) {
-        char *tp = llmq_path_join(dir, "tokenizer.json", &err);
+        const char *td = o.tokenizer ? o.tokenizer : dir;
+        char *tp = llmq_is_dir(td) ? llmq_path_join(td, "tokenizer.json", &err) : llmq_strdup(td, &err);
         if (!tp) goto fail;
         rc = llmq_tok_load(&tok, tp, &err);
         free(tp);

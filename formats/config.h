@@ -24,6 +24,8 @@ typedef struct {
     double rope_factor;        /* linear, llama3: "factor" */
     double rope_low_freq, rope_high_freq;   /* llama3: "low_freq_factor", "high_freq_factor" */
     double rope_orig_max;      /* llama3: "original_max_position_embeddings" */
+    const float *rope_divisors;/* [head_dim / 2] or NULL: inv_freq[i] is divided by it (a GGUF file's
+                                * rope_freqs.weight, llama.cpp's form of Llama 3 scaling); borrowed */
     int qkv_bias;              /* q/k/v projections carry biases */
     int o_bias;                /* o_proj carries a bias */
     int mlp_bias;              /* gate/up/down carry biases */

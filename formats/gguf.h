@@ -143,7 +143,7 @@ typedef struct {
     const uint8_t *data;       /* borrowed view into the file map */
 } llmq_gguf_tensor;
 
-typedef struct {
+typedef struct llmq_gguf_file {
     char *path;                /* owned copy, for messages */
     llmq_map map;              /* whole file (empty when parsed from memory) */
     uint32_t version;

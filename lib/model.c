@@ -3,10 +3,11 @@
 #include "model.h"
 #include "fileio.h"
 #include "../formats/packed.h"
+#include "../formats/gguf.h"
 
 /* Remember a buffer the loader allocated; close frees it. On failure p is
  * freed here so callers need no cleanup. */
-static int own(llmq_model *m, void *p, llmq_err *err)
+int llmq_model_own(llmq_model *m, void *p, llmq_err *err)
 {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
@@ -18,6 +19,8 @@ static int own(llmq_model *m, void *p, llmq_err *err)
     m->owned[m->n_owned++] = p;
     return LLMQ_OK;
 }
+
+static int own(llmq_model *m, void *p, llmq_err *err) { return llmq_model_own(m, p, err); }
 
 const llmq_st_tensor *llmq_model_tensor(const llmq_model *m, const char *name)
 {
@@ -36,7 +39,7 @@ static const char *shard_path(const llmq_model *m, const char *name)
  * a bad chunk, then a second look finds the element: loading a model scans
  * every weight, so this runs at memory speed. */
 #define FINITE_CHUNK 4096
-static int has_nonfinite(const llmq_st_tensor *t, uint64_t *where)
+int llmq_tensor_nonfinite(const llmq_st_tensor *t, uint64_t *where)
 {
     const uint8_t *d = t->data;
     uint64_t n = t->nelem;
@@ -71,7 +74,7 @@ static int has_nonfinite(const llmq_st_tensor *t, uint64_t *where)
 static int check_finite(const llmq_model *m, const char *name, const llmq_st_tensor *t, llmq_err *err)
 {
     uint64_t at;
-    if (has_nonfinite(t, &at))
+    if (llmq_tensor_nonfinite(t, &at))
         return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN or Inf",
                            shard_path(m, name), name, at);
     return LLMQ_OK;
@@ -278,10 +281,28 @@ static int load_bias(llmq_model *m, const char *name, int64_t n, int expected, f
     return load_vector(m, name, n, 1, out, err);
 }
 
+int llmq_is_gguf(const char *path)
+{
+    char b[4];
+    FILE *f = llmq_is_dir(path) ? NULL : fopen(path, "rb");
+    if (!f) return 0;
+    int r = fread(b, 1, 4, f) == 4 && !memcmp(b, "GGUF", 4);
+    fclose(f);
+    return r;
+}
+
+int llmq_model_open_any(llmq_model *m, const char *path, llmq_err *err)
+{
+    return llmq_is_gguf(path) ? llmq_model_open_gguf(m, path, err) : llmq_model_open(m, path, err);
+}
+
 int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
 {
     memset(m, 0, sizeof *m);
     int rc;
+    if (llmq_is_gguf(path))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: a GGUF file; this command reads Hugging Face checkpoints "
+                           "(llmq verify reads GGUF)", path);
     m->path = llmq_strdup(path, err);
     if (!m->path) return err->code;
     if ((rc = llmq_ckpt_open(&m->ckpt, path, err))) { free(m->path); m->path = NULL; return rc; }
@@ -365,6 +386,8 @@ void llmq_model_close(llmq_model *m)
     free(m->owned);
     free(m->layers);
     if (m->packed_meta) cJSON_Delete(m->packed_meta);
+    if (m->gguf) llmq_gguf_close(m->gguf);
+    free(m->gguf);
     llmq_ckpt_close(&m->ckpt);
     free(m->path);
     memset(m, 0, sizeof *m);

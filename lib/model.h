@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     llmq_config cfg;
-    llmq_ckpt ckpt;
+    llmq_ckpt ckpt;        /* a GGUF model: no shards, dir = the file's directory */
+    struct llmq_gguf_file *gguf;   /* the GGUF file a model was read from, or NULL */
     char *path;            /* as given by the user */
     llmq_wmat embed;       /* (vocab, hidden) */
     llmq_wmat lm_head;     /* (vocab, hidden); same view as embed when tied */
@@ -45,6 +46,27 @@ typedef struct {
  * Errors name the file: LLMQ_EIO, LLMQ_EFORMAT, LLMQ_EUNSUPPORTED. */
 int llmq_model_open(llmq_model *m, const char *path, llmq_err *err);
 void llmq_model_close(llmq_model *m);
+
+/* Open a GGUF file (llama.cpp's format; lib/model_gguf.c): architectures
+ * llama and qwen2, weights in any ggml type lib/kernels runs, config from
+ * the metadata, q/k rows back in Hugging Face's order.  Every byte is
+ * hostile: the reader's checks (formats/gguf.h), then metadata that
+ * contradicts the tensors, a missing, extra or misshapen tensor, a type
+ * llmq cannot run, a NaN or Inf weight or block scale: one line naming the
+ * file.  The model has no safetensors shards (ckpt.n_shards == 0). */
+int llmq_model_open_gguf(llmq_model *m, const char *path, llmq_err *err);
+/* llmq_model_open, or llmq_model_open_gguf when path is a GGUF file (its
+ * first four bytes "GGUF").  llmq_model_open itself refuses GGUF files
+ * (LLMQ_EUNSUPPORTED): commands that transform a model need its
+ * Hugging Face form. */
+int llmq_model_open_any(llmq_model *m, const char *path, llmq_err *err);
+/* 1 if path is a regular file starting with the GGUF magic. */
+int llmq_is_gguf(const char *path);
+
+/* Loader internals shared by model.c and model_gguf.c. */
+int llmq_model_own(llmq_model *m, void *p, llmq_err *err);
+/* 1 if a float tensor (F32, F16, BF16) holds a NaN or Inf; *where is the first. */
+int llmq_tensor_nonfinite(const llmq_st_tensor *t, uint64_t *where);
 
 /* Bytes of weights one decode step streams (all linears + lm_head). */
 uint64_t llmq_model_decode_bytes(const llmq_model *m);

@@ -88,6 +88,7 @@ static float rope_inv_freq(const llmq_config *c, int i, int hd)
 {
     float inv = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)hd);
     float factor = (float)c->rope_factor;
+    if (c->rope_divisors) inv /= c->rope_divisors[i];
     if (c->rope_type == LLMQ_ROPE_LINEAR) return inv / factor;
     if (c->rope_type != LLMQ_ROPE_LLAMA3) return inv;
     float orig = (float)c->rope_orig_max, low = (float)c->rope_low_freq, high = (float)c->rope_high_freq;
