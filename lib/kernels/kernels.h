@@ -19,8 +19,35 @@ typedef enum {
     LLMQ_W_Q8,        /* int8 per output channel, symmetric: data int8[rows][cols], scales float[rows] */
     LLMQ_W_Q4,        /* int4 group-wise along cols: see lib/quant/blocks.h */
     LLMQ_W_MX8,       /* MXINT8, blocks of 32 along cols, E8M0 scales: see lib/quant/blocks.h */
+    /* ggml's block types, straight from GGUF bytes (lib/quant/ggml_blocks.h):
+     * data is the tensor as GGUF stores it, rows one after another, each
+     * row cols / QK blocks, no padding, at any alignment; scales and zeros
+     * NULL; group = QK (32, or 256 for the K types), QK | cols. */
+    LLMQ_W_GQ8_0,
+    LLMQ_W_GQ4_0,
+    LLMQ_W_GQ4_1,
+    LLMQ_W_GQ5_0,
+    LLMQ_W_GQ5_1,
+    LLMQ_W_GQ2_K,
+    LLMQ_W_GQ3_K,
+    LLMQ_W_GQ4_K,
+    LLMQ_W_GQ5_K,
+    LLMQ_W_GQ6_K,
     LLMQ_W_COUNT
 } llmq_wtype;
+
+/* Whether t is one of ggml's block types (LLMQ_W_GQ8_0 .. LLMQ_W_GQ6_K). */
+static inline int llmq_wtype_is_ggml(llmq_wtype t) { return t >= LLMQ_W_GQ8_0 && t <= LLMQ_W_GQ6_K; }
+
+/* The llmq_wtype of a ggml type number: F32 (0), F16 (1), BF16 (30) and
+ * Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q2_K (10), Q3_K (11),
+ * Q4_K (12), Q5_K (13), Q6_K (14) to the LLMQ_W_GQ types; -1 for any other
+ * number (the kernels cannot run it). */
+int llmq_wtype_of_ggml(uint32_t ggml_type);
+
+/* "f32", "bf16", "f16", "q8", "q4", "mx8", "q8_0", ..., "q4_k", "q6_k";
+ * "?" for a value outside the enum. */
+const char *llmq_wtype_name(llmq_wtype t);
 
 typedef struct {
     llmq_wtype type;
@@ -47,8 +74,9 @@ llmq_isa llmq_cpu_set_isa(llmq_isa isa);
 llmq_isa llmq_cpu_isa_max(void);
 
 /* Check that W is consistent before kernels see it: known type, rows and
- * cols >= 1, data non-NULL, scales present for quantized types, Q4 group in
- * {32, 64, 128} dividing cols, MX8 group 32 dividing cols, byte size
+ * cols >= 1, data non-NULL, scales present for llmq's quantized types, Q4
+ * group in {32, 64, 128} dividing cols, MX8 group 32 dividing cols, a ggml
+ * block type's group equal to its QK and QK dividing cols, byte size
  * representable.  name labels the message.  Kernels themselves trust W. */
 int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err);
 

@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include "kern-int.h"
 #include "../quant/blocks.h"
+#include "../quant/ggml_blocks.h"
 
 /* Row blocks are multiples of this, so the 4-row kernels see few tails. */
 #define ROW_ALIGN 16
@@ -40,17 +41,43 @@ uint64_t llmq_wmat_bytes(const llmq_wmat *W)
         return n / 2 + 2 * g + (W->zeros ? g : 0);
     }
     case LLMQ_W_MX8:  return n + n / LLMQ_MX8_BLOCK;
-    default:          return 0;
+    default:
+        if (llmq_wtype_is_ggml(W->type)) {
+            const llmq_gq_traits *g = &llmq_gq_types[W->type - LLMQ_W_GQ8_0];
+            return r * (c / (uint64_t)g->qk) * (uint64_t)g->block_bytes;
+        }
+        return 0;
     }
+}
+
+const char *llmq_wtype_name(llmq_wtype t)
+{
+    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8" };
+    _Static_assert(LLMQ_ARRAY_LEN(tn) == LLMQ_W_GQ8_0, "a name for every llmq type");
+    if ((unsigned)t < LLMQ_W_GQ8_0) return tn[t];
+    if (llmq_wtype_is_ggml(t)) return llmq_gq_types[t - LLMQ_W_GQ8_0].name;
+    return "?";
+}
+
+int llmq_wtype_of_ggml(uint32_t ggml_type)
+{
+    switch (ggml_type) {
+    case 0:  return LLMQ_W_F32;
+    case 1:  return LLMQ_W_F16;
+    case 30: return LLMQ_W_BF16;
+    default: break;
+    }
+    for (int i = 0; i < LLMQ_GQ_COUNT; i++)
+        if (llmq_gq_types[i].ggml_type == ggml_type) return LLMQ_W_GQ8_0 + i;
+    return -1;
 }
 
 int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
 {
-    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8" };
     if (!name) name = "?";
     if ((unsigned)W->type >= LLMQ_W_COUNT)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': unknown weight type %d", name, (int)W->type);
-    const char *t = tn[W->type];
+    const char *t = llmq_wtype_name(W->type);
     if (W->rows < 1 || W->cols < 1 || W->rows > INT_MAX || W->cols > INT_MAX)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s shape [%" PRId64 ", %" PRId64
                            "] outside [1, %d]", name, t, W->rows, W->cols, INT_MAX);
@@ -59,7 +86,7 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': too many elements", name);
     if (!W->data)
         return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s matrix without data", name, t);
-    if (W->type >= LLMQ_W_Q8 && !W->scales)
+    if (W->type >= LLMQ_W_Q8 && !llmq_wtype_is_ggml(W->type) && !W->scales)
         return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s matrix without scales", name, t);
     if (W->type == LLMQ_W_Q4) {
         if (W->group != 32 && W->group != 64 && W->group != 128)
@@ -76,6 +103,15 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
         if (W->cols % LLMQ_MX8_BLOCK)
             return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': mx8 cols %" PRId64
                                " not a multiple of %d", name, W->cols, LLMQ_MX8_BLOCK);
+    }
+    if (llmq_wtype_is_ggml(W->type)) {
+        int qk = llmq_gq_types[W->type - LLMQ_W_GQ8_0].qk;
+        if (W->group != qk)
+            return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s group %d is not its block size %d",
+                               name, t, W->group, qk);
+        if (W->cols % qk)
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s rows of %" PRId64
+                               " values are not whole blocks of %d", name, t, W->cols, qk);
     }
     return LLMQ_OK;
 }

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #include "kern-int.h"
 #include "../quant/blocks.h"
+#include "gq-simd.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Software prefetch of the next 4-row block, as far ahead as one block:
@@ -263,6 +264,87 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
         }
     }
 }
+
+/* ---- ggml block types (gq-simd.h) ----
+ *
+ * All ten types are fused: each block is decoded in registers unit by unit
+ * (16 values), the codes become the oracle's f32 weights d * code + m (the
+ * same floats, see gq-simd.h) and are FMAed with x; no row buffer.  Two
+ * rows at a time share the x loads; each row keeps two accumulators.
+ * Rows follow each other in memory, so the hardware prefetcher streams the
+ * whole matrix without software prefetch. */
+
+/* unit c (16 codes) as f32 weights w0 (values 0..7), w1 (8..15) */
+INLINE void gq_w16(__m128i c, float d, float m, int has_m, __m256 *w0, __m256 *w1)
+{
+    __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c));
+    __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(c, c)));
+    __m256 dv = _mm256_set1_ps(d);
+    if (has_m) {
+        __m256 mv = _mm256_set1_ps(m);
+        *w0 = _mm256_fmadd_ps(lo, dv, mv);
+        *w1 = _mm256_fmadd_ps(hi, dv, mv);
+    } else {
+        *w0 = _mm256_mul_ps(lo, dv);
+        *w1 = _mm256_mul_ps(hi, dv);
+    }
+}
+
+#define GQ_KERNELS(T, QK, BB, HM)                                                  \
+INLINE void gq_rows_##T(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y) \
+{                                                                                  \
+    const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
+    const uint8_t *row = (const uint8_t *)W->data + r * rb;                        \
+    __m256 a0[2], a1[2];                                                           \
+    _Pragma("GCC unroll 2")                                                        \
+    for (int k = 0; k < NR; k++) a0[k] = a1[k] = _mm256_setzero_ps();              \
+    for (int64_t i = 0; i < nb; i++) {                                             \
+        const float *xb = x + i * (QK);                                            \
+        float d[2][(QK) / 16], m[2][(QK) / 16];                                    \
+        _Pragma("GCC unroll 2")                                                    \
+        for (int k = 0; k < NR; k++) gq_prep_##T(row + k * rb + i * (BB), d[k], m[k]); \
+        _Pragma("GCC unroll 16")                                                   \
+        for (int u = 0; u < (QK) / 16; u++) {                                      \
+            __m256 x0 = _mm256_loadu_ps(xb + 16 * u), x1 = _mm256_loadu_ps(xb + 16 * u + 8); \
+            _Pragma("GCC unroll 2")                                                \
+            for (int k = 0; k < NR; k++) {                                         \
+                __m256 w0, w1;                                                     \
+                gq_w16(gq_unit_##T(row + k * rb + i * (BB), u), d[k][u], m[k][u], HM, &w0, &w1); \
+                a0[k] = _mm256_fmadd_ps(w0, x0, a0[k]);                            \
+                a1[k] = _mm256_fmadd_ps(w1, x1, a1[k]);                            \
+            }                                                                      \
+        }                                                                          \
+    }                                                                              \
+    _Pragma("GCC unroll 2")                                                        \
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm256_add_ps(a0[k], a1[k]));         \
+}                                                                                  \
+static void mv_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
+{                                                                                  \
+    int64_t r = r0;                                                                \
+    for (; r + 2 <= r1; r += 2) gq_rows_##T(W, r, 2, x, y + (r - r0));            \
+    if (r < r1) gq_rows_##T(W, r, 1, x, y + (r - r0));                             \
+}                                                                                  \
+static void dq_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)      \
+{                                                                                  \
+    const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
+    for (int64_t r = r0; r < r1; r++) {                                            \
+        const uint8_t *row = (const uint8_t *)W->data + r * rb;                    \
+        float *o = out + (r - r0) * W->cols;                                       \
+        for (int64_t i = 0; i < nb; i++, o += (QK)) {                              \
+            const uint8_t *b = row + i * (BB);                                     \
+            float d[(QK) / 16], m[(QK) / 16];                                      \
+            gq_prep_##T(b, d, m);                                                  \
+            _Pragma("GCC unroll 16")                                               \
+            for (int u = 0; u < (QK) / 16; u++) {                                  \
+                __m256 w0, w1;                                                     \
+                gq_w16(gq_unit_##T(b, u), d[u], m[u], HM, &w0, &w1);               \
+                _mm256_storeu_ps(o + 16 * u, w0);                                  \
+                _mm256_storeu_ps(o + 16 * u + 8, w1);                              \
+            }                                                                      \
+        }                                                                          \
+    }                                                                              \
+}
+GQ_TYPES(GQ_KERNELS)
 
 /* ---- W8A8 ----
  *
@@ -563,9 +645,17 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
-                [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8 },
+                [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
+                [LLMQ_W_GQ8_0] = mv_gq_q8_0, [LLMQ_W_GQ4_0] = mv_gq_q4_0, [LLMQ_W_GQ4_1] = mv_gq_q4_1,
+                [LLMQ_W_GQ5_0] = mv_gq_q5_0, [LLMQ_W_GQ5_1] = mv_gq_q5_1, [LLMQ_W_GQ2_K] = mv_gq_q2_k,
+                [LLMQ_W_GQ3_K] = mv_gq_q3_k, [LLMQ_W_GQ4_K] = mv_gq_q4_k, [LLMQ_W_GQ5_K] = mv_gq_q5_k,
+                [LLMQ_W_GQ6_K] = mv_gq_q6_k },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
-                 [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8 },
+                 [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
+                 [LLMQ_W_GQ8_0] = dq_gq_q8_0, [LLMQ_W_GQ4_0] = dq_gq_q4_0, [LLMQ_W_GQ4_1] = dq_gq_q4_1,
+                 [LLMQ_W_GQ5_0] = dq_gq_q5_0, [LLMQ_W_GQ5_1] = dq_gq_q5_1, [LLMQ_W_GQ2_K] = dq_gq_q2_k,
+                 [LLMQ_W_GQ3_K] = dq_gq_q3_k, [LLMQ_W_GQ4_K] = dq_gq_q4_k, [LLMQ_W_GQ5_K] = dq_gq_q5_k,
+                 [LLMQ_W_GQ6_K] = dq_gq_q6_k },
     .matvec_a8 = mv_a8,
     .matvec_q4a8 = mv_q4a8,
     .matmul_q4a8 = mm_q4a8,

@@ -7,6 +7,7 @@
 #include <math.h>
 #include "kern-int.h"
 #include "../quant/blocks.h"
+#include "../quant/ggml_blocks.h"
 
 /* W[r][j] as float.  Quantized values are the float product code * scale,
  * which is exact for Q4 (11-bit f16 scale times a 5-bit integer) and MX8
@@ -48,6 +49,34 @@ static void ref_dequant(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
     for (int64_t r = r0; r < r1; r++)
         for (int64_t j = 0; j < W->cols; j++) out[(r - r0) * W->cols + j] = ref_elem(W, r, j);
+}
+
+/* ggml block types: each block dequantized by lib/quant/ggml_blocks.c into
+ * a buffer, then summed in order in double, as ref_matvec does.  A block at
+ * a time is the same as a whole row at a time (the same values, the same
+ * order) and needs no allocation. */
+static void ref_gq_matvec(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    const llmq_gq_traits *g = &llmq_gq_types[W->type - LLMQ_W_GQ8_0];
+    const int64_t nb = W->cols / g->qk;
+    float buf[LLMQ_GQK_K];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)W->data + r * nb * g->block_bytes;
+        double s = 0.0;
+        for (int64_t b = 0; b < nb; b++) {
+            g->dequant(row + b * g->block_bytes, buf, g->qk);
+            for (int k = 0; k < g->qk; k++) s += (double)buf[k] * x[b * g->qk + k];
+        }
+        y[r - r0] = (float)s;
+    }
+}
+
+static void ref_gq_dequant(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const llmq_gq_traits *g = &llmq_gq_types[W->type - LLMQ_W_GQ8_0];
+    const int64_t rb = W->cols / g->qk * g->block_bytes;
+    for (int64_t r = r0; r < r1; r++)
+        g->dequant((const uint8_t *)W->data + r * rb, out + (r - r0) * W->cols, W->cols);
 }
 
 static void ref_matvec_a8(const llmq_wmat *W, int64_t r0, int64_t r1,
@@ -130,12 +159,16 @@ static void ref_q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_
 }
 
 const llmq_ktable llmq_ktable_ref = {
-    .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec },
-    .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant },
+    .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec,
+                ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
+                ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec },
+    .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant,
+                 ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
+                 ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant },
     .matvec_a8 = ref_matvec_a8,
     .matvec_q4a8 = ref_matvec_q4a8,
     .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
 };
-_Static_assert(LLMQ_W_COUNT == 6, "add the new type to every kernel table");
+_Static_assert(LLMQ_W_COUNT == 16, "add the new type to every kernel table");

@@ -189,7 +189,7 @@ TEST(matvec_threaded)
     llmq_err err;
     llmq_pool *pool = llmq_pool_new(3, &err);
     CHECK(pool != NULL);
-    for (int t = 0; t < LLMQ_W_COUNT; t++) {
+    for (int t = 0; t <= LLMQ_W_MX8; t++) {   /* ggml block types: t-ggml-blocks.c */
         tmat m = make_mat((llmq_wtype)t, 301, 512, 64, 0, M_RANDOM);   /* above the small-matrix cutoff */
         float *x = rand_vec(512, 1.0f);
         CHECK(check_matvec(&m, x, pool, "threaded"));
@@ -230,7 +230,7 @@ TEST(matmul_all_types)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int t = 0; t < LLMQ_W_COUNT; t++)
+        for (int t = 0; t <= LLMQ_W_MX8; t++)   /* ggml block types: t-ggml-blocks.c */
             for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
                 check_matmul(pool, (llmq_wtype)t, 150, 96, ns[k]);
                 check_matmul(NULL, (llmq_wtype)t, 7, 32, ns[k]);
@@ -255,7 +255,7 @@ TEST(dequant_exact)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int t = 0; t < LLMQ_W_COUNT; t++)
+        for (int t = 0; t <= LLMQ_W_MX8; t++)   /* ggml block types: t-ggml-blocks.c */
             for (int mode = 0; mode < M_COUNT; mode++)
                 for (int sym = 0; sym < 2; sym++) {
                     int64_t cols = t <= LLMQ_W_Q8 ? 77 : 256;
