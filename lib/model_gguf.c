@@ -20,11 +20,6 @@
 #include "fileio.h"
 #include "../formats/gguf.h"
 
-/* TEMP until the kern branch lands */
-static int llmq_wtype_of_ggml(uint32_t t)
-{
-    return t == 0 ? LLMQ_W_F32 : t == 1 ? LLMQ_W_F16 : t == 30 ? LLMQ_W_BF16 : -1;
-}
 
 /* ggml types whose blocks hold fp16 fields (scales, mins): their byte
  * offsets inside one block, so a NaN or Inf scale is found at load time
