@@ -266,6 +266,58 @@ static int read_types_scores(gctx *g)
     return LLMQ_OK;
 }
 
+/* llama.cpp (llama_vocab::impl::load) retypes tokens by their text: ones
+ * it takes for end of generation (and, when their id key is absent, fill-
+ * in-the-middle markers) become control tokens, a few gpt-oss ones
+ * user-defined, and "</s>" beside gemma4's "<|tool_response>" normal.
+ * Control and user-defined tokens are matched in the text before BPE, so
+ * this changes ids: Qwen3's vocab has "</s>" as a normal token. */
+static const char *const eog_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~[", NULL,
+};
+static const char *const fim_pre[] = { "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+    "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL };
+static const char *const fim_suf[] = { "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+    "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL };
+static const char *const fim_mid[] = { "<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+    "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL };
+static const char *const fim_pad[] = { "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL };
+static const char *const fim_rep[] = { "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL };
+static const char *const fim_sep[] = { "<|file_sep|>", NULL };
+static const char *const gptoss_user[] = { "<|channel|>", "<|message|>", "<|start|>", "<|constrain|>", NULL };
+
+static int32_t find_text(const gctx *g, const char *s) { return vocab_find(&g->v, s, strlen(s)); }
+
+static void retype(gctx *g, const char *const *texts, int type)
+{
+    for (; *texts; texts++) {
+        int32_t id = find_text(g, *texts);
+        if (id >= 0) g->type[id] = (uint8_t)type;
+    }
+}
+
+static void retype_by_text(gctx *g)
+{
+    static const struct { const char *const *texts; const char *key, *old_key; } fim[] = {
+        { fim_pre, K("fim_pre_token_id"), K("prefix_token_id") }, { fim_suf, K("fim_suf_token_id"), K("suffix_token_id") },
+        { fim_mid, K("fim_mid_token_id"), K("middle_token_id") }, { fim_pad, K("fim_pad_token_id"), NULL },
+        { fim_rep, K("fim_rep_token_id"), NULL }, { fim_sep, K("fim_sep_token_id"), NULL },
+    };
+    for (size_t k = 0; k < LLMQ_ARRAY_LEN(fim); k++)
+        if (!llmq_gguf_find_kv(g->f, fim[k].key) && !(fim[k].old_key && llmq_gguf_find_kv(g->f, fim[k].old_key)))
+            retype(g, fim[k].texts, TT_CONTROL);
+    retype(g, eog_texts, TT_CONTROL);
+    retype(g, gptoss_user, TT_USER);
+    int32_t ret = find_text(g, "<|return|>"), call = find_text(g, "<|call|>"), calls = find_text(g, "<|calls|>");
+    int32_t flush = find_text(g, "<|flush|>"), end = find_text(g, "<|end|>");
+    if (end >= 0 && ((ret >= 0 && call >= 0) || (calls >= 0 && flush >= 0))) g->type[end] = TT_USER;
+    int32_t tr = find_text(g, "<|tool_response>"), s = find_text(g, "</s>");
+    if (tr >= 0 && s >= 0) g->type[s] = TT_NORMAL;
+}
+
 static int read_special(gctx *g)
 {
     int rc;
@@ -514,7 +566,7 @@ int llmq_tok_from_gguf(llmq_tok **out, const llmq_gguf_file *f, llmq_err *err)
     if (g.spm) g.pre = &none;
     llmq_tok *t = NULL;
     cJSON *root = NULL;
-    if ((rc = read_tokens(&g)) || (rc = read_types_scores(&g)) || (rc = read_special(&g)) ||
+    if ((rc = read_tokens(&g)) || (rc = read_types_scores(&g)) || (retype_by_text(&g), 0) || (rc = read_special(&g)) ||
         (rc = g.spm ? derive_merges(&g) : read_merges(&g)))
         goto done;
     if (!(root = build_tree(&g))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto done; }
