@@ -3,6 +3,7 @@
 #include "common.h"
 #include "../lib/fileio.h"
 #include "../formats/tokenizer.h"
+#include "../formats/gguf_tokenizer.h"
 
 static struct { const char *ids_out; int keep_cr; } o;
 
@@ -16,7 +17,8 @@ static const cmd_spec tok_spec = {
     "tokenize", "MODEL [FILE|-] [--ids-out FILE.bin]",
     "Encode FILE (default stdin) with MODEL's tokenizer.json, without special tokens,\n"
     "and print one id per line.  MODEL is a model directory, a file beside its\n"
-    "tokenizer.json, or the tokenizer.json itself.",
+    "tokenizer.json, the tokenizer.json itself, or a .gguf file (its tokenizer.ggml.*\n"
+    "metadata, read as llama.cpp reads it).",
     NULL, tok_opts, 1, 2,
 };
 
@@ -33,7 +35,12 @@ int cmd_tokenize(int argc, char **argv)
     int32_t *ids = NULL;
     size_t len, n;
     size_t al = strlen(args[0]);
-    if (!llmq_is_dir(args[0]) && al >= 5 && strcmp(args[0] + al - 5, ".json") == 0 &&
+    llmq_gguf_file gf;
+    memset(&gf, 0, sizeof gf);
+    int gguf = !llmq_is_dir(args[0]) && al >= 5 && strcmp(args[0] + al - 5, ".gguf") == 0;
+    if (gguf) {
+        tp = llmq_strdup(args[0], &err);
+    } else if (!llmq_is_dir(args[0]) && al >= 5 && strcmp(args[0] + al - 5, ".json") == 0 &&
         !(al >= 11 && strcmp(args[0] + al - 11, ".index.json") == 0)) {
         tp = llmq_strdup(args[0], &err);
     } else {
@@ -54,7 +61,12 @@ int cmd_tokenize(int argc, char **argv)
         inputs_release(&ins);
         if (rc) goto fail;
     }
-    if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;
+    if (gguf) {
+        if ((rc = llmq_gguf_open(&gf, tp, &err))) goto fail;
+        if ((rc = llmq_tok_from_gguf(&tok, &gf, &err))) goto fail;
+    } else if ((rc = llmq_tok_load(&tok, tp, &err))) {
+        goto fail;
+    }
     if ((rc = llmq_read_text(in, o.keep_cr, &buf, &len, &err))) goto fail;
     if ((rc = llmq_tok_encode(tok, buf, len, &ids, &n, &err))) goto fail;
     if (o.ids_out) {
@@ -77,6 +89,7 @@ fail:
     rc = cmd_fail("tokenize", &err);
 out:
     llmq_tok_free(tok);
+    llmq_gguf_close(&gf);
     free(tp); free(buf); free(ids);
     return rc;
 }

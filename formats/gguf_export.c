@@ -14,6 +14,7 @@
 #include "json.h"
 #include "packed.h"
 #include "tokenizer.h"
+#include "gguf_tokenizer.h"
 #include "../lib/fileio.h"
 #include "../lib/quant/blocks.h"
 
@@ -415,13 +416,8 @@ static int add_job(export_ctx *x, llmq_gguf_writer *gw, const char *gname, const
 
 /* ---- tokenizer ---- */
 
-/* The Split patterns of the byte-level BPE tokenizers llama.cpp names
- * (llama-vocab.cpp: tokenizer.ggml.pre), as tokenizer.json writes them. */
-static const struct { const char *pre; const char *pattern; } pre_patterns[] = {
-    { "gpt-2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+" },
-    { "llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" },
-    { "qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" },
-};
+/* tokenizer.json's ByteLevel pre-tokenizer with use_regex splits so */
+#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 static const char *jstr(const cJSON *o, const char *k)
 {
@@ -492,10 +488,10 @@ static int tok_family_of(const cJSON *root, const char *path, tok_family *f, llm
         }
     }
     if (bytelevel) {
-        const char *pat = split ? split : bl_regex ? pre_patterns[0].pattern : NULL;
+        /* a ByteLevel step with use_regex splits with GPT-2's pattern */
+        const char *pat = split ? split : bl_regex ? GPT2_PATTERN : NULL;
         if (split && bl_regex) pat = NULL;
-        for (size_t i = 0; pat && i < LLMQ_ARRAY_LEN(pre_patterns); i++)
-            if (!strcmp(pat, pre_patterns[i].pattern)) f->pre = pre_patterns[i].pre;
+        f->pre = llmq_gguf_pre_name(pat);
         if (!f->pre)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: the byte-level pre-tokenizer's split pattern is none of "
                                "GPT-2's, Llama 3's or Qwen2's, the ones llmq can name to llama.cpp (tokenizer.ggml.pre)", path);

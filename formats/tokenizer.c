@@ -466,7 +466,7 @@ struct llmq_tok {
     int16_t char_byte[512];      /* mapped code point (< 512) -> byte, -1 */
 
     int32_t bos, eos;
-    int add_bos;
+    int add_bos, add_eos;
     int scanners;                /* run known patterns by the hand-written scanners */
 };
 
@@ -2184,7 +2184,8 @@ static void guess_special(llmq_tok *t)
     for (size_t k = 0; k < LLMQ_ARRAY_LEN(eos) && t->eos < 0; k++) t->eos = token_id_by_text(t, eos[k]);
 }
 
-static int load_common(llmq_tok **out, const char *json, size_t len, const char *name,
+/* Build from root (borrowed); json[0..len) is parsed when root is NULL. */
+static int load_common(llmq_tok **out, const cJSON *root, const char *json, size_t len, const char *name,
                        const char *config_path, llmq_err *err)
 {
     *out = NULL;
@@ -2194,12 +2195,12 @@ static int load_common(llmq_tok **out, const char *json, size_t len, const char 
     t->scanners = 1;
     init_byte_map(t);
     if (!(t->path = llmq_strdup(name, err))) { free(t); return LLMQ_ENOMEM; }
-    cJSON *root = NULL;
-    int rc = llmq_json_parse(json, len, name, &root, err);
+    cJSON *parsed = NULL;
+    int rc = root ? LLMQ_OK : llmq_json_parse(json, len, name, &parsed, err);
     if (!rc) {
         jctx c = { name, err };
-        rc = build(t, &c, root);
-        cJSON_Delete(root);
+        rc = build(t, &c, root ? root : parsed);
+        cJSON_Delete(parsed);
     }
     if (!rc && config_path) rc = read_config(t, config_path, err);
     if (!rc) guess_special(t);
@@ -2210,8 +2211,55 @@ static int load_common(llmq_tok **out, const char *json, size_t len, const char 
 
 int llmq_tok_load_mem(llmq_tok **out, const char *json, size_t len, const char *name, llmq_err *err)
 {
-    return load_common(out, json, len, name ? name : "tokenizer.json", NULL, err);
+    return load_common(out, NULL, json, len, name ? name : "tokenizer.json", NULL, err);
 }
+
+int llmq_tok_load_tree(llmq_tok **out, const cJSON *root, const char *name, llmq_err *err)
+{
+    return load_common(out, root, NULL, 0, name ? name : "tokenizer.json", NULL, err);
+}
+
+int llmq_tok_set_merges(llmq_tok *t, const llmq_tok_merge *m, size_t n, llmq_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const int32_t ids[3] = { m[i].left, m[i].right, m[i].id };
+        for (int k = 0; k < 3; k++)
+            if (ids[k] < 0 || ids[k] >= t->n_ids || !t->piece[ids[k]])
+                return llmq_errorf(err, LLMQ_EUSAGE, "%s: merge %zu names id %" PRId32 ", which is no token",
+                                   t->path, i, ids[k]);
+        if (t->piece_len[m[i].left] > UINT32_MAX - t->piece_len[m[i].right] ||
+            t->piece_len[m[i].left] + t->piece_len[m[i].right] != t->piece_len[m[i].id] ||
+            memcmp(t->piece[m[i].left], t->piece[m[i].id], t->piece_len[m[i].left]) ||
+            memcmp(t->piece[m[i].right], t->piece[m[i].id] + t->piece_len[m[i].left], t->piece_len[m[i].right]))
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: merge %zu: ids %" PRId32 " + %" PRId32 " do not spell id %" PRId32,
+                               t->path, i, m[i].left, m[i].right, m[i].id);
+    }
+    if (n > SIZE_MAX / 4 / sizeof(merge_ent)) return llmq_errorf(err, LLMQ_ENOMEM, "%s: too many merges", t->path);
+    size_t mc = 16;
+    while (mc < 2 * n + 16) mc *= 2;
+    merge_ent *map = llmq_malloc(mc * sizeof *map, err);
+    if (!map) return LLMQ_ENOMEM;
+    for (size_t k = 0; k < mc; k++) map[k].key = UINT64_MAX;
+    free(t->mmap);
+    t->mmap = map;
+    t->mmask = mc - 1;
+    /* a pair given twice keeps its lowest rank */
+    for (size_t i = 0; i < n; i++) {
+        const merge_ent *e = merge_get(t, m[i].left, m[i].right);
+        if (!e || e->rank > m[i].rank) merge_put(t, m[i].left, m[i].right, m[i].rank, m[i].id);
+    }
+    return LLMQ_OK;
+}
+
+void llmq_tok_set_special(llmq_tok *t, int32_t bos, int32_t eos, int add_bos, int add_eos)
+{
+    t->bos = bos >= 0 && bos < t->n_ids ? bos : -1;
+    t->eos = eos >= 0 && eos < t->n_ids ? eos : -1;
+    t->add_bos = add_bos != 0;
+    t->add_eos = add_eos != 0;
+}
+
+int llmq_tok_add_eos(const llmq_tok *t) { return t->add_eos; }
 
 int llmq_tok_load(llmq_tok **out, const char *path, llmq_err *err)
 {
@@ -2220,7 +2268,7 @@ int llmq_tok_load(llmq_tok **out, const char *path, llmq_err *err)
     *out = NULL;
     int rc = llmq_read_file(path, &text, &len, err);
     if (rc) return rc;
-    rc = load_common(out, text, len, path, path, err);
+    rc = load_common(out, NULL, text, len, path, path, err);
     free(text);
     return rc;
 }

@@ -31,6 +31,26 @@ int llmq_tok_load(llmq_tok **out, const char *path, llmq_err *err);
 int llmq_tok_load_mem(llmq_tok **out, const char *json, size_t len, const char *name,
                       llmq_err *err);
 
+/* Same, from a tokenizer.json tree already built (root is borrowed, not
+ * freed); for loaders of other formats that synthesize one
+ * (formats/gguf_tokenizer.c).  No tokenizer_config.json is read. */
+struct cJSON;
+int llmq_tok_load_tree(llmq_tok **out, const struct cJSON *root, const char *name, llmq_err *err);
+
+/* Replace t's BPE merges by m[0..n): the pair (left, right) of adjacent ids
+ * becomes id, lowest rank first; equal ranks merge leftmost first.  A pair
+ * given twice keeps its lowest rank.  Unlike tokenizer.json's merges, ranks
+ * need not be distinct (SentencePiece scores tie).  Call before t is shared
+ * between threads.  Errors: LLMQ_EUSAGE (an id that names no token, or
+ * left + right whose texts do not spell id's), LLMQ_ENOMEM; on error t keeps
+ * its merges. */
+typedef struct { int32_t left, right, id; uint32_t rank; } llmq_tok_merge;
+int llmq_tok_set_merges(llmq_tok *t, const llmq_tok_merge *m, size_t n, llmq_err *err);
+
+/* Set the special ids (-1 or out of range: none) and whether BOS / EOS are
+ * added, overriding what loading found.  Call before t is shared. */
+void llmq_tok_set_special(llmq_tok *t, int32_t bos, int32_t eos, int add_bos, int add_eos);
+
 /* Free t and everything it owns.  Accepts NULL. */
 void llmq_tok_free(llmq_tok *t);
 
@@ -100,5 +120,9 @@ int32_t llmq_tok_eos(const llmq_tok *t);
  * tokenizer_config.json add_bos_token when it says, else whether the
  * post-processor template starts with a special token. */
 int llmq_tok_add_bos(const llmq_tok *t);
+
+/* 1 if EOS is added with add_special_tokens=True (only llmq_tok_set_special
+ * sets it; tokenizer.json loading leaves 0). */
+int llmq_tok_add_eos(const llmq_tok *t);
 
 #endif
