@@ -8,6 +8,7 @@
 #include "../lib/kld.h"
 #include "../lib/fileio.h"
 #include "../formats/tokenizer.h"
+#include "../formats/gguf_tokenizer.h"
 #include "../formats/safetensors.h"
 #include "../formats/packed.h"
 #include "../calib/stats.h"
@@ -152,12 +153,21 @@ int cmd_verify(int argc, char **argv)
     if (!(dir = model_dir(path, &err))) goto fail;
     if (o.stats && (rc = load_act_scales(&m, o.stats, &act_scales, &err))) goto fail;
     if (o.text || o.gen) {
+        if (m.gguf && !o.tokenizer) {
+            if ((rc = llmq_tok_from_gguf(&tok, m.gguf, &err))) goto fail;
+            if (llmq_tok_vocab_size(tok) > m.cfg.vocab) {
+                rc = llmq_errorf(&err, LLMQ_EFORMAT, "%s: the tokenizer has %d tokens, token_embd.weight only %d rows",
+                                 path, llmq_tok_vocab_size(tok), m.cfg.vocab);
+                goto fail;
+            }
+        } else {
         const char *td = o.tokenizer ? o.tokenizer : dir;
         char *tp = llmq_is_dir(td) ? llmq_path_join(td, "tokenizer.json", &err) : llmq_strdup(td, &err);
         if (!tp) goto fail;
         rc = llmq_tok_load(&tok, tp, &err);
         free(tp);
         if (rc) goto fail;
+        }
     }
     if (o.text) {
         char *buf;
