@@ -397,4 +397,74 @@ TEST(hostile_merges)
     refused(&m, LLMQ_EFORMAT, "'tokenizer.ggml.merges'[0] ' a' is not \"left right\"");
 }
 
+/* ---- mutations: every truncation and random byte changes of the two
+ * images; whatever parses must build a tokenizer or fail with one line,
+ * and a built one must encode and decode (ASan in make san-units) */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)rng; }
+
+static int n_built, n_refused;     /* by llmq_tok_from_gguf, of those that parsed */
+
+static void try_image(const uint8_t *b, size_t n)
+{
+    uint8_t *c = malloc(n ? n : 1);
+    memcpy(c, b, n);
+    llmq_gguf_file f;
+    llmq_err err = { 0 };
+    if (llmq_gguf_parse(&f, c, n, "mut.gguf", &err) == LLMQ_OK) {
+        llmq_tok *t = NULL;
+        int rc = llmq_tok_from_gguf(&t, &f, &err);
+        if (rc) n_refused++; else n_built++;
+        if (rc) {
+            CHECK_MSG(t == NULL && err.code != LLMQ_OK && !strncmp(err.msg, "mut.gguf: ", 10) && !strchr(err.msg, '\n'),
+                      "status %d, message '%s'", rc, err.msg);
+        } else {
+            static const char text[] = "ab a<|eos|>abc \xff\xc3 Z\n</s>a";
+            int32_t *ids = NULL;
+            size_t k = 0;
+            char *d = NULL;
+            rc = llmq_tok_encode(t, text, sizeof text - 1, &ids, &k, &err);
+            CHECK_MSG(rc == 0 || rc == LLMQ_EFORMAT, "encode: %s", err.msg);
+            if (!rc) CHECK_EQ_INT(llmq_tok_decode(t, ids, k, 0, &d, NULL, &err), 0);
+            free(ids);
+            free(d);
+            llmq_tok_free(t);
+        }
+        llmq_gguf_close(&f);
+    }
+    free(c);
+}
+
+static void mutate(img *m)
+{
+    llmq_put_le64(m->b + 16, m->nkv);
+    while (m->n % 32) { uint8_t z = 0; put(m, &z, 1); }
+    for (size_t len = 0; len <= m->n; len++) try_image(m->b, len);
+    uint8_t *c = malloc(m->n);
+    for (int r = 0; r < 3000; r++) {
+        memcpy(c, m->b, m->n);
+        int k = 1 + (int)(next_rand() % 3);
+        for (int j = 0; j < k; j++) {
+            size_t at = 24 + next_rand() % (m->n - 24);      /* past the header */
+            uint32_t v = next_rand();
+            c[at] = (v & 0x300) ? (uint8_t)v : (uint8_t)(c[at] ^ (1u << (v % 8)));
+        }
+        try_image(c, m->n);
+    }
+    free(c);
+    free(m->b);
+}
+
+TEST(mutations)
+{
+    img m;
+    gpt2(&m, NULL);
+    mutate(&m);
+    spm(&m, NULL, -1, -2);
+    mutate(&m);
+    /* the mutations reach both outcomes */
+    CHECK_MSG(n_built > 100 && n_refused > 100, "built %d, refused %d", n_built, n_refused);
+}
+
 TEST_MAIN()
