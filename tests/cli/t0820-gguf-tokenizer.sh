@@ -22,7 +22,8 @@ cp testdata/tok/code.txt "$TMP/code.txt"
 printf 'ok \377\376 bad \303( \342\202 end\200 caf\303\251\n' >"$TMP/invalid.txt"
 { cat testdata/tok/multilingual.txt
   printf "It's 1234 dollars,  don't\n\n  you think?\tHello!! <|endoftext|> x <s> y</s>z <unk>a\n"
-  printf '<|begin_of_text|>a <|im_end|>b</s> <|eot_id|>\n'; } >"$TMP/special.txt"
+  printf '<|begin_of_text|>a <|im_end|>b</s> <|eot_id|>\n'
+  printf "it'\305\277 IT'S don'\305\277t 12345 x\342\200\257y \342\200\250z \302\240w\n"; } >"$TMP/special.txt"
 PLAIN="$TMP/dorian_gray.txt $TMP/little_women.txt $TMP/code.txt $TMP/empty.txt $TMP/invalid.txt"
 LCPP="$TMP/dorian_gray.txt $TMP/special.txt $TMP/empty.txt"
 
