@@ -39,7 +39,7 @@ const char *llmq_gguf_pre_name(const char *pattern);
  * "left right" or names a text that is no token, add_bos_token without a
  * bos id; LLMQ_EUNSUPPORTED: a tokenizer model other than gpt2 / llama, a
  * pre name llmq does not implement (named), more than 2^24 tokens;
- * LLMQ_ENOMEM. */
+ * LLMQ_ENOMEM.  *out keeps no view into f: f may be closed at once. */
 int llmq_tok_from_gguf(llmq_tok **out, const llmq_gguf_file *f, llmq_err *err);
 
 #endif

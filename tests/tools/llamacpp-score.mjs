@@ -47,8 +47,10 @@ const llama = await nlc.getLlama({
 });
 const model = await llama.loadModel({ modelPath: pos[0], gpuLayers: 0 });
 if (opt.tokenize !== null) {
-    process.stdout.write(JSON.stringify(Array.from(model.tokenize(opt.tokenize, true))) + "\n");
-    process.exit(0);
+    // exit once the write is done: into a pipe, stdout is asynchronous, and
+    // an immediate exit would cut output past 64 KiB
+    process.stdout.write(JSON.stringify(Array.from(model.tokenize(opt.tokenize, true))) + "\n", () => process.exit(0));
+    await new Promise(() => {});
 }
 
 const buf = readFileSync(pos[1]);
