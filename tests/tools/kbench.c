@@ -15,7 +15,8 @@
  * columns) on q8 and q4 weights.  q8_0 .. q6_k are ggml's block types as
  * GGUF files hold them (their bytes 0x30..0x3f too: f16 scales of 0.13 to
  * 1.0).  --types picks types by name (llmq_wtype_name, q8a8, q4a8), --isa
- * runs one ISA (scalar, avx2, avx512) instead of every one the CPU has.
+ * runs one ISA (scalar, avx2, avx512, or best: the best this CPU has)
+ * instead of every one the CPU has.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             i++;
             int k = !strcmp(argv[i], "scalar") ? LLMQ_ISA_SCALAR : !strcmp(argv[i], "avx2") ? LLMQ_ISA_AVX2
-                  : !strcmp(argv[i], "avx512") ? LLMQ_ISA_AVX512 : -1;
+                  : !strcmp(argv[i], "avx512") ? LLMQ_ISA_AVX512 : !strcmp(argv[i], "best") ? (int)llmq_cpu_isa_max() : -1;
             if (k < 0 || k > (int)llmq_cpu_isa_max()) { fprintf(stderr, "kbench: --isa: '%s' is not an ISA this CPU has\n", argv[i]); return 2; }
             isa_lo = isa_hi = k;
             continue;
@@ -165,7 +166,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--type")) dst = &only, lo = 0, hi = LLMQ_W_COUNT + 1;
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
-                   "              [--group 32|64|128] [--type K] [--types NAME,...] [--isa scalar|avx2|avx512]\n"
+                   "              [--group 32|64|128] [--type K] [--types NAME,...] [--isa scalar|avx2|avx512|best]\n"
                    "  K or NAME:");
             for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) printf(" %d %s", t, type_name(t));
             printf("\n");
