@@ -378,14 +378,13 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 /* ---- ggml block types (gq-simd.h) ----
  *
- * Dequant for all ten types, and matvec for Q6_K: each block is decoded in
+ * Dequant for all ten types: each block is decoded in
  * registers unit by unit (16 values, one zmm), the codes become the
  * oracle's f32 weights d * code + m (the same floats, see gq-simd.h) and
- * are stored, or FMAed with x (no row buffer).  Two rows at a time share
- * the x loads; each row keeps two accumulators (even and odd units).  Rows
+ * are stored.  The matvecs (below) are all fused, no row buffer: two rows
+ * at a time share the x loads, each row keeps two accumulators; rows
  * follow each other in memory, so the hardware prefetcher streams the
- * matrix without software prefetch.  The other nine types' matvecs look
- * their weights up in per-sub-block tables (below). */
+ * matrix without software prefetch. */
 
 /* unit c (16 codes) as f32 weights */
 INLINE __m512 gq_w16(__m128i c, float d, float m, int has_m)
@@ -394,37 +393,6 @@ INLINE __m512 gq_w16(__m128i c, float d, float m, int has_m)
     return has_m ? _mm512_fmadd_ps(f, _mm512_set1_ps(d), _mm512_set1_ps(m)) : _mm512_mul_ps(f, _mm512_set1_ps(d));
 }
 
-#define GQ_MV(T, QK, BB, HM)                                                  \
-INLINE void gq_rows_##T(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y) \
-{                                                                                  \
-    const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
-    const uint8_t *row = (const uint8_t *)W->data + r * rb;                        \
-    __m512 a[2][2];                                                                \
-    _Pragma("GCC unroll 2")                                                        \
-    for (int k = 0; k < NR; k++) a[k][0] = a[k][1] = _mm512_setzero_ps();          \
-    for (int64_t i = 0; i < nb; i++) {                                             \
-        const float *xb = x + i * (QK);                                            \
-        float d[2][(QK) / 16], m[2][(QK) / 16];                                    \
-        _Pragma("GCC unroll 2")                                                    \
-        for (int k = 0; k < NR; k++) gq_prep_##T(row + k * rb + i * (BB), d[k], m[k]); \
-        _Pragma("GCC unroll 16")                                                   \
-        for (int u = 0; u < (QK) / 16; u++) {                                      \
-            __m512 xv = _mm512_loadu_ps(xb + 16 * u);                              \
-            _Pragma("GCC unroll 2")                                                \
-            for (int k = 0; k < NR; k++)                                           \
-                a[k][u & 1] = _mm512_fmadd_ps(gq_w16(gq_unit_##T(row + k * rb + i * (BB), u), \
-                                                     d[k][u], m[k][u], HM), xv, a[k][u & 1]); \
-        }                                                                          \
-    }                                                                              \
-    _Pragma("GCC unroll 2")                                                        \
-    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k][0], a[k][1]));     \
-}                                                                                  \
-static void mv_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
-{                                                                                  \
-    int64_t r = r0;                                                                \
-    for (; r + 2 <= r1; r += 2) gq_rows_##T(W, r, 2, x, y + (r - r0));            \
-    if (r < r1) gq_rows_##T(W, r, 1, x, y + (r - r0));                             \
-}
 #define GQ_DQ(T, QK, BB, HM)                                                       \
 static void dq_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)      \
 {                                                                                  \
@@ -443,7 +411,6 @@ static void dq_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)   
     }                                                                              \
 }
 GQ_TYPES(GQ_DQ)
-GQ_MV(q6_k, 256, 210, 0)
 
 /* ---- ggml block types, matvec by table lookup ----
  *
@@ -456,8 +423,9 @@ GQ_MV(q6_k, 256, 210, 0)
  * and its high nibble one shift, and Q2_K's 2-bit fields use tables that
  * repeat every 4 entries.  Fifth bits come in as lane masks (vptestmd,
  * or Q5_0 / Q5_1's qh word itself).  This takes about half the
- * instructions of the generic convert-and-scale path above, which Q8_0
- * (per-block scale after the sum) and Q6_K (6-bit codes) keep. */
+ * instructions of the generic convert-and-scale path above.  Q8_0 converts
+ * and scales once per block after the sum; Q6_K (64 weights per sub-block,
+ * too many for one table) builds its codes in dwords and converts them. */
 
 #define ZU8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
 #define IOTA _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
@@ -596,6 +564,36 @@ INLINE void tb_q5_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
     }
 }
 
+/* Q6_K: codes widened to dwords three loads per 64 values (ql low and
+ * high halves, qh); code = low 4 bits | 2 high bits << 4 by one vpternlogd
+ * (bits 0-3 from the nibble, the rest from the shifted qh) and a mask; the
+ * weight (d * sc) * (code - 32) is fma(code, d * sc, -32 * d * sc): the
+ * exact value rounded once, as the oracle's. */
+INLINE void tb_q6_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512i nib = _mm512_set1_epi32(15), six = _mm512_set1_epi32(63);
+    float d[16], m[16];
+    gq_prep_q6_k(b, d, m);
+#pragma GCC unroll 4
+    for (int hp = 0; hp < 4; hp++) {
+        const int h = hp / 2, p = hp % 2;
+        __m512i l0 = ZU8(b + 64 * h + 16 * p), l1 = ZU8(b + 64 * h + 32 + 16 * p), hq = ZU8(b + 128 + 32 * h + 16 * p);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const int u = 8 * h + 2 * j + p;
+            __m512i lo = j == 0 ? l0 : j == 1 ? l1 : j == 2 ? _mm512_srli_epi32(l0, 4) : _mm512_srli_epi32(l1, 4);
+            __m512i hi = j == 0 ? _mm512_slli_epi32(hq, 4) : j == 1 ? _mm512_slli_epi32(hq, 2)
+                       : j == 2 ? hq : _mm512_srli_epi32(hq, 2);
+            /* 0xca: a ? b : c bit by bit, a = nib: bits 0-3 from lo, the others from hi */
+            __m512i code = _mm512_and_si512(_mm512_ternarylogic_epi32(nib, lo, hi, 0xca), six);
+            __m512 dv = _mm512_set1_ps(d[u]);
+            __m512 w = _mm512_fmadd_ps(_mm512_cvtepi32_ps(code), dv, _mm512_mul_ps(dv, _mm512_set1_ps(-32.0f)));
+            if (j & 1) *a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a1);
+            else *a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a0);
+        }
+    }
+}
+
 /* Q8_0: the block's sum of code * x, then one multiply by d (no minimum:
  * the error stays relative to sum |w x|) */
 INLINE void tb_q8_0(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
@@ -638,6 +636,7 @@ GQ_TABLE_MV(q2_k, 256, 84)
 GQ_TABLE_MV(q3_k, 256, 110)
 GQ_TABLE_MV(q4_k, 256, 144)
 GQ_TABLE_MV(q5_k, 256, 176)
+GQ_TABLE_MV(q6_k, 256, 210)
 
 
 /* ---- W8A8 with VNNI ----
@@ -869,7 +868,7 @@ const llmq_ktable llmq_ktable_avx512 = {
                 [LLMQ_W_GQ8_0] = mvt_gq_q8_0, [LLMQ_W_GQ4_0] = mvt_gq_q4_0, [LLMQ_W_GQ4_1] = mvt_gq_q4_1,
                 [LLMQ_W_GQ5_0] = mvt_gq_q5_0, [LLMQ_W_GQ5_1] = mvt_gq_q5_1, [LLMQ_W_GQ2_K] = mvt_gq_q2_k,
                 [LLMQ_W_GQ3_K] = mvt_gq_q3_k, [LLMQ_W_GQ4_K] = mvt_gq_q4_k, [LLMQ_W_GQ5_K] = mvt_gq_q5_k,
-                [LLMQ_W_GQ6_K] = mv_gq_q6_k },
+                [LLMQ_W_GQ6_K] = mvt_gq_q6_k },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
                  [LLMQ_W_GQ8_0] = dq_gq_q8_0, [LLMQ_W_GQ4_0] = dq_gq_q4_0, [LLMQ_W_GQ4_1] = dq_gq_q4_1,
