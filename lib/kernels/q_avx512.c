@@ -431,52 +431,6 @@ GQ_TYPES(GQ_DQ)
 #define IOTA _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 #define PERM(idx, t) _mm512_permutexvar_ps(idx, t)
 
-/* Per-sub-block scales of the K types in one vector each (the scalar
- * gq_prep_* spent more instructions than the lookups themselves):
- * d[s] = d * sc[s] and m[s] = -(dmin * mn[s]), both exact products. */
-INLINE void tp_k4(const uint8_t *b, float *d, float *m)
-{
-    /* Q4_K / Q5_K: the 12 bytes as three words, sc 0-3, mn 0-3, then the
-     * 4-bit low parts of 4-7 with their 2 high bits from the top of 0-7 */
-    uint32_t a0 = gq_le32(b + 4), a1 = gq_le32(b + 8), a2 = gq_le32(b + 12);
-    uint32_t sc_lo = a0 & 0x3f3f3f3fu, mn_lo = a1 & 0x3f3f3f3fu;
-    uint32_t sc_hi = (a2 & 0x0f0f0f0fu) | ((a0 >> 6) & 0x03030303u) << 4;
-    uint32_t mn_hi = ((a2 >> 4) & 0x0f0f0f0fu) | ((a1 >> 6) & 0x03030303u) << 4;
-    __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi)));
-    __m512 f = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(gq_h2f(b)), _mm512_set1_ps(-gq_h2f(b + 2)));
-    float t[16];
-    _mm512_storeu_ps(t, _mm512_mul_ps(v, f));
-    for (int s = 0; s < 8; s++) { d[2 * s] = d[2 * s + 1] = t[s]; m[2 * s] = m[2 * s + 1] = t[8 + s]; }
-}
-
-INLINE void tp_q2_k(const uint8_t *b, float *d, float *m)
-{
-    __m512i v = ZU8(b);
-    _mm512_storeu_ps(d, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15))),
-                                      _mm512_set1_ps(gq_h2f(b + 80))));
-    _mm512_storeu_ps(m, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), _mm512_set1_ps(-gq_h2f(b + 82))));
-}
-
-INLINE void tp_q3_k(const uint8_t *b, float *d)
-{
-    const uint8_t *sc12 = b + 96;
-    __m128i lo8 = _mm_loadl_epi64((const __m128i *)sc12);
-    __m512i lo = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(lo8, lo8));   /* bytes 0-7 twice */
-    lo = _mm512_and_si512(_mm512_srlv_epi32(lo, _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)),
-                          _mm512_set1_epi32(15));
-    __m512i hi = _mm512_cvtepu8_epi32(_mm_set1_epi32((int)gq_le32(sc12 + 8)));   /* lane s: byte 8 + s % 4 */
-    hi = _mm512_and_si512(_mm512_srlv_epi32(hi, _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6)),
-                          _mm512_set1_epi32(3));
-    __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
-    _mm512_storeu_ps(d, _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(gq_h2f(b + 108))));
-}
-
-INLINE void tp_q6_k(const uint8_t *b, float *d)
-{
-    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 192)));
-    _mm512_storeu_ps(d, _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(gq_h2f(b + 208))));
-}
-
 INLINE void tb_q4_0(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 {
     __m512 t = _mm512_mul_ps(_mm512_sub_ps(IOTA, _mm512_set1_ps(8.0f)), _mm512_set1_ps(gq_h2f(b)));
@@ -523,7 +477,7 @@ INLINE void tb_q2_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 {
     const __m512 rep4 = _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
     float d[16], m[16];
-    tp_q2_k(b, d, m);
+    gq_prep_q2_k(b, d, m);
 #pragma GCC unroll 4
     for (int hp = 0; hp < 4; hp++) {
         const int h = hp / 2, p = hp % 2;
@@ -544,8 +498,8 @@ INLINE void tb_q3_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 {
     const __m512 rep8 = _mm512_setr_ps(-4, -3, -2, -1, 0, 1, 2, 3, -4, -3, -2, -1, 0, 1, 2, 3);
     const __m512i c3 = _mm512_set1_epi32(3), c4 = _mm512_set1_epi32(4);
-    float d[16];
-    tp_q3_k(b, d);
+    float d[16], m[16];
+    gq_prep_q3_k(b, d, m);
     __m512i hm[2] = { ZU8(b), ZU8(b + 16) };
 #pragma GCC unroll 4
     for (int hp = 0; hp < 4; hp++) {
@@ -568,7 +522,7 @@ INLINE void tb_q3_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 INLINE void tb_q4_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 {
     float d[16], m[16];
-    tp_k4(b, d, m);
+    gq_prep_k4(b, d, m);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         __m512 tl = _mm512_fmadd_ps(IOTA, _mm512_set1_ps(d[4 * c]), _mm512_set1_ps(m[4 * c]));
@@ -588,7 +542,7 @@ INLINE void tb_q5_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
     const __m512i c15 = _mm512_set1_epi32(15), c16 = _mm512_set1_epi32(16);
     const __m512 iota16 = _mm512_add_ps(IOTA, _mm512_set1_ps(16.0f));
     float d[16], m[16];
-    tp_k4(b, d, m);
+    gq_prep_k4(b, d, m);
     __m512i h0 = ZU8(b + 16), h1 = ZU8(b + 32);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
@@ -618,8 +572,8 @@ INLINE void tb_q5_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 INLINE void tb_q6_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
 {
     const __m512i nib = _mm512_set1_epi32(15), six = _mm512_set1_epi32(63);
-    float d[16];
-    tp_q6_k(b, d);
+    float d[16], m[16];
+    gq_prep_q6_k(b, d, m);
 #pragma GCC unroll 4
     for (int hp = 0; hp < 4; hp++) {
         const int h = hp / 2, p = hp % 2;
