@@ -333,6 +333,9 @@ static int packed_type(export_ctx *x, const char *src, const llmq_wmat *w, llmq_
 {
     const char *path = x->m->path;
     llmq_gguf_outtype t = x->want;
+    if (llmq_wtype_is_ggml(w->type))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' is ggml %s from a GGUF file: export writes from "
+                           "safetensors checkpoints, not from GGUF", path, src, llmq_wtype_name(w->type));
     if (t == LLMQ_GGUF_TYPE_F32 || t == LLMQ_GGUF_TYPE_F16 || t == LLMQ_GGUF_TYPE_BF16)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: a packed model exports to --type auto, q8_0 or the 4-bit type "
                            "its linears map to exactly, not to a float type (dequantizing is not exact)", path);

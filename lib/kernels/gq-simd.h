@@ -66,12 +66,17 @@ GQ_INLINE __m128i gq_unit_q5_1(const uint8_t *b, int u)
 
 /* ---- 256-value super-blocks: units 0 .. 15 ---- */
 
+/* The K types' per-sub-block scales are unpacked 8 at a time in ymm
+ * registers: done value by value they cost more than decoding the codes.
+ * Every d[u] and m[u] is the exact product of an f16 and a small integer. */
+
 GQ_INLINE void gq_prep_q2_k(const uint8_t *b, float *d, float *m)
 {
-    float dd = gq_h2f(b + 80), dmin = gq_h2f(b + 82);
-    for (int s = 0; s < 16; s++) {
-        d[s] = dd * (float)(b[s] & 15);
-        m[s] = -(dmin * (float)(b[s] >> 4));
+    __m256 dd = _mm256_set1_ps(gq_h2f(b + 80)), nm = _mm256_set1_ps(-gq_h2f(b + 82));
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 8 * h)));
+        _mm256_storeu_ps(d + 8 * h, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15))), dd));
+        _mm256_storeu_ps(m + 8 * h, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), nm));
     }
 }
 /* unit u = 8h + 2j + p: bytes qs[32h + 16p ..], bit pair j */
@@ -81,12 +86,21 @@ GQ_INLINE __m128i gq_unit_q2_k(const uint8_t *b, int u)
     return gq_and(gq_srl(gq_ld(b + 16 + 32 * h + 16 * p), 2 * j), 3);
 }
 
+/* Q3_K: 4 low bits from nibbles of bytes 0-7 (low for s < 8), 2 high bits
+ * from byte 8 + s % 4 at bit 2 (s / 4) */
 GQ_INLINE void gq_prep_q3_k(const uint8_t *b, float *d, float *m)
 {
-    float dd = gq_h2f(b + 108);
-    for (int s = 0; s < 16; s++) {
-        d[s] = dd * (float)llmq_gq_k3_scale(b + 96, s);
-        m[s] = 0.0f;
+    const uint8_t *sc12 = b + 96;
+    __m256 dd = _mm256_set1_ps(gq_h2f(b + 108));
+    __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc12));
+    __m256i hi = _mm256_cvtepu8_epi32(_mm_set1_epi32((int)gq_le32(sc12 + 8)));   /* lane s: byte 8 + s % 4 */
+    for (int h = 0; h < 2; h++) {
+        __m256i l = _mm256_and_si256(_mm256_srli_epi32(lo, 4 * h), _mm256_set1_epi32(15));
+        __m256i sh = h ? _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6) : _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
+        __m256i u = _mm256_and_si256(_mm256_srlv_epi32(hi, sh), _mm256_set1_epi32(3));
+        __m256i sc = _mm256_sub_epi32(_mm256_or_si256(l, _mm256_slli_epi32(u, 4)), _mm256_set1_epi32(32));
+        _mm256_storeu_ps(d + 8 * h, _mm256_mul_ps(_mm256_cvtepi32_ps(sc), dd));
+        _mm256_storeu_ps(m + 8 * h, _mm256_setzero_ps());
     }
 }
 /* low 2 bits as Q2_K's, the third from bit 4h + j of hmask[16p ..] */
@@ -98,15 +112,25 @@ GQ_INLINE __m128i gq_unit_q3_k(const uint8_t *b, int u)
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hb, 2)), _mm_set1_epi8(4));
 }
 
+/* Q4_K / Q5_K: the 12 bytes as three words: sc 0-3, mn 0-3, then 4-7 from
+ * the low / high nibbles of bytes 8-11 with their 2 high bits from the top
+ * of bytes 0-3 (sc) and 4-7 (mn); each sub-block's d and m go to both of
+ * its units */
 GQ_INLINE void gq_prep_k4(const uint8_t *b, float *d, float *m)
 {
-    float dd = gq_h2f(b), dmin = gq_h2f(b + 2);
-    for (int s = 0; s < 8; s++) {
-        int sc, mn;
-        llmq_gq_k4_scale_min(b + 4, s, &sc, &mn);
-        d[2 * s] = d[2 * s + 1] = dd * (float)sc;
-        m[2 * s] = m[2 * s + 1] = -(dmin * (float)mn);
-    }
+    uint32_t a0 = gq_le32(b + 4), a1 = gq_le32(b + 8), a2 = gq_le32(b + 12);
+    uint32_t sc_hi = (a2 & 0x0f0f0f0fu) | ((a0 >> 6) & 0x03030303u) << 4;
+    uint32_t mn_hi = ((a2 >> 4) & 0x0f0f0f0fu) | ((a1 >> 6) & 0x03030303u) << 4;
+    __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)(a0 & 0x3f3f3f3fu), (int)sc_hi, 0, 0)));
+    __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)(a1 & 0x3f3f3f3fu), (int)mn_hi, 0, 0)));
+    __m256 vd = _mm256_mul_ps(sc, _mm256_set1_ps(gq_h2f(b))), vm = _mm256_mul_ps(mn, _mm256_set1_ps(-gq_h2f(b + 2)));
+    /* [v0 v0 v1 v1 .. v7 v7] */
+    __m256 dl = _mm256_unpacklo_ps(vd, vd), dh = _mm256_unpackhi_ps(vd, vd);
+    __m256 ml = _mm256_unpacklo_ps(vm, vm), mh = _mm256_unpackhi_ps(vm, vm);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(dl, dh, 0x20));
+    _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(dl, dh, 0x31));
+    _mm256_storeu_ps(m, _mm256_permute2f128_ps(ml, mh, 0x20));
+    _mm256_storeu_ps(m + 8, _mm256_permute2f128_ps(ml, mh, 0x31));
 }
 GQ_INLINE void gq_prep_q4_k(const uint8_t *b, float *d, float *m) { gq_prep_k4(b, d, m); }
 GQ_INLINE void gq_prep_q5_k(const uint8_t *b, float *d, float *m) { gq_prep_k4(b, d, m); }
@@ -127,12 +151,14 @@ GQ_INLINE __m128i gq_unit_q5_k(const uint8_t *b, int u)
 
 GQ_INLINE void gq_prep_q6_k(const uint8_t *b, float *d, float *m)
 {
-    float dd = gq_h2f(b + 208);
-    for (int s = 0; s < 16; s++) {
-        d[s] = dd * (float)(int8_t)b[192 + s];
-        m[s] = 0.0f;
+    __m256 dd = _mm256_set1_ps(gq_h2f(b + 208));
+    for (int h = 0; h < 2; h++) {
+        __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 192 + 8 * h)));
+        _mm256_storeu_ps(d + 8 * h, _mm256_mul_ps(_mm256_cvtepi32_ps(sc), dd));
+        _mm256_storeu_ps(m + 8 * h, _mm256_setzero_ps());
     }
 }
+
 /* unit u = 8h + 2j + p: nibble j / 2 of ql[64h + 32 (j % 2) + 16p ..], bit pair j of qh[32h + 16p ..] */
 GQ_INLINE __m128i gq_unit_q6_k(const uint8_t *b, int u)
 {

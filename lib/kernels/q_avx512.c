@@ -378,12 +378,13 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 /* ---- ggml block types (gq-simd.h) ----
  *
- * All ten types are fused: each block is decoded in registers unit by unit
- * (16 values, one zmm), the codes become the oracle's f32 weights
- * d * code + m (the same floats, see gq-simd.h) and are FMAed with x; no
- * row buffer.  Two rows at a time share the x loads; each row keeps two
- * accumulators (even and odd units).  Rows follow each other in memory, so
- * the hardware prefetcher streams the matrix without software prefetch. */
+ * Dequant for all ten types: each block is decoded in
+ * registers unit by unit (16 values, one zmm), the codes become the
+ * oracle's f32 weights d * code + m (the same floats, see gq-simd.h) and
+ * are stored.  The matvecs (below) are all fused, no row buffer: two rows
+ * at a time share the x loads, each row keeps two accumulators; rows
+ * follow each other in memory, so the hardware prefetcher streams the
+ * matrix without software prefetch. */
 
 /* unit c (16 codes) as f32 weights */
 INLINE __m512 gq_w16(__m128i c, float d, float m, int has_m)
@@ -392,37 +393,7 @@ INLINE __m512 gq_w16(__m128i c, float d, float m, int has_m)
     return has_m ? _mm512_fmadd_ps(f, _mm512_set1_ps(d), _mm512_set1_ps(m)) : _mm512_mul_ps(f, _mm512_set1_ps(d));
 }
 
-#define GQ_KERNELS(T, QK, BB, HM)                                                  \
-INLINE void gq_rows_##T(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y) \
-{                                                                                  \
-    const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
-    const uint8_t *row = (const uint8_t *)W->data + r * rb;                        \
-    __m512 a[2][2];                                                                \
-    _Pragma("GCC unroll 2")                                                        \
-    for (int k = 0; k < NR; k++) a[k][0] = a[k][1] = _mm512_setzero_ps();          \
-    for (int64_t i = 0; i < nb; i++) {                                             \
-        const float *xb = x + i * (QK);                                            \
-        float d[2][(QK) / 16], m[2][(QK) / 16];                                    \
-        _Pragma("GCC unroll 2")                                                    \
-        for (int k = 0; k < NR; k++) gq_prep_##T(row + k * rb + i * (BB), d[k], m[k]); \
-        _Pragma("GCC unroll 16")                                                   \
-        for (int u = 0; u < (QK) / 16; u++) {                                      \
-            __m512 xv = _mm512_loadu_ps(xb + 16 * u);                              \
-            _Pragma("GCC unroll 2")                                                \
-            for (int k = 0; k < NR; k++)                                           \
-                a[k][u & 1] = _mm512_fmadd_ps(gq_w16(gq_unit_##T(row + k * rb + i * (BB), u), \
-                                                     d[k][u], m[k][u], HM), xv, a[k][u & 1]); \
-        }                                                                          \
-    }                                                                              \
-    _Pragma("GCC unroll 2")                                                        \
-    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k][0], a[k][1]));     \
-}                                                                                  \
-static void mv_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
-{                                                                                  \
-    int64_t r = r0;                                                                \
-    for (; r + 2 <= r1; r += 2) gq_rows_##T(W, r, 2, x, y + (r - r0));            \
-    if (r < r1) gq_rows_##T(W, r, 1, x, y + (r - r0));                             \
-}                                                                                  \
+#define GQ_DQ(T, QK, BB, HM)                                                       \
 static void dq_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)      \
 {                                                                                  \
     const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
@@ -439,7 +410,234 @@ static void dq_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)   
         }                                                                          \
     }                                                                              \
 }
-GQ_TYPES(GQ_KERNELS)
+GQ_TYPES(GQ_DQ)
+
+/* ---- ggml block types, matvec by table lookup ----
+ *
+ * For codes of at most 5 bits the weights of a sub-block take at most 32
+ * values, so each sub-block's table T[c] = d * c + m (the oracle's floats:
+ * the product is exact, see gq-simd.h) is built once with one FMA on
+ * 0..15, and a weight is one vpermps / vpermt2ps of its code.  The codes
+ * are widened straight from memory to one per dword (vpmovzxbd); vpermps
+ * reads only the low 4 index bits, so a byte's low nibble needs no mask
+ * and its high nibble one shift, and Q2_K's 2-bit fields use tables that
+ * repeat every 4 entries.  Fifth bits come in as lane masks (vptestmd,
+ * or Q5_0 / Q5_1's qh word itself).  This takes about half the
+ * instructions of the generic convert-and-scale path above.  Q8_0 converts
+ * and scales once per block after the sum; Q6_K (64 weights per sub-block,
+ * too many for one table) builds its codes in dwords and converts them. */
+
+#define ZU8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define IOTA _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define PERM(idx, t) _mm512_permutexvar_ps(idx, t)
+
+INLINE void tb_q4_0(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    __m512 t = _mm512_mul_ps(_mm512_sub_ps(IOTA, _mm512_set1_ps(8.0f)), _mm512_set1_ps(gq_h2f(b)));
+    __m512i v = ZU8(b + 2);
+    *a0 = _mm512_fmadd_ps(PERM(v, t), _mm512_loadu_ps(x), *a0);
+    *a1 = _mm512_fmadd_ps(PERM(_mm512_srli_epi32(v, 4), t), _mm512_loadu_ps(x + 16), *a1);
+}
+
+INLINE void tb_q4_1(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    __m512 t = _mm512_fmadd_ps(IOTA, _mm512_set1_ps(gq_h2f(b)), _mm512_set1_ps(gq_h2f(b + 2)));
+    __m512i v = ZU8(b + 4);
+    *a0 = _mm512_fmadd_ps(PERM(v, t), _mm512_loadu_ps(x), *a0);
+    *a1 = _mm512_fmadd_ps(PERM(_mm512_srli_epi32(v, 4), t), _mm512_loadu_ps(x + 16), *a1);
+}
+
+/* Q5_0 / Q5_1: tables of codes 0..15 and 16..31; bit i of qh selects the second for value i */
+INLINE void tb_q5(const uint8_t *qs, uint32_t qh, __m512 t0, __m512 t1, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512i c15 = _mm512_set1_epi32(15), c16 = _mm512_set1_epi32(16);
+    __m512i v = ZU8(qs), lo = _mm512_and_si512(v, c15), hi = _mm512_srli_epi32(v, 4);
+    lo = _mm512_mask_or_epi32(lo, (__mmask16)qh, lo, c16);
+    hi = _mm512_mask_or_epi32(hi, (__mmask16)(qh >> 16), hi, c16);
+    *a0 = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, lo, t1), _mm512_loadu_ps(x), *a0);
+    *a1 = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, hi, t1), _mm512_loadu_ps(x + 16), *a1);
+}
+
+INLINE void tb_q5_0(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    __m512 d = _mm512_set1_ps(gq_h2f(b));
+    __m512 t0 = _mm512_mul_ps(_mm512_sub_ps(IOTA, _mm512_set1_ps(16.0f)), d), t1 = _mm512_mul_ps(IOTA, d);
+    tb_q5(b + 6, gq_le32(b + 2), t0, t1, x, a0, a1);
+}
+
+INLINE void tb_q5_1(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    __m512 d = _mm512_set1_ps(gq_h2f(b)), m = _mm512_set1_ps(gq_h2f(b + 2));
+    __m512 t0 = _mm512_fmadd_ps(IOTA, d, m), t1 = _mm512_fmadd_ps(_mm512_add_ps(IOTA, _mm512_set1_ps(16.0f)), d, m);
+    tb_q5(b + 8, gq_le32(b + 4), t0, t1, x, a0, a1);
+}
+
+/* Q2_K: unit u = 8h + 2j + p reads bit pair j of qs[32h + 16p ..] */
+INLINE void tb_q2_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512 rep4 = _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    float d[16], m[16];
+    gq_prep_q2_k(b, d, m);
+#pragma GCC unroll 4
+    for (int hp = 0; hp < 4; hp++) {
+        const int h = hp / 2, p = hp % 2;
+        __m512i v = ZU8(b + 16 + 32 * h + 16 * p);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const int u = 8 * h + 2 * j + p;
+            __m512 t = _mm512_fmadd_ps(rep4, _mm512_set1_ps(d[u]), _mm512_set1_ps(m[u]));
+            __m512 w = PERM(_mm512_srli_epi32(v, 2 * j), t);
+            if (j & 1) *a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a1);
+            else *a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a0);
+        }
+    }
+}
+
+/* Q3_K: index low2 | hbit << 2 into d_u * (c - 4), c = 0..7 */
+INLINE void tb_q3_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512 rep8 = _mm512_setr_ps(-4, -3, -2, -1, 0, 1, 2, 3, -4, -3, -2, -1, 0, 1, 2, 3);
+    const __m512i c3 = _mm512_set1_epi32(3), c4 = _mm512_set1_epi32(4);
+    float d[16], m[16];
+    gq_prep_q3_k(b, d, m);
+    __m512i hm[2] = { ZU8(b), ZU8(b + 16) };
+#pragma GCC unroll 4
+    for (int hp = 0; hp < 4; hp++) {
+        const int h = hp / 2, p = hp % 2;
+        __m512i v = ZU8(b + 32 + 32 * h + 16 * p);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const int u = 8 * h + 2 * j + p;
+            __mmask16 k = _mm512_test_epi32_mask(hm[p], _mm512_set1_epi32(1 << (4 * h + j)));
+            __m512i idx = _mm512_and_si512(_mm512_srli_epi32(v, 2 * j), c3);
+            idx = _mm512_mask_or_epi32(idx, k, idx, c4);
+            __m512 w = PERM(idx, _mm512_mul_ps(rep8, _mm512_set1_ps(d[u])));
+            if (j & 1) *a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a1);
+            else *a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a0);
+        }
+    }
+}
+
+/* Q4_K: chunk c of 64 values: low nibbles of qs[32c ..] are sub-block 2c, high ones 2c + 1 */
+INLINE void tb_q4_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    float d[16], m[16];
+    gq_prep_k4(b, d, m);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m512 tl = _mm512_fmadd_ps(IOTA, _mm512_set1_ps(d[4 * c]), _mm512_set1_ps(m[4 * c]));
+        __m512 th = _mm512_fmadd_ps(IOTA, _mm512_set1_ps(d[4 * c + 2]), _mm512_set1_ps(m[4 * c + 2]));
+        __m512i v0 = ZU8(b + 16 + 32 * c), v1 = ZU8(b + 16 + 32 * c + 16);
+        const float *xc = x + 64 * c;
+        *a0 = _mm512_fmadd_ps(PERM(v0, tl), _mm512_loadu_ps(xc), *a0);
+        *a1 = _mm512_fmadd_ps(PERM(v1, tl), _mm512_loadu_ps(xc + 16), *a1);
+        *a0 = _mm512_fmadd_ps(PERM(_mm512_srli_epi32(v0, 4), th), _mm512_loadu_ps(xc + 32), *a0);
+        *a1 = _mm512_fmadd_ps(PERM(_mm512_srli_epi32(v1, 4), th), _mm512_loadu_ps(xc + 48), *a1);
+    }
+}
+
+/* Q5_K: Q4_K's nibbles at qs = b + 48, bit s of qh[l] picks the table's upper half */
+INLINE void tb_q5_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512i c15 = _mm512_set1_epi32(15), c16 = _mm512_set1_epi32(16);
+    const __m512 iota16 = _mm512_add_ps(IOTA, _mm512_set1_ps(16.0f));
+    float d[16], m[16];
+    gq_prep_k4(b, d, m);
+    __m512i h0 = ZU8(b + 16), h1 = ZU8(b + 32);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++) {            /* sub-block s = 2c + n: low (n = 0) or high nibbles */
+            const int s = 2 * c + n;
+            __m512 dv = _mm512_set1_ps(d[2 * s]), mv = _mm512_set1_ps(m[2 * s]);
+            __m512 t0 = _mm512_fmadd_ps(IOTA, dv, mv), t1 = _mm512_fmadd_ps(iota16, dv, mv);
+            __m512i v0 = ZU8(b + 48 + 32 * c), v1 = ZU8(b + 48 + 32 * c + 16);
+            if (n) { v0 = _mm512_srli_epi32(v0, 4); v1 = _mm512_srli_epi32(v1, 4); }
+            else { v0 = _mm512_and_si512(v0, c15); v1 = _mm512_and_si512(v1, c15); }
+            __m512i bit = _mm512_set1_epi32(1 << s);
+            v0 = _mm512_mask_or_epi32(v0, _mm512_test_epi32_mask(h0, bit), v0, c16);
+            v1 = _mm512_mask_or_epi32(v1, _mm512_test_epi32_mask(h1, bit), v1, c16);
+            const float *xs = x + 32 * s;
+            *a0 = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, v0, t1), _mm512_loadu_ps(xs), *a0);
+            *a1 = _mm512_fmadd_ps(_mm512_permutex2var_ps(t0, v1, t1), _mm512_loadu_ps(xs + 16), *a1);
+        }
+    }
+}
+
+/* Q6_K: codes widened to dwords three loads per 64 values (ql low and
+ * high halves, qh); code = low 4 bits | 2 high bits << 4 by one vpternlogd
+ * (bits 0-3 from the nibble, the rest from the shifted qh) and a mask; the
+ * weight (d * sc) * (code - 32) is fma(code, d * sc, -32 * d * sc): the
+ * exact value rounded once, as the oracle's. */
+INLINE void tb_q6_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    const __m512i nib = _mm512_set1_epi32(15), six = _mm512_set1_epi32(63);
+    float d[16], m[16];
+    gq_prep_q6_k(b, d, m);
+#pragma GCC unroll 4
+    for (int hp = 0; hp < 4; hp++) {
+        const int h = hp / 2, p = hp % 2;
+        __m512i l0 = ZU8(b + 64 * h + 16 * p), l1 = ZU8(b + 64 * h + 32 + 16 * p), hq = ZU8(b + 128 + 32 * h + 16 * p);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const int u = 8 * h + 2 * j + p;
+            __m512i lo = j == 0 ? l0 : j == 1 ? l1 : j == 2 ? _mm512_srli_epi32(l0, 4) : _mm512_srli_epi32(l1, 4);
+            __m512i hi = j == 0 ? _mm512_slli_epi32(hq, 4) : j == 1 ? _mm512_slli_epi32(hq, 2)
+                       : j == 2 ? hq : _mm512_srli_epi32(hq, 2);
+            /* 0xca: a ? b : c bit by bit, a = nib: bits 0-3 from lo, the others from hi */
+            __m512i code = _mm512_and_si512(_mm512_ternarylogic_epi32(nib, lo, hi, 0xca), six);
+            __m512 dv = _mm512_set1_ps(d[u]);
+            __m512 w = _mm512_fmadd_ps(_mm512_cvtepi32_ps(code), dv, _mm512_mul_ps(dv, _mm512_set1_ps(-32.0f)));
+            if (j & 1) *a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a1);
+            else *a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * u), *a0);
+        }
+    }
+}
+
+/* Q8_0: the block's sum of code * x, then one multiply by d (no minimum:
+ * the error stays relative to sum |w x|) */
+INLINE void tb_q8_0(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
+{
+    __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))),
+                             _mm512_loadu_ps(x));
+    s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))),
+                        _mm512_loadu_ps(x + 16), s);
+    (void)a1;
+    *a0 = _mm512_fmadd_ps(s, _mm512_set1_ps(gq_h2f(b)), *a0);
+}
+
+#define GQ_TABLE_MV(T, QK, BB)                                                     \
+INLINE void tb_rows_##T(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y) \
+{                                                                                  \
+    const int64_t nb = W->cols / (QK), rb = nb * (BB);                             \
+    const uint8_t *row = (const uint8_t *)W->data + r * rb;                        \
+    __m512 a[2][2];                                                                \
+    _Pragma("GCC unroll 2")                                                        \
+    for (int k = 0; k < NR; k++) a[k][0] = a[k][1] = _mm512_setzero_ps();          \
+    for (int64_t i = 0; i < nb; i++) {                                             \
+        _Pragma("GCC unroll 2")                                                    \
+        for (int k = 0; k < NR; k++) tb_##T(row + k * rb + i * (BB), x + i * (QK), &a[k][0], &a[k][1]); \
+    }                                                                              \
+    _Pragma("GCC unroll 2")                                                        \
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k][0], a[k][1]));     \
+}                                                                                  \
+static void mvt_gq_##T(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
+{                                                                                  \
+    int64_t r = r0;                                                                \
+    for (; r + 2 <= r1; r += 2) tb_rows_##T(W, r, 2, x, y + (r - r0));            \
+    if (r < r1) tb_rows_##T(W, r, 1, x, y + (r - r0));                             \
+}
+GQ_TABLE_MV(q8_0, 32, 34)
+GQ_TABLE_MV(q4_0, 32, 18)
+GQ_TABLE_MV(q4_1, 32, 20)
+GQ_TABLE_MV(q5_0, 32, 22)
+GQ_TABLE_MV(q5_1, 32, 24)
+GQ_TABLE_MV(q2_k, 256, 84)
+GQ_TABLE_MV(q3_k, 256, 110)
+GQ_TABLE_MV(q4_k, 256, 144)
+GQ_TABLE_MV(q5_k, 256, 176)
+GQ_TABLE_MV(q6_k, 256, 210)
+
 
 /* ---- W8A8 with VNNI ----
  *
@@ -667,10 +865,10 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
-                [LLMQ_W_GQ8_0] = mv_gq_q8_0, [LLMQ_W_GQ4_0] = mv_gq_q4_0, [LLMQ_W_GQ4_1] = mv_gq_q4_1,
-                [LLMQ_W_GQ5_0] = mv_gq_q5_0, [LLMQ_W_GQ5_1] = mv_gq_q5_1, [LLMQ_W_GQ2_K] = mv_gq_q2_k,
-                [LLMQ_W_GQ3_K] = mv_gq_q3_k, [LLMQ_W_GQ4_K] = mv_gq_q4_k, [LLMQ_W_GQ5_K] = mv_gq_q5_k,
-                [LLMQ_W_GQ6_K] = mv_gq_q6_k },
+                [LLMQ_W_GQ8_0] = mvt_gq_q8_0, [LLMQ_W_GQ4_0] = mvt_gq_q4_0, [LLMQ_W_GQ4_1] = mvt_gq_q4_1,
+                [LLMQ_W_GQ5_0] = mvt_gq_q5_0, [LLMQ_W_GQ5_1] = mvt_gq_q5_1, [LLMQ_W_GQ2_K] = mvt_gq_q2_k,
+                [LLMQ_W_GQ3_K] = mvt_gq_q3_k, [LLMQ_W_GQ4_K] = mvt_gq_q4_k, [LLMQ_W_GQ5_K] = mvt_gq_q5_k,
+                [LLMQ_W_GQ6_K] = mvt_gq_q6_k },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
                  [LLMQ_W_GQ8_0] = dq_gq_q8_0, [LLMQ_W_GQ4_0] = dq_gq_q4_0, [LLMQ_W_GQ4_1] = dq_gq_q4_1,

@@ -3,7 +3,8 @@
  * type on every ISA this CPU has, next to a memory read bandwidth probe.
  *
  *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]
- *          [--group 32|64|128] [--type K]      (q4 group default 128, as llmq pack)
+ *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME]
+ *                                              (q4 group default 128, as llmq pack)
  *
  * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
  * weights come from DRAM as in a real decode step; "hot" repeats one matrix,
@@ -11,7 +12,11 @@
  * "%bw" is cold GB/s over a bandwidth probe run just before that row (the
  * machine may be shared: a neighbour's load moves both alike).  Rows q8a8
  * and q4a8 are the int8-activation products (W8A8 per token, W4A8 per 32
- * columns) on q8 and q4 weights.
+ * columns) on q8 and q4 weights.  q8_0 .. q6_k are ggml's block types as
+ * GGUF files hold them (their bytes 0x30..0x3f too: f16 scales of 0.13 to
+ * 1.0).  --types picks types by name (llmq_wtype_name, q8a8, q4a8), --isa
+ * runs one ISA (scalar, avx2, avx512, or best: the best this CPU has)
+ * instead of every one the CPU has.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +42,7 @@ static double probe_bw(llmq_pool *pool, double secs)
 static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
 {
     llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, t == LLMQ_W_Q4 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0 };
+    if (llmq_wtype_is_ggml(t)) W.group = t >= LLMQ_W_GQ2_K ? 256 : 32;
     W.zeros = t == LLMQ_W_Q4 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
     uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
     uint64_t n = (uint64_t)rows * (uint64_t)cols;
@@ -116,6 +122,12 @@ static double bench_matmul(llmq_pool *pool, llmq_wtype t, int64_t rows, int64_t 
     return 2.0 * (double)rows * (double)cols * (double)n * (double)iters / dt / 1e9;
 }
 
+/* name of kbench type index t: the weight types, then q8a8 and q4a8 */
+static const char *type_name(int t)
+{
+    return t == LLMQ_W_COUNT ? "q8a8" : t == LLMQ_W_COUNT + 1 ? "q4a8" : llmq_wtype_name((llmq_wtype)t);
+}
+
 static int arg_int(const char *s, const char *opt, long lo, long hi, long *out)
 {
     char *end;
@@ -132,8 +144,19 @@ static int arg_int(const char *s, const char *opt, long lo, long hi, long *out)
 int main(int argc, char **argv)
 {
     long threads = 2, rows = 2048, cols = 5632, tokens = 64, secs10 = 5, group = 128, only = -1;
+    const char *types = NULL;
+    int isa_lo = LLMQ_ISA_SCALAR, isa_hi = (int)llmq_cpu_isa_max();
     for (int i = 1; i < argc; i++) {
         long *dst = NULL, lo = 1, hi = 1 << 20;
+        if (!strcmp(argv[i], "--types") && i + 1 < argc) { types = argv[++i]; continue; }
+        if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            i++;
+            int k = !strcmp(argv[i], "scalar") ? LLMQ_ISA_SCALAR : !strcmp(argv[i], "avx2") ? LLMQ_ISA_AVX2
+                  : !strcmp(argv[i], "avx512") ? LLMQ_ISA_AVX512 : !strcmp(argv[i], "best") ? (int)llmq_cpu_isa_max() : -1;
+            if (k < 0 || k > (int)llmq_cpu_isa_max()) { fprintf(stderr, "kbench: --isa: '%s' is not an ISA this CPU has\n", argv[i]); return 2; }
+            isa_lo = isa_hi = k;
+            continue;
+        }
         if (!strcmp(argv[i], "--threads")) dst = &threads, hi = 256;
         else if (!strcmp(argv[i], "--rows")) dst = &rows;
         else if (!strcmp(argv[i], "--cols")) dst = &cols;
@@ -143,7 +166,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--type")) dst = &only, lo = 0, hi = LLMQ_W_COUNT + 1;
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
-                   "              [--group 32|64|128] [--type K]   (K: 0 f32 1 bf16 2 f16 3 q8 4 q4 5 mx8 6 q8a8 7 q4a8)\n");
+                   "              [--group 32|64|128] [--type K] [--types NAME,...] [--isa scalar|avx2|avx512|best]\n"
+                   "  K or NAME:");
+            for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) printf(" %d %s", t, type_name(t));
+            printf("\n");
             return 0;
         }
         if (!dst || i + 1 >= argc) { fprintf(stderr, "kbench: unknown or incomplete option '%s'\n", argv[i]); return 2; }
@@ -151,6 +177,15 @@ int main(int argc, char **argv)
         i++;
     }
     if (cols % 128) { fprintf(stderr, "kbench: --cols must be a multiple of 128\n"); return 2; }
+    if (types)
+        for (const char *p = types; *p;) {
+            size_t n = strcspn(p, ",");
+            int found = 0;
+            for (int t = 0; t <= LLMQ_W_COUNT + 1; t++)
+                found |= strlen(type_name(t)) == n && !strncmp(p, type_name(t), n);
+            if (!found) { fprintf(stderr, "kbench: --types: unknown type '%.*s'\n", (int)n, p); return 2; }
+            p += n + (p[n] == ',');
+        }
     if (group != 32 && group != 64 && group != 128) { fprintf(stderr, "kbench: --group must be 32, 64 or 128\n"); return 2; }
     q4_group = (int)group;
     llmq_err err;
@@ -165,20 +200,31 @@ int main(int argc, char **argv)
     printf("memory read bandwidth probe: %.1f GB/s (sum of a 1 GiB buffer, %ld threads)\n", bw, threads);
     printf("%-6s %-7s %9s %9s %6s %9s %6s %6s %12s\n", "type", "isa", "cold GB/s", "hot GB/s", "%bw", "us/matvec",
            "rows", "cols", "prefill GF/s");
-    static const char *tn[] = { "f32", "bf16", "f16", "q8", "q4", "mx8", "q8a8", "q4a8" };
-    llmq_isa hw = llmq_cpu_isa_max();
-    for (int isa = LLMQ_ISA_SCALAR; isa <= (int)hw; isa++) {
+    for (int isa = isa_lo; isa <= isa_hi; isa++) {
         llmq_cpu_set_isa((llmq_isa)isa);
         for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) {
             if (only >= 0 && t != only) continue;
+            if (types) {   /* whole names in the comma list */
+                size_t n = strlen(type_name(t));
+                const char *p = types;
+                int in = 0;
+                for (; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+                    in |= strcspn(p, ",") == n && !strncmp(p, type_name(t), n);
+                if (!in) continue;
+            }
             int a8 = t == LLMQ_W_COUNT ? ACT_A8 : t == LLMQ_W_COUNT + 1 ? ACT_Q4A8 : ACT_FP;
             llmq_wtype wt = a8 == ACT_A8 ? LLMQ_W_Q8 : a8 == ACT_Q4A8 ? LLMQ_W_Q4 : (llmq_wtype)t;
+            if (wt >= LLMQ_W_GQ2_K && wt <= LLMQ_W_GQ6_K && cols % 256) {
+                printf("%-6s %-7s (skipped: --cols %ld is not whole 256-value super-blocks)\n", type_name(t),
+                       llmq_isa_name((llmq_isa)isa), cols);
+                continue;
+            }
             double us, us_hot, near_bw = probe_bw(pool, 0.3);
             if (near_bw > bw) bw = near_bw;
             double cold = bench_matvec(pool, wt, rows, cols, a8, 1, isa == LLMQ_ISA_SCALAR ? secs / 4 : secs, &us);
             double hot = bench_matvec(pool, wt, rows, cols, a8, 0, isa == LLMQ_ISA_SCALAR ? secs / 8 : secs / 2, &us_hot);
             double gf = a8 == ACT_A8 ? 0 : bench_matmul(pool, wt, rows, cols, tokens, a8 == ACT_Q4A8, secs / 4);
-            printf("%-6s %-7s %9.1f %9.1f %5.0f%% %9.1f %6ld %6ld ", tn[t], llmq_isa_name((llmq_isa)isa),
+            printf("%-6s %-7s %9.1f %9.1f %5.0f%% %9.1f %6ld %6ld ", type_name(t), llmq_isa_name((llmq_isa)isa),
                    cold, hot, 100.0 * cold / near_bw, us, rows, cols);
             if (a8 == ACT_A8) printf("%12s\n", "-");
             else printf("%12.1f\n", gf);
