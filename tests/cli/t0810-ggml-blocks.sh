@@ -9,7 +9,7 @@
 NPM=${LLMQ_NPM:-tests/npm/node_modules}
 GGML=$(ls "$NPM"/@node-llama-cpp/linux-x64/bins/*/libggml-base.so 2>/dev/null | head -n 1)
 if [ -z "$GGML" ]; then
-    echo "skip: no libggml-base.so under $NPM/@node-llama-cpp/linux-x64 (npm install in tests/npm provides it)"
+    not_ok "no libggml-base.so under $NPM/@node-llama-cpp/linux-x64 (the README's first command installs it)"
 else
     expect_out '^q4_K .*dequant bit-identical; matvec .* within 2e-6' build/tools/ggml-dqcheck "$GGML"
     cat "$TMP/out"
