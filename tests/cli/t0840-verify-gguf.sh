@@ -66,6 +66,8 @@ same() {
 }
 same "qwen2 bf16 (tokenizer from the GGUF)" "$G" $M
 same "qwen2 bf16 (--tokenizer)" "$G" $M --tokenizer $M
+expect_code 0 llmq export $M -o "$TMP/q16.gguf" --type f16
+same "qwen2 f16" "$TMP/q16.gguf" $M
 expect_code 0 llmq export "$L" -o "$TMP/l.gguf" --type f32
 same "llama mha f32 (q/k rows back in HF order)" "$TMP/l.gguf" "$L"
 
