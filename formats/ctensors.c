@@ -202,8 +202,8 @@ static int parse_group(llmq_ct *ct, const char *gname, const cJSON *gv, ct_group
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: actorder '%s' (permuted groups) is not supported", ct->cfg_path, where, actorder);
     if (!empty_or_null(cJSON_GetObjectItemCaseSensitive(wq, "block_structure")))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: block quantization is not supported", ct->cfg_path, where);
-    if (ct->format == CT_PACK && g->bits != 4)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: num_bits %d with pack-quantized is not supported (4)", ct->cfg_path, where, g->bits);
+    if (ct->format == CT_PACK && g->bits != 4 && g->bits != 8)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: num_bits %d with pack-quantized is not supported (4, 8)", ct->cfg_path, where, g->bits);
     if (ct->format == CT_INT && g->bits != 8)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: num_bits %d with int-quantized is not supported (8)", ct->cfg_path, where, g->bits);
     if (!strategy) return llmq_errorf(err, LLMQ_EFORMAT, "%s: %s: 'strategy' is missing", ct->cfg_path, where);
@@ -219,7 +219,7 @@ static int parse_group(llmq_ct *ct, const char *gname, const cJSON *gv, ct_group
     } else {
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: strategy '%s' is not supported (group, channel)", ct->cfg_path, where, strategy);
     }
-    if (ct->format == CT_INT && (g->group || !g->sym))
+    if (g->bits == 8 && (g->group || !g->sym))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: int8 weights must be symmetric per channel", ct->cfg_path, where);
 
     const cJSON *ia = cJSON_GetObjectItemCaseSensitive(gv, "input_activations");
@@ -306,7 +306,7 @@ fail:
 void llmq_ct_name(const llmq_ct *ct, char *buf, size_t n)
 {
     const ct_group *g = &ct->g[0];
-    if (ct->format == CT_INT) snprintf(buf, n, "ct-w8a%d", g->act_int8 ? 8 : 16);
+    if (g->bits == 8) snprintf(buf, n, "ct-w8a%d%s", g->act_int8 ? 8 : 16, ct->format == CT_PACK ? "-packed" : "");
     else if (g->group) snprintf(buf, n, "ct-w4a16-g%d-%s", g->group, g->sym ? "sym" : "asym");
     else snprintf(buf, n, "ct-w4a16-channel-%s", g->sym ? "sym" : "asym");
 }
@@ -435,8 +435,46 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
         return LLMQ_OK;
     }
 
-    /* pack-quantized int4 */
     static const llmq_dtype i32[] = { LLMQ_DT_I32 }, shdt[] = { LLMQ_DT_I64, LLMQ_DT_I32 };
+    if (g->bits == 8) {
+        /* pack-quantized int8 (llm-compressor's W8A16): 4 bytes q + 128 per int32, low byte first */
+        if (cols % 4)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': %" PRId64 " columns are not a multiple of 4",
+                               ct->cfg_path, prefix, cols);
+        if ((rc = want(c, prefix, "weight_shape", shdt, 2, 2, -1, &shp, err))) return rc;
+        int64_t r0 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data) : (int32_t)llmq_get_le32(shp->data);
+        int64_t r1 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data + 8) : (int32_t)llmq_get_le32(shp->data + 4);
+        if (r0 != rows || r1 != cols) {
+            find(c, prefix, "weight_shape", &path);
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_shape' says [%" PRId64 ", %" PRId64 "], config.json implies [%"
+                               PRId64 ", %" PRId64 "]", path, prefix, r0, r1, rows, cols);
+        }
+        if ((rc = want(c, prefix, "weight_packed", i32, 1, rows, cols / 4, &q, err)) ||
+            (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err))) return rc;
+        if (find(c, prefix, "weight_zero_point", &path))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_zero_point' contradicts symmetric int8 weights", path, prefix);
+        uint64_t n = (uint64_t)rows * (uint64_t)cols;
+        int8_t *codes = llmq_alloc_aligned((size_t)n, err);
+        if (!codes) return err->code;
+        if ((rc = ct_own(ct, codes, err))) return rc;
+        float *s = llmq_alloc_aligned((size_t)rows * sizeof(float), err);
+        if (!s) return err->code;
+        if ((rc = ct_own(ct, s, err))) return rc;
+        for (uint64_t i = 0; i < n; i++) codes[i] = (int8_t)(q->data[i] ^ 0x80u);
+        find(c, prefix, "weight_scale", &path);
+        for (int64_t r = 0; r < rows; r++) {
+            s[r] = elem_f(sc, (uint64_t)r);
+            if (!isfinite(s[r]))
+                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.weight_scale': element %" PRId64 " is NaN or Inf", path, prefix, r);
+        }
+        w->type = LLMQ_W_Q8;
+        w->data = codes;
+        w->scales = s;
+        *found = 1;
+        return LLMQ_OK;
+    }
+
+    /* pack-quantized int4 */
     if (cols % 32)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': %" PRId64 " columns are not a multiple of 32 (llmq's int4 kernels)",
                            ct->cfg_path, prefix, cols);

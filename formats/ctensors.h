@@ -19,6 +19,11 @@
  *     P.weight_shape       I64 [2] = {rows, cols}
  *     value = (q - zp) * scale = (code - (zp + 8)) * scale
  *
+ *   pack-quantized, 8-bit int weights, strategy channel, symmetric (W8A16):
+ *     P.weight_packed      I32 [rows, cols / 4]  4 bytes q + 128 per word,
+ *                          low byte first (read into LLMQ_W_Q8 codes)
+ *     P.weight_scale, P.weight_shape as above ([rows, 1])
+ *
  *   int-quantized, 8-bit int weights, strategy channel, symmetric (W8A8,
  *   activations dynamic per token, or W8A16):
  *     P.weight             I8 [rows, cols]

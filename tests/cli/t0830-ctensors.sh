@@ -131,6 +131,14 @@ bad() {  # STATUS PATTERN SRC OPS...
     $EDIT "$src" "$TMP/bad" "$@"
     expect_err "$st" "$pat" llmq verify "$TMP/bad" $V
 }
+# pack-quantized int8 (llm-compressor's W8A16): the same weights as int-quantized
+$EDIT "$TMP/ct-q8" "$TMP/w8a16" pack8
+same_logits "pack-quantized int8 = int-quantized int8, fp activations" "$TMP/ct-q8" "$TMP/w8a16" --act fp
+same_logits "pack-quantized int8 = int-quantized int8, W8A8" "$TMP/ct-q8" "$TMP/w8a16" --act int8
+expect_out '"act":"fp".*"weights_dtype":"ct-w8a16-packed"|"weights_dtype":"ct-w8a16-packed".*"act":"fp"' llmq verify "$TMP/w8a16" $V
+bad 4 "tensor '$P.weight_packed' is I32 \[768, 63\], must be I32 \[768, 64\]" "$TMP/w8a16" trunc:$P.weight_packed=63
+bad 5 "int8 weights must be symmetric per channel" "$TMP/w8a16" cfg:$W.strategy='"group"' cfg:$W.group_size=64
+
 A="$TMP/ct-a64"
 bad 4 "model.safetensors: tensor '$P.weight_shape' says \[768, 512\]" $A i64:$P.weight_shape=768,512
 bad 4 "'$P.weight_shape' is I64 \[3\]" $A i64:$P.weight_shape=768,256,1
@@ -150,7 +158,7 @@ bad 4 "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.weight_zero_po
 bad 5 "actorder" $A add:$P.weight_g_idx=I32,1,256
 bad 5 "compressed-tensors format 'marlin-24' is not supported" $A cfg:$Q.format='"marlin-24"'
 bad 5 "compressed-tensors format 'naive-quantized' is not supported" $A cfg:$Q.format='"naive-quantized"'
-bad 5 "num_bits 3 with pack-quantized is not supported" $A cfg:$W.num_bits=3
+bad 5 "num_bits 3 with pack-quantized is not supported \(4, 8\)" $A cfg:$W.num_bits=3
 bad 4 "'num_bits' must be an integer" $A cfg:$W.num_bits='"4"'
 bad 4 "'num_bits' must be an integer" $A cfg:$W.num_bits=4.5
 bad 5 "group_size 48 is not a multiple of 32" $A cfg:$W.group_size=48

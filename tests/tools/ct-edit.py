@@ -21,6 +21,8 @@ OPs, applied in order:
   regroup:F             groups F times wider: wide group k takes group F k's scale
                         and zero point, group_size *= F
   repeat:F              group k := group k - k % F (the same weights as regroup:F)
+  pack8                 int-quantized int8 -> pack-quantized int8 (W8A16): 4 bytes
+                        q + 128 per int32, input_activations null
 """
 import json, os, shutil, struct, sys
 
@@ -139,6 +141,15 @@ def main():
                     g["weights"]["group_size"] = None
                 elif name == "regroup":
                     g["weights"]["group_size"] *= int(key)
+        elif name == "pack8":
+            for p in sorted(k[:-len(".weight_scale")] for k in t if k.endswith(".weight_scale")):
+                dt, (r, c), d = t.pop(p + ".weight")
+                t[p + ".weight_packed"] = ["I32", [r, c // 4], bytearray(b ^ 0x80 for b in d)]
+                t[p + ".weight_shape"] = ["I64", [2], bytearray(struct.pack("<2q", r, c))]
+            qc = cfg["quantization_config"]
+            qc["format"] = "pack-quantized"
+            for g in qc["config_groups"].values():
+                g["input_activations"] = None
         else:
             sys.exit("ct-edit.py: unknown op " + op)
     json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=2)
