@@ -93,7 +93,7 @@ def main():
     from transformers import AutoConfig, AutoModelForCausalLM
     config = AutoConfig.for_model(**cfg)
     config._attn_implementation = "eager"
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
     missing, unexpected = model.load_state_dict(dense, strict=False)
     missing = [m for m in missing if not (m == "lm_head.weight" and getattr(config, "tie_word_embeddings", False))]
     assert not missing and not unexpected, (missing, unexpected)
