@@ -51,6 +51,20 @@ roundtrip a32 "$TMP/a32"
 roundtrip a32-w4a8 "$TMP/a32" --act int8
 roundtrip q8 "$TMP/q8" --act int8
 roundtrip q8-fp "$TMP/q8" --act fp
+# linears pack left float go to the ignore list; a packed untied head is exported
+expect_code 0 llmq pack $M -o "$TMP/skip" --format int4 --group 32 --skip 'layers\.[02]\.mlp\.down_proj'
+roundtrip skip "$TMP/skip"
+check "skipped linears listed in ignore" grep -q '"model.layers.2.mlp.down_proj"' "$TMP/ct-skip/config.json"
+L="$SHARED/models/tiny-llama-mha"
+if [ -d "$L" ]; then
+    expect_code 0 llmq pack "$L" -o "$TMP/head" --format int8 --quantize-head
+    roundtrip head "$TMP/head" --act int8
+    check "a packed head is not ignored" python3 -c 'import json, sys
+assert json.load(open(sys.argv[1]))["quantization_config"]["ignore"] == []' "$TMP/ct-head/config.json"
+    expect_code 0 llmq pack "$L" -o "$TMP/nohead" --format int4 --sym --group 64
+    roundtrip nohead "$TMP/nohead"
+    check "a float untied head is ignored" grep -q '"lm_head"' "$TMP/ct-nohead/config.json"
+fi
 
 # the config llm-compressor writes
 python3 - "$TMP/ct-a64/config.json" "$TMP/ct-q8/config.json" "$TMP/ct-s128/config.json" >"$TMP/cfgcheck" 2>&1 <<'EOF'
