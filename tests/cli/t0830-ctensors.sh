@@ -119,6 +119,11 @@ same_logits "symmetric channel-wise = group 128 repeating" "$TMP/s-chan" "$TMP/s
 # f32 scales (exact in f16) and int8 zero points of older writers
 $EDIT "$TMP/ct-a64" "$TMP/f32s" f32:model.layers.0.self_attn.q_proj.weight_scale f32:model.layers.3.mlp.down_proj.weight_scale
 same_logits "f32 scales read as the same f16" "$TMP/ct-a64" "$TMP/f32s"
+S0=model.layers.0.self_attn.q_proj.weight_scale
+S3=model.layers.3.mlp.down_proj.weight_scale
+$EDIT "$TMP/ct-a64" "$TMP/r7" round7:$S0 round7:$S3
+$EDIT "$TMP/r7" "$TMP/r7bf" bf16:$S0 bf16:$S3
+same_logits "bf16 scales (f16 values) read as the same f16" "$TMP/r7" "$TMP/r7bf"
 python3 - "$TMP/ct-a64" "$TMP/zp8" <<'EOF'
 import json, shutil, struct, sys
 sys.argv = ["ct-edit.py", sys.argv[1], sys.argv[2]]
@@ -168,6 +173,9 @@ bad 4 "missing tensor '$P.weight_scale'" $A drop:$P.weight_scale
 bad 4 "tensor '$P.weight_scale' is I16" $A dtype:$P.weight_scale=I16
 bad 5 "'$P.weight_scale': element 5 = 0.100000001 is no f16 value" $A f32:$P.weight_scale setf32:$P.weight_scale=5,0.1
 bad 7 "'$P.weight_scale': element 3 is NaN or Inf" $A f32:$P.weight_scale setf32:$P.weight_scale=3,inf
+bad 5 "'$P.weight_scale': element 2 = [0-9.]+e\+29 is no f16 value" $A bf16:$P.weight_scale setbf16:$P.weight_scale=2,1e30
+bad 5 "'$P.weight_scale': element 9 = [0-9.]+e-31 is no f16 value" $A bf16:$P.weight_scale setbf16:$P.weight_scale=9,1e-30
+bad 7 "'$P.weight_scale': element 1 is NaN or Inf" $A bf16:$P.weight_scale setbf16:$P.weight_scale=1,nan
 bad 4 "model.safetensors: tensor 'model.layers.0.self_attn.q_proj.weight_zero_point': row 0 group 0 is -?[0-9]+, but the weights are symmetric" $A cfg:$W.symmetric=true
 bad 5 "actorder" $A add:$P.weight_g_idx=I32,1,256
 bad 5 "compressed-tensors format 'marlin-24' is not supported" $A cfg:$Q.format='"marlin-24"'

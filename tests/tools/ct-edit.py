@@ -12,6 +12,9 @@ OPs, applied in order:
   dtype:T=D             reinterpret T's bytes as dtype D (shape kept when sizes allow)
   f32:T                 F16 tensor T as F32 (exact)
   setf32:T=i,v          element i of F32 tensor T := v
+  round7:T              F16 tensor T with its mantissas cut to 7 bits (bf16 values)
+  bf16:T                F16 tensor T as BF16 (truncating: exact after round7)
+  setbf16:T=i,v         element i of BF16 tensor T := v (truncated)
   unpackzp:T            int32 zero points packed along rows -> int32 [rows8*8, ng]
   add:T=D,a,b           add a zero-filled tensor T of dtype D, shape [a, b]
   channel               every weight_scale [R, ng] -> [R, 1] (group 0), zero points
@@ -100,6 +103,22 @@ def main():
             assert dt == "F16"
             v = struct.unpack("<%de" % (len(d) // 2), d)
             t[key] = ["F32", shape, bytearray(struct.pack("<%df" % len(v), *v))]
+        elif name == "round7":
+            # F16 tensor T rounded (toward zero) to 7 mantissa bits: values bf16 holds exactly
+            dt, shape, d = t[key]
+            assert dt == "F16"
+            h = struct.unpack("<%dH" % (len(d) // 2), d)
+            t[key] = [dt, shape, bytearray(struct.pack("<%dH" % len(h), *[x & 0xFFF8 for x in h]))]
+        elif name == "bf16":
+            # F16 tensor T as BF16, truncating (exact after round7 for normal f16 values)
+            dt, shape, d = t[key]
+            assert dt == "F16"
+            v = struct.unpack("<%de" % (len(d) // 2), d)
+            b = [struct.unpack("<I", struct.pack("<f", x))[0] >> 16 for x in v]
+            t[key] = ["BF16", shape, bytearray(struct.pack("<%dH" % len(b), *b))]
+        elif name == "setbf16":
+            i, v = val.split(",")
+            struct.pack_into("<H", t[key][2], 2 * int(i), struct.unpack("<I", struct.pack("<f", float(v)))[0] >> 16)
         elif name == "setf32":
             i, v = val.split(",")
             struct.pack_into("<f", t[key][2], 4 * int(i), float(v))
