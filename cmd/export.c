@@ -1,15 +1,18 @@
-/* export.c - `llmq export`: a model as a GGUF file that llama.cpp runs. */
+/* export.c - `llmq export`: a model as a GGUF file that llama.cpp runs, or
+ * as a compressed-tensors checkpoint that vLLM runs. */
 #include <stdio.h>
 #include "common.h"
 #include "../formats/gguf.h"
+#include "../formats/ctensors.h"
 
 static struct {
-    const char *out, *type, *name;
+    const char *out, *type, *name, *to;
     int json;
 } o;
 
 static opt_def export_opts[] = {
-    OPT_ROW_OUTPUT(o.out, "FILE.gguf", "write the GGUF file to FILE.gguf (required)"),
+    OPT_ROW_OUTPUT(o.out, "OUT", "write the GGUF file (--to gguf) or the checkpoint directory (--to compressed-tensors) to OUT (required)"),
+    { "to", OPT_CHOICE, &o.to, NULL, "output format (default gguf)", "gguf|compressed-tensors", 0, 0, NULL, 0 },
     { "type", OPT_CHOICE, &o.type, NULL, "weight type (default auto)", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0 },
     { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0 },
     OPT_ROW_JSON(o.json),
@@ -17,10 +20,13 @@ static opt_def export_opts[] = {
 };
 
 static const cmd_spec export_spec = {
-    "export", "MODEL -o FILE.gguf [--type auto|f32|f16|bf16|q8_0|q4_0|q4_1] [options]",
+    "export", "MODEL -o FILE.gguf [--type auto|f32|f16|bf16|q8_0|q4_0|q4_1] [options]\n"
+    "       llmq export MODEL --to compressed-tensors -o DIR [options]",
     "Write MODEL (a Hugging Face checkpoint or an llmq packed model) as a GGUF v3\n"
     "file that llama.cpp loads: architecture llama (Llama, Mistral) or qwen2, the\n"
-    "tokenizer as tokenizer.ggml.* metadata, provenance under llmq.*.",
+    "tokenizer as tokenizer.ggml.* metadata, provenance under llmq.*.  With --to\n"
+    "compressed-tensors, write a packed int4 (W4A16) or int8 (W8A8) model as the\n"
+    "checkpoint llm-compressor writes for vLLM, codes and scales bit for bit.",
     "A checkpoint is rounded to --type as llama-quantize's reference quantizers\n"
     "round (auto keeps its dtype).  A packed model maps exactly under auto: int4/int3\n"
     "asym -> Q4_1 (m = -s*z rounded to f16), sym -> Q4_0, mxint8 -> Q8_0, int8 -> Q8_0\n"
@@ -35,14 +41,51 @@ static const struct { const char *name; llmq_gguf_outtype t; } types[] = {
     { "q4_1", LLMQ_GGUF_TYPE_Q4_1 },
 };
 
+/* --to compressed-tensors */
+static int export_ct(const char *model, int argc, char **argv)
+{
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    double t0 = llmq_now();
+    int rc;
+    if ((rc = llmq_model_open(&m, model, &err))) return cmd_fail("export", &err);
+    char *cl = command_line("export", argc, argv);
+    llmq_ct_export_stats st;
+    rc = check_outputs(&m, NULL, o.out, NULL, &err);
+    if (!rc) rc = llmq_ct_export(&m, o.out, cl, &st, &err);
+    if (rc) rc = cmd_fail("export", &err);
+    else if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", model);
+        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON_AddStringToObject(j, "to", "compressed-tensors");
+        cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
+        cJSON_AddStringToObject(j, "scheme", st.scheme);
+        cJSON_AddBoolToObject(j, "exact", 1);
+        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
+        cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
+        cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+        json_emit(j);
+    }
+    llmq_model_close(&m);
+    free(cl);
+    return rc;
+}
+
 int cmd_export(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
     o.type = "auto";
+    o.to = "gguf";
     char *args[1];
     int na, rc = opts_parse(&export_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
-    if (!o.out) return cmd_failf("export", LLMQ_EUSAGE, "missing -o FILE.gguf");
+    const int to_ct = !strcmp(o.to, "compressed-tensors");
+    if (!o.out) return cmd_failf("export", LLMQ_EUSAGE, to_ct ? "missing -o DIR" : "missing -o FILE.gguf");
+    if (to_ct && (strcmp(o.type, "auto") || o.name))
+        return cmd_failf("export", LLMQ_EUSAGE, "--type and --name are options of --to gguf");
+    if (to_ct) return export_ct(args[0], argc, argv);
     llmq_gguf_export_opts eo;
     memset(&eo, 0, sizeof eo);
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(types); i++)

@@ -11,6 +11,7 @@
 #include "../formats/gguf_tokenizer.h"
 #include "../formats/safetensors.h"
 #include "../formats/packed.h"
+#include "../formats/ctensors.h"
 #include "../calib/stats.h"
 
 static struct {
@@ -30,7 +31,7 @@ static opt_def verify_opts[] = {
     { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0 },
     { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0 },
     { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save (default 64)", NULL, 1, 1 << 20, NULL, 0 },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats)", "fp|int8|int8-static", 0, 0, NULL, 0 },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0 },
     { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0 },
     { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0 },
     { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL, 0 },
@@ -108,7 +109,7 @@ int cmd_verify(int argc, char **argv)
     o.n = 32;
     o.threads = 2;
     o.kld_topk = 64;
-    o.act = "fp";
+    o.act = NULL;              /* fp, or what a compressed-tensors checkpoint asks for */
     char *args[1];
     int na, rc = opts_parse(&verify_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -134,13 +135,18 @@ int cmd_verify(int argc, char **argv)
     llmq_kld *kld = NULL;
     double read_bw = 0;
     llmq_kld_result kr;
-    llmq_act_mode act = !strcmp(o.act, "int8") ? LLMQ_ACT_INT8 : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
+    llmq_act_mode act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
+                      : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
     float *act_scales = NULL;
     if ((act == LLMQ_ACT_INT8_STATIC) != (o.stats != NULL))
         return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
     int have_ppl = 0, n_gen = 0;
 
     if ((rc = llmq_model_open_any(&m, path, &err))) return cmd_fail("verify", &err);
+    if (!o.act) {
+        o.act = m.ct && llmq_ct_act_int8(m.ct) ? "int8" : "fp";
+        act = m.ct && llmq_ct_act_int8(m.ct) ? LLMQ_ACT_INT8 : LLMQ_ACT_FP;
+    }
     cmd_inputs in;
     inputs_init(&in);
     inputs_add_model(&in, &m);

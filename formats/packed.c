@@ -243,8 +243,9 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
                     llmq_pack_stats *st, llmq_err *err)
 {
     memset(st, 0, sizeof *st);
-    if (m->packed_meta)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; pack its float source instead", m->path);
+    if (m->packed_meta || m->ct)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is already a %s model; pack its float source instead", m->path,
+                           m->ct ? "compressed-tensors" : "packed");
     if (llmq_same_file(out_dir, m->ckpt.dir) || llmq_same_file(out_dir, m->path))
         return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
     /* POSIX ERE on Oniguruma: libonig also exports regcomp/regexec of its

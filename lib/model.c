@@ -4,6 +4,7 @@
 #include "fileio.h"
 #include "../formats/packed.h"
 #include "../formats/gguf.h"
+#include "../formats/ctensors.h"
 
 /* Remember a buffer the loader allocated; close frees it. On failure p is
  * freed here so callers need no cleanup. */
@@ -179,6 +180,10 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
             return llmq_wmat_check(w, prefix, err);
         }
     }
+    if (m->ct) {
+        if ((rc = llmq_ct_linear(m->ct, &m->ckpt, prefix, rows, cols, w, &found, err))) return rc;
+        if (found) return llmq_wmat_check(w, prefix, err);
+    }
     snprintf(name, sizeof name, "%s.weight", prefix);
     return load_matrix(m, name, rows, cols, w, err);
 }
@@ -309,6 +314,7 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     if ((rc = llmq_config_load(&m->cfg, m->ckpt.dir, err))) goto fail_early;
     if ((rc = llmq_packed_meta(&m->ckpt.shards[0], &m->packed_meta, err))) goto fail_early;
     if (m->packed_meta && (rc = llmq_packed_check_crc(&m->ckpt, m->packed_meta, err))) goto fail_early;
+    if (!m->packed_meta && (rc = llmq_ct_open(&m->ct, m->ckpt.dir, err))) goto fail_early;
 
     const llmq_config *c = &m->cfg;
     m->layers = llmq_calloc((size_t)c->n_layers, sizeof(llmq_layer), err);
@@ -319,7 +325,8 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     char name[256];
     if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed, err))) goto fail;
     if (c->tie_embeddings) {
-        if (llmq_model_tensor(m, "lm_head.weight") || llmq_model_tensor(m, "lm_head.qweight")) {
+        if (llmq_model_tensor(m, "lm_head.weight") || llmq_model_tensor(m, "lm_head.qweight") ||
+            llmq_model_tensor(m, "lm_head.weight_packed")) {
             if ((rc = load_linear(m, "lm_head", V, H, &m->lm_head, err))) goto fail;
         } else {
             m->lm_head = m->embed;
@@ -361,6 +368,8 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     if (w0->type == LLMQ_W_F32 || w0->type == LLMQ_W_BF16 || w0->type == LLMQ_W_F16) {
         snprintf(m->weights_dtype, sizeof m->weights_dtype, "%s",
                  w0->type == LLMQ_W_F32 ? "f32" : w0->type == LLMQ_W_BF16 ? "bf16" : "f16");
+    } else if (m->ct) {
+        llmq_ct_name(m->ct, m->weights_dtype, sizeof m->weights_dtype);
     } else {
         const cJSON *lin = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m->packed_meta, "linears"),
                                                             "model.layers.0.self_attn.q_proj");
@@ -373,6 +382,7 @@ fail:
     return rc;
 fail_early:
     cJSON_Delete(m->packed_meta);
+    llmq_ct_free(m->ct);
     llmq_ckpt_close(&m->ckpt);
     free(m->path);
     memset(m, 0, sizeof *m);
@@ -388,6 +398,7 @@ void llmq_model_close(llmq_model *m)
     if (m->packed_meta) cJSON_Delete(m->packed_meta);
     if (m->gguf) llmq_gguf_close(m->gguf);
     free(m->gguf);
+    llmq_ct_free(m->ct);
     llmq_ckpt_close(&m->ckpt);
     free(m->path);
     memset(m, 0, sizeof *m);

@@ -36,6 +36,7 @@ typedef struct {
     llmq_layer *layers;    /* (n_layers) */
     char weights_dtype[32];/* "bf16", "f32", "int4-g128-asym", ... for reports */
     cJSON *packed_meta;    /* parsed llmq metadata of a packed file, or NULL */
+    struct llmq_ct *ct;    /* a compressed-tensors checkpoint's quantization_config, or NULL */
     void **owned;          /* buffers the loader allocated, freed on close */
     int n_owned, cap_owned;
 } llmq_model;

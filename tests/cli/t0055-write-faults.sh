@@ -35,12 +35,13 @@ chmod a-w "$W"/*
 head -c 20000 "$SHARED/data/tinyshakespeare.txt" >"$TMP/cal.txt"
 llmq tokenize $W "$TMP/cal.txt" --ids-out "$TMP/ids.bin"
 llmq calibrate $W --text "$TMP/cal.txt" --samples 1 --seqlen 8 -o "$TMP/s.st"
+llmq pack $W -o "$TMP/p/q4" --group 32 >/dev/null
 sums() { (cd "$TMP" && cksum p/m/* cal.txt ids.bin s.st); }
 sums >"$TMP/sums.before"
 
 # wcmd KIND OUT: the command of KIND, writing OUT.  Every output is over
 # 8 KiB (ulimit -f 8 is 4 or 8 KiB, as the shell counts blocks).
-KINDS="pack smooth smooth-stats awq calibrate uptrain state logits kld tokenize export"
+KINDS="pack smooth smooth-stats awq calibrate uptrain state logits kld tokenize export export-ct"
 wcmd() {
     case $1 in
     pack) llmq pack $W -o "$2" ;;
@@ -56,12 +57,13 @@ wcmd() {
     kld) llmq verify $W --ids "$TMP/ids.bin" --ctx 8 --max-windows 4 --kld-save "$2" ;;
     tokenize) llmq tokenize $W "$TMP/cal.txt" --ids-out "$2" ;;
     export) llmq export $W -o "$2" --type q4_0 ;;
+    export-ct) llmq export "$TMP/p/q4" --to compressed-tensors -o "$2" ;;
     *) echo "wcmd: unknown kind $1" >&2; return 99 ;;
     esac
 }
 # the output name of KIND in DIR
 out_of() {
-    case $1 in pack|smooth|awq|uptrain) echo "$2/$1.d" ;; *) echo "$2/$1.out" ;; esac
+    case $1 in pack|smooth|awq|uptrain|export-ct) echo "$2/$1.d" ;; *) echo "$2/$1.out" ;; esac
 }
 # a checksum of an output file or of every file in an output directory
 outsum() {

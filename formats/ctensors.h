@@ -1,0 +1,85 @@
+/*
+ * ctensors.h - compressed-tensors checkpoints, the format llm-compressor
+ * writes for vLLM: a Hugging Face checkpoint whose config.json holds
+ * "quantization_config": {"quant_method": "compressed-tensors", ...}.
+ *
+ * llmq reads and writes two of its formats (man/llmq-verify.1,
+ * man/llmq-export.1 give the table):
+ *
+ *   pack-quantized, 4-bit int weights (W4A16), strategy group or channel,
+ *   symmetric or not, per linear P (W [rows = out, cols = in]):
+ *     P.weight_packed      I32 [rows, cols / 8]  element j of a row in bits
+ *                          4 (j % 8).. of word j / 8, stored as q + 8
+ *                          (q in [-8, 7]): the little-endian bytes are
+ *                          LLMQ_W_Q4's code bytes exactly
+ *     P.weight_scale       F16/BF16/F32 [rows, cols / group] (channel: [rows, 1])
+ *     P.weight_zero_point  I32 [ceil(rows / 8), cols / group], asymmetric
+ *                          only: zero point zp in [-8, 7] of row 8i + k in
+ *                          bits 4k.. of word [i][g], stored as zp + 8
+ *     P.weight_shape       I64 [2] = {rows, cols}
+ *     value = (q - zp) * scale = (code - (zp + 8)) * scale
+ *
+ *   pack-quantized, 8-bit int weights, strategy channel, symmetric (W8A16):
+ *     P.weight_packed      I32 [rows, cols / 4]  4 bytes q + 128 per word,
+ *                          low byte first (read into LLMQ_W_Q8 codes)
+ *     P.weight_scale, P.weight_shape as above ([rows, 1])
+ *
+ *   int-quantized, 8-bit int weights, strategy channel, symmetric (W8A8,
+ *   activations dynamic per token, or W8A16):
+ *     P.weight             I8 [rows, cols]
+ *     P.weight_scale       F16/BF16/F32 [rows, 1]
+ *     value = q * scale
+ */
+#ifndef LLMQ_CTENSORS_H
+#define LLMQ_CTENSORS_H
+
+#include "../lib/model.h"
+
+/* What config.json's quantization_config says, checked.  Opaque. */
+typedef struct llmq_ct llmq_ct;
+
+/* If dir/config.json has a quantization_config with quant_method
+ * "compressed-tensors", parse and check it into *ct (owned: llmq_ct_free);
+ * else *ct = NULL.  A quantization_config llmq cannot run exactly (another
+ * format, num_bits, type, strategy, actorder, a kv_cache_scheme, static or
+ * asymmetric activations...) is LLMQ_EUNSUPPORTED; one that contradicts
+ * itself or is malformed, LLMQ_EFORMAT; one line naming config.json. */
+int llmq_ct_open(llmq_ct **ct, const char *dir, llmq_err *err);
+void llmq_ct_free(llmq_ct *ct);
+
+/* The quantized view of linear `prefix` ("model.layers.0.mlp.up_proj",
+ * "lm_head") of shape [rows, cols] in compressed-tensors checkpoint c:
+ * *found = 0 when the quantization_config leaves it float (ignored or not
+ * targeted; then it must have no quantized tensors).  Views borrow c's
+ * maps, except zero points (unpacked), scales not stored as aligned f16 /
+ * f32, and scales of groups wider than 128 (repeated per 128, 64 or 32
+ * columns: exact), which ct owns until llmq_ct_free.  Errors (one line
+ * naming the file and tensor): LLMQ_EFORMAT for a missing tensor, a dtype
+ * or shape that contradicts the config or weight_shape, a zero point out of
+ * range; LLMQ_EUNSUPPORTED for a scale f16 cannot hold exactly or a group
+ * that is not a multiple of 32; LLMQ_ENONFINITE for a NaN/Inf scale. */
+int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t rows, int64_t cols,
+                   llmq_wmat *w, int *found, llmq_err *err);
+
+/* "ct-w4a16-g128-asym", "ct-w8a8", ... for reports (buf of n bytes). */
+void llmq_ct_name(const llmq_ct *ct, char *buf, size_t n);
+/* 1 if the checkpoint asks for int8 activations, dynamic per token (W8A8). */
+int llmq_ct_act_int8(const llmq_ct *ct);
+
+typedef struct {
+    int linears_packed, linears_float;
+    uint64_t bytes;            /* tensor bytes written */
+    char scheme[48];           /* "W4A16 group 128 asymmetric", "W8A8" */
+} llmq_ct_export_stats;
+
+/* Write m (int4 group-wise or int8 per-channel linears; others float) as a
+ * compressed-tensors checkpoint in out_dir, atomically: model.safetensors,
+ * config.json with the quantization_config llm-compressor writes, and the
+ * tokenizer files.  The quantized tensors carry the codes, scales and zero
+ * points of m bit for bit.  A model with no quantized linear, an MX8 one,
+ * or one mixing schemes is LLMQ_EUNSUPPORTED; out_dir naming an input is
+ * LLMQ_EUSAGE; LLMQ_EIO, LLMQ_ENOMEM. */
+int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command,
+                   llmq_ct_export_stats *st, llmq_err *err);
+
+#endif
