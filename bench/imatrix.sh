@@ -35,9 +35,25 @@ NT=$(nproc 2>/dev/null || echo 2)
     --imatrix-out "$T/llmq.imatrix" --json >"$T/cal.json" || exit 1
 "$LC/llama-imatrix" -m "$T/f16.gguf" -f "$CALIB" -o "$T/ref.imatrix" -c 512 --chunks "$CHUNKS" \
     -t "$NT" >"$T/ref.log" 2>&1 || { tail -5 "$T/ref.log"; exit 1; }
-echo "## llmq vs llama-imatrix, per tensor (mean of x^2 per input channel)"
+echo "## llmq ($SAMPLES random windows) vs llama-imatrix (consecutive chunks), per tensor (mean of x^2 per input channel)"
 echo
 python3 tests/tools/imatrix-check.py "$T/llmq.imatrix" --ref "$T/ref.imatrix" || exit 1
+echo
+# The same window in both: llmq draws a window from a file of exactly 513
+# tokens at start 0, llama-imatrix --chunks 1 runs the first 512 tokens of
+# the whole file; what differs then is the runners (f16 GGUF vs bf16->fp32).
+ntok() { head -c "$1" "$CALIB" | "$LLMQ" tokenize "$M" - | wc -l; }
+lo=1; hi=20000
+while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if [ "$(ntok $mid)" -le 513 ]; then lo=$mid; else hi=$mid; fi; done
+head -c "$lo" "$CALIB" >"$T/w513.txt"
+[ "$(ntok "$lo")" -eq 513 ] || { echo "imatrix.sh: no prefix of exactly 513 tokens" >&2; exit 1; }
+"$LLMQ" calibrate "$M" --text "$T/w513.txt" --samples 1 --seqlen 512 --keep 0 --imatrix-out "$T/w.imatrix" || exit 1
+"$LC/llama-imatrix" -m "$T/f16.gguf" -f "$CALIB" -o "$T/wref.imatrix" -c 512 -b 512 --chunks 1 -t "$NT" \
+    >"$T/wref.log" 2>&1 || { tail -5 "$T/wref.log"; exit 1; }
+echo "## the same 512-token window in both"
+echo
+python3 tests/tools/imatrix-check.py "$T/w.imatrix" --ref "$T/wref.imatrix" >"$T/w.cmp" || exit 1
+tail -1 "$T/w.cmp"
 echo
 
 "$LC/llama-perplexity" -m "$T/f16.gguf" -f "$EVAL" -c 512 $pc -t "$NT" \

@@ -119,9 +119,11 @@ def main(a):
             scale = sum(y) / len(y)
             d = max(abs(p - q) for p, q in zip(x, y)) / scale
             meanrel = sum(abs(p - q) for p, q in zip(x, y)) / len(x) / scale
-            print("%-32s maxdiff/mean %.4f  meandiff/mean %.4f" % (name, d, meanrel))
-            if d > worst[0]: worst = (d, name)
-        print("entries: %d common, %d only here, %d only in ref; worst %.4f (%s)" %
+            # and channel by channel, |a - b| / b (b > 0: a mean of squares)
+            rel = max(abs(p - q) / q if q > 0 else (0.0 if p == q else float("inf")) for p, q in zip(x, y))
+            print("%-28s max rel %.4f  maxdiff/mean %.4f  meandiff/mean %.4f" % (name, rel, d, meanrel))
+            if rel > worst[0]: worst = (rel, name)
+        print("entries: %d common, %d only here, %d only in ref; largest per-channel relative difference %.4f (%s)" %
               (len(common), len(set(mine) - set(ref)), len(set(ref) - set(mine)), worst[0], worst[1]))
         return
     kv, ent = load(a[0])
