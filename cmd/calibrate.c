@@ -11,9 +11,10 @@
 #include "../formats/packed.h"
 #include "../calib/data.h"
 #include "../calib/stats.h"
+#include "../calib/imatrix.h"
 
 static struct {
-    const char *text, *out, *inspect;
+    const char *text, *out, *imatrix, *inspect;
     int samples, seqlen, keep, threads, json, top;
     long long seed_ll;
     double seed_d;
@@ -26,6 +27,7 @@ static opt_def calibrate_opts[] = {
     { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler (integer 0..2^53, default 0)", NULL, 0, 9007199254740992.0, NULL, 0 },
     { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches (default 256)", NULL, 0, 1 << 16, NULL, 0 },
     OPT_ROW_OUTPUT(o.out, "FILE", "write the statistics to FILE (safetensors)"),
+    { "imatrix-out", OPT_PATH, &o.imatrix, "FILE", "write llama.cpp's importance matrix (GGUF) to FILE", NULL, 0, 0, NULL, 0 },
     { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
     { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect (default 4)", NULL, 1, 1 << 20, NULL, 0 },
     OPT_ROW_THREADS(o.threads),
@@ -34,13 +36,15 @@ static opt_def calibrate_opts[] = {
 };
 
 static const cmd_spec calibrate_spec = {
-    "calibrate", "MODEL --text PATH -o FILE [options] | --inspect FILE",
+    "calibrate", "MODEL --text PATH {-o FILE | --imatrix-out FILE} [options] | --inspect FILE",
     "Run MODEL in fp32 on calibration windows drawn from PATH and record, for the input of\n"
     "every linear layer, per-channel absmax, min, max, mean |x|, sum, sum of squares and the\n"
     "token count, plus per-head absmax of K (before and after RoPE) and of V.",
     "Window i is drawn by a splitmix64 stream seeded by --seed: a file with probability\n"
     "proportional to its token count, then a uniform start.  Same inputs and seed give a\n"
-    "byte-identical file.  See llmq-calibrate(1).",
+    "byte-identical file.  --imatrix-out writes the sums of squares and token counts as the\n"
+    "importance matrix llama-quantize reads (GGUF, as llama-imatrix writes it).  See\n"
+    "llmq-calibrate(1).",
     calibrate_opts, 0, 1,
 };
 
@@ -136,7 +140,11 @@ int cmd_calibrate(int argc, char **argv)
     }
     if (na != 1) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing MODEL");
     if (!o.text) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing --text PATH");
-    if (!o.out) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing -o FILE");
+    if (!o.out && !o.imatrix) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing -o FILE or --imatrix-out FILE");
+    if (o.imatrix && !strcmp(o.imatrix, "-") && ((o.out && !strcmp(o.out, "-")) || o.json))
+        return cmd_failf("calibrate", LLMQ_EUSAGE, "--imatrix-out - and %s both write stdout", o.json ? "--json" : "-o -");
+    if (o.imatrix && same_output(o.out, o.imatrix))
+        return cmd_failf("calibrate", LLMQ_EUSAGE, "%s: given as both -o and --imatrix-out", o.imatrix);
     uint64_t seed = (uint64_t)o.seed_d;
     const char *path = args[0];
     llmq_err err = { 0, "" };
@@ -153,6 +161,7 @@ int cmd_calibrate(int argc, char **argv)
 
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
     if ((rc = check_outputs(&m, o.text, NULL, o.out, &err))) goto fail;
+    if ((rc = check_outputs(&m, o.text, NULL, o.imatrix, &err))) goto fail;
     if (!(dir = model_dir(path, &err))) goto fail;
     {
         char *tp = llmq_path_join(dir, "tokenizer.json", &err);
@@ -193,12 +202,14 @@ int cmd_calibrate(int argc, char **argv)
                                  path, i / LLMQ_SITE_COUNT, llmq_site_name((llmq_site)(i % LLMQ_SITE_COUNT)));
                 goto fail;
             }
-    if ((rc = llmq_stats_save(&st, o.out, &err))) goto fail;
+    if (o.out && (rc = llmq_stats_save(&st, o.out, &err))) goto fail;
+    if (o.imatrix && (rc = llmq_imatrix_save(&st, o.text, o.imatrix, &err))) goto fail;
     if (o.json) {
         double secs = llmq_now() - t0;
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", path);
-        cJSON_AddStringToObject(j, "output", o.out);
+        if (o.out) cJSON_AddStringToObject(j, "output", o.out);
+        if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
         cJSON_AddStringToObject(j, "model_digest", st.model_digest);
         cJSON_AddStringToObject(j, "text_digest", st.text_digest);
         cJSON_AddNumberToObject(j, "text_files", cs.n_files);

@@ -19,6 +19,7 @@
 #define LLMQ_GGUF_H
 
 #include "../lib/model.h"
+#include "../lib/runner.h"
 #include "../lib/fileio.h"
 
 #define LLMQ_GGUF_VERSION   3u
@@ -196,6 +197,19 @@ size_t llmq_gguf_vtype_size(llmq_gguf_vtype t);
 const char *llmq_gguf_vtype_name(uint32_t t);
 
 /* ---- export ---- */
+
+/* The seven decoder linears of a layer, in the order llmq export writes
+ * them: the GGUF name after "blk.L." ("attn_q.weight"), the Hugging Face
+ * module after "model.layers.L." ("self_attn.q_proj"), and the observer
+ * site (runner.h) whose activations are the linear's input (q, k and v
+ * share one, gate and up share one).  The one name table of export and of
+ * calibrate's importance matrix. */
+typedef enum {
+    LLMQ_GGUF_LIN_Q, LLMQ_GGUF_LIN_K, LLMQ_GGUF_LIN_V, LLMQ_GGUF_LIN_O,
+    LLMQ_GGUF_LIN_GATE, LLMQ_GGUF_LIN_UP, LLMQ_GGUF_LIN_DOWN, LLMQ_GGUF_LIN_COUNT
+} llmq_gguf_lin;
+typedef struct { const char *gguf, *hf; llmq_site input; } llmq_gguf_linear;
+extern const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT];
 
 typedef enum {
     LLMQ_GGUF_TYPE_AUTO = 0,   /* float source: its own dtype; packed source: the exact mapping */

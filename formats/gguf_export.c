@@ -18,6 +18,16 @@
 #include "../lib/fileio.h"
 #include "../lib/quant/blocks.h"
 
+const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT] = {
+    [LLMQ_GGUF_LIN_Q]    = { "attn_q.weight", "self_attn.q_proj", LLMQ_SITE_QKV },
+    [LLMQ_GGUF_LIN_K]    = { "attn_k.weight", "self_attn.k_proj", LLMQ_SITE_QKV },
+    [LLMQ_GGUF_LIN_V]    = { "attn_v.weight", "self_attn.v_proj", LLMQ_SITE_QKV },
+    [LLMQ_GGUF_LIN_O]    = { "attn_output.weight", "self_attn.o_proj", LLMQ_SITE_O },
+    [LLMQ_GGUF_LIN_GATE] = { "ffn_gate.weight", "mlp.gate_proj", LLMQ_SITE_GATEUP },
+    [LLMQ_GGUF_LIN_UP]   = { "ffn_up.weight", "mlp.up_proj", LLMQ_SITE_GATEUP },
+    [LLMQ_GGUF_LIN_DOWN] = { "ffn_down.weight", "mlp.down_proj", LLMQ_SITE_DOWN },
+};
+
 /* llama.cpp's llama_ftype values for general.file_type. */
 enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7, FTYPE_BF16 = 32 };
 /* llama.cpp's token types (tokenizer.ggml.token_type). */
@@ -818,7 +828,8 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     /* the tensors, in llama.cpp's order */
     size_t ni = 0;
 #define NAME(g, s) (snprintf(names[ni][0], 96, "%s", g), snprintf(names[ni][1], 96, "%s", s), ni++)
-#define ADD(W, V, N, P, LIN) do { if (!rc) rc = add_job(&x, gw, names[ni - 1][0], names[ni - 1][1], W, V, N, P, LIN, err); } while (0)
+#define ADD(W, V, N, P, ISLIN) do { if (!rc) rc = add_job(&x, gw, names[ni - 1][0], names[ni - 1][1], W, V, N, P, ISLIN, err); } while (0)
+#define LIN(k) llmq_gguf_linears[LLMQ_GGUF_LIN_##k].gguf, llmq_gguf_linears[LLMQ_GGUF_LIN_##k].hf
     NAME("token_embd.weight", "model.embed_tokens.weight");
     ADD(&m->embed, NULL, 0, 0, 0);
     int tied = m->lm_head.data == m->embed.data;
@@ -833,18 +844,18 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
         const llmq_layer *L = &m->layers[l];
         struct { const char *g, *s; const llmq_wmat *w; const float *v; int64_t n; int heads; } t[] = {
             { "attn_norm.weight", "input_layernorm.weight", NULL, L->attn_norm, c->hidden, 0 },
-            { "attn_q.weight", "self_attn.q_proj", &L->wq, NULL, 0, perm ? c->n_heads : 0 },
-            { "attn_k.weight", "self_attn.k_proj", &L->wk, NULL, 0, perm ? c->n_kv_heads : 0 },
-            { "attn_v.weight", "self_attn.v_proj", &L->wv, NULL, 0, 0 },
-            { "attn_output.weight", "self_attn.o_proj", &L->wo, NULL, 0, 0 },
+            { LIN(Q), &L->wq, NULL, 0, perm ? c->n_heads : 0 },
+            { LIN(K), &L->wk, NULL, 0, perm ? c->n_kv_heads : 0 },
+            { LIN(V), &L->wv, NULL, 0, 0 },
+            { LIN(O), &L->wo, NULL, 0, 0 },
             { "attn_q.bias", "self_attn.q_proj.bias", NULL, L->bq, qd, perm ? c->n_heads : 0 },
             { "attn_k.bias", "self_attn.k_proj.bias", NULL, L->bk, kvd, perm ? c->n_kv_heads : 0 },
             { "attn_v.bias", "self_attn.v_proj.bias", NULL, L->bv, kvd, 0 },
             { "attn_output.bias", "self_attn.o_proj.bias", NULL, L->bo, c->hidden, 0 },
             { "ffn_norm.weight", "post_attention_layernorm.weight", NULL, L->mlp_norm, c->hidden, 0 },
-            { "ffn_gate.weight", "mlp.gate_proj", &L->w_gate, NULL, 0, 0 },
-            { "ffn_up.weight", "mlp.up_proj", &L->w_up, NULL, 0, 0 },
-            { "ffn_down.weight", "mlp.down_proj", &L->w_down, NULL, 0, 0 },
+            { LIN(GATE), &L->w_gate, NULL, 0, 0 },
+            { LIN(UP), &L->w_up, NULL, 0, 0 },
+            { LIN(DOWN), &L->w_down, NULL, 0, 0 },
             { "ffn_gate.bias", "mlp.gate_proj.bias", NULL, L->b_gate, c->intermediate, 0 },
             { "ffn_up.bias", "mlp.up_proj.bias", NULL, L->b_up, c->intermediate, 0 },
             { "ffn_down.bias", "mlp.down_proj.bias", NULL, L->b_down, c->hidden, 0 },
@@ -860,6 +871,7 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     }
 #undef NAME
 #undef ADD
+#undef LIN
     if (!rc && x.rope_freqs) {
         int64_t ne[1] = { c->head_dim / 2 };
         rc = llmq_gguf_add_tensor(gw, "rope_freqs.weight", LLMQ_GGML_F32, 1, ne, fill_rope, &x, err);

@@ -60,4 +60,34 @@ head -c 1000 "$TMP/a.st" >"$TMP/trunc.st"
 expect_code 4 llmq calibrate --inspect "$TMP/trunc.st"
 check "failed runs leave no output" test ! -e "$TMP/x.st"
 expect_code 0 llmq calibrate --help
+
+# --imatrix-out: llama.cpp's GGUF importance matrix, read back by an
+# independent reader that follows llama.cpp's loader (tests/tools/imatrix-check.py)
+IC="python3 tests/tools/imatrix-check.py"
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 -o "$TMP/i.st" --imatrix-out "$TMP/i.imatrix"
+check "stats of a run with --imatrix-out are unchanged" cmp -s "$TMP/a.st" "$TMP/i.st"
+expect_out '^ok: 28 entries match' $IC "$TMP/i.imatrix" "$TMP/i.st"
+expect_out '^datasets \[.*cal.txt.\] chunks 6 x 64$' $IC "$TMP/i.imatrix"
+# q/k/v share their input, gate/up theirs: the same values under each name
+$IC "$TMP/i.imatrix" >"$TMP/i.lst"
+check "attn_q and attn_v carry the same values" test "$(grep '^blk.2.attn_q' "$TMP/i.lst" | cut -d' ' -f2-)" = \
+    "$(grep '^blk.2.attn_v' "$TMP/i.lst" | cut -d' ' -f2-)"
+check "ffn_down has intermediate (768) channels, 384 tokens" grep -q '^blk.0.ffn_down.weight 768 384 ' "$TMP/i.lst"
+# the checker is not blind: stats of other windows do not match
+check "the checker refuses another run's statistics" sh -c "! $IC $TMP/i.imatrix $TMP/c.st >/dev/null 2>&1"
+expect_code 0 llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 --imatrix-out "$TMP/only.imatrix"
+check "--imatrix-out alone: no -o needed, same bytes" cmp -s "$TMP/i.imatrix" "$TMP/only.imatrix"
+llmq calibrate $M --text "$TMP/cal.txt" --samples 6 --seqlen 64 --imatrix-out - >"$TMP/stdout.imatrix" 2>"$TMP/err"
+check "--imatrix-out - writes the same bytes to stdout" cmp -s "$TMP/i.imatrix" "$TMP/stdout.imatrix"
+expect_out '"imatrix":"' llmq calibrate $M --text "$TMP/cal.txt" --samples 2 --seqlen 16 --imatrix-out "$TMP/j.imatrix" --json
+expect_err 2 'missing -o FILE or --imatrix-out FILE' llmq calibrate $M --text "$TMP/cal.txt"
+expect_err 2 'both write stdout' llmq calibrate $M --text "$TMP/cal.txt" --imatrix-out - --json
+expect_err 2 'both write stdout' llmq calibrate $M --text "$TMP/cal.txt" --imatrix-out - -o -
+expect_err 2 'given as both -o and --imatrix-out' llmq calibrate $M --text "$TMP/cal.txt" -o "$TMP/y.st" --imatrix-out "$TMP/y.st"
+expect_err 2 'refusing to overwrite an input' llmq calibrate $M --text "$TMP/cal.txt" --imatrix-out "$TMP/cal.txt"
+expect_err 2 'refusing to overwrite an input' llmq calibrate $M --text "$TMP/cal.txt" --imatrix-out $M/model.safetensors
+expect_err 2 "option '--imatrix-out' needs" llmq calibrate $M --text "$TMP/cal.txt" --imatrix-out ''
+expect_err 3 'nodir/x.imatrix: cannot create' llmq calibrate $M --text "$TMP/cal.txt" --samples 2 --seqlen 16 --imatrix-out "$TMP/nodir/x.imatrix"
+expect_err 3 'cal.txt/x.imatrix: ' llmq calibrate $M --text "$TMP/cal.txt" --samples 2 --seqlen 16 --imatrix-out "$TMP/cal.txt/x.imatrix"
+check "failed --imatrix-out runs leave no file" test ! -e "$TMP/y.st" -a ! -e "$TMP/nodir"
 finish
