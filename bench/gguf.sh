@@ -18,6 +18,9 @@
 #                  bench/llamacpp-build.sh builds them outside the repo)
 #   MODELS         default "tiny-llama-mha tiny-qwen2-gqa"
 #   AWQ_OPTS       extra llmq awq options
+#   CHUNKS=N       score the first N windows of 512 (default 64: 16,320
+#                  scored tokens; llama-perplexity --chunks N, llmq
+#                  --max-windows N)
 . "$(dirname "$0")/lib.sh"
 B=${LLAMA_CPP_BIN:-/work/llama.cpp-build/bin}
 MODELS=${MODELS:-"tiny-llama-mha tiny-qwen2-gqa"}
@@ -26,6 +29,7 @@ for x in llama-quantize llama-perplexity; do
 done
 bench_tmp gguf
 TH=${THREADS:-2}
+CH=${CHUNKS:-64}
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 bpw() {  # FILE: bits per weight over all tensors
     python3 - "$1" <<'EOF'
@@ -45,12 +49,12 @@ print("%.3f" % (8 * nb / ne))
 EOF
 }
 lcpp() {  # NAME FILE BASE: llama-perplexity's KLD; prints "ppl kld kld_se"
-    "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 -t "$TH" --kl-divergence-base "$3" --kl-divergence \
+    "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" --kl-divergence-base "$3" --kl-divergence \
         >"$T/$1.lcpp.log" 2>&1 || { tail -5 "$T/$1.lcpp.log" >&2; echo "- - -"; return; }
     awk '/Mean PPL\(Q\)/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { print p, k, s }' "$T/$1.lcpp.log"
 }
 lq() {  # NAME FILE BASE: llmq verify's KLD; prints "ppl kld kld_se"
-    $LLMQ verify "$2" --text "$EVAL" --protocol llamacpp --ctx 512 --threads "$TH" --kld "$3" --json >"$T/$1.lq.json" ||
+    $LLMQ verify "$2" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" --kld "$3" --json >"$T/$1.lq.json" ||
         { echo "- - -"; return; }
     echo "$(j "$T/$1.lq.json" perplexity) $(j "$T/$1.lq.json" kld_mean) $(j "$T/$1.lq.json" kld_se)"
 }
@@ -58,9 +62,9 @@ for m in $MODELS; do
     S="$SHARED/models/$m"
     V=$(sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p' "$S/config.json")
     $LLMQ export "$S" -o "$T/$m-f16.gguf" --type f16 || exit 1
-    "$B/llama-perplexity" -m "$T/$m-f16.gguf" -f "$EVAL" -c 512 -t "$TH" --kl-divergence-base "$T/$m.lbase" \
+    "$B/llama-perplexity" -m "$T/$m-f16.gguf" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" --kl-divergence-base "$T/$m.lbase" \
         >"$T/$m.base.log" 2>&1 || { tail "$T/$m.base.log" >&2; exit 1; }
-    $LLMQ verify "$T/$m-f16.gguf" --text "$EVAL" --protocol llamacpp --ctx 512 --threads "$TH" \
+    $LLMQ verify "$T/$m-f16.gguf" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" \
         --kld-save "$T/$m.qbase" --kld-topk "$V" --json >"$T/$m.base.json" || exit 1
     rows=""
     for q in Q8_0 Q4_0 Q4_1 Q4_K_M Q3_K_M; do
@@ -84,7 +88,7 @@ for m in $MODELS; do
     rows="$rows llmq_AWQ_g32_asym->Q4_1:$m-awq-q4_1 llmq_AWQ_g32_sym->Q4_0:$m-awq-q4_0"
 
     echo
-    echo "#### $m: dorian_gray.txt, ctx 512, llama-perplexity protocol, KLD vs the f16 export"
+    echo "#### $m: dorian_gray.txt, first $CH windows of 512, llama-perplexity protocol, KLD vs the f16 export"
     echo
     echo "| file | bits/weight | MiB | llama.cpp ppl | llama.cpp KLD +- SE | llmq ppl | llmq KLD +- SE |"
     echo "|---|---|---|---|---|---|---|"
