@@ -18,6 +18,10 @@
 #                  bench/llamacpp-build.sh builds them outside the repo)
 #   MODELS         default "tiny-llama-mha tiny-qwen2-gqa"
 #   AWQ_OPTS       extra llmq awq options
+#   TYPES          llama-quantize types (default "Q8_0 Q4_0 Q4_1 Q4_K_M Q3_K_M"); TYPE:f16head
+#                  keeps token_embd and output in F16 (--token-embedding-type f16
+#                  --output-tensor-type f16), as llmq's AWQ exports do
+#   LLMQ_ROWS=0    leave out llmq's RTN and AWQ rows
 #   CHUNKS=N       score the first N windows of 512 (default 64: 16,320
 #                  scored tokens; llama-perplexity --chunks N, llmq
 #                  --max-windows N)
@@ -51,7 +55,7 @@ EOF
 lcpp() {  # NAME FILE BASE: llama-perplexity's KLD; prints "ppl kld kld_se"
     "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" --kl-divergence-base "$3" --kl-divergence \
         >"$T/$1.lcpp.log" 2>&1 || { tail -5 "$T/$1.lcpp.log" >&2; echo "- - -"; return; }
-    awk '/Mean PPL\(Q\)/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { print p, k, s }' "$T/$1.lcpp.log"
+    awk '/^Mean PPL\(Q\) +:/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { print p, k, s }' "$T/$1.lcpp.log"
 }
 lq() {  # NAME FILE BASE: llmq verify's KLD; prints "ppl kld kld_se"
     $LLMQ verify "$2" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" --kld "$3" --json >"$T/$1.lq.json" ||
@@ -67,25 +71,31 @@ for m in $MODELS; do
     $LLMQ verify "$T/$m-f16.gguf" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" \
         --kld-save "$T/$m.qbase" --kld-topk "$V" --json >"$T/$m.base.json" || exit 1
     rows=""
-    for q in Q8_0 Q4_0 Q4_1 Q4_K_M Q3_K_M; do
-        "$B/llama-quantize" "$T/$m-f16.gguf" "$T/$m-lc-$q.gguf" $q "$TH" >"$T/q.log" 2>&1 || { tail "$T/q.log" >&2; exit 1; }
-        rows="$rows llama.cpp_$q:$m-lc-$q"
+    for q in ${TYPES:-Q8_0 Q4_0 Q4_1 Q4_K_M Q3_K_M}; do
+        t=${q%%:*}; extra=""; tag=""
+        case $q in *:f16head) extra="--token-embedding-type f16 --output-tensor-type f16"; tag="-f16head" ;; esac
+        "$B/llama-quantize" $extra "$T/$m-f16.gguf" "$T/$m-lc-$t$tag.gguf" "$t" "$TH" >"$T/q.log" 2>&1 ||
+            { tail "$T/q.log" >&2; exit 1; }
+        rows="$rows llama.cpp~$t${tag:+~(F16~embd/output)}:$m-lc-$t$tag"
     done
     if [ "${IMATRIX:-0}" = 1 ]; then
         $LLMQ calibrate "$S" --text "$TRAIN" -o "$T/$m.stats" --imatrix-out "$T/$m.imatrix" >/dev/null || exit 1
         "$B/llama-quantize" --imatrix "$T/$m.imatrix" "$T/$m-f16.gguf" "$T/$m-lci-Q4_K_M.gguf" Q4_K_M "$TH" \
             >"$T/q.log" 2>&1 || { tail "$T/q.log" >&2; exit 1; }
-        rows="$rows llama.cpp_Q4_K_M+llmq-imatrix:$m-lci-Q4_K_M"
+        rows="$rows llama.cpp~Q4_K_M~+~llmq~imatrix:$m-lci-Q4_K_M"
     fi
-    for q in q8_0 q4_0 q4_1; do
+    [ "${LLMQ_ROWS:-1}" = 0 ] && QL="" || QL="q8_0 q4_0 q4_1"
+    for q in $QL; do
         $LLMQ export "$S" -o "$T/$m-rtn-$q.gguf" --type $q || exit 1
-        rows="$rows llmq_RTN_$q:$m-rtn-$q"
+        rows="$rows llmq~RTN~$q:$m-rtn-$q"
     done
-    $LLMQ awq "$S" -o "$T/$m.awq32" --text "$TRAIN" --group 32 ${AWQ_OPTS:-} >/dev/null || exit 1
-    $LLMQ awq "$S" -o "$T/$m.awq32s" --text "$TRAIN" --group 32 --sym ${AWQ_OPTS:-} >/dev/null || exit 1
-    $LLMQ export "$T/$m.awq32" -o "$T/$m-awq-q4_1.gguf" || exit 1
-    $LLMQ export "$T/$m.awq32s" -o "$T/$m-awq-q4_0.gguf" || exit 1
-    rows="$rows llmq_AWQ_g32_asym->Q4_1:$m-awq-q4_1 llmq_AWQ_g32_sym->Q4_0:$m-awq-q4_0"
+    if [ "${LLMQ_ROWS:-1}" != 0 ]; then
+        $LLMQ awq "$S" -o "$T/$m.awq32" --text "$TRAIN" --group 32 ${AWQ_OPTS:-} >/dev/null || exit 1
+        $LLMQ awq "$S" -o "$T/$m.awq32s" --text "$TRAIN" --group 32 --sym ${AWQ_OPTS:-} >/dev/null || exit 1
+        $LLMQ export "$T/$m.awq32" -o "$T/$m-awq-q4_1.gguf" || exit 1
+        $LLMQ export "$T/$m.awq32s" -o "$T/$m-awq-q4_0.gguf" || exit 1
+        rows="$rows llmq~AWQ~g32~asym~->~Q4_1:$m-awq-q4_1 llmq~AWQ~g32~sym~->~Q4_0:$m-awq-q4_0"
+    fi
 
     echo
     echo "#### $m: dorian_gray.txt, first $CH windows of 512, llama-perplexity protocol, KLD vs the f16 export"
@@ -96,7 +106,7 @@ for m in $MODELS; do
     [ -z "$bp" ] && bp=$(grep -o 'Final estimate: PPL = [0-9.]*' "$T/$m.base.log" | awk '{ print $5 }')
     echo "| f16 (llmq export) | $(bpw "$T/$m-f16.gguf") | $(mb "$(wc -c <"$T/$m-f16.gguf")") | $bp | 0 | $(f4 "$(j "$T/$m.base.json" perplexity)") | 0 |"
     for r in $rows; do
-        name=$(echo "${r%%:*}" | tr _ ' '); f="$T/${r#*:}.gguf"
+        name=$(echo "${r%%:*}" | tr '~' ' '); f="$T/${r#*:}.gguf"
         set -- $(lcpp "${r#*:}" "$f" "$T/$m.lbase"); a1=$1 a2=$2 a3=$3
         set -- $(lq "${r#*:}" "$f" "$T/$m.qbase"); b1=$1 b2=$2 b3=$3
         echo "| $name | $(bpw "$f") | $(mb "$(wc -c <"$f")") | $a1 | $a2 +- $a3 | $(f4 "$b1") | $(awk -v x="$b2" -v s="$b3" 'BEGIN { printf "%.6f +- %.6f", x, s }') |"
