@@ -12,9 +12,9 @@ static struct {
 
 static opt_def export_opts[] = {
     OPT_ROW_OUTPUT(o.out, "OUT", "write the GGUF file (--to gguf) or the checkpoint directory (--to compressed-tensors) to OUT (required)"),
-    { "to", OPT_CHOICE, &o.to, NULL, "output format (default gguf)", "gguf|compressed-tensors", 0, 0, NULL, 0 },
-    { "type", OPT_CHOICE, &o.type, NULL, "weight type (default auto)", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0 },
-    { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0 },
+    { "to", OPT_CHOICE, &o.to, NULL, "output format", "gguf|compressed-tensors", 0, 0, NULL, 0, "gguf" },
+    { "type", OPT_CHOICE, &o.type, NULL, "weight type", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0, "auto" },
+    { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
@@ -76,8 +76,6 @@ static int export_ct(const char *model, int argc, char **argv)
 int cmd_export(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.type = "auto";
-    o.to = "gguf";
     char *args[1];
     int na, rc = opts_parse(&export_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;

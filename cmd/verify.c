@@ -20,22 +20,22 @@ static struct {
 } o;
 
 static opt_def verify_opts[] = {
-    { "text", OPT_PATH, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0 },
-    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
-    { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0 },
-    { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0 },
-    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens (default 512)", NULL, 2, 1 << 20, NULL, 0 },
-    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol (default full)", "full|llamacpp", 0, 0, NULL, 0 },
-    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0 },
-    { "logits-out", OPT_PATH, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0 },
-    { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0 },
-    { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0 },
-    { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save (default 64)", NULL, 1, 1 << 20, NULL, 0 },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0 },
-    { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0 },
-    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0 },
-    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL, 0 },
-    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0, NULL },
+    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0, NULL },
+    { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0, NULL },
+    { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0, NULL },
+    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens", NULL, 2, 1 << 20, NULL, 0, "512" },
+    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol", "full|llamacpp", 0, 0, NULL, 0, "full" },
+    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0, NULL },
+    { "logits-out", OPT_PATH, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0, NULL },
+    { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0, NULL },
+    { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0, NULL },
+    { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save", NULL, 1, 1 << 20, NULL, 0, "64" },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0, NULL },
+    { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0, NULL },
+    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0, NULL },
+    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen", NULL, 1, 1 << 20, NULL, 0, "32" },
+    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -104,11 +104,6 @@ static int runner_act(llmq_runner *run, llmq_act_mode act, const float *scales, 
 int cmd_verify(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.ctx = 512;
-    o.protocol = "full";
-    o.n = 32;
-    o.threads = 2;
-    o.kld_topk = 64;
     o.act = NULL;              /* fp, or what a compressed-tensors checkpoint asks for */
     char *args[1];
     int na, rc = opts_parse(&verify_spec, argc, argv, args, &na);
