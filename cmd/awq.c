@@ -127,9 +127,7 @@ int cmd_awq(int argc, char **argv)
     if (o.json) {
         char scheme[32];
         llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
         cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
         cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);

@@ -201,9 +201,7 @@ int cmd_calibrate(int argc, char **argv)
     if (o.imatrix && (rc = llmq_imatrix_save(&st, o.text, o.imatrix, &err))) goto fail;
     if (o.json) {
         double secs = llmq_now() - t0;
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
-        if (o.out) cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(path, o.out);
         if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
         cJSON_AddStringToObject(j, "model_digest", st.model_digest);
         cJSON_AddStringToObject(j, "text_digest", st.text_digest);

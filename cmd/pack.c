@@ -78,16 +78,13 @@ int cmd_pack(int argc, char **argv)
     else if (o.json) {
         char scheme[32];
         llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
         cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
         cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
         cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
         cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);
     free(cl);

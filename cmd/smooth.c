@@ -157,9 +157,7 @@ int cmd_smooth(int argc, char **argv)
         if ((rc = llmq_stats_save(&st2, o.stats_out, &err))) goto fail;
     }
     if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(path, o.out);
         cJSON_AddStringToObject(j, "dtype", llmq_dtype_name(dt));
         cJSON_AddBoolToObject(j, "attention_bias_added", plan.shifted && !m.cfg.o_bias);
         if (eb > 0) {
@@ -168,9 +166,7 @@ int cmd_smooth(int argc, char **argv)
         }
         cJSON_AddItemToObject(j, "smooth", pj);
         pj = NULL;
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
-        json_emit(j);
+        json_report_done(j, t0, (double)llmq_peak_rss());
     }
     rc = 0;
     goto out;

@@ -179,14 +179,12 @@ int cmd_uptrain_gqa(int argc, char **argv)
         if (rc) goto fail;
         if (o.stop_after && ust.steps_done < o.steps && !o.snapshot) {
             if (o.json) {
-                cJSON *j = cJSON_CreateObject();
-                cJSON_AddStringToObject(j, "model", args[0]);
+                cJSON *j = json_report(args[0], NULL);
                 cJSON_AddStringToObject(j, "state", state);
                 cJSON_AddNumberToObject(j, "stopped_after_step", ust.steps_done);
                 cJSON_AddNumberToObject(j, "steps", o.steps);
                 cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
-                cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-                json_emit(j);
+                json_report_done(j, t0, -1);
             }
             goto done;
         }
@@ -198,9 +196,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     if ((rc = llmq_tmodel_write(&tm, &m, dt, meta, out, &err))) goto fail;
     if (o.steps > 0 && ust.steps_done == o.steps && llmq_exists(state)) unlink(state);
     if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", out);
+        cJSON *j = json_report(args[0], out);
         cJSON_AddNumberToObject(j, "heads", m.cfg.n_heads);
         cJSON_AddNumberToObject(j, "kv_heads_in", m.cfg.n_kv_heads);
         cJSON_AddNumberToObject(j, "kv_heads", o.kv_heads);
@@ -231,8 +227,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
             cJSON_AddNumberToObject(j, "train_tok_s", ust.tok_s);
         }
         cJSON_AddNumberToObject(j, "train_seconds", ust.seconds);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     goto done;
 fail:

@@ -244,8 +244,7 @@ int cmd_verify(int argc, char **argv)
     }
 
     if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
+        cJSON *j = json_report(path, NULL);
         cJSON_AddStringToObject(j, "arch", m.cfg.arch_name);
         cJSON_AddStringToObject(j, "weights_dtype", m.weights_dtype);
         cJSON_AddNumberToObject(j, "params", (double)llmq_model_params(&m));
