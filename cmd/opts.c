@@ -81,7 +81,11 @@ static int set_defaults(const cmd_spec *spec)
         int ok = 1;
         switch (o->type) {
         case OPT_INT:
-            if ((ok = !parse_int(o->def, (long long)o->min, (long long)o->max, &iv))) *(int *)o->dest = (int)iv;
+        case OPT_INT64:
+            if ((ok = !parse_int(o->def, (long long)o->min, (long long)o->max, &iv))) {
+                if (o->type == OPT_INT) *(int *)o->dest = (int)iv;
+                else *(long long *)o->dest = iv;
+            }
             break;
         case OPT_DOUBLE:
             if ((ok = !parse_double(o->def, &dv) && dv >= o->min && dv <= o->max)) *(double *)o->dest = dv;
@@ -155,6 +159,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
             double dv;
             switch (o->type) {
             case OPT_INT:
+            case OPT_INT64:
                 if (parse_int(val, (long long)o->min, (long long)o->max, &iv)) {
                     char range[96];
                     snprintf(range, sizeof range, " (an integer from %.0f to %.0f)", o->min, o->max);
@@ -162,7 +167,8 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
                             spec->name, llmq_quote(q, val), name, range, spec->name);
                     return 2;
                 }
-                *(int *)o->dest = (int)iv;
+                if (o->type == OPT_INT) *(int *)o->dest = (int)iv;
+                else *(long long *)o->dest = iv;
                 break;
             case OPT_DOUBLE:
                 if (parse_double(val, &dv) || dv < o->min || dv > o->max) {

@@ -10,12 +10,12 @@
 
 /* OPT_PATH is a string naming a file or directory: '' is refused at once
  * (it would fail only when opened or renamed into, after the work). */
-typedef enum { OPT_FLAG, OPT_INT, OPT_DOUBLE, OPT_STRING, OPT_PATH, OPT_CHOICE, OPT_END } opt_type;
+typedef enum { OPT_FLAG, OPT_INT, OPT_INT64, OPT_DOUBLE, OPT_STRING, OPT_PATH, OPT_CHOICE, OPT_END } opt_type;
 
 typedef struct {
     const char *name;      /* "ctx" for --ctx */
     opt_type type;
-    void *dest;            /* int*, double*, const char** */
+    void *dest;            /* int* (OPT_INT, OPT_FLAG), long long* (OPT_INT64), double*, const char** */
     const char *arg;       /* "N" shown in help */
     const char *help;
     const char *choices;   /* OPT_CHOICE: "full|llamacpp" */

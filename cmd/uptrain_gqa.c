@@ -31,7 +31,7 @@ static opt_def up_opts[] = {
     { "distill", OPT_DOUBLE, &o.distill, "A", "loss = (1-A) cross-entropy + A KL from the original model", NULL, 0, 1, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_DISTILL_DEFAULT) },
     { "calib-samples", OPT_INT, &o.calib_samples, "N", "windows for activation pooling", NULL, 1, 4096, NULL, 0, "16" },
     { "k-steps", OPT_INT, &o.k_steps, "N", "activation pooling: gradient steps on each layer's K", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_GQA_K_STEPS_DEFAULT) },
-    { "seed", OPT_INT, &o.seed, "N", "seed of the window sampler", NULL, 0, 9007199254740991.0, NULL, 0, "1" },
+    { "seed", OPT_INT64, &o.seed, "N", "seed of the window sampler", NULL, 0, 9007199254740991.0, NULL, 0, "1" },
     { "resume", OPT_FLAG, &o.resume, NULL, "continue an interrupted run from its state file", NULL, 0, 0, NULL, 0, NULL },
     { "state", OPT_PATH, &o.state, "FILE", "training state file (default DIR.uptrain-state beside the output)", NULL, 0, 0, NULL, 0, NULL },
     { "stop-after", OPT_INT, &o.stop_after, "N", "stop after step N, keeping the state for --resume; write no model", NULL, 1, 1000000, NULL, 0, NULL },
