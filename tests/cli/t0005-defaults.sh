@@ -94,6 +94,16 @@ $(man_defaults man/llmq-uptrain-gqa.1)
 EOF"
 check "at least 40 defaults stated across --help" test "$(cat "$TMP"/help.* | grep -c '(default [^:]')" -ge 40
 
+# behaviour follows the table: what verify reports it used, run without the
+# options, is what its --help gives as their defaults
+hdef() { help_defaults "$TMP/help.verify" | awk -v n="$1" '$1 == n { print $2 }'; }
+llmq verify testdata/tiny-qwen2-gqa --ids testdata/tiny-qwen2-gqa/reference/wikitext2_test_ids.bin --max-windows 1 --json >"$TMP/v.json" 2>&1
+check "verify --json ran" grep -q '"perplexity"' "$TMP/v.json"
+check "verify used --ctx $(hdef ctx)" grep -q "\"ctx\":$(hdef ctx)," "$TMP/v.json"
+check "verify used --threads $(hdef threads)" grep -q "\"threads\":$(hdef threads)," "$TMP/v.json"
+check "verify used --protocol $(hdef protocol)" grep -q "\"protocol\":\"$(hdef protocol)\"" "$TMP/v.json"
+check "verify used --act $(hdef act)" grep -q "\"act\":\"$(hdef act)\"" "$TMP/v.json"
+
 # self-test: a man page that disagrees, and one that leaves a default out,
 # are caught (counted as passes here, not as failures of the suite)
 sed 's/^Uptraining steps (default 60)/Uptraining steps (default 100)/' man/llmq-uptrain-gqa.1 >"$TMP/bad1.1"
