@@ -17,22 +17,22 @@ static struct {
 
 static opt_def awq_opts[] = {
     OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
-    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0 },
-    { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout) (default 4)", NULL, 3, 4, NULL, 0 },
-    { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
-    { "sym", OPT_FLAG, &o.sym, NULL, "symmetric quantization, no zero points", NULL, 0, 0, NULL, 0 },
-    { "samples", OPT_INT, &o.samples, "N", "calibration windows (default 128)", NULL, 1, 100000, NULL, 0 },
-    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per calibration window (default 512)", NULL, 2, 65536, NULL, 0 },
-    { "n-grid", OPT_INT, &o.n_grid, "N", "scale search grid: ratios i/N, i = 0..N-1 (default 20)", NULL, 1, 1000, NULL, 0 },
-    { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0 },
-    { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0 },
-    { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0 },
-    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search (default 2048)", NULL, 1, 1 << 24, NULL, 0 },
-    { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on (default 0: all)", NULL, 0, 100000, NULL, 0 },
-    { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on (default 2)", NULL, 0, 100000, NULL, 0 },
-    { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample (default 0)", NULL, 0, 2147483647, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0, NULL },
+    { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout)", NULL, 3, 4, NULL, 0, OPT_DEF(LLMQ_AWQ_BITS_DEFAULT) },
+    { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128", NULL, 32, 128, NULL, 0, OPT_DEF(LLMQ_AWQ_GROUP_DEFAULT) },
+    { "sym", OPT_FLAG, &o.sym, NULL, "symmetric quantization, no zero points", NULL, 0, 0, NULL, 0, NULL },
+    { "samples", OPT_INT, &o.samples, "N", "calibration windows", NULL, 1, 100000, NULL, 0, "128" },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per calibration window", NULL, 2, 65536, NULL, 0, "512" },
+    { "n-grid", OPT_INT, &o.n_grid, "N", "scale search grid: ratios i/N, i = 0..N-1", NULL, 1, 1000, NULL, 0, OPT_DEF(LLMQ_AWQ_N_GRID_DEFAULT) },
+    { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0, NULL },
+    { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0, NULL },
+    { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0, NULL },
+    { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search", NULL, 1, 1 << 24, NULL, 0, OPT_DEF(LLMQ_AWQ_SEARCH_TOKENS_DEFAULT) },
+    { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on, 0 for all", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_STAT_WINDOWS_DEFAULT) },
+    { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_LOSS_WINDOWS_DEFAULT) },
+    { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample", NULL, 0, 2147483647, NULL, 0, "0" },
     OPT_ROW_THREADS(o.threads),
-    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (scaled and clipped, not quantized)", NULL, 0, 0, NULL, 0 },
+    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (scaled and clipped, not quantized)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
@@ -50,14 +50,6 @@ static const cmd_spec awq_spec = {
 int cmd_awq(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.w_bit = 4;
-    o.group = 128;
-    o.samples = 128;
-    o.seqlen = 512;
-    o.n_grid = 20;
-    o.search_tokens = 2048;
-    o.loss_windows = 2;
-    o.threads = 2;
     char *args[1];
     int na, rc = opts_parse(&awq_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -135,9 +127,7 @@ int cmd_awq(int argc, char **argv)
     if (o.json) {
         char scheme[32];
         llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
         cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
         cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);

@@ -21,15 +21,15 @@ static struct {
 } o;
 
 static opt_def calibrate_opts[] = {
-    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used", NULL, 0, 0, NULL, 0 },
-    { "samples", OPT_INT, &o.samples, "N", "windows to draw (default 128)", NULL, 1, 1 << 20, NULL, 0 },
-    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 1 << 20, NULL, 0 },
-    { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler (integer 0..2^53, default 0)", NULL, 0, 9007199254740992.0, NULL, 0 },
-    { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches (default 256)", NULL, 0, 1 << 16, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used", NULL, 0, 0, NULL, 0, NULL },
+    { "samples", OPT_INT, &o.samples, "N", "windows to draw", NULL, 1, 1 << 20, NULL, 0, "128" },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window", NULL, 2, 1 << 20, NULL, 0, "512" },
+    { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler, an integer 0..2^53", NULL, 0, 9007199254740992.0, NULL, 0, "0" },
+    { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches", NULL, 0, 1 << 16, NULL, 0, "256" },
     OPT_ROW_OUTPUT(o.out, "FILE", "write the statistics to FILE (safetensors)"),
-    { "imatrix-out", OPT_PATH, &o.imatrix, "FILE", "write llama.cpp's importance matrix (GGUF) to FILE", NULL, 0, 0, NULL, 0 },
-    { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0 },
-    { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect (default 4)", NULL, 1, 1 << 20, NULL, 0 },
+    { "imatrix-out", OPT_PATH, &o.imatrix, "FILE", "write llama.cpp's importance matrix (GGUF) to FILE", NULL, 0, 0, NULL, 0, NULL },
+    { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0, NULL },
+    { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect", NULL, 1, 1 << 20, NULL, 0, "4" },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -125,11 +125,6 @@ static int inspect(const char *path)
 int cmd_calibrate(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.samples = 128;
-    o.seqlen = 512;
-    o.keep = 256;
-    o.threads = 2;
-    o.top = 4;
     char *args[1];
     int na, rc = opts_parse(&calibrate_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -206,9 +201,7 @@ int cmd_calibrate(int argc, char **argv)
     if (o.imatrix && (rc = llmq_imatrix_save(&st, o.text, o.imatrix, &err))) goto fail;
     if (o.json) {
         double secs = llmq_now() - t0;
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
-        if (o.out) cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(path, o.out);
         if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
         cJSON_AddStringToObject(j, "model_digest", st.model_digest);
         cJSON_AddStringToObject(j, "text_digest", st.text_digest);

@@ -247,3 +247,18 @@ void json_emit(cJSON *o)
     cJSON_Delete(o);
     fflush(stdout);
 }
+
+cJSON *json_report(const char *model, const char *output)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", model);
+    if (output) cJSON_AddStringToObject(j, "output", output);
+    return j;
+}
+
+void json_report_done(cJSON *j, double t0, double peak_rss)
+{
+    cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
+    if (peak_rss >= 0) cJSON_AddNumberToObject(j, "peak_rss_bytes", peak_rss);
+    json_emit(j);
+}

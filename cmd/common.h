@@ -66,6 +66,15 @@ int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err);
 /* Print a cJSON object on stdout (one object on one line), and free it. */
 void json_emit(cJSON *o);
 
+/* The shape every command's --json report shares: it starts as
+ * {"model": MODEL, "output": OUTPUT} (output NULL: left out; the caller adds
+ * its own fields) and ends, in json_report_done, with "seconds" since t0 and,
+ * if peak_rss >= 0, "peak_rss_bytes"; then it is printed and freed as by
+ * json_emit.  json_report returns NULL when out of memory (cJSON's adders
+ * accept NULL). */
+cJSON *json_report(const char *model, const char *output);
+void json_report_done(cJSON *j, double t0, double peak_rss);
+
 int cmd_verify(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pack(int argc, char **argv);

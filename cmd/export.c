@@ -12,9 +12,9 @@ static struct {
 
 static opt_def export_opts[] = {
     OPT_ROW_OUTPUT(o.out, "OUT", "write the GGUF file (--to gguf) or the checkpoint directory (--to compressed-tensors) to OUT (required)"),
-    { "to", OPT_CHOICE, &o.to, NULL, "output format (default gguf)", "gguf|compressed-tensors", 0, 0, NULL, 0 },
-    { "type", OPT_CHOICE, &o.type, NULL, "weight type (default auto)", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0 },
-    { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0 },
+    { "to", OPT_CHOICE, &o.to, NULL, "output format", "gguf|compressed-tensors", 0, 0, NULL, 0, "gguf" },
+    { "type", OPT_CHOICE, &o.type, NULL, "weight type", "auto|f32|f16|bf16|q8_0|q4_0|q4_1", 0, 0, NULL, 0, "auto" },
+    { "name", OPT_STRING, &o.name, "NAME", "general.name (default: the model directory's name)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
@@ -55,9 +55,7 @@ static int export_ct(const char *model, int argc, char **argv)
     if (!rc) rc = llmq_ct_export(&m, o.out, cl, &st, &err);
     if (rc) rc = cmd_fail("export", &err);
     else if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", model);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(model, o.out);
         cJSON_AddStringToObject(j, "to", "compressed-tensors");
         cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
         cJSON_AddStringToObject(j, "scheme", st.scheme);
@@ -65,8 +63,7 @@ static int export_ct(const char *model, int argc, char **argv)
         cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
         cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
         cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.bytes);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);
     free(cl);
@@ -76,8 +73,6 @@ static int export_ct(const char *model, int argc, char **argv)
 int cmd_export(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.type = "auto";
-    o.to = "gguf";
     char *args[1];
     int na, rc = opts_parse(&export_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -103,9 +98,7 @@ int cmd_export(int argc, char **argv)
     if (!rc) rc = llmq_gguf_export(&m, &eo, o.out, &st, &err);
     if (rc) rc = cmd_fail("export", &err);
     else if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
         cJSON_AddStringToObject(j, "file_type", st.file_type);
         cJSON_AddBoolToObject(j, "exact", st.exact);
@@ -114,8 +107,7 @@ int cmd_export(int argc, char **argv)
         cJSON_AddNumberToObject(j, "tensors", st.tensors);
         cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
         cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);
     free(cl);

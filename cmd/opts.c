@@ -54,8 +54,11 @@ void opts_help(const cmd_spec *spec, FILE *fp)
         if (o->type == OPT_FLAG) snprintf(left, sizeof left, "%s--%s", al, o->name);
         else if (o->type == OPT_CHOICE) snprintf(left, sizeof left, "%s--%s %s", al, o->name, o->choices);
         else snprintf(left, sizeof left, "%s--%s %s", al, o->name, o->arg ? o->arg : "X");
-        if (strlen(left) > 24) fprintf(fp, "  %s\n  %-24s  %s\n", left, "", o->help);
-        else fprintf(fp, "  %-24s  %s\n", left, o->help);
+        char help[512];
+        if (o->def) snprintf(help, sizeof help, "%s (default %s)", o->help, o->def);
+        else snprintf(help, sizeof help, "%s", o->help);
+        if (strlen(left) > 24) fprintf(fp, "  %s\n  %-24s  %s\n", left, "", help);
+        else fprintf(fp, "  %-24s  %s\n", left, help);
     }
     fprintf(fp, "  %-24s  %s\n", "--help", "show this help and exit");
 }
@@ -68,9 +71,49 @@ static int usage_error(const cmd_spec *spec, const char *fmt, const char *a, con
     return 2;
 }
 
+/* Each row's def, read as its type reads a value from argv. */
+static int set_defaults(const cmd_spec *spec)
+{
+    for (const opt_def *o = spec->opts; o->type != OPT_END; o++) {
+        if (!o->def) continue;
+        long long iv;
+        double dv;
+        int ok = 1;
+        switch (o->type) {
+        case OPT_INT:
+        case OPT_INT64:
+            if ((ok = !parse_int(o->def, (long long)o->min, (long long)o->max, &iv))) {
+                if (o->type == OPT_INT) *(int *)o->dest = (int)iv;
+                else *(long long *)o->dest = iv;
+            }
+            break;
+        case OPT_DOUBLE:
+            if ((ok = !parse_double(o->def, &dv) && dv >= o->min && dv <= o->max)) *(double *)o->dest = dv;
+            break;
+        case OPT_CHOICE:
+            if ((ok = choice_ok(o->choices, o->def))) *(const char **)o->dest = o->def;
+            break;
+        case OPT_STRING:
+        case OPT_PATH:
+            *(const char **)o->dest = o->def;
+            break;
+        default:
+            ok = 0;   /* a flag has no default but off */
+            break;
+        }
+        if (!ok) {
+            fprintf(stderr, "llmq %s: internal error: default '%s' of '--%s' is not a valid value\n",
+                    spec->name, o->def, o->name);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_args)
 {
     *n_args = 0;
+    if (set_defaults(spec)) return 2;
     int only_args = 0;
     char q[LLMQ_QUOTE_SIZE];   /* argument text goes into messages escaped: one line, no control bytes */
     for (int i = 1; i < argc; i++) {
@@ -116,6 +159,7 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
             double dv;
             switch (o->type) {
             case OPT_INT:
+            case OPT_INT64:
                 if (parse_int(val, (long long)o->min, (long long)o->max, &iv)) {
                     char range[96];
                     snprintf(range, sizeof range, " (an integer from %.0f to %.0f)", o->min, o->max);
@@ -123,7 +167,8 @@ int opts_parse(const cmd_spec *spec, int argc, char **argv, char **args, int *n_
                             spec->name, llmq_quote(q, val), name, range, spec->name);
                     return 2;
                 }
-                *(int *)o->dest = (int)iv;
+                if (o->type == OPT_INT) *(int *)o->dest = (int)iv;
+                else *(long long *)o->dest = iv;
                 break;
             case OPT_DOUBLE:
                 if (parse_double(val, &dv) || dv < o->min || dv > o->max) {

@@ -11,12 +11,12 @@ static struct {
 
 static opt_def pack_opts[] = {
     OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
-    { "format", OPT_CHOICE, &o.format, NULL, "weight format (default int4)", "int8|int4|mxint8", 0, 0, NULL, 0 },
-    { "group", OPT_INT, &o.group, "N", "int4 group size along the input dimension: 32, 64 or 128 (default 128)", NULL, 32, 128, NULL, 0 },
-    { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0 },
-    { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "mxint8 shared scale rule (default ocp)", "ocp|ceil", 0, 0, NULL, 0 },
-    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0 },
-    { "quantize-head", OPT_FLAG, &o.quantize_head, NULL, "also quantize an untied LM head (default: it stays float)", NULL, 0, 0, NULL, 0 },
+    { "format", OPT_CHOICE, &o.format, NULL, "weight format", "int8|int4|mxint8", 0, 0, NULL, 0, "int4" },
+    { "group", OPT_INT, &o.group, "N", "int4 group size along the input dimension: 32, 64 or 128", NULL, 32, 128, NULL, 0, "128" },
+    { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0, NULL },
+    { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "mxint8 shared scale rule", "ocp|ceil", 0, 0, NULL, 0, "ocp" },
+    { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0, NULL },
+    { "quantize-head", OPT_FLAG, &o.quantize_head, NULL, "also quantize an untied LM head (default: it stays float)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
@@ -48,9 +48,6 @@ char *command_line(const char *cmd, int argc, char **argv)
 int cmd_pack(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.format = "int4";
-    o.group = 128;
-    o.mx_scale = "ocp";
     char *args[1];
     int na, rc = opts_parse(&pack_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -81,16 +78,13 @@ int cmd_pack(int argc, char **argv)
     else if (o.json) {
         char scheme[32];
         llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
         cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
         cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
         cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
         cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);
     free(cl);

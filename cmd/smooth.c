@@ -16,16 +16,16 @@ static struct {
 } o;
 
 static opt_def smooth_opts[] = {
-    { "stats", OPT_PATH, &o.stats, "FILE", "activation statistics of MODEL from llmq calibrate (required)", NULL, 0, 0, NULL, 0 },
-    { "method", OPT_CHOICE, &o.method, NULL, "smoothing method (default smoothquant)", "smoothquant|osplus", 0, 0, NULL, 0 },
-    { "alpha", OPT_DOUBLE, &o.alpha, "A", "smoothquant: fixed migration strength in [0, 1]", NULL, 0, 1, &o.alpha_seen, 0 },
-    { "auto-alpha", OPT_FLAG, &o.auto_alpha, NULL, "smoothquant: per layer and pair, the alpha of 0..1 step 0.05 with the least W8A8 error (default)", NULL, 0, 0, NULL, 0 },
-    { "no-shift", OPT_FLAG, &o.no_shift, NULL, "osplus: scale only, no channel shift", NULL, 0, 0, NULL, 0 },
-    { "full-search", OPT_FLAG, &o.full_search, NULL, "osplus: score all 81 thresholds, not coarse to fine (3x slower)", NULL, 0, 0, NULL, 0 },
-    { "pairs", OPT_STRING, &o.pairs, "LIST", "pairs to smooth, comma-separated from qkv,vo,gateup,updown (default all)", NULL, 0, 0, NULL, 0 },
-    { "dtype", OPT_CHOICE, &o.dtype, NULL, "output weight dtype (default: the source's)", "f32|bf16|f16", 0, 0, NULL, 0 },
+    { "stats", OPT_PATH, &o.stats, "FILE", "activation statistics of MODEL from llmq calibrate (required)", NULL, 0, 0, NULL, 0, NULL },
+    { "method", OPT_CHOICE, &o.method, NULL, "smoothing method", "smoothquant|osplus", 0, 0, NULL, 0, "smoothquant" },
+    { "alpha", OPT_DOUBLE, &o.alpha, "A", "smoothquant: fixed migration strength in [0, 1]", NULL, 0, 1, &o.alpha_seen, 0, NULL },
+    { "auto-alpha", OPT_FLAG, &o.auto_alpha, NULL, "smoothquant: per layer and pair, the alpha of 0..1 step 0.05 with the least W8A8 error (default)", NULL, 0, 0, NULL, 0, NULL },
+    { "no-shift", OPT_FLAG, &o.no_shift, NULL, "osplus: scale only, no channel shift", NULL, 0, 0, NULL, 0, NULL },
+    { "full-search", OPT_FLAG, &o.full_search, NULL, "osplus: score all 81 thresholds, not coarse to fine (3x slower)", NULL, 0, 0, NULL, 0, NULL },
+    { "pairs", OPT_STRING, &o.pairs, "LIST", "pairs to smooth, comma-separated from qkv,vo,gateup,updown", NULL, 0, 0, NULL, 0, "qkv,vo,gateup,updown" },
+    { "dtype", OPT_CHOICE, &o.dtype, NULL, "output weight dtype (default: the source's)", "f32|bf16|f16", 0, 0, NULL, 0, NULL },
     OPT_ROW_OUTPUT(o.out, "DIR", "write the smoothed checkpoint to DIR (required)"),
-    { "stats-out", OPT_PATH, &o.stats_out, "FILE", "also write the statistics of the smoothed model (for --act int8-static)", NULL, 0, 0, NULL, 0 },
+    { "stats-out", OPT_PATH, &o.stats_out, "FILE", "also write the statistics of the smoothed model (for --act int8-static)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -64,9 +64,6 @@ static int parse_pairs(const char *s, unsigned *mask)
 int cmd_smooth(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.method = "smoothquant";
-    o.threads = 2;
-    o.pairs = "qkv,vo,gateup,updown";
     char *args[1];
     int na, rc = opts_parse(&smooth_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -160,9 +157,7 @@ int cmd_smooth(int argc, char **argv)
         if ((rc = llmq_stats_save(&st2, o.stats_out, &err))) goto fail;
     }
     if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
-        cJSON_AddStringToObject(j, "output", o.out);
+        cJSON *j = json_report(path, o.out);
         cJSON_AddStringToObject(j, "dtype", llmq_dtype_name(dt));
         cJSON_AddBoolToObject(j, "attention_bias_added", plan.shifted && !m.cfg.o_bias);
         if (eb > 0) {
@@ -171,9 +166,7 @@ int cmd_smooth(int argc, char **argv)
         }
         cJSON_AddItemToObject(j, "smooth", pj);
         pj = NULL;
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
-        json_emit(j);
+        json_report_done(j, t0, (double)llmq_peak_rss());
     }
     rc = 0;
     goto out;

@@ -8,8 +8,8 @@
 static struct { const char *ids_out; int keep_cr; } o;
 
 static opt_def tok_opts[] = {
-    { "ids-out", OPT_PATH, &o.ids_out, "FILE", "write int32 little-endian ids to FILE ('-' = stdout) instead of text", NULL, 0, 0, NULL, 0 },
-    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "encode the bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
+    { "ids-out", OPT_PATH, &o.ids_out, "FILE", "write int32 little-endian ids to FILE ('-' = stdout) instead of text", NULL, 0, 0, NULL, 0, NULL },
+    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "encode the bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_END,
 };
 

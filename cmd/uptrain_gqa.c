@@ -17,28 +17,28 @@ static struct {
 } o;
 
 static opt_def up_opts[] = {
-    { "kv-heads", OPT_INT, &o.kv_heads, "G", "key/value heads of the output (required; divides the query heads)", NULL, 1, 65536, NULL, 0 },
+    { "kv-heads", OPT_INT, &o.kv_heads, "G", "key/value heads of the output (required; divides the query heads)", NULL, 1, 65536, NULL, 0, NULL },
     OPT_ROW_OUTPUT(o.out, "DIR", "write the converted model to DIR (required)"),
-    { "pool", OPT_CHOICE, &o.pool, NULL, "how K/V heads are pooled (default activation)", "mean|activation", 0, 0, NULL, 0 },
-    { "text", OPT_PATH, &o.text, "PATH", "calibration/training text: a file or a directory of files", NULL, 0, 0, NULL, 0 },
-    { "steps", OPT_INT, &o.steps, "N", "uptraining steps, 0 for none (default 60)", NULL, 0, 1000000, NULL, 0 },
-    { "samples", OPT_INT, &o.samples, "N", "windows per uptraining step (default 8)", NULL, 1, 4096, NULL, 0 },
-    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window (default 512)", NULL, 2, 65536, NULL, 0 },
-    { "lr", OPT_DOUBLE, &o.lr, "X", "peak AdamW learning rate (default 1e-3 for K/V, 1e-4 for all)", NULL, 1e-9, 1, &o.seen_lr, 0 },
-    { "warmup", OPT_INT, &o.warmup, "N", "linear warmup steps before the cosine decay (default 5)", NULL, 0, 1000000, NULL, 0 },
-    { "weight-decay", OPT_DOUBLE, &o.wd, "X", "AdamW decoupled weight decay on matrices (default 0)", NULL, 0, 1, NULL, 0 },
-    { "train", OPT_CHOICE, &o.train, NULL, "what uptraining updates (default kv: the K/V projections)", "kv|all", 0, 0, NULL, 0 },
-    { "distill", OPT_DOUBLE, &o.distill, "A", "loss = (1-A) cross-entropy + A KL from the original model (default 0.9)", NULL, 0, 1, NULL, 0 },
-    { "calib-samples", OPT_INT, &o.calib_samples, "N", "windows for activation pooling (default 16)", NULL, 1, 4096, NULL, 0 },
-    { "k-steps", OPT_INT, &o.k_steps, "N", "activation pooling: gradient steps on each layer's K (default 24)", NULL, 0, 100000, NULL, 0 },
-    { "seed", OPT_INT, &o.seed, "N", "seed of the window sampler (default 1)", NULL, 0, 9007199254740991.0, NULL, 0 },
-    { "resume", OPT_FLAG, &o.resume, NULL, "continue an interrupted run from its state file", NULL, 0, 0, NULL, 0 },
-    { "state", OPT_PATH, &o.state, "FILE", "training state file (default DIR.uptrain-state beside the output)", NULL, 0, 0, NULL, 0 },
-    { "stop-after", OPT_INT, &o.stop_after, "N", "stop after step N, keeping the state for --resume; write no model", NULL, 1, 1000000, NULL, 0 },
-    { "snapshot", OPT_FLAG, &o.snapshot, NULL, "with --stop-after: write the model as it is at that step too", NULL, 0, 0, NULL, 0 },
-    { "save-every", OPT_INT, &o.save_every, "N", "write the training state every N steps (default 20, 0 never)", NULL, 0, 1000000, NULL, 0 },
-    { "dtype", OPT_CHOICE, &o.dtype, NULL, "weight type of the output (default: as the source)", "bf16|f16|f32", 0, 0, NULL, 0 },
-    { "threads", OPT_INT, &o.threads, "N", "worker threads of the teacher and calibration runs (default 2)", NULL, 1, 256, NULL, 0 },
+    { "pool", OPT_CHOICE, &o.pool, NULL, "how K/V heads are pooled", "mean|activation", 0, 0, NULL, 0, "activation" },
+    { "text", OPT_PATH, &o.text, "PATH", "calibration/training text: a file or a directory of files", NULL, 0, 0, NULL, 0, NULL },
+    { "steps", OPT_INT, &o.steps, "N", "uptraining steps, 0 for none", NULL, 0, 1000000, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_STEPS_DEFAULT) },
+    { "samples", OPT_INT, &o.samples, "N", "windows per uptraining step", NULL, 1, 4096, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_BATCH_DEFAULT) },
+    { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window", NULL, 2, 65536, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_SEQLEN_DEFAULT) },
+    { "lr", OPT_DOUBLE, &o.lr, "X", "peak AdamW learning rate (default " OPT_DEF(LLMQ_UPTRAIN_LR_DEFAULT) " for K/V, " OPT_DEF(LLMQ_UPTRAIN_LR_ALL_DEFAULT) " for all)", NULL, 1e-9, 1, &o.seen_lr, 0, NULL },
+    { "warmup", OPT_INT, &o.warmup, "N", "linear warmup steps before the cosine decay", NULL, 0, 1000000, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_WARMUP_DEFAULT) },
+    { "weight-decay", OPT_DOUBLE, &o.wd, "X", "AdamW decoupled weight decay on matrices", NULL, 0, 1, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_WD_DEFAULT) },
+    { "train", OPT_CHOICE, &o.train, NULL, "what uptraining updates: kv the K/V projections, all every tensor", "kv|all", 0, 0, NULL, 0, "kv" },
+    { "distill", OPT_DOUBLE, &o.distill, "A", "loss = (1-A) cross-entropy + A KL from the original model", NULL, 0, 1, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_DISTILL_DEFAULT) },
+    { "calib-samples", OPT_INT, &o.calib_samples, "N", "windows for activation pooling", NULL, 1, 4096, NULL, 0, "16" },
+    { "k-steps", OPT_INT, &o.k_steps, "N", "activation pooling: gradient steps on each layer's K", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_GQA_K_STEPS_DEFAULT) },
+    { "seed", OPT_INT64, &o.seed, "N", "seed of the window sampler", NULL, 0, 9007199254740991.0, NULL, 0, "1" },
+    { "resume", OPT_FLAG, &o.resume, NULL, "continue an interrupted run from its state file", NULL, 0, 0, NULL, 0, NULL },
+    { "state", OPT_PATH, &o.state, "FILE", "training state file (default DIR.uptrain-state beside the output)", NULL, 0, 0, NULL, 0, NULL },
+    { "stop-after", OPT_INT, &o.stop_after, "N", "stop after step N, keeping the state for --resume; write no model", NULL, 1, 1000000, NULL, 0, NULL },
+    { "snapshot", OPT_FLAG, &o.snapshot, NULL, "with --stop-after: write the model as it is at that step too", NULL, 0, 0, NULL, 0, NULL },
+    { "save-every", OPT_INT, &o.save_every, "N", "write the training state every N steps, 0 never", NULL, 0, 1000000, NULL, 0, OPT_DEF(LLMQ_UPTRAIN_SAVE_EVERY_DEFAULT) },
+    { "dtype", OPT_CHOICE, &o.dtype, NULL, "weight type of the output (default: as the source)", "bf16|f16|f32", 0, 0, NULL, 0, NULL },
+    { "threads", OPT_INT, &o.threads, "N", "worker threads of the teacher and calibration runs", NULL, 1, 256, NULL, 0, OPT_DEF(OPT_THREADS_DEFAULT) },
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
@@ -77,18 +77,6 @@ static const char *strip_slash(const char *s, char *buf, size_t n)
 int cmd_uptrain_gqa(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
-    o.pool = "activation";
-    o.train = "kv";
-    o.steps = 60;
-    o.samples = 8;
-    o.seqlen = 512;
-    o.distill = 0.9;
-    o.calib_samples = 16;
-    o.k_steps = 24;
-    o.seed = 1;
-    o.save_every = 20;
-    o.threads = 2;
-    o.warmup = 5;
     char *args[1];
     int na, rc = opts_parse(&up_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
@@ -100,7 +88,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
         return cmd_failf(C, LLMQ_EUSAGE, "--text PATH is needed for %s (or use --pool mean --steps 0)",
                          act_pool ? "--pool activation" : "uptraining");
     int train_all = !strcmp(o.train, "all");
-    if (!o.seen_lr) o.lr = train_all ? 1e-4 : 1e-3;
+    if (!o.seen_lr) o.lr = train_all ? LLMQ_UPTRAIN_LR_ALL_DEFAULT : LLMQ_UPTRAIN_LR_DEFAULT;
     llmq_dtype dt = !o.dtype ? LLMQ_DT_COUNT : !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;
     char outbuf[4096], statebuf[4200];
     const char *out = strip_slash(o.out, outbuf, sizeof outbuf);
@@ -191,14 +179,12 @@ int cmd_uptrain_gqa(int argc, char **argv)
         if (rc) goto fail;
         if (o.stop_after && ust.steps_done < o.steps && !o.snapshot) {
             if (o.json) {
-                cJSON *j = cJSON_CreateObject();
-                cJSON_AddStringToObject(j, "model", args[0]);
+                cJSON *j = json_report(args[0], NULL);
                 cJSON_AddStringToObject(j, "state", state);
                 cJSON_AddNumberToObject(j, "stopped_after_step", ust.steps_done);
                 cJSON_AddNumberToObject(j, "steps", o.steps);
                 cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
-                cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-                json_emit(j);
+                json_report_done(j, t0, -1);
             }
             goto done;
         }
@@ -210,9 +196,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     if ((rc = llmq_tmodel_write(&tm, &m, dt, meta, out, &err))) goto fail;
     if (o.steps > 0 && ust.steps_done == o.steps && llmq_exists(state)) unlink(state);
     if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", args[0]);
-        cJSON_AddStringToObject(j, "output", out);
+        cJSON *j = json_report(args[0], out);
         cJSON_AddNumberToObject(j, "heads", m.cfg.n_heads);
         cJSON_AddNumberToObject(j, "kv_heads_in", m.cfg.n_kv_heads);
         cJSON_AddNumberToObject(j, "kv_heads", o.kv_heads);
@@ -243,8 +227,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
             cJSON_AddNumberToObject(j, "train_tok_s", ust.tok_s);
         }
         cJSON_AddNumberToObject(j, "train_seconds", ust.seconds);
-        cJSON_AddNumberToObject(j, "seconds", llmq_now() - t0);
-        json_emit(j);
+        json_report_done(j, t0, -1);
     }
     goto done;
 fail:

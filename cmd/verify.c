@@ -20,22 +20,22 @@ static struct {
 } o;
 
 static opt_def verify_opts[] = {
-    { "text", OPT_PATH, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0 },
-    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0 },
-    { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0 },
-    { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0 },
-    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens (default 512)", NULL, 2, 1 << 20, NULL, 0 },
-    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol (default full)", "full|llamacpp", 0, 0, NULL, 0 },
-    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0 },
-    { "logits-out", OPT_PATH, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0 },
-    { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0 },
-    { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0 },
-    { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save (default 64)", NULL, 1, 1 << 20, NULL, 0 },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0 },
-    { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0 },
-    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0 },
-    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen (default 32)", NULL, 1, 1 << 20, NULL, 0 },
-    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0 },
+    { "text", OPT_PATH, &o.text, "FILE", "score perplexity on this text file ('-' = stdin)", NULL, 0, 0, NULL, 0, NULL },
+    { "keep-cr", OPT_FLAG, &o.keep_cr, NULL, "tokenize --text bytes as they are (default: CRLF and CR read as LF, as Python does)", NULL, 0, 0, NULL, 0, NULL },
+    { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0, NULL },
+    { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0, NULL },
+    { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens", NULL, 2, 1 << 20, NULL, 0, "512" },
+    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol", "full|llamacpp", 0, 0, NULL, 0, "full" },
+    { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0, NULL },
+    { "logits-out", OPT_PATH, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0, NULL },
+    { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0, NULL },
+    { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0, NULL },
+    { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save", NULL, 1, 1 << 20, NULL, 0, "64" },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0, NULL },
+    { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0, NULL },
+    { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0, NULL },
+    { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen", NULL, 1, 1 << 20, NULL, 0, "32" },
+    { "bench", OPT_FLAG, &o.bench, NULL, "measure prefill (512-token window) and decode (128 after 128) tok/s", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -101,234 +101,297 @@ static int runner_act(llmq_runner *run, llmq_act_mode act, const float *scales, 
     return llmq_runner_set_act(run, act, err);
 }
 
-int cmd_verify(int argc, char **argv)
+/* Everything one run of verify holds; released by verify_release. */
+typedef struct {
+    const char *path;
+    llmq_model m;
+    llmq_tok *tok;
+    llmq_pool *pool;
+    llmq_runner *run;
+    char *dir;
+    llmq_act_mode act;
+    float *act_scales;              /* (n_layers, 4) with --stats, else NULL */
+    int32_t *ids;                   /* (n_ids) from --text or --ids */
+    size_t n_ids;
+    llmq_ppl_protocol proto;
+    int have_ppl;
+    llmq_ppl_result ppl;
+    llmq_kld *kld;
+    llmq_kld_result kr;
+    float *first_logits;            /* (ctx, vocab) with --logits-out */
+    int32_t *gen_ids;               /* (prompt + n) with --gen */
+    int n_gen;
+    char *gen_text;
+    llmq_bench_result bench;
+    double read_bw;
+} verify_run;
+
+/* Option combinations refused before anything is read: 0 or the exit code. */
+static int check_usage(void)
 {
-    memset(&o, 0, sizeof o);
-    o.ctx = 512;
-    o.protocol = "full";
-    o.n = 32;
-    o.threads = 2;
-    o.kld_topk = 64;
-    o.act = NULL;              /* fp, or what a compressed-tensors checkpoint asks for */
-    char *args[1];
-    int na, rc = opts_parse(&verify_spec, argc, argv, args, &na);
-    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     if (o.text && o.ids) return cmd_failf("verify", LLMQ_EUSAGE, "--text and --ids exclude each other");
     if ((o.logits_out || o.kld || o.kld_save) && !o.text && !o.ids)
         return cmd_failf("verify", LLMQ_EUSAGE, "--logits-out, --kld and --kld-save need --text or --ids");
     if (o.kld && o.kld_save) return cmd_failf("verify", LLMQ_EUSAGE, "--kld and --kld-save exclude each other");
     if (same_output(o.logits_out, o.kld_save))
         return cmd_failf("verify", LLMQ_EUSAGE, "%s: --logits-out and --kld-save name the same file", o.kld_save);
-    const char *path = args[0];
-    llmq_err err = { 0, "" };
-    llmq_model m;
-    llmq_tok *tok = NULL;
-    llmq_pool *pool = NULL;
-    llmq_runner *run = NULL;
-    int32_t *ids = NULL, *gen_ids = NULL;
-    size_t n_ids = 0;
-    char *dir = NULL, *gen_text = NULL;
-    float *first_logits = NULL;
-    llmq_ppl_protocol proto = strcmp(o.protocol, "full") == 0 ? LLMQ_PPL_FULL : LLMQ_PPL_LLAMACPP;
-    llmq_ppl_result ppl;
-    llmq_bench_result bench;
-    llmq_kld *kld = NULL;
-    double read_bw = 0;
-    llmq_kld_result kr;
-    llmq_act_mode act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
-                      : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
-    float *act_scales = NULL;
-    if ((act == LLMQ_ACT_INT8_STATIC) != (o.stats != NULL))
-        return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
-    int have_ppl = 0, n_gen = 0;
+    return 0;
+}
 
-    if ((rc = llmq_model_open_any(&m, path, &err))) return cmd_fail("verify", &err);
-    if (!o.act) {
-        o.act = m.ct && llmq_ct_act_int8(m.ct) ? "int8" : "fp";
-        act = m.ct && llmq_ct_act_int8(m.ct) ? LLMQ_ACT_INT8 : LLMQ_ACT_FP;
-    }
+/* Neither output may replace the model or a file read. */
+static int check_outputs_verify(const verify_run *v, llmq_err *err)
+{
     cmd_inputs in;
     inputs_init(&in);
-    inputs_add_model(&in, &m);
+    inputs_add_model(&in, &v->m);
     const char *reads[] = { o.text, o.ids, o.kld, o.stats, o.tokenizer };
     for (int i = 0; i < 5; i++) inputs_add(&in, reads[i]);
-    rc = inputs_check_file(&in, o.logits_out, &err);
-    if (!rc) rc = inputs_check_file(&in, o.kld_save, &err);
+    int rc = inputs_check_file(&in, o.logits_out, err);
+    if (!rc) rc = inputs_check_file(&in, o.kld_save, err);
     inputs_release(&in);
-    if (rc) goto fail;
-    if (!(dir = model_dir(path, &err))) goto fail;
-    if (o.stats && (rc = load_act_scales(&m, o.stats, &act_scales, &err))) goto fail;
-    if (o.text || o.gen) {
-        if (m.gguf && !o.tokenizer) {
-            if ((rc = llmq_tok_from_gguf(&tok, m.gguf, &err))) goto fail;
-            if (llmq_tok_vocab_size(tok) > m.cfg.vocab) {
-                rc = llmq_errorf(&err, LLMQ_EFORMAT, "%s: the tokenizer has %d tokens, token_embd.weight only %d rows",
-                                 path, llmq_tok_vocab_size(tok), m.cfg.vocab);
-                goto fail;
-            }
-        } else {
-        const char *td = o.tokenizer ? o.tokenizer : dir;
-        char *tp = llmq_is_dir(td) ? llmq_path_join(td, "tokenizer.json", &err) : llmq_strdup(td, &err);
-        if (!tp) goto fail;
-        rc = llmq_tok_load(&tok, tp, &err);
-        free(tp);
-        if (rc) goto fail;
-        }
+    return rc;
+}
+
+/* A GGUF file's own tokenizer, or tokenizer.json of --tokenizer or the model's directory. */
+static int load_tokenizer(verify_run *v, llmq_err *err)
+{
+    int rc;
+    if (v->m.gguf && !o.tokenizer) {
+        if ((rc = llmq_tok_from_gguf(&v->tok, v->m.gguf, err))) return rc;
+        if (llmq_tok_vocab_size(v->tok) > v->m.cfg.vocab)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: the tokenizer has %d tokens, token_embd.weight only %d rows",
+                               v->path, llmq_tok_vocab_size(v->tok), v->m.cfg.vocab);
+        return 0;
     }
+    const char *td = o.tokenizer ? o.tokenizer : v->dir;
+    char *tp = llmq_is_dir(td) ? llmq_path_join(td, "tokenizer.json", err) : llmq_strdup(td, err);
+    if (!tp) return err->code;
+    rc = llmq_tok_load(&v->tok, tp, err);
+    free(tp);
+    return rc;
+}
+
+/* The ids scored: --text encoded, or --ids read and checked against the vocabulary. */
+static int load_ids(verify_run *v, llmq_err *err)
+{
+    int rc;
     if (o.text) {
         char *buf;
         size_t len;
-        if ((rc = llmq_read_text(o.text, o.keep_cr, &buf, &len, &err))) goto fail;
-        rc = llmq_tok_encode(tok, buf, len, &ids, &n_ids, &err);
+        if ((rc = llmq_read_text(o.text, o.keep_cr, &buf, &len, err))) return rc;
+        rc = llmq_tok_encode(v->tok, buf, len, &v->ids, &v->n_ids, err);
         free(buf);
-        if (rc) goto fail;
-    } else if (o.ids) {
-        if ((rc = read_ids(o.ids, &ids, &n_ids, &err))) goto fail;
-        for (size_t i = 0; i < n_ids; i++)
-            if (ids[i] < 0 || ids[i] >= m.cfg.vocab) {
-                rc = llmq_errorf(&err, LLMQ_EFORMAT, "%s: id %d at index %zu is outside the vocabulary (0..%d)",
-                                 o.ids, ids[i], i, m.cfg.vocab - 1);
-                goto fail;
-            }
+        return rc;
     }
-    int max_ctx = o.ctx;
-    if (o.bench) max_ctx = LLMQ_MAX(max_ctx, 512);
-    if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
+    if ((rc = read_ids(o.ids, &v->ids, &v->n_ids, err))) return rc;
+    for (size_t i = 0; i < v->n_ids; i++)
+        if (v->ids[i] < 0 || v->ids[i] >= v->m.cfg.vocab)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: id %d at index %zu is outside the vocabulary (0..%d)",
+                               o.ids, v->ids[i], i, v->m.cfg.vocab - 1);
+    return 0;
+}
 
-    if (ids) {
-        if (n_ids < (size_t)o.ctx) {
-            rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: text has %zu tokens, fewer than one window of %d",
-                             o.text ? o.text : o.ids, n_ids, o.ctx);
-            goto fail;
-        }
-        if ((rc = llmq_runner_new(&run, &m, o.ctx, pool, &err))) goto fail;
-        if ((rc = runner_act(run, act, act_scales, &err))) goto fail;
-        size_t avail = n_ids / (size_t)o.ctx;
-        int nw = (int)(o.max_windows > 0 && (size_t)o.max_windows < avail ? (size_t)o.max_windows : avail);
-        if (o.kld_save && (rc = llmq_kld_recorder_new(&kld, m.cfg.vocab, LLMQ_MIN(o.kld_topk, m.cfg.vocab), &err))) goto fail;
-        if (o.kld && nw > 0 && (rc = llmq_kld_load(&kld, o.kld, m.cfg.vocab, ids, n_ids, proto, o.ctx, nw, &err))) goto fail;
-        if (o.logits_out && !(first_logits = llmq_malloc((size_t)o.ctx * m.cfg.vocab * sizeof(float), &err))) goto fail;
-        cmd_progress pr;
-        progress_init(&pr, "perplexity");
-        int bos = proto == LLMQ_PPL_LLAMACPP && tok && llmq_tok_add_bos(tok) ? llmq_tok_bos(tok) : -1;
-        rc = llmq_eval_ppl(run, ids, n_ids, o.ctx, proto, o.max_windows, bos, first_logits,
-                           kld ? llmq_kld_window : NULL, kld, progress_cb, &pr, &ppl, &err);
-        progress_done(&pr);
-        if (rc) goto fail;
-        have_ppl = 1;
-        if (o.kld_save && (rc = llmq_kld_save(kld, o.kld_save, ids, n_ids, proto, o.ctx, ppl.windows, &err))) goto fail;
-        if (o.kld && (rc = llmq_kld_result_get(kld, &kr, &err))) goto fail;
-        if (o.logits_out && (rc = write_logits(o.logits_out, ids, o.ctx, m.cfg.vocab, first_logits, &err))) goto fail;
-        llmq_runner_free(run);
-        run = NULL;
-    }
-    if (o.gen) {
-        int32_t *p;
-        size_t np;
-        if ((rc = llmq_tok_encode(tok, o.gen, strlen(o.gen), &p, &np, &err))) goto fail;
-        if (np == 0) { free(p); rc = cmd_failf("verify", LLMQ_EUSAGE, "--gen: the prompt encodes to no tokens"); goto out; }
-        if (!(gen_ids = llmq_malloc((np + (size_t)o.n) * sizeof(int32_t), &err))) { free(p); goto fail; }
-        if ((rc = llmq_runner_new(&run, &m, (int)np + o.n, pool, &err)) || (rc = runner_act(run, act, act_scales, &err))) {
-            free(p);
-            goto fail;
-        }
-        int eos = llmq_tok_eos(tok) >= 0 ? llmq_tok_eos(tok) : m.cfg.eos_id;
-        rc = llmq_generate(run, p, (int)np, o.n, eos, gen_ids, &n_gen, &err);
+/* Perplexity mode, with --kld-save, --kld and --logits-out riding on the same windows. */
+static int run_ppl(verify_run *v, llmq_err *err)
+{
+    int rc;
+    if (v->n_ids < (size_t)o.ctx)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: text has %zu tokens, fewer than one window of %d",
+                           o.text ? o.text : o.ids, v->n_ids, o.ctx);
+    if ((rc = llmq_runner_new(&v->run, &v->m, o.ctx, v->pool, err))) return rc;
+    if ((rc = runner_act(v->run, v->act, v->act_scales, err))) return rc;
+    int vocab = v->m.cfg.vocab;
+    size_t avail = v->n_ids / (size_t)o.ctx;
+    int nw = (int)(o.max_windows > 0 && (size_t)o.max_windows < avail ? (size_t)o.max_windows : avail);
+    if (o.kld_save && (rc = llmq_kld_recorder_new(&v->kld, vocab, LLMQ_MIN(o.kld_topk, vocab), err))) return rc;
+    if (o.kld && nw > 0 && (rc = llmq_kld_load(&v->kld, o.kld, vocab, v->ids, v->n_ids, v->proto, o.ctx, nw, err)))
+        return rc;
+    if (o.logits_out && !(v->first_logits = llmq_malloc((size_t)o.ctx * vocab * sizeof(float), err))) return err->code;
+    cmd_progress pr;
+    progress_init(&pr, "perplexity");
+    int bos = v->proto == LLMQ_PPL_LLAMACPP && v->tok && llmq_tok_add_bos(v->tok) ? llmq_tok_bos(v->tok) : -1;
+    rc = llmq_eval_ppl(v->run, v->ids, v->n_ids, o.ctx, v->proto, o.max_windows, bos, v->first_logits,
+                       v->kld ? llmq_kld_window : NULL, v->kld, progress_cb, &pr, &v->ppl, err);
+    progress_done(&pr);
+    if (rc) return rc;
+    v->have_ppl = 1;
+    if (o.kld_save && (rc = llmq_kld_save(v->kld, o.kld_save, v->ids, v->n_ids, v->proto, o.ctx, v->ppl.windows, err)))
+        return rc;
+    if (o.kld && (rc = llmq_kld_result_get(v->kld, &v->kr, err))) return rc;
+    if (o.logits_out && (rc = write_logits(o.logits_out, v->ids, o.ctx, vocab, v->first_logits, err))) return rc;
+    llmq_runner_free(v->run);
+    v->run = NULL;
+    return 0;
+}
+
+/* Generation mode: --n greedy tokens after the --gen prompt. */
+static int run_gen(verify_run *v, llmq_err *err)
+{
+    int32_t *p;
+    size_t np;
+    int rc;
+    if ((rc = llmq_tok_encode(v->tok, o.gen, strlen(o.gen), &p, &np, err))) return rc;
+    if (np == 0) { free(p); return llmq_errorf(err, LLMQ_EUSAGE, "--gen: the prompt encodes to no tokens"); }
+    if (!(v->gen_ids = llmq_malloc((np + (size_t)o.n) * sizeof(int32_t), err))) { free(p); return err->code; }
+    if ((rc = llmq_runner_new(&v->run, &v->m, (int)np + o.n, v->pool, err)) ||
+        (rc = runner_act(v->run, v->act, v->act_scales, err))) {
         free(p);
-        if (rc) goto fail;
-        size_t tl;
-        if ((rc = llmq_tok_decode(tok, gen_ids, (size_t)n_gen, 1, &gen_text, &tl, &err))) goto fail;
-        llmq_runner_free(run);
-        run = NULL;
+        return rc;
+    }
+    int eos = llmq_tok_eos(v->tok) >= 0 ? llmq_tok_eos(v->tok) : v->m.cfg.eos_id;
+    rc = llmq_generate(v->run, p, (int)np, o.n, eos, v->gen_ids, &v->n_gen, err);
+    free(p);
+    if (rc) return rc;
+    size_t tl;
+    if ((rc = llmq_tok_decode(v->tok, v->gen_ids, (size_t)v->n_gen, 1, &v->gen_text, &tl, err))) return rc;
+    llmq_runner_free(v->run);
+    v->run = NULL;
+    return 0;
+}
+
+/* Speed mode: prefill and decode tok/s, and the machine's read bandwidth. */
+static int run_bench(verify_run *v, llmq_err *err)
+{
+    int rc;
+    if ((rc = llmq_runner_new(&v->run, &v->m, 512, v->pool, err))) return rc;
+    if ((rc = runner_act(v->run, v->act, v->act_scales, err))) return rc;
+    if ((rc = llmq_bench(v->run, 512, 128, 128, &v->bench, err))) return rc;
+    v->read_bw = llmq_bandwidth_probe(v->pool, (size_t)1 << 30);
+    return 0;
+}
+
+static void report_json(const verify_run *v)
+{
+    const llmq_model *m = &v->m;
+    cJSON *j = json_report(v->path, NULL);
+    cJSON_AddStringToObject(j, "arch", m->cfg.arch_name);
+    cJSON_AddStringToObject(j, "weights_dtype", m->weights_dtype);
+    cJSON_AddNumberToObject(j, "params", (double)llmq_model_params(m));
+    cJSON_AddNumberToObject(j, "file_bytes", (double)llmq_model_file_bytes(m));
+    cJSON_AddNumberToObject(j, "threads", o.threads);
+    cJSON_AddStringToObject(j, "act", o.act);
+    if (v->have_ppl) {
+        cJSON_AddStringToObject(j, "protocol", llmq_ppl_protocol_name(v->proto));
+        cJSON_AddStringToObject(j, "protocol_desc", llmq_ppl_protocol_desc(v->proto));
+        cJSON_AddNumberToObject(j, "ctx", o.ctx);
+        cJSON_AddNumberToObject(j, "perplexity", v->ppl.ppl);
+        cJSON_AddNumberToObject(j, "nll_sum", v->ppl.nll);
+        cJSON_AddNumberToObject(j, "scored_tokens", (double)v->ppl.scored);
+        cJSON_AddNumberToObject(j, "windows", v->ppl.windows);
+        cJSON_AddNumberToObject(j, "windows_total", v->ppl.windows_total);
+        cJSON_AddNumberToObject(j, "text_tokens", (double)v->n_ids);
+        cJSON_AddNumberToObject(j, "eval_seconds", v->ppl.seconds);
+    }
+    if (o.kld) {
+        const llmq_kld_result *kr = &v->kr;
+        cJSON_AddNumberToObject(j, "kld_mean", kr->kld_mean);
+        cJSON_AddNumberToObject(j, "kld_se", kr->kld_se);
+        cJSON_AddNumberToObject(j, "kld_p99", kr->kld_p99);
+        cJSON_AddNumberToObject(j, "kld_max", kr->kld_max);
+        cJSON_AddNumberToObject(j, "top1_agree", kr->top1_agree);
+        cJSON_AddNumberToObject(j, "ppl_base", kr->ppl_base);
+        cJSON_AddNumberToObject(j, "ppl_ratio", v->ppl.ppl / kr->ppl_base);
+        cJSON_AddNumberToObject(j, "ln_ppl_ratio", kr->ln_ppl_ratio);
+        cJSON_AddNumberToObject(j, "ln_ppl_ratio_se", kr->ln_ppl_ratio_se);
+        cJSON_AddNumberToObject(j, "kld_topk", kr->topk);
+    }
+    if (v->gen_ids) {
+        cJSON *a = cJSON_AddArrayToObject(j, "gen_ids");
+        for (int i = 0; i < v->n_gen; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v->gen_ids[i]));
+        cJSON_AddStringToObject(j, "gen_text", v->gen_text);
     }
     if (o.bench) {
-        if ((rc = llmq_runner_new(&run, &m, 512, pool, &err))) goto fail;
-        if ((rc = runner_act(run, act, act_scales, &err))) goto fail;
-        if ((rc = llmq_bench(run, 512, 128, 128, &bench, &err))) goto fail;
-        read_bw = llmq_bandwidth_probe(pool, (size_t)1 << 30);
+        cJSON_AddNumberToObject(j, "prefill_tok_s", v->bench.prefill_tok_s);
+        cJSON_AddNumberToObject(j, "decode_tok_s", v->bench.decode_tok_s);
+        cJSON_AddNumberToObject(j, "decode_gb_s", v->bench.decode_gb_s);
+        cJSON_AddNumberToObject(j, "decode_bytes_per_token", (double)llmq_model_decode_bytes(m));
+        cJSON_AddNumberToObject(j, "read_bw_gb_s", v->read_bw / 1e9);
     }
+    cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
+    json_emit(j);
+}
 
-    if (o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", path);
-        cJSON_AddStringToObject(j, "arch", m.cfg.arch_name);
-        cJSON_AddStringToObject(j, "weights_dtype", m.weights_dtype);
-        cJSON_AddNumberToObject(j, "params", (double)llmq_model_params(&m));
-        cJSON_AddNumberToObject(j, "file_bytes", (double)llmq_model_file_bytes(&m));
-        cJSON_AddNumberToObject(j, "threads", o.threads);
-        cJSON_AddStringToObject(j, "act", o.act);
-        if (have_ppl) {
-            cJSON_AddStringToObject(j, "protocol", llmq_ppl_protocol_name(proto));
-            cJSON_AddStringToObject(j, "protocol_desc", llmq_ppl_protocol_desc(proto));
-            cJSON_AddNumberToObject(j, "ctx", o.ctx);
-            cJSON_AddNumberToObject(j, "perplexity", ppl.ppl);
-            cJSON_AddNumberToObject(j, "nll_sum", ppl.nll);
-            cJSON_AddNumberToObject(j, "scored_tokens", (double)ppl.scored);
-            cJSON_AddNumberToObject(j, "windows", ppl.windows);
-            cJSON_AddNumberToObject(j, "windows_total", ppl.windows_total);
-            cJSON_AddNumberToObject(j, "text_tokens", (double)n_ids);
-            cJSON_AddNumberToObject(j, "eval_seconds", ppl.seconds);
-        }
-        if (o.kld) {
-            cJSON_AddNumberToObject(j, "kld_mean", kr.kld_mean);
-            cJSON_AddNumberToObject(j, "kld_se", kr.kld_se);
-            cJSON_AddNumberToObject(j, "kld_p99", kr.kld_p99);
-            cJSON_AddNumberToObject(j, "kld_max", kr.kld_max);
-            cJSON_AddNumberToObject(j, "top1_agree", kr.top1_agree);
-            cJSON_AddNumberToObject(j, "ppl_base", kr.ppl_base);
-            cJSON_AddNumberToObject(j, "ppl_ratio", ppl.ppl / kr.ppl_base);
-            cJSON_AddNumberToObject(j, "ln_ppl_ratio", kr.ln_ppl_ratio);
-            cJSON_AddNumberToObject(j, "ln_ppl_ratio_se", kr.ln_ppl_ratio_se);
-            cJSON_AddNumberToObject(j, "kld_topk", kr.topk);
-        }
-        if (gen_ids) {
-            cJSON *a = cJSON_AddArrayToObject(j, "gen_ids");
-            for (int i = 0; i < n_gen; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(gen_ids[i]));
-            cJSON_AddStringToObject(j, "gen_text", gen_text);
-        }
-        if (o.bench) {
-            cJSON_AddNumberToObject(j, "prefill_tok_s", bench.prefill_tok_s);
-            cJSON_AddNumberToObject(j, "decode_tok_s", bench.decode_tok_s);
-            cJSON_AddNumberToObject(j, "decode_gb_s", bench.decode_gb_s);
-            cJSON_AddNumberToObject(j, "decode_bytes_per_token", (double)llmq_model_decode_bytes(&m));
-            cJSON_AddNumberToObject(j, "read_bw_gb_s", read_bw / 1e9);
-        }
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
-        json_emit(j);
-    } else {
-        printf("model      %s (%s, %s, %.1fM params)\n", path, m.cfg.arch_name, m.weights_dtype,
-               (double)llmq_model_params(&m) / 1e6);
-        if (have_ppl) {
-            printf("protocol   %s: %s\n", llmq_ppl_protocol_name(proto), llmq_ppl_protocol_desc(proto));
-            printf("perplexity %.4f  (ctx %d, %d of %d windows, %" PRId64 " tokens scored, %.1fs)\n", ppl.ppl, o.ctx,
-                   ppl.windows, ppl.windows_total, ppl.scored, ppl.seconds);
-        }
-        if (o.kld) {
-            printf("kld        mean %.6f +- %.6f, p99 %.6f, max %.4f; top-1 agreement %.4f (top-%d bins)\n",
-                   kr.kld_mean, kr.kld_se, kr.kld_p99, kr.kld_max, kr.top1_agree, kr.topk);
-            printf("ppl ratio  %.5f (base %.4f); ln ratio %+.6f +- %.6f\n", ppl.ppl / kr.ppl_base, kr.ppl_base,
-                   kr.ln_ppl_ratio, kr.ln_ppl_ratio_se);
-        }
-        if (gen_ids) {
-            printf("gen_ids   ");
-            for (int i = 0; i < n_gen; i++) printf(" %d", gen_ids[i]);
-            printf("\ngen_text   %s\n", gen_text);
-        }
-        if (o.bench)
-            printf("speed      prefill %.1f tok/s, decode %.1f tok/s (%.2f GB/s of weights; machine reads %.1f GB/s), %d threads\n",
-                   bench.prefill_tok_s, bench.decode_tok_s, bench.decode_gb_s, read_bw / 1e9, o.threads);
-        if (!have_ppl && !gen_ids && !o.bench) printf("ok         all tensors present, shapes match config.json, values finite\n");
+static void report_text(const verify_run *v)
+{
+    const llmq_model *m = &v->m;
+    printf("model      %s (%s, %s, %.1fM params)\n", v->path, m->cfg.arch_name, m->weights_dtype,
+           (double)llmq_model_params(m) / 1e6);
+    if (v->have_ppl) {
+        printf("protocol   %s: %s\n", llmq_ppl_protocol_name(v->proto), llmq_ppl_protocol_desc(v->proto));
+        printf("perplexity %.4f  (ctx %d, %d of %d windows, %" PRId64 " tokens scored, %.1fs)\n", v->ppl.ppl, o.ctx,
+               v->ppl.windows, v->ppl.windows_total, v->ppl.scored, v->ppl.seconds);
     }
-    rc = 0;
-    goto out;
-fail:
-    rc = cmd_fail("verify", &err);
-out:
-    llmq_runner_free(run);
-    llmq_kld_free(kld);
-    llmq_pool_free(pool);
-    llmq_tok_free(tok);
-    free(ids); free(gen_ids); free(gen_text); free(first_logits); free(dir); free(act_scales);
-    if (m.path) llmq_model_close(&m);
+    if (o.kld) {
+        const llmq_kld_result *kr = &v->kr;
+        printf("kld        mean %.6f +- %.6f, p99 %.6f, max %.4f; top-1 agreement %.4f (top-%d bins)\n",
+               kr->kld_mean, kr->kld_se, kr->kld_p99, kr->kld_max, kr->top1_agree, kr->topk);
+        printf("ppl ratio  %.5f (base %.4f); ln ratio %+.6f +- %.6f\n", v->ppl.ppl / kr->ppl_base, kr->ppl_base,
+               kr->ln_ppl_ratio, kr->ln_ppl_ratio_se);
+    }
+    if (v->gen_ids) {
+        printf("gen_ids   ");
+        for (int i = 0; i < v->n_gen; i++) printf(" %d", v->gen_ids[i]);
+        printf("\ngen_text   %s\n", v->gen_text);
+    }
+    if (o.bench)
+        printf("speed      prefill %.1f tok/s, decode %.1f tok/s (%.2f GB/s of weights; machine reads %.1f GB/s), %d threads\n",
+               v->bench.prefill_tok_s, v->bench.decode_tok_s, v->bench.decode_gb_s, v->read_bw / 1e9, o.threads);
+    if (!v->have_ppl && !v->gen_ids && !o.bench)
+        printf("ok         all tensors present, shapes match config.json, values finite\n");
+}
+
+static void verify_release(verify_run *v)
+{
+    llmq_runner_free(v->run);
+    llmq_kld_free(v->kld);
+    llmq_pool_free(v->pool);
+    llmq_tok_free(v->tok);
+    free(v->ids); free(v->gen_ids); free(v->gen_text); free(v->first_logits); free(v->dir); free(v->act_scales);
+    if (v->m.path) llmq_model_close(&v->m);
+}
+
+/* Open and check the model, then run each mode asked for (perplexity on
+ * --text/--ids, --gen, --bench) in that order, then report. */
+static int verify_body(verify_run *v, llmq_err *err)
+{
+    int rc;
+    if (o.stats && (rc = load_act_scales(&v->m, o.stats, &v->act_scales, err))) return rc;
+    if ((o.text || o.gen) && (rc = load_tokenizer(v, err))) return rc;
+    if ((o.text || o.ids) && (rc = load_ids(v, err))) return rc;
+    if (!(v->pool = llmq_pool_new(o.threads, err))) return err->code;
+    if (v->ids && (rc = run_ppl(v, err))) return rc;
+    if (o.gen && (rc = run_gen(v, err))) return rc;
+    if (o.bench && (rc = run_bench(v, err))) return rc;
+    if (o.json) report_json(v);
+    else report_text(v);
+    return 0;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    o.act = NULL;              /* fp, or what a compressed-tensors checkpoint asks for */
+    char *args[1];
+    int na, rc = opts_parse(&verify_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if ((rc = check_usage())) return rc;
+    verify_run v;
+    memset(&v, 0, sizeof v);
+    v.path = args[0];
+    v.proto = strcmp(o.protocol, "full") == 0 ? LLMQ_PPL_FULL : LLMQ_PPL_LLAMACPP;
+    v.act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
+          : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
+    if ((v.act == LLMQ_ACT_INT8_STATIC) != (o.stats != NULL))
+        return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
+    llmq_err err = { 0, "" };
+    if ((rc = llmq_model_open_any(&v.m, v.path, &err))) return cmd_fail("verify", &err);
+    if (!o.act) {
+        int ct8 = v.m.ct && llmq_ct_act_int8(v.m.ct);
+        o.act = ct8 ? "int8" : "fp";
+        v.act = ct8 ? LLMQ_ACT_INT8 : LLMQ_ACT_FP;
+    }
+    if ((rc = check_outputs_verify(&v, &err)) || !(v.dir = model_dir(v.path, &err)) || (rc = verify_body(&v, &err)))
+        rc = cmd_fail("verify", &err);
+    verify_release(&v);
     return rc;
 }

@@ -17,16 +17,17 @@ static const char *group_names[LLMQ_AWQ_NGROUP] = { "qkv", "o", "gate_up", "down
 void llmq_awq_opts_default(llmq_awq_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->q.bits = 4;
-    o->q.group = 128;
-    o->n_grid = 20;
+    o->q.bits = LLMQ_AWQ_BITS_DEFAULT;
+    o->q.group = LLMQ_AWQ_GROUP_DEFAULT;
+    o->n_grid = LLMQ_AWQ_N_GRID_DEFAULT;
     o->duo = 1;
     o->clip = 1;
     o->clip_qk = 1;
     o->clip_steps = 20;
     o->max_shrink = 0.5;
-    o->search_tokens = 2048;
-    o->loss_windows = 2;
+    o->search_tokens = LLMQ_AWQ_SEARCH_TOKENS_DEFAULT;
+    o->stat_windows = LLMQ_AWQ_STAT_WINDOWS_DEFAULT;
+    o->loss_windows = LLMQ_AWQ_LOSS_WINDOWS_DEFAULT;
 }
 
 /* ---- small blocks ---- */

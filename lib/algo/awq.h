@@ -42,6 +42,15 @@ typedef struct {
     int sym;
 } llmq_awq_qcfg;
 
+/* Defaults of llmq_awq_opts_default(), plain literals so that the CLI's
+ * option table prints and parses the same values (cmd/opts.h OPT_DEF). */
+#define LLMQ_AWQ_BITS_DEFAULT 4
+#define LLMQ_AWQ_GROUP_DEFAULT 128
+#define LLMQ_AWQ_N_GRID_DEFAULT 20
+#define LLMQ_AWQ_SEARCH_TOKENS_DEFAULT 2048
+#define LLMQ_AWQ_STAT_WINDOWS_DEFAULT 0
+#define LLMQ_AWQ_LOSS_WINDOWS_DEFAULT 2
+
 typedef struct {
     llmq_awq_qcfg q;
     int n_grid;          /* scale ratios r = i / n_grid, i = 0..n_grid-1 (20) */

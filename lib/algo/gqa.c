@@ -147,7 +147,7 @@ int llmq_gqa_collect(const llmq_model *m, llmq_pool *pool, const int32_t *tokens
 void llmq_gqa_opts_default(llmq_gqa_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->k_steps = 24;
+    o->k_steps = LLMQ_GQA_K_STEPS_DEFAULT;
     o->k_lr = 0.02f;
     o->ridge = 1e-4f;
 }

@@ -41,6 +41,8 @@ int llmq_gqa_collect(const llmq_model *m, llmq_pool *pool, const int32_t *tokens
                      llmq_gqa_calib *out, llmq_err *err);
 void llmq_gqa_calib_release(llmq_gqa_calib *c);
 
+#define LLMQ_GQA_K_STEPS_DEFAULT 24   /* of llmq_gqa_opts_default(), a plain literal (cmd/opts.h OPT_DEF) */
+
 typedef struct {
     int k_steps;         /* Adam steps on each layer's K (0: V only) */
     float k_lr;          /* their step size relative to the rms of the pooled K weights */

@@ -12,18 +12,18 @@
 void llmq_uptrain_opts_default(llmq_uptrain_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->steps = 100;
-    o->batch = 8;
-    o->seqlen = 512;
-    o->lr = 1e-3f;
+    o->steps = LLMQ_UPTRAIN_STEPS_DEFAULT;
+    o->batch = LLMQ_UPTRAIN_BATCH_DEFAULT;
+    o->seqlen = LLMQ_UPTRAIN_SEQLEN_DEFAULT;
+    o->lr = (float)LLMQ_UPTRAIN_LR_DEFAULT;
     o->min_lr_frac = 0.1f;
-    o->warmup = 5;
-    o->wd = 0.0f;
+    o->warmup = LLMQ_UPTRAIN_WARMUP_DEFAULT;
+    o->wd = (float)LLMQ_UPTRAIN_WD_DEFAULT;
     o->beta1 = 0.9f;
     o->beta2 = 0.95f;
-    o->distill = 0.9f;
+    o->distill = (float)LLMQ_UPTRAIN_DISTILL_DEFAULT;
     o->clip = 1.0f;
-    o->save_every = 20;
+    o->save_every = LLMQ_UPTRAIN_SAVE_EVERY_DEFAULT;
 }
 
 static float lr_at(const llmq_uptrain_opts *o, int step)

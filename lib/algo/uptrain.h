@@ -10,6 +10,20 @@
 #include "../train/tmodel.h"
 #include "../runner.h"
 
+/* Defaults of llmq_uptrain_opts_default(), plain literals so that the CLI's
+ * option table prints and parses the same values (cmd/opts.h OPT_DEF).  60
+ * steps x 8 windows x 512 tokens is the budget of every uptrained row in
+ * doc/benchmarks.md. */
+#define LLMQ_UPTRAIN_STEPS_DEFAULT 60
+#define LLMQ_UPTRAIN_BATCH_DEFAULT 8
+#define LLMQ_UPTRAIN_SEQLEN_DEFAULT 512
+#define LLMQ_UPTRAIN_LR_DEFAULT 1e-3       /* training the K/V projections */
+#define LLMQ_UPTRAIN_LR_ALL_DEFAULT 1e-4   /* training every tensor (the CLI's --train all) */
+#define LLMQ_UPTRAIN_WARMUP_DEFAULT 5
+#define LLMQ_UPTRAIN_WD_DEFAULT 0
+#define LLMQ_UPTRAIN_DISTILL_DEFAULT 0.9
+#define LLMQ_UPTRAIN_SAVE_EVERY_DEFAULT 20
+
 typedef struct {
     int steps;           /* optimizer steps */
     int batch;           /* windows per step */

@@ -75,4 +75,13 @@ expect_err 3 'nope' llmq uptrain-gqa "$TMP/nope" --kv-heads 1 --pool mean --step
 expect_err 3 'nothere' llmq uptrain-gqa $M --kv-heads 1 --text "$TMP/nothere" -o "$TMP/x"
 expect_err 5 'packed model' llmq uptrain-gqa "$TMP/a1q" --kv-heads 1 --pool mean --steps 0 -o "$TMP/x"
 check "failed runs leave no output" test ! -e "$TMP/x"
+# --seed is a 64-bit value: 2^32 + 1 is not read as 1 (it was, stored
+# through an int); activation pooling draws its windows from the seed
+for sd in 1 4294967297; do
+    expect_code 0 llmq uptrain-gqa $M --kv-heads 1 --steps 0 --text "$TXT" $SMALL --seed $sd -o "$TMP/sd$sd"
+    llmq verify "$TMP/sd$sd" --ids $IDS --max-windows 1 --ctx 64 --json | sed 's/.*"perplexity":\([0-9.e+-]*\).*/\1/' >"$TMP/psd$sd"
+done
+check "--seed 4294967297 draws other windows than --seed 1" sh -c "test -s '$TMP/psd1' && ! cmp -s '$TMP/psd1' '$TMP/psd4294967297'"
+expect_err 2 "invalid value '9007199254740992' for '--seed'" llmq uptrain-gqa $M --kv-heads 1 -o "$TMP/x" --seed 9007199254740992
+
 finish
