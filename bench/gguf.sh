@@ -53,9 +53,16 @@ print("%.3f" % (8 * nb / ne))
 EOF
 }
 lcpp() {  # NAME FILE BASE: llama-perplexity's KLD; prints "ppl kld kld_se"
+    # (its log is written by a thread: a run whose summary did not reach
+    # the file is run again, once)
+    lcpp1 "$@" && return
+    lcpp1 "$@" || echo "- - -"
+}
+lcpp1() {
     "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" --kl-divergence-base "$3" --kl-divergence \
-        >"$T/$1.lcpp.log" 2>&1 || { tail -5 "$T/$1.lcpp.log" >&2; echo "- - -"; return; }
-    awk '/^Mean PPL\(Q\) +:/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { print p, k, s }' "$T/$1.lcpp.log"
+        >"$T/$1.lcpp.log" 2>&1 || { tail -5 "$T/$1.lcpp.log" >&2; return 1; }
+    r=$(awk '/^Mean PPL\(Q\) +:/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { if (p != "" && k != "") print p, k, s }' "$T/$1.lcpp.log")
+    [ -n "$r" ] && echo "$r"
 }
 lq() {  # NAME FILE BASE: llmq verify's KLD; prints "ppl kld kld_se"
     $LLMQ verify "$2" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" --kld "$3" --json >"$T/$1.lq.json" ||
