@@ -6,7 +6,7 @@
 #include "../lib/model.h"
 #include "../lib/runner.h"
 #include "../lib/eval.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/packed.h"
 #include "../calib/data.h"

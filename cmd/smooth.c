@@ -4,7 +4,7 @@
 #include "common.h"
 #include "../lib/model.h"
 #include "../lib/eval.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../lib/algo/smooth.h"
 #include "../formats/packed.h"
 #include "../calib/stats.h"

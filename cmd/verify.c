@@ -6,7 +6,7 @@
 #include "../lib/runner.h"
 #include "../lib/eval.h"
 #include "../lib/kld.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/gguf_tokenizer.h"
 #include "../formats/safetensors.h"

@@ -20,7 +20,7 @@
 
 #include "../lib/model.h"
 #include "../lib/runner.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 #define LLMQ_GGUF_VERSION   3u
 #define LLMQ_GGUF_ALIGN     32u     /* general.alignment's default; we never write another */
@@ -61,7 +61,7 @@ uint64_t llmq_ggml_row_bytes(llmq_ggml_type t, int64_t ne0);
 
 /* ---- writer ----
  * Collect metadata and tensors, then write the file atomically (temp file,
- * fsync, rename: lib/fileio.h).  Keys are kept in the order given.  _kv_*
+ * fsync, rename: lib/base/fileio.h).  Keys are kept in the order given.  _kv_*
  * and _add_tensor refuse (LLMQ_EUSAGE for a caller's mistake, naming the
  * key or tensor): a duplicate key or tensor name, an empty one, a tensor
  * name over 63 bytes, more than 4 dims, a dim < 1, a row that is not whole

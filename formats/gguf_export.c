@@ -15,7 +15,7 @@
 #include "packed.h"
 #include "tokenizer.h"
 #include "gguf_tokenizer.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../lib/quant/blocks.h"
 
 const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT] = {

@@ -4,8 +4,8 @@
 #include "packed.h"
 #include "regex.h"
 #include "json.h"
-#include "../lib/fileio.h"
-#include "../lib/sha256.h"
+#include "../lib/base/fileio.h"
+#include "../lib/base/sha256.h"
 
 /* ---- schemes ---- */
 

@@ -9,7 +9,7 @@
 
 #include "../lib/model.h"
 #include "../lib/quant/quant.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 #define LLMQ_PACKED_VERSION "1"
 

@@ -9,8 +9,8 @@
 #ifndef LLMQ_KERNELS_H
 #define LLMQ_KERNELS_H
 
-#include "../llmq-int.h"
-#include "../pool.h"
+#include "../base/llmq-int.h"
+#include "../base/pool.h"
 
 typedef enum {
     LLMQ_W_F32 = 0,   /* data: float[rows][cols] */

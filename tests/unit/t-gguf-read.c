@@ -5,7 +5,7 @@
  * file.  Also built with ASan+UBSan (make san-units). */
 #include "../test.h"
 #include <unistd.h>
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "model.h"
 #include "../../formats/gguf.h"
 

@@ -6,7 +6,7 @@
 #include "../test.h"
 #include <dirent.h>
 #include <unistd.h>
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "model.h"
 #include "../../formats/gguf.h"
 #include "../../formats/packed.h"

@@ -15,7 +15,7 @@
 #include "algo/smooth.h"
 #include "runner.h"
 #include "model.h"
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "quant/quant.h"
 #include "kernels/kernels.h"
 #include "../../formats/packed.h"
