@@ -8,6 +8,7 @@
 #include "../lib/algo/awq.h"
 #include "../formats/packed.h"
 #include "../calib/data.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *out, *text, *skip;

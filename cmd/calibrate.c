@@ -12,6 +12,7 @@
 #include "../calib/data.h"
 #include "../calib/stats.h"
 #include "../calib/imatrix.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *text, *out, *imatrix, *inspect;

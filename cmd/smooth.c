@@ -8,6 +8,7 @@
 #include "../lib/algo/smooth.h"
 #include "../formats/packed.h"
 #include "../calib/stats.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *stats, *method, *out, *dtype, *pairs, *stats_out;

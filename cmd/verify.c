@@ -13,6 +13,7 @@
 #include "../formats/packed.h"
 #include "../formats/ctensors.h"
 #include "../calib/stats.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *text, *ids, *tokenizer, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats;

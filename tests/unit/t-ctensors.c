@@ -11,6 +11,8 @@
 #include "kernels/kernels.h"
 #include "../../formats/ctensors.h"
 #include "../../formats/packed.h"
+#include "../../lib/algo/pack.h"
+#include "../../lib/export/ct_export.h"
 
 #define MODEL "testdata/tiny-qwen2-gqa"
 

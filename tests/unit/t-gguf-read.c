@@ -8,6 +8,7 @@
 #include "lib/base/fileio.h"
 #include "model.h"
 #include "../../formats/gguf.h"
+#include "../../lib/export/gguf_export.h"
 
 static char tmpdir[256];
 static char gpath[600];

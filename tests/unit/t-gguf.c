@@ -10,6 +10,8 @@
 #include "model.h"
 #include "../../formats/gguf.h"
 #include "../../formats/packed.h"
+#include "../../lib/algo/pack.h"
+#include "../../lib/export/gguf_export.h"
 
 #define MODEL "testdata/tiny-qwen2-gqa"
 
