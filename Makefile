@@ -1,6 +1,7 @@
 # llmq - build one `llmq` binary on a static libllmq.
 #   make            build ./llmq
-#   make check      unit tests (also under ASan+UBSan), CLI tests, end-to-end tests
+#   make check      layer check, unit tests (also under ASan+UBSan), CLI tests, end-to-end tests
+#   make layers     only the include layer check (tests/layers.sh)
 #   make bench      benchmark tables
 #   make demo       the main job on the bundled model
 CC      ?= cc
@@ -81,6 +82,10 @@ tools: $(TOOLS) build/tools/faultfs.so
 check: llmq units san-units tools
 	@sh tests/run.sh
 
+# the include layer order alone (tests/layers.sh; make check runs it too)
+layers:
+	@sh tests/layers.sh
+
 bench: llmq tools
 	@sh bench/run.sh
 
@@ -128,5 +133,5 @@ clean: fuzz-clean
 clean:
 	rm -rf build build-san llmq
 
-.PHONY: all check bench demo clean units san-units tools
+.PHONY: all check bench demo clean units san-units tools layers
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SAN_OBJ:.o=.d)

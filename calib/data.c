@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 #include <stdio.h>
 #include "data.h"
-#include "../lib/fileio.h"
-#include "../lib/sha256.h"
+#include "../lib/base/fileio.h"
+#include "../lib/base/sha256.h"
 
 typedef struct { char **v; int n, cap; } strlist;
 

@@ -12,7 +12,7 @@
 #ifndef LLMQ_CALIB_DATA_H
 #define LLMQ_CALIB_DATA_H
 
-#include "../lib/llmq-int.h"
+#include "../lib/base/llmq-int.h"
 #include "../formats/tokenizer.h"
 
 typedef struct {

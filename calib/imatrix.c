@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include "imatrix.h"
 #include "../formats/gguf.h"
+#include "../lib/linears.h"
 
 /* What one tensor's bytes come from. */
 typedef struct {

@@ -4,10 +4,11 @@
 #include "common.h"
 #include "../lib/model.h"
 #include "../lib/eval.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../lib/algo/awq.h"
 #include "../formats/packed.h"
 #include "../calib/data.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *out, *text, *skip;

@@ -6,12 +6,13 @@
 #include "../lib/model.h"
 #include "../lib/runner.h"
 #include "../lib/eval.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/packed.h"
 #include "../calib/data.h"
 #include "../calib/stats.h"
 #include "../calib/imatrix.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *text, *out, *imatrix, *inspect;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "common.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 int cmd_fail(const char *cmd, const llmq_err *err)
 {

@@ -4,7 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include "opts.h"
-#include "../lib/llmq-int.h"
+#include "../lib/base/llmq-int.h"
 #include "../lib/model.h"
 
 /* Print "llmq CMD: message" to stderr and return the exit code. */

@@ -4,6 +4,8 @@
 #include "common.h"
 #include "../formats/gguf.h"
 #include "../formats/ctensors.h"
+#include "../lib/export/gguf_export.h"
+#include "../lib/export/ct_export.h"
 
 static struct {
     const char *out, *type, *name, *to;

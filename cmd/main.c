@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "common.h"
-#include "../lib/llmq.h"
+#include "../lib/base/llmq.h"
 
 typedef struct {
     const char *name;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "opts.h"
-#include "llmq-int.h"
+#include "lib/base/llmq-int.h"
 
 /* strtoll / strtod skip leading white space: "--ctx ' 16'" is a typo, not 16 */
 int parse_int(const char *s, long long min, long long max, long long *out)

@@ -3,6 +3,7 @@
 #include "common.h"
 #include "../lib/model.h"
 #include "../formats/packed.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *out, *format, *skip, *mx_scale;

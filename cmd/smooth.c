@@ -4,10 +4,11 @@
 #include "common.h"
 #include "../lib/model.h"
 #include "../lib/eval.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../lib/algo/smooth.h"
 #include "../formats/packed.h"
 #include "../calib/stats.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *stats, *method, *out, *dtype, *pairs, *stats_out;

@@ -1,7 +1,7 @@
 /* tokenize.c - `llmq tokenize`: text to token ids with a model's tokenizer.json. */
 #include <stdio.h>
 #include "common.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/gguf_tokenizer.h"
 

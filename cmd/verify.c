@@ -6,13 +6,14 @@
 #include "../lib/runner.h"
 #include "../lib/eval.h"
 #include "../lib/kld.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 #include "../formats/tokenizer.h"
 #include "../formats/gguf_tokenizer.h"
 #include "../formats/safetensors.h"
 #include "../formats/packed.h"
 #include "../formats/ctensors.h"
 #include "../calib/stats.h"
+#include "../lib/algo/pack.h"
 
 static struct {
     const char *text, *ids, *tokenizer, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats;

@@ -5,7 +5,7 @@
 #include <cjson/cJSON.h>
 #include "config.h"
 #include "json.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 static const struct { const char *name; llmq_arch arch; } archs[] = {
     { "LlamaForCausalLM", LLMQ_ARCH_LLAMA },

@@ -2,7 +2,7 @@
 #ifndef LLMQ_CONFIG_H
 #define LLMQ_CONFIG_H
 
-#include "../lib/llmq-int.h"
+#include "../lib/base/llmq-int.h"
 
 typedef enum { LLMQ_ARCH_LLAMA = 0, LLMQ_ARCH_MISTRAL, LLMQ_ARCH_QWEN2 } llmq_arch;
 

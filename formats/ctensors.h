@@ -3,7 +3,7 @@
  * writes for vLLM: a Hugging Face checkpoint whose config.json holds
  * "quantization_config": {"quant_method": "compressed-tensors", ...}.
  *
- * llmq reads and writes two of its formats (man/llmq-verify.1,
+ * llmq reads (here) and writes (lib/export/ct_export.h) two of its formats (man/llmq-verify.1,
  * man/llmq-export.1 give the table):
  *
  *   pack-quantized, 4-bit int weights (W4A16), strategy group or channel,
@@ -33,7 +33,8 @@
 #ifndef LLMQ_CTENSORS_H
 #define LLMQ_CTENSORS_H
 
-#include "../lib/model.h"
+#include "safetensors.h"
+#include "../lib/base/wmat.h"
 
 /* What config.json's quantization_config says, checked.  Opaque. */
 typedef struct llmq_ct llmq_ct;
@@ -65,21 +66,5 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
 void llmq_ct_name(const llmq_ct *ct, char *buf, size_t n);
 /* 1 if the checkpoint asks for int8 activations, dynamic per token (W8A8). */
 int llmq_ct_act_int8(const llmq_ct *ct);
-
-typedef struct {
-    int linears_packed, linears_float;
-    uint64_t bytes;            /* tensor bytes written */
-    char scheme[48];           /* "W4A16 group 128 asymmetric", "W8A8" */
-} llmq_ct_export_stats;
-
-/* Write m (int4 group-wise or int8 per-channel linears; others float) as a
- * compressed-tensors checkpoint in out_dir, atomically: model.safetensors,
- * config.json with the quantization_config llm-compressor writes, and the
- * tokenizer files.  The quantized tensors carry the codes, scales and zero
- * points of m bit for bit.  A model with no quantized linear, an MX8 one,
- * or one mixing schemes is LLMQ_EUNSUPPORTED; out_dir naming an input is
- * LLMQ_EUSAGE; LLMQ_EIO, LLMQ_ENOMEM. */
-int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command,
-                   llmq_ct_export_stats *st, llmq_err *err);
 
 #endif

@@ -1,7 +1,7 @@
 /* gguf.c - GGUF v3 writer (layout in gguf.h). */
 #include <stdio.h>
 #include "gguf.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 const char *llmq_ggml_type_name(llmq_ggml_type t)
 {

@@ -1,6 +1,7 @@
 /*
  * gguf.h - a writer of GGUF version 3, the file format llama.cpp loads
- * (ggml's docs/gguf.md), and llmq's export of a model into it.
+ * (ggml's docs/gguf.md), and a reader of it.  llmq's export of a model
+ * into it is lib/export/gguf_export.h.
  *
  * A GGUF file is, all little-endian:
  *   "GGUF" u32 version(3) u64 n_tensors u64 n_kv
@@ -18,9 +19,7 @@
 #ifndef LLMQ_GGUF_H
 #define LLMQ_GGUF_H
 
-#include "../lib/model.h"
-#include "../lib/runner.h"
-#include "../lib/fileio.h"
+#include "../lib/base/fileio.h"
 
 #define LLMQ_GGUF_VERSION   3u
 #define LLMQ_GGUF_ALIGN     32u     /* general.alignment's default; we never write another */
@@ -61,7 +60,7 @@ uint64_t llmq_ggml_row_bytes(llmq_ggml_type t, int64_t ne0);
 
 /* ---- writer ----
  * Collect metadata and tensors, then write the file atomically (temp file,
- * fsync, rename: lib/fileio.h).  Keys are kept in the order given.  _kv_*
+ * fsync, rename: lib/base/fileio.h).  Keys are kept in the order given.  _kv_*
  * and _add_tensor refuse (LLMQ_EUSAGE for a caller's mistake, naming the
  * key or tensor): a duplicate key or tensor name, an empty one, a tensor
  * name over 63 bytes, more than 4 dims, a dim < 1, a row that is not whole
@@ -195,54 +194,5 @@ const llmq_gguf_tensor *llmq_gguf_find_tensor(const llmq_gguf_file *f, const cha
 /* Bytes of one value of vtype t (0 for a string or an array). */
 size_t llmq_gguf_vtype_size(llmq_gguf_vtype t);
 const char *llmq_gguf_vtype_name(uint32_t t);
-
-/* ---- export ---- */
-
-/* The seven decoder linears of a layer, in the order llmq export writes
- * them: the GGUF name after "blk.L." ("attn_q.weight"), the Hugging Face
- * module after "model.layers.L." ("self_attn.q_proj"), and the observer
- * site (runner.h) whose activations are the linear's input (q, k and v
- * share one, gate and up share one).  The one name table of export and of
- * calibrate's importance matrix. */
-typedef enum {
-    LLMQ_GGUF_LIN_Q, LLMQ_GGUF_LIN_K, LLMQ_GGUF_LIN_V, LLMQ_GGUF_LIN_O,
-    LLMQ_GGUF_LIN_GATE, LLMQ_GGUF_LIN_UP, LLMQ_GGUF_LIN_DOWN, LLMQ_GGUF_LIN_COUNT
-} llmq_gguf_lin;
-typedef struct { const char *gguf, *hf; llmq_site input; } llmq_gguf_linear;
-extern const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT];
-
-typedef enum {
-    LLMQ_GGUF_TYPE_AUTO = 0,   /* float source: its own dtype; packed source: the exact mapping */
-    LLMQ_GGUF_TYPE_F32, LLMQ_GGUF_TYPE_F16, LLMQ_GGUF_TYPE_BF16,
-    LLMQ_GGUF_TYPE_Q8_0, LLMQ_GGUF_TYPE_Q4_0, LLMQ_GGUF_TYPE_Q4_1
-} llmq_gguf_outtype;
-
-typedef struct {
-    llmq_gguf_outtype type;
-    const char *command;       /* the command line, recorded as llmq.command */
-    const char *name;          /* general.name, or NULL: the model directory's name */
-} llmq_gguf_export_opts;
-
-typedef struct {
-    int tensors;
-    int exact;                 /* 1: every weight is the source's value, bit for bit */
-    double m_max_err;          /* Q4_1 from asymmetric int4: largest |m - (-s*z)| over all blocks */
-    double q8_scale_rel_err;   /* int8 -> Q8_0 (asked for): largest |f16(s) - s| / s over row scales */
-    double bits_per_weight;    /* bits of the decoder linears' storage per weight */
-    uint64_t bytes;            /* file size */
-    char file_type[16];        /* "Q4_1", "F16", ... (general.file_type's meaning) */
-} llmq_gguf_export_stats;
-
-/* Write model m as a GGUF file that llama.cpp runs: architecture "llama"
- * (Llama, Mistral; q/k rows permuted to llama.cpp's rotary layout) or
- * "qwen2", the tokenizer of m's directory (tokenizer.json,
- * tokenizer_config.json) as tokenizer.ggml.* metadata, provenance under
- * llmq.*.  A float source is rounded to the type as llama-quantize's
- * reference quantizers round; a packed source maps exactly or is refused.
- * Errors: LLMQ_EUNSUPPORTED (a type that cannot hold a packed model's
- * values exactly, a tokenizer or rope scaling GGUF cannot describe: one
- * line saying why), LLMQ_EFORMAT, LLMQ_EIO, LLMQ_ENOMEM, LLMQ_ENONFINITE. */
-int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const char *path,
-                     llmq_gguf_export_stats *st, llmq_err *err);
 
 #endif

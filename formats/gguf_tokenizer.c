@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "gguf_tokenizer.h"
-#include "../lib/llmq-int.h"
+#include "../lib/base/llmq-int.h"
 
 #define TOK_MAX (1u << 24)      /* formats/tokenizer.c's TOK_MAX_ID */
 

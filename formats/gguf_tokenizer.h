@@ -3,7 +3,7 @@
  * (tokenizer.ggml.*), read as llama.cpp reads it, built on llmq's
  * tokenizer.json tokenizer (formats/tokenizer.h); and the table of
  * llama.cpp's byte-level pre-tokenizer names (tokenizer.ggml.pre) that both
- * this reader and the exporter (formats/gguf_export.c) use.
+ * this reader and the exporter (lib/export/gguf_export.c) use.
  */
 #ifndef LLMQ_GGUF_TOKENIZER_H
 #define LLMQ_GGUF_TOKENIZER_H

@@ -5,7 +5,7 @@
 #define LLMQ_JSON_H
 
 #include <cjson/cJSON.h>
-#include "../lib/llmq-int.h"
+#include "../lib/base/llmq-int.h"
 
 /* Resource bounds on a JSON text, checked in one pass over the bytes before
  * cJSON builds its tree (about 64 bytes a value): the largest tokenizer.json

@@ -7,9 +7,10 @@
 #ifndef LLMQ_PACKED_H
 #define LLMQ_PACKED_H
 
-#include "../lib/model.h"
-#include "../lib/quant/quant.h"
-#include "../lib/fileio.h"
+#include <cjson/cJSON.h>
+#include "safetensors.h"
+#include "../lib/base/fileio.h"
+#include "../lib/base/wmat.h"
 
 #define LLMQ_PACKED_VERSION "1"
 
@@ -29,48 +30,11 @@ void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n);
 /* Inverse of llmq_qscheme_name; -1 if s is not a scheme name. */
 int llmq_qscheme_parse(const char *name, llmq_qscheme *s);
 
-/* A hook that supplies transformed fp32 values for a tensor of the source
- * model (smooth and awq fold scales into weights, clip them): fill out
- * (nelem floats) and set *provided = 1, or leave *provided = 0 to use the
- * model's own tensor. */
-typedef int (*llmq_pack_provider)(void *ctx, const char *name, float *out, int64_t nelem,
-                                  int *provided, llmq_err *err);
-
-typedef struct {
-    llmq_qscheme scheme;
-    int quantize_head;         /* also quantize an untied lm_head (default: it stays float) */
-    const char *skip;          /* POSIX extended regex over linear names
-                                  ("model.layers.0.mlp.down_proj"): these stay float */
-    const char *command;       /* the command line, recorded */
-    const cJSON *extra;        /* more to record under llmq.params (borrowed), or NULL */
-    llmq_pack_provider provider;
-    void *provider_ctx;
-} llmq_pack_opts;
-
-typedef struct {
-    int linears_packed, linears_float;
-    uint64_t bytes;            /* tensor bytes written */
-    uint64_t params;           /* parameters of the model */
-    double bits_per_weight;    /* bits of quantized linears per weight (codes+scales+zeros) */
-} llmq_pack_stats;
-
-/* Quantize every linear of m (round to nearest; values from the provider
- * where it gives them) and write out_dir/ atomically: model.safetensors,
- * config.json and the tokenizer files.  Refuses an out_dir that is the
- * model's own directory.  Errors: LLMQ_EUSAGE, LLMQ_EIO, LLMQ_ENONFINITE,
- * LLMQ_EUNSUPPORTED (a row length the group does not divide). */
-int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *out_dir,
-                    llmq_pack_stats *st, llmq_err *err);
-
 /* Copy the files that travel with a model (tokenizer.json,
  * tokenizer_config.json, generation_config.json, special_tokens_map.json,
  * tokenizer.model and, when with_config, config.json) from src_dir into the
  * output directory being written; absent ones are skipped. */
 int llmq_copy_model_files(const llmq_outdir *od, const char *src_dir, int with_config, llmq_err *err);
-
-/* SHA-256 over config.json and every tensor's name, dtype, shape and crc32:
- * identifies a source model without hashing gigabytes twice.  hex: 65 bytes. */
-int llmq_model_digest(const llmq_model *m, char hex[65], llmq_err *err);
 
 /* For model.c: if f is a packed file, parse its metadata into *meta
  * (owned, cJSON object with "linears" and "crc32"); NULL if f is a plain

@@ -5,7 +5,7 @@
  */
 #include <pthread.h>
 #include <oniguruma.h>
-#include "llmq-int.h"
+#include "../lib/base/llmq-int.h"
 #include "regex.h"
 
 struct llmq_re {

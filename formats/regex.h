@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "llmq.h"
+#include "../lib/base/llmq.h"
 
 typedef struct llmq_re llmq_re;
 

@@ -17,8 +17,8 @@
 #define LLMQ_SAFETENSORS_H
 
 #include <cjson/cJSON.h>
-#include "../lib/llmq-int.h"
-#include "../lib/fileio.h"
+#include "../lib/base/llmq-int.h"
+#include "../lib/base/fileio.h"
 
 /* Values that reach disk as strings; order here is not on disk. */
 typedef enum {

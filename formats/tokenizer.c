@@ -23,8 +23,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
-#include "llmq-int.h"
-#include "fileio.h"
+#include "../lib/base/llmq-int.h"
+#include "../lib/base/fileio.h"
 #include "tokenizer.h"
 #include "json.h"
 #include "unicode.h"

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "llmq.h"
+#include "../lib/base/llmq.h"
 
 typedef struct llmq_tok llmq_tok;
 

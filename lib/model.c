@@ -1,7 +1,7 @@
 /* model.c - assemble and check a model from config.json + safetensors. */
 #include <stdio.h>
 #include "model.h"
-#include "fileio.h"
+#include "base/fileio.h"
 #include "../formats/packed.h"
 #include "../formats/gguf.h"
 #include "../formats/ctensors.h"

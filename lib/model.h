@@ -6,7 +6,7 @@
 #ifndef LLMQ_MODEL_H
 #define LLMQ_MODEL_H
 
-#include "llmq-int.h"
+#include "base/llmq-int.h"
 #include "kernels/kernels.h"
 #include "../formats/config.h"
 #include "../formats/safetensors.h"

@@ -17,7 +17,7 @@
  */
 #include <stdio.h>
 #include "model.h"
-#include "fileio.h"
+#include "base/fileio.h"
 #include "../formats/gguf.h"
 
 

@@ -9,7 +9,7 @@
 #define LLMQ_RUNNER_H
 
 #include "model.h"
-#include "pool.h"
+#include "base/pool.h"
 
 /* Where an observer sees activations (calibration, AWQ). */
 typedef enum {

@@ -1,5 +1,6 @@
 #!/bin/sh
-# tests/run.sh - what `make check` runs: unit tests (plain and under
+# tests/run.sh - what `make check` runs: the include layer check
+# (tests/layers.sh), unit tests (plain and under
 # ASan+UBSan), CLI tests of every subcommand, a short run of every fuzz
 # target (tests/fuzz/smoke.sh), end-to-end runs on the models
 # in ../shared.  Every suite prints "N passed, N failed"; this script adds
@@ -40,6 +41,8 @@ run_suite() {  # name command...
     fi
 }
 
+# the layer order of the sources (who may include whom)
+run_suite "layers" sh tests/layers.sh
 for t in build/tests/t-*; do
     [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"
 done

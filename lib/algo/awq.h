@@ -28,7 +28,7 @@
 
 #include <cjson/cJSON.h>
 #include "../model.h"
-#include "../pool.h"
+#include "../base/pool.h"
 
 /* Linears of a decoder layer, in the order the result stores them. */
 enum { LLMQ_AWQ_Q = 0, LLMQ_AWQ_K, LLMQ_AWQ_V, LLMQ_AWQ_O, LLMQ_AWQ_GATE, LLMQ_AWQ_UP, LLMQ_AWQ_DOWN, LLMQ_AWQ_NLIN };

@@ -4,7 +4,7 @@
 #include <cblas.h>
 #include "smooth.h"
 #include "../quant/quant.h"
-#include "../fileio.h"
+#include "../base/fileio.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
 

@@ -22,7 +22,7 @@
 #define LLMQ_SMOOTH_H
 
 #include "../model.h"
-#include "../pool.h"
+#include "../base/pool.h"
 #include "../../calib/stats.h"
 #include "../../formats/safetensors.h"
 

@@ -9,35 +9,9 @@
 #ifndef LLMQ_KERNELS_H
 #define LLMQ_KERNELS_H
 
-#include "../llmq-int.h"
-#include "../pool.h"
-
-typedef enum {
-    LLMQ_W_F32 = 0,   /* data: float[rows][cols] */
-    LLMQ_W_BF16,      /* data: uint16 bf16[rows][cols] */
-    LLMQ_W_F16,       /* data: uint16 f16[rows][cols] */
-    LLMQ_W_Q8,        /* int8 per output channel, symmetric: data int8[rows][cols], scales float[rows] */
-    LLMQ_W_Q4,        /* int4 group-wise along cols: see lib/quant/blocks.h */
-    LLMQ_W_MX8,       /* MXINT8, blocks of 32 along cols, E8M0 scales: see lib/quant/blocks.h */
-    /* ggml's block types, straight from GGUF bytes (lib/quant/ggml_blocks.h):
-     * data is the tensor as GGUF stores it, rows one after another, each
-     * row cols / QK blocks, no padding, at any alignment; scales and zeros
-     * NULL; group = QK (32, or 256 for the K types), QK | cols. */
-    LLMQ_W_GQ8_0,
-    LLMQ_W_GQ4_0,
-    LLMQ_W_GQ4_1,
-    LLMQ_W_GQ5_0,
-    LLMQ_W_GQ5_1,
-    LLMQ_W_GQ2_K,
-    LLMQ_W_GQ3_K,
-    LLMQ_W_GQ4_K,
-    LLMQ_W_GQ5_K,
-    LLMQ_W_GQ6_K,
-    LLMQ_W_COUNT
-} llmq_wtype;
-
-/* Whether t is one of ggml's block types (LLMQ_W_GQ8_0 .. LLMQ_W_GQ6_K). */
-static inline int llmq_wtype_is_ggml(llmq_wtype t) { return t >= LLMQ_W_GQ8_0 && t <= LLMQ_W_GQ6_K; }
+#include "../base/llmq-int.h"
+#include "../base/wmat.h"
+#include "../base/pool.h"
 
 /* The llmq_wtype of a ggml type number: F32 (0), F16 (1), BF16 (30) and
  * Q4_0 (2), Q4_1 (3), Q5_0 (6), Q5_1 (7), Q8_0 (8), Q2_K (10), Q3_K (11),
@@ -48,15 +22,6 @@ int llmq_wtype_of_ggml(uint32_t ggml_type);
 /* "f32", "bf16", "f16", "q8", "q4", "mx8", "q8_0", ..., "q4_k", "q6_k";
  * "?" for a value outside the enum. */
 const char *llmq_wtype_name(llmq_wtype t);
-
-typedef struct {
-    llmq_wtype type;
-    int64_t rows, cols;
-    const void *data;      /* elements or packed codes */
-    const void *scales;    /* per-type, see lib/quant/blocks.h; NULL for float types */
-    const uint8_t *zeros;  /* Q4 asymmetric zero points, NULL if symmetric */
-    int group;             /* Q4 group size (32/64/128), MX8: 32 */
-} llmq_wmat;
 
 /* Instruction sets, best last. */
 typedef enum { LLMQ_ISA_SCALAR = 0, LLMQ_ISA_AVX2, LLMQ_ISA_AVX512 } llmq_isa;

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <cblas.h>
 #include "kern-int.h"
-#include "../quant/blocks.h"
+#include "../base/blocks.h"
 #include "../quant/ggml_blocks.h"
 
 /* Row blocks are multiples of this, so the 4-row kernels see few tails. */

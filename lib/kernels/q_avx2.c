@@ -7,7 +7,7 @@
  */
 #include <immintrin.h>
 #include "kern-int.h"
-#include "../quant/blocks.h"
+#include "../base/blocks.h"
 #include "gq-simd.h"
 
 #define INLINE static inline __attribute__((always_inline))

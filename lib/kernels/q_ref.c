@@ -2,11 +2,11 @@
  * q_ref.c - the scalar reference kernels: plain C, obviously right, the
  * oracle that the AVX2 / AVX-512 kernels are tested against.  Sums are in
  * double, so the oracle is at least as accurate as any SIMD order.
- * Storage layouts: lib/kernels/kernels.h and lib/quant/blocks.h.
+ * Storage layouts: lib/kernels/kernels.h and lib/base/blocks.h.
  */
 #include <math.h>
 #include "kern-int.h"
-#include "../quant/blocks.h"
+#include "../base/blocks.h"
 #include "../quant/ggml_blocks.h"
 
 /* W[r][j] as float.  Quantized values are the float product code * scale,

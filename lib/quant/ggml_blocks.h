@@ -71,7 +71,7 @@
 #define LLMQ_QUANT_GGML_BLOCKS_H
 
 #include <stdint.h>
-#include "../llmq-int.h"
+#include "../base/llmq-int.h"
 
 #define LLMQ_GQK   32    /* values per block of Q8_0 .. Q5_1 */
 #define LLMQ_GQK_K 256   /* values per super-block of the K types */

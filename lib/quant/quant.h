@@ -18,7 +18,8 @@
 #ifndef LLMQ_QUANT_H
 #define LLMQ_QUANT_H
 
-#include "blocks.h"
+#include "../base/blocks.h"
+#include "../base/wmat.h"
 
 /* LLMQ_ENONFINITE naming tensor 'name' and the first NaN/Inf's row and
  * column, or LLMQ_OK.  w: [rows][cols]. */
@@ -74,20 +75,6 @@ void llmq_q4_dequantize_row(const uint8_t *codes, const uint16_t *scales, const 
 void llmq_q4_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out);
 
 /* ---- MXINT8 (OCP Microscaling Formats v1.0), blocks of 32 ---- */
-
-typedef enum {
-    /* OCP MX v1.0 section 6.3: X = 2^(floor(log2 amax) - emax_elem) with
-     * emax_elem = 0 for MXINT8; elements round(w / X * 64) clamped to
-     * [-127, 127].  Elements in (127.5/64, 2) * X clip to 127 / 64 * X: up to
-     * one integer step of error.  This is the spec's rule. */
-    LLMQ_MX_SCALE_OCP = 0,
-    /* The integer step is 2^ceil(log2(amax / 127)), the smallest power of two
-     * at which nothing clips (error <= step / 2 everywhere), one bit coarser
-     * than OCP for blocks whose amax is in (127, 128] * 2^k.  Discussed as
-     * the remedy for MXINT8 clipping in Chen et al., "INT v.s. FP"
-     * (arXiv:2510.25602, 2025). */
-    LLMQ_MX_SCALE_CEIL = 1
-} llmq_mx_rule;
 
 /* codes[rows][cols], scales[rows][cols / 32] (E8M0), value
  * 2^(e - 127) * code * 2^-6.  cols must be a multiple of 32.  Exponents

@@ -11,7 +11,7 @@
 #ifndef LLMQ_TRAIN_OPS_H
 #define LLMQ_TRAIN_OPS_H
 
-#include "../llmq-int.h"
+#include "../base/llmq-int.h"
 #include "../../formats/config.h"
 
 /* ---- embedding ---- */

@@ -8,7 +8,7 @@
 #define LLMQ_TRAIN_TMODEL_H
 
 #include "../model.h"
-#include "../fileio.h"
+#include "../base/fileio.h"
 #include "ops.h"
 
 typedef struct {

@@ -8,7 +8,7 @@
  * behaviours and inverted (the scanners' matches through split_spans).
  */
 #include "fuzz.h"   /* first: it defines _GNU_SOURCE */
-#include "lib/llmq-int.h"
+#include "lib/base/llmq-int.h"
 #include "formats/tokenizer.h"
 
 #define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\\\p{L}+| ?\\\\p{N}+| ?[^\\\\s\\\\p{L}\\\\p{N}]+|\\\\s+(?!\\\\S)|\\\\s+"

@@ -19,7 +19,7 @@
  * modulo the vocabulary), with and without skip_special.
  */
 #include "fuzz.h"   /* first: it defines _GNU_SOURCE */
-#include "lib/llmq-int.h"
+#include "lib/base/llmq-int.h"
 #include "formats/tokenizer.h"
 #include <stdarg.h>
 

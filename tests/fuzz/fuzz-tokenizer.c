@@ -11,7 +11,7 @@
  * ids back, and decoding every id.
  */
 #include "fuzz.h"   /* first: it defines _GNU_SOURCE */
-#include "lib/llmq-int.h"
+#include "lib/base/llmq-int.h"
 #include "formats/tokenizer.h"
 
 static const char sample[] = "Hello world! It's 2024: caf\xc3\xa9, \xe4\xb8\xad\xe6\x96\x87, \xf0\x9f\x98\x80 "

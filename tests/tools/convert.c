@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include "formats/safetensors.h"
 #include "formats/packed.h"
-#include "lib/fileio.h"
+#include "lib/base/fileio.h"
 
 int main(int argc, char **argv)
 {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../../formats/gguf.h"
-#include "../../lib/fileio.h"
+#include "../../lib/base/fileio.h"
 #include "../../lib/model.h"
 
 typedef void (*qfn)(const float *x, void *y, int64_t k);

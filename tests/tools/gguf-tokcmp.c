@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "lib/llmq-int.h"
-#include "lib/fileio.h"
+#include "lib/base/llmq-int.h"
+#include "lib/base/fileio.h"
 #include "formats/gguf_tokenizer.h"
 
 static void show(const llmq_tok *t, const int32_t *ids, size_t n, size_t at)

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <errno.h>
 #include "kernels/kernels.h"
-#include "quant/blocks.h"
+#include "lib/base/blocks.h"
 #include "eval.h"
 
 #define ARENA_BYTES (1ull << 30)

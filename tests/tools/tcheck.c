@@ -19,7 +19,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "../../formats/safetensors.h"
-#include "../../lib/fileio.h"
+#include "../../lib/base/fileio.h"
 
 static int load_logits(const char *path, llmq_st_file *f, const llmq_st_tensor **t)
 {

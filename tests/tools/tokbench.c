@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "lib/fileio.h"
+#include "lib/base/fileio.h"
 #include "formats/tokenizer.h"
 
 static int cmp_d(const void *a, const void *b)

@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tests/test.h"
-#include "lib/llmq-int.h"
-#include "lib/fileio.h"
-#include "lib/pool.h"
-#include "lib/sha256.h"
+#include "lib/base/llmq-int.h"
+#include "lib/base/fileio.h"
+#include "lib/base/pool.h"
+#include "lib/base/sha256.h"
 #include "formats/packed.h"
 #include "lib/model.h"
 #include "calib/data.h"

@@ -6,11 +6,13 @@
 #include "../test.h"
 #include <dirent.h>
 #include <unistd.h>
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "model.h"
 #include "kernels/kernels.h"
 #include "../../formats/ctensors.h"
 #include "../../formats/packed.h"
+#include "../../lib/algo/pack.h"
+#include "../../lib/export/ct_export.h"
 
 #define MODEL "testdata/tiny-qwen2-gqa"
 

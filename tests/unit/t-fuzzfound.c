@@ -7,7 +7,7 @@
  */
 #include "tests/test.h"
 #include "formats/tokenizer.h"
-#include "lib/llmq-int.h"
+#include "lib/base/llmq-int.h"
 
 static llmq_tok *load(const char *json)
 {

@@ -5,9 +5,10 @@
  * file.  Also built with ASan+UBSan (make san-units). */
 #include "../test.h"
 #include <unistd.h>
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "model.h"
 #include "../../formats/gguf.h"
+#include "../../lib/export/gguf_export.h"
 
 static char tmpdir[256];
 static char gpath[600];

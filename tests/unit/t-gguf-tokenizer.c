@@ -7,7 +7,7 @@
  * the key.  Also built with ASan+UBSan (make san-units). */
 #include "../test.h"
 #include "../../formats/gguf_tokenizer.h"
-#include "llmq-int.h"
+#include "lib/base/llmq-int.h"
 
 /* ---- an image built key by key ---- */
 

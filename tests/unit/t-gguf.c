@@ -6,10 +6,12 @@
 #include "../test.h"
 #include <dirent.h>
 #include <unistd.h>
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "model.h"
 #include "../../formats/gguf.h"
 #include "../../formats/packed.h"
+#include "../../lib/algo/pack.h"
+#include "../../lib/export/gguf_export.h"
 
 #define MODEL "testdata/tiny-qwen2-gqa"
 

@@ -15,7 +15,7 @@
     }                                                                      \
     static void tname_(void)
 #include "kernels/kern-int.h"
-#include "quant/blocks.h"
+#include "lib/base/blocks.h"
 
 /* |y - y_ref| <= TOL_DOT * sum_j |w_j x_j| (+ a denormal floor): f32 sums in
  * another order, relative to the condition of the dot product. */

@@ -10,7 +10,7 @@
 #include "formats/safetensors.h"
 #include "formats/tokenizer.h"
 #include "calib/stats.h"
-#include "lib/fileio.h"
+#include "lib/base/fileio.h"
 
 /* LLMQ_SLOW_SKIP=1 (the ASan run): skip the cases that build a tree of
  * millions of values right at a bound. */

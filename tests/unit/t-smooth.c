@@ -15,10 +15,11 @@
 #include "algo/smooth.h"
 #include "runner.h"
 #include "model.h"
-#include "fileio.h"
+#include "lib/base/fileio.h"
 #include "quant/quant.h"
 #include "kernels/kernels.h"
 #include "../../formats/packed.h"
+#include "../../lib/algo/pack.h"
 
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
 static uint64_t rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return rs; }

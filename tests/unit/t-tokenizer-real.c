@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "lib/fileio.h"
+#include "lib/base/fileio.h"
 #include "formats/tokenizer.h"
 #include "tests/test.h"
 

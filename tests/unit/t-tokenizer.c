@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
-#include "lib/fileio.h"
+#include "lib/base/fileio.h"
 #include "formats/tokenizer.h"
 #include "tests/test.h"
 

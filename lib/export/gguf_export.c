@@ -10,23 +10,14 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
-#include "gguf.h"
-#include "json.h"
-#include "packed.h"
-#include "tokenizer.h"
-#include "gguf_tokenizer.h"
-#include "../lib/fileio.h"
-#include "../lib/quant/blocks.h"
-
-const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT] = {
-    [LLMQ_GGUF_LIN_Q]    = { "attn_q.weight", "self_attn.q_proj", LLMQ_SITE_QKV },
-    [LLMQ_GGUF_LIN_K]    = { "attn_k.weight", "self_attn.k_proj", LLMQ_SITE_QKV },
-    [LLMQ_GGUF_LIN_V]    = { "attn_v.weight", "self_attn.v_proj", LLMQ_SITE_QKV },
-    [LLMQ_GGUF_LIN_O]    = { "attn_output.weight", "self_attn.o_proj", LLMQ_SITE_O },
-    [LLMQ_GGUF_LIN_GATE] = { "ffn_gate.weight", "mlp.gate_proj", LLMQ_SITE_GATEUP },
-    [LLMQ_GGUF_LIN_UP]   = { "ffn_up.weight", "mlp.up_proj", LLMQ_SITE_GATEUP },
-    [LLMQ_GGUF_LIN_DOWN] = { "ffn_down.weight", "mlp.down_proj", LLMQ_SITE_DOWN },
-};
+#include "gguf_export.h"
+#include "../algo/pack.h"
+#include "../base/fileio.h"
+#include "../base/blocks.h"
+#include "../../formats/json.h"
+#include "../../formats/packed.h"
+#include "../../formats/tokenizer.h"
+#include "../../formats/gguf_tokenizer.h"
 
 /* llama.cpp's llama_ftype values for general.file_type. */
 enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7, FTYPE_BF16 = 32 };

@@ -34,7 +34,7 @@
 #define LLMQ_QUANT_BLOCKS_H
 
 #include <stdint.h>
-#include "../llmq-int.h"
+#include "llmq-int.h"
 
 #define LLMQ_Q8_MAXQ   127
 #define LLMQ_Q4_ZERO_SYM 8          /* symmetric Q4: stored code = q + 8 */

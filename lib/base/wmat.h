@@ -1,0 +1,68 @@
+/*
+ * wmat.h - the view of one weight matrix in any storage type: what the
+ * formats fill from a file's bytes and the kernels run.  Only types here;
+ * the kernels that use them are lib/kernels/kernels.h, the byte layouts of
+ * llmq's quantized types lib/base/blocks.h.
+ *
+ * A weight matrix W is [rows, cols] = [out_features, in_features], row-major,
+ * as Hugging Face stores nn.Linear weights.  Views are borrowed (usually from
+ * an mmap).
+ */
+#ifndef LLMQ_WMAT_H
+#define LLMQ_WMAT_H
+
+#include <stdint.h>
+
+typedef enum {
+    LLMQ_W_F32 = 0,   /* data: float[rows][cols] */
+    LLMQ_W_BF16,      /* data: uint16 bf16[rows][cols] */
+    LLMQ_W_F16,       /* data: uint16 f16[rows][cols] */
+    LLMQ_W_Q8,        /* int8 per output channel, symmetric: data int8[rows][cols], scales float[rows] */
+    LLMQ_W_Q4,        /* int4 group-wise along cols: see lib/base/blocks.h */
+    LLMQ_W_MX8,       /* MXINT8, blocks of 32 along cols, E8M0 scales: see lib/base/blocks.h */
+    /* ggml's block types, straight from GGUF bytes (lib/quant/ggml_blocks.h):
+     * data is the tensor as GGUF stores it, rows one after another, each
+     * row cols / QK blocks, no padding, at any alignment; scales and zeros
+     * NULL; group = QK (32, or 256 for the K types), QK | cols. */
+    LLMQ_W_GQ8_0,
+    LLMQ_W_GQ4_0,
+    LLMQ_W_GQ4_1,
+    LLMQ_W_GQ5_0,
+    LLMQ_W_GQ5_1,
+    LLMQ_W_GQ2_K,
+    LLMQ_W_GQ3_K,
+    LLMQ_W_GQ4_K,
+    LLMQ_W_GQ5_K,
+    LLMQ_W_GQ6_K,
+    LLMQ_W_COUNT
+} llmq_wtype;
+
+/* Whether t is one of ggml's block types (LLMQ_W_GQ8_0 .. LLMQ_W_GQ6_K). */
+static inline int llmq_wtype_is_ggml(llmq_wtype t) { return t >= LLMQ_W_GQ8_0 && t <= LLMQ_W_GQ6_K; }
+
+typedef struct {
+    llmq_wtype type;
+    int64_t rows, cols;
+    const void *data;      /* elements or packed codes */
+    const void *scales;    /* per-type, see lib/base/blocks.h; NULL for float types */
+    const uint8_t *zeros;  /* Q4 asymmetric zero points, NULL if symmetric */
+    int group;             /* Q4 group size (32/64/128), MX8: 32 */
+} llmq_wmat;
+
+/* How an MXINT8 block's shared E8M0 scale was chosen (llmq_mx8_quantize in
+ * lib/quant/quant.h); recorded in a packed file's scheme name. */
+typedef enum {
+    /* OCP MX v1.0 section 6.3: X = 2^(floor(log2 amax) - emax_elem) with
+     * emax_elem = 0 for MXINT8; elements round(w / X * 64) clamped to
+     * [-127, 127].  Elements in (127.5/64, 2) * X clip to 127 / 64 * X: up to
+     * one integer step of error.  This is the spec's rule. */
+    LLMQ_MX_SCALE_OCP = 0,
+    /* The integer step is 2^ceil(log2(amax / 127)), the smallest power of two
+     * at which nothing clips (error <= step / 2 everywhere), one bit coarser
+     * than OCP for blocks whose amax is in (127, 128] * 2^k.  Discussed as
+     * the remedy for MXINT8 clipping in Chen et al., "INT v.s. FP"
+     * (arXiv:2510.25602, 2025). */
+    LLMQ_MX_SCALE_CEIL = 1
+} llmq_mx_rule;
+
+#endif
