@@ -7,14 +7,6 @@
  * the oracle by tests/tools/ggml-dqcheck.c.
  */
 #include "../test.h"
-#undef TEST
-#define TEST(tname_)                                                       \
-    static void tname_(void);                                              \
-    __attribute__((constructor)) static void reg_##tname_(void) {          \
-        test_cases[test_count].name = #tname_;                             \
-        test_cases[test_count++].fn = tname_;                              \
-    }                                                                      \
-    static void tname_(void)
 #include "kernels/kern-int.h"
 #include "quant/ggml_blocks.h"
 

@@ -4,16 +4,6 @@
  * threaded and OpenBLAS paths against the same oracle.
  */
 #include "../test.h"
-/* test.h's TEST(name) pastes the test name over the member ".name"; until
- * that is fixed there, the same macro with a parameter that cannot clash. */
-#undef TEST
-#define TEST(tname_)                                                       \
-    static void tname_(void);                                              \
-    __attribute__((constructor)) static void reg_##tname_(void) {          \
-        test_cases[test_count].name = #tname_;                             \
-        test_cases[test_count++].fn = tname_;                              \
-    }                                                                      \
-    static void tname_(void)
 #include "kernels/kern-int.h"
 #include "lib/base/blocks.h"
 

@@ -10,14 +10,6 @@
 #include "kernels/kernels.h"
 
 /* see t-kernels.c: test.h's TEST(name) clashes with the member .name */
-#undef TEST
-#define TEST(tname_)                                                       \
-    static void tname_(void);                                              \
-    __attribute__((constructor)) static void reg_##tname_(void) {          \
-        test_cases[test_count].name = #tname_;                             \
-        test_cases[test_count++].fn = tname_;                              \
-    }                                                                      \
-    static void tname_(void)
 
 /* dequantized Q8 values are code * s rounded to float: one f32 rounding on
  * top of the s / 2 quantization bound */
