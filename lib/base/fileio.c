@@ -554,6 +554,20 @@ static void outdir_rename_msg(const llmq_outdir *d, llmq_err *err)
     snprintf(at, sizeof err->msg - pre, "%s%s", d->path, rest);
 }
 
+int llmq_outdir_write_text(const llmq_outdir *d, const char *name, const char *text, llmq_err *err)
+{
+    char *dst = llmq_outdir_file(d, name, err);
+    if (!dst) return err->code;
+    llmq_out o;
+    int rc = llmq_out_open(&o, dst, err);
+    if (!rc && ((rc = llmq_out_write(&o, text, strlen(text), err)) || (rc = llmq_out_write(&o, "\n", 1, err))))
+        llmq_out_abort(&o);
+    else if (!rc)
+        rc = llmq_out_commit(&o, err);
+    free(dst);
+    return rc;
+}
+
 int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
 {
     struct stat st;

@@ -90,6 +90,9 @@ typedef struct {
 int llmq_outdir_open(llmq_outdir *d, const char *path, llmq_err *err);
 /* Path of name inside the temp directory (malloc'ed). */
 char *llmq_outdir_file(const llmq_outdir *d, const char *name, llmq_err *err);
+/* Write text and a final newline as the file name inside the temp
+ * directory (config.json of a written model), atomically. */
+int llmq_outdir_write_text(const llmq_outdir *d, const char *name, const char *text, llmq_err *err);
 int llmq_outdir_commit(llmq_outdir *d, llmq_err *err);
 void llmq_outdir_abort(llmq_outdir *d);
 /* abort after a failure reported in err: a message naming a file by its

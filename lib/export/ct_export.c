@@ -88,7 +88,7 @@ static cJSON *quant_config(int q8, int group, int sym, cJSON *ignore)
 /* config.json of the source with quantization_config set, into od. */
 static int write_config(const llmq_model *m, const llmq_outdir *od, cJSON *qc, llmq_err *err)
 {
-    char *src = llmq_path_join(m->ckpt.dir, "config.json", err), *text = NULL, *out = NULL, *dst = NULL;
+    char *src = llmq_path_join(m->ckpt.dir, "config.json", err), *text = NULL, *out = NULL;
     size_t len;
     cJSON *root = NULL;
     int rc;
@@ -99,15 +99,11 @@ static int write_config(const llmq_model *m, const llmq_outdir *od, cJSON *qc, l
     cJSON_AddItemToObject(root, "quantization_config", qc);
     qc = NULL;
     if (!(out = cJSON_Print(root))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto out; }
-    if (!(dst = llmq_outdir_file(od, "config.json", err))) { rc = err->code; goto out; }
-    llmq_out o;
-    if ((rc = llmq_out_open(&o, dst, err))) goto out;
-    if ((rc = llmq_out_write(&o, out, strlen(out), err)) || (rc = llmq_out_write(&o, "\n", 1, err))) { llmq_out_abort(&o); goto out; }
-    rc = llmq_out_commit(&o, err);
+    rc = llmq_outdir_write_text(od, "config.json", out, err);
 out:
     cJSON_Delete(qc);
     cJSON_Delete(root);
-    free(src); free(text); free(out); free(dst);
+    free(src); free(text); free(out);
     return rc;
 }
 

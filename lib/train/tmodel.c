@@ -382,7 +382,7 @@ static const char *hf_dtype(llmq_dtype dt)
 
 static int write_config(const llmq_tmodel *tm, const char *src_dir, llmq_dtype dt, const llmq_outdir *od, llmq_err *err)
 {
-    char *src = llmq_path_join(src_dir, "config.json", err), *text = NULL, *dst = NULL, *out = NULL;
+    char *src = llmq_path_join(src_dir, "config.json", err), *text = NULL, *out = NULL;
     size_t len;
     int rc = LLMQ_OK;
     cJSON *j = NULL;
@@ -407,14 +407,10 @@ static int write_config(const llmq_tmodel *tm, const char *src_dir, llmq_dtype d
         if (!any) cJSON_AddStringToObject(j, "torch_dtype", hf_dtype(dt));
     }
     if (!(out = cJSON_Print(j))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory for config.json"); goto out; }
-    if (!(dst = llmq_outdir_file(od, "config.json", err))) { rc = err->code; goto out; }
-    llmq_out o;
-    if ((rc = llmq_out_open(&o, dst, err))) goto out;
-    if ((rc = llmq_out_write(&o, out, strlen(out), err)) || (rc = llmq_out_write(&o, "\n", 1, err))) { llmq_out_abort(&o); goto out; }
-    rc = llmq_out_commit(&o, err);
+    rc = llmq_outdir_write_text(od, "config.json", out, err);
 out:
     cJSON_Delete(j);
-    free(src); free(text); free(dst); free(out);
+    free(src); free(text); free(out);
     return rc;
 }
 
