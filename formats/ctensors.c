@@ -357,6 +357,24 @@ static int want(const llmq_ckpt *c, const char *prefix, const char *suffix, cons
     return LLMQ_OK;
 }
 
+/* P.weight_shape: I64 or I32 [2] holding {rows, cols}. */
+static int check_shape(const llmq_ckpt *c, const char *prefix, int64_t rows, int64_t cols, llmq_err *err)
+{
+    static const llmq_dtype shdt[] = { LLMQ_DT_I64, LLMQ_DT_I32 };
+    const llmq_st_tensor *shp;
+    const char *path;
+    int rc = want(c, prefix, "weight_shape", shdt, 2, 2, -1, &shp, err);
+    if (rc) return rc;
+    int64_t s0 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data) : (int32_t)llmq_get_le32(shp->data);
+    int64_t s1 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data + 8) : (int32_t)llmq_get_le32(shp->data + 4);
+    if (s0 != rows || s1 != cols) {
+        find(c, prefix, "weight_shape", &path);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_shape' says [%" PRId64 ", %" PRId64 "], config.json implies [%"
+                           PRId64 ", %" PRId64 "]", path, prefix, s0, s1, rows, cols);
+    }
+    return LLMQ_OK;
+}
+
 static float elem_f(const llmq_st_tensor *t, uint64_t i)
 {
     const uint8_t *d = t->data;
@@ -409,7 +427,7 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
     if (find(c, prefix, "weight_g_idx", &path))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: tensor '%s.weight_g_idx': permuted groups (actorder) are not supported",
                            path, prefix);
-    const llmq_st_tensor *q, *sc, *zp = NULL, *shp;
+    const llmq_st_tensor *q, *sc, *zp = NULL;
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->cols = cols;
@@ -436,20 +454,13 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
         return LLMQ_OK;
     }
 
-    static const llmq_dtype i32[] = { LLMQ_DT_I32 }, shdt[] = { LLMQ_DT_I64, LLMQ_DT_I32 };
+    static const llmq_dtype i32[] = { LLMQ_DT_I32 };
     if (g->bits == 8) {
         /* pack-quantized int8 (llm-compressor's W8A16): 4 bytes q + 128 per int32, low byte first */
         if (cols % 4)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': %" PRId64 " columns are not a multiple of 4",
                                ct->cfg_path, prefix, cols);
-        if ((rc = want(c, prefix, "weight_shape", shdt, 2, 2, -1, &shp, err))) return rc;
-        int64_t r0 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data) : (int32_t)llmq_get_le32(shp->data);
-        int64_t r1 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data + 8) : (int32_t)llmq_get_le32(shp->data + 4);
-        if (r0 != rows || r1 != cols) {
-            find(c, prefix, "weight_shape", &path);
-            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_shape' says [%" PRId64 ", %" PRId64 "], config.json implies [%"
-                               PRId64 ", %" PRId64 "]", path, prefix, r0, r1, rows, cols);
-        }
+        if ((rc = check_shape(c, prefix, rows, cols, err))) return rc;
         if ((rc = want(c, prefix, "weight_packed", i32, 1, rows, cols / 4, &q, err)) ||
             (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err))) return rc;
         if (find(c, prefix, "weight_zero_point", &path))
@@ -479,14 +490,7 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
     if (cols % 32)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': %" PRId64 " columns are not a multiple of 32 (llmq's int4 kernels)",
                            ct->cfg_path, prefix, cols);
-    if ((rc = want(c, prefix, "weight_shape", shdt, 2, 2, -1, &shp, err))) return rc;
-    int64_t s0 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data) : (int32_t)llmq_get_le32(shp->data);
-    int64_t s1 = shp->dtype == LLMQ_DT_I64 ? (int64_t)llmq_get_le64(shp->data + 8) : (int32_t)llmq_get_le32(shp->data + 4);
-    if (s0 != rows || s1 != cols) {
-        find(c, prefix, "weight_shape", &path);
-        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_shape' says [%" PRId64 ", %" PRId64 "], config.json implies [%"
-                           PRId64 ", %" PRId64 "]", path, prefix, s0, s1, rows, cols);
-    }
+    if ((rc = check_shape(c, prefix, rows, cols, err))) return rc;
     if ((rc = want(c, prefix, "weight_packed", i32, 1, rows, cols / 8, &q, err)) ||
         (rc = want(c, prefix, "weight_scale", fdt, 3, rows, ng, &sc, err))) return rc;
     const llmq_st_tensor *zt = find(c, prefix, "weight_zero_point", &path);
