@@ -19,23 +19,7 @@
 #include "model.h"
 #include "base/fileio.h"
 #include "../formats/gguf.h"
-
-
-/* ggml types whose blocks hold fp16 fields (scales, mins): their byte
- * offsets inside one block, so a NaN or Inf scale is found at load time
- * (ggml-common.h layouts; see lib/quant/ggml_blocks.h). */
-static const struct { uint32_t type; uint32_t bytes; uint8_t n, off[2]; } f16_fields[] = {
-    { 2, 18, 1, { 0, 0 } },       /* Q4_0: d, qs[16] */
-    { 3, 20, 2, { 0, 2 } },       /* Q4_1: d, m, qs[16] */
-    { 6, 22, 1, { 0, 0 } },       /* Q5_0: d, qh[4], qs[16] */
-    { 7, 24, 2, { 0, 2 } },       /* Q5_1: d, m, qh[4], qs[16] */
-    { 8, 34, 1, { 0, 0 } },       /* Q8_0: d, qs[32] */
-    { 10, 84, 2, { 80, 82 } },    /* Q2_K: scales[16], qs[64], d, dmin */
-    { 11, 110, 1, { 108, 0 } },   /* Q3_K: hmask[32], qs[64], scales[12], d */
-    { 12, 144, 2, { 0, 2 } },     /* Q4_K: d, dmin, scales[12], qs[128] */
-    { 13, 176, 2, { 0, 2 } },     /* Q5_K: d, dmin, scales[12], qh[32], qs[128] */
-    { 14, 210, 1, { 208, 0 } },   /* Q6_K: ql[128], qh[64], scales[16], d */
-};
+#include "quant/ggml_blocks.h"
 
 /* The first element (float types) or block (quantized types) of t holding
  * a NaN or Inf, in *at; 0 if none. */
@@ -50,25 +34,12 @@ static int gguf_nonfinite(const llmq_gguf_tensor *t, uint64_t *at)
         v.nelem = t->nelem;
         return llmq_tensor_nonfinite(&v, at);
     }
-    for (size_t i = 0; i < LLMQ_ARRAY_LEN(f16_fields); i++) {
-        if (f16_fields[i].type != t->type) continue;
-        uint64_t nb = t->nbytes / f16_fields[i].bytes;
-        for (uint64_t b = 0; b < nb; b++)
-            for (int k = 0; k < f16_fields[i].n; k++)
-                if ((llmq_get_le16(d + b * f16_fields[i].bytes + f16_fields[i].off[k]) & 0x7c00) == 0x7c00) {
-                    *at = b;
-                    return 1;
-                }
+    int wt = llmq_wtype_of_ggml(t->type);
+    if (wt >= 0 && llmq_wtype_is_ggml((llmq_wtype)wt)) {
+        const llmq_gq_traits *g = &llmq_gq_types[wt - LLMQ_W_GQ8_0];
+        return llmq_gq_nonfinite(g, d, t->nbytes / (uint64_t)g->block_bytes, at);
     }
     return 0;
-}
-
-/* Weights per block of a ggml type llmq runs: 32 for the legacy blocks,
- * 256 for the K-quants, 0 for float types. */
-static int ggml_block(uint32_t type)
-{
-    if (type == LLMQ_GGML_F32 || type == LLMQ_GGML_F16 || type == LLMQ_GGML_BF16) return 0;
-    return type >= 10 && type <= 14 ? 256 : 32;
 }
 
 /* ---- metadata ---- */
@@ -256,7 +227,7 @@ static int gguf_matrix(llmq_model *m, const char *name, int64_t rows, int64_t co
     w->rows = rows;
     w->cols = cols;
     w->data = t->data;
-    w->group = ggml_block(t->type);
+    w->group = llmq_wtype_is_ggml(w->type) ? llmq_gq_types[w->type - LLMQ_W_GQ8_0].qk : 0;
     uint64_t rb = t->nbytes / (uint64_t)rows;
     int misaligned = (w->type == LLMQ_W_F32 && (uintptr_t)t->data % 4) ||
                      ((w->type == LLMQ_W_F16 || w->type == LLMQ_W_BF16) && (uintptr_t)t->data % 2);

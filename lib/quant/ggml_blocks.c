@@ -153,14 +153,26 @@ void llmq_gq_dequant_q6_k(const void *x, float *y, int64_t n)
 }
 
 const llmq_gq_traits llmq_gq_types[LLMQ_GQ_COUNT] = {
-    { "q8_0", 8, LLMQ_GQK, sizeof(llmq_gblock_q8_0), llmq_gq_dequant_q8_0 },
-    { "q4_0", 2, LLMQ_GQK, sizeof(llmq_gblock_q4_0), llmq_gq_dequant_q4_0 },
-    { "q4_1", 3, LLMQ_GQK, sizeof(llmq_gblock_q4_1), llmq_gq_dequant_q4_1 },
-    { "q5_0", 6, LLMQ_GQK, sizeof(llmq_gblock_q5_0), llmq_gq_dequant_q5_0 },
-    { "q5_1", 7, LLMQ_GQK, sizeof(llmq_gblock_q5_1), llmq_gq_dequant_q5_1 },
-    { "q2_k", 10, LLMQ_GQK_K, sizeof(llmq_gblock_q2_k), llmq_gq_dequant_q2_k },
-    { "q3_k", 11, LLMQ_GQK_K, sizeof(llmq_gblock_q3_k), llmq_gq_dequant_q3_k },
-    { "q4_k", 12, LLMQ_GQK_K, sizeof(llmq_gblock_q4_k), llmq_gq_dequant_q4_k },
-    { "q5_k", 13, LLMQ_GQK_K, sizeof(llmq_gblock_q5_k), llmq_gq_dequant_q5_k },
-    { "q6_k", 14, LLMQ_GQK_K, sizeof(llmq_gblock_q6_k), llmq_gq_dequant_q6_k },
+    { "q8_0", 8, LLMQ_GQK, sizeof(llmq_gblock_q8_0), llmq_gq_dequant_q8_0, 1, { offsetof(llmq_gblock_q8_0, d) } },
+    { "q4_0", 2, LLMQ_GQK, sizeof(llmq_gblock_q4_0), llmq_gq_dequant_q4_0, 1, { offsetof(llmq_gblock_q4_0, d) } },
+    { "q4_1", 3, LLMQ_GQK, sizeof(llmq_gblock_q4_1), llmq_gq_dequant_q4_1, 2, { offsetof(llmq_gblock_q4_1, d), offsetof(llmq_gblock_q4_1, m) } },
+    { "q5_0", 6, LLMQ_GQK, sizeof(llmq_gblock_q5_0), llmq_gq_dequant_q5_0, 1, { offsetof(llmq_gblock_q5_0, d) } },
+    { "q5_1", 7, LLMQ_GQK, sizeof(llmq_gblock_q5_1), llmq_gq_dequant_q5_1, 2, { offsetof(llmq_gblock_q5_1, d), offsetof(llmq_gblock_q5_1, m) } },
+    { "q2_k", 10, LLMQ_GQK_K, sizeof(llmq_gblock_q2_k), llmq_gq_dequant_q2_k, 2, { offsetof(llmq_gblock_q2_k, d), offsetof(llmq_gblock_q2_k, dmin) } },
+    { "q3_k", 11, LLMQ_GQK_K, sizeof(llmq_gblock_q3_k), llmq_gq_dequant_q3_k, 1, { offsetof(llmq_gblock_q3_k, d) } },
+    { "q4_k", 12, LLMQ_GQK_K, sizeof(llmq_gblock_q4_k), llmq_gq_dequant_q4_k, 2, { offsetof(llmq_gblock_q4_k, d), offsetof(llmq_gblock_q4_k, dmin) } },
+    { "q5_k", 13, LLMQ_GQK_K, sizeof(llmq_gblock_q5_k), llmq_gq_dequant_q5_k, 2, { offsetof(llmq_gblock_q5_k, d), offsetof(llmq_gblock_q5_k, dmin) } },
+    { "q6_k", 14, LLMQ_GQK_K, sizeof(llmq_gblock_q6_k), llmq_gq_dequant_q6_k, 1, { offsetof(llmq_gblock_q6_k, d) } },
 };
+
+int llmq_gq_nonfinite(const llmq_gq_traits *t, const void *data, uint64_t nblocks, uint64_t *at)
+{
+    const uint8_t *d = data;
+    for (uint64_t b = 0; b < nblocks; b++)
+        for (int k = 0; k < t->n_f16; k++)
+            if ((llmq_get_le16(d + b * (uint64_t)t->block_bytes + (uint64_t)t->f16_off[k]) & 0x7c00) == 0x7c00) {
+                *at = b;
+                return 1;
+            }
+    return 0;
+}

@@ -143,7 +143,13 @@ typedef struct {
     int qk;                    /* values per block */
     int block_bytes;
     llmq_gq_dequant_fn dequant;
+    int n_f16;                 /* f16 fields of a block (d; d and m or dmin) */
+    int f16_off[2];            /* their byte offsets in the block */
 } llmq_gq_traits;
 extern const llmq_gq_traits llmq_gq_types[LLMQ_GQ_COUNT];
+
+/* The first of nblocks blocks of type t (its llmq_gq_types entry) whose
+ * f16 scale or minimum is NaN or Inf, in *at; 0 if none. */
+int llmq_gq_nonfinite(const llmq_gq_traits *t, const void *data, uint64_t nblocks, uint64_t *at);
 
 #endif
