@@ -6,7 +6,8 @@
 # llama-quantize of that file (Q8_0, Q4_0, Q4_1, Q4_K_M, Q3_K_M, no
 # imatrix; with IMATRIX=1 also Q4_K_M with llmq's --imatrix-out).  llmq's rows
 # are `llmq export MODEL --type q8_0|q4_0|q4_1` (round to nearest) and AWQ at
-# group 32 exported exactly: asymmetric -> Q4_1, symmetric -> Q4_0.  Every
+# group 32 exported exactly: asymmetric -> Q4_1, symmetric -> Q4_0, without
+# and with --gptq (GPTQ's rounding on AWQ's grid).  Every
 # file is scored on dorian_gray.txt, ctx 512, llama-perplexity's protocol,
 # KL divergence against the f16 file:
 #   llama.cpp:  llama-perplexity -m F16 -f TEXT -c 512 --kl-divergence-base B
@@ -18,6 +19,7 @@
 #                  bench/llamacpp-build.sh builds them outside the repo)
 #   MODELS         default "tiny-llama-mha tiny-qwen2-gqa"
 #   AWQ_OPTS       extra llmq awq options
+#   GPTQ=0         leave out the AWQ + GPTQ rows (`llmq awq --gptq`)
 #   TYPES          llama-quantize types (default "Q8_0 Q4_0 Q4_1 Q4_K_M Q3_K_M"); TYPE:f16head
 #                  keeps token_embd and output in F16 (--token-embedding-type f16
 #                  --output-tensor-type f16), as llmq's AWQ exports do
@@ -102,6 +104,13 @@ for m in $MODELS; do
         $LLMQ export "$T/$m.awq32" -o "$T/$m-awq-q4_1.gguf" || exit 1
         $LLMQ export "$T/$m.awq32s" -o "$T/$m-awq-q4_0.gguf" || exit 1
         rows="$rows llmq~AWQ~g32~asym~->~Q4_1:$m-awq-q4_1 llmq~AWQ~g32~sym~->~Q4_0:$m-awq-q4_0"
+    fi
+    if [ "${LLMQ_ROWS:-1}" != 0 ] && [ "${GPTQ:-1}" != 0 ]; then
+        $LLMQ awq "$S" -o "$T/$m.awq32g" --text "$TRAIN" --group 32 --gptq ${AWQ_OPTS:-} >/dev/null || exit 1
+        $LLMQ awq "$S" -o "$T/$m.awq32sg" --text "$TRAIN" --group 32 --sym --gptq ${AWQ_OPTS:-} >/dev/null || exit 1
+        $LLMQ export "$T/$m.awq32g" -o "$T/$m-awqg-q4_1.gguf" || exit 1
+        $LLMQ export "$T/$m.awq32sg" -o "$T/$m-awqg-q4_0.gguf" || exit 1
+        rows="$rows llmq~AWQ+GPTQ~g32~asym~->~Q4_1:$m-awqg-q4_1 llmq~AWQ+GPTQ~g32~sym~->~Q4_0:$m-awqg-q4_0"
     fi
 
     echo

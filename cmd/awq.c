@@ -6,6 +6,7 @@
 #include "../lib/eval.h"
 #include "../lib/base/fileio.h"
 #include "../lib/algo/awq.h"
+#include "../lib/algo/gptq.h"
 #include "../formats/packed.h"
 #include "../calib/data.h"
 #include "../lib/algo/pack.h"
@@ -13,7 +14,8 @@
 static struct {
     const char *out, *text, *skip;
     int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens;
-    int stat_windows, loss_windows, threads, json;
+    int stat_windows, loss_windows, threads, json, gptq;
+    double gptq_damp;
 } o;
 
 static opt_def awq_opts[] = {
@@ -31,6 +33,8 @@ static opt_def awq_opts[] = {
     { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search", NULL, 1, 1 << 24, NULL, 0, OPT_DEF(LLMQ_AWQ_SEARCH_TOKENS_DEFAULT) },
     { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on, 0 for all", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_STAT_WINDOWS_DEFAULT) },
     { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_LOSS_WINDOWS_DEFAULT) },
+    { "gptq", OPT_FLAG, &o.gptq, NULL, "round with GPTQ's error compensation on AWQ's grid", NULL, 0, 0, NULL, 0, NULL },
+    { "gptq-damp", OPT_DOUBLE, &o.gptq_damp, "F", "GPTQ damping, a fraction of the mean Gram diagonal", NULL, 1e-6, 10, NULL, 0, OPT_DEF(LLMQ_GPTQ_DAMP_DEFAULT) },
     { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample", NULL, 0, 2147483647, NULL, 0, "0" },
     OPT_ROW_THREADS(o.threads),
     { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (scaled and clipped, not quantized)", NULL, 0, 0, NULL, 0, NULL },
@@ -95,6 +99,8 @@ int cmd_awq(int argc, char **argv)
     ao.stat_windows = o.stat_windows;
     ao.loss_windows = o.loss_windows;
     ao.seed = (uint64_t)o.seed;
+    ao.gptq = o.gptq;
+    ao.gptq_damp = o.gptq_damp;
     ao.pool = pool;
     cmd_progress pr;
     progress_init(&pr, "awq layers");
@@ -121,6 +127,7 @@ int cmd_awq(int argc, char **argv)
     po.extra = extra;
     po.provider = llmq_awq_provider;
     po.provider_ctx = &res;
+    po.qprovider = llmq_awq_qprovider;
     llmq_pack_stats st;
     if ((rc = llmq_pack_model(&m, &po, o.out, &st, &err))) goto fail;
     double secs = llmq_now() - t0;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <cblas.h>
 #include "awq.h"
+#include "gptq.h"
 #include "../quant/quant.h"
 #include "../../calib/data.h"
 #include "../train/ops.h"
@@ -28,6 +29,7 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
     o->search_tokens = LLMQ_AWQ_SEARCH_TOKENS_DEFAULT;
     o->stat_windows = LLMQ_AWQ_STAT_WINDOWS_DEFAULT;
     o->loss_windows = LLMQ_AWQ_LOSS_WINDOWS_DEFAULT;
+    o->gptq_damp = LLMQ_GPTQ_DAMP_DEFAULT;
 }
 
 /* ---- small blocks ---- */
@@ -795,7 +797,8 @@ typedef struct {
     float *rows[LLMQ_AWQ_NGROUP];       /* (S, dim) */
     double *gram[LLMQ_AWQ_NGROUP];      /* (dim / group, group, group): block Grams, NULL = none */
     float *gtmp;                         /* (max dim, group) */
-    double *full[2];                     /* q/k/v and o sites: the whole Gram (dim, dim), NULL = none */
+    double *full[LLMQ_AWQ_NGROUP];       /* the whole Gram (dim, dim) of q/k/v and o (their search) and,
+                                            with gptq, of every site; NULL = none */
     float *ftmp;                         /* (max dim, max dim) */
     float *rfull[2];                     /* their factors R (dim, dim), pseudo-tokens of the search */
     int rfull_ok[2];                     /* this layer's factor is there */
@@ -814,7 +817,7 @@ static void stats_obs(void *ctx, int site, const float *x, int T, int64_t dim)
     for (int i = 0; i < s->n_pick; i++)
         memcpy(s->rows[site] + (size_t)(s->base + i) * dim, x + (size_t)s->pick[i] * dim, (size_t)dim * sizeof(float));
     if (s->gram[site]) llmq_awq_gram_add(s->pool, x, T, dim, s->group, s->gtmp, s->gram[site]);
-    if (site < 2 && s->full[site]) full_gram_add(s->pool, x, T, dim, s->ftmp, s->full[site]);
+    if (s->full[site]) full_gram_add(s->pool, x, T, dim, s->ftmp, s->full[site]);
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -891,7 +894,12 @@ void llmq_awq_release(llmq_awq_result *res)
     if (!res) return;
     for (int l = 0; res->layers && l < res->n_layers; l++) {
         for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(res->layers[l].s[g]);
-        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) free(res->layers[l].clip[k]);
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+            free(res->layers[l].clip[k]);
+            free(res->layers[l].codes[k]);
+            free(res->layers[l].scales[k]);
+            free(res->layers[l].zeros[k]);
+        }
     }
     free(res->layers);
     memset(res, 0, sizeof *res);
@@ -994,6 +1002,39 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     return LLMQ_OK;
 }
 
+/* Step 4 for linear k: its codes by gptq on the grid of the clipped folded
+ * weights w (overwritten), the Gram matrix of the site's inputs divided by
+ * the folded scales.  q holds round to nearest on that grid on entry (for
+ * the loss it is compared by) and the gptq weights on return. */
+static int gptq_lin(const llmq_config *c, const llmq_awq_opts *o, llmq_awq_layer *A, int k, float *w, int64_t rows,
+                    int64_t cols, const stats *st, double count, float *q, llmq_err *err)
+{
+    int site = k <= LLMQ_AWQ_V ? LLMQ_AWQ_G_QKV : k == LLMQ_AWQ_O ? LLMQ_AWQ_G_O
+             : k == LLMQ_AWQ_DOWN ? LLMQ_AWQ_G_DOWN : LLMQ_AWQ_G_GATEUP;
+    const float *div = A->s[site];
+    float *so = NULL, *w0 = NULL;
+    int rc = LLMQ_OK;
+    if (site == LLMQ_AWQ_G_O) {
+        if (!(so = falloc(cols, 1, err))) return err->code;
+        llmq_awq_expand_kv(A->s[site], c->n_heads, c->n_kv_heads, c->head_dim, so);
+        div = so;
+    }
+    int64_t ng = cols / o->q.group;
+    if (!(w0 = falloc(rows, cols, err)) || !(A->codes[k] = llmq_calloc((size_t)(rows * cols / 2), 1, err)) ||
+        !(A->scales[k] = llmq_calloc((size_t)(rows * ng), sizeof(uint16_t), err)) ||
+        (!o->q.sym && !(A->zeros[k] = llmq_calloc((size_t)(rows * ng), 1, err)))) { rc = err->code; goto out; }
+    memcpy(w0, w, (size_t)(rows * cols) * sizeof(float));
+    A->gptq_loss[k][0] = llmq_gptq_loss(w0, q, rows, cols, st->full[site], count, div);
+    llmq_gptq_cfg g = { o->q.bits, o->q.group, o->q.sym, o->gptq_damp };
+    if ((rc = llmq_gptq_quantize(o->pool, &g, w, rows, cols, st->full[site], count, div, A->clip[k], A->codes[k],
+                                 A->scales[k], A->zeros[k], q, NULL, err))) goto out;
+    A->gptq_loss[k][1] = llmq_gptq_loss(w0, q, rows, cols, st->full[site], count, div);
+out:
+    free(so);
+    free(w0);
+    return rc;
+}
+
 int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int seqlen,
                  const llmq_awq_opts *o, llmq_awq_result *res, llmq_err *err)
 {
@@ -1060,15 +1101,17 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         }
     st.group = o->q.group;
     st.pool = o->pool;
-    int64_t fmax_dim = 0;
-    for (int g = 0; g < 2; g++)
-        if (st.dim[g] <= S) {
-            if (!(st.full[g] = llmq_calloc((size_t)(st.dim[g] * st.dim[g]), sizeof(double), err)) ||
-                !(st.rfull[g] = falloc(st.dim[g], st.dim[g], err))) { rc = err->code; goto fail; }
-            fmax_dim = LLMQ_MAX(fmax_dim, st.dim[g]);
-        }
-    if (fmax_dim && (!(st.ftmp = falloc(fmax_dim, fmax_dim, err)) ||
-                     !(fwork = llmq_calloc((size_t)(fmax_dim * fmax_dim), sizeof(double), err)))) { rc = err->code; goto fail; }
+    int64_t fmax_dim = 0, rmax_dim = 0;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        int factor = g < 2 && st.dim[g] <= S;
+        if (!factor && !o->gptq) continue;
+        if (!(st.full[g] = llmq_calloc((size_t)(st.dim[g] * st.dim[g]), sizeof(double), err)) ||
+            (factor && !(st.rfull[g] = falloc(st.dim[g], st.dim[g], err)))) { rc = err->code; goto fail; }
+        fmax_dim = LLMQ_MAX(fmax_dim, st.dim[g]);
+        if (factor) rmax_dim = LLMQ_MAX(rmax_dim, st.dim[g]);
+    }
+    if ((fmax_dim && !(st.ftmp = falloc(fmax_dim, fmax_dim, err))) ||
+        (rmax_dim && !(fwork = llmq_calloc((size_t)(rmax_dim * rmax_dim), sizeof(double), err)))) { rc = err->code; goto fail; }
     if (o->clip && !(st.gtmp = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), o->q.group, err))) { rc = err->code; goto fail; }
     int32_t *pick = (int32_t *)llmq_calloc((size_t)T, sizeof(int32_t), err);
     if (!pick) { rc = err->code; goto fail; }
@@ -1084,7 +1127,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
             memset(st.abs_sum[g], 0, (size_t)st.dim[g] * sizeof(double));
             if (st.gram[g]) memset(st.gram[g], 0, (size_t)st.dim[g] * (size_t)o->q.group * sizeof(double));
-            if (g < 2 && st.full[g]) memset(st.full[g], 0, (size_t)(st.dim[g] * st.dim[g]) * sizeof(double));
+            if (st.full[g]) memset(st.full[g], 0, (size_t)(st.dim[g] * st.dim[g]) * sizeof(double));
         }
         int pi = 0;
         for (int w = 0; w < SW; w++) {
@@ -1100,7 +1143,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             xmean[g] = st.abs_sum[g];
         }
         for (int g = 0; g < 2; g++)
-            st.rfull_ok[g] = st.full[g] && !full_factor(st.full[g], st.dim[g], (double)pool_tokens, st.rfull[g], fwork);
+            st.rfull_ok[g] = st.rfull[g] && !full_factor(st.full[g], st.dim[g], (double)pool_tokens, st.rfull[g], fwork);
         double t1 = llmq_now();
         A->sec_stats = t1 - tl;
         /* 2-3. scale and clip searches */
@@ -1136,12 +1179,13 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             A->out_rtn = sum / LW;
             for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
         }
-        /* 4. the quantized layer on every window */
+        /* 4. gptq; 5. the quantized layer on every window */
         fwd_w qw = fw;
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
             int64_t cols = k == LLMQ_AWQ_O ? qd : k == LLMQ_AWQ_DOWN ? FF : H;
             if (!(Q[k] = falloc(rows[k], cols, err))) { rc = err->code; goto fail_pick; }
             if ((rc = fake_quant(o->pool, &o->q, W[k], rows[k], cols, NULL, A->clip[k], Q[k], err))) goto fail_pick;
+            if (o->gptq && (rc = gptq_lin(c, o, A, k, W[k], rows[k], cols, &st, (double)pool_tokens, Q[k], err))) goto fail_pick;
             free(W[k]);
             W[k] = NULL;
             qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
@@ -1173,7 +1217,8 @@ fail:
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(W[k]); free(Q[k]); }
     for (int i = 0; i < 4; i++) free(nrm[i]);
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); free(st.gram[g]); }
-    for (int g = 0; g < 2; g++) { free(st.full[g]); free(st.rfull[g]); }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(st.full[g]);
+    for (int g = 0; g < 2; g++) free(st.rfull[g]);
     free(st.gtmp);
     free(st.ftmp);
     free(fwork);
@@ -1235,6 +1280,32 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
     return LLMQ_OK;
 }
 
+int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint16_t *scales,
+                       uint8_t *zeros, int *provided, llmq_err *err)
+{
+    const llmq_awq_result *res = ctx;
+    *provided = 0;
+    const char *rest;
+    int l = llmq_layer_of(prefix, res->n_layers, &rest);
+    if (l < 0) return LLMQ_OK;
+    const llmq_awq_layer *A = &res->layers[l];
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+        if (strcmp(rest, lin_names[k]) || !A->codes[k]) continue;
+        const llmq_layer *L = &res->m->layers[l];
+        const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        if (ws[k]->rows != rows || ws[k]->cols != cols || (!res->o.q.sym && !zeros))
+            return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
+                               prefix, rows, cols);
+        size_t ng = (size_t)(rows * (cols / res->o.q.group));
+        memcpy(codes, A->codes[k], (size_t)(rows * cols / 2));
+        memcpy(scales, A->scales[k], ng * sizeof(uint16_t));
+        if (!res->o.q.sym) memcpy(zeros, A->zeros[k], ng);
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    return LLMQ_OK;
+}
+
 /* ---- the record ---- */
 
 static cJSON *pair(double a, double b)
@@ -1261,6 +1332,8 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON_AddNumberToObject(j, "clip_steps", o->clip_steps);
     cJSON_AddNumberToObject(j, "max_shrink", o->max_shrink);
     cJSON_AddNumberToObject(j, "search_tokens", o->search_tokens);
+    cJSON_AddBoolToObject(j, "gptq", o->gptq);
+    if (o->gptq) cJSON_AddNumberToObject(j, "gptq_damp", o->gptq_damp);
     cJSON_AddNumberToObject(j, "stat_windows", o->stat_windows);
     cJSON_AddNumberToObject(j, "calib_tokens", res->tokens);
     char seed[24];
@@ -1288,6 +1361,11 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
             cJSON_AddItemToObject(c, "mse", pair(A->clip_before[k], A->clip_after[k]));
             cJSON_AddNumberToObject(c, "mean_shrink", A->clip_mean[k]);
             cJSON_AddNumberToObject(c, "clipped", A->clip_frac[k]);
+        }
+        if (o->gptq) {
+            cJSON *gl = cJSON_AddObjectToObject(e, "gptq_mse");
+            for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
+                cJSON_AddItemToObject(gl, strchr(lin_names[k], '.') + 1, pair(A->gptq_loss[k][0], A->gptq_loss[k][1]));
         }
         cJSON_AddItemToObject(e, "out_mse_rtn_awq", pair(A->out_rtn, A->out_awq));
         cJSON_AddItemToArray(layers, e);

@@ -19,9 +19,14 @@
  *      then each end of the range refined alone, coarse then fine),
  *      the error measured on every calibration token through per-group
  *      Gram matrices gathered in step 1;
- *   4. the quantized block runs on all windows to feed the next one.
- * Only the scales and clips are kept; the packer recomputes each tensor
- * from the mmap through llmq_awq_provider, so memory stays bounded.
+ *   4. with gptq on (gptq.h), each linear's codes are rounded onto the grid
+ *      the clipped weights define, column by column with the error spread
+ *      over the columns not yet rounded, weighted by the input's whole Gram
+ *      matrix (gathered in step 1);
+ *   5. the quantized block runs on all windows to feed the next one.
+ * Only the scales and clips are kept (and, with gptq, the codes, scales and
+ * zero points); the packer recomputes each tensor from the mmap through
+ * llmq_awq_provider, so memory stays bounded.
  */
 #ifndef LLMQ_ALGO_AWQ_H
 #define LLMQ_ALGO_AWQ_H
@@ -60,6 +65,8 @@ typedef struct {
     int clip_steps;      /* shrink steps (20) */
     double max_shrink;   /* the range shrinks down to 1 - max_shrink (0.5) */
     int search_tokens;   /* tokens subsampled for the scale search */
+    int gptq;            /* round with GPTQ's error compensation (gptq.h) (0) */
+    double gptq_damp;    /* its damping, a fraction of the mean diagonal (LLMQ_GPTQ_DAMP_DEFAULT) */
     int stat_windows;    /* windows the fp statistics pass runs on (0 = all) */
     int loss_windows;    /* windows the per-layer output loss is measured on */
     uint64_t seed;       /* token subsample */
@@ -84,6 +91,10 @@ typedef struct {
     double clip_before[LLMQ_AWQ_NLIN], clip_after[LLMQ_AWQ_NLIN];   /* clip search MSE */
     double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept (the tighter end / max|w|) */
     double clip_frac[LLMQ_AWQ_NLIN];   /* fraction of (row, group) clipped */
+    uint8_t *codes[LLMQ_AWQ_NLIN];  /* gptq: the packer's int4 layout (rows, cols / 2), NULL = none */
+    uint16_t *scales[LLMQ_AWQ_NLIN];   /* (rows, cols / group) f16 */
+    uint8_t *zeros[LLMQ_AWQ_NLIN];     /* (rows, cols / group), NULL when sym */
+    double gptq_loss[LLMQ_AWQ_NLIN][2];   /* (W - Q) H (W - Q)^T per row: round to nearest, gptq */
     double out_rtn, out_awq;        /* layer output MSE vs fp on loss windows: RTN, AWQ */
     double sec_stats, sec_scale, sec_clip, sec_fwd;   /* wall seconds of each phase */
 } llmq_awq_layer;
@@ -109,6 +120,9 @@ void llmq_awq_release(llmq_awq_result *res);
  * scales, linear columns multiplied, v/up rows (and biases) divided,
  * rows clamped to the clips. */
 int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, int *provided, llmq_err *err);
+/* llmq_pack_qprovider over an llmq_awq_result: the gptq codes of a linear. */
+int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint16_t *scales,
+                       uint8_t *zeros, int *provided, llmq_err *err);
 
 /* What the run chose, for the packed metadata and --json (owned). */
 cJSON *llmq_awq_json(const llmq_awq_result *res);

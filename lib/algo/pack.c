@@ -137,9 +137,10 @@ static int is_linear_name(const llmq_model *m, const char *name, char *prefix, s
     return 0;
 }
 
-static int quantize_linear(out_file *of, bufs *b, const llmq_qscheme *s, const char *prefix,
+static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const char *prefix,
                            const float *w, int64_t rows, int64_t cols, llmq_err *err)
 {
+    const llmq_qscheme *s = &o->scheme;
     char name[300];
     int rc;
     size_t R = (size_t)rows, C = (size_t)cols;
@@ -163,8 +164,11 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_qscheme *s, const c
         uint16_t *sc = codes ? buf_new(b, R * G * 2, err) : NULL;
         uint8_t *z = sc && !s->sym ? buf_new(b, R * G, err) : NULL;
         if (!sc || (!s->sym && !z)) return err->code;
-        if ((rc = (s->format == LLMQ_PACK_INT3 ? llmq_q3_quantize : llmq_q4_quantize)(w, rows, cols, s->group, s->sym,
-                                                                                 NULL, codes, sc, z, prefix, err))) return rc;
+        int given = 0;
+        if (o->qprovider && (rc = o->qprovider(o->provider_ctx, prefix, rows, cols, codes, sc, z, &given, err))) return rc;
+        if (!given && (rc = (s->format == LLMQ_PACK_INT3 ? llmq_q3_quantize : llmq_q4_quantize)(w, rows, cols, s->group,
+                                                                                          s->sym, NULL, codes, sc, z,
+                                                                                          prefix, err))) return rc;
         int64_t sh[2] = { rows, cols / 2 }, sg[2] = { rows, (int64_t)G };
         snprintf(name, sizeof name, "%s.qweight", prefix);
         if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * C / 2, err))) return rc;
@@ -262,7 +266,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
         }
         if (!provided) to_f32(t, tmp);
         uint64_t before = of.bytes;
-        if ((rc = quantize_linear(&of, &b, &o->scheme, prefix, tmp, t->shape[0], t->shape[1], err))) goto out;
+        if ((rc = quantize_linear(&of, &b, o, prefix, tmp, t->shape[0], t->shape[1], err))) goto out;
         qbits += (of.bytes - before) * 8;
         qweights += t->nelem;
         cJSON *e = cJSON_CreateObject();

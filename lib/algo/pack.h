@@ -15,6 +15,13 @@
 typedef int (*llmq_pack_provider)(void *ctx, const char *name, float *out, int64_t nelem,
                                   int *provided, llmq_err *err);
 
+/* A hook that supplies a linear already quantized in an int4/int3 scheme
+ * (awq's gptq codes): fill codes (rows, cols / 2), scales (rows, cols /
+ * group) f16 and, when asymmetric, zeros (rows, cols / group) in the
+ * packed layout and set *provided = 1, or leave it 0 to round to nearest. */
+typedef int (*llmq_pack_qprovider)(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes,
+                                   uint16_t *scales, uint8_t *zeros, int *provided, llmq_err *err);
+
 typedef struct {
     llmq_qscheme scheme;
     int quantize_head;         /* also quantize an untied lm_head (default: it stays float) */
@@ -24,6 +31,7 @@ typedef struct {
     const cJSON *extra;        /* more to record under llmq.params (borrowed), or NULL */
     llmq_pack_provider provider;
     void *provider_ctx;
+    llmq_pack_qprovider qprovider;   /* int4 / int3 schemes only; ctx: provider_ctx */
 } llmq_pack_opts;
 
 typedef struct {

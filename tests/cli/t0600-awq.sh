@@ -49,6 +49,37 @@ expect_out '"scheme":"int4-g64-sym"' llmq awq $M -o "$TMP/s64" --text $TXT $FAST
 expect_out '"clip":false' llmq awq $M -o "$TMP/nc" --text $TXT $FAST --no-clip --json
 expect_out '"clip_qk":false' llmq awq $M -o "$TMP/cqk" --text $TXT $FAST --no-clip-qk --json
 
+# --gptq: GPTQ's rounding on AWQ's grid, the same layout; the JSON records
+# each linear's output loss on the grid by round to nearest and by GPTQ
+expect_code 2 llmq awq $M -o "$TMP/x" --text $TXT $FAST --gptq --gptq-damp 0
+expect_code 2 llmq awq $M -o "$TMP/x" --text $TXT $FAST --gptq --gptq-damp nan
+expect_code 2 llmq awq $M -o "$TMP/x" --text $TXT $FAST --gptq --gptq-damp 11
+llmq awq $M -o "$TMP/g4" --text $TXT $FAST --group 32 --gptq --json >"$TMP/g.json"
+check "--gptq is recorded" grep -q '"gptq":true,"gptq_damp":0.01' "$TMP/g.json"
+check "gptq lowers every linear's loss on the grid" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["awq"]
+bad = [(l["layer"], k, v) for l in d["layers"] for k, v in l["gptq_mse"].items() if not (0 < v[1] < v[0])]
+sys.exit(1 if bad or len(d["layers"]) == 0 else 0)' "$TMP/g.json"
+expect_out '"weights_dtype":"int4-g32-asym"' llmq verify "$TMP/g4" --json
+# the grid is round to nearest's: in layer 0 (the same inputs either way;
+# later layers see gptq's outputs) the scales and zero points are the plain
+# run's, only codes differ
+llmq awq $M -o "$TMP/g0" --text $TXT $FAST --group 32 >/dev/null
+crc() {  # FILE TENSOR: its crc32 as the packed metadata records it
+    python3 -c 'import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+print(json.loads(json.loads(b[8:8 + n])["__metadata__"]["llmq.crc32"])[sys.argv[2]])' "$1" "$2"
+}
+for t in scales zeros; do
+    a=$(crc "$TMP/g4/model.safetensors" model.layers.0.mlp.down_proj.$t); b=$(crc "$TMP/g0/model.safetensors" model.layers.0.mlp.down_proj.$t)
+    check "gptq keeps the $t of awq's grid ($a, $b)" test -n "$a" -a "$a" = "$b"
+done
+a=$(crc "$TMP/g4/model.safetensors" model.layers.0.mlp.down_proj.qweight); b=$(crc "$TMP/g0/model.safetensors" model.layers.0.mlp.down_proj.qweight)
+check "gptq changes the codes ($a, $b)" test -n "$a" -a "$a" != "$b"
+expect_out '"scheme":"int3-g128-sym"' llmq awq $M -o "$TMP/g3" --text $TXT $FAST --w-bit 3 --sym --gptq --json
+expect_out 'perplexity' llmq verify "$TMP/g3" --ids $M/reference/wikitext2_test_ids.bin --max-windows 1
+
 # folding is exact: every linear kept float with the scales folded computes
 # the source model's function (GQA v->o and q/k/v biases included)
 expect_out '"linears_packed":0' llmq awq $M -o "$TMP/fold" --text $TXT $FAST --no-clip --skip '.*' --json

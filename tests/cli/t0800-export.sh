@@ -55,6 +55,8 @@ expect_code 0 llmq pack $M -o "$TMP/mx" --format mxint8
 expect_code 0 llmq pack $M -o "$TMP/s64" --format int4 --sym --group 64
 expect_code 0 llmq awq $M -o "$TMP/a32" --text "$CALIB" --group 32 $FAST
 expect_code 0 llmq awq $M -o "$TMP/as32" --text "$CALIB" --group 32 --sym $FAST
+# GPTQ's symmetric codes use -8 (code 0), which round to nearest never does
+expect_code 0 llmq awq $M -o "$TMP/gs32" --text "$CALIB" --group 32 --sym --gptq $FAST
 
 # what no type holds exactly: 5, one line saying why, no output
 expect_err 5 'int8 scale .* is no f16 value' llmq export "$TMP/q8" -o "$TMP/x.gguf"
@@ -83,6 +85,7 @@ qwen-s64 $TMP/s64 auto Q4_0 true
 qwen-a32 $TMP/a32 auto Q4_1 false
 qwen-a32q8 $TMP/a32 q8_0 Q8_0 true
 qwen-as32 $TMP/as32 auto Q4_0 true
+qwen-gs32 $TMP/gs32 auto Q4_0 true
 EOF
 expect_out '"q8_0_scale_max_rel_err":0\.000[0-4]' llmq export "$TMP/q8" -o "$TMP/qwen-q8.gguf" --type q8_0 --json
 expect_out '"q4_1_m_max_abs_err":[0-9.e-]+' llmq export "$TMP/a32" -o "$TMP/qwen-a32.gguf" --json
@@ -136,6 +139,7 @@ ppl_close "qwen2 mxint8 -> q8_0" "$TMP/qwen-mx.gguf" "$TMP/mx"
 ppl_close "qwen2 int4 sym g64 -> q4_0" "$TMP/qwen-s64.gguf" "$TMP/s64"
 ppl_close "qwen2 awq int4 asym g32 -> q4_1" "$TMP/qwen-a32.gguf" "$TMP/a32"
 ppl_close "qwen2 awq int4 sym g32 -> q4_0" "$TMP/qwen-as32.gguf" "$TMP/as32"
+ppl_close "qwen2 awq+gptq int4 sym g32 -> q4_0" "$TMP/qwen-gs32.gguf" "$TMP/gs32"
 
 # checkpoints rounded to Q8_0 / Q4_0 / Q4_1: byte for byte the blocks of
 # ggml's own reference quantizers (node-llama-cpp's libggml-base), and run

@@ -88,7 +88,8 @@ expect_code 0 llmq pack $M -o "$TMP/mx" --format mxint8
 expect_code 0 llmq awq $M -o "$TMP/s32" --text "$CALIB" --group 32 --sym $FAST
 expect_code 0 llmq awq $M -o "$TMP/a32" --text "$CALIB" --group 32 $FAST
 expect_code 0 llmq awq "$L" -o "$TMP/la" --text "$CALIB" --group 32 $FAST
-for p in "q8 q8_0" "mx auto" "s32 auto" "a32 auto" "la auto"; do
+expect_code 0 llmq awq $M -o "$TMP/gs32" --text "$CALIB" --group 32 --sym --gptq $FAST
+for p in "q8 q8_0" "mx auto" "s32 auto" "a32 auto" "la auto" "gs32 auto"; do
     set -- $p
     expect_code 0 llmq export "$TMP/$1" -o "$TMP/$1.gguf" --type "$2"
     same "$1 -> $2" "$TMP/$1.gguf" "$TMP/$1"

@@ -1,0 +1,56 @@
+/*
+ * gptq.h - error-compensating rounding onto a fixed group-wise int4/int3 grid
+ * (GPTQ, Frantar et al. 2022, "OPTQ"), used by awq after its scale and clip
+ * searches.
+ *
+ * The grid of each (row, group) - f16 scale and zero point - is exactly what
+ * round-to-nearest of the clipped weights would choose (llmq_q4_quantize_row
+ * of the values clamped to the group's clip), so the packed layout and every
+ * reader stay as they are: only the codes differ.  Columns are then rounded
+ * one at a time and each rounding error is spread over the columns not yet
+ * rounded, weighted by the inverse of the input's Gram matrix H = X^T X:
+ * this minimises |(W - Q) X^T|^2 over the calibration tokens column by
+ * column instead of |W - Q|^2 element by element.
+ */
+#ifndef LLMQ_ALGO_GPTQ_H
+#define LLMQ_ALGO_GPTQ_H
+
+#include "../base/llmq-int.h"
+#include "../base/pool.h"
+
+#define LLMQ_GPTQ_DAMP_DEFAULT 0.01   /* fraction of the mean diagonal added to H */
+
+typedef struct {
+    int bits;        /* 4 or 3 (3-bit codes in the int4 nibble layout) */
+    int group;       /* 32, 64 or 128 */
+    int sym;
+    double damp;     /* > 0 */
+} llmq_gptq_cfg;
+
+typedef struct {
+    double loss;        /* mean over rows of (W - Q) H (W - Q)^T, H = the damped Gram / count */
+    double damp;        /* the damping that made H factorable (raised from cfg.damp if needed) */
+} llmq_gptq_stats;
+
+/* w (rows, cols) fp32: the weights, overwritten (scratch).  gram (cols,
+ * cols) double, upper triangle (row-major) holds sum_t x_t x_t^T over
+ * `count` tokens of the input as the source sees it; col_div (cols) or
+ * NULL: the weights' input is x / col_div (awq's folded scales), so H is
+ * scaled by them.  clip (rows, cols / group, 2) or NULL: per group the upper
+ * and lower clip of the grid (awq.h).  Writes codes (rows, cols / 2; two per
+ * byte, low nibble first), scales (rows, cols / group) f16, zeros (rows,
+ * cols / group; NULL when sym) - the packer's int4 layout - and, if deq is
+ * not NULL, the dequantized weights (rows, cols).  Errors: LLMQ_EUSAGE,
+ * LLMQ_ENOMEM, LLMQ_ENONFINITE (a Gram matrix no damping makes factorable). */
+int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, float *w, int64_t rows, int64_t cols,
+                       const double *gram, double count, const float *col_div, const float *clip,
+                       uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq, llmq_gptq_stats *st,
+                       llmq_err *err);
+
+/* Mean over rows of (w - q) H (w - q)^T, H = gram / count scaled by col_div
+ * as above, no damping: the output error |(W - Q) x|^2 per row, averaged
+ * over the calibration tokens.  -1 on allocation failure. */
+double llmq_gptq_loss(const float *w, const float *q, int64_t rows, int64_t cols, const double *gram, double count,
+                      const float *col_div);
+
+#endif
