@@ -42,23 +42,6 @@ int llmq_qscheme_parse(const char *name, llmq_qscheme *s)
     return -1;
 }
 
-static const char *side_files[] = { "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                                    "special_tokens_map.json", "tokenizer.model" };
-
-int llmq_copy_model_files(const llmq_outdir *od, const char *src_dir, int with_config, llmq_err *err)
-{
-    for (size_t i = with_config ? 0 : 1; i < LLMQ_ARRAY_LEN(side_files) + 1; i++) {
-        const char *f = i == 0 ? "config.json" : side_files[i - 1];
-        char *src = llmq_path_join(src_dir, f, err), *dst = src ? llmq_outdir_file(od, f, err) : NULL;
-        if (!dst) { free(src); return err->code; }
-        int rc = llmq_exists(src) ? llmq_copy_file(src, dst, err) : LLMQ_OK;
-        free(src);
-        free(dst);
-        if (rc) return rc;
-    }
-    return LLMQ_OK;
-}
-
 /* ---- reading ---- */
 
 static uint32_t tensor_crc(const llmq_st_tensor *t)

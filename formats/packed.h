@@ -30,12 +30,6 @@ void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n);
 /* Inverse of llmq_qscheme_name; -1 if s is not a scheme name. */
 int llmq_qscheme_parse(const char *name, llmq_qscheme *s);
 
-/* Copy the files that travel with a model (tokenizer.json,
- * tokenizer_config.json, generation_config.json, special_tokens_map.json,
- * tokenizer.model and, when with_config, config.json) from src_dir into the
- * output directory being written; absent ones are skipped. */
-int llmq_copy_model_files(const llmq_outdir *od, const char *src_dir, int with_config, llmq_err *err);
-
 /* For model.c: if f is a packed file, parse its metadata into *meta
  * (owned, cJSON object with "linears" and "crc32"); NULL if f is a plain
  * checkpoint.  Malformed llmq metadata (read strictly, as llmq_json_parse

@@ -8,6 +8,7 @@
 #include "../base/sha256.h"
 #include "../../formats/regex.h"
 #include "../../formats/json.h"
+#include "../../formats/modeldir.h"
 
 /* ---- digest ---- */
 
@@ -200,8 +201,8 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
     if (m->packed_meta || m->ct)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is already a %s model; pack its float source instead", m->path,
                            m->ct ? "compressed-tensors" : "packed");
-    if (llmq_same_file(out_dir, m->ckpt.dir) || llmq_same_file(out_dir, m->path))
-        return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
+    int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
+    if (rc) return rc;
     /* POSIX ERE on Oniguruma: libonig also exports regcomp/regexec of its
      * own, which take the place of glibc's in a program linked with it. */
     llmq_re *re = NULL;
@@ -214,17 +215,16 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
         if (e) return e;
     }
     char digest[65];
-    int rc = llmq_model_digest(m, digest, err);
+    rc = llmq_model_digest(m, digest, err);
     if (rc) { llmq_re_free(re); return rc; }
 
     bufs b = { 0 };
     out_file of = { 0 };
-    llmq_outdir od = { 0 };
     size_t n = 0;
     const llmq_st_tensor **v = NULL;
     cJSON *linears = cJSON_CreateObject(), *params = NULL;
     of.crcs = cJSON_CreateObject();
-    char *path = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    char *s1 = NULL, *s2 = NULL, *s3 = NULL;
     float *tmp = NULL;
     uint64_t qbits = 0, qweights = 0;
     if (!linears || !of.crcs || !(of.w = llmq_st_writer_new(err))) { rc = err->code ? err->code : LLMQ_ENOMEM; goto out; }
@@ -301,18 +301,8 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(meta); i++)
         if ((rc = llmq_st_writer_meta(of.w, meta[i].k, meta[i].v, err))) goto out;
 
-    if ((rc = llmq_outdir_open(&od, out_dir, err))) goto out;
-    if (!(path = llmq_outdir_file(&od, "model.safetensors", err))) { rc = err->code; goto out_dir_fail; }
-    if ((rc = llmq_st_writer_finish(of.w, path, err))) goto out_dir_fail;
-    free(path);
-    path = NULL;
-    if ((rc = llmq_copy_model_files(&od, m->ckpt.dir, 1, err))) goto out_dir_fail;
-    if ((rc = llmq_outdir_commit(&od, err))) goto out;
-    goto out;
-out_dir_fail:
-    llmq_outdir_fail(&od, err);
+    rc = llmq_modeldir_write(out_dir, m->ckpt.dir, m->path, of.w, NULL, NULL, err);
 out:
-    free(path);
     free(tmp);
     free(v);
     free(s1); free(s2); free(s3);

@@ -7,6 +7,7 @@
 #include "../base/fileio.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
+#include "../../formats/modeldir.h"
 
 static const char *pair_names[LLMQ_PAIR_COUNT] = { "qkv", "vo", "gateup", "updown" };
 const char *llmq_pair_name(llmq_pair p) { return (unsigned)p < LLMQ_PAIR_COUNT ? pair_names[p] : "?"; }
@@ -508,43 +509,20 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     return rc;
 }
 
-static int write_config(const llmq_model *m, const llmq_outdir *od, llmq_dtype dt, int attn_bias, llmq_err *err)
+struct config_edit { llmq_dtype dt; int attn_bias; };
+
+/* config.json: the output dtype, and attention_bias once o_proj has one */
+static int edit_config(void *ctx, cJSON *j, llmq_err *err)
 {
-    char *src = llmq_path_join(m->ckpt.dir, "config.json", err), *text = NULL, *out = NULL, *dst = NULL;
-    size_t len;
-    cJSON *j = NULL;
-    int rc;
-    if (!src) return err->code;
-    if ((rc = llmq_read_file(src, &text, &len, err))) goto done;
-    if ((rc = llmq_json_parse(text, len, src, &j, err))) goto done;
-    if (!cJSON_IsObject(j)) {
-        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", src);
-        goto done;
-    }
-    const char *dts = dt == LLMQ_DT_F32 ? "float32" : dt == LLMQ_DT_BF16 ? "bfloat16" : "float16";
-    int had = 0;
-    const char *keys[] = { "torch_dtype", "dtype" };
-    for (int i = 0; i < 2; i++)
-        if (cJSON_GetObjectItemCaseSensitive(j, keys[i])) {
-            cJSON_ReplaceItemInObjectCaseSensitive(j, keys[i], cJSON_CreateString(dts));
-            had = 1;
-        }
-    if (!had) cJSON_AddStringToObject(j, "torch_dtype", dts);
-    if (attn_bias) {
+    const struct config_edit *e = ctx;
+    (void)err;
+    llmq_config_set_dtype(j, e->dt);
+    if (e->attn_bias) {
         if (cJSON_GetObjectItemCaseSensitive(j, "attention_bias"))
             cJSON_ReplaceItemInObjectCaseSensitive(j, "attention_bias", cJSON_CreateTrue());
         else cJSON_AddTrueToObject(j, "attention_bias");
     }
-    if (!(out = cJSON_Print(j))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto done; }
-    if (!(dst = llmq_outdir_file(od, "config.json", err))) { rc = err->code; goto done; }
-    llmq_out f;
-    if ((rc = llmq_out_open(&f, dst, err))) goto done;
-    if ((rc = llmq_out_write(&f, out, strlen(out), err)) || (rc = llmq_out_write(&f, "\n", 1, err))) { llmq_out_abort(&f); goto done; }
-    rc = llmq_out_commit(&f, err);
-done:
-    free(src); free(text); free(out); free(dst);
-    cJSON_Delete(j);
-    return rc;
+    return LLMQ_OK;
 }
 
 int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dtype dt, const char *out_dir,
@@ -552,13 +530,12 @@ int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dt
 {
     if (dt != LLMQ_DT_F32 && dt != LLMQ_DT_BF16 && dt != LLMQ_DT_F16)
         return llmq_errorf(err, LLMQ_EUSAGE, "output dtype must be f32, bf16 or f16");
-    if (llmq_same_file(out_dir, m->ckpt.dir))
-        return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
+    int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
+    if (rc) return rc;
     const llmq_config *c = &m->cfg;
     struct wctx x = { m, plan, dt, plan->shifted && !c->o_bias };
     llmq_st_writer *w = llmq_st_writer_new(err);
     if (!w) return err->code;
-    int rc = LLMQ_OK;
     for (size_t s = 0; s < m->ckpt.n_shards && !rc; s++) {
         const llmq_st_file *f = &m->ckpt.shards[s];
         for (size_t i = 0; i < f->n_tensors && !rc; i++) {
@@ -583,17 +560,8 @@ int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dt
     }
     for (int i = 0; i < n && !rc; i++) rc = llmq_st_writer_meta(w, keys[i], vals[i], err);
     if (!rc) rc = llmq_st_writer_meta(w, "format", "pt", err);
-    llmq_outdir od;
-    char *path = NULL;
-    if (!rc && !(rc = llmq_outdir_open(&od, out_dir, err))) {
-        if (!(path = llmq_outdir_file(&od, "model.safetensors", err))) rc = err->code;
-        if (!rc) rc = llmq_st_writer_finish(w, path, err);
-        if (!rc) rc = write_config(m, &od, dt, x.add_attn_bias, err);
-        if (!rc) rc = llmq_copy_model_files(&od, m->ckpt.dir, 0, err);
-        if (!rc) rc = llmq_outdir_commit(&od, err);
-        else llmq_outdir_fail(&od, err);
-    }
-    free(path);
+    struct config_edit ce = { dt, x.add_attn_bias };
+    if (!rc) rc = llmq_modeldir_write(out_dir, m->ckpt.dir, m->path, w, edit_config, &ce, err);
     llmq_st_writer_free(w);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include "../base/fileio.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
+#include "../../formats/modeldir.h"
 
 /* ---- writing ---- */
 
@@ -85,34 +86,23 @@ static cJSON *quant_config(int q8, int group, int sym, cJSON *ignore)
     return qc;
 }
 
-/* config.json of the source with quantization_config set, into od. */
-static int write_config(const llmq_model *m, const llmq_outdir *od, cJSON *qc, llmq_err *err)
+/* config.json of the source with quantization_config (ctx) set */
+static int edit_config(void *ctx, cJSON *root, llmq_err *err)
 {
-    char *src = llmq_path_join(m->ckpt.dir, "config.json", err), *text = NULL, *out = NULL;
-    size_t len;
-    cJSON *root = NULL;
-    int rc;
-    if (!src) { cJSON_Delete(qc); return err->code; }
-    if ((rc = llmq_read_file(src, &text, &len, err)) || (rc = llmq_json_parse(text, len, src, &root, err))) goto out;
-    if (!cJSON_IsObject(root)) { rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: is not a JSON object", src); goto out; }
+    cJSON **qc = ctx;
+    (void)err;
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    cJSON_AddItemToObject(root, "quantization_config", qc);
-    qc = NULL;
-    if (!(out = cJSON_Print(root))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto out; }
-    rc = llmq_outdir_write_text(od, "config.json", out, err);
-out:
-    cJSON_Delete(qc);
-    cJSON_Delete(root);
-    free(src); free(text); free(out);
-    return rc;
+    cJSON_AddItemToObject(root, "quantization_config", *qc);
+    *qc = NULL;      /* root owns it now */
+    return LLMQ_OK;
 }
 
 int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command,
                    llmq_ct_export_stats *st, llmq_err *err)
 {
     memset(st, 0, sizeof *st);
-    if (llmq_same_file(out_dir, m->ckpt.dir) || llmq_same_file(out_dir, m->path))
-        return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
+    int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
+    if (rc) return rc;
     const llmq_config *c = &m->cfg;
     size_t n_lin = (size_t)c->n_layers * LLMQ_ARRAY_LEN(layer_names) + 1;
     lin *L = llmq_calloc(n_lin, sizeof *L, err);
@@ -131,7 +121,7 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
 
     /* one scheme for every quantized linear */
     const llmq_wmat *w0 = NULL;
-    int rc = LLMQ_OK;
+    rc = LLMQ_OK;
     for (k = 0; k < n_lin; k++) {
         const llmq_wmat *w = L[k].w;
         if (w->type == LLMQ_W_MX8) {
@@ -160,8 +150,6 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     cJSON *ignore = cJSON_CreateArray();
     void **bufs = llmq_calloc(n_lin * 2 + 1, sizeof *bufs, err);
     size_t nb = 0;
-    llmq_outdir od = { 0 };
-    char *path = NULL;
     if (!wr || !ignore || !bufs) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto out; }
     if (m->lm_head.data == m->embed.data) cJSON_AddItemToArray(ignore, cJSON_CreateString("lm_head"));
 
@@ -231,17 +219,9 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     cJSON *qc = quant_config(q8, w0->group, sym, ignore);
     ignore = NULL;
     if (!qc) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory"); goto out; }
-    if ((rc = llmq_outdir_open(&od, out_dir, err))) { cJSON_Delete(qc); goto out; }
-    if ((rc = write_config(m, &od, qc, err))) goto out_dir_fail;
-    if (!(path = llmq_outdir_file(&od, "model.safetensors", err))) { rc = err->code; goto out_dir_fail; }
-    if ((rc = llmq_st_writer_finish(wr, path, err))) goto out_dir_fail;
-    if ((rc = llmq_copy_model_files(&od, m->ckpt.dir, 0, err))) goto out_dir_fail;
-    rc = llmq_outdir_commit(&od, err);
-    goto out;
-out_dir_fail:
-    llmq_outdir_fail(&od, err);
+    rc = llmq_modeldir_write(out_dir, m->ckpt.dir, m->path, wr, edit_config, &qc, err);
+    cJSON_Delete(qc);
 out:
-    free(path);
     cJSON_Delete(ignore);
     llmq_st_writer_free(wr);
     for (size_t i = 0; i < nb; i++) free(bufs[i]);

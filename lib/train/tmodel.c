@@ -9,6 +9,7 @@
 #include "tmodel.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
+#include "../../formats/modeldir.h"
 
 static int add_param(llmq_tmodel *tm, int *cap, const char *name, int ndim, int64_t rows, int64_t cols,
                      llmq_err *err)
@@ -375,58 +376,32 @@ static int fill_param(void *ctx, const char *name, void *buf, uint64_t nbytes, l
     return LLMQ_OK;
 }
 
-static const char *hf_dtype(llmq_dtype dt)
-{
-    return dt == LLMQ_DT_F32 ? "float32" : dt == LLMQ_DT_F16 ? "float16" : "bfloat16";
-}
+struct config_edit { int n_kv_heads; llmq_dtype dt; };
 
-static int write_config(const llmq_tmodel *tm, const char *src_dir, llmq_dtype dt, const llmq_outdir *od, llmq_err *err)
+/* config.json: the KV heads after pooling and, unless kept, the dtype */
+static int edit_config(void *ctx, cJSON *j, llmq_err *err)
 {
-    char *src = llmq_path_join(src_dir, "config.json", err), *text = NULL, *out = NULL;
-    size_t len;
-    int rc = LLMQ_OK;
-    cJSON *j = NULL;
-    if (!src) return err->code;
-    if ((rc = llmq_read_file(src, &text, &len, err))) goto out;
-    if ((rc = llmq_json_parse(text, len, src, &j, err))) goto out;
-    if (!cJSON_IsObject(j)) {
-        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: not a JSON object", src);
-        goto out;
-    }
-    cJSON *kv = cJSON_CreateNumber(tm->cfg.n_kv_heads);
+    const struct config_edit *e = ctx;
+    (void)err;
+    cJSON *kv = cJSON_CreateNumber(e->n_kv_heads);
     if (cJSON_GetObjectItemCaseSensitive(j, "num_key_value_heads")) cJSON_ReplaceItemInObjectCaseSensitive(j, "num_key_value_heads", kv);
     else cJSON_AddItemToObject(j, "num_key_value_heads", kv);
-    if (dt != LLMQ_DT_COUNT) {
-        const char *keys[] = { "dtype", "torch_dtype" };
-        int any = 0;
-        for (int k = 0; k < 2; k++)
-            if (cJSON_GetObjectItemCaseSensitive(j, keys[k])) {
-                cJSON_ReplaceItemInObjectCaseSensitive(j, keys[k], cJSON_CreateString(hf_dtype(dt)));
-                any = 1;
-            }
-        if (!any) cJSON_AddStringToObject(j, "torch_dtype", hf_dtype(dt));
-    }
-    if (!(out = cJSON_Print(j))) { rc = llmq_errorf(err, LLMQ_ENOMEM, "out of memory for config.json"); goto out; }
-    rc = llmq_outdir_write_text(od, "config.json", out, err);
-out:
-    cJSON_Delete(j);
-    free(src); free(text); free(out);
-    return rc;
+    if (e->dt != LLMQ_DT_COUNT) llmq_config_set_dtype(j, e->dt);
+    return LLMQ_OK;
 }
 
 int llmq_tmodel_write(const llmq_tmodel *tm, const llmq_model *src, llmq_dtype dtype,
                       const char *const *meta, const char *out_dir, llmq_err *err)
 {
-    if (llmq_same_file(out_dir, src->ckpt.dir) || llmq_same_file(out_dir, src->path))
-        return llmq_errorf(err, LLMQ_EUSAGE, "%s: refusing to overwrite an input", out_dir);
+    int rc = llmq_modeldir_check(out_dir, src->ckpt.dir, src->path, err);
+    if (rc) return rc;
     size_t total = 0;
     for (size_t s = 0; s < src->ckpt.n_shards; s++) total += src->ckpt.shards[s].n_tensors;
     fill_ctx *fc = llmq_calloc(total ? total : 1, sizeof *fc, err);
     if (!fc) return err->code;
     llmq_st_writer *w = llmq_st_writer_new(err);
-    llmq_outdir od = { 0 };
-    char *path = NULL;
-    int rc = w ? LLMQ_OK : err->code, nfc = 0, have_od = 0;
+    int nfc = 0;
+    rc = w ? LLMQ_OK : (int)err->code;
     llmq_dtype cfg_dt = dtype;
     for (size_t s = 0; !rc && s < src->ckpt.n_shards; s++) {
         const llmq_st_file *f = &src->ckpt.shards[s];
@@ -450,15 +425,9 @@ int llmq_tmodel_write(const llmq_tmodel *tm, const llmq_model *src, llmq_dtype d
         }
     }
     for (int k = 0; !rc && meta && meta[k] && meta[k + 1]; k += 2) rc = llmq_st_writer_meta(w, meta[k], meta[k + 1], err);
-    if (!rc && !(rc = llmq_outdir_open(&od, out_dir, err))) have_od = 1;
-    if (!rc && !(path = llmq_outdir_file(&od, "model.safetensors", err))) rc = err->code;
-    if (!rc) rc = llmq_st_writer_finish(w, path, err);
-    if (!rc) rc = llmq_copy_model_files(&od, src->ckpt.dir, 0, err);
-    if (!rc) rc = write_config(tm, src->ckpt.dir, cfg_dt, &od, err);
-    if (!rc) rc = llmq_outdir_commit(&od, err);
-    else if (have_od) llmq_outdir_fail(&od, err);
+    struct config_edit ce = { tm->cfg.n_kv_heads, cfg_dt };
+    if (!rc) rc = llmq_modeldir_write(out_dir, src->ckpt.dir, src->path, w, edit_config, &ce, err);
     llmq_st_writer_free(w);
-    free(path);
     free(fc);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include "formats/safetensors.h"
 #include "formats/packed.h"
+#include "formats/modeldir.h"
 #include "lib/base/fileio.h"
 
 int main(int argc, char **argv)
@@ -39,17 +40,7 @@ int main(int argc, char **argv)
             }
             rc = llmq_st_writer_add(w, t->name, to, t->ndim, t->shape, o, &err);
         }
-    llmq_outdir od;
-    char *path = NULL;
-    if (!rc) rc = llmq_outdir_open(&od, argv[2], &err);
-    if (!rc) {
-        path = llmq_outdir_file(&od, "model.safetensors", &err);
-        rc = path ? llmq_st_writer_finish(w, path, &err) : (int)err.code;
-        if (!rc) rc = llmq_copy_model_files(&od, c.dir, 1, &err);
-        if (!rc) rc = llmq_outdir_commit(&od, &err);
-        else llmq_outdir_abort(&od);
-    }
-    free(path);
+    if (!rc) rc = llmq_modeldir_write(argv[2], c.dir, NULL, w, NULL, NULL, &err);
     llmq_st_writer_free(w);
     for (int i = 0; i < nb; i++) free(bufs[i]);
     free(bufs);
