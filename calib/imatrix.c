@@ -31,8 +31,8 @@ int llmq_imatrix_save(const llmq_stats *s, const char *dataset, const char *path
 {
     /* checked first, so that a bad value names its site rather than a half-written file */
     for (int l = 0; l < s->n_layers; l++)
-        for (int k = 0; k < LLMQ_GGUF_LIN_COUNT; k++) {
-            llmq_site site = llmq_gguf_linears[k].input;
+        for (int k = 0; k < LLMQ_LIN_COUNT; k++) {
+            llmq_site site = llmq_linears[k].input;
             const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + site];
             if (q->count <= 0)
                 return llmq_errorf(err, LLMQ_EUSAGE, "%s: layer %d site '%s' saw no tokens", path, l,
@@ -42,7 +42,7 @@ int llmq_imatrix_save(const llmq_stats *s, const char *dataset, const char *path
                     return llmq_errorf(err, LLMQ_ENONFINITE, "%s: layer %d site '%s' channel %d: sum of squares %g "
                                        "does not fit a float", path, l, llmq_site_name(site), c, q->sumsq[c]);
         }
-    size_t n_jobs = (size_t)s->n_layers * LLMQ_GGUF_LIN_COUNT * 2;
+    size_t n_jobs = (size_t)s->n_layers * LLMQ_LIN_COUNT * 2;
     im_job *jobs = llmq_calloc(n_jobs ? n_jobs : 1, sizeof *jobs, err);
     if (!jobs) return err->code;
     llmq_gguf_writer *w = llmq_gguf_writer_new(err);
@@ -57,15 +57,15 @@ int llmq_imatrix_save(const llmq_stats *s, const char *dataset, const char *path
     size_t nj = 0;
     char name[96];
     for (int l = 0; l < s->n_layers && !rc; l++)
-        for (int k = 0; k < LLMQ_GGUF_LIN_COUNT && !rc; k++) {
-            const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + llmq_gguf_linears[k].input];
+        for (int k = 0; k < LLMQ_LIN_COUNT && !rc; k++) {
+            const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + llmq_linears[k].input];
             int64_t ne_sum[1] = { q->dim }, ne_cnt[1] = { 1 };
             jobs[nj] = (im_job){ q, 0 };
-            snprintf(name, sizeof name, "blk.%d.%s.in_sum2", l, llmq_gguf_linears[k].gguf);
+            snprintf(name, sizeof name, "blk.%d.%s.in_sum2", l, llmq_linears[k].gguf);
             rc = llmq_gguf_add_tensor(w, name, LLMQ_GGML_F32, 1, ne_sum, fill, &jobs[nj++], err);
             if (rc) break;
             jobs[nj] = (im_job){ q, 1 };
-            snprintf(name, sizeof name, "blk.%d.%s.counts", l, llmq_gguf_linears[k].gguf);
+            snprintf(name, sizeof name, "blk.%d.%s.counts", l, llmq_linears[k].gguf);
             rc = llmq_gguf_add_tensor(w, name, LLMQ_GGML_F32, 1, ne_cnt, fill, &jobs[nj++], err);
         }
     if (!rc) rc = llmq_gguf_writer_finish(w, path, NULL, err);

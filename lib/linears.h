@@ -1,23 +1,48 @@
 /*
- * linears.h - the names of a decoder layer's linears in GGUF and in Hugging
- * Face checkpoints, and the runner's observer site feeding each.
+ * linears.h - the one description of a decoder layer's linears: their
+ * names in Hugging Face checkpoints and in GGUF, where llmq_layer keeps
+ * their weights and biases, their shapes, and the runner's observer site
+ * whose activations are each one's input.
  */
 #ifndef LLMQ_LINEARS_H
 #define LLMQ_LINEARS_H
 
+#include <stddef.h>
 #include "runner.h"
 
-/* The seven decoder linears of a layer, in the order llmq export writes
- * them: the GGUF name after "blk.L." ("attn_q.weight"), the Hugging Face
- * module after "model.layers.L." ("self_attn.q_proj"), and the observer
- * site (runner.h) whose activations are the linear's input (q, k and v
- * share one, gate and up share one).  The one name table of export and of
- * calibrate's importance matrix. */
+/* The seven decoder linears of a layer, in llmq_layer's order (the order
+ * llmq export writes them and awq stores them): q, k and v share one input,
+ * gate and up share one. */
 typedef enum {
-    LLMQ_GGUF_LIN_Q, LLMQ_GGUF_LIN_K, LLMQ_GGUF_LIN_V, LLMQ_GGUF_LIN_O,
-    LLMQ_GGUF_LIN_GATE, LLMQ_GGUF_LIN_UP, LLMQ_GGUF_LIN_DOWN, LLMQ_GGUF_LIN_COUNT
-} llmq_gguf_lin;
-typedef struct { const char *gguf, *hf; llmq_site input; } llmq_gguf_linear;
-extern const llmq_gguf_linear llmq_gguf_linears[LLMQ_GGUF_LIN_COUNT];
+    LLMQ_LIN_Q, LLMQ_LIN_K, LLMQ_LIN_V, LLMQ_LIN_O, LLMQ_LIN_GATE, LLMQ_LIN_UP, LLMQ_LIN_DOWN, LLMQ_LIN_COUNT
+} llmq_lin;
+
+typedef struct {
+    const char *hf;          /* module after "model.layers.L.": "self_attn.q_proj" */
+    const char *gguf;        /* tensor after "blk.L.": "attn_q.weight" */
+    llmq_site input;         /* the observer site (runner.h) feeding it */
+    size_t w_off, b_off;     /* offsetof(llmq_layer, weight / bias) */
+} llmq_linear;
+
+extern const llmq_linear llmq_linears[LLMQ_LIN_COUNT];
+
+static inline const llmq_wmat *llmq_layer_w(const llmq_layer *L, int k)
+{
+    return (const llmq_wmat *)((const char *)L + llmq_linears[k].w_off);
+}
+
+/* NULL where the model has no such bias */
+static inline const float *llmq_layer_b(const llmq_layer *L, int k)
+{
+    return *(float *const *)((const char *)L + llmq_linears[k].b_off);
+}
+
+/* Output rows and input columns of linear k under config c. */
+int64_t llmq_linear_rows(const llmq_config *c, int k);
+int64_t llmq_linear_cols(const llmq_config *c, int k);
+
+/* The linear named by a module path under a layer ("self_attn.q_proj"),
+ * or -1. */
+int llmq_linear_find(const char *hf);
 
 #endif

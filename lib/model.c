@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include "model.h"
 #include "base/fileio.h"
+#include "linears.h"
 #include "../formats/packed.h"
 #include "../formats/gguf.h"
 #include "../formats/ctensors.h"
@@ -188,15 +189,8 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     return load_matrix(m, name, rows, cols, w, err);
 }
 
-/* The linears of a decoder layer, by name under model.layers.<l>. */
-static const struct { const char *name; size_t off; } layer_linears[] = {
-    { "self_attn.q_proj", offsetof(llmq_layer, wq) }, { "self_attn.k_proj", offsetof(llmq_layer, wk) },
-    { "self_attn.v_proj", offsetof(llmq_layer, wv) }, { "self_attn.o_proj", offsetof(llmq_layer, wo) },
-    { "mlp.gate_proj", offsetof(llmq_layer, w_gate) }, { "mlp.up_proj", offsetof(llmq_layer, w_up) },
-    { "mlp.down_proj", offsetof(llmq_layer, w_down) },
-};
-
-static llmq_wmat *layer_linear(llmq_layer *L, size_t i) { return (llmq_wmat *)((char *)L + layer_linears[i].off); }
+/* The linears of a decoder layer (linears.h), by name under model.layers.<l>. */
+static llmq_wmat *layer_linear(llmq_layer *L, size_t i) { return (llmq_wmat *)((char *)L + llmq_linears[i].w_off); }
 
 int llmq_layer_of(const char *name, int n_layers, const char **rest)
 {
@@ -223,8 +217,8 @@ static const llmq_wmat *packed_linear_of(const llmq_model *m, const char *name)
     if (!strcmp(name, "lm_head")) {
         w = &m->lm_head;
     } else if ((l = llmq_layer_of(name, m->cfg.n_layers, &r)) >= 0) {
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_linears); i++)
-            if (!strcmp(r, layer_linears[i].name)) w = layer_linear(&m->layers[l], i);
+        int k = llmq_linear_find(r);
+        if (k >= 0) w = llmq_layer_w(&m->layers[l], k);
     }
     return w && w->type > LLMQ_W_F16 ? w : NULL;
 }
@@ -338,12 +332,10 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
 
     for (int l = 0; l < c->n_layers; l++) {
         llmq_layer *L = &m->layers[l];
-        /* (rows, cols) of layer_linears[i] */
-        const int64_t shape[][2] = { { qd, H }, { kvd, H }, { kvd, H }, { H, qd }, { I, H }, { I, H }, { H, I } };
-        _Static_assert(LLMQ_ARRAY_LEN(shape) == LLMQ_ARRAY_LEN(layer_linears), "a shape per linear");
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_linears); i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_linears[i].name);
-            if ((rc = load_linear(m, name, shape[i][0], shape[i][1], layer_linear(L, i), err))) goto fail;
+        for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, llmq_linears[i].hf);
+            if ((rc = load_linear(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), layer_linear(L, i), err)))
+                goto fail;
         }
         struct { const char *n; int64_t len; int want; float **v; const char *flag; } vecs[] = {
             { "self_attn.q_proj.bias", qd, c->qkv_bias, &L->bq, "attention_bias" },

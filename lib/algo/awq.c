@@ -11,8 +11,7 @@
 
 #define S_MIN 1e-4f            /* llm-awq clamps x^r at 1e-4: no zero scale */
 
-static const char *lin_names[LLMQ_AWQ_NLIN] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+#define lin_name(k) (llmq_linears[k].hf)
 static const char *group_names[LLMQ_AWQ_NGROUP] = { "qkv", "o", "gate_up", "down" };
 
 void llmq_awq_opts_default(llmq_awq_opts *o)
@@ -830,8 +829,7 @@ static int cmp_i32(const void *a, const void *b)
 static int load_lin(const llmq_model *m, int l, int k, float **out, llmq_err *err)
 {
     const llmq_layer *L = &m->layers[l];
-    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-    const llmq_wmat *w = ws[k];
+    const llmq_wmat *w = llmq_layer_w(L, k);
     float *p = falloc(w->rows, w->cols, err);
     if (!p) return err->code;
     for (int64_t r = 0; r < w->rows; r++) llmq_get_row(w, r, p + r * w->cols);
@@ -839,7 +837,7 @@ static int load_lin(const llmq_model *m, int l, int k, float **out, llmq_err *er
         if (!isfinite(p[i])) {
             free(p);
             return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor 'model.layers.%d.%s.weight' has a non-finite value at row %" PRId64
-                               ", column %" PRId64, m->path, l, lin_names[k], i / w->cols, i % w->cols);
+                               ", column %" PRId64, m->path, l, lin_name(k), i / w->cols, i % w->cols);
         }
     *out = p;
     return LLMQ_OK;
@@ -848,9 +846,7 @@ static int load_lin(const llmq_model *m, int l, int k, float **out, llmq_err *er
 static void model_fwd_w(const llmq_model *m, int l, fwd_w *fw)
 {
     const llmq_layer *L = &m->layers[l];
-    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-    const float *bs[LLMQ_AWQ_NLIN] = { L->bq, L->bk, L->bv, L->bo, L->b_gate, L->b_up, L->b_down };
-    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { fw->w[k] = *ws[k]; fw->b[k] = bs[k]; }
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { fw->w[k] = *llmq_layer_w(L, k); fw->b[k] = llmq_layer_b(L, k); }
     fw->attn_norm = L->attn_norm;
     fw->mlp_norm = L->mlp_norm;
 }
@@ -859,11 +855,7 @@ static void model_fwd_w(const llmq_model *m, int l, fwd_w *fw)
 static void fold_lin(const llmq_model *m, const llmq_awq_layer *A, int k, float *w)
 {
     const llmq_config *c = &m->cfg;
-    int64_t rows = 0, cols = 0;
-    const llmq_layer *L = &m->layers[0];
-    const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-    rows = ws[k]->rows;
-    cols = ws[k]->cols;
+    int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
     const float *cm = NULL, *rd = NULL;
     float *tmp = NULL;
     switch (k) {
@@ -914,7 +906,8 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     int rc;
     int64_t H = c->hidden, FF = c->intermediate, hd = c->head_dim, qd = (int64_t)c->n_heads * hd,
             kvd = (int64_t)c->n_kv_heads * hd;
-    int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
+    int64_t rows[LLMQ_AWQ_NLIN];
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) rows[k] = llmq_linear_rows(c, k);
     int64_t n_s[LLMQ_AWQ_NGROUP] = { H, kvd, H, FF };
     double ts = llmq_now();
     float *xm = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), 1, err);
@@ -1150,7 +1143,8 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         if ((rc = search_layer(m, o, A, W, &st, xmean, S, (double)pool_tokens, err))) goto fail_pick;
         double t2 = llmq_now();
         /* loss windows: fp reference and RTN */
-        int64_t rows[LLMQ_AWQ_NLIN] = { qd, kvd, kvd, H, FF, FF, H };
+        int64_t rows[LLMQ_AWQ_NLIN];
+        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) rows[k] = llmq_linear_rows(c, k);
         for (int w = 0; w < LW; w++) {
             memcpy(ref + (size_t)w * T * H, X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
             fwd(&f, &fw, ref + (size_t)w * T * H, 1, NULL, NULL);
@@ -1160,7 +1154,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
                 float *src = NULL;
                 if ((rc = load_lin(m, l, k, &src, err))) goto fail_pick;
-                int64_t cols = k == LLMQ_AWQ_O ? qd : k == LLMQ_AWQ_DOWN ? FF : H;
+                int64_t cols = llmq_linear_cols(c, k);
                 if (!(Q[k] = falloc(rows[k], cols, err))) { free(src); rc = err->code; goto fail_pick; }
                 rc = fake_quant(o->pool, &o->q, src, rows[k], cols, NULL, NULL, Q[k], err);
                 free(src);
@@ -1182,7 +1176,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         /* 4. gptq; 5. the quantized layer on every window */
         fwd_w qw = fw;
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-            int64_t cols = k == LLMQ_AWQ_O ? qd : k == LLMQ_AWQ_DOWN ? FF : H;
+            int64_t cols = llmq_linear_cols(c, k);
             if (!(Q[k] = falloc(rows[k], cols, err))) { rc = err->code; goto fail_pick; }
             if ((rc = fake_quant(o->pool, &o->q, W[k], rows[k], cols, NULL, A->clip[k], Q[k], err))) goto fail_pick;
             if (o->gptq && (rc = gptq_lin(c, o, A, k, W[k], rows[k], cols, &st, (double)pool_tokens, Q[k], err))) goto fail_pick;
@@ -1266,10 +1260,9 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
         return LLMQ_OK;
     }
     for (int j = 0; j < LLMQ_AWQ_NLIN; j++) {
-        size_t n = strlen(lin_names[j]);
-        if (strncmp(rest, lin_names[j], n) || strcmp(rest + n, ".weight")) continue;
-        const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-        const llmq_wmat *w = ws[j];
+        size_t n = strlen(lin_name(j));
+        if (strncmp(rest, lin_name(j), n) || strcmp(rest + n, ".weight")) continue;
+        const llmq_wmat *w = llmq_layer_w(L, j);
         if (nelem != w->rows * w->cols) return llmq_errorf(err, LLMQ_EINTERNAL, "awq: tensor '%s' has %" PRId64 " values", name, nelem);
         for (int64_t r = 0; r < w->rows; r++) llmq_get_row(w, r, out + r * w->cols);
         fold_lin(m, A, j, out);
@@ -1290,10 +1283,10 @@ int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols
     if (l < 0) return LLMQ_OK;
     const llmq_awq_layer *A = &res->layers[l];
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-        if (strcmp(rest, lin_names[k]) || !A->codes[k]) continue;
+        if (strcmp(rest, lin_name(k)) || !A->codes[k]) continue;
         const llmq_layer *L = &res->m->layers[l];
-        const llmq_wmat *ws[LLMQ_AWQ_NLIN] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-        if (ws[k]->rows != rows || ws[k]->cols != cols || (!res->o.q.sym && !zeros))
+        const llmq_wmat *w = llmq_layer_w(L, k);
+        if (w->rows != rows || w->cols != cols || (!res->o.q.sym && !zeros))
             return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
                                prefix, rows, cols);
         size_t ng = (size_t)(rows * (cols / res->o.q.group));
@@ -1357,7 +1350,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
             if (!A->clip[k]) continue;
-            cJSON *c = cJSON_AddObjectToObject(cl, strchr(lin_names[k], '.') + 1);
+            cJSON *c = cJSON_AddObjectToObject(cl, strchr(lin_name(k), '.') + 1);
             cJSON_AddItemToObject(c, "mse", pair(A->clip_before[k], A->clip_after[k]));
             cJSON_AddNumberToObject(c, "mean_shrink", A->clip_mean[k]);
             cJSON_AddNumberToObject(c, "clipped", A->clip_frac[k]);
@@ -1365,7 +1358,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
         if (o->gptq) {
             cJSON *gl = cJSON_AddObjectToObject(e, "gptq_mse");
             for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
-                cJSON_AddItemToObject(gl, strchr(lin_names[k], '.') + 1, pair(A->gptq_loss[k][0], A->gptq_loss[k][1]));
+                cJSON_AddItemToObject(gl, strchr(lin_name(k), '.') + 1, pair(A->gptq_loss[k][0], A->gptq_loss[k][1]));
         }
         cJSON_AddItemToObject(e, "out_mse_rtn_awq", pair(A->out_rtn, A->out_awq));
         cJSON_AddItemToArray(layers, e);

@@ -33,10 +33,14 @@
 
 #include <cjson/cJSON.h>
 #include "../model.h"
+#include "../linears.h"
 #include "../base/pool.h"
 
 /* Linears of a decoder layer, in the order the result stores them. */
-enum { LLMQ_AWQ_Q = 0, LLMQ_AWQ_K, LLMQ_AWQ_V, LLMQ_AWQ_O, LLMQ_AWQ_GATE, LLMQ_AWQ_UP, LLMQ_AWQ_DOWN, LLMQ_AWQ_NLIN };
+enum {
+    LLMQ_AWQ_Q = LLMQ_LIN_Q, LLMQ_AWQ_K = LLMQ_LIN_K, LLMQ_AWQ_V = LLMQ_LIN_V, LLMQ_AWQ_O = LLMQ_LIN_O,
+    LLMQ_AWQ_GATE = LLMQ_LIN_GATE, LLMQ_AWQ_UP = LLMQ_LIN_UP, LLMQ_AWQ_DOWN = LLMQ_LIN_DOWN, LLMQ_AWQ_NLIN = LLMQ_LIN_COUNT
+};
 /* Groups of linears sharing an input (one scale vector each). */
 enum { LLMQ_AWQ_G_QKV = 0, LLMQ_AWQ_G_O, LLMQ_AWQ_G_GATEUP, LLMQ_AWQ_G_DOWN, LLMQ_AWQ_NGROUP };
 

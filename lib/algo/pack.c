@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <zlib.h>
 #include "pack.h"
+#include "../linears.h"
 #include "../quant/quant.h"
 #include "../base/fileio.h"
 #include "../base/sha256.h"
@@ -125,17 +126,13 @@ static int add_out(out_file *of, const char *name, llmq_dtype dt, int ndim, cons
 
 static int is_linear_name(const llmq_model *m, const char *name, char *prefix, size_t n)
 {
-    static const char *mods[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
     size_t len = strlen(name);
     if (len < 8 || strcmp(name + len - 7, ".weight") != 0 || len - 7 >= n) return 0;
     memcpy(prefix, name, len - 7);
     prefix[len - 7] = 0;
     const char *rest;
     if (llmq_layer_of(prefix, m->cfg.n_layers, &rest) < 0) return 0;
-    for (size_t i = 0; i < LLMQ_ARRAY_LEN(mods); i++)
-        if (!strcmp(rest, mods[i])) return 1;
-    return 0;
+    return llmq_linear_find(rest) >= 0;
 }
 
 static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const char *prefix,

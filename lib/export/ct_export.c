@@ -6,24 +6,14 @@
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
 #include "../../formats/modeldir.h"
+#include "../linears.h"
 
 /* ---- writing ---- */
-
-/* The linears of a layer, in llmq_layer's order (wq .. w_down). */
-static const char *const layer_names[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
 
 typedef struct {
     char prefix[96];
     const llmq_wmat *w;
 } lin;
-
-static const llmq_wmat *layer_w(const llmq_layer *L, size_t i)
-{
-    const llmq_wmat *v[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-    _Static_assert(LLMQ_ARRAY_LEN(v) == LLMQ_ARRAY_LEN(layer_names), "a name per linear");
-    return v[i];
-}
 
 /* The tensor suffixes a quantized linear's storage uses, in llmq packed
  * files and in compressed-tensors files: not copied as they are. */
@@ -104,14 +94,14 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
     if (rc) return rc;
     const llmq_config *c = &m->cfg;
-    size_t n_lin = (size_t)c->n_layers * LLMQ_ARRAY_LEN(layer_names) + 1;
+    size_t n_lin = (size_t)c->n_layers * LLMQ_LIN_COUNT + 1;
     lin *L = llmq_calloc(n_lin, sizeof *L, err);
     if (!L) return err->code;
     size_t k = 0;
     for (int l = 0; l < c->n_layers; l++)
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_names); i++, k++) {
-            snprintf(L[k].prefix, sizeof L[k].prefix, "model.layers.%d.%s", l, layer_names[i]);
-            L[k].w = layer_w(&m->layers[l], i);
+        for (int i = 0; i < LLMQ_LIN_COUNT; i++, k++) {
+            snprintf(L[k].prefix, sizeof L[k].prefix, "model.layers.%d.%s", l, llmq_linears[i].hf);
+            L[k].w = llmq_layer_w(&m->layers[l], i);
         }
     if (m->lm_head.data != m->embed.data) {    /* an lm_head of its own, not the tied embeddings */
         snprintf(L[k].prefix, sizeof L[k].prefix, "lm_head");

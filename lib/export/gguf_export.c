@@ -820,7 +820,7 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     size_t ni = 0;
 #define NAME(g, s) (snprintf(names[ni][0], 96, "%s", g), snprintf(names[ni][1], 96, "%s", s), ni++)
 #define ADD(W, V, N, P, ISLIN) do { if (!rc) rc = add_job(&x, gw, names[ni - 1][0], names[ni - 1][1], W, V, N, P, ISLIN, err); } while (0)
-#define LIN(k) llmq_gguf_linears[LLMQ_GGUF_LIN_##k].gguf, llmq_gguf_linears[LLMQ_GGUF_LIN_##k].hf
+#define LIN(k) llmq_linears[LLMQ_LIN_##k].gguf, llmq_linears[LLMQ_LIN_##k].hf
     NAME("token_embd.weight", "model.embed_tokens.weight");
     ADD(&m->embed, NULL, 0, 0, 0);
     int tied = m->lm_head.data == m->embed.data;

@@ -17,7 +17,32 @@ run2() {  # NAME llmq-args...
     n=$1; shift
     (cd "$W/o" && "$OLD" "$@" -o "$n" >/dev/null 2>"$n.err") || { echo "old failed: $n"; bad=1; }
     (cd "$W/n" && "$NEW" "$@" -o "$n" >/dev/null 2>"$n.err") || { echo "new failed: $n"; bad=1; }
-    if diff -r "$W/o/$n" "$W/n/$n" >/dev/null; then echo "identical: $n"; else echo "DIFFER: $n"; bad=1; fi
+    if diff -r "$W/o/$n" "$W/n/$n" >/dev/null; then echo "identical: $n"; return; fi
+    bad=1
+    # where only model.safetensors differs: its tensors, or only metadata?
+    if diff -r -x model.safetensors "$W/o/$n" "$W/n/$n" >/dev/null; then
+        python3 - "$W/o/$n/model.safetensors" "$W/n/$n/model.safetensors" "$n" <<'PY'
+import json, struct, sys
+def rd(p):
+    b = open(p, "rb").read(); k = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + k])
+    return h.pop("__metadata__", {}), h, b[8 + k:]
+(m1, h1, d1), (m2, h2, d2) = rd(sys.argv[1]), rd(sys.argv[2])
+if h1 == h2 and d1 == d2:
+    diff = []
+    for k in sorted(set(m1) | set(m2)):
+        if m1.get(k) == m2.get(k): continue
+        try:
+            a, b = json.loads(m1.get(k, "{}")), json.loads(m2.get(k, "{}"))
+            diff.append("%s: %s" % (k, ", ".join("%s %s -> %s" % (x, a.get(x), b.get(x)) for x in sorted(set(a) | set(b)) if a.get(x) != b.get(x))))
+        except (ValueError, AttributeError):
+            diff.append(k)
+    print("DIFFER: %s: tensors identical; metadata: %s" % (sys.argv[3], "; ".join(diff)))
+else:
+    print("DIFFER: %s: tensors differ" % sys.argv[3])
+PY
+    else
+        echo "DIFFER: $n"
+    fi
 }
 for m in tiny-qwen2-gqa tiny-llama-mha tiny-llama-long; do
     run2 $m.int4 pack "$M/$m" --format int4

@@ -788,7 +788,7 @@ TEST(hostile_strict_json)
         char save[8];
         memcpy(save, b + end, sizeof save);
         memcpy(b + end, "}}}", 4);
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = 0; rep < 5; rep++) {
             double t0 = llmq_now();
             int rc = llmq_tok_load_mem(&t, b, end + 3, "big.json", &err);
             double dt = llmq_now() - t0;
@@ -803,8 +803,10 @@ TEST(hostile_strict_json)
     int rc = llmq_tok_load_mem(&t, b, strlen(b), "big.json", &err);
     CHECK_MSG(rc == LLMQ_EFORMAT && !t && strstr(err.msg, "big.json: duplicate key 't77777' in 'model.vocab'"),
               "rc %d: %s", rc, err.msg);
-    CHECK_MSG(best[1] < 40 * best[0], "a 150k vocab loads in %.4f s, 15k in %.4f s: not linear", best[1], best[0]);
-    printf("  vocab load, best of 3: 15k tokens %.4f s, 150k tokens %.4f s\n", best[0], best[1]);
+    /* 10x the tokens: about 13x the time for n log n, 100x for quadratic;
+     * 60x leaves room for a loaded machine (best of 5 each) */
+    CHECK_MSG(best[1] < 60 * best[0], "a 150k vocab loads in %.4f s, 15k in %.4f s: not linear", best[1], best[0]);
+    printf("  vocab load, best of 5: 15k tokens %.4f s, 150k tokens %.4f s\n", best[0], best[1]);
     free(b);
 }
 
