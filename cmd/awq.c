@@ -10,6 +10,7 @@
 #include "../formats/packed.h"
 #include "../calib/data.h"
 #include "../lib/algo/pack.h"
+#include "../lib/base/blocks.h"
 
 static struct {
     const char *out, *text, *skip;
@@ -60,7 +61,7 @@ int cmd_awq(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     if (!o.out) return cmd_failf("awq", LLMQ_EUSAGE, "missing -o DIR");
     if (!o.text) return cmd_failf("awq", LLMQ_EUSAGE, "missing --text PATH: AWQ needs calibration text");
-    if (o.group != 32 && o.group != 64 && o.group != 128)
+    if (!llmq_q4_group_ok(o.group))
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
 
     llmq_err err = { 0, "" };

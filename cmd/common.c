@@ -262,3 +262,15 @@ void json_report_done(cJSON *j, double t0, double peak_rss)
     if (peak_rss >= 0) cJSON_AddNumberToObject(j, "peak_rss_bytes", peak_rss);
     json_emit(j);
 }
+
+/* The command line as one string, recorded in the file. */
+char *command_line(const char *cmd, int argc, char **argv)
+{
+    size_t n = strlen(cmd) + 8;
+    for (int i = 1; i < argc; i++) n += strlen(argv[i]) + 3;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    size_t k = (size_t)snprintf(s, n, "llmq %s", cmd);
+    for (int i = 1; i < argc; i++) k += (size_t)snprintf(s + k, n - k, strchr(argv[i], ' ') ? " '%s'" : " %s", argv[i]);
+    return s;
+}

@@ -4,6 +4,7 @@
 #include "../lib/model.h"
 #include "../formats/packed.h"
 #include "../lib/algo/pack.h"
+#include "../lib/base/blocks.h"
 
 static struct {
     const char *out, *format, *skip, *mx_scale;
@@ -34,18 +35,6 @@ static const cmd_spec pack_spec = {
     pack_opts, 1, 1,
 };
 
-/* The command line as one string, recorded in the file. */
-char *command_line(const char *cmd, int argc, char **argv)
-{
-    size_t n = strlen(cmd) + 8;
-    for (int i = 1; i < argc; i++) n += strlen(argv[i]) + 3;
-    char *s = malloc(n);
-    if (!s) return NULL;
-    size_t k = (size_t)snprintf(s, n, "llmq %s", cmd);
-    for (int i = 1; i < argc; i++) k += (size_t)snprintf(s + k, n - k, strchr(argv[i], ' ') ? " '%s'" : " %s", argv[i]);
-    return s;
-}
-
 int cmd_pack(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -53,7 +42,7 @@ int cmd_pack(int argc, char **argv)
     int na, rc = opts_parse(&pack_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     if (!o.out) return cmd_failf("pack", LLMQ_EUSAGE, "missing -o DIR");
-    if (o.group != 32 && o.group != 64 && o.group != 128)
+    if (!llmq_q4_group_ok(o.group))
         return cmd_failf("pack", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
     llmq_pack_opts po;
     memset(&po, 0, sizeof po);

@@ -1037,7 +1037,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     (void)llmq_cpu_isa();   /* OpenBLAS single-threaded: we thread ourselves */
     if (o->q.bits != 3 && o->q.bits != 4)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: %d-bit weights are not supported (3 or 4)", o->q.bits);
-    if (o->q.group != 32 && o->q.group != 64 && o->q.group != 128)
+    if (!llmq_q4_group_ok(o->q.group))
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
     if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: needs samples, seqlen >= 2, a grid and search tokens");

@@ -163,7 +163,7 @@ int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, float *w, int64_
                        uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq, llmq_gptq_stats *st,
                        llmq_err *err)
 {
-    if ((q->bits != 3 && q->bits != 4) || (q->group != 32 && q->group != 64 && q->group != 128) || rows < 1 ||
+    if ((q->bits != 3 && q->bits != 4) || !llmq_q4_group_ok(q->group) || rows < 1 ||
         cols < 2 || cols % q->group || cols > INT32_MAX / 2 || rows > INT32_MAX || !(count > 0) || !(q->damp > 0) ||
         (!q->sym && !zeros))
         return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 3 or 4 bits, group 32/64/128 dividing %" PRId64

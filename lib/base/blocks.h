@@ -38,6 +38,10 @@
 
 #define LLMQ_Q8_MAXQ   127
 #define LLMQ_Q4_ZERO_SYM 8          /* symmetric Q4: stored code = q + 8 */
+
+/* The group sizes of Q4 / Q3 (LLMQ_W_Q4): 32, 64 or 128 - the one place
+ * that rule is written. */
+static inline int llmq_q4_group_ok(int64_t g) { return g == 32 || g == 64 || g == 128; }
 #define LLMQ_MX8_BLOCK 32           /* OCP MX v1.0: k = 32 elements per scale */
 #define LLMQ_MX8_ELEM_SHIFT 6       /* MXINT8 element = code * 2^-6 */
 #define LLMQ_E8M0_NAN  255

@@ -89,7 +89,7 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
     if (W->type >= LLMQ_W_Q8 && !llmq_wtype_is_ggml(W->type) && !W->scales)
         return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s matrix without scales", name, t);
     if (W->type == LLMQ_W_Q4) {
-        if (W->group != 32 && W->group != 64 && W->group != 128)
+        if (!llmq_q4_group_ok(W->group))
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': q4 group %d is not 32, 64 or 128",
                                name, W->group);
         if (W->cols % W->group)

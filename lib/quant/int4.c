@@ -70,7 +70,7 @@ static int quantize_bits(int bits, const float *w, int64_t rows, int64_t cols, i
 {
     const char *fmt = bits == 3 ? "q3" : "q4";
     if (!name) name = "?";
-    if (group != 32 && group != 64 && group != 128)
+    if (!llmq_q4_group_ok(group))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s group size %d is not 32, 64 or 128", name, fmt, group);
     if (rows < 0 || cols < 1 || cols % group)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s with group %d needs a row length that is a "
