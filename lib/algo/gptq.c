@@ -10,10 +10,6 @@ extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, i
 
 #define BLOCK 128      /* columns rounded before their errors reach the rest at once */
 
-/* U (n, n) row-major upper triangular with U^T U = H^-1, H = gram / count
- * scaled by col_div, dead inputs (zero diagonal) set to 1 and damp * mean
- * diagonal added.  A failed factorization raises the damping tenfold, up to
- * three times.  Returns 0 with the damping used, or -1. */
 /* H (i, j) of the permuted order, i <= j or not: the upper triangle of gram */
 static inline double h_at(const double *gram, int64_t n, double count, const float *col_div, const int32_t *perm,
                           int64_t i, int64_t j)
@@ -25,6 +21,10 @@ static inline double h_at(const double *gram, int64_t n, double count, const flo
     return v;
 }
 
+/* U (n, n) row-major upper triangular with U^T U = H^-1, H = gram / count
+ * scaled by col_div, dead inputs (zero diagonal) set to 1 and damp * mean
+ * diagonal added.  A failed factorization raises the damping tenfold, up to
+ * three times.  Returns 0 with the damping used, or -1. */
 static int inverse_factor(const double *gram, int64_t n, double count, const float *col_div, const int32_t *perm,
                           double damp, double *a, float *U, double *damp_used)
 {

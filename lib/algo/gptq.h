@@ -7,10 +7,12 @@
  * round-to-nearest of the clipped weights would choose (llmq_q4_quantize_row
  * of the values clamped to the group's clip), so the packed layout and every
  * reader stay as they are: only the codes differ.  Columns are then rounded
- * one at a time and each rounding error is spread over the columns not yet
- * rounded, weighted by the inverse of the input's Gram matrix H = X^T X:
+ * one at a time, those with the largest inputs (diagonal of H) first, and
+ * each rounding error is spread over the columns not yet rounded, weighted
+ * by the inverse of the input's Gram matrix H = X^T X:
  * this minimises |(W - Q) X^T|^2 over the calibration tokens column by
- * column instead of |W - Q|^2 element by element.
+ * column instead of |W - Q|^2 element by element.  4-bit symmetric codes
+ * may use -8 (code 0) as well as -7..7.
  */
 #ifndef LLMQ_ALGO_GPTQ_H
 #define LLMQ_ALGO_GPTQ_H
