@@ -53,6 +53,69 @@ static const cmd_spec awq_spec = {
     awq_opts, 1, 1,
 };
 
+/* The calibration windows of --text, tokenized by MODEL's tokenizer. */
+static int calib_windows(const char *model, llmq_calib_set *cs, llmq_err *err)
+{
+    llmq_tok *tok = NULL;
+    char *dir = model_dir(model, err), *tp = dir ? llmq_path_join(dir, "tokenizer.json", err) : NULL;
+    int rc = tp ? llmq_tok_load(&tok, tp, err) : (int)err->code;
+    const char *paths[1] = { o.text };
+    if (!rc) rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, (uint64_t)o.seed, cs, err);
+    llmq_tok_free(tok);
+    free(dir);
+    free(tp);
+    return rc;
+}
+
+static void search_opts(llmq_awq_opts *ao, llmq_pool *pool)
+{
+    llmq_awq_opts_default(ao);
+    ao->q.bits = o.w_bit;
+    ao->q.group = o.group;
+    ao->q.sym = o.sym;
+    ao->n_grid = o.n_grid;
+    ao->duo = !o.no_duo;
+    ao->clip = !o.no_clip;
+    ao->clip_qk = !o.no_clip_qk;
+    ao->search_tokens = o.search_tokens;
+    ao->stat_windows = o.stat_windows;
+    ao->loss_windows = o.loss_windows;
+    ao->seed = (uint64_t)o.seed;
+    ao->gptq = o.gptq;
+    ao->gptq_damp = o.gptq_damp;
+    ao->pool = pool;
+}
+
+/* --json (taking *record, the awq record), or one line on a terminal. */
+static void report(const char *model, const llmq_pack_opts *po, const llmq_pack_stats *st, const llmq_awq_result *res,
+                   cJSON **record, double t_search, double secs)
+{
+    uint64_t rss = llmq_peak_rss();
+    if (o.json) {
+        char scheme[32];
+        llmq_qscheme_name(&po->scheme, scheme, sizeof scheme);
+        cJSON *j = json_report(model, o.out);
+        cJSON_AddStringToObject(j, "scheme", scheme);
+        cJSON_AddNumberToObject(j, "linears_packed", st->linears_packed);
+        cJSON_AddNumberToObject(j, "bits_per_weight", st->bits_per_weight);
+        /* information per weight: codes plus the f16 scale and zero of each group */
+        cJSON_AddNumberToObject(j, "effective_bits_per_weight",
+                                o.w_bit + (16.0 + (o.sym ? 0.0 : 8.0)) / o.group);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)st->bytes);
+        cJSON_AddNumberToObject(j, "search_seconds", t_search);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)rss);
+        cJSON_AddNumberToObject(j, "threads", o.threads);
+        llmq_awq_json_add_seconds(*record, res);
+        cJSON_AddItemToObject(j, "awq", *record);
+        *record = NULL;
+        json_emit(j);
+    } else if (isatty(2)) {
+        fprintf(stderr, "llmq awq: %s: %d linears %s, %.2f bits/weight, %.1f s, peak RSS %.0f MiB\n", o.out,
+                st->linears_packed, o.w_bit == 3 ? "int3" : "int4", st->bits_per_weight, secs, (double)rss / 1048576.0);
+    }
+}
+
 int cmd_awq(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -66,13 +129,12 @@ int cmd_awq(int argc, char **argv)
 
     llmq_err err = { 0, "" };
     llmq_model m;
-    llmq_tok *tok = NULL;
     llmq_pool *pool = NULL;
     llmq_calib_set cs;
     memset(&cs, 0, sizeof cs);
     llmq_awq_result res;
     memset(&res, 0, sizeof res);
-    char *dir = NULL, *tp = NULL, *cl = NULL;
+    char *cl = NULL;
     cJSON *extra = NULL;
     double t0 = llmq_now();
     if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail("awq", &err);
@@ -80,29 +142,11 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
-    if ((rc = check_outputs(&m, o.text, o.out, NULL, &err))) goto fail;
-    if (!(dir = model_dir(args[0], &err)) || !(tp = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
-    if ((rc = llmq_tok_load(&tok, tp, &err))) goto fail;
-    const char *paths[1] = { o.text };
-    if ((rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, (uint64_t)o.seed, &cs, &err))) goto fail;
+    if ((rc = check_outputs(&m, o.text, o.out, NULL, &err)) || (rc = calib_windows(args[0], &cs, &err))) goto fail;
     if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
 
     llmq_awq_opts ao;
-    llmq_awq_opts_default(&ao);
-    ao.q.bits = o.w_bit;
-    ao.q.group = o.group;
-    ao.q.sym = o.sym;
-    ao.n_grid = o.n_grid;
-    ao.duo = !o.no_duo;
-    ao.clip = !o.no_clip;
-    ao.clip_qk = !o.no_clip_qk;
-    ao.search_tokens = o.search_tokens;
-    ao.stat_windows = o.stat_windows;
-    ao.loss_windows = o.loss_windows;
-    ao.seed = (uint64_t)o.seed;
-    ao.gptq = o.gptq;
-    ao.gptq_damp = o.gptq_damp;
-    ao.pool = pool;
+    search_opts(&ao, pool);
     cmd_progress pr;
     progress_init(&pr, "awq layers");
     ao.progress = progress_cb;
@@ -131,31 +175,7 @@ int cmd_awq(int argc, char **argv)
     po.qprovider = llmq_awq_qprovider;
     llmq_pack_stats st;
     if ((rc = llmq_pack_model(&m, &po, o.out, &st, &err))) goto fail;
-    double secs = llmq_now() - t0;
-    uint64_t rss = llmq_peak_rss();
-    if (o.json) {
-        char scheme[32];
-        llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
-        cJSON *j = json_report(args[0], o.out);
-        cJSON_AddStringToObject(j, "scheme", scheme);
-        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
-        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
-        /* information per weight: codes plus the f16 scale and zero of each group */
-        cJSON_AddNumberToObject(j, "effective_bits_per_weight",
-                                o.w_bit + (16.0 + (o.sym ? 0.0 : 8.0)) / o.group);
-        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
-        cJSON_AddNumberToObject(j, "search_seconds", t_search);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)rss);
-        cJSON_AddNumberToObject(j, "threads", o.threads);
-        llmq_awq_json_add_seconds(extra, &res);
-        cJSON_AddItemToObject(j, "awq", extra);
-        extra = NULL;
-        json_emit(j);
-    } else if (isatty(2)) {
-        fprintf(stderr, "llmq awq: %s: %d linears %s, %.2f bits/weight, %.1f s, peak RSS %.0f MiB\n", o.out,
-                st.linears_packed, o.w_bit == 3 ? "int3" : "int4", st.bits_per_weight, secs, (double)rss / 1048576.0);
-    }
+    report(args[0], &po, &st, &res, &extra, t_search, llmq_now() - t0);
     goto out;
 fail:
     rc = cmd_fail("awq", &err);
@@ -164,8 +184,7 @@ out:
     llmq_awq_release(&res);
     llmq_calib_release(&cs);
     llmq_pool_free(pool);
-    llmq_tok_free(tok);
-    free(dir); free(tp); free(cl);
+    free(cl);
     llmq_model_close(&m);
     return rc;
 }

@@ -74,6 +74,73 @@ static const char *strip_slash(const char *s, char *buf, size_t n)
     return buf;
 }
 
+/* Uptraining (the steps, batches and schedule of the options) on train. */
+static int run_uptrain(llmq_tmodel *tm, const llmq_model *m, llmq_pool *pool, const llmq_calib_set *train,
+                       const char *state, const char *key, int train_all, llmq_uptrain_stats *ust, llmq_err *err)
+{
+    int rc = llmq_tmodel_set_train(tm, train_all ? LLMQ_TRAIN_ALL : LLMQ_TRAIN_KV, err);
+    if (rc) return rc;
+    llmq_uptrain_opts uo;
+    llmq_uptrain_opts_default(&uo);
+    uo.steps = o.steps;
+    uo.batch = o.samples;
+    uo.seqlen = o.seqlen;
+    uo.lr = (float)o.lr;
+    uo.warmup = LLMQ_MIN(o.warmup, o.steps);
+    uo.wd = (float)o.wd;
+    uo.distill = (float)o.distill;
+    uo.save_every = o.save_every;
+    uo.state_path = state;
+    uo.resume = o.resume;
+    uo.key = key;
+    uo.stop_at = o.stop_after;
+    up_progress up;
+    progress_init(&up.p, "uptrain");
+    up.tty = up.p.tty;
+    uo.progress = train_progress;
+    uo.progress_ctx = &up;
+    rc = llmq_uptrain(tm, m, pool, train->tokens, train->samples, &uo, ust, err);
+    progress_done(&up.p);
+    return rc;
+}
+
+static void report_json(const char *model, const char *out, const llmq_model *m, const llmq_gqa_report *rep,
+                        const llmq_uptrain_stats *ust, double t_pool, double t0)
+{
+    cJSON *j = json_report(model, out);
+    cJSON_AddNumberToObject(j, "heads", m->cfg.n_heads);
+    cJSON_AddNumberToObject(j, "kv_heads_in", m->cfg.n_kv_heads);
+    cJSON_AddNumberToObject(j, "kv_heads", o.kv_heads);
+    cJSON_AddStringToObject(j, "pool", o.pool);
+    cJSON_AddNumberToObject(j, "kv_cache_bytes_per_token_fp16", 2.0 * 2 * m->cfg.n_layers * o.kv_heads * m->cfg.head_dim);
+    if (rep->n_layers) {
+        cJSON *em = cJSON_AddArrayToObject(j, "pool_err_mean"), *ea = cJSON_AddArrayToObject(j, "pool_err_activation");
+        for (int l = 0; l < rep->n_layers; l++) {
+            cJSON_AddItemToArray(em, cJSON_CreateNumber(rep->err_mean[l]));
+            cJSON_AddItemToArray(ea, cJSON_CreateNumber(rep->err_act[l]));
+        }
+    }
+    cJSON_AddNumberToObject(j, "pool_seconds", t_pool);
+    cJSON_AddStringToObject(j, "train", o.train);
+    cJSON_AddNumberToObject(j, "steps", o.steps);
+    cJSON_AddNumberToObject(j, "resumed_from_step", ust->start_step);
+    cJSON_AddNumberToObject(j, "steps_done", ust->steps_done);
+    cJSON_AddNumberToObject(j, "samples", o.samples);
+    cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
+    cJSON_AddNumberToObject(j, "lr", o.lr);
+    cJSON_AddNumberToObject(j, "distill", o.distill);
+    cJSON_AddNumberToObject(j, "train_tokens", (double)ust->tokens);
+    if (ust->tokens > 0) {
+        cJSON_AddNumberToObject(j, "first_loss", ust->first_loss);
+        cJSON_AddNumberToObject(j, "last_loss", ust->last_loss);
+        cJSON_AddNumberToObject(j, "last_ce", ust->last_ce);
+        cJSON_AddNumberToObject(j, "last_kl", ust->last_kl);
+        cJSON_AddNumberToObject(j, "train_tok_s", ust->tok_s);
+    }
+    cJSON_AddNumberToObject(j, "train_seconds", ust->seconds);
+    json_report_done(j, t0, -1);
+}
+
 int cmd_uptrain_gqa(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -154,29 +221,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     }
     t_pool = llmq_now() - tp0;
     if (o.steps > 0) {
-        if ((rc = llmq_tmodel_set_train(&tm, train_all ? LLMQ_TRAIN_ALL : LLMQ_TRAIN_KV, &err))) goto fail;
-        llmq_uptrain_opts uo;
-        llmq_uptrain_opts_default(&uo);
-        uo.steps = o.steps;
-        uo.batch = o.samples;
-        uo.seqlen = o.seqlen;
-        uo.lr = (float)o.lr;
-        uo.warmup = LLMQ_MIN(o.warmup, o.steps);
-        uo.wd = (float)o.wd;
-        uo.distill = (float)o.distill;
-        uo.save_every = o.save_every;
-        uo.state_path = state;
-        uo.resume = o.resume;
-        uo.key = key;
-        uo.stop_at = o.stop_after;
-        up_progress up;
-        progress_init(&up.p, "uptrain");
-        up.tty = up.p.tty;
-        uo.progress = train_progress;
-        uo.progress_ctx = &up;
-        rc = llmq_uptrain(&tm, &m, pool, train.tokens, train.samples, &uo, &ust, &err);
-        progress_done(&up.p);
-        if (rc) goto fail;
+        if ((rc = run_uptrain(&tm, &m, pool, &train, state, key, train_all, &ust, &err))) goto fail;
         if (o.stop_after && ust.steps_done < o.steps && !o.snapshot) {
             if (o.json) {
                 cJSON *j = json_report(args[0], NULL);
@@ -195,40 +240,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     const char *meta[] = { "llmq.command", cl ? cl : "", "llmq.gqa.pool", o.pool, "llmq.gqa.uptrain_steps", sbuf, NULL };
     if ((rc = llmq_tmodel_write(&tm, &m, dt, meta, out, &err))) goto fail;
     if (o.steps > 0 && ust.steps_done == o.steps && llmq_exists(state)) unlink(state);
-    if (o.json) {
-        cJSON *j = json_report(args[0], out);
-        cJSON_AddNumberToObject(j, "heads", m.cfg.n_heads);
-        cJSON_AddNumberToObject(j, "kv_heads_in", m.cfg.n_kv_heads);
-        cJSON_AddNumberToObject(j, "kv_heads", o.kv_heads);
-        cJSON_AddStringToObject(j, "pool", o.pool);
-        cJSON_AddNumberToObject(j, "kv_cache_bytes_per_token_fp16", 2.0 * 2 * m.cfg.n_layers * o.kv_heads * m.cfg.head_dim);
-        if (rep.n_layers) {
-            cJSON *em = cJSON_AddArrayToObject(j, "pool_err_mean"), *ea = cJSON_AddArrayToObject(j, "pool_err_activation");
-            for (int l = 0; l < rep.n_layers; l++) {
-                cJSON_AddItemToArray(em, cJSON_CreateNumber(rep.err_mean[l]));
-                cJSON_AddItemToArray(ea, cJSON_CreateNumber(rep.err_act[l]));
-            }
-        }
-        cJSON_AddNumberToObject(j, "pool_seconds", t_pool);
-        cJSON_AddStringToObject(j, "train", o.train);
-        cJSON_AddNumberToObject(j, "steps", o.steps);
-        cJSON_AddNumberToObject(j, "resumed_from_step", ust.start_step);
-        cJSON_AddNumberToObject(j, "steps_done", ust.steps_done);
-        cJSON_AddNumberToObject(j, "samples", o.samples);
-        cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
-        cJSON_AddNumberToObject(j, "lr", o.lr);
-        cJSON_AddNumberToObject(j, "distill", o.distill);
-        cJSON_AddNumberToObject(j, "train_tokens", (double)ust.tokens);
-        if (ust.tokens > 0) {
-            cJSON_AddNumberToObject(j, "first_loss", ust.first_loss);
-            cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
-            cJSON_AddNumberToObject(j, "last_ce", ust.last_ce);
-            cJSON_AddNumberToObject(j, "last_kl", ust.last_kl);
-            cJSON_AddNumberToObject(j, "train_tok_s", ust.tok_s);
-        }
-        cJSON_AddNumberToObject(j, "train_seconds", ust.seconds);
-        json_report_done(j, t0, -1);
-    }
+    if (o.json) report_json(args[0], out, &m, &rep, &ust, t_pool, t0);
     goto done;
 fail:
     rc = cmd_fail(C, &err);
