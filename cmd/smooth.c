@@ -62,6 +62,35 @@ static int parse_pairs(const char *s, unsigned *mask)
     return *mask ? 0 : -1;
 }
 
+/* What was chosen, per layer and pair, recorded in the output and --json;
+ * *eb and *ea sum the errors before and after where the plan measured them. */
+static cJSON *plan_record(const llmq_smooth_plan *plan, const llmq_smooth_opts *so, int osplus, double *eb, double *ea)
+{
+    cJSON *pj = cJSON_CreateObject();
+    cJSON_AddStringToObject(pj, "method", osplus ? "osplus" : "smoothquant");
+    cJSON_AddStringToObject(pj, "mode", osplus ? (plan->shifted ? "shift+scale" : "scale") : so->auto_alpha ? "auto-alpha" : "fixed-alpha");
+    cJSON_AddStringToObject(pj, "pairs", o.pairs);
+    cJSON *layers = cJSON_AddArrayToObject(pj, "layers");
+    for (int l = 0; l < plan->n_layers; l++) {
+        cJSON *e = cJSON_CreateObject();
+        for (int p = 0; p < LLMQ_PAIR_COUNT; p++) {
+            const llmq_smooth_pair *q = &plan->p[l * LLMQ_PAIR_COUNT + p];
+            if (!(so->pairs & (1u << p))) continue;
+            cJSON *x = cJSON_AddObjectToObject(e, llmq_pair_name((llmq_pair)p));
+            cJSON_AddNumberToObject(x, osplus ? "t" : "alpha", q->param);
+            if (q->err_before >= 0) {
+                cJSON_AddNumberToObject(x, "err_before", q->err_before);
+                cJSON_AddNumberToObject(x, "err_after", q->err_after);
+                *eb += q->err_before;
+                *ea += q->err_after;
+            }
+            if (q->shift) cJSON_AddTrueToObject(x, "shift");
+        }
+        cJSON_AddItemToArray(layers, e);
+    }
+    return pj;
+}
+
 int cmd_smooth(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -121,30 +150,8 @@ int cmd_smooth(int argc, char **argv)
     llmq_dtype dt = m.layers[0].wq.type == LLMQ_W_F32 ? LLMQ_DT_F32 : m.layers[0].wq.type == LLMQ_W_F16 ? LLMQ_DT_F16 : LLMQ_DT_BF16;
     if (o.dtype) dt = !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;
 
-    /* what was chosen, per layer and pair, recorded in the output and --json */
-    pj = cJSON_CreateObject();
-    cJSON_AddStringToObject(pj, "method", osplus ? "osplus" : "smoothquant");
-    cJSON_AddStringToObject(pj, "mode", osplus ? (plan.shifted ? "shift+scale" : "scale") : so.auto_alpha ? "auto-alpha" : "fixed-alpha");
-    cJSON_AddStringToObject(pj, "pairs", o.pairs);
-    cJSON *layers = cJSON_AddArrayToObject(pj, "layers");
     double eb = 0, ea = 0;
-    for (int l = 0; l < plan.n_layers; l++) {
-        cJSON *e = cJSON_CreateObject();
-        for (int p = 0; p < LLMQ_PAIR_COUNT; p++) {
-            const llmq_smooth_pair *q = &plan.p[l * LLMQ_PAIR_COUNT + p];
-            if (!(so.pairs & (1u << p))) continue;
-            cJSON *x = cJSON_AddObjectToObject(e, llmq_pair_name((llmq_pair)p));
-            cJSON_AddNumberToObject(x, osplus ? "t" : "alpha", q->param);
-            if (q->err_before >= 0) {
-                cJSON_AddNumberToObject(x, "err_before", q->err_before);
-                cJSON_AddNumberToObject(x, "err_after", q->err_after);
-                eb += q->err_before;
-                ea += q->err_after;
-            }
-            if (q->shift) cJSON_AddTrueToObject(x, "shift");
-        }
-        cJSON_AddItemToArray(layers, e);
-    }
+    pj = plan_record(&plan, &so, osplus, &eb, &ea);
     if (!(params = cJSON_PrintUnformatted(pj))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
     const char *keys[] = { "llmq.smooth", "llmq.command", "llmq.source", "llmq.source_digest", "llmq.stats_text_digest" };
     const char *vals[] = { params, cl, path, digest, st.text_digest };
