@@ -53,20 +53,6 @@ static const cmd_spec awq_spec = {
     awq_opts, 1, 1,
 };
 
-/* The calibration windows of --text, tokenized by MODEL's tokenizer. */
-static int calib_windows(const char *model, llmq_calib_set *cs, llmq_err *err)
-{
-    llmq_tok *tok = NULL;
-    char *dir = model_dir(model, err), *tp = dir ? llmq_path_join(dir, "tokenizer.json", err) : NULL;
-    int rc = tp ? llmq_tok_load(&tok, tp, err) : (int)err->code;
-    const char *paths[1] = { o.text };
-    if (!rc) rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, (uint64_t)o.seed, cs, err);
-    llmq_tok_free(tok);
-    free(dir);
-    free(tp);
-    return rc;
-}
-
 static void search_opts(llmq_awq_opts *ao, llmq_pool *pool)
 {
     llmq_awq_opts_default(ao);
@@ -142,7 +128,7 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
-    if ((rc = check_outputs(&m, o.text, o.out, NULL, &err)) || (rc = calib_windows(args[0], &cs, &err))) goto fail;
+    if ((rc = check_outputs(&m, o.text, o.out, NULL, &err)) || (rc = cmd_calib_windows(args[0], o.text, o.samples, o.seqlen, (uint64_t)o.seed, &cs, &err))) goto fail;
     if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
 
     llmq_awq_opts ao;

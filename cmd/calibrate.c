@@ -123,6 +123,39 @@ static int inspect(const char *path)
     return 0;
 }
 
+/* A non-finite activation anywhere is an error naming the layer and site. */
+static int check_finite(const llmq_stats *st, const char *path, llmq_err *err)
+{
+    for (int i = 0; i < st->n_layers * LLMQ_SITE_COUNT; i++)
+        for (int j = 0; j < st->site[i].dim; j++)
+            if (!isfinite(st->site[i].absmax[j]) || !isfinite(st->site[i].sumsq[j]))
+                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: layer %d site '%s' produced a non-finite activation",
+                                   path, i / LLMQ_SITE_COUNT, llmq_site_name((llmq_site)(i % LLMQ_SITE_COUNT)));
+    return LLMQ_OK;
+}
+
+static void report_json(const char *path, const llmq_model *m, const llmq_calib_set *cs, const llmq_stats *st,
+                        uint64_t seed, double secs)
+{
+    cJSON *j = json_report(path, o.out);
+    if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
+    cJSON_AddStringToObject(j, "model_digest", st->model_digest);
+    cJSON_AddStringToObject(j, "text_digest", st->text_digest);
+    cJSON_AddNumberToObject(j, "text_files", cs->n_files);
+    cJSON_AddNumberToObject(j, "text_tokens", (double)cs->text_tokens);
+    cJSON_AddNumberToObject(j, "samples", o.samples);
+    cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
+    cJSON_AddNumberToObject(j, "seed", (double)seed);
+    cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
+    cJSON_AddNumberToObject(j, "keep", o.keep);
+    cJSON_AddNumberToObject(j, "threads", o.threads);
+    cJSON_AddNumberToObject(j, "seconds", secs);
+    cJSON_AddNumberToObject(j, "tokens_per_s", (double)st->tokens / secs);
+    cJSON_AddNumberToObject(j, "model_file_bytes", (double)llmq_model_file_bytes(m));
+    cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
+    json_emit(j);
+}
+
 int cmd_calibrate(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -145,12 +178,10 @@ int cmd_calibrate(int argc, char **argv)
     const char *path = args[0];
     llmq_err err = { 0, "" };
     llmq_model m;
-    llmq_tok *tok = NULL;
     llmq_pool *pool = NULL;
     llmq_runner *run = NULL;
     llmq_calib_set cs;
     llmq_stats st;
-    char *dir = NULL;
     memset(&cs, 0, sizeof cs);
     memset(&st, 0, sizeof st);
     double t0 = llmq_now();
@@ -158,16 +189,7 @@ int cmd_calibrate(int argc, char **argv)
     if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
     if ((rc = check_outputs(&m, o.text, NULL, o.out, &err))) goto fail;
     if ((rc = check_outputs(&m, o.text, NULL, o.imatrix, &err))) goto fail;
-    if (!(dir = model_dir(path, &err))) goto fail;
-    {
-        char *tp = llmq_path_join(dir, "tokenizer.json", &err);
-        if (!tp) goto fail;
-        rc = llmq_tok_load(&tok, tp, &err);
-        free(tp);
-        if (rc) goto fail;
-    }
-    const char *paths[1] = { o.text };
-    if ((rc = llmq_calib_sample(tok, paths, 1, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
+    if ((rc = cmd_calib_windows(path, o.text, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
     if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;
     if ((rc = llmq_model_digest(&m, st.model_digest, &err))) goto fail;
     memcpy(st.text_digest, cs.text_digest, sizeof st.text_digest);
@@ -191,35 +213,10 @@ int cmd_calibrate(int argc, char **argv)
     }
     progress_done(&pr);
     llmq_stats_finish(&st);
-    for (int i = 0; i < st.n_layers * LLMQ_SITE_COUNT; i++)
-        for (int j = 0; j < st.site[i].dim; j++)
-            if (!isfinite(st.site[i].absmax[j]) || !isfinite(st.site[i].sumsq[j])) {
-                rc = llmq_errorf(&err, LLMQ_ENONFINITE, "%s: layer %d site '%s' produced a non-finite activation",
-                                 path, i / LLMQ_SITE_COUNT, llmq_site_name((llmq_site)(i % LLMQ_SITE_COUNT)));
-                goto fail;
-            }
+    if ((rc = check_finite(&st, path, &err))) goto fail;
     if (o.out && (rc = llmq_stats_save(&st, o.out, &err))) goto fail;
     if (o.imatrix && (rc = llmq_imatrix_save(&st, o.text, o.imatrix, &err))) goto fail;
-    if (o.json) {
-        double secs = llmq_now() - t0;
-        cJSON *j = json_report(path, o.out);
-        if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
-        cJSON_AddStringToObject(j, "model_digest", st.model_digest);
-        cJSON_AddStringToObject(j, "text_digest", st.text_digest);
-        cJSON_AddNumberToObject(j, "text_files", cs.n_files);
-        cJSON_AddNumberToObject(j, "text_tokens", (double)cs.text_tokens);
-        cJSON_AddNumberToObject(j, "samples", o.samples);
-        cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
-        cJSON_AddNumberToObject(j, "seed", (double)seed);
-        cJSON_AddNumberToObject(j, "tokens", (double)st.tokens);
-        cJSON_AddNumberToObject(j, "keep", o.keep);
-        cJSON_AddNumberToObject(j, "threads", o.threads);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        cJSON_AddNumberToObject(j, "tokens_per_s", (double)st.tokens / secs);
-        cJSON_AddNumberToObject(j, "model_file_bytes", (double)llmq_model_file_bytes(&m));
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
-        json_emit(j);
-    }
+    if (o.json) report_json(path, &m, &cs, &st, seed, llmq_now() - t0);
     rc = 0;
     goto out;
 fail:
@@ -227,10 +224,8 @@ fail:
 out:
     llmq_runner_free(run);
     llmq_pool_free(pool);
-    llmq_tok_free(tok);
     llmq_calib_release(&cs);
     llmq_stats_release(&st);
-    free(dir);
     llmq_model_close(&m);
     return rc;
 }

@@ -274,3 +274,17 @@ char *command_line(const char *cmd, int argc, char **argv)
     for (int i = 1; i < argc; i++) k += (size_t)snprintf(s + k, n - k, strchr(argv[i], ' ') ? " '%s'" : " %s", argv[i]);
     return s;
 }
+
+int cmd_calib_windows(const char *model, const char *text, int samples, int seqlen, uint64_t seed,
+                      llmq_calib_set *cs, llmq_err *err)
+{
+    llmq_tok *tok = NULL;
+    char *dir = model_dir(model, err), *tp = dir ? llmq_path_join(dir, "tokenizer.json", err) : NULL;
+    int rc = tp ? llmq_tok_load(&tok, tp, err) : (int)err->code;
+    const char *paths[1] = { text };
+    if (!rc) rc = llmq_calib_sample(tok, paths, 1, samples, seqlen, seed, cs, err);
+    llmq_tok_free(tok);
+    free(dir);
+    free(tp);
+    return rc;
+}

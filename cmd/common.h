@@ -6,6 +6,7 @@
 #include "opts.h"
 #include "../lib/base/llmq-int.h"
 #include "../lib/model.h"
+#include "../calib/data.h"
 
 /* Print "llmq CMD: message" to stderr and return the exit code. */
 int cmd_fail(const char *cmd, const llmq_err *err);
@@ -20,6 +21,10 @@ void progress_done(cmd_progress *p);
 /* Directory that holds config.json / tokenizer.json for a model path given
  * as a directory, a .safetensors file or an index .json (malloc'ed). */
 char *model_dir(const char *path, llmq_err *err);
+/* Calibration windows of the text at `text` (a file or directory),
+ * tokenized by the tokenizer.json beside the model at `model`. */
+int cmd_calib_windows(const char *model, const char *text, int samples, int seqlen, uint64_t seed,
+                      llmq_calib_set *cs, llmq_err *err);
 
 /* What a command reads, listed once, so that no output can replace it:
  * every output file and directory is checked against the list before the
