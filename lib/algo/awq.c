@@ -118,11 +118,7 @@ void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_m
         float *r = w + i * cols;
         if (col_mul) for (int64_t j = 0; j < cols; j++) r[j] *= col_mul[j];
         if (row_div) for (int64_t j = 0; j < cols; j++) r[j] /= row_div[i];
-        if (clip)
-            for (int64_t k = 0; k < ng; k++) {
-                float c = clip[2 * (i * ng + k)], cl = clip[2 * (i * ng + k) + 1];
-                for (int64_t j = k * group; j < (k + 1) * group; j++) r[j] = fminf(fmaxf(r[j], -cl), c);
-            }
+        if (clip && group > 0) llmq_q4_clip_row(r, cols, group, clip + 2 * i * ng);
     }
 }
 
@@ -976,8 +972,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) {
         A->clip_mean[k] = 1.0;
         if (!o->clip || (!o->clip_qk && (k == LLMQ_AWQ_Q || k == LLMQ_AWQ_K))) continue;
-        int site = k <= LLMQ_AWQ_V ? LLMQ_AWQ_G_QKV : k == LLMQ_AWQ_O ? LLMQ_AWQ_G_O
-                 : k == LLMQ_AWQ_DOWN ? LLMQ_AWQ_G_DOWN : LLMQ_AWQ_G_GATEUP;
+        int site = (int)llmq_linears[k].input;
         int64_t in = st->dim[site];
         if (!rf[site]) {
             if (!(rf[site] = falloc(in, o->q.group, err))) { rc = err->code; break; }
@@ -996,34 +991,40 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
 }
 
 /* Step 4 for linear k: its codes by gptq on the grid of the clipped folded
- * weights w (overwritten), the Gram matrix of the site's inputs divided by
- * the folded scales.  q holds round to nearest on that grid on entry (for
- * the loss it is compared by) and the gptq weights on return. */
+ * weights w (overwritten).  hs[site] is the factor of the site's Gram matrix
+ * divided by the folded scales, made by the first linear of the site that
+ * needs it and shared by the others (q, k, v; gate, up).  q holds round to
+ * nearest on that grid on entry (for the loss it is compared by) and the
+ * gptq weights on return. */
 static int gptq_lin(const llmq_config *c, const llmq_awq_opts *o, llmq_awq_layer *A, int k, float *w, int64_t rows,
-                    int64_t cols, const stats *st, double count, float *q, llmq_err *err)
+                    int64_t cols, const stats *st, double count, llmq_gptq_h **hs, float *q, llmq_err *err)
 {
-    int site = k <= LLMQ_AWQ_V ? LLMQ_AWQ_G_QKV : k == LLMQ_AWQ_O ? LLMQ_AWQ_G_O
-             : k == LLMQ_AWQ_DOWN ? LLMQ_AWQ_G_DOWN : LLMQ_AWQ_G_GATEUP;
-    const float *div = A->s[site];
-    float *so = NULL, *w0 = NULL;
+    int site = (int)llmq_linears[k].input;
+    float *w0 = NULL;
     int rc = LLMQ_OK;
-    if (site == LLMQ_AWQ_G_O) {
-        if (!(so = falloc(cols, 1, err))) return err->code;
-        llmq_awq_expand_kv(A->s[site], c->n_heads, c->n_kv_heads, c->head_dim, so);
-        div = so;
+    if (!hs[site]) {
+        const float *div = A->s[site];
+        float *so = NULL;
+        if (site == LLMQ_AWQ_G_O) {
+            if (!(so = falloc(cols, 1, err))) return err->code;
+            llmq_awq_expand_kv(A->s[site], c->n_heads, c->n_kv_heads, c->head_dim, so);
+            div = so;
+        }
+        rc = llmq_gptq_h_new(&hs[site], st->full[site], cols, count, div, o->gptq_damp, err);
+        free(so);
+        if (rc) return rc;
     }
     int64_t ng = cols / o->q.group;
     if (!(w0 = falloc(rows, cols, err)) || !(A->codes[k] = llmq_calloc((size_t)(rows * cols / 2), 1, err)) ||
         !(A->scales[k] = llmq_calloc((size_t)(rows * ng), sizeof(uint16_t), err)) ||
         (!o->q.sym && !(A->zeros[k] = llmq_calloc((size_t)(rows * ng), 1, err)))) { rc = err->code; goto out; }
     memcpy(w0, w, (size_t)(rows * cols) * sizeof(float));
-    A->gptq_loss[k][0] = llmq_gptq_loss(w0, q, rows, cols, st->full[site], count, div);
-    llmq_gptq_cfg g = { o->q.bits, o->q.group, o->q.sym, o->gptq_damp };
-    if ((rc = llmq_gptq_quantize(o->pool, &g, w, rows, cols, st->full[site], count, div, A->clip[k], A->codes[k],
-                                 A->scales[k], A->zeros[k], q, NULL, err))) goto out;
-    A->gptq_loss[k][1] = llmq_gptq_loss(w0, q, rows, cols, st->full[site], count, div);
+    A->gptq_loss[k][0] = llmq_gptq_loss(hs[site], w0, q, rows);
+    llmq_gptq_cfg g = { o->q.bits, o->q.group, o->q.sym };
+    if ((rc = llmq_gptq_quantize(o->pool, &g, hs[site], w, rows, A->clip[k], A->codes[k], A->scales[k], A->zeros[k], q,
+                                 NULL, err))) goto out;
+    A->gptq_loss[k][1] = llmq_gptq_loss(hs[site], w0, q, rows);
 out:
-    free(so);
     free(w0);
     return rc;
 }
@@ -1068,6 +1069,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     float *nrm[4] = { 0 };
     int32_t *perm = NULL;
     double *fwork = NULL;
+    llmq_gptq_h *gh[LLMQ_AWQ_NGROUP] = { 0 };   /* gptq: one factor per site, for the layer being quantized */
     stats st;
     memset(&st, 0, sizeof st);
     fwd_ctx f;
@@ -1179,11 +1181,13 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
             int64_t cols = llmq_linear_cols(c, k);
             if (!(Q[k] = falloc(rows[k], cols, err))) { rc = err->code; goto fail_pick; }
             if ((rc = fake_quant(o->pool, &o->q, W[k], rows[k], cols, NULL, A->clip[k], Q[k], err))) goto fail_pick;
-            if (o->gptq && (rc = gptq_lin(c, o, A, k, W[k], rows[k], cols, &st, (double)pool_tokens, Q[k], err))) goto fail_pick;
+            if (o->gptq && (rc = gptq_lin(c, o, A, k, W[k], rows[k], cols, &st, (double)pool_tokens, gh, Q[k], err)))
+                goto fail_pick;
             free(W[k]);
             W[k] = NULL;
             qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
         }
+        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { llmq_gptq_h_free(gh[g]); gh[g] = NULL; }
         if (!(nrm[0] = vec_div(m->layers[l].attn_norm, A->s[LLMQ_AWQ_G_QKV], H, err)) ||
             !(nrm[1] = vec_div(m->layers[l].mlp_norm, A->s[LLMQ_AWQ_G_GATEUP], H, err))) { rc = err->code; goto fail_pick; }
         qw.attn_norm = nrm[0];
@@ -1211,7 +1215,7 @@ fail:
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(W[k]); free(Q[k]); }
     for (int i = 0; i < 4; i++) free(nrm[i]);
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); free(st.gram[g]); }
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(st.full[g]);
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.full[g]); llmq_gptq_h_free(gh[g]); }
     for (int g = 0; g < 2; g++) free(st.rfull[g]);
     free(st.gtmp);
     free(st.ftmp);

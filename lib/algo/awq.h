@@ -42,7 +42,10 @@ enum {
     LLMQ_AWQ_GATE = LLMQ_LIN_GATE, LLMQ_AWQ_UP = LLMQ_LIN_UP, LLMQ_AWQ_DOWN = LLMQ_LIN_DOWN, LLMQ_AWQ_NLIN = LLMQ_LIN_COUNT
 };
 /* Groups of linears sharing an input (one scale vector each). */
-enum { LLMQ_AWQ_G_QKV = 0, LLMQ_AWQ_G_O, LLMQ_AWQ_G_GATEUP, LLMQ_AWQ_G_DOWN, LLMQ_AWQ_NGROUP };
+enum {
+    LLMQ_AWQ_G_QKV = LLMQ_SITE_QKV, LLMQ_AWQ_G_O = LLMQ_SITE_O, LLMQ_AWQ_G_GATEUP = LLMQ_SITE_GATEUP,
+    LLMQ_AWQ_G_DOWN = LLMQ_SITE_DOWN, LLMQ_AWQ_NGROUP
+};
 
 /* Weight quantizer the search imitates: exactly the packer's. */
 typedef struct {

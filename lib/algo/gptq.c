@@ -90,12 +90,6 @@ static inline int code_of(double x, float sf, int z, int lo, int hi)
     return !(q >= lo) ? lo : q > hi ? hi : (int)q;     /* a NaN becomes lo, never undefined behaviour */
 }
 
-static inline void put_nibble(uint8_t *codes, int64_t j, int q)
-{
-    if (j & 1) codes[j / 2] = (uint8_t)((codes[j / 2] & 0x0f) | (q << 4));
-    else codes[j / 2] = (uint8_t)((codes[j / 2] & 0xf0) | q);
-}
-
 static void worker(void *ctx, int ti, int nt)
 {
     struct job *j = ctx;
@@ -114,11 +108,7 @@ static void worker(void *ctx, int ti, int nt)
     for (int64_t r = lo_r; r < hi_r; r++) {
         const float *w = j->w + r * cols;
         for (int64_t c = 0; c < cols; c++) row[c] = w[c];
-        if (j->clip)
-            for (int64_t g = 0; g < ng; g++) {
-                float ch = j->clip[2 * (r * ng + g)], cl = j->clip[2 * (r * ng + g) + 1];
-                for (int64_t c = g * G; c < (g + 1) * G; c++) row[c] = fminf(fmaxf(row[c], -cl), ch);
-            }
+        if (j->clip) llmq_q4_clip_row(row, cols, (int)G, j->clip + 2 * r * ng);
         uint8_t *cd = j->codes + r * (cols / 2), *zr = q->sym ? NULL : j->zeros + r * ng;
         uint16_t *sc = j->scales + r * ng;
         (q->bits == 3 ? llmq_q3_quantize_row : llmq_q4_quantize_row)(row, cols, (int)G, q->sym, NULL, cd, sc, zr);
@@ -141,7 +131,7 @@ static void worker(void *ctx, int ti, int nt)
                 float sf = llmq_f16_to_f32(j->scales[r * ng + g]);
                 int z = q->sym ? LLMQ_Q4_ZERO_SYM : j->zeros[r * ng + g];
                 int c = code_of(w[i], sf, z, lo, hi);
-                put_nibble(cd, oc, c);
+                llmq_q4_put_code(cd, oc, c);
                 float dq = (float)(c - z) * sf;
                 if (j->deq) j->deq[r * cols + oc] = dq;
                 const float *u = j->U + i * cols;
@@ -158,16 +148,30 @@ static void worker(void *ctx, int ti, int nt)
     j->loss[ti] = l_q;
 }
 
-int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, float *w, int64_t rows, int64_t cols,
-                       const double *gram, double count, const float *col_div, const float *clip,
-                       uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq, llmq_gptq_stats *st,
-                       llmq_err *err)
+struct llmq_gptq_h {
+    int64_t cols;
+    float *U;         /* (cols, cols): U^T U = the damped H^-1 in the order perm */
+    int32_t *perm;    /* the order columns are rounded in */
+    float *H;         /* (cols, cols): H undamped, for llmq_gptq_loss */
+    double damp;
+};
+
+void llmq_gptq_h_free(llmq_gptq_h *h)
 {
-    if ((q->bits != 3 && q->bits != 4) || !llmq_q4_group_ok(q->group) || rows < 1 ||
-        cols < 2 || cols % q->group || cols > INT32_MAX / 2 || rows > INT32_MAX || !(count > 0) || !(q->damp > 0) ||
-        (!q->sym && !zeros))
-        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 3 or 4 bits, group 32/64/128 dividing %" PRId64
-                           " columns, tokens and a positive damping", cols);
+    if (!h) return;
+    free(h->U); free(h->perm); free(h->H);
+    free(h);
+}
+
+double llmq_gptq_h_damp(const llmq_gptq_h *h) { return h->damp; }
+
+int llmq_gptq_h_new(llmq_gptq_h **out, const double *gram, int64_t cols, double count, const float *col_div,
+                    double damp, llmq_err *err)
+{
+    *out = NULL;
+    if (cols < 2 || cols > INT32_MAX / 2 || !(count > 0) || !(damp > 0))
+        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 2 or more columns (got %" PRId64 "), tokens and a positive damping",
+                           cols);
     for (int64_t i = 0; i < cols; i++)
         for (int64_t k = i; k < cols; k++)
             if (!isfinite(gram[i * cols + k]))
@@ -178,63 +182,76 @@ int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, float *w, int64_
             if (!(col_div[i] > 0.0f) || !isfinite(col_div[i]))
                 return llmq_errorf(err, LLMQ_EUSAGE, "gptq: input scale %g of column %" PRId64 " is not positive and finite",
                                    (double)col_div[i], i);
-    int nt = llmq_pool_size(pool);
-    double *a = llmq_calloc((size_t)cols * (size_t)cols, sizeof(double), err);
-    float *U = a ? llmq_alloc_aligned((size_t)cols * (size_t)cols * sizeof(float), err) : NULL;
-    size_t per = (size_t)BLOCK * (size_t)((rows + nt - 1) / nt) + (size_t)cols;
-    float *scratch = U ? llmq_alloc_aligned((size_t)nt * per * sizeof(float), err) : NULL;
-    double *loss = scratch ? llmq_calloc((size_t)nt, sizeof(double), err) : NULL;
-    if (!loss) { free(a); free(U); free(scratch); return err->code; }
-    double damp = q->damp;
+    size_t n = (size_t)cols;
+    llmq_gptq_h *h = llmq_calloc(1, sizeof *h, err);
+    double *a = h ? llmq_calloc(n * n, sizeof(double), err) : NULL;
+    keyed *d = a ? llmq_calloc(n, sizeof *d, err) : NULL;
+    if (!d || !(h->U = llmq_alloc_aligned(n * n * sizeof(float), err)) ||
+        !(h->H = llmq_alloc_aligned(n * n * sizeof(float), err)) || !(h->perm = llmq_calloc(n, sizeof *h->perm, err))) {
+        free(a); free(d); llmq_gptq_h_free(h);
+        return err->code;
+    }
+    h->cols = cols;
+    for (int64_t i = 0; i < cols; i++)
+        for (int64_t j = i; j < cols; j++) h->H[i * cols + j] = h->H[j * cols + i] = (float)h_at(gram, cols, count, col_div, NULL, i, j);
     /* the columns with the largest inputs first (GPTQ's act order): the
      * grid is fixed beforehand, so the order is free */
-    int32_t *perm = llmq_calloc((size_t)cols, sizeof *perm, err);
-    keyed *d = perm ? llmq_calloc((size_t)cols, sizeof *d, err) : NULL;
-    if (!d) { free(perm); free(a); free(U); free(scratch); free(loss); return err->code; }
     for (int64_t i = 0; i < cols; i++) d[i] = (keyed){ h_at(gram, cols, count, col_div, NULL, i, i), (int32_t)i };
-    qsort(d, (size_t)cols, sizeof *d, cmp_desc);
-    for (int64_t i = 0; i < cols; i++) perm[i] = d[i].col;
+    qsort(d, n, sizeof *d, cmp_desc);
+    for (int64_t i = 0; i < cols; i++) h->perm[i] = d[i].col;
     free(d);
-    int bad = inverse_factor(gram, cols, count, col_div, perm, q->damp, a, U, &damp);
+    h->damp = damp;
+    int bad = inverse_factor(gram, cols, count, col_div, h->perm, damp, a, h->U, &h->damp);
     free(a);
     if (bad) {
-        free(U); free(scratch); free(loss); free(perm);
+        llmq_gptq_h_free(h);
         return llmq_errorf(err, LLMQ_ENONFINITE, "gptq: the inputs' Gram matrix cannot be factored (non-finite activations?)");
     }
-    struct job j = { q, w, rows, cols, U, clip, perm, codes, scales, zeros, deq, scratch, per, loss };
+    *out = h;
+    return LLMQ_OK;
+}
+
+int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows,
+                       const float *clip, uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq,
+                       llmq_gptq_stats *st, llmq_err *err)
+{
+    int64_t cols = h->cols;
+    if ((q->bits != 3 && q->bits != 4) || !llmq_q4_group_ok(q->group) || rows < 1 || cols % q->group ||
+        rows > INT32_MAX || (!q->sym && !zeros))
+        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 3 or 4 bits, group 32/64/128 dividing %" PRId64
+                           " columns, rows and zero points when asymmetric", cols);
+    int nt = llmq_pool_size(pool);
+    size_t per = (size_t)BLOCK * (size_t)((rows + nt - 1) / nt) + (size_t)cols;
+    float *scratch = llmq_alloc_aligned((size_t)nt * per * sizeof(float), err);
+    double *loss = scratch ? llmq_calloc((size_t)nt, sizeof(double), err) : NULL;
+    if (!loss) { free(scratch); return err->code; }
+    struct job j = { q, w, rows, cols, h->U, clip, h->perm, codes, scales, zeros, deq, scratch, per, loss };
     llmq_pool_run(pool, worker, &j);
     double lq = 0.0;
     for (int i = 0; i < nt; i++) lq += loss[i];
     if (st) {
         st->loss = lq / (double)rows;
-        st->damp = damp;
+        st->damp = h->damp;
     }
-    free(U); free(scratch); free(loss); free(perm);
+    free(scratch); free(loss);
     return LLMQ_OK;
 }
 
-double llmq_gptq_loss(const float *w, const float *q, int64_t rows, int64_t cols, const double *gram, double count,
-                      const float *col_div)
+double llmq_gptq_loss(const llmq_gptq_h *h, const float *w, const float *q, int64_t rows)
 {
+    int64_t cols = h->cols;
     size_t n = (size_t)cols;
-    float *H = malloc(n * n * sizeof(float)), *E = malloc(n * BLOCK * sizeof(float) * 2);
-    if (!H || !E) { free(H); free(E); return -1.0; }
-    for (int64_t i = 0; i < cols; i++)
-        for (int64_t j = i; j < cols; j++) {
-            double v = gram[i * cols + j] / count;
-            if (col_div) v /= (double)col_div[i] * col_div[j];
-            H[i * cols + j] = H[j * cols + i] = (float)v;
-        }
+    float *E = malloc(n * BLOCK * sizeof(float) * 2);
+    if (!E) return -1.0;
     float *T = E + n * BLOCK;
     double sum = 0.0;
     for (int64_t r0 = 0; r0 < rows; r0 += BLOCK) {
         int64_t nr = LLMQ_MIN(BLOCK, rows - r0);
         for (int64_t i = 0; i < nr * cols; i++) E[i] = w[r0 * cols + i] - q[r0 * cols + i];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)cols, (int)cols, 1.0f, E, (int)cols, H,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)cols, (int)cols, 1.0f, E, (int)cols, h->H,
                     (int)cols, 0.0f, T, (int)cols);
         for (int64_t i = 0; i < nr * cols; i++) sum += (double)E[i] * T[i];
     }
-    free(H);
     free(E);
     return sum / (double)rows;
 }

@@ -26,33 +26,43 @@ typedef struct {
     int bits;        /* 4 or 3 (3-bit codes in the int4 nibble layout) */
     int group;       /* 32, 64 or 128 */
     int sym;
-    double damp;     /* > 0 */
 } llmq_gptq_cfg;
 
 typedef struct {
     double loss;        /* mean over rows of (W - Q) H (W - Q)^T, H = the damped Gram / count */
-    double damp;        /* the damping that made H factorable (raised from cfg.damp if needed) */
+    double damp;        /* the damping that made H factorable (raised from the one asked if needed) */
 } llmq_gptq_stats;
 
-/* w (rows, cols) fp32: the weights, overwritten (scratch).  gram (cols,
- * cols) double, upper triangle (row-major) holds sum_t x_t x_t^T over
- * `count` tokens of the input as the source sees it; col_div (cols) or
- * NULL: the weights' input is x / col_div (awq's folded scales), so H is
- * scaled by them.  clip (rows, cols / group, 2) or NULL: per group the upper
- * and lower clip of the grid (awq.h).  Writes codes (rows, cols / 2; two per
- * byte, low nibble first), scales (rows, cols / group) f16, zeros (rows,
- * cols / group; NULL when sym) - the packer's int4 layout - and, if deq is
- * not NULL, the dequantized weights (rows, cols).  Errors: LLMQ_EUSAGE,
- * LLMQ_ENOMEM, LLMQ_ENONFINITE (a Gram matrix no damping makes factorable). */
-int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, float *w, int64_t rows, int64_t cols,
-                       const double *gram, double count, const float *col_div, const float *clip,
-                       uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq, llmq_gptq_stats *st,
-                       llmq_err *err);
+/* What one input's Gram matrix gives every linear reading that input (awq's
+ * q, k and v share one; gate and up share one): the column order, the
+ * factor of the damped inverse, H itself for llmq_gptq_loss. */
+typedef struct llmq_gptq_h llmq_gptq_h;
 
-/* Mean over rows of (w - q) H (w - q)^T, H = gram / count scaled by col_div
- * as above, no damping: the output error |(W - Q) x|^2 per row, averaged
- * over the calibration tokens.  -1 on allocation failure. */
-double llmq_gptq_loss(const float *w, const float *q, int64_t rows, int64_t cols, const double *gram, double count,
-                      const float *col_div);
+/* gram (cols, cols) double, upper triangle (row-major) holds sum_t x_t x_t^T
+ * over `count` tokens of the input as the source sees it; col_div (cols) or
+ * NULL: the weights' input is x / col_div (awq's folded scales), so H =
+ * gram / count is scaled by them.  damp > 0: that fraction of the mean
+ * diagonal is added before inverting, raised tenfold (up to three times)
+ * while H is not positive definite.  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM,
+ * LLMQ_ENONFINITE (a non-finite entry, or no damping makes it factorable). */
+int llmq_gptq_h_new(llmq_gptq_h **out, const double *gram, int64_t cols, double count, const float *col_div,
+                    double damp, llmq_err *err);
+void llmq_gptq_h_free(llmq_gptq_h *h);        /* accepts NULL */
+double llmq_gptq_h_damp(const llmq_gptq_h *h);  /* the damping used */
+
+/* w (rows, h's cols) fp32: the weights, overwritten (scratch).  clip (rows,
+ * cols / group, 2) or NULL: per group the upper and lower clip of the grid
+ * (awq.h).  Writes codes (rows, cols / 2; two per byte, low nibble first),
+ * scales (rows, cols / group) f16, zeros (rows, cols / group; NULL when
+ * sym) - the packer's int4 layout - and, if deq is not NULL, the
+ * dequantized weights (rows, cols).  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM. */
+int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows,
+                       const float *clip, uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq,
+                       llmq_gptq_stats *st, llmq_err *err);
+
+/* Mean over rows of (w - q) H (w - q)^T with h's H, no damping: the output
+ * error |(W - Q) x|^2 per row, averaged over the calibration tokens.  -1 on
+ * allocation failure. */
+double llmq_gptq_loss(const llmq_gptq_h *h, const float *w, const float *q, int64_t rows);
 
 #endif

@@ -42,6 +42,13 @@
 /* The group sizes of Q4 / Q3 (LLMQ_W_Q4): 32, 64 or 128 - the one place
  * that rule is written. */
 static inline int llmq_q4_group_ok(int64_t g) { return g == 32 || g == 64 || g == 128; }
+
+/* Set code j (0..15) of a row of LLMQ_W_Q4 codes: byte j / 2, low nibble for even j. */
+static inline void llmq_q4_put_code(uint8_t *codes, int64_t j, int q)
+{
+    if (j & 1) codes[j / 2] = (uint8_t)((codes[j / 2] & 0x0f) | (q << 4));
+    else codes[j / 2] = (uint8_t)((codes[j / 2] & 0xf0) | q);
+}
 #define LLMQ_MX8_BLOCK 32           /* OCP MX v1.0: k = 32 elements per scale */
 #define LLMQ_MX8_ELEM_SHIFT 6       /* MXINT8 element = code * 2^-6 */
 #define LLMQ_E8M0_NAN  255

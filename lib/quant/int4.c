@@ -15,12 +15,6 @@ uint16_t llmq_f16_ceil(float s)
     return h;
 }
 
-static inline void put_nibble(uint8_t *codes, int64_t j, int q)
-{
-    if (j & 1) codes[j / 2] = (uint8_t)((codes[j / 2] & 0x0f) | (q << 4));
-    else codes[j / 2] = (uint8_t)((codes[j / 2] & 0xf0) | q);
-}
-
 static inline double clampd(double v, double lo, double hi) { return fmin(fmax(v, lo), hi); }
 
 /* One row of `bits`-bit codes (4, or 3 in the same nibbles): maxq levels
@@ -60,7 +54,7 @@ static void quantize_row_bits(int bits, const float *w, int64_t cols, int group,
             double x = clampd(v[j], -c, c);
             double q = sf > 0.0f ? nearbyint(x / sf) + z : z;
             /* a NaN becomes 0, not undefined behaviour */
-            put_nibble(codes, g * group + j, (int)clampd(q, lo, hi));
+            llmq_q4_put_code(codes, g * group + j, (int)clampd(q, lo, hi));
         }
     }
 }
@@ -90,6 +84,12 @@ static int quantize_bits(int bits, const float *w, int64_t rows, int64_t cols, i
         quantize_row_bits(bits, w + r * cols, cols, group, sym, clip ? clip + r * ng : NULL,
                           codes + r * (cols / 2), scales + r * ng, sym ? NULL : zeros + r * ng);
     return LLMQ_OK;
+}
+
+void llmq_q4_clip_row(float *row, int64_t cols, int group, const float *clip)
+{
+    for (int64_t k = 0; k < cols / group; k++)
+        for (int64_t j = k * group; j < (k + 1) * group; j++) row[j] = fminf(fmaxf(row[j], -clip[2 * k + 1]), clip[2 * k]);
 }
 
 void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,

@@ -66,6 +66,9 @@ void llmq_q8_dequantize_row(const int8_t *codes, float scale, int64_t cols, floa
 int llmq_q4_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
                      uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err);
 /* One row: codes[cols / 2], scales / zeros / clip [cols / group]. */
+/* Clamp each group g of a row into [-clip[2g + 1], clip[2g]]: a clip pair
+ * per group (awq's upper end and negated lower end; +Inf = none). */
+void llmq_q4_clip_row(float *row, int64_t cols, int group, const float *clip);
 void llmq_q4_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
                           uint8_t *codes, uint16_t *scales, uint8_t *zeros);
 /* zeros NULL = symmetric. */

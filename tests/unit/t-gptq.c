@@ -63,11 +63,15 @@ static int run(llmq_pool *pool, int bits, int group, int sym, const float *w, co
 {
     static float wk[R * C];
     memcpy(wk, w, sizeof wk);
-    llmq_gptq_cfg q = { bits, group, sym, LLMQ_GPTQ_DAMP_DEFAULT };
+    llmq_gptq_cfg q = { bits, group, sym };
     llmq_err err = { 0, "" };
     memset(o, 0, sizeof *o);
-    return llmq_gptq_quantize(pool, &q, wk, R, C, gram, N, div, clip, o->codes, o->scales, sym ? NULL : o->zeros,
-                              o->deq, &o->st, &err);
+    llmq_gptq_h *h = NULL;
+    int rc = llmq_gptq_h_new(&h, gram, C, N, div, LLMQ_GPTQ_DAMP_DEFAULT, &err);
+    if (!rc) rc = llmq_gptq_quantize(pool, &q, h, wk, R, clip, o->codes, o->scales, sym ? NULL : o->zeros, o->deq, &o->st,
+                                     &err);
+    llmq_gptq_h_free(h);
+    return rc;
 }
 
 /* round to nearest of the clipped rows: the packer's quantizers */
@@ -159,7 +163,11 @@ TEST(correlated_inputs_lower_the_output_error)
                 const float *d = withdiv ? div : NULL;
                 CHECK_EQ_INT(run(NULL, bits, 32, sym, w, gram, d, clip, &g), LLMQ_OK);
                 rtn(bits, 32, sym, w, clip, &r);
-                double lg = llmq_gptq_loss(w, g.deq, R, C, gram, N, d), lr = llmq_gptq_loss(w, r.deq, R, C, gram, N, d);
+                llmq_gptq_h *h = NULL;
+                llmq_err err = { 0, "" };
+                CHECK_EQ_INT(llmq_gptq_h_new(&h, gram, C, N, d, LLMQ_GPTQ_DAMP_DEFAULT, &err), LLMQ_OK);
+                double lg = llmq_gptq_loss(h, w, g.deq, R), lr = llmq_gptq_loss(h, w, r.deq, R);
+                llmq_gptq_h_free(h);
                 CHECK_MSG(lg > 0 && lg < 0.9 * lr, "bits %d sym %d div %d: gptq %g, rtn %g", bits, sym, withdiv, lg, lr);
                 /* the OBS identity: the sum of the scaled errors is the loss
                  * under the damped Gram matrix */
@@ -198,16 +206,17 @@ TEST(bad_input_is_refused_or_harmless)
     make_inputs(gram, 0);
     make_weights(w);
     llmq_err err = { 0, "" };
-    llmq_gptq_cfg q = { 4, 48, 0, 0.01 };
-    CHECK_EQ_INT(llmq_gptq_quantize(NULL, &q, w, R, C, gram, N, NULL, NULL, o.codes, o.scales, o.zeros, NULL, NULL, &err),
-                 LLMQ_EUSAGE);
+    llmq_gptq_h *h = NULL;
+    CHECK_EQ_INT(llmq_gptq_h_new(&h, gram, C, N, NULL, 0.01, &err), LLMQ_OK);
+    llmq_gptq_cfg q = { 4, 48, 0 };
+    CHECK_EQ_INT(llmq_gptq_quantize(NULL, &q, h, w, R, NULL, o.codes, o.scales, o.zeros, NULL, NULL, &err), LLMQ_EUSAGE);
     q.group = 32;
-    q.damp = 0;
-    CHECK_EQ_INT(llmq_gptq_quantize(NULL, &q, w, R, C, gram, N, NULL, NULL, o.codes, o.scales, o.zeros, NULL, NULL, &err),
-                 LLMQ_EUSAGE);
-    q.damp = 0.01;
-    CHECK_EQ_INT(llmq_gptq_quantize(NULL, &q, w, R, C, gram, N, NULL, NULL, o.codes, o.scales, NULL, NULL, NULL, &err),
+    llmq_gptq_h *h0 = NULL;
+    CHECK_EQ_INT(llmq_gptq_h_new(&h0, gram, C, N, NULL, 0, &err), LLMQ_EUSAGE);   /* no damping */
+    CHECK(h0 == NULL);
+    CHECK_EQ_INT(llmq_gptq_quantize(NULL, &q, h, w, R, NULL, o.codes, o.scales, NULL, NULL, NULL, &err),
                  LLMQ_EUSAGE);     /* asymmetric without zero points */
+    llmq_gptq_h_free(h);
     gram[3 * C + 7] = NAN;
     CHECK_EQ_INT(run(NULL, 4, 32, 0, w, gram, NULL, NULL, &o), LLMQ_ENONFINITE);
     make_inputs(gram, 0);
