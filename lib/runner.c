@@ -1,12 +1,15 @@
 /*
- * runner.c - forward pass, read top to bottom like llama2.c's run.c, with
- * the differences Hugging Face's modeling_llama / modeling_qwen2 define:
- * RMSNorm in fp32, rotate-half RoPE, optional q/k/v/o and MLP biases,
- * grouped-query attention, SwiGLU, tied or untied LM head.
+ * runner.c - inference: embeddings, the layers (forward.c, the pass every
+ * user of a decoder layer shares) with a KV cache and quantized linears,
+ * the final norm and the LM head, with the differences Hugging Face's
+ * modeling_llama / modeling_qwen2 define: RMSNorm in fp32, rotate-half
+ * RoPE, optional q/k/v/o and MLP biases, grouped-query attention, SwiGLU,
+ * tied or untied LM head.
  */
 #include <math.h>
 #include <cblas.h>
 #include "runner.h"
+#include "linears.h"
 #include "train/ops.h"
 
 struct llmq_runner {
@@ -287,6 +290,40 @@ static int nonfinite(const llmq_runner *r, const char *what, llmq_err *err)
                        "overflow fp32", r->m->path, what);
 }
 
+/* The runner's side of the layer pass (forward.h): quantized linears with
+ * each input site's activation mode, and attention over the KV cache. */
+struct step {
+    llmq_runner *r;
+    const llmq_layer *L;
+    int layer, n, pos;
+};
+
+static void step_linear(void *ctx, int k, const float *X, int n, float *Y)
+{
+    struct step *s = ctx;
+    s->r->cur_scale = static_scale(s->r, s->layer, llmq_linears[k].input);
+    linear(s->r, llmq_layer_w(s->L, k), llmq_layer_b(s->L, k), X, n, Y);
+}
+
+/* K and V of positions pos.. into the layer's cache, then attention of
+ * the n new queries over [0, pos + n). */
+static void step_attend(void *ctx, llmq_layer_acts *a)
+{
+    struct step *s = ctx;
+    llmq_runner *r = s->r;
+    const llmq_config *c = &r->m->cfg;
+    int hd = c->head_dim, kvd = c->n_kv_heads * hd;
+    size_t layer_off = (size_t)s->layer * c->n_kv_heads * r->max_ctx * hd;
+    for (int t = 0; t < s->n; t++)
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            size_t at = layer_off + ((size_t)g * r->max_ctx + (size_t)(s->pos + t)) * hd;
+            memcpy(r->key_cache + at, a->k + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
+            memcpy(r->value_cache + at, a->v + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
+        }
+    struct attn_job job = { r, s->layer, s->n, s->pos };
+    llmq_pool_run(r->pool, attn_worker, &job);
+}
+
 int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
                         float *logits, int all_logits, llmq_err *err)
 {
@@ -294,8 +331,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
     const llmq_config *c = &m->cfg;
     if (n < 1 || pos < 0 || pos + n > r->max_ctx)
         return llmq_errorf(err, LLMQ_EUSAGE, "positions %d..%d exceed the context size %d", pos, pos + n - 1, r->max_ctx);
-    int H = c->hidden, FF = c->intermediate, hd = c->head_dim;
-    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    int H = c->hidden, hd = c->head_dim;
     float eps = (float)c->rms_eps;
     for (int t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= c->vocab)
@@ -303,50 +339,20 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
                                "tokenizer and config.json vocab_size disagree", m->path, tokens[t], c->vocab - 1);
         llmq_get_row(&m->embed, tokens[t], r->x + (size_t)t * H);
     }
+    const float *cs = r->rope_cos + (size_t)pos * (hd / 2), *sn = r->rope_sin + (size_t)pos * (hd / 2);
+    /* one set of scratch buffers for every layer; the residual stream x
+     * is updated in place */
+    llmq_layer_acts a = { .xn1 = r->xn, .q = r->q, .k = r->k, .v = r->v, .att = r->att, .xmid = r->x,
+                          .xn2 = r->xn, .gate = r->hb, .up = r->hb2, .hact = r->hb, .tmp = r->xn };
+    struct step st = { r, NULL, 0, n, pos };
+    llmq_layer_pass p = { .c = c, .T = n, .cs = cs, .sn = sn, .linear = step_linear, .attend = step_attend,
+                          .ctx = &st, .observe = r->obs, .obs_ctx = r->obs_ctx };
     for (int l = 0; l < c->n_layers; l++) {
-        const llmq_layer *L = &m->layers[l];
-        /* attention block */
-        llmq_op_rmsnorm_fwd(r->x, L->attn_norm, n, H, eps, r->xn, NULL);
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_QKV, r->xn, n, H);
-        r->cur_scale = static_scale(r, l, LLMQ_SITE_QKV);
-        linear(r, &L->wq, L->bq, r->xn, n, r->q);
-        linear(r, &L->wk, L->bk, r->xn, n, r->k);
-        linear(r, &L->wv, L->bv, r->xn, n, r->v);
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_PRE, r->k, n, kvd);
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_V, r->v, n, kvd);
-        size_t layer_off = (size_t)l * c->n_kv_heads * r->max_ctx * hd;
-        /* rotate-half RoPE at positions pos.., then K and V into the cache */
-        const float *cs = r->rope_cos + (size_t)pos * (hd / 2), *sn = r->rope_sin + (size_t)pos * (hd / 2);
-        llmq_op_rope_fwd(r->q, n, c->n_heads, hd, cs, sn);
-        llmq_op_rope_fwd(r->k, n, c->n_kv_heads, hd, cs, sn);
-        for (int t = 0; t < n; t++)
-            for (int g = 0; g < c->n_kv_heads; g++) {
-                size_t at = layer_off + ((size_t)g * r->max_ctx + (size_t)(pos + t)) * hd;
-                memcpy(r->key_cache + at, r->k + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
-                memcpy(r->value_cache + at, r->v + (size_t)t * kvd + g * hd, (size_t)hd * sizeof(float));
-            }
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_K_POST, r->k, n, kvd);
-        struct attn_job job = { r, l, n, pos };
-        llmq_pool_run(r->pool, attn_worker, &job);
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_O, r->att, n, qd);
-        r->cur_scale = static_scale(r, l, LLMQ_SITE_O);
-        linear(r, &L->wo, L->bo, r->att, n, r->xn);
-        for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
-
-        /* MLP block: down(silu(gate(x)) * up(x)) */
-        llmq_op_rmsnorm_fwd(r->x, L->mlp_norm, n, H, eps, r->xn, NULL);
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_GATEUP, r->xn, n, H);
-        r->cur_scale = static_scale(r, l, LLMQ_SITE_GATEUP);
-        linear(r, &L->w_gate, L->b_gate, r->xn, n, r->hb);
-        linear(r, &L->w_up, L->b_up, r->xn, n, r->hb2);
-        for (size_t i = 0; i < (size_t)n * FF; i++) {
-            float g = r->hb[i];
-            r->hb[i] = g / (1.0f + expf(-g)) * r->hb2[i];
-        }
-        if (r->obs) r->obs(r->obs_ctx, l, LLMQ_SITE_DOWN, r->hb, n, FF);
-        r->cur_scale = static_scale(r, l, LLMQ_SITE_DOWN);
-        linear(r, &L->w_down, L->b_down, r->hb, n, r->xn);
-        for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
+        st.L = &m->layers[l];
+        st.layer = p.layer = l;
+        p.attn_norm = st.L->attn_norm;
+        p.mlp_norm = st.L->mlp_norm;
+        llmq_layer_forward(&p, r->x, &a, r->x);
     }
     r->cur_scale = 0.0f;
     if (!all_finite(r->x, (size_t)n * H)) return nonfinite(r, "hidden state", err);

@@ -9,21 +9,8 @@
 #define LLMQ_RUNNER_H
 
 #include "model.h"
+#include "forward.h"
 #include "base/pool.h"
-
-/* Where an observer sees activations (calibration, AWQ). */
-typedef enum {
-    LLMQ_SITE_QKV = 0,   /* input of q/k/v_proj: input_layernorm output, (n, hidden) */
-    LLMQ_SITE_O,         /* input of o_proj: attention output, (n, n_heads*head_dim) */
-    LLMQ_SITE_GATEUP,    /* input of gate/up_proj: post_attention_layernorm output, (n, hidden) */
-    LLMQ_SITE_DOWN,      /* input of down_proj: silu(gate)*up, (n, intermediate) */
-    LLMQ_SITE_K_PRE,     /* k_proj output before RoPE, (n, n_kv_heads*head_dim) */
-    LLMQ_SITE_K_POST,    /* k after RoPE, (n, n_kv_heads*head_dim) */
-    LLMQ_SITE_V,         /* v_proj output, (n, n_kv_heads*head_dim) */
-    LLMQ_SITE_COUNT
-} llmq_site;
-
-typedef void (*llmq_observer)(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim);
 
 typedef struct llmq_runner llmq_runner;
 

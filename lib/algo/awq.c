@@ -206,8 +206,6 @@ static double mse(const float *a, const float *b, size_t n)
     return n ? s / (double)n : 0.0;
 }
 
-static inline float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 /* ---- scale search (paper section 3.2) ---- */
 
 /* Output of group g with weights w[i] (already effective fp32) into out:
@@ -220,7 +218,7 @@ static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *con
         int64_t ff = g->rows[0];
         mm(pool, w[0], ff, g->in, g->x, n, hg);
         mm(pool, w[1], ff, g->in, g->x, n, hu);
-        for (size_t i = 0; i < (size_t)(n * ff); i++) hg[i] = silu_mul(hg[i], hu[i]);
+        llmq_op_swiglu_fwd(hg, hu, (size_t)(n * ff), hg);
         mm(pool, g->down, g->down_rows, ff, hg, n, out);
         return;
     }
@@ -634,14 +632,12 @@ typedef struct {
     const llmq_config *c;
     llmq_pool *pool;
     int T;
-    float *xn, *q, *k, *v, *att, *hb, *hb2, *scores, *cs, *sn;
+    float *xn, *q, *k, *v, *att, *xmid, *hb, *hb2, *scores, *cs, *sn;
 } fwd_ctx;
-
-typedef void (*fwd_obs)(void *ctx, int site, const float *x, int T, int64_t dim);
 
 static void fwd_free(fwd_ctx *f)
 {
-    float *b[] = { f->xn, f->q, f->k, f->v, f->att, f->hb, f->hb2, f->scores, f->cs, f->sn };
+    float *b[] = { f->xn, f->q, f->k, f->v, f->att, f->xmid, f->hb, f->hb2, f->scores, f->cs, f->sn };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(b); i++) free(b[i]);
     memset(f, 0, sizeof *f);
 }
@@ -654,8 +650,8 @@ static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, ll
     f->T = T;
     int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     if (!(f->xn = falloc(T, c->hidden, err)) || !(f->q = falloc(T, qd, err)) || !(f->k = falloc(T, kvd, err)) ||
-        !(f->v = falloc(T, kvd, err)) || !(f->att = falloc(T, qd, err)) || !(f->hb = falloc(T, c->intermediate, err)) ||
-        !(f->hb2 = falloc(T, LLMQ_MAX(c->intermediate, c->hidden), err)) ||
+        !(f->v = falloc(T, kvd, err)) || !(f->att = falloc(T, qd, err)) || !(f->xmid = falloc(T, c->hidden, err)) ||
+        !(f->hb = falloc(T, c->intermediate, err)) || !(f->hb2 = falloc(T, LLMQ_MAX(c->intermediate, c->hidden), err)) ||
         !(f->scores = falloc((int64_t)llmq_pool_size(pool) * T, T, err)) ||
         !(f->cs = falloc(T, c->head_dim / 2, err)) || !(f->sn = falloc(T, c->head_dim / 2, err))) {
         fwd_free(f);
@@ -665,11 +661,21 @@ static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, ll
     return LLMQ_OK;
 }
 
-static void lin(fwd_ctx *f, const llmq_wmat *W, const float *bias, const float *X, float *Y)
+/* AWQ's side of the layer pass (forward.h): fp32 GEMMs of the weights
+ * under search, attention within the window. */
+struct fwd_step {
+    fwd_ctx *f;
+    const fwd_w *L;
+};
+
+static void fwd_linear(void *ctx, int k, const float *X, int T, float *Y)
 {
-    llmq_matmul(f->pool, W, X, f->T, Y);
+    struct fwd_step *s = ctx;
+    const llmq_wmat *W = &s->L->w[k];
+    const float *bias = s->L->b[k];
+    llmq_matmul(s->f->pool, W, X, T, Y);
     if (bias)
-        for (int t = 0; t < f->T; t++)
+        for (int t = 0; t < T; t++)
             for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
 }
 
@@ -686,37 +692,24 @@ static void attn_worker(void *ctx, int ti, int nt)
         llmq_op_attn_head_fwd(&sh, h, f->q, f->k, f->v, f->scores + (size_t)ti * f->T * f->T, f->att);
 }
 
+static void fwd_attend(void *ctx, llmq_layer_acts *a)
+{
+    struct fwd_step *s = ctx;
+    (void)a;   /* a's q, k, v and att are f's */
+    llmq_pool_run(s->f->pool, attn_worker, s->f);
+}
+
 /* x (T, hidden): the layer's input, replaced by its output when full; with
  * full = 0 the pass stops once the down_proj input has been observed. */
-static void fwd(fwd_ctx *f, const fwd_w *L, float *x, int full, fwd_obs obs, void *octx)
+static void fwd(fwd_ctx *f, const fwd_w *L, float *x, int full, llmq_observer obs, void *octx)
 {
-    const llmq_config *c = f->c;
-    int T = f->T, H = c->hidden, FF = c->intermediate, hd = c->head_dim;
-    int qd = c->n_heads * hd;
-    float eps = (float)c->rms_eps;
-    llmq_op_rmsnorm_fwd(x, L->attn_norm, T, H, eps, f->xn, NULL);
-    if (obs) obs(octx, LLMQ_AWQ_G_QKV, f->xn, T, H);
-    lin(f, &L->w[LLMQ_AWQ_Q], L->b[LLMQ_AWQ_Q], f->xn, f->q);
-    lin(f, &L->w[LLMQ_AWQ_K], L->b[LLMQ_AWQ_K], f->xn, f->k);
-    lin(f, &L->w[LLMQ_AWQ_V], L->b[LLMQ_AWQ_V], f->xn, f->v);
-    llmq_op_rope_fwd(f->q, T, c->n_heads, hd, f->cs, f->sn);
-    llmq_op_rope_fwd(f->k, T, c->n_kv_heads, hd, f->cs, f->sn);
-    llmq_pool_run(f->pool, attn_worker, f);
-    if (obs) obs(octx, LLMQ_AWQ_G_O, f->att, T, qd);
-    float *h = f->hb2;   /* (T, hidden) scratch until the MLP */
-    lin(f, &L->w[LLMQ_AWQ_O], L->b[LLMQ_AWQ_O], f->att, h);
-    float *xr = f->hb;    /* (T, intermediate) holds (T, hidden): llmq_awq_run checks FF >= hidden */
-    for (size_t i = 0; i < (size_t)T * H; i++) xr[i] = x[i] + h[i];
-    llmq_op_rmsnorm_fwd(xr, L->mlp_norm, T, H, eps, f->xn, NULL);
-    if (obs) obs(octx, LLMQ_AWQ_G_GATEUP, f->xn, T, H);
-    if (full) memcpy(x, xr, (size_t)T * H * sizeof(float));
-    lin(f, &L->w[LLMQ_AWQ_GATE], L->b[LLMQ_AWQ_GATE], f->xn, f->hb);
-    lin(f, &L->w[LLMQ_AWQ_UP], L->b[LLMQ_AWQ_UP], f->xn, f->hb2);
-    for (size_t i = 0; i < (size_t)T * FF; i++) f->hb[i] = silu_mul(f->hb[i], f->hb2[i]);
-    if (obs) obs(octx, LLMQ_AWQ_G_DOWN, f->hb, T, FF);
-    if (!full) return;
-    lin(f, &L->w[LLMQ_AWQ_DOWN], L->b[LLMQ_AWQ_DOWN], f->hb, f->hb2);
-    for (size_t i = 0; i < (size_t)T * H; i++) x[i] += f->hb2[i];
+    struct fwd_step s = { f, L };
+    llmq_layer_pass p = { .c = f->c, .T = f->T, .attn_norm = L->attn_norm, .mlp_norm = L->mlp_norm,
+                          .cs = f->cs, .sn = f->sn, .linear = fwd_linear, .attend = fwd_attend, .ctx = &s,
+                          .observe = obs, .obs_ctx = octx };
+    llmq_layer_acts a = { .xn1 = f->xn, .q = f->q, .k = f->k, .v = f->v, .att = f->att, .xmid = f->xmid,
+                          .xn2 = f->xn, .gate = f->hb, .up = f->hb2, .hact = f->hb, .tmp = f->hb2 };
+    llmq_layer_forward(&p, x, &a, full ? x : NULL);
 }
 
 /* ---- exact losses for q/k/v and o_proj ---- */
@@ -803,9 +796,11 @@ typedef struct {
     int n_pick, base;                    /* how many, index of the first in rows */
 } stats;
 
-static void stats_obs(void *ctx, int site, const float *x, int T, int64_t dim)
+static void stats_obs(void *ctx, int layer, llmq_site site, const float *x, int64_t T, int64_t dim)
 {
     stats *s = ctx;
+    (void)layer;
+    if ((int)site >= LLMQ_AWQ_NGROUP) return;   /* k and v around RoPE */
     double *a = s->abs_sum[site];
     for (int t = 0; t < T; t++)
         for (int64_t c = 0; c < dim; c++) a[c] += fabsf(x[(size_t)t * dim + c]);
@@ -1047,9 +1042,6 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     if (H % o->q.group || FF % o->q.group || qd % o->q.group)
         return llmq_errorf(err, LLMQ_EUSAGE, "%s: hidden %" PRId64 ", intermediate %" PRId64 " and q_dim %" PRId64
                            " must be multiples of group %d", m->path, H, FF, qd, o->q.group);
-    if (FF < H)
-        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: intermediate size %" PRId64 " below hidden %" PRId64 " is not supported",
-                           m->path, FF, H);
     for (int i = 0; i < samples * seqlen; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return llmq_errorf(err, LLMQ_EUSAGE, "awq: token id %d is outside the vocabulary", tokens[i]);

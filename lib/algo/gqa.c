@@ -68,7 +68,7 @@ int llmq_gqa_pool_mean(llmq_tmodel *tm, int G, llmq_err *err)
     if (G == c->n_kv_heads) return LLMQ_OK;
     for (int l = 0; l < c->n_layers; l++) {
         const llmq_tlayer *L = &tm->L[l];
-        int ids[4] = { L->wk, L->wv, L->bk, L->bv };
+        int ids[4] = { L->w[LLMQ_LIN_K], L->w[LLMQ_LIN_V], L->b[LLMQ_LIN_K], L->b[LLMQ_LIN_V] };
         for (int k = 0; k < 4; k++) {
             if (ids[k] < 0) continue;
             llmq_tparam *p = &tm->p[ids[k]];
@@ -379,7 +379,7 @@ int llmq_gqa_pool_activation(llmq_tmodel *tm, int G, const llmq_gqa_calib *cal, 
     }
     int T = cal->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, src = c->n_kv_heads, n = cal->n_seq;
     int qd = nh * hd, kvs = src * hd, kvd = G * hd;
-    int has_b = tm->L[0].bv >= 0;
+    int has_b = tm->L[0].b[LLMQ_LIN_V] >= 0;
     int H1 = H + has_b;
     size_t NT = (size_t)n * T;
     layer_ws w;
@@ -411,9 +411,9 @@ int llmq_gqa_pool_activation(llmq_tmodel *tm, int G, const llmq_gqa_calib *cal, 
     w.sn = sn;
     for (int l = 0; l < c->n_layers; l++) {
         llmq_tlayer *L = &tm->L[l];
-        const float *wq = tm->p[L->wq].w, *bq = L->bq >= 0 ? tm->p[L->bq].w : NULL;
-        const float *wk0 = tm->p[L->wk].w, *bk0 = L->bk >= 0 ? tm->p[L->bk].w : NULL;
-        const float *wv0 = tm->p[L->wv].w, *bv0 = L->bv >= 0 ? tm->p[L->bv].w : NULL;
+        const float *wq = tm->p[L->w[LLMQ_LIN_Q]].w, *bq = L->b[LLMQ_LIN_Q] >= 0 ? tm->p[L->b[LLMQ_LIN_Q]].w : NULL;
+        const float *wk0 = tm->p[L->w[LLMQ_LIN_K]].w, *bk0 = L->b[LLMQ_LIN_K] >= 0 ? tm->p[L->b[LLMQ_LIN_K]].w : NULL;
+        const float *wv0 = tm->p[L->w[LLMQ_LIN_V]].w, *bv0 = L->b[LLMQ_LIN_V] >= 0 ? tm->p[L->b[LLMQ_LIN_V]].w : NULL;
         /* the original layer's queries and attention outputs */
         llmq_attn_shape as0 = { T, nh, src, hd, 0 };
         layer_data d = { cal, l, src, wk0, bk0, Q, Oref, { 0, 0, 0 } };
@@ -484,7 +484,7 @@ int llmq_gqa_pool_activation(llmq_tmodel *tm, int G, const llmq_gqa_calib *cal, 
             best = e_mean;
         }
         if (rep) { rep->err_mean[l] = e_mean; rep->err_act[l] = best; }
-        int keep[4] = { L->wk, L->wv, L->bk, L->bv };
+        int keep[4] = { L->w[LLMQ_LIN_K], L->w[LLMQ_LIN_V], L->b[LLMQ_LIN_K], L->b[LLMQ_LIN_V] };
         float *nw[4] = { Wk, Wv, bk, bv };
         for (int k = 0; k < 4; k++) {
             if (keep[k] < 0) continue;

@@ -1,12 +1,13 @@
 /*
- * tmodel.c - fp32 training model: parameters, forward keeping activations,
- * backward, AdamW, checkpoint output.  The forward follows lib/runner.c
- * op for op (RMSNorm, rotate-half RoPE, GQA causal attention, SwiGLU).
+ * tmodel.c - fp32 training model: parameters, forward keeping activations
+ * (the layer pass of lib/forward.c, the runner's), backward, AdamW,
+ * checkpoint output.
  */
 #include <math.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "tmodel.h"
+#include "../forward.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
 #include "../../formats/modeldir.h"
@@ -81,40 +82,36 @@ int llmq_tmodel_from_model(llmq_tmodel *tm, const llmq_model *m, llmq_err *err)
     tm->L = llmq_calloc((size_t)c->n_layers, sizeof *tm->L, err);
     if (!tm->L) return err->code;
     char nm[128];
-    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-#define MAT(dst, fmt, W) do { snprintf(nm, sizeof nm, fmt, l); if (((dst) = add_mat(tm, &cap, nm, &(W), err)) < 0) goto fail; } while (0)
-#define VEC(dst, fmt, v, n) do { snprintf(nm, sizeof nm, fmt, l); if (((dst) = add_vec(tm, &cap, nm, (v), (n), err)) < -1) goto fail; } while (0)
     int l = 0;
     if ((tm->embed = add_mat(tm, &cap, "model.embed_tokens.weight", &m->embed, err)) < 0) goto fail;
     for (l = 0; l < c->n_layers; l++) {
         const llmq_layer *S = &m->layers[l];
         llmq_tlayer *L = &tm->L[l];
         for (size_t k = 0; k < sizeof *L / sizeof(int); k++) ((int *)L)[k] = -1;
-        for (const llmq_wmat *w = &S->wq; w <= &S->w_down; w++)
-            if (!is_float(w->type))
+        for (int k = 0; k < LLMQ_LIN_COUNT; k++)
+            if (!is_float(llmq_layer_w(S, k)->type))
                 return llmq_tmodel_release(tm), llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: layer %d holds quantized weights", m->path, l);
-        MAT(L->wq, "model.layers.%d.self_attn.q_proj.weight", S->wq);
-        MAT(L->wk, "model.layers.%d.self_attn.k_proj.weight", S->wk);
-        MAT(L->wv, "model.layers.%d.self_attn.v_proj.weight", S->wv);
-        MAT(L->wo, "model.layers.%d.self_attn.o_proj.weight", S->wo);
-        VEC(L->bq, "model.layers.%d.self_attn.q_proj.bias", S->bq, q);
-        VEC(L->bk, "model.layers.%d.self_attn.k_proj.bias", S->bk, kv);
-        VEC(L->bv, "model.layers.%d.self_attn.v_proj.bias", S->bv, kv);
-        VEC(L->bo, "model.layers.%d.self_attn.o_proj.bias", S->bo, c->hidden);
-        MAT(L->wg, "model.layers.%d.mlp.gate_proj.weight", S->w_gate);
-        MAT(L->wu, "model.layers.%d.mlp.up_proj.weight", S->w_up);
-        MAT(L->wd, "model.layers.%d.mlp.down_proj.weight", S->w_down);
-        VEC(L->bg, "model.layers.%d.mlp.gate_proj.bias", S->b_gate, c->intermediate);
-        VEC(L->bu, "model.layers.%d.mlp.up_proj.bias", S->b_up, c->intermediate);
-        VEC(L->bd, "model.layers.%d.mlp.down_proj.bias", S->b_down, c->hidden);
-        VEC(L->attn_norm, "model.layers.%d.input_layernorm.weight", S->attn_norm, c->hidden);
-        VEC(L->mlp_norm, "model.layers.%d.post_attention_layernorm.weight", S->mlp_norm, c->hidden);
+        /* attention's linears, then the MLP's, each weights before biases:
+         * the order AdamW sums the gradient norm in */
+        static const int part[][2] = { { LLMQ_LIN_Q, LLMQ_LIN_O }, { LLMQ_LIN_GATE, LLMQ_LIN_DOWN } };
+        for (int pi = 0; pi < 2; pi++) {
+            for (int k = part[pi][0]; k <= part[pi][1]; k++) {
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llmq_linears[k].hf);
+                if ((L->w[k] = add_mat(tm, &cap, nm, llmq_layer_w(S, k), err)) < 0) goto fail;
+            }
+            for (int k = part[pi][0]; k <= part[pi][1]; k++) {
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llmq_linears[k].hf);
+                if ((L->b[k] = add_vec(tm, &cap, nm, llmq_layer_b(S, k), llmq_linear_rows(c, k), err)) < -1) goto fail;
+            }
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        if ((L->attn_norm = add_vec(tm, &cap, nm, S->attn_norm, c->hidden, err)) < 0) goto fail;
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((L->mlp_norm = add_vec(tm, &cap, nm, S->mlp_norm, c->hidden, err)) < 0) goto fail;
     }
     if ((tm->final_norm = add_vec(tm, &cap, "model.norm.weight", m->final_norm, c->hidden, err)) < 0) goto fail;
     if (c->tie_embeddings) tm->lm_head = tm->embed;
     else if ((tm->lm_head = add_mat(tm, &cap, "lm_head.weight", &m->lm_head, err)) < 0) goto fail;
-#undef MAT
-#undef VEC
     return LLMQ_OK;
 fail:
     llmq_tmodel_release(tm);
@@ -140,7 +137,7 @@ int llmq_tmodel_set_train(llmq_tmodel *tm, llmq_train_set set, llmq_err *err)
     if (set == LLMQ_TRAIN_KV)
         for (int l = 0; l < tm->cfg.n_layers; l++) {
             const llmq_tlayer *L = &tm->L[l];
-            int ids[] = { L->wk, L->wv, L->bk, L->bv };
+            int ids[] = { L->w[LLMQ_LIN_K], L->w[LLMQ_LIN_V], L->b[LLMQ_LIN_K], L->b[LLMQ_LIN_V] };
             for (size_t k = 0; k < LLMQ_ARRAY_LEN(ids); k++)
                 if (ids[k] >= 0) tm->p[ids[k]].train = 1;
         }
@@ -272,39 +269,52 @@ float *llmq_tws_dlogits(llmq_tws *ws) { return ws->dlogits; }
 static const float *PW(const llmq_tmodel *tm, int i) { return i >= 0 ? tm->p[i].w : NULL; }
 static float *PG(const llmq_tmodel *tm, int i) { return i >= 0 && tm->p[i].train ? tm->p[i].g : NULL; }
 
+/* Training's side of the layer pass (forward.h): fp32 parameters, and
+ * attention that keeps its probabilities for the backward pass. */
+struct tstep {
+    const llmq_tmodel *tm;
+    const llmq_tlayer *L;
+    llmq_attn_shape as;
+    float *P;
+};
+
+static void tstep_linear(void *ctx, int k, const float *X, int T, float *Y)
+{
+    const struct tstep *s = ctx;
+    const llmq_config *c = &s->tm->cfg;
+    llmq_op_linear_fwd(X, PW(s->tm, s->L->w[k]), PW(s->tm, s->L->b[k]), T, (int)llmq_linear_cols(c, k),
+                       (int)llmq_linear_rows(c, k), Y);
+}
+
+static void tstep_attend(void *ctx, llmq_layer_acts *a)
+{
+    const struct tstep *s = ctx;
+    llmq_op_attn_fwd(&s->as, a->q, a->k, a->v, s->P, a->att);
+}
+
 void llmq_tmodel_forward(const llmq_tmodel *tm, llmq_tws *ws, const int32_t *tokens, int T)
 {
     const llmq_config *c = &tm->cfg;
-    int H = c->hidden, FF = c->intermediate, hd = c->head_dim;
-    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    float eps = (float)c->rms_eps;
-    llmq_attn_shape as = { T, c->n_heads, c->n_kv_heads, hd, c->sliding_window };
+    int H = c->hidden;
     ws->T = T;
     ws->tok = tokens;
-    float *x = ws->A[0].xin;
-    llmq_op_embed_fwd(tm->p[tm->embed].w, H, tokens, T, x);
+    llmq_op_embed_fwd(tm->p[tm->embed].w, H, tokens, T, ws->A[0].xin);
+    struct tstep st = { tm, NULL, { T, c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window }, NULL };
+    llmq_layer_pass p = { .c = c, .T = T, .cs = ws->cs, .sn = ws->sn, .linear = tstep_linear,
+                          .attend = tstep_attend, .ctx = &st };
     for (int l = 0; l < c->n_layers; l++) {
-        const llmq_tlayer *L = &tm->L[l];
         tacts *a = &ws->A[l];
-        if (a->xin != x) memcpy(a->xin, x, (size_t)T * H * sizeof(float));
-        llmq_op_rmsnorm_fwd(a->xin, PW(tm, L->attn_norm), T, H, eps, a->xn1, a->r1);
-        llmq_op_linear_fwd(a->xn1, PW(tm, L->wq), PW(tm, L->bq), T, H, qd, a->q);
-        llmq_op_linear_fwd(a->xn1, PW(tm, L->wk), PW(tm, L->bk), T, H, kvd, a->k);
-        llmq_op_linear_fwd(a->xn1, PW(tm, L->wv), PW(tm, L->bv), T, H, kvd, a->v);
-        llmq_op_rope_fwd(a->q, T, c->n_heads, hd, ws->cs, ws->sn);
-        llmq_op_rope_fwd(a->k, T, c->n_kv_heads, hd, ws->cs, ws->sn);
-        llmq_op_attn_fwd(&as, a->q, a->k, a->v, a->P, a->att);
-        llmq_op_linear_fwd(a->att, PW(tm, L->wo), PW(tm, L->bo), T, qd, H, ws->tmp);
-        for (size_t i = 0; i < (size_t)T * H; i++) a->xmid[i] = a->xin[i] + ws->tmp[i];
-        llmq_op_rmsnorm_fwd(a->xmid, PW(tm, L->mlp_norm), T, H, eps, a->xn2, a->r2);
-        llmq_op_linear_fwd(a->xn2, PW(tm, L->wg), PW(tm, L->bg), T, H, FF, a->gate);
-        llmq_op_linear_fwd(a->xn2, PW(tm, L->wu), PW(tm, L->bu), T, H, FF, a->up);
-        llmq_op_swiglu_fwd(a->gate, a->up, (size_t)T * FF, a->hact);
-        llmq_op_linear_fwd(a->hact, PW(tm, L->wd), PW(tm, L->bd), T, FF, H, ws->tmp);
-        x = l + 1 < c->n_layers ? ws->A[l + 1].xin : ws->xfin;
-        for (size_t i = 0; i < (size_t)T * H; i++) x[i] = a->xmid[i] + ws->tmp[i];
+        st.L = &tm->L[l];
+        st.P = a->P;
+        p.layer = l;
+        p.attn_norm = PW(tm, st.L->attn_norm);
+        p.mlp_norm = PW(tm, st.L->mlp_norm);
+        llmq_layer_acts la = { .xn1 = a->xn1, .r1 = a->r1, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
+                               .xmid = a->xmid, .xn2 = a->xn2, .r2 = a->r2, .gate = a->gate, .up = a->up,
+                               .hact = a->hact, .tmp = ws->tmp };
+        llmq_layer_forward(&p, a->xin, &la, l + 1 < c->n_layers ? ws->A[l + 1].xin : ws->xfin);
     }
-    llmq_op_rmsnorm_fwd(ws->xfin, PW(tm, tm->final_norm), T, H, eps, ws->xnf, ws->rf);
+    llmq_op_rmsnorm_fwd(ws->xfin, PW(tm, tm->final_norm), T, H, (float)c->rms_eps, ws->xnf, ws->rf);
     llmq_op_linear_fwd(ws->xnf, PW(tm, tm->lm_head), NULL, T, H, c->vocab, ws->logits);
 }
 
@@ -331,23 +341,23 @@ void llmq_tmodel_backward(const llmq_tmodel *tm, llmq_tws *ws)
         const llmq_tlayer *L = &tm->L[l];
         tacts *a = &ws->A[l];
         /* MLP: x_out = xmid + down(silu(gate) * up) */
-        llmq_op_linear_bwd(a->hact, PW(tm, L->wd), ws->dx, T, FF, H, ws->dh, 0, PG(tm, L->wd), PG(tm, L->bd));
+        llmq_op_linear_bwd(a->hact, PW(tm, L->w[LLMQ_LIN_DOWN]), ws->dx, T, FF, H, ws->dh, 0, PG(tm, L->w[LLMQ_LIN_DOWN]), PG(tm, L->b[LLMQ_LIN_DOWN]));
         llmq_op_swiglu_bwd(a->gate, a->up, ws->dh, (size_t)T * FF, ws->dg, ws->du);
-        llmq_op_linear_bwd(a->xn2, PW(tm, L->wg), ws->dg, T, H, FF, ws->dxn, 0, PG(tm, L->wg), PG(tm, L->bg));
-        llmq_op_linear_bwd(a->xn2, PW(tm, L->wu), ws->du, T, H, FF, ws->dxn, 1, PG(tm, L->wu), PG(tm, L->bu));
+        llmq_op_linear_bwd(a->xn2, PW(tm, L->w[LLMQ_LIN_GATE]), ws->dg, T, H, FF, ws->dxn, 0, PG(tm, L->w[LLMQ_LIN_GATE]), PG(tm, L->b[LLMQ_LIN_GATE]));
+        llmq_op_linear_bwd(a->xn2, PW(tm, L->w[LLMQ_LIN_UP]), ws->du, T, H, FF, ws->dxn, 1, PG(tm, L->w[LLMQ_LIN_UP]), PG(tm, L->b[LLMQ_LIN_UP]));
         llmq_op_rmsnorm_bwd(a->xmid, PW(tm, L->mlp_norm), a->r2, ws->dxn, T, H, ws->dx, PG(tm, L->mlp_norm));
         /* attention: xmid = xin + o(attn(rope(q), rope(k), v)) */
-        llmq_op_linear_bwd(a->att, PW(tm, L->wo), ws->dx, T, qd, H, ws->datt, 0, PG(tm, L->wo), PG(tm, L->bo));
+        llmq_op_linear_bwd(a->att, PW(tm, L->w[LLMQ_LIN_O]), ws->dx, T, qd, H, ws->datt, 0, PG(tm, L->w[LLMQ_LIN_O]), PG(tm, L->b[LLMQ_LIN_O]));
         int need_x = l > lowest;    /* the layer below needs dx */
-        int need_q = need_x || PG(tm, L->wq) || PG(tm, L->bq);
+        int need_q = need_x || PG(tm, L->w[LLMQ_LIN_Q]) || PG(tm, L->b[LLMQ_LIN_Q]);
         llmq_op_attn_bwd(&as, a->q, a->k, a->v, a->P, ws->datt, need_q ? ws->dq : NULL, ws->dk, ws->dv, ws->dS);
         if (need_q) llmq_op_rope_bwd(ws->dq, T, c->n_heads, hd, ws->cs, ws->sn);
         llmq_op_rope_bwd(ws->dk, T, c->n_kv_heads, hd, ws->cs, ws->sn);
         int need_n = need_x || PG(tm, L->attn_norm);
         if (need_q)
-            llmq_op_linear_bwd(a->xn1, PW(tm, L->wq), ws->dq, T, H, qd, need_n ? ws->dxn : NULL, 0, PG(tm, L->wq), PG(tm, L->bq));
-        llmq_op_linear_bwd(a->xn1, PW(tm, L->wk), ws->dk, T, H, kvd, need_n ? ws->dxn : NULL, need_q, PG(tm, L->wk), PG(tm, L->bk));
-        llmq_op_linear_bwd(a->xn1, PW(tm, L->wv), ws->dv, T, H, kvd, need_n ? ws->dxn : NULL, 1, PG(tm, L->wv), PG(tm, L->bv));
+            llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_Q]), ws->dq, T, H, qd, need_n ? ws->dxn : NULL, 0, PG(tm, L->w[LLMQ_LIN_Q]), PG(tm, L->b[LLMQ_LIN_Q]));
+        llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_K]), ws->dk, T, H, kvd, need_n ? ws->dxn : NULL, need_q, PG(tm, L->w[LLMQ_LIN_K]), PG(tm, L->b[LLMQ_LIN_K]));
+        llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_V]), ws->dv, T, H, kvd, need_n ? ws->dxn : NULL, 1, PG(tm, L->w[LLMQ_LIN_V]), PG(tm, L->b[LLMQ_LIN_V]));
         if (need_n) llmq_op_rmsnorm_bwd(a->xin, PW(tm, L->attn_norm), a->r1, ws->dxn, T, H, ws->dx, PG(tm, L->attn_norm));
     }
     if (PG(tm, tm->embed)) llmq_op_embed_bwd(PG(tm, tm->embed), H, ws->tok, T, ws->dx);

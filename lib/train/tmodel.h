@@ -8,6 +8,7 @@
 #define LLMQ_TRAIN_TMODEL_H
 
 #include "../model.h"
+#include "../linears.h"
 #include "../base/fileio.h"
 #include "ops.h"
 
@@ -23,8 +24,7 @@ typedef struct {
 
 /* Indices into llmq_tmodel.p, -1 where the model has no such tensor. */
 typedef struct {
-    int wq, wk, wv, wo, bq, bk, bv, bo;
-    int wg, wu, wd, bg, bu, bd;
+    int w[LLMQ_LIN_COUNT], b[LLMQ_LIN_COUNT];   /* by linear (linears.h) */
     int attn_norm, mlp_norm;
 } llmq_tlayer;
 
