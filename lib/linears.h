@@ -1,14 +1,14 @@
 /*
  * linears.h - the one description of a decoder layer's linears: their
  * names in Hugging Face checkpoints and in GGUF, where llmq_layer keeps
- * their weights and biases, their shapes, and the runner's observer site
+ * their weights and biases, their shapes, and the observer site (forward.h)
  * whose activations are each one's input.
  */
 #ifndef LLMQ_LINEARS_H
 #define LLMQ_LINEARS_H
 
 #include <stddef.h>
-#include "runner.h"
+#include "forward.h"
 
 /* The seven decoder linears of a layer, in llmq_layer's order (the order
  * llmq export writes them and awq stores them): q, k and v share one input,
@@ -20,7 +20,9 @@ typedef enum {
 typedef struct {
     const char *hf;          /* module after "model.layers.L.": "self_attn.q_proj" */
     const char *gguf;        /* tensor after "blk.L.": "attn_q.weight" */
-    llmq_site input;         /* the observer site (runner.h) feeding it */
+    const char *gguf_bias;   /* its bias there: "attn_q.bias" */
+    const char *bias_key;    /* the config.json flag that gives it a bias */
+    llmq_site input;         /* the observer site (forward.h) feeding it */
     size_t w_off, b_off;     /* offsetof(llmq_layer, weight / bias) */
 } llmq_linear;
 
@@ -40,6 +42,9 @@ static inline const float *llmq_layer_b(const llmq_layer *L, int k)
 /* Output rows and input columns of linear k under config c. */
 int64_t llmq_linear_rows(const llmq_config *c, int k);
 int64_t llmq_linear_cols(const llmq_config *c, int k);
+
+/* 1 if linear k has a bias under config c (config.json's bias_key). */
+int llmq_linear_has_bias(const llmq_config *c, int k);
 
 /* The linear named by a module path under a layer ("self_attn.q_proj"),
  * or -1. */

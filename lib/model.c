@@ -191,6 +191,7 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
 
 /* The linears of a decoder layer (linears.h), by name under model.layers.<l>. */
 static llmq_wmat *layer_linear(llmq_layer *L, size_t i) { return (llmq_wmat *)((char *)L + llmq_linears[i].w_off); }
+static float **layer_bias(llmq_layer *L, size_t i) { return (float **)((char *)L + llmq_linears[i].b_off); }
 
 int llmq_layer_of(const char *name, int n_layers, const char **rest)
 {
@@ -314,8 +315,7 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
     m->layers = llmq_calloc((size_t)c->n_layers, sizeof(llmq_layer), err);
     if (!m->layers) { rc = err->code; goto fail_early; }
 
-    int64_t H = c->hidden, I = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim,
-            kvd = (int64_t)c->n_kv_heads * c->head_dim, V = c->vocab;
+    int64_t H = c->hidden, V = c->vocab;
     char name[256];
     if ((rc = load_matrix(m, "model.embed_tokens.weight", V, H, &m->embed, err))) goto fail;
     if (c->tie_embeddings) {
@@ -337,18 +337,11 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
             if ((rc = load_linear(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), layer_linear(L, i), err)))
                 goto fail;
         }
-        struct { const char *n; int64_t len; int want; float **v; const char *flag; } vecs[] = {
-            { "self_attn.q_proj.bias", qd, c->qkv_bias, &L->bq, "attention_bias" },
-            { "self_attn.k_proj.bias", kvd, c->qkv_bias, &L->bk, "attention_bias" },
-            { "self_attn.v_proj.bias", kvd, c->qkv_bias, &L->bv, "attention_bias" },
-            { "self_attn.o_proj.bias", H, c->o_bias, &L->bo, "attention_bias" },
-            { "mlp.gate_proj.bias", I, c->mlp_bias, &L->b_gate, "mlp_bias" },
-            { "mlp.up_proj.bias", I, c->mlp_bias, &L->b_up, "mlp_bias" },
-            { "mlp.down_proj.bias", H, c->mlp_bias, &L->b_down, "mlp_bias" },
-        };
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(vecs); i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, vecs[i].n);
-            if ((rc = load_bias(m, name, vecs[i].len, vecs[i].want, vecs[i].v, vecs[i].flag, err))) goto fail;
+        for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llmq_linears[i].hf);
+            if ((rc = load_bias(m, name, llmq_linear_rows(c, i), llmq_linear_has_bias(c, i), layer_bias(L, i),
+                                llmq_linears[i].bias_key, err)))
+                goto fail;
         }
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
         if ((rc = load_vector(m, name, H, 1, &L->attn_norm, err))) goto fail;

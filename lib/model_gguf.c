@@ -17,6 +17,7 @@
  */
 #include <stdio.h>
 #include "model.h"
+#include "linears.h"
 #include "base/fileio.h"
 #include "../formats/gguf.h"
 #include "quant/ggml_blocks.h"
@@ -277,13 +278,6 @@ static int gguf_vector(llmq_model *m, const char *name, int64_t n, int required,
     return LLMQ_OK;
 }
 
-/* The names of one layer's tensors under blk.<l>. */
-static const char *const layer_names[] = {
-    "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
-    "ffn_down.weight", "attn_norm.weight", "ffn_norm.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
-    "attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
-};
-
 /* 1 if a model of config c reads the tensor named tn (the loads check
  * what it holds). */
 static int known_tensor(const char *tn, const llmq_config *c)
@@ -297,8 +291,10 @@ static int known_tensor(const char *tn, const llmq_config *c)
     int nd = 0;
     for (; *p >= '0' && *p <= '9' && nd < 6; p++, nd++) l = 10 * l + (*p - '0');
     if (nd == 0 || (nd > 1 && tn[4] == '0') || *p != '.' || l >= c->n_layers) return 0;
-    for (size_t i = 0; i < LLMQ_ARRAY_LEN(layer_names); i++)
-        if (!strcmp(p + 1, layer_names[i])) return 1;
+    p++;   /* a layer's tensors, under blk.<l>. */
+    if (!strcmp(p, "attn_norm.weight") || !strcmp(p, "ffn_norm.weight")) return 1;
+    for (int i = 0; i < LLMQ_LIN_COUNT; i++)
+        if (!strcmp(p, llmq_linears[i].gguf) || !strcmp(p, llmq_linears[i].gguf_bias)) return 1;
     return 0;
 }
 
@@ -314,8 +310,7 @@ int llmq_model_open_gguf(llmq_model *m, const char *path, llmq_err *err)
     if ((rc = gguf_config(&m->cfg, m->gguf, err))) goto fail;
     const llmq_config *c = &m->cfg;
     if (!(m->layers = llmq_calloc((size_t)c->n_layers, sizeof(llmq_layer), err))) { rc = err->code; goto fail; }
-    int64_t H = c->hidden, I = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim,
-            kvd = (int64_t)c->n_kv_heads * c->head_dim, V = c->vocab;
+    int64_t H = c->hidden, V = c->vocab;
     int perm = c->arch == LLMQ_ARCH_LLAMA;
 
     if ((rc = gguf_matrix(m, "token_embd.weight", V, H, 0, &m->embed, err))) goto fail;
@@ -336,41 +331,27 @@ int llmq_model_open_gguf(llmq_model *m, const char *path, llmq_err *err)
     }
     for (int l = 0; l < c->n_layers; l++) {
         llmq_layer *L = &m->layers[l];
-        struct { const char *n; int64_t rows, cols; int heads; llmq_wmat *w; } mats[] = {
-            { "attn_q.weight", qd, H, perm ? c->n_heads : 0, &L->wq },
-            { "attn_k.weight", kvd, H, perm ? c->n_kv_heads : 0, &L->wk },
-            { "attn_v.weight", kvd, H, 0, &L->wv },
-            { "attn_output.weight", H, qd, 0, &L->wo },
-            { "ffn_gate.weight", I, H, 0, &L->w_gate },
-            { "ffn_up.weight", I, H, 0, &L->w_up },
-            { "ffn_down.weight", H, I, 0, &L->w_down },
-        };
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(mats); i++) {
-            snprintf(name, sizeof name, "blk.%d.%s", l, mats[i].n);
-            if ((rc = gguf_matrix(m, name, mats[i].rows, mats[i].cols, mats[i].heads, mats[i].w, err))) goto fail;
-        }
-        struct { const char *n; int64_t len; int want, heads; float **v; } vecs[] = {
-            { "attn_norm.weight", H, 1, 0, &L->attn_norm },
-            { "ffn_norm.weight", H, 1, 0, &L->mlp_norm },
-            { "attn_q.bias", qd, c->qkv_bias, perm ? c->n_heads : 0, &L->bq },
-            { "attn_k.bias", kvd, c->qkv_bias, perm ? c->n_kv_heads : 0, &L->bk },
-            { "attn_v.bias", kvd, c->qkv_bias, 0, &L->bv },
-            { "attn_output.bias", H, c->o_bias, 0, &L->bo },
-            { "ffn_gate.bias", I, c->mlp_bias, 0, &L->b_gate },
-            { "ffn_up.bias", I, c->mlp_bias, 0, &L->b_up },
-            { "ffn_down.bias", H, c->mlp_bias, 0, &L->b_down },
-        };
-        for (size_t i = 0; i < LLMQ_ARRAY_LEN(vecs); i++) {
-            snprintf(name, sizeof name, "blk.%d.%s", l, vecs[i].n);
-            if (!vecs[i].want) {
+        for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
+            /* llama.cpp's convert permutes q and k rows for its RoPE */
+            int heads = !perm ? 0 : i == LLMQ_LIN_Q ? c->n_heads : i == LLMQ_LIN_K ? c->n_kv_heads : 0;
+            llmq_wmat *w = (llmq_wmat *)((char *)L + llmq_linears[i].w_off);
+            float **b = (float **)((char *)L + llmq_linears[i].b_off);
+            snprintf(name, sizeof name, "blk.%d.%s", l, llmq_linears[i].gguf);
+            if ((rc = gguf_matrix(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), heads, w, err))) goto fail;
+            snprintf(name, sizeof name, "blk.%d.%s", l, llmq_linears[i].gguf_bias);
+            if (!llmq_linear_has_bias(c, i)) {
                 if (llmq_gguf_find_tensor(m->gguf, name)) {
                     rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is present but blk.0 has none", path, name);
                     goto fail;
                 }
                 continue;
             }
-            if ((rc = gguf_vector(m, name, vecs[i].len, 1, vecs[i].heads, vecs[i].v, err))) goto fail;
+            if ((rc = gguf_vector(m, name, llmq_linear_rows(c, i), 1, heads, b, err))) goto fail;
         }
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        if ((rc = gguf_vector(m, name, H, 1, 0, &L->attn_norm, err))) goto fail;
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        if ((rc = gguf_vector(m, name, H, 1, 0, &L->mlp_norm, err))) goto fail;
     }
     /* Every tensor must be one this model reads: an extra layer or an
      * unknown tensor means the file is not the model its metadata says. */
