@@ -1024,6 +1024,207 @@ out:
     return rc;
 }
 
+/* What a run holds across layers. */
+typedef struct {
+    const llmq_model *m;
+    const llmq_awq_opts *o;
+    int samples, T;          /* calibration windows of T tokens */
+    int SW, LW, S;           /* statistics windows, loss windows, subsampled tokens */
+    int64_t pool_tokens;     /* SW * T */
+    float *X;                /* (samples, T, hidden) the current layer's inputs */
+    float *ref;              /* (max(LW, 1), T, hidden) its fp outputs on the loss windows */
+    int32_t *perm;           /* (pool_tokens): the first S, sorted, are the token subsample */
+    int32_t *pick;           /* (T) subsampled positions of one window */
+    double *fwork;           /* Cholesky work of the exact q/k/v and o losses */
+    stats st;
+    fwd_ctx f;
+    float *W[LLMQ_AWQ_NLIN]; /* the layer's source weights, fp32 */
+    float *Q[LLMQ_AWQ_NLIN]; /* their quantized values */
+    float *nrm[4];           /* norms and v/up biases with the scales folded */
+    llmq_gptq_h *gh[LLMQ_AWQ_NGROUP];   /* gptq: one factor per site, for the layer being quantized */
+} run;
+
+static void run_release(run *r)
+{
+    stats *st = &r->st;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(r->W[k]); free(r->Q[k]); }
+    for (int i = 0; i < 4; i++) free(r->nrm[i]);
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st->abs_sum[g]); free(st->rows[g]); free(st->gram[g]); }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st->full[g]); llmq_gptq_h_free(r->gh[g]); }
+    for (int g = 0; g < 2; g++) free(st->rfull[g]);
+    free(st->gtmp);
+    free(st->ftmp);
+    free(r->fwork);
+    free(r->perm);
+    free(r->pick);
+    free(r->X);
+    free(r->ref);
+    fwd_free(&r->f);
+}
+
+/* Buffers, the embedded windows and the token subsample. */
+static int run_init(run *r, const llmq_model *m, const int32_t *tokens, int samples, int T, const llmq_awq_opts *o,
+                    llmq_err *err)
+{
+    const llmq_config *c = &m->cfg;
+    int64_t H = c->hidden, FF = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim;
+    stats *st = &r->st;
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->o = o;
+    r->samples = samples;
+    r->T = T;
+    r->SW = o->stat_windows > 0 && o->stat_windows < samples ? o->stat_windows : samples;
+    r->LW = LLMQ_MIN(o->loss_windows, samples);
+    r->pool_tokens = (int64_t)r->SW * T;
+    r->S = (int)LLMQ_MIN((int64_t)o->search_tokens, r->pool_tokens);
+    if (fwd_init(&r->f, c, o->pool, T, err)) return err->code;
+    if (!(r->X = falloc((int64_t)samples * T, H, err)) || !(r->ref = falloc((int64_t)LLMQ_MAX(r->LW, 1) * T, H, err)) ||
+        !(r->perm = llmq_calloc((size_t)r->pool_tokens, sizeof *r->perm, err)) ||
+        !(r->pick = llmq_calloc((size_t)T, sizeof *r->pick, err)))
+        return err->code;
+    for (int64_t i = 0; i < (int64_t)samples * T; i++) llmq_get_row(&m->embed, tokens[i], r->X + i * H);
+    /* the token subsample: S distinct positions of the statistics windows */
+    uint64_t rs = o->seed;
+    for (int64_t i = 0; i < r->pool_tokens; i++) r->perm[i] = (int32_t)i;
+    for (int i = 0; i < r->S; i++) {
+        int64_t j = i + (int64_t)llmq_rand_below(&rs, (uint64_t)(r->pool_tokens - i));
+        int32_t t = r->perm[i]; r->perm[i] = r->perm[j]; r->perm[j] = t;
+    }
+    qsort(r->perm, (size_t)r->S, sizeof *r->perm, cmp_i32);
+    st->dim[0] = H; st->dim[1] = qd; st->dim[2] = H; st->dim[3] = FF;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
+        if (!(st->abs_sum[g] = llmq_calloc((size_t)st->dim[g], sizeof(double), err)) ||
+            !(st->rows[g] = falloc(r->S, st->dim[g], err)) ||
+            (o->clip && !(st->gram[g] = llmq_calloc((size_t)st->dim[g], (size_t)o->q.group * sizeof(double), err))))
+            return err->code;
+    st->group = o->q.group;
+    st->pool = o->pool;
+    int64_t fmax_dim = 0, rmax_dim = 0;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        int factor = g < 2 && st->dim[g] <= r->S;
+        if (!factor && !o->gptq) continue;
+        if (!(st->full[g] = llmq_calloc((size_t)(st->dim[g] * st->dim[g]), sizeof(double), err)) ||
+            (factor && !(st->rfull[g] = falloc(st->dim[g], st->dim[g], err))))
+            return err->code;
+        fmax_dim = LLMQ_MAX(fmax_dim, st->dim[g]);
+        if (factor) rmax_dim = LLMQ_MAX(rmax_dim, st->dim[g]);
+    }
+    if ((fmax_dim && !(st->ftmp = falloc(fmax_dim, fmax_dim, err))) ||
+        (rmax_dim && !(r->fwork = llmq_calloc((size_t)(rmax_dim * rmax_dim), sizeof(double), err))) ||
+        (o->clip && !(st->gtmp = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), o->q.group, err))))
+        return err->code;
+    return LLMQ_OK;
+}
+
+/* 1. fp statistics of the layer's inputs (quantized layers below it):
+ * mean |x| per channel into xmean, the subsampled rows, the Grams. */
+static void layer_stats(run *r, const fwd_w *fw, const double **xmean)
+{
+    stats *st = &r->st;
+    int T = r->T;
+    int64_t H = r->m->cfg.hidden;
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        memset(st->abs_sum[g], 0, (size_t)st->dim[g] * sizeof(double));
+        if (st->gram[g]) memset(st->gram[g], 0, (size_t)st->dim[g] * (size_t)r->o->q.group * sizeof(double));
+        if (st->full[g]) memset(st->full[g], 0, (size_t)(st->dim[g] * st->dim[g]) * sizeof(double));
+    }
+    int pi = 0;
+    for (int w = 0; w < r->SW; w++) {
+        st->base = pi;
+        st->n_pick = 0;
+        while (pi < r->S && r->perm[pi] < (int64_t)(w + 1) * T) r->pick[st->n_pick++] = r->perm[pi++] - w * T;
+        st->pick = r->pick;
+        fwd(&r->f, fw, r->X + (size_t)w * T * H, 0, stats_obs, st);
+    }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        for (int64_t j = 0; j < st->dim[g]; j++) st->abs_sum[g][j] /= (double)r->pool_tokens;
+        xmean[g] = st->abs_sum[g];
+    }
+    for (int g = 0; g < 2; g++)
+        st->rfull_ok[g] = st->rfull[g] && !full_factor(st->full[g], st->dim[g], (double)r->pool_tokens, st->rfull[g], r->fwork);
+}
+
+/* The fp outputs of the loss windows into ref, and the output error of
+ * round to nearest of the source weights (A->out_rtn). */
+static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llmq_err *err)
+{
+    const llmq_config *c = &r->m->cfg;
+    int T = r->T, LW = r->LW;
+    int64_t H = c->hidden;
+    A->out_rtn = NAN;
+    for (int w = 0; w < LW; w++) {
+        memcpy(r->ref + (size_t)w * T * H, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        fwd(&r->f, fw, r->ref + (size_t)w * T * H, 1, NULL, NULL);
+    }
+    if (LW == 0) return LLMQ_OK;
+    fwd_w rw = *fw;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+        float *src = NULL;
+        int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
+        if (load_lin(r->m, l, k, &src, err)) return err->code;
+        if (!(r->Q[k] = falloc(rows, cols, err))) { free(src); return err->code; }
+        int rc = fake_quant(r->o->pool, &r->o->q, src, rows, cols, NULL, NULL, r->Q[k], err);
+        free(src);
+        if (rc) return rc;
+        rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0 };
+    }
+    double sum = 0;
+    float *tmp = falloc(T, H, err);
+    if (!tmp) return err->code;
+    for (int w = 0; w < LW; w++) {
+        memcpy(tmp, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        fwd(&r->f, &rw, tmp, 1, NULL, NULL);
+        sum += mse(tmp, r->ref + (size_t)w * T * H, (size_t)T * H);
+    }
+    free(tmp);
+    A->out_rtn = sum / LW;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(r->Q[k]); r->Q[k] = NULL; }
+    return LLMQ_OK;
+}
+
+/* 4. the searched grid's codes (round to nearest, or gptq); 5. the
+ * quantized layer, scales folded, on every window: its outputs are the
+ * next layer's inputs, and A->out_awq their error on the loss windows. */
+static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llmq_err *err)
+{
+    const llmq_config *c = &r->m->cfg;
+    const llmq_awq_opts *o = r->o;
+    int T = r->T;
+    int64_t H = c->hidden, FF = c->intermediate, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    fwd_w qw = *fw;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+        int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
+        if (!(r->Q[k] = falloc(rows, cols, err))) return err->code;
+        if (fake_quant(o->pool, &o->q, r->W[k], rows, cols, NULL, A->clip[k], r->Q[k], err)) return err->code;
+        if (o->gptq && gptq_lin(c, o, A, k, r->W[k], rows, cols, &r->st, (double)r->pool_tokens, r->gh, r->Q[k], err))
+            return err->code;
+        free(r->W[k]);
+        r->W[k] = NULL;
+        qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0 };
+    }
+    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { llmq_gptq_h_free(r->gh[g]); r->gh[g] = NULL; }
+    float **nrm = r->nrm;
+    if (!(nrm[0] = vec_div(r->m->layers[l].attn_norm, A->s[LLMQ_AWQ_G_QKV], H, err)) ||
+        !(nrm[1] = vec_div(r->m->layers[l].mlp_norm, A->s[LLMQ_AWQ_G_GATEUP], H, err)) ||
+        (fw->b[LLMQ_AWQ_V] && !(nrm[2] = vec_div(fw->b[LLMQ_AWQ_V], A->s[LLMQ_AWQ_G_O], kvd, err))) ||
+        (fw->b[LLMQ_AWQ_UP] && !(nrm[3] = vec_div(fw->b[LLMQ_AWQ_UP], A->s[LLMQ_AWQ_G_DOWN], FF, err))))
+        return err->code;
+    qw.attn_norm = nrm[0];
+    qw.mlp_norm = nrm[1];
+    if (nrm[2]) qw.b[LLMQ_AWQ_V] = nrm[2];
+    if (nrm[3]) qw.b[LLMQ_AWQ_UP] = nrm[3];
+    double sum = 0;
+    for (int w = 0; w < r->samples; w++) {
+        fwd(&r->f, &qw, r->X + (size_t)w * T * H, 1, NULL, NULL);
+        if (w < r->LW) sum += mse(r->X + (size_t)w * T * H, r->ref + (size_t)w * T * H, (size_t)T * H);
+    }
+    A->out_awq = r->LW > 0 ? sum / r->LW : NAN;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(r->Q[k]); r->Q[k] = NULL; }
+    for (int i = 0; i < 4; i++) { free(nrm[i]); nrm[i] = NULL; }
+    return LLMQ_OK;
+}
+
 int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int seqlen,
                  const llmq_awq_opts *o, llmq_awq_result *res, llmq_err *err)
 {
@@ -1037,8 +1238,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
     if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: needs samples, seqlen >= 2, a grid and search tokens");
-    int64_t H = c->hidden, FF = c->intermediate, hd = c->head_dim, qd = (int64_t)c->n_heads * hd,
-            kvd = (int64_t)c->n_kv_heads * hd;
+    int64_t H = c->hidden, FF = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim;
     if (H % o->q.group || FF % o->q.group || qd % o->q.group)
         return llmq_errorf(err, LLMQ_EUSAGE, "%s: hidden %" PRId64 ", intermediate %" PRId64 " and q_dim %" PRId64
                            " must be multiples of group %d", m->path, H, FF, qd, o->q.group);
@@ -1051,171 +1251,28 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     res->tokens = samples * seqlen;
     if (!(res->layers = llmq_calloc((size_t)c->n_layers, sizeof *res->layers, err))) return err->code;
 
-    int T = seqlen;
-    int SW = o->stat_windows > 0 && o->stat_windows < samples ? o->stat_windows : samples;
-    int LW = LLMQ_MIN(o->loss_windows, samples);
-    int64_t pool_tokens = (int64_t)SW * T;
-    int S = (int)LLMQ_MIN((int64_t)o->search_tokens, pool_tokens);
-    int rc = LLMQ_OK;
-    float *X = NULL, *W[LLMQ_AWQ_NLIN] = { 0 }, *Q[LLMQ_AWQ_NLIN] = { 0 }, *ref = NULL;
-    float *nrm[4] = { 0 };
-    int32_t *perm = NULL;
-    double *fwork = NULL;
-    llmq_gptq_h *gh[LLMQ_AWQ_NGROUP] = { 0 };   /* gptq: one factor per site, for the layer being quantized */
-    stats st;
-    memset(&st, 0, sizeof st);
-    fwd_ctx f;
-    memset(&f, 0, sizeof f);
-    if ((rc = fwd_init(&f, c, o->pool, T, err))) goto fail;
-    if (!(X = falloc((int64_t)samples * T, H, err)) || !(ref = falloc((int64_t)LLMQ_MAX(LW, 1) * T, H, err)) ||
-        !(perm = llmq_calloc((size_t)pool_tokens, sizeof *perm, err))) { rc = err->code; goto fail; }
-    for (int64_t i = 0; i < (int64_t)samples * T; i++) llmq_get_row(&m->embed, tokens[i], X + i * H);
-    /* the token subsample: S distinct positions of the statistics windows */
-    uint64_t rs = o->seed;
-    for (int64_t i = 0; i < pool_tokens; i++) perm[i] = (int32_t)i;
-    for (int i = 0; i < S; i++) {
-        int64_t j = i + (int64_t)llmq_rand_below(&rs, (uint64_t)(pool_tokens - i));
-        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
-    }
-    qsort(perm, (size_t)S, sizeof *perm, cmp_i32);
-    st.dim[0] = H; st.dim[1] = qd; st.dim[2] = H; st.dim[3] = FF;
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
-        if (!(st.abs_sum[g] = llmq_calloc((size_t)st.dim[g], sizeof(double), err)) ||
-            !(st.rows[g] = falloc(S, st.dim[g], err)) ||
-            (o->clip && !(st.gram[g] = llmq_calloc((size_t)st.dim[g], (size_t)o->q.group * sizeof(double), err)))) {
-            rc = err->code;
-            goto fail;
-        }
-    st.group = o->q.group;
-    st.pool = o->pool;
-    int64_t fmax_dim = 0, rmax_dim = 0;
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
-        int factor = g < 2 && st.dim[g] <= S;
-        if (!factor && !o->gptq) continue;
-        if (!(st.full[g] = llmq_calloc((size_t)(st.dim[g] * st.dim[g]), sizeof(double), err)) ||
-            (factor && !(st.rfull[g] = falloc(st.dim[g], st.dim[g], err)))) { rc = err->code; goto fail; }
-        fmax_dim = LLMQ_MAX(fmax_dim, st.dim[g]);
-        if (factor) rmax_dim = LLMQ_MAX(rmax_dim, st.dim[g]);
-    }
-    if ((fmax_dim && !(st.ftmp = falloc(fmax_dim, fmax_dim, err))) ||
-        (rmax_dim && !(fwork = llmq_calloc((size_t)(rmax_dim * rmax_dim), sizeof(double), err)))) { rc = err->code; goto fail; }
-    if (o->clip && !(st.gtmp = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), o->q.group, err))) { rc = err->code; goto fail; }
-    int32_t *pick = (int32_t *)llmq_calloc((size_t)T, sizeof(int32_t), err);
-    if (!pick) { rc = err->code; goto fail; }
-
-    for (int l = 0; l < c->n_layers; l++) {
+    run r;
+    int rc = run_init(&r, m, tokens, samples, seqlen, o, err);
+    for (int l = 0; l < c->n_layers && !rc; l++) {
         llmq_awq_layer *A = &res->layers[l];
         fwd_w fw;
         model_fwd_w(m, l, &fw);
-        for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
-            if ((rc = load_lin(m, l, k, &W[k], err))) goto fail_pick;
+        for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) rc = load_lin(m, l, k, &r.W[k], err);
+        if (rc) break;
         double tl = llmq_now();
-        /* 1. fp statistics on the quantized-so-far inputs */
-        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
-            memset(st.abs_sum[g], 0, (size_t)st.dim[g] * sizeof(double));
-            if (st.gram[g]) memset(st.gram[g], 0, (size_t)st.dim[g] * (size_t)o->q.group * sizeof(double));
-            if (st.full[g]) memset(st.full[g], 0, (size_t)(st.dim[g] * st.dim[g]) * sizeof(double));
-        }
-        int pi = 0;
-        for (int w = 0; w < SW; w++) {
-            st.base = pi;
-            st.n_pick = 0;
-            while (pi < S && perm[pi] < (int64_t)(w + 1) * T) pick[st.n_pick++] = perm[pi++] - w * T;
-            st.pick = pick;
-            fwd(&f, &fw, X + (size_t)w * T * H, 0, stats_obs, &st);
-        }
         const double *xmean[LLMQ_AWQ_NGROUP];
-        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
-            for (int64_t j = 0; j < st.dim[g]; j++) st.abs_sum[g][j] /= (double)pool_tokens;
-            xmean[g] = st.abs_sum[g];
-        }
-        for (int g = 0; g < 2; g++)
-            st.rfull_ok[g] = st.rfull[g] && !full_factor(st.full[g], st.dim[g], (double)pool_tokens, st.rfull[g], fwork);
+        layer_stats(&r, &fw, xmean);
         double t1 = llmq_now();
         A->sec_stats = t1 - tl;
         /* 2-3. scale and clip searches */
-        if ((rc = search_layer(m, o, A, W, &st, xmean, S, (double)pool_tokens, err))) goto fail_pick;
+        if ((rc = search_layer(m, o, A, r.W, &r.st, xmean, r.S, (double)r.pool_tokens, err))) break;
         double t2 = llmq_now();
-        /* loss windows: fp reference and RTN */
-        int64_t rows[LLMQ_AWQ_NLIN];
-        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) rows[k] = llmq_linear_rows(c, k);
-        for (int w = 0; w < LW; w++) {
-            memcpy(ref + (size_t)w * T * H, X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
-            fwd(&f, &fw, ref + (size_t)w * T * H, 1, NULL, NULL);
-        }
-        if (LW > 0) {
-            fwd_w rw = fw;
-            for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-                float *src = NULL;
-                if ((rc = load_lin(m, l, k, &src, err))) goto fail_pick;
-                int64_t cols = llmq_linear_cols(c, k);
-                if (!(Q[k] = falloc(rows[k], cols, err))) { free(src); rc = err->code; goto fail_pick; }
-                rc = fake_quant(o->pool, &o->q, src, rows[k], cols, NULL, NULL, Q[k], err);
-                free(src);
-                if (rc) goto fail_pick;
-                rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
-            }
-            double sum = 0;
-            float *tmp = falloc(T, H, err);
-            if (!tmp) { rc = err->code; goto fail_pick; }
-            for (int w = 0; w < LW; w++) {
-                memcpy(tmp, X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
-                fwd(&f, &rw, tmp, 1, NULL, NULL);
-                sum += mse(tmp, ref + (size_t)w * T * H, (size_t)T * H);
-            }
-            free(tmp);
-            A->out_rtn = sum / LW;
-            for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
-        }
-        /* 4. gptq; 5. the quantized layer on every window */
-        fwd_w qw = fw;
-        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-            int64_t cols = llmq_linear_cols(c, k);
-            if (!(Q[k] = falloc(rows[k], cols, err))) { rc = err->code; goto fail_pick; }
-            if ((rc = fake_quant(o->pool, &o->q, W[k], rows[k], cols, NULL, A->clip[k], Q[k], err))) goto fail_pick;
-            if (o->gptq && (rc = gptq_lin(c, o, A, k, W[k], rows[k], cols, &st, (double)pool_tokens, gh, Q[k], err)))
-                goto fail_pick;
-            free(W[k]);
-            W[k] = NULL;
-            qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows[k], cols, Q[k], NULL, NULL, 0 };
-        }
-        for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { llmq_gptq_h_free(gh[g]); gh[g] = NULL; }
-        if (!(nrm[0] = vec_div(m->layers[l].attn_norm, A->s[LLMQ_AWQ_G_QKV], H, err)) ||
-            !(nrm[1] = vec_div(m->layers[l].mlp_norm, A->s[LLMQ_AWQ_G_GATEUP], H, err))) { rc = err->code; goto fail_pick; }
-        qw.attn_norm = nrm[0];
-        qw.mlp_norm = nrm[1];
-        if (fw.b[LLMQ_AWQ_V] && !(nrm[2] = vec_div(fw.b[LLMQ_AWQ_V], A->s[LLMQ_AWQ_G_O], kvd, err))) { rc = err->code; goto fail_pick; }
-        if (fw.b[LLMQ_AWQ_UP] && !(nrm[3] = vec_div(fw.b[LLMQ_AWQ_UP], A->s[LLMQ_AWQ_G_DOWN], FF, err))) { rc = err->code; goto fail_pick; }
-        if (nrm[2]) qw.b[LLMQ_AWQ_V] = nrm[2];
-        if (nrm[3]) qw.b[LLMQ_AWQ_UP] = nrm[3];
-        double sum = 0;
-        for (int w = 0; w < samples; w++) {
-            fwd(&f, &qw, X + (size_t)w * T * H, 1, NULL, NULL);
-            if (w < LW) sum += mse(X + (size_t)w * T * H, ref + (size_t)w * T * H, (size_t)T * H);
-        }
-        A->out_awq = LW > 0 ? sum / LW : NAN;
+        if ((rc = layer_rtn_loss(&r, l, &fw, A, err)) || (rc = layer_quantize(&r, l, &fw, A, err))) break;
         A->sec_fwd = llmq_now() - t2;
-        if (LW == 0) A->out_rtn = NAN;
-        for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(Q[k]); Q[k] = NULL; }
-        for (int i = 0; i < 4; i++) { free(nrm[i]); nrm[i] = NULL; }
         if (o->progress) o->progress(o->progress_ctx, l + 1, c->n_layers);
     }
     res->seconds = llmq_now() - t0;
-fail_pick:
-    free(pick);
-fail:
-    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(W[k]); free(Q[k]); }
-    for (int i = 0; i < 4; i++) free(nrm[i]);
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.abs_sum[g]); free(st.rows[g]); free(st.gram[g]); }
-    for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { free(st.full[g]); llmq_gptq_h_free(gh[g]); }
-    for (int g = 0; g < 2; g++) free(st.rfull[g]);
-    free(st.gtmp);
-    free(st.ftmp);
-    free(fwork);
-    free(perm);
-    free(X);
-    free(ref);
-    fwd_free(&f);
+    run_release(&r);
     if (rc) llmq_awq_release(res);
     return rc;
 }
