@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include "opts.h"
 #include "../lib/base/llmq-int.h"
+#include "../formats/json.h"
 #include "../lib/model.h"
 #include "../calib/data.h"
 
