@@ -181,8 +181,7 @@ int cmd_calibrate(int argc, char **argv)
     memset(&st, 0, sizeof st);
     double t0 = llmq_now();
 
-    if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
-    if ((rc = check_outputs(&m, o.text, NULL, o.out, &err))) goto fail;
+    if ((rc = cmd_model_open(&m, path, o.text, NULL, o.out, &err))) return cmd_fail("calibrate", &err);
     if ((rc = check_outputs(&m, o.text, NULL, o.imatrix, &err))) goto fail;
     if ((rc = cmd_calib_windows(path, o.text, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
     if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;

@@ -174,8 +174,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     int have_tm = 0, resumed = 0;
     double t0 = llmq_now(), t_pool = 0;
     memset(&tm, 0, sizeof tm);
-    if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail(C, &err);
-    if ((rc = check_outputs(&m, o.text, out, state, &err))) goto fail;
+    if ((rc = cmd_model_open(&m, args[0], o.text, out, state, &err))) return cmd_fail(C, &err);
     if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
     if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
     have_tm = 1;
