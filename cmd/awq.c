@@ -82,16 +82,14 @@ static void report(const char *model, const llmq_pack_opts *po, const llmq_pack_
         llmq_qscheme_name(&po->scheme, scheme, sizeof scheme);
         cJSON *j = json_report(model, o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
-        cJSON_AddNumberToObject(j, "linears_packed", st->linears_packed);
-        cJSON_AddNumberToObject(j, "bits_per_weight", st->bits_per_weight);
-        /* information per weight: codes plus the f16 scale and zero of each group */
-        cJSON_AddNumberToObject(j, "effective_bits_per_weight",
-                                o.w_bit + (16.0 + (o.sym ? 0.0 : 8.0)) / o.group);
-        cJSON_AddNumberToObject(j, "file_bytes", (double)st->bytes);
-        cJSON_AddNumberToObject(j, "search_seconds", t_search);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)rss);
-        cJSON_AddNumberToObject(j, "threads", o.threads);
+        const llmq_json_num f[] = {
+            { "linears_packed", st->linears_packed }, { "bits_per_weight", st->bits_per_weight },
+            /* information per weight: codes plus the f16 scale and zero of each group */
+            { "effective_bits_per_weight", o.w_bit + (16.0 + (o.sym ? 0.0 : 8.0)) / o.group },
+            { "file_bytes", (double)st->bytes }, { "search_seconds", t_search }, { "seconds", secs },
+            { "peak_rss_bytes", (double)rss }, { "threads", o.threads },
+        };
+        llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
         llmq_awq_json_add_seconds(*record, res);
         cJSON_AddItemToObject(j, "awq", *record);
         *record = NULL;

@@ -141,18 +141,13 @@ static void report_json(const char *path, const llmq_model *m, const llmq_calib_
     if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
     cJSON_AddStringToObject(j, "model_digest", st->model_digest);
     cJSON_AddStringToObject(j, "text_digest", st->text_digest);
-    cJSON_AddNumberToObject(j, "text_files", cs->n_files);
-    cJSON_AddNumberToObject(j, "text_tokens", (double)cs->text_tokens);
-    cJSON_AddNumberToObject(j, "samples", o.samples);
-    cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
-    cJSON_AddNumberToObject(j, "seed", (double)seed);
-    cJSON_AddNumberToObject(j, "tokens", (double)st->tokens);
-    cJSON_AddNumberToObject(j, "keep", o.keep);
-    cJSON_AddNumberToObject(j, "threads", o.threads);
-    cJSON_AddNumberToObject(j, "seconds", secs);
-    cJSON_AddNumberToObject(j, "tokens_per_s", (double)st->tokens / secs);
-    cJSON_AddNumberToObject(j, "model_file_bytes", (double)llmq_model_file_bytes(m));
-    cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
+    const llmq_json_num f[] = {
+        { "text_files", cs->n_files }, { "text_tokens", (double)cs->text_tokens }, { "samples", o.samples },
+        { "seqlen", o.seqlen }, { "seed", (double)seed }, { "tokens", (double)st->tokens }, { "keep", o.keep },
+        { "threads", o.threads }, { "seconds", secs }, { "tokens_per_s", (double)st->tokens / secs },
+        { "model_file_bytes", (double)llmq_model_file_bytes(m) }, { "peak_rss_bytes", (double)llmq_peak_rss() },
+    };
+    llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     json_emit(j);
 }
 
@@ -186,8 +181,7 @@ int cmd_calibrate(int argc, char **argv)
     memset(&st, 0, sizeof st);
     double t0 = llmq_now();
 
-    if ((rc = llmq_model_open(&m, path, &err))) return cmd_fail("calibrate", &err);
-    if ((rc = check_outputs(&m, o.text, NULL, o.out, &err))) goto fail;
+    if ((rc = cmd_model_open(&m, path, o.text, NULL, o.out, &err))) return cmd_fail("calibrate", &err);
     if ((rc = check_outputs(&m, o.text, NULL, o.imatrix, &err))) goto fail;
     if ((rc = cmd_calib_windows(path, o.text, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
     if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;

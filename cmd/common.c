@@ -220,6 +220,15 @@ int check_outputs(const llmq_model *m, const char *input, const char *out_dir, c
     return rc;
 }
 
+int cmd_model_open(llmq_model *m, const char *path, const char *input, const char *out_dir, const char *out_file,
+                   llmq_err *err)
+{
+    int rc = llmq_model_open(m, path, err);
+    if (rc) return rc;
+    if ((rc = check_outputs(m, input, out_dir, out_file, err))) llmq_model_close(m);
+    return rc;
+}
+
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err)
 {
     char *buf;

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include "opts.h"
 #include "../lib/base/llmq-int.h"
+#include "../formats/json.h"
 #include "../lib/model.h"
 #include "../calib/data.h"
 
@@ -61,6 +62,11 @@ int inputs_check_dir(const cmd_inputs *in, const char *out, llmq_err *err);
  * file out_file (either NULL).  out_file may not be one of out_dir's model
  * files either: out_dir is read back as a model. */
 int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err);
+/* Open the model at path (llmq_model_open) and check_outputs against it:
+ * how a command that writes starts.  On an error m is closed (or was never
+ * opened) and err says why. */
+int cmd_model_open(llmq_model *m, const char *path, const char *input, const char *out_dir, const char *out_file,
+                   llmq_err *err);
 /* 1 if writing a and writing b would replace the same file: the same
  * canonical path (existing or not, through links) or the same inode. */
 int same_output(const char *a, const char *b);

@@ -43,33 +43,45 @@ static const struct { const char *name; llmq_gguf_outtype t; } types[] = {
     { "q4_1", LLMQ_GGUF_TYPE_Q4_1 },
 };
 
-/* --to compressed-tensors */
-static int export_ct(const char *model, int argc, char **argv)
+/* --to compressed-tensors; with --json, what it wrote added to j */
+static int export_ct(const llmq_model *m, const char *cl, cJSON *j, llmq_err *err)
 {
-    llmq_err err = { 0, "" };
-    llmq_model m;
-    double t0 = llmq_now();
-    int rc;
-    if ((rc = llmq_model_open(&m, model, &err))) return cmd_fail("export", &err);
-    char *cl = command_line("export", argc, argv);
     llmq_ct_export_stats st;
-    rc = check_outputs(&m, NULL, o.out, NULL, &err);
-    if (!rc) rc = llmq_ct_export(&m, o.out, cl, &st, &err);
-    if (rc) rc = cmd_fail("export", &err);
-    else if (o.json) {
-        cJSON *j = json_report(model, o.out);
-        cJSON_AddStringToObject(j, "to", "compressed-tensors");
-        cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
-        cJSON_AddStringToObject(j, "scheme", st.scheme);
-        cJSON_AddBoolToObject(j, "exact", 1);
-        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
-        cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
-        cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.bytes);
-        json_report_done(j, t0, -1);
-    }
-    llmq_model_close(&m);
-    free(cl);
-    return rc;
+    int rc = llmq_ct_export(m, o.out, cl, &st, err);
+    if (rc || !j) return rc;
+    cJSON_AddStringToObject(j, "to", "compressed-tensors");
+    cJSON_AddStringToObject(j, "source_weights", m->weights_dtype);
+    cJSON_AddStringToObject(j, "scheme", st.scheme);
+    cJSON_AddBoolToObject(j, "exact", 1);
+    const llmq_json_num f[] = {
+        { "linears_packed", st.linears_packed }, { "linears_float", st.linears_float },
+        { "tensor_bytes", (double)st.bytes },
+    };
+    llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
+    return 0;
+}
+
+/* --to gguf, the same */
+static int export_gguf(const llmq_model *m, const char *cl, cJSON *j, llmq_err *err)
+{
+    llmq_gguf_export_opts eo;
+    memset(&eo, 0, sizeof eo);
+    for (size_t i = 0; i < LLMQ_ARRAY_LEN(types); i++)
+        if (!strcmp(o.type, types[i].name)) eo.type = types[i].t;
+    eo.name = o.name;
+    eo.command = cl;
+    llmq_gguf_export_stats st;
+    int rc = llmq_gguf_export(m, &eo, o.out, &st, err);
+    if (rc || !j) return rc;
+    cJSON_AddStringToObject(j, "source_weights", m->weights_dtype);
+    cJSON_AddStringToObject(j, "file_type", st.file_type);
+    cJSON_AddBoolToObject(j, "exact", st.exact);
+    const llmq_json_num f[] = {
+        { "q4_1_m_max_abs_err", st.m_max_err }, { "q8_0_scale_max_rel_err", st.q8_scale_rel_err },
+        { "tensors", st.tensors }, { "bits_per_weight", st.bits_per_weight }, { "file_bytes", (double)st.bytes },
+    };
+    llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
+    return 0;
 }
 
 int cmd_export(int argc, char **argv)
@@ -82,33 +94,19 @@ int cmd_export(int argc, char **argv)
     if (!o.out) return cmd_failf("export", LLMQ_EUSAGE, to_ct ? "missing -o DIR" : "missing -o FILE.gguf");
     if (to_ct && (strcmp(o.type, "auto") || o.name))
         return cmd_failf("export", LLMQ_EUSAGE, "--type and --name are options of --to gguf");
-    if (to_ct) return export_ct(args[0], argc, argv);
-    llmq_gguf_export_opts eo;
-    memset(&eo, 0, sizeof eo);
-    for (size_t i = 0; i < LLMQ_ARRAY_LEN(types); i++)
-        if (!strcmp(o.type, types[i].name)) eo.type = types[i].t;
-    eo.name = o.name;
-    char *cl = command_line("export", argc, argv);
-    eo.command = cl;
 
     llmq_err err = { 0, "" };
     llmq_model m;
     double t0 = llmq_now();
-    if ((rc = llmq_model_open(&m, args[0], &err))) { free(cl); return cmd_fail("export", &err); }
-    llmq_gguf_export_stats st;
-    rc = check_outputs(&m, NULL, NULL, o.out, &err);
-    if (!rc) rc = llmq_gguf_export(&m, &eo, o.out, &st, &err);
-    if (rc) rc = cmd_fail("export", &err);
-    else if (o.json) {
-        cJSON *j = json_report(args[0], o.out);
-        cJSON_AddStringToObject(j, "source_weights", m.weights_dtype);
-        cJSON_AddStringToObject(j, "file_type", st.file_type);
-        cJSON_AddBoolToObject(j, "exact", st.exact);
-        cJSON_AddNumberToObject(j, "q4_1_m_max_abs_err", st.m_max_err);
-        cJSON_AddNumberToObject(j, "q8_0_scale_max_rel_err", st.q8_scale_rel_err);
-        cJSON_AddNumberToObject(j, "tensors", st.tensors);
-        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
-        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
+    if ((rc = cmd_model_open(&m, args[0], NULL, to_ct ? o.out : NULL, to_ct ? NULL : o.out, &err)))
+        return cmd_fail("export", &err);
+    char *cl = command_line("export", argc, argv);
+    cJSON *j = o.json ? json_report(args[0], o.out) : NULL;
+    rc = to_ct ? export_ct(&m, cl, j, &err) : export_gguf(&m, cl, j, &err);
+    if (rc) {
+        rc = cmd_fail("export", &err);
+        cJSON_Delete(j);
+    } else if (o.json) {
         json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);

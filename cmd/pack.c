@@ -60,20 +60,19 @@ int cmd_pack(int argc, char **argv)
     llmq_err err = { 0, "" };
     llmq_model m;
     double t0 = llmq_now();
-    if ((rc = llmq_model_open(&m, args[0], &err))) { free(cl); return cmd_fail("pack", &err); }
-    rc = check_outputs(&m, NULL, o.out, NULL, &err);
+    if ((rc = cmd_model_open(&m, args[0], NULL, o.out, NULL, &err))) { free(cl); return cmd_fail("pack", &err); }
     llmq_pack_stats st;
-    if (!rc) rc = llmq_pack_model(&m, &po, o.out, &st, &err);
-    if (rc) rc = cmd_fail("pack", &err);
+    if ((rc = llmq_pack_model(&m, &po, o.out, &st, &err))) rc = cmd_fail("pack", &err);
     else if (o.json) {
         char scheme[32];
         llmq_qscheme_name(&po.scheme, scheme, sizeof scheme);
         cJSON *j = json_report(args[0], o.out);
         cJSON_AddStringToObject(j, "scheme", scheme);
-        cJSON_AddNumberToObject(j, "linears_packed", st.linears_packed);
-        cJSON_AddNumberToObject(j, "linears_float", st.linears_float);
-        cJSON_AddNumberToObject(j, "bits_per_weight", st.bits_per_weight);
-        cJSON_AddNumberToObject(j, "file_bytes", (double)st.bytes);
+        const llmq_json_num f[] = {
+            { "linears_packed", st.linears_packed }, { "linears_float", st.linears_float },
+            { "bits_per_weight", st.bits_per_weight }, { "file_bytes", (double)st.bytes },
+        };
+        llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
         json_report_done(j, t0, -1);
     }
     llmq_model_close(&m);

@@ -128,8 +128,7 @@ int cmd_smooth(int argc, char **argv)
     memset(&mo, 0, sizeof mo);
     double t0 = llmq_now();
     if (!cl) return cmd_failf("smooth", LLMQ_ENOMEM, "out of memory");
-    if ((rc = llmq_model_open(&m, path, &err))) { free(cl); return cmd_fail("smooth", &err); }
-    if ((rc = check_outputs(&m, o.stats, o.out, o.stats_out, &err))) goto fail;
+    if ((rc = cmd_model_open(&m, path, o.stats, o.out, o.stats_out, &err))) { free(cl); return cmd_fail("smooth", &err); }
     if (m.packed_meta) {
         rc = cmd_failf("smooth", LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", path);
         goto out;

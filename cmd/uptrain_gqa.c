@@ -122,20 +122,18 @@ static void report_json(const char *model, const char *out, const llmq_model *m,
     }
     cJSON_AddNumberToObject(j, "pool_seconds", t_pool);
     cJSON_AddStringToObject(j, "train", o.train);
-    cJSON_AddNumberToObject(j, "steps", o.steps);
-    cJSON_AddNumberToObject(j, "resumed_from_step", ust->start_step);
-    cJSON_AddNumberToObject(j, "steps_done", ust->steps_done);
-    cJSON_AddNumberToObject(j, "samples", o.samples);
-    cJSON_AddNumberToObject(j, "seqlen", o.seqlen);
-    cJSON_AddNumberToObject(j, "lr", o.lr);
-    cJSON_AddNumberToObject(j, "distill", o.distill);
-    cJSON_AddNumberToObject(j, "train_tokens", (double)ust->tokens);
+    const llmq_json_num f[] = {
+        { "steps", o.steps }, { "resumed_from_step", ust->start_step }, { "steps_done", ust->steps_done },
+        { "samples", o.samples }, { "seqlen", o.seqlen }, { "lr", o.lr }, { "distill", o.distill },
+        { "train_tokens", (double)ust->tokens },
+    };
+    llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     if (ust->tokens > 0) {
-        cJSON_AddNumberToObject(j, "first_loss", ust->first_loss);
-        cJSON_AddNumberToObject(j, "last_loss", ust->last_loss);
-        cJSON_AddNumberToObject(j, "last_ce", ust->last_ce);
-        cJSON_AddNumberToObject(j, "last_kl", ust->last_kl);
-        cJSON_AddNumberToObject(j, "train_tok_s", ust->tok_s);
+        const llmq_json_num loss[] = {
+            { "first_loss", ust->first_loss }, { "last_loss", ust->last_loss }, { "last_ce", ust->last_ce },
+            { "last_kl", ust->last_kl }, { "train_tok_s", ust->tok_s },
+        };
+        llmq_json_add_numbers(j, loss, LLMQ_ARRAY_LEN(loss));
     }
     cJSON_AddNumberToObject(j, "train_seconds", ust->seconds);
     json_report_done(j, t0, -1);
@@ -176,8 +174,7 @@ int cmd_uptrain_gqa(int argc, char **argv)
     int have_tm = 0, resumed = 0;
     double t0 = llmq_now(), t_pool = 0;
     memset(&tm, 0, sizeof tm);
-    if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail(C, &err);
-    if ((rc = check_outputs(&m, o.text, out, state, &err))) goto fail;
+    if ((rc = cmd_model_open(&m, args[0], o.text, out, state, &err))) return cmd_fail(C, &err);
     if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
     if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
     have_tm = 1;

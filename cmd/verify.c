@@ -274,27 +274,23 @@ static void report_json(const verify_run *v)
     if (v->have_ppl) {
         cJSON_AddStringToObject(j, "protocol", llmq_ppl_protocol_name(v->proto));
         cJSON_AddStringToObject(j, "protocol_desc", llmq_ppl_protocol_desc(v->proto));
-        cJSON_AddNumberToObject(j, "ctx", o.ctx);
-        cJSON_AddNumberToObject(j, "perplexity", v->ppl.ppl);
-        cJSON_AddNumberToObject(j, "nll_sum", v->ppl.nll);
-        cJSON_AddNumberToObject(j, "scored_tokens", (double)v->ppl.scored);
-        cJSON_AddNumberToObject(j, "windows", v->ppl.windows);
-        cJSON_AddNumberToObject(j, "windows_total", v->ppl.windows_total);
-        cJSON_AddNumberToObject(j, "text_tokens", (double)v->n_ids);
-        cJSON_AddNumberToObject(j, "eval_seconds", v->ppl.seconds);
+        const llmq_json_num f[] = {
+            { "ctx", o.ctx }, { "perplexity", v->ppl.ppl }, { "nll_sum", v->ppl.nll },
+            { "scored_tokens", (double)v->ppl.scored }, { "windows", v->ppl.windows },
+            { "windows_total", v->ppl.windows_total }, { "text_tokens", (double)v->n_ids },
+            { "eval_seconds", v->ppl.seconds },
+        };
+        llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     }
     if (o.kld) {
         const llmq_kld_result *kr = &v->kr;
-        cJSON_AddNumberToObject(j, "kld_mean", kr->kld_mean);
-        cJSON_AddNumberToObject(j, "kld_se", kr->kld_se);
-        cJSON_AddNumberToObject(j, "kld_p99", kr->kld_p99);
-        cJSON_AddNumberToObject(j, "kld_max", kr->kld_max);
-        cJSON_AddNumberToObject(j, "top1_agree", kr->top1_agree);
-        cJSON_AddNumberToObject(j, "ppl_base", kr->ppl_base);
-        cJSON_AddNumberToObject(j, "ppl_ratio", v->ppl.ppl / kr->ppl_base);
-        cJSON_AddNumberToObject(j, "ln_ppl_ratio", kr->ln_ppl_ratio);
-        cJSON_AddNumberToObject(j, "ln_ppl_ratio_se", kr->ln_ppl_ratio_se);
-        cJSON_AddNumberToObject(j, "kld_topk", kr->topk);
+        const llmq_json_num f[] = {
+            { "kld_mean", kr->kld_mean }, { "kld_se", kr->kld_se }, { "kld_p99", kr->kld_p99 },
+            { "kld_max", kr->kld_max }, { "top1_agree", kr->top1_agree }, { "ppl_base", kr->ppl_base },
+            { "ppl_ratio", v->ppl.ppl / kr->ppl_base }, { "ln_ppl_ratio", kr->ln_ppl_ratio },
+            { "ln_ppl_ratio_se", kr->ln_ppl_ratio_se }, { "kld_topk", kr->topk },
+        };
+        llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     }
     if (v->gen_ids) {
         cJSON *a = cJSON_AddArrayToObject(j, "gen_ids");
@@ -302,11 +298,12 @@ static void report_json(const verify_run *v)
         cJSON_AddStringToObject(j, "gen_text", v->gen_text);
     }
     if (o.bench) {
-        cJSON_AddNumberToObject(j, "prefill_tok_s", v->bench.prefill_tok_s);
-        cJSON_AddNumberToObject(j, "decode_tok_s", v->bench.decode_tok_s);
-        cJSON_AddNumberToObject(j, "decode_gb_s", v->bench.decode_gb_s);
-        cJSON_AddNumberToObject(j, "decode_bytes_per_token", (double)llmq_model_decode_bytes(m));
-        cJSON_AddNumberToObject(j, "read_bw_gb_s", v->read_bw / 1e9);
+        const llmq_json_num f[] = {
+            { "prefill_tok_s", v->bench.prefill_tok_s }, { "decode_tok_s", v->bench.decode_tok_s },
+            { "decode_gb_s", v->bench.decode_gb_s }, { "decode_bytes_per_token", (double)llmq_model_decode_bytes(m) },
+            { "read_bw_gb_s", v->read_bw / 1e9 },
+        };
+        llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     }
     cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)llmq_peak_rss());
     json_emit(j);

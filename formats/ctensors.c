@@ -383,6 +383,30 @@ static float elem_f(const llmq_st_tensor *t, uint64_t i)
          : llmq_f16_to_f32(llmq_get_le16(d + 2 * i));
 }
 
+/* What follows the codes of a symmetric int8 linear, int-quantized or
+ * pack-quantized alike: no zero point, and sc (prefix.weight_scale, rows x 1)
+ * as w->rows finite f32 scales, owned by ct, in w->scales; w->type Q8. */
+static int int8_row_scales(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, const llmq_st_tensor *sc, llmq_wmat *w,
+                           llmq_err *err)
+{
+    const char *path;
+    if (find(c, prefix, "weight_zero_point", &path))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_zero_point' contradicts symmetric int8 weights", path, prefix);
+    float *s = llmq_alloc_aligned((size_t)w->rows * sizeof(float), err);
+    if (!s) return err->code;
+    int rc = ct_own(ct, s, err);
+    if (rc) return rc;
+    find(c, prefix, "weight_scale", &path);
+    for (int64_t r = 0; r < w->rows; r++) {
+        s[r] = elem_f(sc, (uint64_t)r);
+        if (!isfinite(s[r]))
+            return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.weight_scale': element %" PRId64 " is NaN or Inf", path, prefix, r);
+    }
+    w->type = LLMQ_W_Q8;
+    w->scales = s;
+    return LLMQ_OK;
+}
+
 /* Which group quantizes linear `prefix`, or NULL if it stays float. */
 static int group_of(const llmq_ct *ct, const char *prefix, const ct_group **out, llmq_err *err)
 {
@@ -435,21 +459,9 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
     if (ct->format == CT_INT) {
         static const llmq_dtype i8[] = { LLMQ_DT_I8 };
         if ((rc = want(c, prefix, "weight", i8, 1, rows, cols, &q, err)) ||
-            (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err))) return rc;
-        if (find(c, prefix, "weight_zero_point", &path))
-            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_zero_point' contradicts symmetric int8 weights", path, prefix);
-        float *s = llmq_alloc_aligned((size_t)rows * sizeof(float), err);
-        if (!s) return err->code;
-        if ((rc = ct_own(ct, s, err))) return rc;
-        find(c, prefix, "weight_scale", &path);
-        for (int64_t r = 0; r < rows; r++) {
-            s[r] = elem_f(sc, (uint64_t)r);
-            if (!isfinite(s[r]))
-                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.weight_scale': element %" PRId64 " is NaN or Inf", path, prefix, r);
-        }
-        w->type = LLMQ_W_Q8;
+            (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err)) ||
+            (rc = int8_row_scales(ct, c, prefix, sc, w, err))) return rc;
         w->data = q->data;
-        w->scales = s;
         *found = 1;
         return LLMQ_OK;
     }
@@ -462,26 +474,14 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
                                ct->cfg_path, prefix, cols);
         if ((rc = check_shape(c, prefix, rows, cols, err))) return rc;
         if ((rc = want(c, prefix, "weight_packed", i32, 1, rows, cols / 4, &q, err)) ||
-            (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err))) return rc;
-        if (find(c, prefix, "weight_zero_point", &path))
-            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_zero_point' contradicts symmetric int8 weights", path, prefix);
+            (rc = want(c, prefix, "weight_scale", fdt, 3, rows, 1, &sc, err)) ||
+            (rc = int8_row_scales(ct, c, prefix, sc, w, err))) return rc;
         uint64_t n = (uint64_t)rows * (uint64_t)cols;
         int8_t *codes = llmq_alloc_aligned((size_t)n, err);
         if (!codes) return err->code;
         if ((rc = ct_own(ct, codes, err))) return rc;
-        float *s = llmq_alloc_aligned((size_t)rows * sizeof(float), err);
-        if (!s) return err->code;
-        if ((rc = ct_own(ct, s, err))) return rc;
         for (uint64_t i = 0; i < n; i++) codes[i] = (int8_t)(q->data[i] ^ 0x80u);
-        find(c, prefix, "weight_scale", &path);
-        for (int64_t r = 0; r < rows; r++) {
-            s[r] = elem_f(sc, (uint64_t)r);
-            if (!isfinite(s[r]))
-                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.weight_scale': element %" PRId64 " is NaN or Inf", path, prefix, r);
-        }
-        w->type = LLMQ_W_Q8;
         w->data = codes;
-        w->scales = s;
         *found = 1;
         return LLMQ_OK;
     }

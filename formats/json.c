@@ -308,3 +308,8 @@ int llmq_json_parse(const char *text, size_t len, const char *name, cJSON **out,
     *out = root;
     return LLMQ_OK;
 }
+
+void llmq_json_add_numbers(cJSON *o, const llmq_json_num *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) cJSON_AddNumberToObject(o, f[i].key, f[i].value);
+}

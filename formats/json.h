@@ -1,6 +1,7 @@
 /* json.h - strict JSON input: every JSON text llmq reads (config.json,
  * tokenizer.json, tokenizer_config.json, model.safetensors.index.json, the
- * llmq.* metadata strings of packed files) goes through llmq_json_parse. */
+ * llmq.* metadata strings of packed files) goes through llmq_json_parse;
+ * and a table of numbers added to an object being written. */
 #ifndef LLMQ_JSON_H
 #define LLMQ_JSON_H
 
@@ -43,5 +44,13 @@ int llmq_json_parse(const char *text, size_t len, const char *name, cJSON **out,
  * points above U+10FFFF); else 0, with the offset of the first bad sequence
  * in *bad (bad may be NULL). */
 int llmq_utf8_valid(const uint8_t *s, size_t n, size_t *bad);
+
+/* One number member of a JSON object being written (a --json report). */
+typedef struct { const char *key; double value; } llmq_json_num;
+
+/* Add f[0..n) to object o in order, each as cJSON_AddNumberToObject adds
+ * it (o NULL, or an allocation failure, adds nothing, as there): a report's
+ * numbers written as one table of names beside values. */
+void llmq_json_add_numbers(cJSON *o, const llmq_json_num *f, size_t n);
 
 #endif

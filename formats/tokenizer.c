@@ -633,27 +633,39 @@ static int dup_into(char **dst, size_t *len, const char *s, llmq_err *err)
     return 0;
 }
 
+/* The "type" of step n (a normalizer, pre-tokenizer or decoder), or NULL
+ * when the caller has nothing left to do, with *rc its status: n absent or
+ * null (no step, 0), not an object with a type (an error), or a "Sequence",
+ * whose array n[key] is parsed here element by element by parse (element i
+ * named field.key[i] in messages). */
+typedef int (*parse_step_fn)(llmq_tok *t, const jctx *c, const cJSON *n, const char *field);
+static const char *step_type(llmq_tok *t, const jctx *c, const cJSON *n, const char *field, const char *key,
+                             parse_step_fn parse, int *rc)
+{
+    *rc = 0;
+    if (!n || cJSON_IsNull(n)) return NULL;
+    const char *ty = jtype(c, n, field, rc);
+    if (*rc || strcmp(ty, "Sequence")) return ty;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, key);
+    char f[160];
+    snprintf(f, sizeof f, "%s.%s", field, key);
+    if (!cJSON_IsArray(list)) { *rc = jfail(c, f, "expected an array"); return NULL; }
+    int i = 0;
+    for (const cJSON *e = list->child; e; e = e->next, i++) {
+        char fe[200];
+        snprintf(fe, sizeof fe, "%s[%d]", f, i);
+        if ((*rc = parse(t, c, e, fe))) return NULL;
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- normalizer */
 
 static int parse_normalizer(llmq_tok *t, const jctx *c, const cJSON *n, const char *field)
 {
     int rc;
-    if (!n || cJSON_IsNull(n)) return 0;
-    const char *ty = jtype(c, n, field, &rc);
-    if (rc) return rc;
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-        char f[160];
-        snprintf(f, sizeof f, "%s.normalizers", field);
-        if (!cJSON_IsArray(list)) return jfail(c, f, "expected an array");
-        int i = 0;
-        for (const cJSON *e = list->child; e; e = e->next, i++) {
-            char fe[200];
-            snprintf(fe, sizeof fe, "%s[%d]", f, i);
-            if ((rc = parse_normalizer(t, c, e, fe))) return rc;
-        }
-        return 0;
-    }
+    const char *ty = step_type(t, c, n, field, "normalizers", parse_normalizer, &rc);
+    if (!ty) return rc;
     norm_step s = { 0 };
     if (!strcmp(ty, "NFC")) {
         s.kind = NORM_NFC;
@@ -855,23 +867,10 @@ static int add_fixed_split(llmq_tok *t, const jctx *c, const char *field, const 
 static int parse_pre(llmq_tok *t, const jctx *c, const cJSON *n, const char *field)
 {
     int rc;
-    if (!n || cJSON_IsNull(n)) return 0;
-    const char *ty = jtype(c, n, field, &rc);
-    if (rc) return rc;
+    const char *ty = step_type(t, c, n, field, "pretokenizers", parse_pre, &rc);
+    if (!ty) return rc;
     pre_step s = { 0 };
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "pretokenizers");
-        char f[160];
-        snprintf(f, sizeof f, "%s.pretokenizers", field);
-        if (!cJSON_IsArray(list)) return jfail(c, f, "expected an array");
-        int i = 0;
-        for (const cJSON *e = list->child; e; e = e->next, i++) {
-            char fe[200];
-            snprintf(fe, sizeof fe, "%s[%d]", f, i);
-            if ((rc = parse_pre(t, c, e, fe))) return rc;
-        }
-        return 0;
-    } else if (!strcmp(ty, "ByteLevel")) {
+    if (!strcmp(ty, "ByteLevel")) {
         int use_regex;
         s.kind = PRE_BYTELEVEL;
         /* ByteLevel::default(): add_prefix_space true, use_regex true */
@@ -1158,23 +1157,10 @@ static int pre_step_run(const llmq_tok *t, const pre_step *st, const uint8_t *s,
 static int parse_decoder(llmq_tok *t, const jctx *c, const cJSON *n, const char *field)
 {
     int rc;
-    if (!n || cJSON_IsNull(n)) return 0;
-    const char *ty = jtype(c, n, field, &rc);
-    if (rc) return rc;
+    const char *ty = step_type(t, c, n, field, "decoders", parse_decoder, &rc);
+    if (!ty) return rc;
     dec_step s = { 0 };
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "decoders");
-        char f[160];
-        snprintf(f, sizeof f, "%s.decoders", field);
-        if (!cJSON_IsArray(list)) return jfail(c, f, "expected an array");
-        int i = 0;
-        for (const cJSON *e = list->child; e; e = e->next, i++) {
-            char fe[200];
-            snprintf(fe, sizeof fe, "%s[%d]", f, i);
-            if ((rc = parse_decoder(t, c, e, fe))) return rc;
-        }
-        return 0;
-    } else if (!strcmp(ty, "ByteLevel")) {
+    if (!strcmp(ty, "ByteLevel")) {
         s.kind = DEC_BYTELEVEL;
     } else if (!strcmp(ty, "ByteFallback")) {
         s.kind = DEC_BYTEFALLBACK;

@@ -5,6 +5,7 @@
 #include "smooth.h"
 #include "../quant/quant.h"
 #include "../base/fileio.h"
+#include "../linears.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
 #include "../../formats/modeldir.h"
@@ -432,38 +433,42 @@ static void to_f32(const llmq_st_tensor *t, float *out)
 
 static const llmq_st_tensor *find(const llmq_model *m, const char *name) { return llmq_ckpt_find(&m->ckpt, name, NULL); }
 
-/* Fold the plan into tensor `name` (values v, nelem of them). */
-static int transform(const struct wctx *x, const char *name, float *v, uint64_t nelem, llmq_err *err)
+/* Fold the plan into the weight (bias 0) or bias (bias 1) of linear k of layer l. */
+static int transform_linear(const struct wctx *x, int l, int k, int bias, float *v, uint64_t nelem, llmq_err *err)
 {
     const llmq_config *c = &x->m->cfg;
-    const char *r;
-    char rest[128];
-    int l = llmq_layer_of(name, c->n_layers, &r);
-    if (l < 0) return LLMQ_OK;
-    snprintf(rest, sizeof rest, "%s", r);
     const llmq_smooth_pair *P = &x->plan->p[l * LLMQ_PAIR_COUNT];
     const float *sq = P[LLMQ_PAIR_QKV].scale, *svo = P[LLMQ_PAIR_VO].scale, *zvo = P[LLMQ_PAIR_VO].shift;
     const float *sgu = P[LLMQ_PAIR_GATEUP].scale, *sud = P[LLMQ_PAIR_UPDOWN].scale;
     int H = c->hidden, qd = c->n_heads * c->head_dim, FF = c->intermediate;
     uint64_t rows;
-    if (!strcmp(rest, "input_layernorm.weight")) {
-        for (int j = 0; j < H; j++) v[j] /= sq[j];
-    } else if (!strcmp(rest, "post_attention_layernorm.weight")) {
-        for (int j = 0; j < H; j++) v[j] /= sgu[j];
-    } else if (!strcmp(rest, "self_attn.q_proj.weight") || !strcmp(rest, "self_attn.k_proj.weight") ||
-               !strcmp(rest, "self_attn.v_proj.weight")) {
-        rows = nelem / (uint64_t)H;
-        for (uint64_t r = 0; r < rows; r++) {
-            float d = rest[10] == 'v' ? svo[r] : 1.0f;
-            for (int j = 0; j < H; j++) v[r * H + j] = v[r * H + j] * sq[j] / d;
+    if (!bias) {
+        switch (k) {
+        case LLMQ_LIN_Q: case LLMQ_LIN_K: case LLMQ_LIN_V:
+            rows = nelem / (uint64_t)H;
+            for (uint64_t r = 0; r < rows; r++) {
+                float d = k == LLMQ_LIN_V ? svo[r] : 1.0f;
+                for (int j = 0; j < H; j++) v[r * H + j] = v[r * H + j] * sq[j] / d;
+            }
+            break;
+        case LLMQ_LIN_O:
+            rows = nelem / (uint64_t)qd;
+            for (uint64_t r = 0; r < rows; r++)
+                for (int ch = 0; ch < qd; ch++) v[r * qd + ch] *= svo[vo_map(c, ch)];
+            break;
+        case LLMQ_LIN_GATE: case LLMQ_LIN_UP:
+            for (int r = 0; r < FF; r++)
+                for (int j = 0; j < H; j++)
+                    v[(size_t)r * H + j] = v[(size_t)r * H + j] * sgu[j] / (k == LLMQ_LIN_UP ? sud[r] : 1.0f);
+            break;
+        case LLMQ_LIN_DOWN:
+            for (int r = 0; r < H; r++)
+                for (int j = 0; j < FF; j++) v[(size_t)r * FF + j] *= sud[j];
+            break;
         }
-    } else if (!strcmp(rest, "self_attn.v_proj.bias")) {
+    } else if (k == LLMQ_LIN_V) {
         for (uint64_t r = 0; r < nelem; r++) v[r] = (v[r] - (zvo ? zvo[r] : 0.0f)) / svo[r];
-    } else if (!strcmp(rest, "self_attn.o_proj.weight")) {
-        rows = nelem / (uint64_t)qd;
-        for (uint64_t r = 0; r < rows; r++)
-            for (int ch = 0; ch < qd; ch++) v[r * qd + ch] *= svo[vo_map(c, ch)];
-    } else if (!strcmp(rest, "self_attn.o_proj.bias") && zvo) {
+    } else if (k == LLMQ_LIN_O && zvo) {
         /* the consumer bias absorbs W z of the original o_proj */
         float *row = llmq_malloc((size_t)qd * sizeof(float), err);
         if (!row) return err->code;
@@ -474,17 +479,38 @@ static int transform(const struct wctx *x, const char *name, float *v, uint64_t 
             v[r] = (float)((double)v[r] + a);
         }
         free(row);
-    } else if (!strcmp(rest, "mlp.gate_proj.weight") || !strcmp(rest, "mlp.up_proj.weight")) {
-        int up = rest[4] == 'u';
-        for (int r = 0; r < FF; r++)
-            for (int j = 0; j < H; j++) v[(size_t)r * H + j] = v[(size_t)r * H + j] * sgu[j] / (up ? sud[r] : 1.0f);
-    } else if (!strcmp(rest, "mlp.up_proj.bias")) {
+    } else if (k == LLMQ_LIN_UP) {
         for (int r = 0; r < FF; r++) v[r] /= sud[r];
-    } else if (!strcmp(rest, "mlp.down_proj.weight")) {
-        for (int r = 0; r < H; r++)
-            for (int j = 0; j < FF; j++) v[(size_t)r * FF + j] *= sud[j];
     }
     return LLMQ_OK;
+}
+
+/* Fold the plan into tensor `name` (values v, nelem of them): a layer's two
+ * norms, and its linears as linears.h names them. */
+static int transform(const struct wctx *x, const char *name, float *v, uint64_t nelem, llmq_err *err)
+{
+    const llmq_config *c = &x->m->cfg;
+    const char *r;
+    char rest[128];
+    int l = llmq_layer_of(name, c->n_layers, &r);
+    if (l < 0) return LLMQ_OK;
+    snprintf(rest, sizeof rest, "%s", r);
+    const llmq_smooth_pair *P = &x->plan->p[l * LLMQ_PAIR_COUNT];
+    if (!strcmp(rest, "input_layernorm.weight")) {
+        for (int j = 0; j < c->hidden; j++) v[j] /= P[LLMQ_PAIR_QKV].scale[j];
+        return LLMQ_OK;
+    }
+    if (!strcmp(rest, "post_attention_layernorm.weight")) {
+        for (int j = 0; j < c->hidden; j++) v[j] /= P[LLMQ_PAIR_GATEUP].scale[j];
+        return LLMQ_OK;
+    }
+    /* "self_attn.q_proj.weight" -> linear "self_attn.q_proj", its weight */
+    char *dot = strrchr(rest, '.');
+    if (!dot || (strcmp(dot, ".weight") && strcmp(dot, ".bias"))) return LLMQ_OK;
+    int bias = dot[1] == 'b';
+    *dot = 0;
+    int k = llmq_linear_find(rest);
+    return k < 0 ? LLMQ_OK : transform_linear(x, l, k, bias, v, nelem, err);
 }
 
 static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_err *err)
@@ -547,16 +573,15 @@ int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dt
         }
     }
     if (x.add_attn_bias) {
-        int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+        /* every attention linear gets a bias (q, k, v, o: LLMQ_LIN_Q..O) */
         char name[128];
-        for (int l = 0; l < c->n_layers && !rc; l++) {
-            struct { const char *p; int64_t n; } b[] = { { "q_proj", qd }, { "k_proj", kvd }, { "v_proj", kvd }, { "o_proj", c->hidden } };
-            for (int i = 0; i < 4 && !rc; i++) {
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, b[i].p);
+        for (int l = 0; l < c->n_layers && !rc; l++)
+            for (int k = LLMQ_LIN_Q; k <= LLMQ_LIN_O && !rc; k++) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llmq_linears[k].hf);
                 if (find(m, name)) continue;
-                rc = llmq_st_writer_add_fill(w, name, dt, 1, &b[i].n, fill, &x, err);
+                int64_t n = llmq_linear_rows(c, k);
+                rc = llmq_st_writer_add_fill(w, name, dt, 1, &n, fill, &x, err);
             }
-        }
     }
     for (int i = 0; i < n && !rc; i++) rc = llmq_st_writer_meta(w, keys[i], vals[i], err);
     if (!rc) rc = llmq_st_writer_meta(w, "format", "pt", err);

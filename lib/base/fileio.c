@@ -568,6 +568,16 @@ int llmq_outdir_write_text(const llmq_outdir *d, const char *name, const char *t
     return rc;
 }
 
+/* The end of a committed or abandoned directory: its lock released, its
+ * names freed. */
+static void outdir_release(llmq_outdir *d)
+{
+    if (d->lockfd >= 0 && d->path) close(d->lockfd);
+    free(d->path); free(d->tmp);
+    d->path = d->tmp = NULL;
+    d->lockfd = -1;
+}
+
 int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
 {
     struct stat st;
@@ -577,10 +587,7 @@ int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
         if (renameat2(AT_FDCWD, d->tmp, AT_FDCWD, d->path, RENAME_EXCHANGE) == 0) {
             fsync_dir_of(d->path);
             rm_tree(d->tmp);
-            close(d->lockfd);
-            free(d->path); free(d->tmp);
-            d->path = d->tmp = NULL;
-            d->lockfd = -1;
+            outdir_release(d);
             return LLMQ_OK;
         }
         if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
@@ -613,21 +620,15 @@ int llmq_outdir_commit(llmq_outdir *d, llmq_err *err)
         llmq_outdir_abort(d);
         return rc;
     }
-    close(d->lockfd);
     fsync_dir_of(d->path);
-    free(d->path); free(d->tmp);
-    d->path = d->tmp = NULL;
-    d->lockfd = -1;
+    outdir_release(d);
     return LLMQ_OK;
 }
 
 void llmq_outdir_abort(llmq_outdir *d)
 {
     if (d->tmp) rm_tree(d->tmp);
-    if (d->lockfd >= 0 && d->path) close(d->lockfd);
-    free(d->path); free(d->tmp);
-    d->path = d->tmp = NULL;
-    d->lockfd = -1;
+    outdir_release(d);
 }
 
 void llmq_outdir_fail(llmq_outdir *d, llmq_err *err)

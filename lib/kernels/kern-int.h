@@ -79,6 +79,26 @@ extern const llmq_ktable llmq_ktable_ref;     /* q_ref.c, the oracle */
 extern const llmq_ktable llmq_ktable_avx2;    /* q_avx2.c */
 extern const llmq_ktable llmq_ktable_avx512;  /* q_avx512.c */
 
+/* The matvec_q4a8 of a SIMD kernel file, defined from the file's
+ * q4a8_rows(W, r, NR, G, chunks, y): rows four at a time, then one by one,
+ * with the group size a constant (llmq_wmat_check allows only 32, 64 and
+ * 128) so that each size compiles to its own code. */
+#define LLMQ_KERN_Q4A8_G(G)                                                        \
+    do {                                                                           \
+        int64_t r = r0;                                                            \
+        for (; r + 4 <= r1; r += 4) q4a8_rows(W, r, 4, G, x->ch, y + (r - r0));     \
+        for (; r < r1; r++) q4a8_rows(W, r, 1, G, x->ch, y + (r - r0));             \
+    } while (0)
+#define LLMQ_KERN_MV_Q4A8                                                          \
+static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y) \
+{                                                                                  \
+    switch (W->group) {                                                            \
+    case 32: LLMQ_KERN_Q4A8_G(32); break;                                          \
+    case 64: LLMQ_KERN_Q4A8_G(64); break;                                          \
+    default: LLMQ_KERN_Q4A8_G(128); break;                                         \
+    }                                                                              \
+}
+
 /* The table of the current ISA, every slot filled.  cpu.c. */
 const llmq_ktable *llmq_ktable_cur(void);
 

@@ -789,21 +789,7 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
     for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
 }
 
-#define Q4A8_G(G)                                                                  \
-    do {                                                                           \
-        int64_t r = r0;                                                            \
-        for (; r + 4 <= r1; r += 4) q4a8_rows(W, r, 4, G, x->ch, y + (r - r0));     \
-        for (; r < r1; r++) q4a8_rows(W, r, 1, G, x->ch, y + (r - r0));             \
-    } while (0)
-
-static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
-{
-    switch (W->group) {
-    case 32: Q4A8_G(32); break;
-    case 64: Q4A8_G(64); break;
-    default: Q4A8_G(128); break;     /* llmq_wmat_check allows only 32, 64, 128 */
-    }
-}
+LLMQ_KERN_MV_Q4A8
 
 /* Prefill: the decode kernel once per token, which keeps prefill equal to
  * decode bit for bit.  (AVX2 shares the nibble split across a tile of
