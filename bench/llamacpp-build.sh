@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build llama.cpp (CPU only, Release) outside this repo, for benchmarks that
-# compare llmq with llama-quantize / llama-perplexity / llama-imatrix.
+# compare llmq with llama-quantize / llama-perplexity / llama-imatrix /
+# llama-bench.
 #
 # usage: bench/llamacpp-build.sh SOURCE [SRC_DIR] [BUILD_DIR]
 #   SOURCE    a llama.cpp git directory (bare mirror from the `fetch` tool, a
@@ -34,5 +35,5 @@ cmake -S "$dir" -B "$out" $gen -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_TOOLS=ON
-nice cmake --build "$out" -j "$jobs" --target llama-quantize llama-perplexity llama-imatrix
-ls -l "$out/bin/llama-quantize" "$out/bin/llama-perplexity" "$out/bin/llama-imatrix"
+nice cmake --build "$out" -j "$jobs" --target llama-quantize llama-perplexity llama-imatrix llama-bench
+ls -l "$out/bin/llama-quantize" "$out/bin/llama-perplexity" "$out/bin/llama-imatrix" "$out/bin/llama-bench"

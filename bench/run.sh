@@ -99,7 +99,7 @@ fi
 
 for b in bench/*.sh; do
     name=$(basename "$b" .sh)
-    case $name in run|demo|lib) continue ;; esac
+    case $name in run|demo|lib|llamacpp-build) continue ;; esac
     only "$name" && sh "$b"
 done
 exit 0
