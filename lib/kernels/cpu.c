@@ -47,6 +47,7 @@ static void fill_table(llmq_isa isa)
         if (!t.dequant[i]) t.dequant[i] = ref->dequant[i];
     }
     if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
+    if (!t.matmul_a8) t.matmul_a8 = ref->matmul_a8;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
     /* the oracle's matmul is its matvec per token: an ISA with its own
      * matvec_q4a8 needs its own matmul_q4a8 too (t-kernels checks they agree) */

@@ -20,6 +20,12 @@ typedef void (*llmq_kdeq_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, float *
  * the sum exact in integers.  xsum = sum_j xq[j] (the VNNI bias correction). */
 typedef void (*llmq_kmva8_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
                               const int8_t *xq, float xscale, int32_t xsum, float *y);
+/* W8A8 prefill: llmq_kmva8_fn for n tokens at once, token t's codes
+ * xq + t * cols, scale xs[t] and code sum xsum[t], outputs y[t * ldy + r - r0].
+ * The sums are exact integers, so any order of them gives the n matvecs'
+ * values bit for bit. */
+typedef void (*llmq_kmma8_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
+                              const int32_t *xsum, int64_t n, float *y, int64_t ldy);
 
 /* W4A8 activations of one token, 128 columns per chunk as the SIMD kernels
  * read them (matmul.c fills them once per product, shared by all rows).
@@ -69,6 +75,7 @@ typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
     llmq_kmva8_fn matvec_a8;
+    llmq_kmma8_fn matmul_a8;
     llmq_kq4a8_fn matvec_q4a8;
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;

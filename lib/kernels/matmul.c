@@ -285,10 +285,12 @@ static int32_t sum_i8(const int8_t *x, int64_t n)
 }
 
 struct a8_job {
-    llmq_kmva8_fn fn;
+    llmq_kmva8_fn fn;       /* decode */
+    llmq_kmma8_fn mfn;      /* prefill */
     const llmq_wmat *W;
     const int8_t *Xq;
     const float *xs;
+    const int32_t *xsum;    /* (n) code sums, the VNNI bias correction */
     int64_t n;
     float *Y;
     rowq q;                 /* decode blocks, or prefill tiles */
@@ -299,12 +301,10 @@ static void a8_worker(void *ctx, int i, int nth)
     (void)i; (void)nth;
     struct a8_job *j = ctx;
     const llmq_wmat *W = j->W;
-    int64_t lo, hi, cols = W->cols;
+    int64_t lo, hi;
     while (rowq_take(&j->q, &lo, &hi)) {
-        for (int64_t t = 0; t < j->n; t++) {
-            const int8_t *xq = j->Xq + t * cols;
-            j->fn(W, lo, hi, xq, j->xs[t], sum_i8(xq, cols), j->Y + t * W->rows + lo);
-        }
+        if (j->n == 1) j->fn(W, lo, hi, j->Xq, j->xs[0], j->xsum[0], j->Y + lo);
+        else j->mfn(W, lo, hi, j->Xq, j->xs, j->xsum, j->n, j->Y + lo, W->rows);
     }
 }
 
@@ -314,10 +314,17 @@ void llmq_matmul_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const
     if (n <= 0) return;
     const llmq_ktable *kt = W->cols > LLMQ_A8_MAX_COLS ? &llmq_ktable_ref : llmq_ktable_cur();
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
+    int32_t sum1, *xsum = n == 1 ? &sum1 : malloc((size_t)n * sizeof *xsum);
+    if (!xsum) {   /* no room for the sums: a token at a time, same values */
+        for (int64_t t = 0; t < n; t++) llmq_matmul_a8(pool, W, Xq + t * W->cols, xscales + t, 1, Y + t * W->rows);
+        return;
+    }
+    for (int64_t t = 0; t < n; t++) xsum[t] = sum_i8(Xq + t * W->cols, W->cols);
     /* prefill: a tile of int8 rows stays in L2 while every token passes over it */
     int64_t blk = n == 1 ? mv_block(W->rows, pool) : LLMQ_MAX(4, (int64_t)(512 * 1024) / W->cols);
-    struct a8_job j = { kt->matvec_a8, W, Xq, xscales, n, Y, rowq_make(W->rows, blk) };
+    struct a8_job j = { kt->matvec_a8, kt->matmul_a8, W, Xq, xscales, xsum, n, Y, rowq_make(W->rows, blk) };
     llmq_pool_run(pool, a8_worker, &j);
+    if (xsum != &sum1) free(xsum);
 }
 
 void llmq_matvec_a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, float xscale, float *y)

@@ -391,6 +391,13 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, y + (r - r0));
 }
 
+/* Prefill: the decode kernel once per token (what the tile in L2 buys). */
+static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
+                  const int32_t *xsum, int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) mv_a8(W, r0, r1, xq + t * W->cols, xs[t], xsum[t], y + t * ldy);
+}
+
 /* ---- W4A8 ----
  *
  * Per 64 columns and row (half of an llmq_q4a8_chunk): one 32-byte load,
@@ -643,6 +650,7 @@ const llmq_ktable llmq_ktable_avx2 = {
                  [LLMQ_W_GQ3_K] = dq_gq_q3_k, [LLMQ_W_GQ4_K] = dq_gq_q4_k, [LLMQ_W_GQ5_K] = dq_gq_q5_k,
                  [LLMQ_W_GQ6_K] = dq_gq_q6_k },
     .matvec_a8 = mv_a8,
+    .matmul_a8 = mm_a8,
     .matvec_q4a8 = mv_q4a8,
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,

@@ -687,6 +687,57 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, xsum, y + (r - r0));
 }
 
+/* Prefill: NR rows times NT tokens at once, each weight vector loaded once
+ * for the NT tokens and each activation vector once for the NR rows (16
+ * accumulators).  Integer sums: the same values as a8_rows. */
+INLINE void a8_tile(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, int NT, const float *xs,
+                    const int32_t *xsum, float *y, int64_t ldy)
+{
+    const int64_t cols = W->cols;
+    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const float *ws = (const float *)W->scales + r;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i acc[4][4], wv[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[k][t] = _mm512_setzero_si512();
+    for (int64_t j = 0; j < cols; j += 64) {
+        __mmask64 m = cols - j >= 64 ? (__mmask64)-1 : (__mmask64)-1 >> (64 - (cols - j));
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) wv[k] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, data + k * cols + j), bias);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m512i xv = _mm512_maskz_loadu_epi8(m, xq + t * cols + j);
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) acc[k][t] = _mm512_dpbusd_epi32(acc[k][t], wv[k], xv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            int32_t dot = _mm512_reduce_add_epi32(acc[k][t]) - 128 * xsum[t];
+            y[t * ldy + k] = (float)dot * (ws[k] * xs[t]);
+        }
+}
+
+/* Tokens in blocks of four over the tile's rows in blocks of four: the
+ * four tokens' activations stay in L1 while the tile's rows (in L2, see
+ * matmul.c) pass under them. */
+static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
+                  const int32_t *xsum, int64_t n, float *y, int64_t ldy)
+{
+    const int64_t cols = W->cols;
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) a8_tile(W, r, 4, xq + t * cols, 4, xs + t, xsum + t, y + t * ldy + (r - r0), ldy);
+        for (; r < r1; r++) a8_tile(W, r, 1, xq + t * cols, 4, xs + t, xsum + t, y + t * ldy + (r - r0), ldy);
+    }
+    for (; t < n; t++) mv_a8(W, r0, r1, xq + t * cols, xs[t], xsum[t], y + t * ldy);
+}
+
 /* ---- W4A8: int4 codes times int8 activations with VNNI ----
  *
  * Per 128 columns and row: one 64-byte load, AND / shift+AND split the
@@ -862,6 +913,7 @@ const llmq_ktable llmq_ktable_avx512 = {
                  [LLMQ_W_GQ3_K] = dq_gq_q3_k, [LLMQ_W_GQ4_K] = dq_gq_q4_k, [LLMQ_W_GQ5_K] = dq_gq_q5_k,
                  [LLMQ_W_GQ6_K] = dq_gq_q6_k },
     .matvec_a8 = mv_a8,
+    .matmul_a8 = mm_a8,
     .matvec_q4a8 = mv_q4a8,
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,

@@ -92,6 +92,13 @@ static void ref_matvec_a8(const llmq_wmat *W, int64_t r0, int64_t r1,
     }
 }
 
+/* The single-token oracle once per token. */
+static void ref_matmul_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
+                          const int32_t *xsum, int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) ref_matvec_a8(W, r0, r1, xq + t * W->cols, xs[t], xsum[t], y + t * ldy);
+}
+
 /* Block sums in int64 (exact), each scaled by the float product of the two
  * scales (what the SIMD kernels multiply by), summed in double. */
 static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
@@ -166,6 +173,7 @@ const llmq_ktable llmq_ktable_ref = {
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant },
     .matvec_a8 = ref_matvec_a8,
+    .matmul_a8 = ref_matmul_a8,
     .matvec_q4a8 = ref_matvec_q4a8,
     .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,

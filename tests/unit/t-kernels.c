@@ -316,6 +316,46 @@ static void act_codes(int8_t *q, int64_t n, int mode)
     }
 }
 
+/* The tables' matmul_a8 itself: rows [r0, r1) written at y[t * ldy + r - r0]
+ * with ldy wider than the rows, each value the same table's matvec_a8 bit
+ * for bit (and so the oracle's: a8_exact), nothing written between the
+ * rows; token counts around the kernels' blocks of four, column counts
+ * around the 64-byte vectors. */
+TEST(a8_matmul_kernel_rows)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t ns[] = { 1, 2, 3, 4, 5, 8, 11, 17 }, cols[] = { 7, 64, 100, 448 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        const llmq_ktable *kt = llmq_ktable_cur();
+        for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+            for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
+                int64_t rows = 23, r0 = 2, r1 = 21, c = cols[ci], n = ns[k], ldy = r1 - r0 + 3;
+                tmat m = make_mat(LLMQ_W_Q8, rows, c, 0, 0, (int)(k % M_COUNT));
+                int8_t *Xq = malloc((size_t)(n * c));
+                float *xs = malloc((size_t)n * 4), *Y = malloc((size_t)(n * ldy) * 4), *y = malloc((size_t)rows * 4);
+                int32_t *xsum = malloc((size_t)n * 4);
+                act_codes(Xq, n * c, (int)(k + ci) % A_COUNT);
+                for (int64_t t = 0; t < n; t++) {
+                    xs[t] = (float)(rnd() % 1000 + 1) / 1000.0f;
+                    xsum[t] = 0;
+                    for (int64_t j = 0; j < c; j++) xsum[t] += Xq[t * c + j];
+                }
+                memset(Y, 0x7f, (size_t)(n * ldy) * 4);
+                kt->matmul_a8(&m.W, r0, r1, Xq, xs, xsum, n, Y, ldy);
+                for (int64_t t = 0; t < n; t++) {
+                    kt->matvec_a8(&m.W, r0, r1, Xq + t * c, xs[t], xsum[t], y);
+                    CHECK_MSG(!memcmp(y, Y + t * ldy, (size_t)(r1 - r0) * 4), "isa %s cols %" PRId64 " n %" PRId64
+                              " token %" PRId64, llmq_isa_name(llmq_cpu_isa()), c, n, t);
+                    for (int64_t i = r1 - r0; i < ldy; i++) CHECK(((const uint32_t *)Y)[t * ldy + i] == 0x7f7f7f7fu);
+                }
+                free(Xq); free(xs); free(Y); free(y); free(xsum); tmat_free(&m);
+            }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
 /* The oracle's block sums, independently: sum_j W[r][j] * (xq[j] * xs[j/32])
  * from the oracle's dequantized weights, in double.  Exact when every
  * scale is a power of two and the sums are small (q4a8_exact). */
