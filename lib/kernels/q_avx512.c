@@ -546,7 +546,7 @@ INLINE void tb_q5_k(const uint8_t *b, const float *x, __m512 *a0, __m512 *a1)
     __m512i h0 = ZU8(b + 16), h1 = ZU8(b + 32);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int n = 0; n < 2; n++) {            /* sub-block s = 2c + n: low (n = 0) or high nibbles */
             const int s = 2 * c + n;
             __m512 dv = _mm512_set1_ps(d[2 * s]), mv = _mm512_set1_ps(m[2 * s]);
@@ -749,7 +749,7 @@ static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
  * float too).  Then one FMA with (group scale * block scale).  Scales and
  * zero points of 16 groups sit in one register each; vpermd / vpermps hand
  * every lane its group's. */
-INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_chunk *xc, float *y)
+INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_x *x, int NT, float *y, int64_t ldy)
 {
     const int64_t cols = W->cols, ng = cols / G, rb = cols / 2;
     const int64_t nfull = cols / 128, nck = (cols + 127) / 128;
@@ -764,14 +764,16 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
                          : _mm512_setzero_si512();
     const __m512i step = _mm512_set1_epi32(128 / G);
     const __mmask64 tail = (__mmask64)-1 >> (64 - LLMQ_MAX((cols - nfull * 128) / 2, 1));
-    __m512 acc[4], S[4];
+    __m512 acc[4][4], S[4];
     __m512i Z[4];
     /* G = 128: one group per chunk, its scale and zero broadcast from memory
      * (a load, no shuffle) */
     float s16[4][16] __attribute__((aligned(64)));
     int32_t z16[4][16] __attribute__((aligned(64)));
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[k][t] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nck;) {
         const int64_t g0 = c * 128 / G, c0 = c;
         const __mmask16 gm = tail_mask(LLMQ_MIN(ng - g0, 16));
@@ -786,38 +788,10 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
             }
         }
         const int64_t cend = LLMQ_MIN(nck, c + cps);
-        if (G == 128) {
-            for (; c < cend; c++) {
-                const llmq_q4a8_chunk *x = xc + c;
-                const __m512i xe = _mm512_load_si512(x->xe), xo = _mm512_load_si512(x->xo);
-                const __m512i ns = _mm512_load_si512(x->nsum);
-                const __m512 xs = _mm512_load_ps(x->xs);
-                const uint8_t *d = data + c * 64;
-#pragma GCC unroll 4
-                for (int k = 0; k < NR; k++) {
-                    __m512i v;
-                    if (c < nfull) {
-                        if (NR == 4) PF(d + (k + 4) * rb);
-                        v = _mm512_loadu_si512(d + k * rb);
-                    } else {
-                        v = _mm512_maskz_loadu_epi8(tail, d + k * rb);
-                    }
-                    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                    __m512i p = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_set1_epi32(z16[k][c - c0]), ns);
-                    p = _mm512_dpbusd_epi32(p, lo, xe);
-                    p = _mm512_dpbusd_epi32(p, hi, xo);
-                    __m512 f = _mm512_mul_ps(xs, _mm512_set1_ps(s16[k][c - c0]));
-                    acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[k]);
-                }
-            }
-            continue;
-        }
         for (__m512i gi = lane_g; c < cend; c++, gi = _mm512_add_epi32(gi, step)) {
-            const llmq_q4a8_chunk *x = xc + c;
-            const __m512i xe = _mm512_load_si512(x->xe), xo = _mm512_load_si512(x->xo);
-            const __m512i ns = _mm512_load_si512(x->nsum);
-            const __m512 xs = _mm512_load_ps(x->xs);
             const uint8_t *d = data + c * 64;
+            __m512i lo[4], hi[4], zb[4];
+            __m512 sb[4];
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
                 __m512i v;
@@ -827,28 +801,67 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
                 } else {
                     v = _mm512_maskz_loadu_epi8(tail, d + k * rb);
                 }
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                __m512i p = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_permutexvar_epi32(gi, Z[k]), ns);
-                p = _mm512_dpbusd_epi32(p, lo, xe);
-                p = _mm512_dpbusd_epi32(p, hi, xo);
-                __m512 f = _mm512_mul_ps(_mm512_permutexvar_ps(gi, S[k]), xs);
-                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[k]);
+                lo[k] = _mm512_and_si512(v, m4);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                zb[k] = G == 128 ? _mm512_set1_epi32(z16[k][c - c0]) : _mm512_permutexvar_epi32(gi, Z[k]);
+                sb[k] = G == 128 ? _mm512_set1_ps(s16[k][c - c0]) : _mm512_permutexvar_ps(gi, S[k]);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const llmq_q4a8_chunk *xc = x[t].ch + c;
+                const __m512i xe = _mm512_load_si512(xc->xe), xo = _mm512_load_si512(xc->xo);
+                const __m512i ns = _mm512_load_si512(xc->nsum);
+                const __m512 xs = _mm512_load_ps(xc->xs);
+#pragma GCC unroll 4
+                for (int k = 0; k < NR; k++) {
+                    __m512i p = _mm512_dpwssd_epi32(_mm512_setzero_si512(), zb[k], ns);
+                    p = _mm512_dpbusd_epi32(p, lo[k], xe);
+                    p = _mm512_dpbusd_epi32(p, hi[k], xo);
+                    __m512 f = _mm512_mul_ps(xs, sb[k]);
+                    acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[k][t]);
+                }
             }
         }
     }
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) y[t * ldy + k] = hsum(acc[k][t]);
+}
+
+/* One token (decode): the tile of one token. */
+INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_chunk *xc, float *y)
+{
+    const llmq_q4a8_x one = { NULL, NULL, xc };
+    q4a8_tile(W, r, NR, G, &one, 1, y, 0);
 }
 
 LLMQ_KERN_MV_Q4A8
 
-/* Prefill: the decode kernel once per token, which keeps prefill equal to
- * decode bit for bit.  (AVX2 shares the nibble split across a tile of
- * tokens; with vpdpbusd the split is a smaller share of the work.) */
+/* Prefill: pairs of tokens over the tile's rows four at a time, each
+ * row's nibble split, zero points and scales shared by the two tokens and
+ * each token's chunk by the four rows.  Every (row, token) takes the
+ * decode kernel's operations in its order, so prefill equals decode bit
+ * for bit. */
+#define Q4A8_MM_G(G)                                                                                    \
+    do {                                                                                                \
+        int64_t t = 0;                                                                                  \
+        for (; t + 4 <= n; t += 4) {                                                                    \
+            int64_t r = r0;                                                                             \
+            for (; r + 2 <= r1; r += 2) q4a8_tile(W, r, 2, G, x + t, 4, y + t * ldy + (r - r0), ldy);    \
+            for (; r < r1; r++) q4a8_tile(W, r, 1, G, x + t, 4, y + t * ldy + (r - r0), ldy);            \
+        }                                                                                               \
+        for (; t < n; t++) mv_q4a8(W, r0, r1, x + t, y + t * ldy);                                              \
+    } while (0)
+
 static void mm_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
                     int64_t n, float *y, int64_t ldy)
 {
-    for (int64_t t = 0; t < n; t++) mv_q4a8(W, r0, r1, x + t, y + t * ldy);
+    switch (W->group) {
+    case 32: Q4A8_MM_G(32); break;
+    case 64: Q4A8_MM_G(64); break;
+    default: Q4A8_MM_G(128); break;
+    }
 }
 
 /* The chunk layout of kern-int.h: even and odd bytes by sign-extending
