@@ -32,7 +32,7 @@ static opt_def verify_opts[] = {
     { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0, NULL },
     { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0, NULL },
     { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save", NULL, 1, 1 << 20, NULL, 0, "64" },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations for int8/int4 weights: fp, int8 (dynamic: per token for int8 = W8A8, per 32-block for int4 = W4A8) or int8-static per tensor (int8 weights, needs --stats); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static", 0, 0, NULL, 0, NULL },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations: fp, int8 (dynamic: per token for int8 weights = W8A8, per 32-block for int4 = W4A8), int8-static per tensor (int8 weights, needs --stats) or bf16 (bf16 weights: prefill with bf16 activations, AVX512-BF16); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static|bf16", 0, 0, NULL, 0, NULL },
     { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales", NULL, 0, 0, NULL, 0, NULL },
     { "gen", OPT_STRING, &o.gen, "PROMPT", "greedy generation from PROMPT", NULL, 0, 0, NULL, 0, NULL },
     { "n", OPT_INT, &o.n, "N", "tokens to generate with --gen", NULL, 1, 1 << 20, NULL, 0, "32" },
@@ -378,7 +378,7 @@ int cmd_verify(int argc, char **argv)
     v.path = args[0];
     v.proto = strcmp(o.protocol, "full") == 0 ? LLMQ_PPL_FULL : LLMQ_PPL_LLAMACPP;
     v.act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
-          : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : LLMQ_ACT_FP;
+          : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : !strcmp(o.act, "bf16") ? LLMQ_ACT_BF16 : LLMQ_ACT_FP;
     if ((v.act == LLMQ_ACT_INT8_STATIC) != (o.stats != NULL))
         return cmd_failf("verify", LLMQ_EUSAGE, "--act int8-static and --stats FILE go together");
     llmq_err err = { 0, "" };

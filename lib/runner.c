@@ -20,6 +20,7 @@ struct llmq_runner {
     int8_t *xq;      /* (max_ctx, max linear input) int8 activations */
     float *xscale;   /* (max_ctx) their per-token scales */
     float *xbscale;  /* (max_ctx, max linear input / 32) per-block scales (W4A8), or NULL */
+    uint16_t *xb;    /* (max_ctx, max linear input) bf16 activations (LLMQ_ACT_BF16), or NULL */
     float *act_scales;  /* (n_layers, 4) static scales per linear-input site, or NULL */
     float cur_scale;    /* static scale of the linear being run, 0 = dynamic */
     llmq_observer obs;
@@ -47,6 +48,16 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
 {
     if (mode == LLMQ_ACT_INT8_STATIC && !r->act_scales)
         return llmq_errorf(err, LLMQ_EUSAGE, "%s: static int8 activations need scales (llmq_runner_set_act_scales)", r->m->path);
+    if (mode == LLMQ_ACT_BF16) {
+        const llmq_model *m = r->m;
+        if (m->layers[0].wq.type != LLMQ_W_BF16)
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: bf16 activations need bf16 weights, this model has %s",
+                               m->path, m->weights_dtype);
+        if (!r->xb) {
+            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            if (!(r->xb = llmq_alloc_aligned((size_t)r->max_ctx * cols * sizeof(uint16_t), err))) return err->code;
+        }
+    }
     if (mode == LLMQ_ACT_INT8 || mode == LLMQ_ACT_INT8_STATIC) {
         const llmq_model *m = r->m;
         llmq_wtype wt = m->layers[0].wq.type;
@@ -96,6 +107,7 @@ void llmq_runner_free(llmq_runner *r)
     free(r->xq);
     free(r->xscale);
     free(r->xbscale);
+    free(r->xb);
     free(r);
 }
 
@@ -145,7 +157,12 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
 
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
 {
-    if (r->act_mode == LLMQ_ACT_INT8 && W->type == LLMQ_W_Q4 && r->xbscale) {
+    if (r->act_mode == LLMQ_ACT_BF16 && W->type == LLMQ_W_BF16 && n > 1) {
+        /* 16-bit prefill: bf16 times bf16, two products per fp32 lane
+         * (decode reads every weight once per token: memory bound, fp32) */
+        llmq_round_bf16(X, (int64_t)n * W->cols, r->xb);
+        llmq_matmul_bf16(r->pool, W, r->xb, n, Y);
+    } else if (r->act_mode == LLMQ_ACT_INT8 && W->type == LLMQ_W_Q4 && r->xbscale) {
         /* W4A8: each token's activations quantized on the fly per block of
          * 32 (absmax / 127), int4 codes times int8 in integers, as llama.cpp
          * runs Q4 on CPUs.  Q4 cols are multiples of the group, so of 32. */

@@ -29,16 +29,18 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
 /* Install an observer called with every linear input (NULL to remove). */
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
 
-/* How linear inputs are fed to int8 weights (LLMQ_W_Q8). */
+/* How linear inputs are fed to the weights. */
 typedef enum {
     LLMQ_ACT_FP = 0,      /* fp32 activations: weight-only quantization (W8A16) */
     LLMQ_ACT_INT8,        /* per-token dynamic symmetric int8, int8 x int8 -> int32 (W8A8) */
-    LLMQ_ACT_INT8_STATIC  /* per-tensor static symmetric int8 (SmoothQuant's O3): one scale per
+    LLMQ_ACT_INT8_STATIC, /* per-tensor static symmetric int8 (SmoothQuant's O3): one scale per
                              linear-input site and layer, set by llmq_runner_set_act_scales */
+    LLMQ_ACT_BF16         /* bf16 weights, prefill only: activations rounded to bf16, products
+                             with AVX512-BF16's vdpbf16ps (kernels.h); decode stays fp32 */
 } llmq_act_mode;
 
 /* Set the activation mode.  Errors: LLMQ_EUSAGE when a mode needs int8
- * weights the model lacks. */
+ * (or, for LLMQ_ACT_BF16, bf16) weights the model lacks. */
 int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err);
 
 /* Static activation scales for LLMQ_ACT_INT8_STATIC: scales[l * 4 + site]

@@ -11,6 +11,7 @@ static struct {
     pthread_once_t once;
     llmq_isa hw;            /* best the hardware has */
     llmq_isa isa;           /* in use */
+    int hw_bf16;            /* the hardware has AVX512-BF16 */
     llmq_ktable table;      /* isa's kernels, NULL slots filled from the oracle */
 } dispatch = { .once = PTHREAD_ONCE_INIT };
 
@@ -22,7 +23,8 @@ static int has_f16c(void)
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
-static llmq_isa detect_hw(void)
+/* The best ISA, and in *bf16 whether it has AVX512-BF16 (vdpbf16ps). */
+static llmq_isa detect_hw(int *bf16)
 {
     __builtin_cpu_init();
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()))
@@ -31,8 +33,12 @@ static llmq_isa detect_hw(void)
      * may use them anywhere in it: require all of them. */
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512vnni")) {
+        unsigned a, b, c, d;
+        /* CPUID leaf 7 sub-leaf 1, EAX bit 5 */
+        *bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
         return LLMQ_ISA_AVX512;
+    }
     return LLMQ_ISA_AVX2;
 }
 
@@ -48,6 +54,10 @@ static void fill_table(llmq_isa isa)
     }
     if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
     if (!t.matmul_a8) t.matmul_a8 = ref->matmul_a8;
+    /* the AVX-512 file's vdpbf16ps needs AVX512-BF16 beyond what selects it;
+     * elsewhere the slot stays empty and llmq_matmul_bf16 widens (matmul.c) */
+    if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL;
+    if (isa == LLMQ_ISA_SCALAR) t.matmul_bf16 = ref->matmul_bf16;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
     /* the oracle's matmul is its matvec per token: an ISA with its own
      * matvec_q4a8 needs its own matmul_q4a8 too (t-kernels checks they agree) */
@@ -60,7 +70,7 @@ static void fill_table(llmq_isa isa)
 
 static void init_once(void)
 {
-    dispatch.hw = detect_hw();
+    dispatch.hw = detect_hw(&dispatch.hw_bf16);
     llmq_isa isa = dispatch.hw;
     const char *env = getenv("LLMQ_ISA");
     if (env) {
@@ -81,6 +91,12 @@ llmq_isa llmq_cpu_isa(void)
 {
     pthread_once(&dispatch.once, init_once);
     return dispatch.isa;
+}
+
+int llmq_cpu_has_bf16_dot(void)
+{
+    pthread_once(&dispatch.once, init_once);
+    return dispatch.isa == LLMQ_ISA_AVX512 && dispatch.table.matmul_bf16 != NULL;
 }
 
 llmq_isa llmq_cpu_isa_max(void)

@@ -71,11 +71,17 @@ typedef void (*llmq_kqblk_fn)(const float *x, int64_t n, int8_t *q, float *scale
  * scales xs[cols / 32], cols % 32 == 0; every ISA gives the same bytes. */
 typedef void (*llmq_kq4a8_prep_fn)(const int8_t *xq, const float *xs, int64_t cols, llmq_q4a8_chunk *ch);
 
+/* bf16 prefill: y[t * ldy + r - r0] = sum_j W[r][j] * xb[t * cols + j], W
+ * of type LLMQ_W_BF16, sums in fp32 (llmq_matmul_bf16). */
+typedef void (*llmq_kmmbf16_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *xb, int64_t n,
+                                float *y, int64_t ldy);
+
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
     llmq_kmva8_fn matvec_a8;
     llmq_kmma8_fn matmul_a8;
+    llmq_kmmbf16_fn matmul_bf16;   /* NULL where the ISA has no bf16 dot product */
     llmq_kq4a8_fn matvec_q4a8;
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;

@@ -109,4 +109,24 @@ void llmq_matvec_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, con
 void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, const float *xscales,
                       int64_t n, float *Y);
 
+/* ---- bf16 weights times bf16 activations (prefill) ----
+ *
+ * The 16-bit prefill path with AVX512-BF16's vdpbf16ps: two bf16 products
+ * per fp32 lane and instruction, twice the fp32 FMA rate.  Activations are
+ * rounded to bf16 (llmq_round_bf16), which is what makes it an option
+ * (llmq verify --act bf16), not the default: fp32 activations match
+ * transformers' fp32 run. */
+
+/* b[i] = x[i] rounded to bf16, nearest even (NaN stays NaN). */
+void llmq_round_bf16(const float *x, int64_t n, uint16_t *b);
+
+/* 1 if this host runs llmq_matmul_bf16 with vdpbf16ps. */
+int llmq_cpu_has_bf16_dot(void);
+
+/* Y[n][rows] = W (of type LLMQ_W_BF16) times the bf16 activations Xb[n][cols]:
+ * products exact, sums in fp32 (order unspecified).  Without AVX512-BF16
+ * the activations are widened and llmq_matmul runs: the same inputs, the
+ * same class of rounding. */
+void llmq_matmul_bf16(llmq_pool *pool, const llmq_wmat *W, const uint16_t *Xb, int64_t n, float *Y);
+
 #endif

@@ -427,3 +427,47 @@ void llmq_matvec_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *xq, con
 {
     llmq_matmul_q4a8(pool, W, xq, xscales, 1, y);
 }
+
+/* ---- bf16 x bf16 ---- */
+
+void llmq_round_bf16(const float *x, int64_t n, uint16_t *b)
+{
+    for (int64_t i = 0; i < n; i++) b[i] = llmq_f32_to_bf16(x[i]);
+}
+
+struct bf16_job {
+    llmq_kmmbf16_fn fn;
+    const llmq_wmat *W;
+    const uint16_t *Xb;
+    int64_t n;
+    float *Y;
+    rowq q;                 /* tiles */
+};
+
+static void bf16_worker(void *ctx, int i, int nth)
+{
+    (void)i; (void)nth;
+    struct bf16_job *j = ctx;
+    int64_t lo, hi;
+    while (rowq_take(&j->q, &lo, &hi)) j->fn(j->W, lo, hi, j->Xb, j->n, j->Y + lo, j->W->rows);
+}
+
+void llmq_matmul_bf16(llmq_pool *pool, const llmq_wmat *W, const uint16_t *Xb, int64_t n, float *Y)
+{
+    if (n <= 0) return;
+    const llmq_ktable *kt = llmq_ktable_cur();
+    if (!kt->matmul_bf16) {
+        /* no bf16 dot product here: the same bf16 inputs, widened (the
+         * oracle, which allocates nothing, where even that has no room) */
+        float *X = malloc((size_t)n * (size_t)W->cols * sizeof(float));
+        if (!X) { llmq_ktable_ref.matmul_bf16(W, 0, W->rows, Xb, n, Y, W->rows); return; }
+        for (int64_t i = 0; i < n * W->cols; i++) X[i] = llmq_bf16_to_f32(Xb[i]);
+        llmq_matmul(pool, W, X, n, Y);
+        free(X);
+        return;
+    }
+    /* a tile of bf16 rows stays in L2 while every token passes over it */
+    int64_t blk = LLMQ_MAX(4, (int64_t)(256 * 1024) / (2 * W->cols) & ~(int64_t)3);
+    struct bf16_job j = { kt->matmul_bf16, W, Xb, n, Y, rowq_make(W->rows, blk) };
+    llmq_pool_run(pool, bf16_worker, &j);
+}

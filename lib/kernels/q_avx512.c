@@ -738,6 +738,59 @@ static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; t < n; t++) mv_a8(W, r0, r1, xq + t * cols, xs[t], xsum[t], y + t * ldy);
 }
 
+/* ---- bf16 x bf16 with AVX512-BF16 ----
+ *
+ * vdpbf16ps adds two exact bf16 products to each fp32 lane.  NR rows by NT
+ * tokens (16 accumulators) over 32 columns a step: each weight vector
+ * loaded once for the NT tokens, each activation vector once for the NR
+ * rows.  Only reached where the CPU has AVX512-BF16 (cpu.c). */
+INLINE void bf16_tile(const llmq_wmat *W, int64_t r, int NR, const uint16_t *xb, int NT, float *y, int64_t ldy)
+{
+    const int64_t cols = W->cols;
+    const uint16_t *data = (const uint16_t *)W->data + r * cols;
+    __m512 acc[4][4];
+    __m512i wv[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[k][t] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < cols; j += 32) {
+        __mmask32 m = cols - j >= 32 ? (__mmask32)-1 : (__mmask32)((1u << (cols - j)) - 1);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) wv[k] = _mm512_maskz_loadu_epi16(m, data + k * cols + j);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m512i xv = _mm512_maskz_loadu_epi16(m, xb + t * cols + j);
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) acc[k][t] = _mm512_dpbf16_ps(acc[k][t], (__m512bh)wv[k], (__m512bh)xv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) y[t * ldy + k] = hsum(acc[k][t]);
+}
+
+/* Tokens in blocks of four over the tile's rows four at a time: the
+ * tokens' activations stay in L1 while the tile (in L2, see matmul.c)
+ * passes under them. */
+static void mm_bf16(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *xb, int64_t n,
+                    float *y, int64_t ldy)
+{
+    const int64_t cols = W->cols;
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) bf16_tile(W, r, 4, xb + t * cols, 4, y + t * ldy + (r - r0), ldy);
+        for (; r < r1; r++) bf16_tile(W, r, 1, xb + t * cols, 4, y + t * ldy + (r - r0), ldy);
+    }
+    for (; t < n; t++) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) bf16_tile(W, r, 4, xb + t * cols, 1, y + t * ldy + (r - r0), ldy);
+        for (; r < r1; r++) bf16_tile(W, r, 1, xb + t * cols, 1, y + t * ldy + (r - r0), ldy);
+    }
+}
+
 /* ---- W4A8: int4 codes times int8 activations with VNNI ----
  *
  * Per 128 columns and row: one 64-byte load, AND / shift+AND split the
@@ -927,6 +980,7 @@ const llmq_ktable llmq_ktable_avx512 = {
                  [LLMQ_W_GQ6_K] = dq_gq_q6_k },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
+    .matmul_bf16 = mm_bf16,
     .matvec_q4a8 = mv_q4a8,
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,

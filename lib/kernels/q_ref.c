@@ -99,6 +99,20 @@ static void ref_matmul_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8
     for (int64_t t = 0; t < n; t++) ref_matvec_a8(W, r0, r1, xq + t * W->cols, xs[t], xsum[t], y + t * ldy);
 }
 
+/* Exact products summed in double: the oracle the fp32 sums are held to. */
+static void ref_matmul_bf16(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *xb, int64_t n,
+                            float *y, int64_t ldy)
+{
+    const uint16_t *w = W->data;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = r0; r < r1; r++) {
+            double s = 0.0;
+            for (int64_t j = 0; j < W->cols; j++)
+                s += (double)llmq_bf16_to_f32(w[r * W->cols + j]) * (double)llmq_bf16_to_f32(xb[t * W->cols + j]);
+            y[t * ldy + r - r0] = (float)s;
+        }
+}
+
 /* Block sums in int64 (exact), each scaled by the float product of the two
  * scales (what the SIMD kernels multiply by), summed in double. */
 static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
@@ -174,6 +188,7 @@ const llmq_ktable llmq_ktable_ref = {
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant },
     .matvec_a8 = ref_matvec_a8,
     .matmul_a8 = ref_matmul_a8,
+    .matmul_bf16 = ref_matmul_bf16,
     .matvec_q4a8 = ref_matvec_q4a8,
     .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,

@@ -13,6 +13,16 @@ expect_out '"scored_tokens":255' llmq verify $M --ids $M/reference/wikitext2_tes
 expect_out '"scored_tokens":1022' llmq verify $M --ids $M/reference/wikitext2_test_ids.bin --max-windows 2 --json
 expect_out '"perplexity"' llmq verify $M --text README.md --ctx 64 --max-windows 2 --json
 expect_out '"decode_tok_s"' llmq verify $M --bench --json
+# --act bf16: bf16 activations in prefill, a KLD of the order of bf16's
+# rounding against fp activations; refused for weights that are not bf16
+ID=$M/reference/wikitext2_test_ids.bin
+expect_out 'perplexity' llmq verify $M --ids $ID --max-windows 2 --kld-save "$TMP/fp.kld"
+llmq verify $M --ids $ID --max-windows 2 --act bf16 --kld "$TMP/fp.kld" --json >"$TMP/bf.json" 2>&1
+check "verify --act bf16 reports act bf16" grep -q '"act":"bf16"' "$TMP/bf.json"
+check "verify --act bf16: KLD against fp activations below 1e-4" \
+    awk -v k="$($TC json "$TMP/bf.json" kld_mean)" 'BEGIN { exit !(k > 0 && k < 1e-4) }'
+llmq export $M --type f16 -o "$TMP/f16.gguf" >/dev/null 2>&1
+expect_err 2 'bf16 activations need bf16 weights' llmq verify "$TMP/f16.gguf" --ids $ID --max-windows 1 --act bf16
 # stdin text
 expect_out 'perplexity' sh -c "cat README.md | $LLMQ verify $M --text - --ctx 32 --max-windows 1"
 

@@ -300,6 +300,64 @@ TEST(a8_exact)
     llmq_pool_free(pool);
 }
 
+/* ---- bf16 x bf16 ---- */
+
+/* llmq_matmul_bf16 against the oracle (exact products summed in double):
+ * fp32 sums of c terms are within c * 2^-24 of sum |w x| (plus the
+ * rounding of the result).  Every ISA (AVX-512 with vdpbf16ps where the
+ * CPU has it, else the widened sgemm path), threaded and not, token counts
+ * around the kernel's blocks of four, columns around its 32-value steps;
+ * the kernel slot itself writes only its rows. */
+TEST(bf16_matmul_vs_oracle)
+{
+    llmq_err err;
+    llmq_pool *pool = llmq_pool_new(2, &err);
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t ns[] = { 1, 3, 4, 5, 9, 17 }, cols[] = { 7, 32, 100, 512 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        const llmq_ktable *kt = llmq_ktable_cur();
+        for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+            for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
+                int64_t rows = 37, c = cols[ci], n = ns[k];
+                tmat m = make_mat(LLMQ_W_BF16, rows, c, 0, 0, (int)(k % M_COUNT));
+                float *X = rand_vec(n * c, 2.0f), *Y = malloc((size_t)(n * rows) * 4), *Yr = malloc((size_t)(n * rows) * 4);
+                uint16_t *Xb = malloc((size_t)(n * c) * 2);
+                llmq_round_bf16(X, n * c, Xb);
+                for (int64_t i = 0; i < n * c; i++) CHECK(Xb[i] == llmq_f32_to_bf16(X[i]));
+                llmq_matmul_bf16(k & 1 ? pool : NULL, &m.W, Xb, n, Y);
+                llmq_ktable_ref.matmul_bf16(&m.W, 0, rows, Xb, n, Yr, rows);
+                for (int64_t t = 0; t < n; t++)
+                    for (int64_t r = 0; r < rows; r++) {
+                        double a = 0;
+                        for (int64_t j = 0; j < c; j++)
+                            a += fabs((double)llmq_bf16_to_f32(((const uint16_t *)m.W.data)[r * c + j]) *
+                                      (double)llmq_bf16_to_f32(Xb[t * c + j]));
+                        double tol = (double)(c + 2) * 0x1p-24 * a + TOL_FLOOR;
+                        CHECK_MSG(fabs((double)Y[t * rows + r] - (double)Yr[t * rows + r]) <= tol,
+                                  "isa %s cols %" PRId64 " n %" PRId64 " token %" PRId64 " row %" PRId64,
+                                  llmq_isa_name(llmq_cpu_isa()), c, n, t, r);
+                    }
+                if (kt->matmul_bf16) {   /* the slot: rows [3, 30) at a wider stride, each (row, token) the
+                                          * value llmq_matmul_bf16 gave bit for bit, nothing between */
+                    int64_t r0 = 3, r1 = 30, ldy = r1 - r0 + 4;
+                    float *Z = malloc((size_t)(n * ldy) * 4);
+                    memset(Z, 0x7f, (size_t)(n * ldy) * 4);
+                    kt->matmul_bf16(&m.W, r0, r1, Xb, n, Z, ldy);
+                    for (int64_t t = 0; t < n; t++) {
+                        CHECK(!memcmp(Z + t * ldy, Y + t * rows + r0, (size_t)(r1 - r0) * 4));
+                        for (int64_t i = r1 - r0; i < ldy; i++) CHECK(((const uint32_t *)Z)[t * ldy + i] == 0x7f7f7f7fu);
+                    }
+                    free(Z);
+                }
+                free(X); free(Y); free(Yr); free(Xb); tmat_free(&m);
+            }
+    }
+    llmq_cpu_set_isa(saved);
+    llmq_pool_free(pool);
+}
+
 /* ---- W4A8 ---- */
 
 /* int8 activation codes of n tokens x cols by mode: random, all zero,
