@@ -6,8 +6,11 @@
 #               F16 = llmq export --type f16 of the checkpoint; Q8_0, Q4_0 =
 #               llama-quantize of that F16 file
 #   llmq:       llmq verify MODEL --bench --json --threads 2
-#               bf16 = the checkpoint; int8, int4 (g128) = llmq pack of it,
-#               both with --act int8 (W8A8, W4A8)
+#               bf16 = the checkpoint, with fp32 activations (the default)
+#               and with --act bf16; int8, int4 (g128) = llmq pack of it,
+#               both with --act int8 (W8A8, W4A8); int4 also with its LM
+#               head in int4 (--quantize-head: llama-quantize's Q4_0 file
+#               holds its head in Q6_K)
 # Each round runs every llama.cpp / llmq pair back to back; the table gives
 # each round's tok/s and the ratio llmq / llama.cpp of the medians.  On 2
 # shared cores single numbers are noisy: read the ratios.
@@ -43,6 +46,9 @@ done
 for f in int8 int4; do
     [ -f "$OUT/synth-$f/model.safetensors" ] || $LLMQ pack "$SYN" -o "$OUT/synth-$f" --format "$f" || exit 2
 done
+# llama-quantize stores the LM head of a Q4_0 file as Q6_K: the row with
+# llmq's LM head in int4 too reads about what llama.cpp's file does
+[ -f "$OUT/synth-int4h/model.safetensors" ] || $LLMQ pack "$SYN" -o "$OUT/synth-int4h" --format int4 --quantize-head || exit 2
 
 # one pair: KEY GGUF LLMQ_MODEL [verify options]; appends "KEY r lpp ltg mpp mtg"
 pair() {
@@ -63,8 +69,10 @@ EOF
 r=1
 while [ $r -le "$ROUNDS" ]; do
     pair 4bit "$T/Q4_0.gguf" "$OUT/synth-int4" $r --act int8
+    pair 4bith "$T/Q4_0.gguf" "$OUT/synth-int4h" $r --act int8
     pair 8bit "$T/Q8_0.gguf" "$OUT/synth-int8" $r --act int8
     pair 16bit "$T/f16.gguf" "$SYN" $r
+    pair 16bitb "$T/f16.gguf" "$SYN" $r --act bf16
     r=$((r + 1))
 done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -79,9 +87,9 @@ echo "|---|---|---|---|"
 python3 - "$T/rows" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-names = {"4bit": ("4-bit", "Q4_0", "int4 g128 --act int8"), "8bit": ("8-bit", "Q8_0", "int8 --act int8"),
-         "16bit": ("16-bit", "F16", "bf16")}
-for key in ("4bit", "8bit", "16bit"):
+names = {"4bit": ("4-bit", "Q4_0", "int4 g128 --act int8"), "4bith": ("4-bit", "Q4_0", "int4 g128 --quantize-head --act int8"), "8bit": ("8-bit", "Q8_0", "int8 --act int8"),
+         "16bit": ("16-bit", "F16", "bf16"), "16bitb": ("16-bit", "F16", "bf16 --act bf16")}
+for key in ("4bit", "4bith", "8bit", "16bit", "16bitb"):
     rs = [r for r in rows if r[0] == key]
     for what, li, mi in (("decode", 3, 5), ("prefill", 2, 4)):
         l = [float(r[li]) for r in rs]; m = [float(r[mi]) for r in rs]

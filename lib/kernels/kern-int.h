@@ -88,6 +88,13 @@ typedef struct {
     llmq_kq4a8_prep_fn q4a8_prep;
 } llmq_ktable;
 
+/* A kernel table's slots of the ten ggml block types, from one name
+ * prefix: LLMQ_KTABLE_GQ(dq_gq_) is [LLMQ_W_GQ8_0] = dq_gq_q8_0, ... */
+#define LLMQ_KTABLE_GQ(p)                                                                              \
+    [LLMQ_W_GQ8_0] = p##q8_0, [LLMQ_W_GQ4_0] = p##q4_0, [LLMQ_W_GQ4_1] = p##q4_1,                       \
+    [LLMQ_W_GQ5_0] = p##q5_0, [LLMQ_W_GQ5_1] = p##q5_1, [LLMQ_W_GQ2_K] = p##q2_k,                       \
+    [LLMQ_W_GQ3_K] = p##q3_k, [LLMQ_W_GQ4_K] = p##q4_k, [LLMQ_W_GQ5_K] = p##q5_k, [LLMQ_W_GQ6_K] = p##q6_k
+
 extern const llmq_ktable llmq_ktable_ref;     /* q_ref.c, the oracle */
 extern const llmq_ktable llmq_ktable_avx2;    /* q_avx2.c */
 extern const llmq_ktable llmq_ktable_avx512;  /* q_avx512.c */
