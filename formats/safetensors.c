@@ -568,6 +568,17 @@ fail:
     return rc;
 }
 
+void llmq_ckpt_release(const llmq_ckpt *c, const llmq_st_tensor *t)
+{
+    for (size_t i = 0; i < c->n_shards; i++) {
+        const llmq_st_file *f = &c->shards[i];
+        if (f->n_tensors && t >= f->tensors && t < f->tensors + f->n_tensors) {
+            llmq_map_release(&f->map, t->data, t->nbytes);
+            return;
+        }
+    }
+}
+
 const llmq_st_tensor *llmq_ckpt_find(const llmq_ckpt *c, const char *name, const llmq_st_file **shard)
 {
     for (size_t k = 0; k < c->n_shards; k++) {

@@ -90,6 +90,9 @@ int llmq_ckpt_open(llmq_ckpt *c, const char *path, llmq_err *err);
 void llmq_ckpt_close(llmq_ckpt *c);
 /* Borrowed; NULL if absent.  shard (may be NULL) gets the file it lives in. */
 const llmq_st_tensor *llmq_ckpt_find(const llmq_ckpt *c, const char *name, const llmq_st_file **shard);
+/* llmq_map_release of tensor t's bytes in the shard that holds it (t from
+ * this checkpoint; anything else is ignored). */
+void llmq_ckpt_release(const llmq_ckpt *c, const llmq_st_tensor *t);
 /* Total tensor bytes over all shards. */
 uint64_t llmq_ckpt_bytes(const llmq_ckpt *c);
 

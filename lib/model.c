@@ -79,6 +79,9 @@ static int check_finite(const llmq_model *m, const char *name, const llmq_st_ten
     if (llmq_tensor_nonfinite(t, &at))
         return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN or Inf",
                            shard_path(m, name), name, at);
+    /* the check read every byte: leave none resident, so that opening a
+     * model larger than memory holds one tensor at a time */
+    llmq_ckpt_release(&m->ckpt, t);
     return LLMQ_OK;
 }
 

@@ -61,6 +61,7 @@ int llmq_model_digest(const llmq_model *m, char hex[65], llmq_err *err)
             k += snprintf(line + k, sizeof line - (size_t)k, " %" PRId64, v[i]->shape[d]);
         if (k < (int)sizeof line - 12) k += snprintf(line + k, sizeof line - (size_t)k, " %08x", tensor_crc(v[i]));
         llmq_sha256_update(&s, line, (size_t)LLMQ_MIN(k, (int)sizeof line - 1));
+        llmq_ckpt_release(&m->ckpt, v[i]);   /* a tensor at a time resident */
     }
     free(v);
     uint8_t d[32];
@@ -262,6 +263,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
             continue;
         }
         if (!provided) to_f32(t, tmp);
+        llmq_ckpt_release(&m->ckpt, t);   /* read: its pages may go (peak RSS of large models) */
         uint64_t before = of.bytes;
         if ((rc = quantize_linear(&of, &b, o, prefix, tmp, t->shape[0], t->shape[1], err))) goto out;
         qbits += (of.bytes - before) * 8;

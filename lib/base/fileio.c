@@ -109,6 +109,17 @@ void llmq_map_close(llmq_map *m)
     m->data = NULL; m->size = 0;
 }
 
+void llmq_map_release(const llmq_map *m, const void *p, uint64_t n)
+{
+    if (!m->mapped || !p || !n) return;
+    uintptr_t base = (uintptr_t)m->data, a = (uintptr_t)p;
+    if (a < base || a - base > m->size || n > m->size - (a - base)) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (page == 0 || (page & (page - 1))) return;
+    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + (uintptr_t)n) & ~(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* read_fd_all, then a NUL after the bytes (the buffer may be exactly full). */
 static int read_fd_nul(int fd, const char *path, uint64_t max, char **out, size_t *len, llmq_err *err)
 {

@@ -26,6 +26,14 @@ typedef struct {
 int llmq_map_open(llmq_map *m, const char *path, llmq_err *err);
 void llmq_map_close(llmq_map *m);
 
+/* A hint that this process is done with bytes [p, p + n) of m for now:
+ * the whole pages among them leave its resident set (MADV_DONTNEED on the
+ * read-only file mapping), and a later read brings them back from the
+ * page cache or the file, unchanged.  Lets a pass over a model larger than
+ * memory keep only what it is working on resident.  A no-op for a map that
+ * is not a file mapping or a range outside it. */
+void llmq_map_release(const llmq_map *m, const void *p, uint64_t n);
+
 /* Read a whole small regular file (at most LLMQ_READ_FILE_MAX bytes) into a
  * NUL-terminated malloc'ed buffer; other kinds of file refused as by
  * llmq_map_open.  For the files of a model: config, tokenizer, index. */

@@ -125,6 +125,56 @@ TEST(atomic_output)
     CHECK(strstr(e.msg, "/nonexistent-dir/x") != NULL);
 }
 
+/* RssFile of this process in KiB (Linux), or -1. */
+static long rss_file_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "RssFile:", 8)) v = strtol(line + 8, NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+/* llmq_map_release takes the whole pages of a range out of the resident
+ * set (RssFile falls by the range) and the bytes read back unchanged;
+ * ranges outside the map, empty ones and a map that is not a file mapping
+ * are ignored. */
+TEST(map_release)
+{
+    llmq_err e = { 0, "" };
+    const char *p = tmp("map.bin");
+    long page = sysconf(_SC_PAGESIZE);
+    size_t n = (size_t)32 << 20;
+    char *buf = malloc(n);
+    for (size_t i = 0; i < n; i++) buf[i] = (char)(i * 131 + 7);
+    FILE *f = fopen(p, "wb");
+    CHECK(f && fwrite(buf, 1, n, f) == n);
+    if (f) fclose(f);
+    llmq_map m;
+    CHECK_EQ_INT(llmq_map_open(&m, p, &e), 0);
+    volatile char sink = 0;
+    for (size_t i = 0; i < n; i += (size_t)page) sink ^= ((const char *)m.data)[i];   /* all resident */
+    long before = rss_file_kib();
+    /* from half a page in to half a page before the end: all but two pages go */
+    llmq_map_release(&m, (const char *)m.data + page / 2, (uint64_t)(n - (size_t)page));
+    long after = rss_file_kib();
+    CHECK_MSG(before < 0 || before - after >= 24 * 1024, "RssFile %ld -> %ld KiB", before, after);
+    CHECK(!memcmp(m.data, buf, n));                      /* read back, unchanged */
+    llmq_map_release(&m, (const char *)m.data + n - 1, 2);   /* past the end: ignored */
+    llmq_map_release(&m, buf, 16);                       /* not in the map: ignored */
+    llmq_map_release(&m, m.data, 0);
+    CHECK(!memcmp(m.data, buf, n));
+    llmq_map_close(&m);
+    llmq_map heap = { (const uint8_t *)buf, 3 * (uint64_t)page, 0 };   /* not a file mapping: a no-op */
+    llmq_map_release(&heap, buf, 3 * (uint64_t)page);
+    CHECK((unsigned char)buf[page + 5] == (unsigned char)((size_t)(page + 5) * 131 + 7));
+    (void)sink;
+    free(buf);
+    unlink(p);
+}
+
 /* llmq_out_open that must fail; a wrong success is undone, never committed. */
 static int out_refused(llmq_out *o, const char *path, llmq_err *e)
 {
