@@ -91,12 +91,9 @@ static cJSON *plan_record(const llmq_smooth_plan *plan, const llmq_smooth_opts *
     return pj;
 }
 
-int cmd_smooth(int argc, char **argv)
+/* The option checks opts_parse cannot make, and so from the options. */
+static int check_options(llmq_smooth_opts *so)
 {
-    memset(&o, 0, sizeof o);
-    char *args[1];
-    int na, rc = opts_parse(&smooth_spec, argc, argv, args, &na);
-    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     if (!o.stats) return cmd_failf("smooth", LLMQ_EUSAGE, "missing --stats FILE");
     if (!o.out) return cmd_failf("smooth", LLMQ_EUSAGE, "missing -o DIR");
     int osplus = !strcmp(o.method, "osplus");
@@ -105,27 +102,71 @@ int cmd_smooth(int argc, char **argv)
         return cmd_failf("smooth", LLMQ_EUSAGE, "--alpha and --auto-alpha are for --method smoothquant");
     if (!osplus && o.no_shift) return cmd_failf("smooth", LLMQ_EUSAGE, "--no-shift is for --method osplus");
     if (!osplus && o.full_search) return cmd_failf("smooth", LLMQ_EUSAGE, "--full-search is for --method osplus");
-    llmq_smooth_opts so;
-    memset(&so, 0, sizeof so);
-    so.method = osplus ? LLMQ_SMOOTH_OSPLUS : LLMQ_SMOOTH_SQ;
-    so.alpha = o.alpha;
-    so.auto_alpha = !osplus && !o.alpha_seen;
-    so.shift = !o.no_shift;
-    so.full_grid = o.full_search;
-    if (parse_pairs(o.pairs, &so.pairs))
+    memset(so, 0, sizeof *so);
+    so->method = osplus ? LLMQ_SMOOTH_OSPLUS : LLMQ_SMOOTH_SQ;
+    so->alpha = o.alpha;
+    so->auto_alpha = !osplus && !o.alpha_seen;
+    so->shift = !o.no_shift;
+    so->full_grid = o.full_search;
+    if (parse_pairs(o.pairs, &so->pairs))
         return cmd_failf("smooth", LLMQ_EUSAGE, "--pairs '%s': expected a comma-separated list of qkv, vo, gateup, updown", o.pairs);
+    return 0;
+}
+
+/* --stats-out: the statistics of the smoothed model just written (what
+ * calibrate would measure on it), tied to its digest. */
+static int save_smoothed_stats(const llmq_model *m, const llmq_stats *st, const llmq_smooth_plan *plan, const char *cl,
+                               llmq_err *err)
+{
+    llmq_model mo;
+    llmq_stats st2;
+    char out_digest[65];
+    memset(&st2, 0, sizeof st2);
+    int rc = llmq_model_open(&mo, o.out, err);
+    if (rc) return rc;
+    if (!(rc = llmq_model_digest(&mo, out_digest, err)) && !(rc = llmq_smooth_stats(m, st, plan, &st2, err))) {
+        memcpy(st2.model_digest, out_digest, sizeof out_digest);
+        snprintf(st2.derived_by, sizeof st2.derived_by, "%.255s", cl);
+        rc = llmq_stats_save(&st2, o.stats_out, err);
+    }
+    llmq_stats_release(&st2);
+    llmq_model_close(&mo);
+    return rc;
+}
+
+/* --json; takes pj over. */
+static void report(const char *path, const llmq_model *m, const llmq_smooth_plan *plan, llmq_dtype dt, double eb,
+                   double ea, cJSON *pj, double t0)
+{
+    cJSON *j = json_report(path, o.out);
+    cJSON_AddStringToObject(j, "dtype", llmq_dtype_name(dt));
+    cJSON_AddBoolToObject(j, "attention_bias_added", plan->shifted && !m->cfg.o_bias);
+    if (eb > 0) {
+        cJSON_AddNumberToObject(j, "err_before", eb);
+        cJSON_AddNumberToObject(j, "err_after", ea);
+    }
+    cJSON_AddItemToObject(j, "smooth", pj);
+    json_report_done(j, t0, (double)llmq_peak_rss());
+}
+
+int cmd_smooth(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    char *args[1];
+    int na, rc = opts_parse(&smooth_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    llmq_smooth_opts so;
+    if ((rc = check_options(&so))) return rc;
     const char *path = args[0];
     llmq_err err = { 0, "" };
-    llmq_model m, mo;
-    llmq_stats st, st2;
+    llmq_model m;
+    llmq_stats st;
     llmq_smooth_plan plan;
     llmq_pool *pool = NULL;
-    char digest[65], out_digest[65], *cl = command_line("smooth", argc, argv), *params = NULL;
+    char digest[65], *cl = command_line("smooth", argc, argv), *params = NULL;
     cJSON *pj = NULL;
     memset(&st, 0, sizeof st);
-    memset(&st2, 0, sizeof st2);
     memset(&plan, 0, sizeof plan);
-    memset(&mo, 0, sizeof mo);
     double t0 = llmq_now();
     if (!cl) return cmd_failf("smooth", LLMQ_ENOMEM, "out of memory");
     if ((rc = cmd_model_open(&m, path, o.stats, o.out, o.stats_out, &err))) { free(cl); return cmd_fail("smooth", &err); }
@@ -133,9 +174,9 @@ int cmd_smooth(int argc, char **argv)
         rc = cmd_failf("smooth", LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", path);
         goto out;
     }
-    if ((rc = llmq_stats_load(&st, o.stats, &err))) goto fail;
-    if ((rc = llmq_stats_check_config(&st, &m.cfg, o.stats, &err))) goto fail;
-    if ((rc = llmq_model_digest(&m, digest, &err))) goto fail;
+    if ((rc = llmq_stats_load(&st, o.stats, &err)) || (rc = llmq_stats_check_config(&st, &m.cfg, o.stats, &err)) ||
+        (rc = llmq_model_digest(&m, digest, &err)))
+        goto fail;
     if (strcmp(digest, st.model_digest) != 0) {
         char q[LLMQ_QUOTE_SIZE];
         rc = cmd_failf("smooth", LLMQ_EUSAGE, "%s: statistics were computed on another model (digest %s, %s has %.12s)",
@@ -150,30 +191,15 @@ int cmd_smooth(int argc, char **argv)
     if (o.dtype) dt = !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;
 
     double eb = 0, ea = 0;
-    pj = plan_record(&plan, &so, osplus, &eb, &ea);
+    pj = plan_record(&plan, &so, so.method == LLMQ_SMOOTH_OSPLUS, &eb, &ea);
     if (!(params = cJSON_PrintUnformatted(pj))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
     const char *keys[] = { "llmq.smooth", "llmq.command", "llmq.source", "llmq.source_digest", "llmq.stats_text_digest" };
     const char *vals[] = { params, cl, path, digest, st.text_digest };
     if ((rc = llmq_smooth_write(&m, &plan, dt, o.out, keys, vals, 5, &err))) goto fail;
-    if (o.stats_out) {
-        if ((rc = llmq_model_open(&mo, o.out, &err))) goto fail;
-        if ((rc = llmq_model_digest(&mo, out_digest, &err))) goto fail;
-        if ((rc = llmq_smooth_stats(&m, &st, &plan, &st2, &err))) goto fail;
-        memcpy(st2.model_digest, out_digest, sizeof out_digest);
-        snprintf(st2.derived_by, sizeof st2.derived_by, "%.255s", cl);
-        if ((rc = llmq_stats_save(&st2, o.stats_out, &err))) goto fail;
-    }
+    if (o.stats_out && (rc = save_smoothed_stats(&m, &st, &plan, cl, &err))) goto fail;
     if (o.json) {
-        cJSON *j = json_report(path, o.out);
-        cJSON_AddStringToObject(j, "dtype", llmq_dtype_name(dt));
-        cJSON_AddBoolToObject(j, "attention_bias_added", plan.shifted && !m.cfg.o_bias);
-        if (eb > 0) {
-            cJSON_AddNumberToObject(j, "err_before", eb);
-            cJSON_AddNumberToObject(j, "err_after", ea);
-        }
-        cJSON_AddItemToObject(j, "smooth", pj);
+        report(path, &m, &plan, dt, eb, ea, pj, t0);
         pj = NULL;
-        json_report_done(j, t0, (double)llmq_peak_rss());
     }
     rc = 0;
     goto out;
@@ -185,9 +211,7 @@ out:
     free(cl);
     llmq_smooth_plan_release(&plan);
     llmq_stats_release(&st);
-    llmq_stats_release(&st2);
     llmq_pool_free(pool);
-    if (mo.path) llmq_model_close(&mo);
     llmq_model_close(&m);
     return rc;
 }

@@ -139,6 +139,77 @@ static void report_json(const char *model, const char *out, const llmq_model *m,
     json_report_done(j, t0, -1);
 }
 
+/* The option checks opts_parse cannot make; fills the lr default, which
+ * depends on --train. */
+static int check_options(const char *C)
+{
+    if (!o.out) return cmd_failf(C, LLMQ_EUSAGE, "missing -o DIR");
+    if (!o.kv_heads) return cmd_failf(C, LLMQ_EUSAGE, "missing --kv-heads G");
+    int act_pool = !strcmp(o.pool, "activation");
+    if (!o.text && (act_pool || o.steps > 0))
+        return cmd_failf(C, LLMQ_EUSAGE, "--text PATH is needed for %s (or use --pool mean --steps 0)",
+                         act_pool ? "--pool activation" : "uptraining");
+    if (!o.seen_lr) o.lr = !strcmp(o.train, "all") ? LLMQ_UPTRAIN_LR_ALL_DEFAULT : LLMQ_UPTRAIN_LR_DEFAULT;
+    return 0;
+}
+
+/* The model's tokenizer, the training windows of --text, and the key a
+ * resumed run's state must match (every option that shapes the run). */
+static int load_text(const char *model, llmq_tok **tok, llmq_calib_set *train, char *key, size_t keylen, llmq_err *err)
+{
+    const char *paths[1] = { o.text };
+    char *dir = model_dir(model, err), *tokpath = dir ? llmq_path_join(dir, "tokenizer.json", err) : NULL;
+    int rc = tokpath ? llmq_tok_load(tok, tokpath, err) : (int)err->code;
+    free(dir);
+    free(tokpath);
+    if (rc) return rc;
+    if (o.steps > 0 && (rc = llmq_calib_sample(*tok, paths, 1, o.steps * o.samples, o.seqlen, (uint64_t)o.seed, train, err)))
+        return rc;
+    snprintf(key, keylen, "kv-heads=%d pool=%s k-steps=%d calib-samples=%d train=%s steps=%d samples=%d seqlen=%d lr=%g "
+             "warmup=%d wd=%g distill=%g seed=%lld text=%.16s",
+             o.kv_heads, o.pool, o.k_steps, o.calib_samples, o.train, o.steps, o.samples, o.seqlen, o.lr,
+             o.warmup, o.wd, o.distill, o.seed, train->text_digest);
+    return LLMQ_OK;
+}
+
+/* Pool the K/V heads of tm to --kv-heads: by activations (the calibration
+ * windows through m) or by mean.  On a resumed run the state holds every
+ * pooled tensor, so the cheap mean pooling only gives them their shapes. */
+static int pool_heads(const llmq_model *m, llmq_tmodel *tm, llmq_pool *pool, llmq_tok *tok, int resumed,
+                      llmq_gqa_report *rep, llmq_err *err)
+{
+    if (strcmp(o.pool, "activation") || resumed) return llmq_gqa_pool_mean(tm, o.kv_heads, err);
+    const char *paths[1] = { o.text };
+    int cT = LLMQ_MIN(o.seqlen, 512);
+    llmq_gqa_opts go;
+    llmq_gqa_opts_default(&go);
+    go.k_steps = o.k_steps;
+    up_progress up = { { 0 }, 0 };
+    progress_init(&up.p, "activation pooling");
+    go.progress = progress_cb;
+    go.progress_ctx = &up.p;
+    llmq_calib_set calib = { 0 };
+    llmq_gqa_calib gc = { 0 };
+    int rc = llmq_calib_sample(tok, paths, 1, o.calib_samples, cT, (uint64_t)o.seed ^ 0x6771615fULL, &calib, err);
+    if (!rc && !(rc = llmq_gqa_collect(m, pool, calib.tokens, calib.samples, cT, &gc, err)) &&
+        !(rc = llmq_gqa_pool_activation(tm, o.kv_heads, &gc, &go, rep, err)))
+        progress_done(&up.p);
+    llmq_gqa_calib_release(&gc);
+    llmq_calib_release(&calib);
+    return rc;
+}
+
+/* --json of a run that --stop-after ended before its last step. */
+static void report_stopped(const char *model, const char *state, const llmq_uptrain_stats *ust, double t0)
+{
+    cJSON *j = json_report(model, NULL);
+    cJSON_AddStringToObject(j, "state", state);
+    cJSON_AddNumberToObject(j, "stopped_after_step", ust->steps_done);
+    cJSON_AddNumberToObject(j, "steps", o.steps);
+    cJSON_AddNumberToObject(j, "last_loss", ust->last_loss);
+    json_report_done(j, t0, -1);
+}
+
 int cmd_uptrain_gqa(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -146,16 +217,9 @@ int cmd_uptrain_gqa(int argc, char **argv)
     int na, rc = opts_parse(&up_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
     const char *C = "uptrain-gqa";
-    if (!o.out) return cmd_failf(C, LLMQ_EUSAGE, "missing -o DIR");
-    if (!o.kv_heads) return cmd_failf(C, LLMQ_EUSAGE, "missing --kv-heads G");
-    int act_pool = !strcmp(o.pool, "activation");
-    if (!o.text && (act_pool || o.steps > 0))
-        return cmd_failf(C, LLMQ_EUSAGE, "--text PATH is needed for %s (or use --pool mean --steps 0)",
-                         act_pool ? "--pool activation" : "uptraining");
-    int train_all = !strcmp(o.train, "all");
-    if (!o.seen_lr) o.lr = train_all ? LLMQ_UPTRAIN_LR_ALL_DEFAULT : LLMQ_UPTRAIN_LR_DEFAULT;
+    if ((rc = check_options(C))) return rc;
     llmq_dtype dt = !o.dtype ? LLMQ_DT_COUNT : !strcmp(o.dtype, "f32") ? LLMQ_DT_F32 : !strcmp(o.dtype, "f16") ? LLMQ_DT_F16 : LLMQ_DT_BF16;
-    char outbuf[4096], statebuf[4200];
+    char outbuf[4096], statebuf[4200], key[1024] = "";
     const char *out = strip_slash(o.out, outbuf, sizeof outbuf);
     const char *state = o.state;
     if (!state) { snprintf(statebuf, sizeof statebuf, "%s.uptrain-state", out); state = statebuf; }
@@ -165,69 +229,27 @@ int cmd_uptrain_gqa(int argc, char **argv)
     llmq_tmodel tm;
     llmq_tok *tok = NULL;
     llmq_pool *pool = NULL;
-    llmq_calib_set calib = { 0 }, train = { 0 };
-    llmq_gqa_calib gc = { 0 };
+    llmq_calib_set train = { 0 };
     llmq_gqa_report rep = { 0 };
     llmq_uptrain_stats ust;
     memset(&ust, 0, sizeof ust);
-    char *dir = NULL, *cl = NULL, *tokpath = NULL, key[1024];
-    int have_tm = 0, resumed = 0;
-    double t0 = llmq_now(), t_pool = 0;
     memset(&tm, 0, sizeof tm);
+    char *cl = NULL;
+    int have_tm = 0;
+    double t0 = llmq_now();
     if ((rc = cmd_model_open(&m, args[0], o.text, out, state, &err))) return cmd_fail(C, &err);
-    if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err))) goto fail;
-    if ((rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
+    if ((rc = llmq_gqa_check(&m.cfg, o.kv_heads, &err)) || (rc = llmq_tmodel_from_model(&tm, &m, &err))) goto fail;
     have_tm = 1;
     if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
-    if (o.text) {
-        const char *paths[1] = { o.text };
-        if (!(dir = model_dir(args[0], &err)) || !(tokpath = llmq_path_join(dir, "tokenizer.json", &err))) { rc = err.code; goto fail; }
-        if ((rc = llmq_tok_load(&tok, tokpath, &err))) goto fail;
-        if (o.steps > 0 &&
-            (rc = llmq_calib_sample(tok, paths, 1, o.steps * o.samples, o.seqlen, (uint64_t)o.seed, &train, &err)))
-            goto fail;
-        snprintf(key, sizeof key, "kv-heads=%d pool=%s k-steps=%d calib-samples=%d train=%s steps=%d samples=%d seqlen=%d lr=%g "
-                 "warmup=%d wd=%g distill=%g seed=%lld text=%.16s",
-                 o.kv_heads, o.pool, o.k_steps, o.calib_samples, o.train, o.steps, o.samples, o.seqlen, o.lr,
-                 o.warmup, o.wd, o.distill, o.seed, train.text_digest);
-    } else {
-        key[0] = 0;
-    }
-    /* pooling: on a resumed run the state holds every pooled tensor, so the
-     * cheap mean pooling only gives them their shapes */
-    resumed = o.resume && o.steps > 0 && llmq_exists(state);
+    if (o.text && (rc = load_text(args[0], &tok, &train, key, sizeof key, &err))) goto fail;
+    int resumed = o.resume && o.steps > 0 && llmq_exists(state);
     double tp0 = llmq_now();
-    if (act_pool && !resumed) {
-        const char *paths[1] = { o.text };
-        int cT = LLMQ_MIN(o.seqlen, 512);
-        llmq_gqa_opts go;
-        llmq_gqa_opts_default(&go);
-        go.k_steps = o.k_steps;
-        up_progress up = { { 0 }, 0 };
-        progress_init(&up.p, "activation pooling");
-        go.progress = progress_cb;
-        go.progress_ctx = &up.p;
-        if ((rc = llmq_calib_sample(tok, paths, 1, o.calib_samples, cT, (uint64_t)o.seed ^ 0x6771615fULL, &calib, &err)) ||
-            (rc = llmq_gqa_collect(&m, pool, calib.tokens, calib.samples, cT, &gc, &err)) ||
-            (rc = llmq_gqa_pool_activation(&tm, o.kv_heads, &gc, &go, &rep, &err)))
-            goto fail;
-        progress_done(&up.p);
-        llmq_gqa_calib_release(&gc);
-    } else if ((rc = llmq_gqa_pool_mean(&tm, o.kv_heads, &err))) {
-        goto fail;
-    }
-    t_pool = llmq_now() - tp0;
+    if ((rc = pool_heads(&m, &tm, pool, tok, resumed, &rep, &err))) goto fail;
+    double t_pool = llmq_now() - tp0;
     if (o.steps > 0) {
-        if ((rc = run_uptrain(&tm, &m, pool, &train, state, key, train_all, &ust, &err))) goto fail;
+        if ((rc = run_uptrain(&tm, &m, pool, &train, state, key, !strcmp(o.train, "all"), &ust, &err))) goto fail;
         if (o.stop_after && ust.steps_done < o.steps && !o.snapshot) {
-            if (o.json) {
-                cJSON *j = json_report(args[0], NULL);
-                cJSON_AddStringToObject(j, "state", state);
-                cJSON_AddNumberToObject(j, "stopped_after_step", ust.steps_done);
-                cJSON_AddNumberToObject(j, "steps", o.steps);
-                cJSON_AddNumberToObject(j, "last_loss", ust.last_loss);
-                json_report_done(j, t0, -1);
-            }
+            if (o.json) report_stopped(args[0], state, &ust, t0);
             goto done;
         }
     }
@@ -242,14 +264,12 @@ int cmd_uptrain_gqa(int argc, char **argv)
 fail:
     rc = cmd_fail(C, &err);
 done:
-    llmq_gqa_calib_release(&gc);
     llmq_gqa_report_release(&rep);
-    llmq_calib_release(&calib);
     llmq_calib_release(&train);
     if (have_tm) llmq_tmodel_release(&tm);
     llmq_tok_free(tok);
     llmq_pool_free(pool);
-    free(dir); free(tokpath); free(cl);
+    free(cl);
     llmq_model_close(&m);
     return rc;
 }
