@@ -39,6 +39,18 @@ static inline const float *llmq_layer_b(const llmq_layer *L, int k)
     return *(float *const *)((const char *)L + llmq_linears[k].b_off);
 }
 
+/* Where L keeps linear k's weight and its bias pointer, to fill them (the
+ * loaders). */
+static inline llmq_wmat *llmq_layer_wp(llmq_layer *L, int k)
+{
+    return (llmq_wmat *)((char *)L + llmq_linears[k].w_off);
+}
+
+static inline float **llmq_layer_bp(llmq_layer *L, int k)
+{
+    return (float **)((char *)L + llmq_linears[k].b_off);
+}
+
 /* Output rows and input columns of linear k under config c. */
 int64_t llmq_linear_rows(const llmq_config *c, int k);
 int64_t llmq_linear_cols(const llmq_config *c, int k);

@@ -192,10 +192,6 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     return load_matrix(m, name, rows, cols, w, err);
 }
 
-/* The linears of a decoder layer (linears.h), by name under model.layers.<l>. */
-static llmq_wmat *layer_linear(llmq_layer *L, size_t i) { return (llmq_wmat *)((char *)L + llmq_linears[i].w_off); }
-static float **layer_bias(llmq_layer *L, size_t i) { return (float **)((char *)L + llmq_linears[i].b_off); }
-
 int llmq_layer_of(const char *name, int n_layers, const char **rest)
 {
     static const char pre[] = "model.layers.";
@@ -337,12 +333,12 @@ int llmq_model_open(llmq_model *m, const char *path, llmq_err *err)
         llmq_layer *L = &m->layers[l];
         for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s", l, llmq_linears[i].hf);
-            if ((rc = load_linear(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), layer_linear(L, i), err)))
+            if ((rc = load_linear(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), llmq_layer_wp(L, i), err)))
                 goto fail;
         }
         for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, llmq_linears[i].hf);
-            if ((rc = load_bias(m, name, llmq_linear_rows(c, i), llmq_linear_has_bias(c, i), layer_bias(L, i),
+            if ((rc = load_bias(m, name, llmq_linear_rows(c, i), llmq_linear_has_bias(c, i), llmq_layer_bp(L, i),
                                 llmq_linears[i].bias_key, err)))
                 goto fail;
         }

@@ -334,10 +334,8 @@ int llmq_model_open_gguf(llmq_model *m, const char *path, llmq_err *err)
         for (int i = 0; i < LLMQ_LIN_COUNT; i++) {
             /* llama.cpp's convert permutes q and k rows for its RoPE */
             int heads = !perm ? 0 : i == LLMQ_LIN_Q ? c->n_heads : i == LLMQ_LIN_K ? c->n_kv_heads : 0;
-            llmq_wmat *w = (llmq_wmat *)((char *)L + llmq_linears[i].w_off);
-            float **b = (float **)((char *)L + llmq_linears[i].b_off);
             snprintf(name, sizeof name, "blk.%d.%s", l, llmq_linears[i].gguf);
-            if ((rc = gguf_matrix(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), heads, w, err))) goto fail;
+            if ((rc = gguf_matrix(m, name, llmq_linear_rows(c, i), llmq_linear_cols(c, i), heads, llmq_layer_wp(L, i), err))) goto fail;
             snprintf(name, sizeof name, "blk.%d.%s", l, llmq_linears[i].gguf_bias);
             if (!llmq_linear_has_bias(c, i)) {
                 if (llmq_gguf_find_tensor(m->gguf, name)) {
@@ -346,7 +344,7 @@ int llmq_model_open_gguf(llmq_model *m, const char *path, llmq_err *err)
                 }
                 continue;
             }
-            if ((rc = gguf_vector(m, name, llmq_linear_rows(c, i), 1, heads, b, err))) goto fail;
+            if ((rc = gguf_vector(m, name, llmq_linear_rows(c, i), 1, heads, llmq_layer_bp(L, i), err))) goto fail;
         }
         snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
         if ((rc = gguf_vector(m, name, H, 1, 0, &L->attn_norm, err))) goto fail;

@@ -44,6 +44,12 @@ int llmq_runner_max_ctx(const llmq_runner *r) { return r->max_ctx; }
 const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
 
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
+/* The widest linear input: the row length of the activation buffers. */
+static size_t max_input(const llmq_config *c)
+{
+    return (size_t)LLMQ_MAX(LLMQ_MAX(c->hidden, c->intermediate), c->n_heads * c->head_dim);
+}
+
 int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
 {
     if (mode == LLMQ_ACT_INT8_STATIC && !r->act_scales)
@@ -54,7 +60,7 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
             return llmq_errorf(err, LLMQ_EUSAGE, "%s: bf16 activations need bf16 weights, this model has %s",
                                m->path, m->weights_dtype);
         if (!r->xb) {
-            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            size_t cols = max_input(&m->cfg);
             if (!(r->xb = llmq_alloc_aligned((size_t)r->max_ctx * cols * sizeof(uint16_t), err))) return err->code;
         }
     }
@@ -65,14 +71,14 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
             return llmq_errorf(err, LLMQ_EUSAGE, "%s: int8 activations need int8 weights (llmq pack --format int8)%s, this model has %s",
                                m->path, mode == LLMQ_ACT_INT8 ? " or int4 weights" : "", m->weights_dtype);
         if (!r->xq) {
-            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            size_t cols = max_input(&m->cfg);
             r->xq = llmq_alloc_aligned((size_t)r->max_ctx * cols, err);
             r->xscale = r->xq ? llmq_alloc_aligned((size_t)r->max_ctx * sizeof(float), err) : NULL;
             if (!r->xscale) return err->code;
         }
         if (wt == LLMQ_W_Q4 && !r->xbscale) {
             /* W4A8: one scale per 32 activations */
-            size_t cols = (size_t)LLMQ_MAX(LLMQ_MAX(m->cfg.hidden, m->cfg.intermediate), m->cfg.n_heads * m->cfg.head_dim);
+            size_t cols = max_input(&m->cfg);
             r->xbscale = llmq_alloc_aligned((size_t)r->max_ctx * (cols / LLMQ_A8_BLOCK + 1) * sizeof(float), err);
             if (!r->xbscale) return err->code;
         }

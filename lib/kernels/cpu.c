@@ -55,9 +55,9 @@ static void fill_table(llmq_isa isa)
     if (!t.matvec_a8) t.matvec_a8 = ref->matvec_a8;
     if (!t.matmul_a8) t.matmul_a8 = ref->matmul_a8;
     /* the AVX-512 file's vdpbf16ps needs AVX512-BF16 beyond what selects it;
-     * elsewhere the slot stays empty and llmq_matmul_bf16 widens (matmul.c) */
+     * without it (and in the AVX2 table) the slot stays empty and
+     * llmq_matmul_bf16 widens (matmul.c); the oracle's table has its own */
     if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL;
-    if (isa == LLMQ_ISA_SCALAR) t.matmul_bf16 = ref->matmul_bf16;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
     /* the oracle's matmul is its matvec per token: an ISA with its own
      * matvec_q4a8 needs its own matmul_q4a8 too (t-kernels checks they agree) */
@@ -91,12 +91,6 @@ llmq_isa llmq_cpu_isa(void)
 {
     pthread_once(&dispatch.once, init_once);
     return dispatch.isa;
-}
-
-int llmq_cpu_has_bf16_dot(void)
-{
-    pthread_once(&dispatch.once, init_once);
-    return dispatch.isa == LLMQ_ISA_AVX512 && dispatch.table.matmul_bf16 != NULL;
 }
 
 llmq_isa llmq_cpu_isa_max(void)

@@ -120,9 +120,6 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
 /* b[i] = x[i] rounded to bf16, nearest even (NaN stays NaN). */
 void llmq_round_bf16(const float *x, int64_t n, uint16_t *b);
 
-/* 1 if this host runs llmq_matmul_bf16 with vdpbf16ps. */
-int llmq_cpu_has_bf16_dot(void);
-
 /* Y[n][rows] = W (of type LLMQ_W_BF16) times the bf16 activations Xb[n][cols]:
  * products exact, sums in fp32 (order unspecified).  Without AVX512-BF16
  * the activations are widened and llmq_matmul runs: the same inputs, the

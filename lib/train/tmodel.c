@@ -318,11 +318,21 @@ void llmq_tmodel_forward(const llmq_tmodel *tm, llmq_tws *ws, const int32_t *tok
     llmq_op_linear_fwd(ws->xnf, PW(tm, tm->lm_head), NULL, T, H, c->vocab, ws->logits);
 }
 
+/* Backward through linear k of layer L (its shape from linears.h): dX
+ * (NULL: not needed) set, or added to when acc, and the weight and bias
+ * gradients where they are trained. */
+static void lin_bwd(const llmq_tmodel *tm, const llmq_tlayer *L, int k, const float *X, const float *dY, int T,
+                    float *dX, int acc)
+{
+    const llmq_config *c = &tm->cfg;
+    llmq_op_linear_bwd(X, PW(tm, L->w[k]), dY, T, (int)llmq_linear_cols(c, k), (int)llmq_linear_rows(c, k), dX, acc,
+                       PG(tm, L->w[k]), PG(tm, L->b[k]));
+}
+
 void llmq_tmodel_backward(const llmq_tmodel *tm, llmq_tws *ws)
 {
     const llmq_config *c = &tm->cfg;
     int T = ws->T, H = c->hidden, FF = c->intermediate, hd = c->head_dim;
-    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
     llmq_attn_shape as = { T, c->n_heads, c->n_kv_heads, hd, c->sliding_window };
     /* the lowest layer whose input gradient is needed: below the lowest
      * trainable tensor nothing has to flow */
@@ -341,23 +351,23 @@ void llmq_tmodel_backward(const llmq_tmodel *tm, llmq_tws *ws)
         const llmq_tlayer *L = &tm->L[l];
         tacts *a = &ws->A[l];
         /* MLP: x_out = xmid + down(silu(gate) * up) */
-        llmq_op_linear_bwd(a->hact, PW(tm, L->w[LLMQ_LIN_DOWN]), ws->dx, T, FF, H, ws->dh, 0, PG(tm, L->w[LLMQ_LIN_DOWN]), PG(tm, L->b[LLMQ_LIN_DOWN]));
+        lin_bwd(tm, L, LLMQ_LIN_DOWN, a->hact, ws->dx, T, ws->dh, 0);
         llmq_op_swiglu_bwd(a->gate, a->up, ws->dh, (size_t)T * FF, ws->dg, ws->du);
-        llmq_op_linear_bwd(a->xn2, PW(tm, L->w[LLMQ_LIN_GATE]), ws->dg, T, H, FF, ws->dxn, 0, PG(tm, L->w[LLMQ_LIN_GATE]), PG(tm, L->b[LLMQ_LIN_GATE]));
-        llmq_op_linear_bwd(a->xn2, PW(tm, L->w[LLMQ_LIN_UP]), ws->du, T, H, FF, ws->dxn, 1, PG(tm, L->w[LLMQ_LIN_UP]), PG(tm, L->b[LLMQ_LIN_UP]));
+        lin_bwd(tm, L, LLMQ_LIN_GATE, a->xn2, ws->dg, T, ws->dxn, 0);
+        lin_bwd(tm, L, LLMQ_LIN_UP, a->xn2, ws->du, T, ws->dxn, 1);
         llmq_op_rmsnorm_bwd(a->xmid, PW(tm, L->mlp_norm), a->r2, ws->dxn, T, H, ws->dx, PG(tm, L->mlp_norm));
         /* attention: xmid = xin + o(attn(rope(q), rope(k), v)) */
-        llmq_op_linear_bwd(a->att, PW(tm, L->w[LLMQ_LIN_O]), ws->dx, T, qd, H, ws->datt, 0, PG(tm, L->w[LLMQ_LIN_O]), PG(tm, L->b[LLMQ_LIN_O]));
+        lin_bwd(tm, L, LLMQ_LIN_O, a->att, ws->dx, T, ws->datt, 0);
         int need_x = l > lowest;    /* the layer below needs dx */
         int need_q = need_x || PG(tm, L->w[LLMQ_LIN_Q]) || PG(tm, L->b[LLMQ_LIN_Q]);
         llmq_op_attn_bwd(&as, a->q, a->k, a->v, a->P, ws->datt, need_q ? ws->dq : NULL, ws->dk, ws->dv, ws->dS);
         if (need_q) llmq_op_rope_bwd(ws->dq, T, c->n_heads, hd, ws->cs, ws->sn);
         llmq_op_rope_bwd(ws->dk, T, c->n_kv_heads, hd, ws->cs, ws->sn);
         int need_n = need_x || PG(tm, L->attn_norm);
-        if (need_q)
-            llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_Q]), ws->dq, T, H, qd, need_n ? ws->dxn : NULL, 0, PG(tm, L->w[LLMQ_LIN_Q]), PG(tm, L->b[LLMQ_LIN_Q]));
-        llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_K]), ws->dk, T, H, kvd, need_n ? ws->dxn : NULL, need_q, PG(tm, L->w[LLMQ_LIN_K]), PG(tm, L->b[LLMQ_LIN_K]));
-        llmq_op_linear_bwd(a->xn1, PW(tm, L->w[LLMQ_LIN_V]), ws->dv, T, H, kvd, need_n ? ws->dxn : NULL, 1, PG(tm, L->w[LLMQ_LIN_V]), PG(tm, L->b[LLMQ_LIN_V]));
+        float *dxn = need_n ? ws->dxn : NULL;
+        if (need_q) lin_bwd(tm, L, LLMQ_LIN_Q, a->xn1, ws->dq, T, dxn, 0);
+        lin_bwd(tm, L, LLMQ_LIN_K, a->xn1, ws->dk, T, dxn, need_q);
+        lin_bwd(tm, L, LLMQ_LIN_V, a->xn1, ws->dv, T, dxn, 1);
         if (need_n) llmq_op_rmsnorm_bwd(a->xin, PW(tm, L->attn_norm), a->r1, ws->dxn, T, H, ws->dx, PG(tm, L->attn_norm));
     }
     if (PG(tm, tm->embed)) llmq_op_embed_bwd(PG(tm, tm->embed), H, ws->tok, T, ws->dx);
