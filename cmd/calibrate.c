@@ -190,6 +190,7 @@ int cmd_calibrate(int argc, char **argv)
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
     if ((rc = llmq_runner_new(&run, &m, o.seqlen, pool, &err))) goto fail;
     llmq_runner_observe(run, llmq_stats_observe, &st);
+    llmq_runner_release_layers(run, 1);   /* resident: one layer of the model at a time */
     cmd_progress pr;
     progress_init(&pr, "calibrate windows");
     for (int w = 0; w < o.samples; w++) {

@@ -8,6 +8,7 @@
 #include "../formats/json.h"
 #include "../lib/model.h"
 #include "../calib/data.h"
+#include "../lib/algo/awq.h"
 
 /* Print "llmq CMD: message" to stderr and return the exit code. */
 int cmd_fail(const char *cmd, const llmq_err *err);
@@ -94,6 +95,16 @@ int cmd_smooth(int argc, char **argv);
 int cmd_awq(int argc, char **argv);
 int cmd_uptrain_gqa(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+
+/* Shared by awq and merge (cmd/awq.c): pack the AWQ result res of model m
+ * to out, recording command and info (the calibration: calib_text,
+ * calib_text_sha256, samples, seqlen, skip), and report as `llmq CMD`. */
+int awq_write(const char *cmd, const char *model_arg, const llmq_model *m, llmq_awq_result *res, const cJSON *info,
+              const char *command, const char *out, int json, double t0, double t_search, llmq_err *err);
+/* The awq command a set of shards adds up to, writing out (malloc'ed), from
+ * a shard's info; NULL if info lacks it. */
+char *awq_merged_command(const cJSON *info, const char *out);
 /* "llmq CMD args..." for the record (malloc'ed). */
 char *command_line(const char *cmd, int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const command commands[] = {
     { "calibrate", cmd_calibrate, "record per-channel activation statistics of every linear input" },
     { "smooth", cmd_smooth, "SmoothQuant / Outlier Suppression+ equivalent transformations for W8A8" },
     { "awq", cmd_awq, "activation-aware weight quantization to int4/int3" },
+    { "merge", cmd_merge, "join the shards of awq --layers into one packed model" },
     { "uptrain-gqa", cmd_uptrain_gqa, "convert multi-head attention to grouped-query attention and uptrain" },
     { "verify", cmd_verify, "run a model: perplexity, generation, speed, file integrity" },
     { "pack", cmd_pack, "quantize a model by round-to-nearest into packed int8, int4 or mxint8 files" },

@@ -579,6 +579,11 @@ void llmq_ckpt_release(const llmq_ckpt *c, const llmq_st_tensor *t)
     }
 }
 
+void llmq_ckpt_release_bytes(const llmq_ckpt *c, const void *p, uint64_t n)
+{
+    for (size_t i = 0; i < c->n_shards; i++) llmq_map_release(&c->shards[i].map, p, n);   /* no-op outside a map */
+}
+
 const llmq_st_tensor *llmq_ckpt_find(const llmq_ckpt *c, const char *name, const llmq_st_file **shard)
 {
     for (size_t k = 0; k < c->n_shards; k++) {

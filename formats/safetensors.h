@@ -93,6 +93,8 @@ const llmq_st_tensor *llmq_ckpt_find(const llmq_ckpt *c, const char *name, const
 /* llmq_map_release of tensor t's bytes in the shard that holds it (t from
  * this checkpoint; anything else is ignored). */
 void llmq_ckpt_release(const llmq_ckpt *c, const llmq_st_tensor *t);
+/* The same for the n bytes at p, in whichever shard maps them (none: no-op). */
+void llmq_ckpt_release_bytes(const llmq_ckpt *c, const void *p, uint64_t n);
 /* Total tensor bytes over all shards. */
 uint64_t llmq_ckpt_bytes(const llmq_ckpt *c);
 

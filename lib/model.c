@@ -388,6 +388,28 @@ void llmq_model_close(llmq_model *m)
     memset(m, 0, sizeof *m);
 }
 
+static void release_w(const llmq_model *m, const llmq_wmat *W)
+{
+    uint64_t r = (uint64_t)W->rows, n = r * (uint64_t)W->cols;
+    uint64_t g = W->group > 0 ? n / (uint64_t)W->group : 0;
+    switch (W->type) {
+    case LLMQ_W_Q8: llmq_ckpt_release_bytes(&m->ckpt, W->data, n); llmq_ckpt_release_bytes(&m->ckpt, W->scales, 4 * r); break;
+    case LLMQ_W_Q4:
+        llmq_ckpt_release_bytes(&m->ckpt, W->data, n / 2);
+        llmq_ckpt_release_bytes(&m->ckpt, W->scales, 2 * g);
+        if (W->zeros) llmq_ckpt_release_bytes(&m->ckpt, W->zeros, g);
+        break;
+    case LLMQ_W_MX8: llmq_ckpt_release_bytes(&m->ckpt, W->data, n); llmq_ckpt_release_bytes(&m->ckpt, W->scales, g); break;
+    default: llmq_ckpt_release_bytes(&m->ckpt, W->data, llmq_wmat_bytes(W)); break;   /* float types */
+    }
+}
+
+void llmq_model_release_layer(const llmq_model *m, int l)
+{
+    if (l < 0 || l >= m->cfg.n_layers) return;
+    for (int k = 0; k < LLMQ_LIN_COUNT; k++) release_w(m, llmq_layer_w(&m->layers[l], k));
+}
+
 uint64_t llmq_model_decode_bytes(const llmq_model *m)
 {
     uint64_t b = llmq_wmat_bytes(&m->lm_head);

@@ -69,6 +69,12 @@ int llmq_model_own(llmq_model *m, void *p, llmq_err *err);
 /* 1 if a float tensor (F32, F16, BF16) holds a NaN or Inf; *where is the first. */
 int llmq_tensor_nonfinite(const llmq_st_tensor *t, uint64_t *where);
 
+/* Drop the mapped pages of layer l's linears from this process (they are
+ * read back from the file, or the page cache, when next touched): a pass
+ * that goes layer by layer over a model larger than memory keeps one
+ * layer resident.  No-op for weights not mapped from a safetensors file. */
+void llmq_model_release_layer(const llmq_model *m, int l);
+
 /* Bytes of weights one decode step streams (all linears + lm_head). */
 uint64_t llmq_model_decode_bytes(const llmq_model *m);
 /* Total bytes of tensor data in the checkpoint. */

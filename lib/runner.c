@@ -25,6 +25,7 @@ struct llmq_runner {
     float cur_scale;    /* static scale of the linear being run, 0 = dynamic */
     llmq_observer obs;
     void *obs_ctx;
+    int release;        /* drop each layer's mapped pages once the forward has passed it */
     /* activations for up to max_ctx tokens */
     float *x;        /* (max_ctx, hidden) residual stream */
     float *xn;       /* (max_ctx, hidden) normed */
@@ -44,6 +45,7 @@ int llmq_runner_max_ctx(const llmq_runner *r) { return r->max_ctx; }
 const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
 
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
+void llmq_runner_release_layers(llmq_runner *r, int on) { r->release = on; }
 /* The widest linear input: the row length of the activation buffers. */
 static size_t max_input(const llmq_config *c)
 {
@@ -376,6 +378,7 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
         p.attn_norm = st.L->attn_norm;
         p.mlp_norm = st.L->mlp_norm;
         llmq_layer_forward(&p, r->x, &a, r->x);
+        if (r->release) llmq_model_release_layer(m, l);
     }
     r->cur_scale = 0.0f;
     if (!all_finite(r->x, (size_t)n * H)) return nonfinite(r, "hidden state", err);

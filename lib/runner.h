@@ -29,6 +29,13 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
 /* Install an observer called with every linear input (NULL to remove). */
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
 
+/* With on, each forward drops a layer's mapped weight pages once it has
+ * run (llmq_model_release_layer): resident memory of one layer, not the
+ * model, at the cost of reading them back on the next forward (from the
+ * page cache when it holds them).  For passes over models near the size
+ * of memory (calibrate); decode wants its weights resident. */
+void llmq_runner_release_layers(llmq_runner *r, int on);
+
 /* How linear inputs are fed to the weights. */
 typedef enum {
     LLMQ_ACT_FP = 0,      /* fp32 activations: weight-only quantization (W8A16) */

@@ -1033,6 +1033,7 @@ typedef struct {
     int64_t pool_tokens;     /* SW * T */
     float *X;                /* (samples, T, hidden) the current layer's inputs */
     float *ref;              /* (max(LW, 1), T, hidden) its fp outputs on the loss windows */
+    float *xin;              /* propagate_fp: (LW, T, hidden) the loss windows' inputs, or NULL */
     int32_t *perm;           /* (pool_tokens): the first S, sorted, are the token subsample */
     int32_t *pick;           /* (T) subsampled positions of one window */
     double *fwork;           /* Cholesky work of the exact q/k/v and o losses */
@@ -1059,6 +1060,7 @@ static void run_release(run *r)
     free(r->pick);
     free(r->X);
     free(r->ref);
+    free(r->xin);
     fwd_free(&r->f);
 }
 
@@ -1081,7 +1083,8 @@ static int run_init(run *r, const llmq_model *m, const int32_t *tokens, int samp
     if (fwd_init(&r->f, c, o->pool, T, err)) return err->code;
     if (!(r->X = falloc((int64_t)samples * T, H, err)) || !(r->ref = falloc((int64_t)LLMQ_MAX(r->LW, 1) * T, H, err)) ||
         !(r->perm = llmq_calloc((size_t)r->pool_tokens, sizeof *r->perm, err)) ||
-        !(r->pick = llmq_calloc((size_t)T, sizeof *r->pick, err)))
+        !(r->pick = llmq_calloc((size_t)T, sizeof *r->pick, err)) ||
+        (o->propagate_fp && r->LW > 0 && !(r->xin = falloc((int64_t)r->LW * T, H, err))))
         return err->code;
     for (int64_t i = 0; i < (int64_t)samples * T; i++) llmq_get_row(&m->embed, tokens[i], r->X + i * H);
     /* the token subsample: S distinct positions of the statistics windows */
@@ -1117,10 +1120,13 @@ static int run_init(run *r, const llmq_model *m, const int32_t *tokens, int samp
     return LLMQ_OK;
 }
 
-/* 1. fp statistics of the layer's inputs (quantized layers below it):
- * mean |x| per channel into xmean, the subsampled rows, the Grams. */
+/* 1. fp statistics of the layer's inputs: mean |x| per channel into
+ * xmean, the subsampled rows, the Grams.  With propagate_fp the pass runs
+ * the whole float layer, in place, on every window: X becomes the next
+ * layer's inputs (the loss windows' inputs kept in xin first). */
 static void layer_stats(run *r, const fwd_w *fw, const double **xmean)
 {
+    int full = r->o->propagate_fp;
     stats *st = &r->st;
     int T = r->T;
     int64_t H = r->m->cfg.hidden;
@@ -1135,7 +1141,12 @@ static void layer_stats(run *r, const fwd_w *fw, const double **xmean)
         st->n_pick = 0;
         while (pi < r->S && r->perm[pi] < (int64_t)(w + 1) * T) r->pick[st->n_pick++] = r->perm[pi++] - w * T;
         st->pick = r->pick;
-        fwd(&r->f, fw, r->X + (size_t)w * T * H, 0, stats_obs, st);
+        if (full && w < r->LW) memcpy(r->xin + (size_t)w * T * H, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        fwd(&r->f, fw, r->X + (size_t)w * T * H, full, stats_obs, st);
+    }
+    for (int w = r->SW; full && w < r->samples; w++) {
+        if (w < r->LW) memcpy(r->xin + (size_t)w * T * H, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        fwd(&r->f, fw, r->X + (size_t)w * T * H, 1, NULL, NULL);
     }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
         for (int64_t j = 0; j < st->dim[g]; j++) st->abs_sum[g][j] /= (double)r->pool_tokens;
@@ -1143,6 +1154,12 @@ static void layer_stats(run *r, const fwd_w *fw, const double **xmean)
     }
     for (int g = 0; g < 2; g++)
         st->rfull_ok[g] = st->rfull[g] && !full_factor(st->full[g], st->dim[g], (double)r->pool_tokens, st->rfull[g], r->fwork);
+}
+
+/* The layer's inputs on loss window w: X before the layer ran, xin after. */
+static const float *loss_input(const run *r, int w)
+{
+    return (r->xin ? r->xin : r->X) + (size_t)w * r->T * r->m->cfg.hidden;
 }
 
 /* The fp outputs of the loss windows into ref, and the output error of
@@ -1154,8 +1171,9 @@ static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
     int64_t H = c->hidden;
     A->out_rtn = NAN;
     for (int w = 0; w < LW; w++) {
-        memcpy(r->ref + (size_t)w * T * H, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
-        fwd(&r->f, fw, r->ref + (size_t)w * T * H, 1, NULL, NULL);
+        float *ref = r->ref + (size_t)w * T * H;
+        memcpy(ref, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        if (!r->xin) fwd(&r->f, fw, ref, 1, NULL, NULL);   /* with xin the stats pass ran the float layer */
     }
     if (LW == 0) return LLMQ_OK;
     fwd_w rw = *fw;
@@ -1173,7 +1191,7 @@ static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
     float *tmp = falloc(T, H, err);
     if (!tmp) return err->code;
     for (int w = 0; w < LW; w++) {
-        memcpy(tmp, r->X + (size_t)w * T * H, (size_t)T * H * sizeof(float));
+        memcpy(tmp, loss_input(r, w), (size_t)T * H * sizeof(float));
         fwd(&r->f, &rw, tmp, 1, NULL, NULL);
         sum += mse(tmp, r->ref + (size_t)w * T * H, (size_t)T * H);
     }
@@ -1185,7 +1203,8 @@ static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
 
 /* 4. the searched grid's codes (round to nearest, or gptq); 5. the
  * quantized layer, scales folded, on every window: its outputs are the
- * next layer's inputs, and A->out_awq their error on the loss windows. */
+ * next layer's inputs, and A->out_awq their error on the loss windows
+ * (with propagate_fp, on the loss windows only, into scratch). */
 static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llmq_err *err)
 {
     const llmq_config *c = &r->m->cfg;
@@ -1215,10 +1234,15 @@ static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
     if (nrm[2]) qw.b[LLMQ_AWQ_V] = nrm[2];
     if (nrm[3]) qw.b[LLMQ_AWQ_UP] = nrm[3];
     double sum = 0;
-    for (int w = 0; w < r->samples; w++) {
-        fwd(&r->f, &qw, r->X + (size_t)w * T * H, 1, NULL, NULL);
-        if (w < r->LW) sum += mse(r->X + (size_t)w * T * H, r->ref + (size_t)w * T * H, (size_t)T * H);
+    float *tmp = r->xin ? falloc(T, H, err) : NULL;
+    if (r->xin && !tmp) return err->code;
+    for (int w = 0; w < (r->xin ? r->LW : r->samples); w++) {
+        float *x = r->X + (size_t)w * T * H;
+        if (tmp) x = memcpy(tmp, loss_input(r, w), (size_t)T * H * sizeof(float));
+        fwd(&r->f, &qw, x, 1, NULL, NULL);
+        if (w < r->LW) sum += mse(x, r->ref + (size_t)w * T * H, (size_t)T * H);
     }
+    free(tmp);
     A->out_awq = r->LW > 0 ? sum / r->LW : NAN;
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) { free(r->Q[k]); r->Q[k] = NULL; }
     for (int i = 0; i < 4; i++) { free(nrm[i]); nrm[i] = NULL; }
@@ -1245,6 +1269,12 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     for (int i = 0; i < samples * seqlen; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return llmq_errorf(err, LLMQ_EUSAGE, "awq: token id %d is outside the vocabulary", tokens[i]);
+    int lo = o->layer_lo, hi = o->layer_hi ? o->layer_hi : c->n_layers;
+    if (lo < 0 || hi > c->n_layers || lo >= hi)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: layers %d:%d are not a range within the model's %d layers", m->path,
+                           lo, hi, c->n_layers);
+    if (lo > 0 && !o->propagate_fp)
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: starting at layer %d needs float propagation (propagate_fp)", lo);
     res->m = m;
     res->o = *o;
     res->n_layers = c->n_layers;
@@ -1253,7 +1283,15 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
 
     run r;
     int rc = run_init(&r, m, tokens, samples, seqlen, o, err);
-    for (int l = 0; l < c->n_layers && !rc; l++) {
+    /* the float layers below the range: their outputs are its inputs */
+    for (int l = 0; l < lo && !rc; l++) {
+        fwd_w fw;
+        model_fwd_w(m, l, &fw);
+        for (int w = 0; w < samples; w++) fwd(&r.f, &fw, r.X + (size_t)w * seqlen * c->hidden, 1, NULL, NULL);
+        llmq_model_release_layer(m, l);
+        if (o->progress) o->progress(o->progress_ctx, l + 1, hi);
+    }
+    for (int l = lo; l < hi && !rc; l++) {
         llmq_awq_layer *A = &res->layers[l];
         fwd_w fw;
         model_fwd_w(m, l, &fw);
@@ -1269,7 +1307,8 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
         double t2 = llmq_now();
         if ((rc = layer_rtn_loss(&r, l, &fw, A, err)) || (rc = layer_quantize(&r, l, &fw, A, err))) break;
         A->sec_fwd = llmq_now() - t2;
-        if (o->progress) o->progress(o->progress_ctx, l + 1, c->n_layers);
+        llmq_model_release_layer(m, l);   /* resident: one layer of the model at a time */
+        if (o->progress) o->progress(o->progress_ctx, l + 1, hi);
     }
     res->seconds = llmq_now() - t0;
     run_release(&r);
@@ -1381,6 +1420,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON_AddBoolToObject(j, "gptq", o->gptq);
     if (o->gptq) cJSON_AddNumberToObject(j, "gptq_damp", o->gptq_damp);
     cJSON_AddNumberToObject(j, "stat_windows", o->stat_windows);
+    cJSON_AddStringToObject(j, "propagate", o->propagate_fp ? "fp" : "quant");
     cJSON_AddNumberToObject(j, "calib_tokens", res->tokens);
     char seed[24];
     snprintf(seed, sizeof seed, "%" PRIu64, o->seed);

@@ -4,7 +4,10 @@
  * Acceleration", arXiv:2306.00978) for INT4 / INT3 group-wise weights.
  *
  * Block by block, in order, each block fed the output of the blocks before
- * it as they will run quantized:
+ * it as they will run quantized (or, with propagate_fp, as the reference
+ * implementations do, as they ran in the float model: then any range of
+ * layers can be searched alone, and the results of several ranges joined,
+ * awq_shard.h):
  *   1. the fp block runs on the calibration windows; per-channel mean |x| of
  *      every linear input and a token subsample of those inputs are kept;
  *   2. per group of linears sharing an input (q/k/v; v->o; gate/up;
@@ -23,7 +26,9 @@
  *      the clipped weights define, column by column with the error spread
  *      over the columns not yet rounded, weighted by the input's whole Gram
  *      matrix (gathered in step 1);
- *   5. the quantized block runs on all windows to feed the next one.
+ *   5. the quantized block runs on all windows to feed the next one (with
+ *      propagate_fp the float pass of step 1 ran the whole block and its
+ *      outputs feed the next one).
  * Only the scales and clips are kept (and, with gptq, the codes, scales and
  * zero points); the packer recomputes each tensor from the mmap through
  * llmq_awq_provider, so memory stays bounded.
@@ -77,6 +82,8 @@ typedef struct {
     int stat_windows;    /* windows the fp statistics pass runs on (0 = all) */
     int loss_windows;    /* windows the per-layer output loss is measured on */
     uint64_t seed;       /* token subsample */
+    int propagate_fp;    /* feed each layer the float model's outputs, not the quantized layers' (0) */
+    int layer_lo, layer_hi;   /* search layers [lo, hi) only (hi 0: to the last); lo > 0 needs propagate_fp */
     llmq_pool *pool;     /* borrowed, may be NULL */
     void (*progress)(void *ctx, int done, int total);   /* per layer, may be NULL */
     void *progress_ctx;

@@ -1,0 +1,73 @@
+/* merge.c - `llmq merge`: join the shards `llmq awq --layers` wrote into one packed model. */
+#include <stdio.h>
+#include "common.h"
+#include "../lib/model.h"
+#include "../lib/algo/awq.h"
+#include "../lib/algo/awq_shard.h"
+#include "../lib/algo/pack.h"
+
+static struct {
+    const char *out;
+    int json;
+} o;
+
+static opt_def merge_opts[] = {
+    OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
+    OPT_ROW_JSON(o.json),
+    OPT_ROW_END,
+};
+
+static const cmd_spec merge_spec = {
+    "merge", "MODEL SHARD... -o DIR [--json]",
+    "Join the shards that llmq awq --layers A:B --propagate fp wrote for MODEL (every\n"
+    "layer in exactly one shard, all from one awq command) and pack the model as that\n"
+    "awq command without --layers would have: the same bytes.",
+    "The packed file's llmq.command is that single awq command, writing DIR.\n"
+    "See llmq-merge(1).",
+    merge_opts, 2, 4096,
+};
+
+int cmd_merge(int argc, char **argv)
+{
+    memset(&o, 0, sizeof o);
+    char *args[4096];
+    int na, rc = opts_parse(&merge_spec, argc, argv, args, &na);
+    if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
+    if (!o.out) return cmd_failf("merge", LLMQ_EUSAGE, "missing -o DIR");
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    llmq_awq_result res;
+    memset(&res, 0, sizeof res);
+    cJSON *info = NULL;
+    char *cl = NULL, digest[65];
+    double t0 = llmq_now();
+    if ((rc = llmq_model_open(&m, args[0], &err))) return cmd_fail("merge", &err);
+    cmd_inputs in;
+    inputs_init(&in);
+    inputs_add_model(&in, &m);
+    for (int i = 1; i < na; i++) inputs_add(&in, args[i]);
+    rc = inputs_check_dir(&in, o.out, &err);
+    inputs_release(&in);
+    if (rc) goto fail;
+    if (m.packed_meta) {
+        rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is a packed model; merge takes the float model the shards searched", m.path);
+        goto fail;
+    }
+    if ((rc = llmq_model_digest(&m, digest, &err)) ||
+        (rc = llmq_awq_shard_join(&m, digest, (const char *const *)args + 1, na - 1, &res, &info, &err)))
+        goto fail;
+    if (!(cl = awq_merged_command(info, o.out))) {
+        rc = llmq_errorf(&err, LLMQ_EFORMAT, "%s: the shard does not record its awq command", args[1]);
+        goto fail;
+    }
+    if ((rc = awq_write("merge", args[0], &m, &res, info, cl, o.out, o.json, t0, 0.0, &err))) goto fail;
+    goto out;
+fail:
+    rc = cmd_fail("merge", &err);
+out:
+    free(cl);
+    cJSON_Delete(info);
+    llmq_awq_release(&res);
+    llmq_model_close(&m);
+    return rc;
+}
