@@ -14,7 +14,7 @@
 #include "../lib/base/blocks.h"
 
 static struct {
-    const char *out, *text, *skip, *propagate, *layers;
+    const char *out, *text, *skip, *propagate, *layers, *act;
     int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens;
     int stat_windows, loss_windows, threads, json, gptq;
     double gptq_damp;
@@ -38,6 +38,7 @@ static opt_def awq_opts[] = {
     { "gptq", OPT_FLAG, &o.gptq, NULL, "round with GPTQ's error compensation on AWQ's grid", NULL, 0, 0, NULL, 0, NULL },
     { "gptq-damp", OPT_DOUBLE, &o.gptq_damp, "F", "GPTQ damping, a fraction of the mean Gram diagonal", NULL, 1e-6, 10, NULL, 0, OPT_DEF(LLMQ_GPTQ_DAMP_DEFAULT) },
     { "propagate", OPT_CHOICE, &o.propagate, NULL, "each layer's calibration inputs: the outputs of the quantized layers below, or of the float model's (fp, as llm-awq; needed by --layers)", "quant|fp", 0, 0, NULL, 0, "quant" },
+    { "act", OPT_CHOICE, &o.act, NULL, "inputs of the float passes' linears: f32, or rounded to bf16 for the bf16 dot product (AVX512-BF16)", "f32|bf16", 0, 0, NULL, 0, "f32" },
     { "layers", OPT_STRING, &o.layers, "A:B", "search layers A..B-1 only and write them to -o FILE as a shard for llmq merge (needs --propagate fp)", NULL, 0, 0, NULL, 0, NULL },
     { "seed", OPT_INT, &o.seed, "N", "calibration windows and token subsample", NULL, 0, 2147483647, NULL, 0, "0" },
     OPT_ROW_THREADS(o.threads),
@@ -75,6 +76,7 @@ static void search_opts(llmq_awq_opts *ao, llmq_pool *pool)
     ao->gptq = o.gptq;
     ao->gptq_damp = o.gptq_damp;
     ao->propagate_fp = !strcmp(o.propagate, "fp");
+    ao->act_bf16 = !strcmp(o.act, "bf16");
     ao->pool = pool;
 }
 

@@ -208,18 +208,41 @@ static double mse(const float *a, const float *b, size_t n)
 
 /* ---- scale search (paper section 3.2) ---- */
 
+/* With act_bf16: the group's inputs, down_proj and a weight or hidden
+ * buffer rounded to bf16 for llmq_matmul_bf16. */
+typedef struct {
+    uint16_t *x;      /* (n, in) the inputs (or the coarse tokens') */
+    uint16_t *w;      /* (max rows, in) a candidate's weights */
+    uint16_t *h;      /* (n, ff) the MLP's hidden activations */
+    uint16_t *down;   /* (down_rows, ff) */
+} bf16_tmp;
+
+/* mm, or with b the bf16 product of W and b->x rounded W in b->w. */
+static void mm_b(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y,
+                 const bf16_tmp *b)
+{
+    if (!b) { mm(pool, W, rows, cols, X, n, Y); return; }
+    llmq_round_bf16(W, rows * cols, b->w);
+    llmq_wmat w = { LLMQ_W_BF16, rows, cols, b->w, NULL, NULL, 0 };
+    llmq_matmul_bf16(pool, &w, b->x, n, Y);
+}
+
 /* Output of group g with weights w[i] (already effective fp32) into out:
- * (n, sum rows) concatenated, or the MLP output (n, down_rows). */
+ * (n, sum rows) concatenated, or the MLP output (n, down_rows); b (NULL:
+ * fp32) as mm_b. */
 static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *const *w, float *out,
-                      float *hg, float *hu)
+                      float *hg, float *hu, const bf16_tmp *b)
 {
     int64_t n = g->n;
     if (g->down) {
         int64_t ff = g->rows[0];
-        mm(pool, w[0], ff, g->in, g->x, n, hg);
-        mm(pool, w[1], ff, g->in, g->x, n, hu);
+        mm_b(pool, w[0], ff, g->in, g->x, n, hg, b);
+        mm_b(pool, w[1], ff, g->in, g->x, n, hu, b);
         llmq_op_swiglu_fwd(hg, hu, (size_t)(n * ff), hg);
-        mm(pool, g->down, g->down_rows, ff, hg, n, out);
+        if (!b) { mm(pool, g->down, g->down_rows, ff, hg, n, out); return; }
+        llmq_round_bf16(hg, n * ff, b->h);
+        llmq_wmat d = { LLMQ_W_BF16, g->down_rows, ff, b->down, NULL, NULL, 0 };
+        llmq_matmul_bf16(pool, &d, b->h, n, out);
         return;
     }
     int64_t tot = 0;
@@ -227,7 +250,7 @@ static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *con
     /* per linear into hg, then interleave into out (n, tot) */
     int64_t off = 0;
     for (int i = 0; i < g->n_w; i++) {
-        mm(pool, w[i], g->rows[i], g->in, g->x, n, hg);
+        mm_b(pool, w[i], g->rows[i], g->in, g->x, n, hg, b);
         for (int64_t t = 0; t < n; t++)
             memcpy(out + t * tot + off, hg + t * g->rows[i], (size_t)g->rows[i] * sizeof(float));
         off += g->rows[i];
@@ -318,6 +341,22 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
     int rc = loss1 && (!nc || xc) ? LLMQ_OK : err->code;
     for (int i = 0; i < g->n_w && !rc; i++)
         if (!(wq[i] = falloc(g->rows[i], g->in, err))) rc = err->code;
+    bf16_tmp bt = { 0 }, bc = { 0 }, *b = NULL, *b1 = NULL;
+    if (!rc && g->act_bf16) {
+        int64_t ff = g->down ? g->rows[0] : 0;
+        if (!(bt.x = llmq_calloc((size_t)(g->n * g->in), 2, err)) || !(bt.w = llmq_calloc((size_t)(maxrows * g->in), 2, err)) ||
+            (ff && !(bt.h = llmq_calloc((size_t)(g->n * ff), 2, err))) ||
+            (ff && !(bt.down = llmq_calloc((size_t)(g->down_rows * ff), 2, err))) ||
+            (nc && !(bc.x = llmq_calloc((size_t)(nc * g->in), 2, err))))
+            rc = err->code;
+        else {
+            llmq_round_bf16(g->x, g->n * g->in, bt.x);
+            if (ff) llmq_round_bf16(g->down, g->down_rows * ff, bt.down);
+            bc.w = bt.w; bc.h = bt.h; bc.down = bt.down;
+            b = &bt;
+            b1 = &bc;
+        }
+    }
     if (rc) goto out;
     if (duo) weight_mean(g, q->group, wm_in, wm);
     int *pick = NULL, n_pick = n_cand;
@@ -326,16 +365,17 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
         /* stage 1 on the coarse tokens: rows 0, n/nc, 2n/nc, ... */
         for (int64_t t = 0; t < nc; t++)
             memcpy(xc + t * g->in, g->x + (t * g->n / nc) * g->in, (size_t)g->in * sizeof(float));
+        if (b1) llmq_round_bf16(xc, nc * g->in, b1->x);
         llmq_awq_group g1 = *g;
         g1.x = xc;
         g1.n = nc;
-        group_out(pool, &g1, g->w, ref, hg, hu);
+        group_out(pool, &g1, g->w, ref, hg, hu, b1);
         for (int i = 0; i < n_cand; i++) {
             loss1[i] = INFINITY;
             if (!candidate(g, n_grid, i, wm, sc, sx)) continue;
             for (int k = 0; k < g->n_w; k++)
                 if ((rc = fake_quant(pool, q, g->w[k], g->rows[k], g->in, sx, NULL, wq[k], err))) goto out;
-            group_out(pool, &g1, (const float *const *)wq, cur, hg, hu);
+            group_out(pool, &g1, (const float *const *)wq, cur, hg, hu, b1);
             loss1[i] = mse(cur, ref, (size_t)nc * (size_t)out_cols);
             if (!isfinite(loss1[i])) loss1[i] = INFINITY;
         }
@@ -353,7 +393,7 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
         }
         pick = picked;
     }
-    group_out(pool, g, g->w, ref, hg, hu);
+    group_out(pool, g, g->w, ref, hg, hu, b);
     size_t nout = (size_t)g->n * (size_t)out_cols;
     double best = INFINITY;
     int best_i = -1;
@@ -364,7 +404,7 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
         if (candidate(g, n_grid, i, wm, sc, sx)) {
             for (int w = 0; w < g->n_w; w++)
                 if ((rc = fake_quant(pool, q, g->w[w], g->rows[w], g->in, sx, NULL, wq[w], err))) goto out;
-            group_out(pool, g, (const float *const *)wq, cur, hg, hu);
+            group_out(pool, g, (const float *const *)wq, cur, hg, hu, b);
             loss = mse(cur, ref, nout);
         }
         if (i == 0) *loss_s1 = loss;
@@ -386,6 +426,7 @@ int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_a
     }
 out:
     for (int i = 0; i < 3; i++) free(wq[i]);
+    free(bt.x); free(bt.w); free(bt.h); free(bt.down); free(bc.x);
     free(ref); free(cur); free(hg); free(hu); free(sc); free(sx); free(wm); free(wm_in); free(loss1); free(xc);
     return rc;
 }
@@ -633,16 +674,18 @@ typedef struct {
     llmq_pool *pool;
     int T;
     float *xn, *q, *k, *v, *att, *xmid, *hb, *hb2, *scores, *cs, *sn;
+    uint16_t *xb;   /* act_bf16: (T, widest input) a linear's input rounded to bf16, else NULL */
 } fwd_ctx;
 
 static void fwd_free(fwd_ctx *f)
 {
     float *b[] = { f->xn, f->q, f->k, f->v, f->att, f->xmid, f->hb, f->hb2, f->scores, f->cs, f->sn };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(b); i++) free(b[i]);
+    free(f->xb);
     memset(f, 0, sizeof *f);
 }
 
-static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, llmq_err *err)
+static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, int act_bf16, llmq_err *err)
 {
     memset(f, 0, sizeof *f);
     f->c = c;
@@ -653,7 +696,9 @@ static int fwd_init(fwd_ctx *f, const llmq_config *c, llmq_pool *pool, int T, ll
         !(f->v = falloc(T, kvd, err)) || !(f->att = falloc(T, qd, err)) || !(f->xmid = falloc(T, c->hidden, err)) ||
         !(f->hb = falloc(T, c->intermediate, err)) || !(f->hb2 = falloc(T, LLMQ_MAX(c->intermediate, c->hidden), err)) ||
         !(f->scores = falloc((int64_t)llmq_pool_size(pool) * T, T, err)) ||
-        !(f->cs = falloc(T, c->head_dim / 2, err)) || !(f->sn = falloc(T, c->head_dim / 2, err))) {
+        !(f->cs = falloc(T, c->head_dim / 2, err)) || !(f->sn = falloc(T, c->head_dim / 2, err)) ||
+        (act_bf16 && !(f->xb = llmq_calloc((size_t)T * (size_t)LLMQ_MAX(LLMQ_MAX(c->hidden, c->intermediate), qd),
+                                           sizeof(uint16_t), err)))) {
         fwd_free(f);
         return err->code;
     }
@@ -673,7 +718,12 @@ static void fwd_linear(void *ctx, int k, const float *X, int T, float *Y)
     struct fwd_step *s = ctx;
     const llmq_wmat *W = &s->L->w[k];
     const float *bias = s->L->b[k];
-    llmq_matmul(s->f->pool, W, X, T, Y);
+    if (s->f->xb && W->type == LLMQ_W_BF16) {   /* the source's bf16 weights: a bf16 dot product */
+        llmq_round_bf16(X, (int64_t)T * W->cols, s->f->xb);
+        llmq_matmul_bf16(s->f->pool, W, s->f->xb, T, Y);
+    } else {
+        llmq_matmul(s->f->pool, W, X, T, Y);
+    }
     if (bias)
         for (int t = 0; t < T; t++)
             for (int64_t i = 0; i < W->rows; i++) Y[(size_t)t * W->rows + i] += bias[i];
@@ -912,6 +962,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
         gr.x = exact ? st->rfull[g] : st->rows[g];
         gr.n = exact ? st->dim[g] : S;
         gr.n_coarse = exact ? 0 : S / SEARCH_COARSE;
+        gr.act_bf16 = o->act_bf16;
         gr.in = st->dim[g];
         if (g == LLMQ_AWQ_G_O) {
             /* one scale per KV channel: the mean |x| of the query heads sharing it */
@@ -1080,7 +1131,7 @@ static int run_init(run *r, const llmq_model *m, const int32_t *tokens, int samp
     r->LW = LLMQ_MIN(o->loss_windows, samples);
     r->pool_tokens = (int64_t)r->SW * T;
     r->S = (int)LLMQ_MIN((int64_t)o->search_tokens, r->pool_tokens);
-    if (fwd_init(&r->f, c, o->pool, T, err)) return err->code;
+    if (fwd_init(&r->f, c, o->pool, T, o->act_bf16, err)) return err->code;
     if (!(r->X = falloc((int64_t)samples * T, H, err)) || !(r->ref = falloc((int64_t)LLMQ_MAX(r->LW, 1) * T, H, err)) ||
         !(r->perm = llmq_calloc((size_t)r->pool_tokens, sizeof *r->perm, err)) ||
         !(r->pick = llmq_calloc((size_t)T, sizeof *r->pick, err)) ||
@@ -1421,6 +1472,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     if (o->gptq) cJSON_AddNumberToObject(j, "gptq_damp", o->gptq_damp);
     cJSON_AddNumberToObject(j, "stat_windows", o->stat_windows);
     cJSON_AddStringToObject(j, "propagate", o->propagate_fp ? "fp" : "quant");
+    cJSON_AddStringToObject(j, "act", o->act_bf16 ? "bf16" : "f32");
     cJSON_AddNumberToObject(j, "calib_tokens", res->tokens);
     char seed[24];
     snprintf(seed, sizeof seed, "%" PRIu64, o->seed);

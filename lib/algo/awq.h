@@ -83,6 +83,9 @@ typedef struct {
     int loss_windows;    /* windows the per-layer output loss is measured on */
     uint64_t seed;       /* token subsample */
     int propagate_fp;    /* feed each layer the float model's outputs, not the quantized layers' (0) */
+    int act_bf16;        /* the float passes' linears on bf16 weights take bf16-rounded inputs, and
+                            the scale search's products round both sides to bf16
+                            (llmq_matmul_bf16: AVX512-BF16 dot products) (0: fp32) */
     int layer_lo, layer_hi;   /* search layers [lo, hi) only (hi 0: to the last); lo > 0 needs propagate_fp */
     llmq_pool *pool;     /* borrowed, may be NULL */
     void (*progress)(void *ctx, int done, int total);   /* per layer, may be NULL */
@@ -181,6 +184,7 @@ typedef struct {
     const float *down; int64_t down_rows;
     int64_t n_coarse;   /* > 0: first every candidate on n_coarse evenly spaced
                            tokens of x, then only s = 1 and the 4 best on all n */
+    int act_bf16;       /* the products in bf16 (inputs and weights rounded; llmq_matmul_bf16) */
 } llmq_awq_group;
 int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
                           float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,

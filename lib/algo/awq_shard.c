@@ -60,7 +60,7 @@ static cJSON *opts_json(const llmq_awq_result *res)
         { "duo", o->duo }, { "clip", o->clip }, { "clip_qk", o->clip_qk }, { "clip_steps", o->clip_steps },
         { "max_shrink", o->max_shrink }, { "search_tokens", o->search_tokens }, { "gptq", o->gptq },
         { "gptq_damp", o->gptq_damp }, { "stat_windows", o->stat_windows }, { "loss_windows", o->loss_windows },
-        { "propagate_fp", o->propagate_fp }, { "calib_tokens", res->tokens },
+        { "propagate_fp", o->propagate_fp }, { "act_bf16", o->act_bf16 }, { "calib_tokens", res->tokens },
     };
     llmq_json_add_numbers(j, f, LLMQ_ARRAY_LEN(f));
     char seed[24];
@@ -218,7 +218,8 @@ static int opts_from_json(const cJSON *j, const char *path, llmq_awq_result *res
         { "max_shrink", 0, 1, NULL, &o->max_shrink }, { "search_tokens", 1, 1 << 24, &o->search_tokens, NULL },
         { "gptq", 0, 1, &o->gptq, NULL }, { "gptq_damp", 0, 10, NULL, &o->gptq_damp },
         { "stat_windows", 0, 1e9, &o->stat_windows, NULL }, { "loss_windows", 0, 1e9, &o->loss_windows, NULL },
-        { "propagate_fp", 0, 1, &o->propagate_fp, NULL }, { "calib_tokens", 1, 2147483647.0, &res->tokens, NULL },
+        { "propagate_fp", 0, 1, &o->propagate_fp, NULL }, { "act_bf16", 0, 1, &o->act_bf16, NULL },
+        { "calib_tokens", 1, 2147483647.0, &res->tokens, NULL },
     };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(f); i++) {
         double v;

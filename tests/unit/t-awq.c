@@ -174,7 +174,7 @@ TEST(scale_search_gqa_outliers)
             for (int r = 0; r < NH / NKV; r++) a += fabsf(x[t * qd + ((j / HD) * (NH / NKV) + r) * HD + j % HD]);
         xm[j] = (float)(a / (N * (NH / NKV)));
     }
-    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0 };
+    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0, 0 };
     llmq_awq_qcfg q = { 4, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -286,7 +286,7 @@ TEST(nonfinite_fallbacks)
     for (int i = 0; i < R * H; i++) W[i] = gauss();
     for (int i = 0; i < N * H; i++) x[i] = (i % H) < 64 ? 0.0f : gauss() * 1e-30f;
     for (int c = 0; c < H; c++) xm[c] = c < 64 ? 0.0f : 1e-30f;
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0 };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0, 0 };
     llmq_awq_qcfg q = { 4, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -327,7 +327,7 @@ TEST(scale_search_mlp_group)
         for (int t = 0; t < N; t++) a += fabsf(x[t * H + c]);
         xm[c] = (float)(a / N);
     }
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0 };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0, 0 };
     llmq_awq_qcfg q = { 3, 128, 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -343,6 +343,15 @@ TEST(scale_search_mlp_group)
     CHECK_EQ_INT(llmq_awq_search_scale(NULL, &g, &q, 20, 1, s2, &ratio2, &pd, &l12, &lb2, &fb, &err), LLMQ_OK);
     CHECK(!fb && l12 == l1 && lb2 <= l12);
     CHECK_MSG(lb2 <= 1.02 * lb, "two-stage %g, full %g", lb2, lb);
+    /* the products in bf16 (act_bf16, both stages): s = 1's loss within 1%
+     * of fp32's, and the pick's fp32 loss within 2% of the fp32 search's */
+    float s3[H];
+    double ratio3, l13, lb3;
+    g.act_bf16 = 1;
+    CHECK_EQ_INT(llmq_awq_search_scale(NULL, &g, &q, 20, 1, s3, &ratio3, &pd, &l13, &lb3, &fb, &err), LLMQ_OK);
+    CHECK(!fb && lb3 <= l13);
+    CHECK_MSG(fabs(l13 - l1) <= 0.01 * l1, "bf16 s=1 loss %g, fp32 %g", l13, l1);
+    CHECK_MSG(fabs(lb3 - lb2) <= 0.02 * lb2, "bf16 best %g, fp32 %g (ratios %g, %g)", lb3, lb2, ratio3, ratio2);
     free(x); free(Wg); free(Wu); free(Wd);
 }
 
