@@ -202,6 +202,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
 #undef META
     for (int i = 0; i < nm && !rc; i++) rc = llmq_st_writer_meta(w, meta[i].k, meta[i].v, err);
     if (!rc && s->derived_by[0]) rc = llmq_st_writer_meta(w, "derived_by", s->derived_by, err);
+    if (!rc && s->act[0]) rc = llmq_st_writer_meta(w, "act", s->act, err);
     if (!rc) rc = llmq_st_writer_finish(w, path, err);
     llmq_st_writer_free(w);
     return rc;
@@ -282,6 +283,8 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
     snprintf(s->model_digest, sizeof s->model_digest, "%s", md ? md : "");
     snprintf(s->text_digest, sizeof s->text_digest, "%s", td ? td : "");
     snprintf(s->derived_by, sizeof s->derived_by, "%s", db ? db : "");
+    const char *act = llmq_st_meta(&f, "act");
+    snprintf(s->act, sizeof s->act, "%s", act ? act : "");
     /* shapes: channels from the tensors themselves, heads from head_absmax */
     const llmq_st_tensor *kp = llmq_st_find(&f, "layers.0.k_pre.head_absmax"), *kd = llmq_st_find(&f, "layers.0.k_pre.absmax");
     if (!kp || !kd || kp->ndim != 1 || kd->ndim != 1 || kp->shape[0] < 1 || kd->shape[0] % kp->shape[0] != 0) {

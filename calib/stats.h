@@ -54,6 +54,7 @@ typedef struct {
     uint64_t seed;
     int64_t tokens;
     char derived_by[256];      /* "" or what transformed these statistics */
+    char act[8];               /* "" (fp32 products) or "bf16": how the forward multiplied (calibrate --act) */
     /* subsample plan while collecting: row k comes from window keep_win[k],
      * position keep_pos[k]; rows are ordered by window */
     int *keep_win, *keep_pos;

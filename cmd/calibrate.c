@@ -15,7 +15,7 @@
 #include "../lib/algo/pack.h"
 
 static struct {
-    const char *text, *out, *imatrix, *inspect;
+    const char *text, *out, *imatrix, *inspect, *act;
     int samples, seqlen, keep, threads, json, top;
     long long seed_ll;
     double seed_d;
@@ -31,6 +31,7 @@ static opt_def calibrate_opts[] = {
     { "imatrix-out", OPT_PATH, &o.imatrix, "FILE", "write llama.cpp's importance matrix (GGUF) to FILE", NULL, 0, 0, NULL, 0, NULL },
     { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0, NULL },
     { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect", NULL, 1, 1 << 20, NULL, 0, "4" },
+    { "act", OPT_CHOICE, &o.act, NULL, "linear inputs of the forward: f32, or rounded to bf16 for the bf16 dot product (AVX512-BF16; the statistics are of the f32 inputs)", "f32|bf16", 0, 0, NULL, 0, "f32" },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -191,6 +192,10 @@ int cmd_calibrate(int argc, char **argv)
     if ((rc = llmq_runner_new(&run, &m, o.seqlen, pool, &err))) goto fail;
     llmq_runner_observe(run, llmq_stats_observe, &st);
     llmq_runner_release_layers(run, 1);   /* resident: one layer of the model at a time */
+    if (!strcmp(o.act, "bf16")) {
+        if ((rc = llmq_runner_set_act(run, LLMQ_ACT_BF16, &err))) goto fail;
+        snprintf(st.act, sizeof st.act, "bf16");
+    }
     cmd_progress pr;
     progress_init(&pr, "calibrate windows");
     for (int w = 0; w < o.samples; w++) {
