@@ -292,7 +292,8 @@ int cmd_awq(int argc, char **argv)
         }
         goto out;
     }
-    if (!(cl = command_line("awq", argc, argv))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
+    /* the command less --json, as llmq merge records it for shards */
+    if (!(cl = awq_merged_command(info, o.out))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
     if ((rc = awq_write("awq", args[0], &m, &res, info, cl, o.out, o.json, t0, t_search, &err))) goto fail;
     goto out;
 fail:
