@@ -1079,7 +1079,7 @@ out:
 typedef struct {
     const llmq_model *m;
     const llmq_awq_opts *o;
-    int samples, T;          /* calibration windows of T tokens */
+    int samples, T;          /* calibration windows of T tokens that are read (max(SW, LW)) */
     int SW, LW, S;           /* statistics windows, loss windows, subsampled tokens */
     int64_t pool_tokens;     /* SW * T */
     float *X;                /* (samples, T, hidden) the current layer's inputs */
@@ -1125,10 +1125,11 @@ static int run_init(run *r, const llmq_model *m, const int32_t *tokens, int samp
     memset(r, 0, sizeof *r);
     r->m = m;
     r->o = o;
-    r->samples = samples;
     r->T = T;
     r->SW = o->stat_windows > 0 && o->stat_windows < samples ? o->stat_windows : samples;
     r->LW = LLMQ_MIN(o->loss_windows, samples);
+    /* a window past both is never read: it is neither embedded nor run */
+    r->samples = samples = LLMQ_MAX(r->SW, r->LW);
     r->pool_tokens = (int64_t)r->SW * T;
     r->S = (int)LLMQ_MIN((int64_t)o->search_tokens, r->pool_tokens);
     if (fwd_init(&r->f, c, o->pool, T, o->act_bf16, err)) return err->code;
@@ -1338,7 +1339,7 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     for (int l = 0; l < lo && !rc; l++) {
         fwd_w fw;
         model_fwd_w(m, l, &fw);
-        for (int w = 0; w < samples; w++) fwd(&r.f, &fw, r.X + (size_t)w * seqlen * c->hidden, 1, NULL, NULL);
+        for (int w = 0; w < r.samples; w++) fwd(&r.f, &fw, r.X + (size_t)w * seqlen * c->hidden, 1, NULL, NULL);
         llmq_model_release_layer(m, l);
         if (o->progress) o->progress(o->progress_ctx, l + 1, hi);
     }
