@@ -9,7 +9,9 @@
 #   SRC_DIR   where to check the source out   (default /work/llama.cpp-src)
 #   BUILD_DIR where to build                  (default /work/llama.cpp-build)
 # SOURCE may also come from $LLAMACPP_SOURCE; $JOBS sets the parallelism
-# (default 2). Binaries land in BUILD_DIR/bin. llama.cpp is never vendored
+# (default 2); ISA=avx2 builds for AVX2 without AVX-512 (GGML_NATIVE off),
+# the llama.cpp side of the AVX2 table on an AVX-512 host (with LLMQ_ISA=avx2
+# for llmq). Binaries land in BUILD_DIR/bin. llama.cpp is never vendored
 # into this repository.
 set -eu
 src=${1:-${LLAMACPP_SOURCE:-}}
@@ -31,7 +33,12 @@ echo "llama.cpp commit: $(cat "$dir/.llmq-commit")"
 gen=; command -v ninja >/dev/null 2>&1 && gen="-G Ninja"
 # LLAMA_CURL is deprecated in newer trees (a warning only); LLAMA_OPENSSL is
 # its successor. Both off: the benchmarks read local files only.
-cmake -S "$dir" -B "$out" $gen -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+isa="-DGGML_NATIVE=ON"
+if [ "${ISA:-native}" = avx2 ]; then
+    isa="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF"
+    isa="$isa -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF"
+fi
+cmake -S "$dir" -B "$out" $gen -DCMAKE_BUILD_TYPE=Release $isa \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_TOOLS=ON

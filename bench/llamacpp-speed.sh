@@ -18,6 +18,8 @@
 #               this table is skipped.  bench/llamacpp-build.sh builds them
 #               from source outside the repository.
 #   ROUNDS      rounds (default 2);  THREADS  threads (default 2)
+#   LLMQ_ISA=avx2 (with a llama.cpp built by ISA=avx2 bench/llamacpp-build.sh):
+#               the AVX2 table on an AVX-512 host
 . "$(dirname "$0")/lib.sh"
 if [ -z "${LLAMA_CPP:-}" ]; then
     echo "(llama.cpp side by side: skipped, set LLAMA_CPP=path/to/llama.cpp/bin)"
@@ -77,6 +79,9 @@ while [ $r -le "$ROUNDS" ]; do
 done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 isa=$(grep -qw avx512_vnni /proc/cpuinfo && echo "AVX-512 VNNI" || echo "AVX2")
+# the AVX2 table on an AVX-512 host: llmq's AVX2 kernels, llama.cpp built with ISA=avx2
+[ "${LLMQ_ISA:-}" = avx2 ] && isa="AVX2 code paths on an AVX-512 host: LLMQ_ISA=avx2, llama.cpp built without AVX-512"
+[ -n "${LLMQ_ISA:-}" ] && [ "${LLMQ_ISA:-}" != avx2 ] && isa="$isa, LLMQ_ISA=$LLMQ_ISA"
 lc=$(awk 'NR == 1 { print $7 }' "$T/rows")
 echo "### llama.cpp and llmq side by side: synthetic 1.1B shape, $TH threads, $ROUNDS rounds ($cpu, $isa)"
 echo
