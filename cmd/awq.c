@@ -263,6 +263,11 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
+    if (o.layers && ao.layer_hi > m.cfg.n_layers) {   /* before the calibration text and the digest */
+        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: layers %d:%d are not a range within the model's %d layers", m.path,
+                         ao.layer_lo, ao.layer_hi, m.cfg.n_layers);
+        goto fail;
+    }
     if ((rc = check_outputs(&m, o.text, o.layers ? NULL : o.out, o.layers ? o.out : NULL, &err)) ||
         (rc = cmd_calib_windows(args[0], o.text, o.samples, o.seqlen, (uint64_t)o.seed, &cs, &err))) goto fail;
     if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
