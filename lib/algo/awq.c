@@ -1285,10 +1285,13 @@ static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
     qw.mlp_norm = nrm[1];
     if (nrm[2]) qw.b[LLMQ_AWQ_V] = nrm[2];
     if (nrm[3]) qw.b[LLMQ_AWQ_UP] = nrm[3];
+    /* with propagate_fp, X already holds the next layer's inputs: only the
+     * loss windows run, from their saved inputs, into scratch */
+    const int fp = o->propagate_fp;
     double sum = 0;
-    float *tmp = r->xin ? falloc(T, H, err) : NULL;
-    if (r->xin && !tmp) return err->code;
-    for (int w = 0; w < (r->xin ? r->LW : r->samples); w++) {
+    float *tmp = fp && r->LW > 0 ? falloc(T, H, err) : NULL;
+    if (fp && r->LW > 0 && !tmp) return err->code;
+    for (int w = 0; w < (fp ? r->LW : r->samples); w++) {
         float *x = r->X + (size_t)w * T * H;
         if (tmp) x = memcpy(tmp, loss_input(r, w), (size_t)T * H * sizeof(float));
         fwd(&r->f, &qw, x, 1, NULL, NULL);

@@ -40,6 +40,17 @@ expect_out '"weights_dtype":"int4-g128-asym"' llmq verify "$TMP/o" --json
 mv "$TMP/o" "$TMP/merged4"
 expect_out '"linears_packed":' llmq merge $M "$S/p0" "$S/p1" "$S/p2" "$S/p3" -o "$TMP/mj" --json
 
+# the loss windows are only measured, never propagated: without them the
+# tensors are the same (float propagation keeps the float outputs)
+expect_code 0 llmq awq $M -o "$TMP/nl" $(echo "$FAST" | sed 's/--loss-windows 1/--loss-windows 0/')
+check "--loss-windows 0: same tensors" python3 - "$TMP/single/model.safetensors" "$TMP/nl/model.safetensors" <<'PY'
+import json, struct, sys
+def tensors(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
+    return {k: b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items()}
+sys.exit(0 if tensors(sys.argv[1]) == tensors(sys.argv[2]) else 1)
+PY
+
 # GPTQ codes travel in the shards too
 # (the single run with --json: not recorded, the bytes are the same)
 expect_out '"awq":' llmq awq $M -o "$TMP/o" $FAST --gptq --sym --group 32 --json
