@@ -59,7 +59,7 @@ static const cmd_spec awq_spec = {
     awq_opts, 1, 1,
 };
 
-static void search_opts(llmq_awq_opts *ao, llmq_pool *pool)
+static void search_opts(llmq_awq_opts *ao)
 {
     llmq_awq_opts_default(ao);
     ao->q.bits = o.w_bit;
@@ -77,7 +77,6 @@ static void search_opts(llmq_awq_opts *ao, llmq_pool *pool)
     ao->gptq_damp = o.gptq_damp;
     ao->propagate_fp = !strcmp(o.propagate, "fp");
     ao->act_bf16 = !strcmp(o.act, "bf16");
-    ao->pool = pool;
 }
 
 /* --json (taking *record, the awq record), or one line on a terminal. */
@@ -216,7 +215,7 @@ static cJSON *calib_info(const llmq_calib_set *cs, int argc, char **argv)
     return j;
 }
 
-/* --layers A:B into ao (B may exceed nothing: checked by the run). */
+/* --layers A:B into ao (a B past the model's layers is refused by the run). */
 static int parse_layers(const char *s, llmq_awq_opts *ao)
 {
     char *end;
@@ -241,7 +240,7 @@ int cmd_awq(int argc, char **argv)
     if (!llmq_q4_group_ok(o.group))
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
     llmq_awq_opts ao;
-    search_opts(&ao, NULL);
+    search_opts(&ao);
     if (o.layers && parse_layers(o.layers, &ao))
         return cmd_failf("awq", LLMQ_EUSAGE, "--layers must be A:B with 0 <= A < B (layers A..B-1)");
     if (o.layers && !ao.propagate_fp)
@@ -263,19 +262,10 @@ int cmd_awq(int argc, char **argv)
         rc = llmq_errorf(&err, LLMQ_EUNSUPPORTED, "%s: is already a packed model; run awq on its float source", m.path);
         goto fail;
     }
-    if (o.layers && ao.layer_hi > m.cfg.n_layers) {   /* before the calibration text and the digest */
-        rc = llmq_errorf(&err, LLMQ_EUSAGE, "%s: layers %d:%d are not a range within the model's %d layers", m.path,
-                         ao.layer_lo, ao.layer_hi, m.cfg.n_layers);
-        goto fail;
-    }
     if ((rc = check_outputs(&m, o.text, o.layers ? NULL : o.out, o.layers ? o.out : NULL, &err)) ||
         (rc = cmd_calib_windows(args[0], o.text, o.samples, o.seqlen, (uint64_t)o.seed, &cs, &err))) goto fail;
     if (!(pool = llmq_pool_new(o.threads, &err))) { rc = err.code; goto fail; }
-    char digest[65] = "";
-    if (o.layers && (rc = llmq_model_digest(&m, digest, &err))) goto fail;
-
-    search_opts(&ao, pool);
-    if (o.layers) parse_layers(o.layers, &ao);
+    ao.pool = pool;
     cmd_progress pr;
     progress_init(&pr, "awq layers");
     ao.progress = progress_cb;
@@ -286,7 +276,9 @@ int cmd_awq(int argc, char **argv)
     double t_search = llmq_now() - t0;
     if (!(info = calib_info(&cs, argc, argv))) { rc = llmq_errorf(&err, LLMQ_ENOMEM, "out of memory"); goto fail; }
     if (o.layers) {
-        if ((rc = llmq_awq_shard_save(&res, digest, info, o.out, &err))) goto fail;
+        char digest[65];   /* after the run: the run refuses a range outside the model first */
+        if ((rc = llmq_model_digest(&m, digest, &err)) || (rc = llmq_awq_shard_save(&res, digest, info, o.out, &err)))
+            goto fail;
         if (o.json) {
             cJSON *j = json_report(args[0], o.out);
             cJSON_AddStringToObject(j, "layers", o.layers);

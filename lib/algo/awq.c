@@ -14,6 +14,18 @@
 #define lin_name(k) (llmq_linears[k].hf)
 static const char *group_names[LLMQ_AWQ_NGROUP] = { "qkv", "o", "gate_up", "down" };
 
+const char *llmq_awq_group_name(int g) { return (unsigned)g < LLMQ_AWQ_NGROUP ? group_names[g] : "?"; }
+const char *llmq_awq_lin_name(int k) { return strchr(lin_name(k), '.') + 1; }
+
+int64_t llmq_awq_scale_dim(const llmq_config *c, int g)
+{
+    switch (g) {
+    case LLMQ_AWQ_G_QKV: case LLMQ_AWQ_G_GATEUP: return c->hidden;
+    case LLMQ_AWQ_G_O: return (int64_t)c->n_kv_heads * c->head_dim;
+    default: return c->intermediate;
+    }
+}
+
 void llmq_awq_opts_default(llmq_awq_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -949,12 +961,11 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
             kvd = (int64_t)c->n_kv_heads * hd;
     int64_t rows[LLMQ_AWQ_NLIN];
     for (int k = 0; k < LLMQ_AWQ_NLIN; k++) rows[k] = llmq_linear_rows(c, k);
-    int64_t n_s[LLMQ_AWQ_NGROUP] = { H, kvd, H, FF };
     double ts = llmq_now();
     float *xm = falloc(LLMQ_MAX(LLMQ_MAX(H, FF), qd), 1, err);
     if (!xm) return err->code;
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
-        if (!(A->s[g] = falloc(n_s[g], 1, err))) { free(xm); return err->code; }
+        if (!(A->s[g] = falloc(llmq_awq_scale_dim(c, g), 1, err))) { free(xm); return err->code; }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
         llmq_awq_group gr;
         memset(&gr, 0, sizeof gr);
@@ -1499,7 +1510,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
             if (!A->clip[k]) continue;
-            cJSON *c = cJSON_AddObjectToObject(cl, strchr(lin_name(k), '.') + 1);
+            cJSON *c = cJSON_AddObjectToObject(cl, llmq_awq_lin_name(k));
             cJSON_AddItemToObject(c, "mse", pair(A->clip_before[k], A->clip_after[k]));
             cJSON_AddNumberToObject(c, "mean_shrink", A->clip_mean[k]);
             cJSON_AddNumberToObject(c, "clipped", A->clip_frac[k]);
@@ -1507,7 +1518,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
         if (o->gptq) {
             cJSON *gl = cJSON_AddObjectToObject(e, "gptq_mse");
             for (int k = 0; k < LLMQ_AWQ_NLIN; k++)
-                cJSON_AddItemToObject(gl, strchr(lin_name(k), '.') + 1, pair(A->gptq_loss[k][0], A->gptq_loss[k][1]));
+                cJSON_AddItemToObject(gl, llmq_awq_lin_name(k), pair(A->gptq_loss[k][0], A->gptq_loss[k][1]));
         }
         cJSON_AddItemToObject(e, "out_mse_rtn_awq", pair(A->out_rtn, A->out_awq));
         cJSON_AddItemToArray(layers, e);

@@ -52,6 +52,14 @@ enum {
     LLMQ_AWQ_G_DOWN = LLMQ_SITE_DOWN, LLMQ_AWQ_NGROUP
 };
 
+/* Length of layer's scale vector for group g: hidden (qkv, gate_up),
+ * kv_heads * head_dim (o: on v_proj's rows), intermediate (down). */
+int64_t llmq_awq_scale_dim(const llmq_config *c, int g);
+/* "qkv", "o", "gate_up", "down": the names the record and shards use. */
+const char *llmq_awq_group_name(int g);
+/* Linear k's name within its block, "q_proj" .. "down_proj". */
+const char *llmq_awq_lin_name(int k);
+
 /* Weight quantizer the search imitates: exactly the packer's. */
 typedef struct {
     int bits;     /* 3 or 4 */

@@ -11,8 +11,6 @@
 
 #define META_KEY "llmq.awq_shard"
 
-static const char *site_names[LLMQ_AWQ_NGROUP] = { "qkv", "o", "gate_up", "down" };
-
 /* The scalar record of a layer as LLMQ_AWQ_RECORD_LEN doubles, in a fixed
  * order; save != 0 writes v from A, else A from v. */
 static void record_io(llmq_awq_layer *A, double *v, int save)
@@ -37,18 +35,6 @@ static void record_io(llmq_awq_layer *A, double *v, int save)
 #undef IOI
     _Static_assert(4 * 6 + 7 * 4 + 14 + 6 == LLMQ_AWQ_RECORD_LEN, "record length");
 }
-
-/* Shapes of a layer's arrays. */
-static int64_t site_dim(const llmq_config *c, int g)
-{
-    switch (g) {
-    case LLMQ_AWQ_G_QKV: case LLMQ_AWQ_G_GATEUP: return c->hidden;
-    case LLMQ_AWQ_G_O: return (int64_t)c->n_kv_heads * c->head_dim;
-    default: return c->intermediate;
-    }
-}
-
-static const char *short_name(int k) { return strchr(llmq_linears[k].hf, '.') + 1; }
 
 static cJSON *opts_json(const llmq_awq_result *res)
 {
@@ -85,23 +71,23 @@ int llmq_awq_shard_save(const llmq_awq_result *res, const char *model_digest, co
     for (int l = lo; l < hi && !rc; l++) {
         llmq_awq_layer *A = &res->layers[l];
         for (int g = 0; g < LLMQ_AWQ_NGROUP && !rc; g++) {
-            int64_t d[1] = { site_dim(c, g) };
-            snprintf(name, sizeof name, "layers.%d.s.%s", l, site_names[g]);
+            int64_t d[1] = { llmq_awq_scale_dim(c, g) };
+            snprintf(name, sizeof name, "layers.%d.s.%s", l, llmq_awq_group_name(g));
             rc = llmq_st_writer_add(w, name, LLMQ_DT_F32, 1, d, A->s[g], err);
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) {
             int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
             int64_t cs[3] = { rows, cols / G, 2 }, cc[2] = { rows, cols / 2 }, gs[2] = { rows, cols / G };
             if (A->clip[k]) {
-                snprintf(name, sizeof name, "layers.%d.clip.%s", l, short_name(k));
+                snprintf(name, sizeof name, "layers.%d.clip.%s", l, llmq_awq_lin_name(k));
                 rc = llmq_st_writer_add(w, name, LLMQ_DT_F32, 3, cs, A->clip[k], err);
             }
             if (!rc && A->codes[k]) {
-                snprintf(name, sizeof name, "layers.%d.codes.%s", l, short_name(k));
+                snprintf(name, sizeof name, "layers.%d.codes.%s", l, llmq_awq_lin_name(k));
                 rc = llmq_st_writer_add(w, name, LLMQ_DT_U8, 2, cc, A->codes[k], err);
-                snprintf(name, sizeof name, "layers.%d.scales.%s", l, short_name(k));
+                snprintf(name, sizeof name, "layers.%d.scales.%s", l, llmq_awq_lin_name(k));
                 if (!rc) rc = llmq_st_writer_add(w, name, LLMQ_DT_F16, 2, gs, A->scales[k], err);
-                snprintf(name, sizeof name, "layers.%d.zeros.%s", l, short_name(k));
+                snprintf(name, sizeof name, "layers.%d.zeros.%s", l, llmq_awq_lin_name(k));
                 if (!rc && A->zeros[k]) rc = llmq_st_writer_add(w, name, LLMQ_DT_U8, 2, gs, A->zeros[k], err);
             }
         }
@@ -162,8 +148,8 @@ static int load_layer(const llmq_st_file *f, const llmq_config *c, int G, int gp
     char name[96];
     int rc = LLMQ_OK;
     for (int g = 0; g < LLMQ_AWQ_NGROUP && !rc; g++) {
-        int64_t d = site_dim(c, g);
-        snprintf(name, sizeof name, "layers.%d.s.%s", l, site_names[g]);
+        int64_t d = llmq_awq_scale_dim(c, g);
+        snprintf(name, sizeof name, "layers.%d.s.%s", l, llmq_awq_group_name(g));
         if ((rc = take(f, name, LLMQ_DT_F32, d, -1, -1, 0, (void **)&A->s[g], err))) break;
         for (int64_t i = 0; i < d; i++)
             if (!(A->s[g][i] > 0.0f) || !isfinite(A->s[g][i]))
@@ -172,18 +158,18 @@ static int load_layer(const llmq_st_file *f, const llmq_config *c, int G, int gp
     }
     for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) {
         int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
-        snprintf(name, sizeof name, "layers.%d.clip.%s", l, short_name(k));
+        snprintf(name, sizeof name, "layers.%d.clip.%s", l, llmq_awq_lin_name(k));
         if ((rc = take(f, name, LLMQ_DT_F32, rows, cols / G, 2, 1, (void **)&A->clip[k], err))) break;
         for (int64_t i = 0; A->clip[k] && i < rows * (cols / G) * 2; i++)
             if (!(A->clip[k][i] >= 0.0f))   /* +Inf: no clip; NaN or negative: not a clip */
                 return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': value %" PRId64 " is not a clip", f->path, name, i);
         if (!gptq) continue;
-        snprintf(name, sizeof name, "layers.%d.codes.%s", l, short_name(k));
+        snprintf(name, sizeof name, "layers.%d.codes.%s", l, llmq_awq_lin_name(k));
         if ((rc = take(f, name, LLMQ_DT_U8, rows, cols / 2, -1, 0, (void **)&A->codes[k], err))) break;
-        snprintf(name, sizeof name, "layers.%d.scales.%s", l, short_name(k));
+        snprintf(name, sizeof name, "layers.%d.scales.%s", l, llmq_awq_lin_name(k));
         if ((rc = take(f, name, LLMQ_DT_F16, rows, cols / G, -1, 0, (void **)&A->scales[k], err))) break;
         if (sym) continue;
-        snprintf(name, sizeof name, "layers.%d.zeros.%s", l, short_name(k));
+        snprintf(name, sizeof name, "layers.%d.zeros.%s", l, llmq_awq_lin_name(k));
         if ((rc = take(f, name, LLMQ_DT_U8, rows, cols / G, -1, 0, (void **)&A->zeros[k], err))) break;
         for (int64_t i = 0; i < rows * (cols / G); i++)
             if (A->zeros[k][i] > 15)

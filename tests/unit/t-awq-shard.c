@@ -30,11 +30,6 @@ static double urand(void)
     return (double)(rs >> 11) / 9007199254740992.0;
 }
 
-static int64_t site_dim(const llmq_config *c, int g)
-{
-    return g == LLMQ_AWQ_G_O ? (int64_t)c->n_kv_heads * c->head_dim : g == LLMQ_AWQ_G_DOWN ? c->intermediate : c->hidden;
-}
-
 /* A made-up result for m: every scale, clip, code and record value random. */
 static void fake(const llmq_model *m, int gptq, llmq_awq_result *res)
 {
@@ -52,8 +47,8 @@ static void fake(const llmq_model *m, int gptq, llmq_awq_result *res)
     for (int l = 0; l < c->n_layers; l++) {
         llmq_awq_layer *A = &res->layers[l];
         for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
-            A->s[g] = malloc((size_t)site_dim(c, g) * sizeof(float));
-            for (int64_t i = 0; i < site_dim(c, g); i++) A->s[g][i] = (float)(0.01 + urand());
+            A->s[g] = malloc((size_t)llmq_awq_scale_dim(c, g) * sizeof(float));
+            for (int64_t i = 0; i < llmq_awq_scale_dim(c, g); i++) A->s[g][i] = (float)(0.01 + urand());
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
             int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k), ng = rows * (cols / G);
@@ -85,7 +80,7 @@ static int same_layer(const llmq_config *c, const llmq_awq_layer *a, const llmq_
 {
     int ok = 1;
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
-        ok &= !memcmp(a->s[g], b->s[g], (size_t)site_dim(c, g) * sizeof(float));
+        ok &= !memcmp(a->s[g], b->s[g], (size_t)llmq_awq_scale_dim(c, g) * sizeof(float));
         ok &= a->ratio[g] == b->ratio[g] && a->duo[g] == b->duo[g] && a->fallback[g] == b->fallback[g];
         ok &= a->exact[g] == b->exact[g] && a->loss_s1[g] == b->loss_s1[g] && a->loss_best[g] == b->loss_best[g];
     }
@@ -103,6 +98,14 @@ static int same_layer(const llmq_config *c, const llmq_awq_layer *a, const llmq_
     ok &= a->out_awq == b->out_awq && a->sec_stats == b->sec_stats && a->sec_scale == b->sec_scale;
     ok &= a->sec_clip == b->sec_clip && a->sec_fwd == b->sec_fwd;
     return ok;
+}
+
+/* The test model and its digest. */
+static void open_model(llmq_model *m, char digest[65])
+{
+    llmq_err err = { 0, "" };
+    CHECK_EQ_INT(llmq_model_open(m, MODEL, &err), LLMQ_OK);
+    CHECK_EQ_INT(llmq_model_digest(m, digest, &err), LLMQ_OK);
 }
 
 static int save_range(llmq_awq_result *res, const char *digest, int lo, int hi, const char *path)
@@ -131,9 +134,8 @@ TEST(shards_round_trip)
 {
     llmq_model m;
     llmq_err err = { 0, "" };
-    CHECK_EQ_INT(llmq_model_open(&m, MODEL, &err), LLMQ_OK);
     char digest[65];
-    CHECK_EQ_INT(llmq_model_digest(&m, digest, &err), LLMQ_OK);
+    open_model(&m, digest);
     int L = m.cfg.n_layers;
     for (int gptq = 0; gptq < 2; gptq++) {
         llmq_awq_result res, back;
@@ -175,9 +177,8 @@ TEST(shards_hostile_bytes)
 {
     llmq_model m;
     llmq_err err = { 0, "" };
-    CHECK_EQ_INT(llmq_model_open(&m, MODEL, &err), LLMQ_OK);
     char digest[65];
-    CHECK_EQ_INT(llmq_model_digest(&m, digest, &err), LLMQ_OK);
+    open_model(&m, digest);
     llmq_awq_result res, back;
     fake(&m, 0, &res);
     /* layer 0 alone is the one tampered with; the rest joins it intact */
