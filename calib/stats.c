@@ -21,15 +21,18 @@ int llmq_site_dim(const llmq_config *c, llmq_site s)
     }
 }
 
+static void site_free(llmq_site_stats *q)
+{
+    free(q->absmax); free(q->min); free(q->max); free(q->mean_abs);
+    free(q->sum); free(q->sumsq); free(q->abs_sum); free(q->head_absmax); free(q->keep);
+    memset(q, 0, sizeof *q);
+}
+
 void llmq_stats_release(llmq_stats *s)
 {
     if (!s) return;
     if (s->site)
-        for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) {
-            llmq_site_stats *q = &s->site[i];
-            free(q->absmax); free(q->min); free(q->max); free(q->mean_abs);
-            free(q->sum); free(q->sumsq); free(q->abs_sum); free(q->head_absmax); free(q->keep);
-        }
+        for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) site_free(&s->site[i]);
     free(s->site);
     free(s->keep_win);
     free(s->keep_pos);
@@ -68,6 +71,8 @@ int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples
     s->samples = samples;
     s->seqlen = seqlen;
     s->seed = seed;
+    s->lo = 0;
+    s->hi = c->n_layers;
     s->cur_window = -1;
     if (!(s->site = llmq_calloc((size_t)c->n_layers * LLMQ_SITE_COUNT, sizeof *s->site, err))) return err->code;
     for (int l = 0; l < c->n_layers; l++)
@@ -92,12 +97,24 @@ int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples
     return LLMQ_OK;
 }
 
+int llmq_stats_set_layers(llmq_stats *s, int lo, int hi, llmq_err *err)
+{
+    if (lo < 0 || hi > s->n_layers || lo >= hi)
+        return llmq_errorf(err, LLMQ_EUSAGE, "layers %d:%d are not a range inside 0:%d", lo, hi, s->n_layers);
+    for (int l = 0; l < s->n_layers; l++)
+        if (l < lo || l >= hi)
+            for (int k = 0; k < LLMQ_SITE_COUNT; k++) site_free(&s->site[l * LLMQ_SITE_COUNT + k]);
+    s->lo = lo;
+    s->hi = hi;
+    return LLMQ_OK;
+}
+
 void llmq_stats_begin_window(llmq_stats *s, int window) { s->cur_window = window; }
 
 void llmq_stats_observe(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim)
 {
     llmq_stats *s = ctx;
-    if (layer < 0 || layer >= s->n_layers || (unsigned)site >= LLMQ_SITE_COUNT) return;
+    if (layer < s->lo || layer >= s->hi || (unsigned)site >= LLMQ_SITE_COUNT) return;
     llmq_site_stats *q = &s->site[layer * LLMQ_SITE_COUNT + site];
     if (dim != q->dim) return;
     for (int64_t t = 0; t < n; t++) {
@@ -119,7 +136,7 @@ void llmq_stats_observe(void *ctx, int layer, llmq_site site, const float *x, in
         for (int k = 0; k < s->n_keep; k++)
             if (s->keep_win[k] == s->cur_window && s->keep_pos[k] < n)
                 memcpy(q->keep + (size_t)k * dim, x + (size_t)s->keep_pos[k] * dim, (size_t)dim * sizeof(float));
-    if (layer == 0 && site == LLMQ_SITE_QKV) s->tokens += n;
+    if (layer == s->lo && site == LLMQ_SITE_QKV) s->tokens += n;
 }
 
 void llmq_stats_finish(llmq_stats *s)
@@ -169,7 +186,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
     if (!w) return err->code;
     int rc = LLMQ_OK;
     char name[96];
-    for (int l = 0; l < s->n_layers && !rc; l++)
+    for (int l = s->lo; l < s->hi && !rc; l++)
         for (int k = 0; k < LLMQ_SITE_COUNT && !rc; k++) {
             const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
             int64_t d1[1] = { q->dim }, one[1] = { 1 }, hs[1] = { s->n_kv_heads }, ks[2] = { s->n_keep, q->dim };
@@ -186,7 +203,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
                 rc = llmq_st_writer_add(w, name, t[i].dt, t[i].nd, t[i].sh, t[i].p, err);
             }
         }
-    struct { const char *k; char v[80]; } meta[10];
+    struct { const char *k; char v[80]; } meta[11];
     int nm = 0;
 #define META(key, ...) do { meta[nm].k = key; snprintf(meta[nm].v, sizeof meta[nm].v, __VA_ARGS__); nm++; } while (0)
     META("format", "llmq-stats");
@@ -199,6 +216,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
     META("tokens", "%" PRId64, s->tokens);
     META("keep", "%d", s->n_keep);
     META("n_layers", "%d", s->n_layers);
+    if (s->lo > 0 || s->hi < s->n_layers) META("layers", "%d:%d", s->lo, s->hi);
 #undef META
     for (int i = 0; i < nm && !rc; i++) rc = llmq_st_writer_meta(w, meta[i].k, meta[i].v, err);
     if (!rc && s->derived_by[0]) rc = llmq_st_writer_meta(w, "derived_by", s->derived_by, err);
@@ -247,7 +265,7 @@ static int load_tensor(const llmq_st_file *f, const char *name, llmq_dtype dt, i
     return LLMQ_OK;
 }
 
-int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
+static int load(llmq_stats *s, const char *path, int shard_ok, llmq_err *err)
 {
     memset(s, 0, sizeof *s);
     llmq_st_file f;
@@ -268,6 +286,26 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
     }
     if ((rc = meta_int(&f, "n_layers", 1, LLMQ_STATS_MAX_LAYERS, &v, err))) goto out;
     s->n_layers = (int)v;
+    s->lo = 0;
+    s->hi = s->n_layers;
+    const char *range = llmq_st_meta(&f, "layers");
+    if (range) {
+        char q[LLMQ_QUOTE_SIZE], *end;
+        errno = 0;
+        long a = strtol(range, &end, 10), b = *end == ':' ? strtol(end + 1, &end, 10) : -1;
+        if (errno || *end || a < 0 || b > s->n_layers || a >= b || (a == 0 && b == s->n_layers)) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata 'layers' = '%s' is not a shard's range A:B inside 0:%d",
+                             path, llmq_quote(q, range), s->n_layers);
+            goto out;
+        }
+        if (!shard_ok) {
+            rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: holds layers %ld:%ld only (calibrate --layers); join the shards with llmq merge",
+                             path, a, b);
+            goto out;
+        }
+        s->lo = (int)a;
+        s->hi = (int)b;
+    }
     if ((rc = meta_int(&f, "samples", 1, INT32_MAX, &v, err))) goto out;
     s->samples = (int)v;
     if ((rc = meta_int(&f, "seqlen", 2, INT32_MAX, &v, err))) goto out;
@@ -286,15 +324,18 @@ int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err)
     const char *act = llmq_st_meta(&f, "act");
     snprintf(s->act, sizeof s->act, "%s", act ? act : "");
     /* shapes: channels from the tensors themselves, heads from head_absmax */
-    const llmq_st_tensor *kp = llmq_st_find(&f, "layers.0.k_pre.head_absmax"), *kd = llmq_st_find(&f, "layers.0.k_pre.absmax");
+    char kpn[64], kdn[64];
+    snprintf(kpn, sizeof kpn, "layers.%d.k_pre.head_absmax", s->lo);
+    snprintf(kdn, sizeof kdn, "layers.%d.k_pre.absmax", s->lo);
+    const llmq_st_tensor *kp = llmq_st_find(&f, kpn), *kd = llmq_st_find(&f, kdn);
     if (!kp || !kd || kp->ndim != 1 || kd->ndim != 1 || kp->shape[0] < 1 || kd->shape[0] % kp->shape[0] != 0) {
-        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor 'layers.0.k_pre.head_absmax' is missing or does not divide the K channels", path);
+        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s' is missing or does not divide the K channels", path, kpn);
         goto out;
     }
     s->n_kv_heads = (int)kp->shape[0];
     s->head_dim = (int)(kd->shape[0] / kp->shape[0]);
     if (!(s->site = llmq_calloc((size_t)s->n_layers * LLMQ_SITE_COUNT, sizeof *s->site, err))) { rc = err->code; goto out; }
-    for (int l = 0; l < s->n_layers; l++)
+    for (int l = s->lo; l < s->hi; l++)
         for (int k = 0; k < LLMQ_SITE_COUNT; k++) {
             llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
             snprintf(name, sizeof name, "layers.%d.%s.absmax", l, site_names[k]);
@@ -333,4 +374,61 @@ out:
     llmq_st_close(&f);
     if (rc) llmq_stats_release(s);
     return rc;
+}
+
+int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err) { return load(s, path, 0, err); }
+int llmq_stats_load_shard(llmq_stats *s, const char *path, llmq_err *err) { return load(s, path, 1, err); }
+
+/* The fields a single run writes once: equal in every shard of it. */
+static int same_run(const llmq_stats *a, const llmq_stats *b)
+{
+    return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads && a->head_dim == b->head_dim &&
+           a->n_keep == b->n_keep && a->samples == b->samples && a->seqlen == b->seqlen && a->seed == b->seed &&
+           a->tokens == b->tokens && !strcmp(a->model_digest, b->model_digest) &&
+           !strcmp(a->text_digest, b->text_digest) && !strcmp(a->act, b->act) && !strcmp(a->derived_by, b->derived_by);
+}
+
+int llmq_stats_join(llmq_stats *out, const char *const *paths, int n, llmq_err *err)
+{
+    memset(out, 0, sizeof *out);
+    llmq_stats sh;
+    int *from = NULL, rc = LLMQ_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        if ((rc = load(&sh, paths[i], 1, err))) break;
+        if (sh.lo == 0 && sh.hi == sh.n_layers) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: holds every layer already; merge takes the shards of calibrate --layers", paths[i]);
+        } else if (sh.derived_by[0]) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics derived by another command, not a calibrate shard", paths[i]);
+        } else if (i == 0) {
+            *out = sh;   /* takes the shard's arrays over */
+            memset(&sh, 0, sizeof sh);
+            if (!(from = llmq_calloc((size_t)out->n_layers, sizeof *from, err))) { rc = err->code; break; }
+            for (int l = out->lo; l < out->hi; l++) from[l] = 1;
+            continue;
+        } else if (!same_run(out, &sh)) {
+            rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: from another calibrate run than %s (model, text, windows, seed, keep or --act differ)",
+                             paths[i], paths[0]);
+        } else {
+            for (int l = sh.lo; l < sh.hi && !rc; l++) {
+                if (from[l]) {
+                    rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: layer %d is also in %s", paths[i], l, paths[from[l] - 1]);
+                    break;
+                }
+                from[l] = i + 1;
+                for (int k = 0; k < LLMQ_SITE_COUNT; k++) {
+                    out->site[l * LLMQ_SITE_COUNT + k] = sh.site[l * LLMQ_SITE_COUNT + k];
+                    memset(&sh.site[l * LLMQ_SITE_COUNT + k], 0, sizeof sh.site[0]);
+                }
+            }
+        }
+        llmq_stats_release(&sh);
+    }
+    for (int l = 0; !rc && from && l < out->n_layers; l++)
+        if (!from[l]) rc = llmq_errorf(err, LLMQ_EFORMAT, "layer %d is in none of the %d shards", l, n);
+    if (!rc && !from) rc = llmq_errorf(err, LLMQ_EFORMAT, "no shards to join");
+    free(from);
+    if (rc) { llmq_stats_release(out); return rc; }
+    out->lo = 0;
+    out->hi = out->n_layers;
+    return LLMQ_OK;
 }

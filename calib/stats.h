@@ -20,6 +20,9 @@
  * Metadata: format "llmq-stats", llmq.stats_version "1", model_digest,
  * text_digest, samples, seqlen, seed, tokens, keep, n_layers, and
  * derived_by when smooth transformed the statistics for its output.
+ * A shard (calibrate --layers A:B) holds the tensors of layers A..B-1 only
+ * and the metadata layers "A:B"; llmq merge joins shards into the file a
+ * single run writes.
  * Saving the same statistics gives the same bytes.
  */
 #ifndef LLMQ_CALIB_STATS_H
@@ -48,6 +51,8 @@ typedef struct {
 typedef struct {
     int n_layers, n_kv_heads, head_dim;
     int n_keep;                /* subsample rows per linear-input site */
+    int lo, hi;                /* the layers held, [lo, hi): all of them, or a shard's
+                                * (calibrate --layers); other layers' sites are empty */
     llmq_site_stats *site;     /* (n_layers * LLMQ_SITE_COUNT), site[l * LLMQ_SITE_COUNT + s] */
     char model_digest[65], text_digest[65];
     int samples, seqlen;
@@ -77,6 +82,11 @@ int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples
                     uint64_t seed, llmq_err *err);
 void llmq_stats_release(llmq_stats *s);
 
+/* Keep statistics of layers [lo, hi) only (a shard; 0 <= lo < hi <=
+ * n_layers): the other layers' sites are freed and not observed.
+ * Errors: LLMQ_EUSAGE. */
+int llmq_stats_set_layers(llmq_stats *s, int lo, int hi, llmq_err *err);
+
 /* Tell the collector which window the next forward pass runs. */
 void llmq_stats_begin_window(llmq_stats *s, int window);
 /* An llmq_observer: ctx is the llmq_stats.  Accumulates x (n, dim). */
@@ -91,6 +101,16 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err);
  * LLMQ_EIO, LLMQ_EFORMAT (not a stats file, missing or malformed tensor),
  * LLMQ_ENONFINITE, LLMQ_ENOMEM. */
 int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err);
+/* llmq_stats_load that also takes a shard (s->lo, s->hi say which layers
+ * it holds).  Every other reader takes whole files only. */
+int llmq_stats_load_shard(llmq_stats *s, const char *path, llmq_err *err);
+/* Join shards (llmq_stats_load_shard each) of one calibrate run, whose
+ * layers tile 0..n_layers exactly, into out: the statistics a single run
+ * gives, saved to the same bytes.  Errors name the shard: LLMQ_EFORMAT
+ * (another run, a layer missing or held twice, a whole file), and
+ * llmq_stats_load's. */
+int llmq_stats_join(llmq_stats *out, const char *const *paths, int n, llmq_err *err);
+
 /* Check that s fits config c (layers, dims, heads); path names the stats
  * file in the message.  Errors: LLMQ_EUSAGE. */
 int llmq_stats_check_config(const llmq_stats *s, const llmq_config *c, const char *path, llmq_err *err);

@@ -215,20 +215,6 @@ static cJSON *calib_info(const llmq_calib_set *cs, int argc, char **argv)
     return j;
 }
 
-/* --layers A:B into ao (a B past the model's layers is refused by the run). */
-static int parse_layers(const char *s, llmq_awq_opts *ao)
-{
-    char *end;
-    long a = strtol(s, &end, 10);
-    if (end == s || *end != ':' || a < 0 || a > 1000000) return -1;
-    const char *t = end + 1;
-    long b = strtol(t, &end, 10);
-    if (end == t || *end || b <= a || b > 1000000) return -1;
-    ao->layer_lo = (int)a;
-    ao->layer_hi = (int)b;
-    return 0;
-}
-
 int cmd_awq(int argc, char **argv)
 {
     memset(&o, 0, sizeof o);
@@ -241,7 +227,7 @@ int cmd_awq(int argc, char **argv)
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
     llmq_awq_opts ao;
     search_opts(&ao);
-    if (o.layers && parse_layers(o.layers, &ao))
+    if (o.layers && parse_layer_range(o.layers, &ao.layer_lo, &ao.layer_hi))
         return cmd_failf("awq", LLMQ_EUSAGE, "--layers must be A:B with 0 <= A < B (layers A..B-1)");
     if (o.layers && !ao.propagate_fp)
         return cmd_failf("awq", LLMQ_EUSAGE, "--layers needs --propagate fp (each range then starts from the float model)");

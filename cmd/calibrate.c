@@ -15,7 +15,7 @@
 #include "../lib/algo/pack.h"
 
 static struct {
-    const char *text, *out, *imatrix, *inspect, *act;
+    const char *text, *out, *imatrix, *inspect, *act, *layers;
     int samples, seqlen, keep, threads, json, top;
     long long seed_ll;
     double seed_d;
@@ -32,6 +32,7 @@ static opt_def calibrate_opts[] = {
     { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0, NULL },
     { "top", OPT_INT, &o.top, "N", "channels listed per site by --inspect", NULL, 1, 1 << 20, NULL, 0, "4" },
     { "act", OPT_CHOICE, &o.act, NULL, "linear inputs of the forward: f32, or rounded to bf16 for the bf16 dot product (AVX512-BF16; the statistics are of the f32 inputs)", "f32|bf16", 0, 0, NULL, 0, "f32" },
+    { "layers", OPT_STRING, &o.layers, "A:B", "record layers A..B-1 only, a shard for llmq merge (the forward stops after layer B-1)", NULL, 0, 0, NULL, 0, NULL },
     OPT_ROW_THREADS(o.threads),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
@@ -46,7 +47,8 @@ static const cmd_spec calibrate_spec = {
     "proportional to its token count, then a uniform start.  Same inputs and seed give a\n"
     "byte-identical file.  --imatrix-out writes the sums of squares and token counts as the\n"
     "importance matrix llama-quantize reads (GGUF, as llama-imatrix writes it).  See\n"
-    "llmq-calibrate(1).",
+    "llmq-calibrate(1).  --layers A:B writes a shard of layers A..B-1; shards of one run,\n"
+    "run as separate processes, join with llmq merge into the file a single run writes.",
     calibrate_opts, 0, 1,
 };
 
@@ -139,6 +141,7 @@ static void report_json(const char *path, const llmq_model *m, const llmq_calib_
                         uint64_t seed, double secs)
 {
     cJSON *j = json_report(path, o.out);
+    if (o.layers) cJSON_AddStringToObject(j, "layers", o.layers);
     if (o.imatrix) cJSON_AddStringToObject(j, "imatrix", o.imatrix);
     cJSON_AddStringToObject(j, "model_digest", st->model_digest);
     cJSON_AddStringToObject(j, "text_digest", st->text_digest);
@@ -168,6 +171,11 @@ int cmd_calibrate(int argc, char **argv)
     if (!o.out && !o.imatrix) return cmd_failf("calibrate", LLMQ_EUSAGE, "missing -o FILE or --imatrix-out FILE");
     if (o.imatrix && !strcmp(o.imatrix, "-") && ((o.out && !strcmp(o.out, "-")) || o.json))
         return cmd_failf("calibrate", LLMQ_EUSAGE, "--imatrix-out - and %s both write stdout", o.json ? "--json" : "-o -");
+    int lo = 0, hi = 0;
+    if (o.layers && parse_layer_range(o.layers, &lo, &hi))
+        return cmd_failf("calibrate", LLMQ_EUSAGE, "--layers must be A:B with 0 <= A < B (layers A..B-1)");
+    if (o.layers && o.imatrix)
+        return cmd_failf("calibrate", LLMQ_EUSAGE, "--imatrix-out needs every layer: write shards with -o, merge them, then run calibrate without --layers");
     if (o.imatrix && same_output(o.out, o.imatrix))
         return cmd_failf("calibrate", LLMQ_EUSAGE, "%s: given as both -o and --imatrix-out", o.imatrix);
     uint64_t seed = (uint64_t)o.seed_d;
@@ -185,13 +193,19 @@ int cmd_calibrate(int argc, char **argv)
     if ((rc = cmd_model_open(&m, path, o.text, NULL, o.out, &err))) return cmd_fail("calibrate", &err);
     if ((rc = check_outputs(&m, o.text, NULL, o.imatrix, &err))) goto fail;
     if ((rc = cmd_calib_windows(path, o.text, o.samples, o.seqlen, seed, &cs, &err))) goto fail;
+    if (o.layers && hi > m.cfg.n_layers) {
+        rc = llmq_errorf(&err, LLMQ_EUSAGE, "--layers %s: %s has %d layers", o.layers, path, m.cfg.n_layers);
+        goto fail;
+    }
     if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;
+    if (o.layers && (rc = llmq_stats_set_layers(&st, lo, hi, &err))) goto fail;
     if ((rc = llmq_model_digest(&m, st.model_digest, &err))) goto fail;
     memcpy(st.text_digest, cs.text_digest, sizeof st.text_digest);
     if (!(pool = llmq_pool_new(o.threads, &err))) goto fail;
     if ((rc = llmq_runner_new(&run, &m, o.seqlen, pool, &err))) goto fail;
     llmq_runner_observe(run, llmq_stats_observe, &st);
     llmq_runner_release_layers(run, 1);   /* resident: one layer of the model at a time */
+    if (o.layers && (rc = llmq_runner_stop_after(run, hi, &err))) goto fail;
     if (!strcmp(o.act, "bf16")) {
         if ((rc = llmq_runner_set_act(run, LLMQ_ACT_BF16, &err))) goto fail;
         snprintf(st.act, sizeof st.act, "bf16");
@@ -207,7 +221,7 @@ int cmd_calibrate(int argc, char **argv)
         if (pr.tty) {
             double el = llmq_now() - pr.t0;
             fprintf(stderr, "\rcalibrate: window %d/%d (%d layers each), %.0f tok/s, ETA %.0fs   ", w + 1, o.samples,
-                    m.cfg.n_layers, (double)(w + 1) * o.seqlen / el, el / (w + 1) * (o.samples - w - 1));
+                    o.layers ? hi : m.cfg.n_layers, (double)(w + 1) * o.seqlen / el, el / (w + 1) * (o.samples - w - 1));
             pr.shown = 1;
         }
     }

@@ -1,10 +1,13 @@
-/* merge.c - `llmq merge`: join the shards `llmq awq --layers` wrote into one packed model. */
+/* merge.c - `llmq merge`: join the shards `llmq awq --layers` wrote into one
+ * packed model, or those of `llmq calibrate --layers` into one statistics file. */
 #include <stdio.h>
 #include "common.h"
 #include "../lib/model.h"
 #include "../lib/algo/awq.h"
 #include "../lib/algo/awq_shard.h"
 #include "../lib/algo/pack.h"
+#include "../formats/safetensors.h"
+#include "../calib/stats.h"
 
 static struct {
     const char *out;
@@ -12,20 +15,73 @@ static struct {
 } o;
 
 static opt_def merge_opts[] = {
-    OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
+    OPT_ROW_OUTPUT(o.out, "OUT", "write the packed model to directory OUT, or the statistics to file OUT (required)"),
     OPT_ROW_JSON(o.json),
     OPT_ROW_END,
 };
 
 static const cmd_spec merge_spec = {
-    "merge", "MODEL SHARD... -o DIR [--json]",
+    "merge", "MODEL SHARD... -o OUT [--json]",
     "Join the shards that llmq awq --layers A:B --propagate fp wrote for MODEL (every\n"
-    "layer in exactly one shard, all from one awq command) and pack the model as that\n"
-    "awq command without --layers would have: the same bytes.",
-    "The packed file's llmq.command is that single awq command, writing DIR.\n"
+    "layer in exactly one shard, all from one awq command) and pack the model to\n"
+    "directory OUT as that awq command without --layers would have: the same bytes.\n"
+    "Shards of llmq calibrate --layers A:B join the same way into the statistics file OUT\n"
+    "that one calibrate run without --layers writes.",
+    "The packed file's llmq.command is that single awq command, writing OUT.\n"
     "See llmq-merge(1).",
     merge_opts, 2, 4096,
 };
+
+/* 1 if path is a statistics file (format "llmq-stats"): shards of calibrate. */
+static int is_stats(const char *path)
+{
+    llmq_st_file f;
+    llmq_err e = { 0, "" };
+    if (llmq_st_open(&f, path, &e)) return 0;   /* the awq reader names what is wrong */
+    const char *fmt = llmq_st_meta(&f, "format");
+    int yes = fmt && !strcmp(fmt, "llmq-stats");
+    llmq_st_close(&f);
+    return yes;
+}
+
+static int merge_stats(int na, char **args, double t0)
+{
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    llmq_stats st;
+    char digest[65];
+    memset(&st, 0, sizeof st);
+    int rc = llmq_model_open(&m, args[0], &err);
+    if (rc) return cmd_fail("merge", &err);
+    cmd_inputs in;
+    inputs_init(&in);
+    inputs_add_model(&in, &m);
+    for (int i = 1; i < na; i++) inputs_add(&in, args[i]);
+    rc = inputs_check_file(&in, o.out, &err);
+    inputs_release(&in);
+    if (rc || (rc = llmq_stats_join(&st, (const char *const *)args + 1, na - 1, &err)) ||
+        (rc = llmq_stats_check_config(&st, &m.cfg, args[1], &err)) || (rc = llmq_model_digest(&m, digest, &err)))
+        goto fail;
+    if (strcmp(digest, st.model_digest) != 0) {
+        rc = llmq_errorf(&err, LLMQ_EFORMAT, "%s: the shards were computed on another model (digest %.12s, %s has %.12s)",
+                         args[1], st.model_digest, args[0], digest);
+        goto fail;
+    }
+    if ((rc = llmq_stats_save(&st, o.out, &err))) goto fail;
+    if (o.json) {
+        cJSON *j = json_report(args[0], o.out);
+        cJSON_AddNumberToObject(j, "shards", na - 1);
+        cJSON_AddNumberToObject(j, "n_layers", st.n_layers);
+        json_report_done(j, t0, -1);
+    }
+    goto out;
+fail:
+    rc = cmd_fail("merge", &err);
+out:
+    llmq_stats_release(&st);
+    llmq_model_close(&m);
+    return rc;
+}
 
 int cmd_merge(int argc, char **argv)
 {
@@ -33,7 +89,8 @@ int cmd_merge(int argc, char **argv)
     char *args[4096];
     int na, rc = opts_parse(&merge_spec, argc, argv, args, &na);
     if (rc) return rc == 1 ? 0 : LLMQ_EUSAGE;
-    if (!o.out) return cmd_failf("merge", LLMQ_EUSAGE, "missing -o DIR");
+    if (!o.out) return cmd_failf("merge", LLMQ_EUSAGE, "missing -o OUT");
+    if (is_stats(args[1])) return merge_stats(na, args, llmq_now());
     llmq_err err = { 0, "" };
     llmq_model m;
     llmq_awq_result res;

@@ -26,6 +26,7 @@ struct llmq_runner {
     llmq_observer obs;
     void *obs_ctx;
     int release;        /* drop each layer's mapped pages once the forward has passed it */
+    int stop;           /* layers a forward runs (llmq_runner_stop_after); n_layers by default */
     /* activations for up to max_ctx tokens */
     float *x;        /* (max_ctx, hidden) residual stream */
     float *xn;       /* (max_ctx, hidden) normed */
@@ -46,6 +47,14 @@ const llmq_model *llmq_runner_model(const llmq_runner *r) { return r->m; }
 
 void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx) { r->obs = fn; r->obs_ctx = ctx; }
 void llmq_runner_release_layers(llmq_runner *r, int on) { r->release = on; }
+
+int llmq_runner_stop_after(llmq_runner *r, int n_layers, llmq_err *err)
+{
+    if (n_layers < 1 || n_layers > r->m->cfg.n_layers)
+        return llmq_errorf(err, LLMQ_EUSAGE, "a forward runs 1..%d layers, not %d", r->m->cfg.n_layers, n_layers);
+    r->stop = n_layers;
+    return LLMQ_OK;
+}
 /* The widest linear input: the row length of the activation buffers. */
 static size_t max_input(const llmq_config *c)
 {
@@ -139,6 +148,7 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
     llmq_runner *r = llmq_calloc(1, sizeof *r, err);
     if (!r) return err->code;
     r->m = m;
+    r->stop = m->cfg.n_layers;
     r->pool = pool;
     r->max_ctx = max_ctx;
     size_t T = (size_t)max_ctx, H = (size_t)c->hidden, FF = (size_t)c->intermediate;
@@ -372,7 +382,9 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
     struct step st = { r, NULL, 0, n, pos };
     llmq_layer_pass p = { .c = c, .T = n, .cs = cs, .sn = sn, .linear = step_linear, .attend = step_attend,
                           .ctx = &st, .observe = r->obs, .obs_ctx = r->obs_ctx };
-    for (int l = 0; l < c->n_layers; l++) {
+    if (logits && r->stop < c->n_layers)
+        return llmq_errorf(err, LLMQ_EUSAGE, "no logits from a forward stopped after layer %d of %d", r->stop, c->n_layers);
+    for (int l = 0; l < r->stop; l++) {
         st.L = &m->layers[l];
         st.layer = p.layer = l;
         p.attn_norm = st.L->attn_norm;

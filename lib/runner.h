@@ -36,6 +36,12 @@ void llmq_runner_observe(llmq_runner *r, llmq_observer fn, void *ctx);
  * of memory (calibrate); decode wants its weights resident. */
 void llmq_runner_release_layers(llmq_runner *r, int on);
 
+/* Forwards run layers 0..n_layers-1 only and leave the residual stream
+ * after them (for statistics of a range of layers: calibrate --layers);
+ * such a forward gives no logits.  Errors: LLMQ_EUSAGE (n_layers outside
+ * 1..the model's). */
+int llmq_runner_stop_after(llmq_runner *r, int n_layers, llmq_err *err);
+
 /* How linear inputs are fed to the weights. */
 typedef enum {
     LLMQ_ACT_FP = 0,      /* fp32 activations: weight-only quantization (W8A16) */
