@@ -36,6 +36,7 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
     o->clip = 1;
     o->clip_qk = 1;
     o->clip_steps = 20;
+    o->clip_energy = 1.0;
     o->max_shrink = 0.5;
     o->search_tokens = LLMQ_AWQ_SEARCH_TOKENS_DEFAULT;
     o->stat_windows = LLMQ_AWQ_STAT_WINDOWS_DEFAULT;
@@ -487,7 +488,7 @@ struct factor_job {
     int64_t nb;
     int G;
     const float *s;
-    double count;
+    double count, energy;
     float *r;
     double *work;     /* per thread: G*G + G + lwork */
     int lwork;
@@ -516,16 +517,27 @@ static void factor_worker(void *ctx, int ti, int nt)
         float *r = j->r + (size_t)k * G * G;
         if (info) { j->failed[ti] = 1; memset(r, 0, (size_t)G * G * sizeof(float)); continue; }
         /* column-major eigenvector i is A[i * G .. i * G + G): R's row i is
-         * sqrt(lambda_i) v_i, so R^T R = sum_i lambda_i v_i v_i^T */
+         * sqrt(lambda_i) v_i, so R^T R = sum_i lambda_i v_i v_i^T.  Rows
+         * 0..drop-1, the smallest eigenvalues summing to at most
+         * (1 - energy) of the trace, are left zero. */
+        double tr = 0.0, cut = 0.0;
+        for (int i = 0; i < G; i++) tr += ev[i] > 0.0 ? ev[i] : 0.0;
+        int drop = 0;
+        while (j->energy < 1.0 && drop < G - 1) {
+            double e = ev[drop] > 0.0 ? ev[drop] : 0.0;
+            if (cut + e > (1.0 - j->energy) * tr) break;
+            cut += e;
+            drop++;
+        }
         for (int i = 0; i < G; i++) {
-            double l = ev[i] > 0.0 && isfinite(ev[i]) ? sqrt(ev[i]) : 0.0;
+            double l = i >= drop && ev[i] > 0.0 && isfinite(ev[i]) ? sqrt(ev[i]) : 0.0;
             for (int c = 0; c < G; c++) r[(size_t)i * G + c] = (float)(l * A[(size_t)i * G + c]);
         }
     }
 }
 
 int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
-                         float *r, llmq_err *err)
+                         double energy, float *r, llmq_err *err)
 {
     if (group < 1 || cols % group || !(count > 0))
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: Gram factor needs columns a multiple of the group and tokens");
@@ -533,7 +545,7 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
     double *work = llmq_calloc((size_t)nt, ((size_t)group * group + group + lwork) * sizeof(double), err);
     int *failed = work ? llmq_calloc((size_t)nt, sizeof(int), err) : NULL;
     if (!failed) { free(work); return err->code; }
-    struct factor_job j = { gram, cols / group, group, s, count, r, work, lwork, failed };
+    struct factor_job j = { gram, cols / group, group, s, count, energy, r, work, lwork, failed };
     llmq_pool_run(pool, factor_worker, &j);
     int bad = 0;
     for (int i = 0; i < nt; i++) bad |= failed[i];
@@ -549,6 +561,7 @@ struct clip_job {
     const llmq_awq_qcfg *q;
     int steps;
     double max_shrink;
+    int bf16;                                        /* products on llmq_matmul_bf16 */
     float *clip;
     double *err_before, *err_after, *shrink_sum;   /* (threads) */
     int64_t *n_clipped;                              /* (threads) */
@@ -570,11 +583,27 @@ static void clip_worker(void *ctx, int ti, int nt)
     float *amax = c + CLIP_ROWS;                            /* (CLIP_ROWS) */
     double *best = (double *)(amax + CLIP_ROWS);            /* (CLIP_ROWS) */
     float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
+    uint16_t *Rb = (uint16_t *)(fq + G);                    /* bf16: (G, G) */
+    uint16_t *Db = Rb + (size_t)G * G;                      /* bf16: (CLIP_ROWS, G) */
     double eb = 0, ea = 0, ss = 0;
     int64_t nc = 0;
     float bh[CLIP_ROWS], bl[CLIP_ROWS], ch[CLIP_ROWS], cl2[CLIP_ROWS], mhi[CLIP_ROWS], mlo[CLIP_ROWS], base[CLIP_ROWS];
     for (int64_t k = 0; k < ng; k++) {
         const float *rk = j->r + (size_t)k * G * G;
+        /* leading zero rows of R_k add nothing to any error: skipped */
+        int z0 = 0;
+        while (z0 < G - 1) {
+            int nz = 0;
+            for (int e = 0; e < G && !nz; e++) nz = rk[(size_t)z0 * G + e] != 0.0f;
+            if (nz) break;
+            z0++;
+        }
+        const int M = G - z0;
+        rk += (size_t)z0 * G;
+        /* bf16: R_k as a weight matrix of M rows, the errors d as its tokens;
+         * E (nr, M) row-major */
+        llmq_wmat Rw = { .type = LLMQ_W_BF16, .rows = M, .cols = G, .data = Rb };
+        if (j->bf16) llmq_round_bf16(rk, (int64_t)M * G, Rb);
         for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
             int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
             for (int i = 0; i < nr; i++) {
@@ -618,10 +647,18 @@ static void clip_worker(void *ctx, int ti, int nt)
                         llmq_awq_fake_row(j->q, w, G, pr, fq);
                         for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
+                    if (j->bf16) {
+                        llmq_round_bf16(D, (int64_t)nr * G, Db);
+                        llmq_matmul_bf16(NULL, &Rw, Db, nr, E);
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
+                    }
                     for (int i = 0; i < nr; i++) {
                         double e2 = 0.0;
-                        for (int t = 0; t < G; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
+                        if (j->bf16)
+                            for (int t = 0; t < M; t++) e2 += (double)E[i * M + t] * E[i * M + t];
+                        else
+                            for (int t = 0; t < M; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
                         if (phase == 0 && step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; bh[i] = bl[i] = INFINITY; }
                         else if (e2 < best[i]) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
                     }
@@ -648,18 +685,21 @@ static void clip_worker(void *ctx, int ti, int nt)
 }
 
 int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
-                         const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
+                         const llmq_awq_qcfg *q, int steps, double max_shrink, int bf16, float *clip,
                          double *before, double *after, double *mean_shrink, double *frac, llmq_err *err)
 {
     if (rows < 1 || cols > INT32_MAX || cols % q->group)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: clip search needs rows and columns a multiple of the group");
     int nt = llmq_pool_size(pool);
-    size_t per = (size_t)CLIP_ROWS * q->group + (size_t)q->group * CLIP_ROWS + 4 * CLIP_ROWS + (size_t)q->group + 16;
+    /* D, E, c, amax, best (doubles: 2 floats each), fq, then Rb and Db (bf16: half a float each) */
+    size_t per = (size_t)CLIP_ROWS * q->group + (size_t)q->group * CLIP_ROWS + 4 * CLIP_ROWS + (size_t)q->group +
+                 ((size_t)q->group * q->group + (size_t)CLIP_ROWS * q->group) / 2 + 16;
     float *buf = falloc(nt, (int64_t)per, err);
     double *d = buf ? llmq_calloc((size_t)nt * 3, sizeof(double), err) : NULL;
     int64_t *nc = d ? llmq_calloc((size_t)nt, sizeof(int64_t), err) : NULL;
     if (!nc) { free(buf); free(d); return err->code; }
-    struct clip_job j = { w, r, rows, cols, q, steps < 1 ? 1 : steps, max_shrink, clip, d, d + nt, d + 2 * nt, nc, buf, per };
+    struct clip_job j = { w, r, rows, cols, q, steps < 1 ? 1 : steps, max_shrink, bf16 && llmq_has_bf16_dot(), clip, d, d + nt,
+                          d + 2 * nt, nc, buf, per };
     llmq_pool_run(pool, clip_worker, &j);
     double eb = 0, ea = 0, ss = 0;
     int64_t c = 0;
@@ -1033,11 +1073,13 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
         int64_t in = st->dim[site];
         if (!rf[site]) {
             if (!(rf[site] = falloc(in, o->q.group, err))) { rc = err->code; break; }
-            if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, rf[site], err)))
+            if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, o->clip_energy,
+                                           rf[site], err)))
                 break;
         }
         if (!(A->clip[k] = falloc(rows[k], 2 * (in / o->q.group), err))) { rc = err->code; break; }
-        rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, rf[site], &o->q, o->clip_steps, o->max_shrink, A->clip[k],
+        rc = llmq_awq_search_clip(o->pool, W[k], rows[k], in, rf[site], &o->q, o->clip_steps, o->max_shrink, o->act_bf16,
+                                  A->clip[k],
                                   &A->clip_before[k], &A->clip_after[k], &A->clip_mean[k], &A->clip_frac[k], err);
     }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) free(rf[g]);
@@ -1481,6 +1523,7 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON_AddBoolToObject(j, "clip", o->clip);
     cJSON_AddBoolToObject(j, "clip_qk", o->clip_qk);
     cJSON_AddNumberToObject(j, "clip_steps", o->clip_steps);
+    if (o->clip_energy < 1.0) cJSON_AddNumberToObject(j, "clip_energy", o->clip_energy);
     cJSON_AddNumberToObject(j, "max_shrink", o->max_shrink);
     cJSON_AddNumberToObject(j, "search_tokens", o->search_tokens);
     cJSON_AddBoolToObject(j, "gptq", o->gptq);

@@ -84,6 +84,8 @@ typedef struct {
     int clip_qk;         /* also clip q_proj / k_proj (1; llm-awq does not) */
     int clip_steps;      /* shrink steps (20) */
     double max_shrink;   /* the range shrinks down to 1 - max_shrink (0.5) */
+    double clip_energy;  /* the clip search's error keeps the input directions holding this
+                          * share of each group's activation energy (1: all of them, exact) */
     int search_tokens;   /* tokens subsampled for the scale search */
     int gptq;            /* round with GPTQ's error compensation (gptq.h) (0) */
     double gptq_damp;    /* its damping, a fraction of the mean diagonal (LLMQ_GPTQ_DAMP_DEFAULT) */
@@ -211,9 +213,14 @@ void llmq_awq_gram_add(llmq_pool *pool, const float *x, int64_t n, int64_t cols,
 /* r (cols/group, group, group), each block R_k with R_k^T R_k =
  * D G_k D / count, D = diag(1 / s) (s NULL = 1: the inputs of weights whose
  * columns were multiplied by s), through the eigendecomposition
- * (eigenvalues below zero, from rounding, count as zero). */
+ * (eigenvalues below zero, from rounding, count as zero).  Row i of R_k is
+ * sqrt(lambda_i) v_i, eigenvalues ascending; with energy < 1 the rows of
+ * the smallest eigenvalues whose sum stays within (1 - energy) of the
+ * trace are zero (a low-rank R_k: the clip search skips leading zero rows,
+ * so its error covers the directions holding `energy` of the inputs'
+ * mean square). */
 int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
-                         float *r, llmq_err *err);
+                         double energy, float *r, llmq_err *err);
 
 /* Clip search for w (rows, cols) whose inputs have the Gram factors r
  * (llmq_awq_gram_factor): per row and group, the clamp [-lo, hi] with
@@ -224,9 +231,12 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
  * again on a grid ten times finer within one coarse step of the best;
  * clip (rows, cols/group, 2) = (hi, lo), +Inf where no shrink is kept.
  * Mean output error per token and row before / after into
- * *before, *after, mean shrink and fraction clipped. */
+ * *before, *after, mean shrink and fraction clipped.  With bf16 (and a
+ * bf16 dot product on this host, llmq_has_bf16_dot) the products R_k d
+ * take R_k and the weight errors d rounded to bf16, sums in fp32 (awq
+ * --act bf16); else fp32 sgemm. */
 int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t cols, const float *r,
-                         const llmq_awq_qcfg *q, int steps, double max_shrink, float *clip,
+                         const llmq_awq_qcfg *q, int steps, double max_shrink, int bf16, float *clip,
                          double *before, double *after, double *mean_shrink, double *frac, llmq_err *err);
 
 #endif

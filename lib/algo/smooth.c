@@ -50,9 +50,11 @@ static int consumers(const llmq_layer *L, llmq_pair p, const llmq_wmat **w, int 
 
 struct err_job {
     const float *W, *Xd, *s, *ref, *wz;
+    const int8_t *Xq;     /* quantize: the activations' int8 codes (n, cols) */
+    const float *xs;      /* quantize: their per-token scales (n) */
     int64_t rows, cols, n;
     float *wbuf, *ybuf;   /* per thread: (TILE, cols), (n, TILE) */
-    int8_t *codes;        /* per thread: (cols) */
+    int8_t *codes;        /* per thread: (TILE, cols) weight codes */
     double *tile_err;     /* (tiles) */
     int quantize;         /* 0: plain fp32 product (computing ref) */
     float *out;           /* when !quantize: (n, rows) */
@@ -64,7 +66,8 @@ static void err_worker(void *ctx, int ti, int nt)
     int64_t tiles = (j->rows + TILE - 1) / TILE, t0, t1;
     llmq_split(tiles, ti, nt, 1, &t0, &t1);
     float *wb = j->wbuf + (size_t)ti * TILE * j->cols, *yb = j->ybuf + (size_t)ti * TILE * j->n;
-    int8_t *cd = j->codes + (size_t)ti * j->cols;
+    int8_t *cd = j->codes + (size_t)ti * TILE * j->cols;
+    float wsc[TILE];
     for (int64_t tile = t0; tile < t1; tile++) {
         int64_t r0 = tile * TILE, tr = LLMQ_MIN(TILE, j->rows - r0);
         for (int64_t r = 0; r < tr; r++) {
@@ -72,12 +75,16 @@ static void err_worker(void *ctx, int ti, int nt)
             float *o = wb + (size_t)r * j->cols;
             if (!j->quantize) { memcpy(o, w, (size_t)j->cols * sizeof(float)); continue; }
             for (int64_t c = 0; c < j->cols; c++) o[c] = w[c] * (j->s ? j->s[c] : 1.0f);
-            float sc;
-            llmq_q8_quantize_row(o, j->cols, cd, &sc);
-            llmq_q8_dequantize_row(cd, sc, j->cols, o);
+            llmq_q8_quantize_row(o, j->cols, cd + (size_t)r * j->cols, &wsc[r]);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)j->cols, 1.0f, j->Xd, (int)j->cols,
-                    wb, (int)j->cols, 0.0f, yb, (int)tr);
+        if (j->quantize) {
+            /* W8A8 as the runner multiplies it: exact int32 sums of codes */
+            llmq_wmat Wt = { .type = LLMQ_W_Q8, .rows = tr, .cols = j->cols, .data = cd, .scales = wsc };
+            llmq_matmul_a8(NULL, &Wt, j->Xq, j->xs, j->n, yb);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)j->cols, 1.0f, j->Xd,
+                        (int)j->cols, wb, (int)j->cols, 0.0f, yb, (int)tr);
+        }
         if (!j->quantize) {
             for (int64_t t = 0; t < j->n; t++)
                 memcpy(j->out + (size_t)t * j->rows + r0, yb + (size_t)t * tr, (size_t)tr * sizeof(float));
@@ -101,7 +108,7 @@ static int run_tiles(llmq_pool *pool, struct err_job *j, llmq_err *err)
     int64_t tiles = (j->rows + TILE - 1) / TILE;
     j->wbuf = llmq_alloc_aligned((size_t)nt * TILE * (size_t)j->cols * sizeof(float), err);
     j->ybuf = j->wbuf ? llmq_alloc_aligned((size_t)nt * TILE * (size_t)j->n * sizeof(float), err) : NULL;
-    j->codes = j->ybuf ? llmq_malloc((size_t)nt * (size_t)j->cols, err) : NULL;
+    j->codes = j->ybuf ? llmq_malloc((size_t)nt * TILE * (size_t)j->cols, err) : NULL;
     j->tile_err = j->codes ? llmq_calloc((size_t)tiles, sizeof(double), err) : NULL;
     if (j->tile_err) llmq_pool_run(pool, err_worker, j);
     int rc = j->tile_err ? LLMQ_OK : err->code;
@@ -122,21 +129,20 @@ static int plain_product(llmq_pool *pool, const float *W, int64_t rows, int64_t 
 double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
                          const float *s, const float *z, const float *ref, const float *wz, llmq_err *err)
 {
-    float *Xd = llmq_alloc_aligned((size_t)n * (size_t)cols * sizeof(float), err);
-    int8_t *q = Xd ? llmq_malloc((size_t)cols, err) : NULL;
-    if (!q) { free(Xd); return -1.0; }
+    float *row = llmq_malloc((size_t)cols * sizeof(float), err), *xs = row ? llmq_malloc((size_t)n * sizeof(float), err) : NULL;
+    int8_t *Xq = xs ? llmq_malloc((size_t)n * (size_t)cols, err) : NULL;
+    if (!Xq) { free(row); free(xs); return -1.0; }
     for (int64_t t = 0; t < n; t++) {
-        float *row = Xd + (size_t)t * cols, sc;
         for (int64_t c = 0; c < cols; c++)
             row[c] = (X[(size_t)t * cols + c] - (z ? z[c] : 0.0f)) / (s ? s[c] : 1.0f);
-        llmq_quantize_act_i8(row, cols, q, &sc);
-        for (int64_t c = 0; c < cols; c++) row[c] = (float)q[c] * sc;
+        llmq_quantize_act_i8(row, cols, Xq + (size_t)t * cols, &xs[t]);
     }
-    free(q);
-    struct err_job j = { .W = W, .Xd = Xd, .s = s, .ref = ref, .wz = z ? wz : NULL, .rows = rows, .cols = cols,
-                         .n = n, .quantize = 1 };
+    free(row);
+    struct err_job j = { .W = W, .s = s, .ref = ref, .wz = z ? wz : NULL, .Xq = Xq, .xs = xs, .rows = rows,
+                         .cols = cols, .n = n, .quantize = 1 };
     int rc = run_tiles(pool, &j, err);
-    free(Xd);
+    free(Xq);
+    free(xs);
     if (rc) { free(j.tile_err); return -1.0; }
     double e = 0.0;
     for (int64_t i = 0; i < (rows + TILE - 1) / TILE; i++) e += j.tile_err[i];
@@ -418,16 +424,16 @@ struct wctx {
     int add_attn_bias;      /* the source had no attention biases, the output has */
 };
 
+/* One loop per dtype: a switch per element kept it scalar. */
 static void to_f32(const llmq_st_tensor *t, float *out)
 {
-    for (uint64_t i = 0; i < t->nelem; i++) {
-        const uint8_t *p = t->data + i * llmq_dtype_size(t->dtype);
-        switch (t->dtype) {
-        case LLMQ_DT_F32: out[i] = llmq_bits_f32(llmq_get_le32(p)); break;
-        case LLMQ_DT_BF16: out[i] = llmq_bf16_to_f32(llmq_get_le16(p)); break;
-        case LLMQ_DT_F16: out[i] = llmq_f16_to_f32(llmq_get_le16(p)); break;
-        default: out[i] = 0.0f; break;
-        }
+    const uint8_t *p = t->data;
+    uint64_t n = t->nelem;
+    switch (t->dtype) {
+    case LLMQ_DT_F32: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bits_f32(llmq_get_le32(p + 4 * i)); break;
+    case LLMQ_DT_BF16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bf16_to_f32(llmq_get_le16(p + 2 * i)); break;
+    case LLMQ_DT_F16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_f16_to_f32(llmq_get_le16(p + 2 * i)); break;
+    default: memset(out, 0, (size_t)n * sizeof(float)); break;
     }
 }
 
@@ -526,10 +532,13 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     for (uint64_t i = 0; !rc && i < n; i++)
         if (!isfinite(v[i])) rc = llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
     uint8_t *o = buf;
-    for (uint64_t i = 0; !rc && i < n; i++) {
-        if (x->dt == LLMQ_DT_F32) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
-        else if (x->dt == LLMQ_DT_BF16) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
-        else llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
+    if (rc) {
+    } else if (x->dt == LLMQ_DT_F32) {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
+    } else if (x->dt == LLMQ_DT_BF16) {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
+    } else {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
     }
     free(v);
     return rc;
@@ -655,6 +664,8 @@ int llmq_smooth_stats(const llmq_model *m, const llmq_stats *in, const llmq_smoo
     int rc = llmq_stats_check_config(in, c, "statistics", err);
     if (rc) return rc;
     out->n_layers = in->n_layers;
+    out->lo = 0;
+    out->hi = in->n_layers;
     out->n_kv_heads = in->n_kv_heads;
     out->head_dim = in->head_dim;
     out->n_keep = in->n_keep;

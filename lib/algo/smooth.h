@@ -69,7 +69,9 @@ void llmq_smooth_plan_release(llmq_smooth_plan *plan);
  * tokens X (n, cols) after smoothing by s (cols) and shift z (cols, may be
  * NULL): || Q_tok((X - z)/s) Q_row(W diag s)^T - (X - z) W^T ||^2 / (n rows),
  * Q_tok per-token dynamic int8, Q_row per-output-channel int8 (pack's int8).
- * ref (n, rows) must hold X W^T and wz (rows) W z (NULL when z is NULL). */
+ * The quantized product runs on the runner's W8A8 kernel (llmq_matmul_a8: exact
+ * int32 sums of codes).  ref (n, rows) must hold X W^T and wz (rows) W z
+ * (NULL when z is NULL). */
 double llmq_smooth_error(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n,
                          const float *s, const float *z, const float *ref, const float *wz, llmq_err *err);
 

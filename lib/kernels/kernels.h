@@ -125,5 +125,8 @@ void llmq_round_bf16(const float *x, int64_t n, uint16_t *b);
  * the activations are widened and llmq_matmul runs: the same inputs, the
  * same class of rounding. */
 void llmq_matmul_bf16(llmq_pool *pool, const llmq_wmat *W, const uint16_t *Xb, int64_t n, float *Y);
+/* 1 where llmq_matmul_bf16 runs on a bf16 dot product (AVX512-BF16 under
+ * the current ISA), 0 where it widens to fp32. */
+int llmq_has_bf16_dot(void);
 
 #endif

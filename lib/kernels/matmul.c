@@ -435,6 +435,8 @@ void llmq_round_bf16(const float *x, int64_t n, uint16_t *b)
     for (int64_t i = 0; i < n; i++) b[i] = llmq_f32_to_bf16(x[i]);
 }
 
+int llmq_has_bf16_dot(void) { return llmq_ktable_cur()->matmul_bf16 != NULL; }
+
 struct bf16_job {
     llmq_kmmbf16_fn fn;
     const llmq_wmat *W;
