@@ -221,11 +221,6 @@ static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const 
 /* Decode attention of one query over T cached positions, vectorized per
  * ISA (GCC target_clones): sixteen running sums per dot product, added in
  * a fixed order, so the result does not depend on the ISA picked. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define LLMQ_VECTORIZE __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
-#else
-#define LLMQ_VECTORIZE
-#endif
 
 LLMQ_VECTORIZE
 static void decode_scores(const float *Q, const float *K, int T, int hd, float scale, float *S)

@@ -583,8 +583,9 @@ static void clip_worker(void *ctx, int ti, int nt)
     float *amax = c + CLIP_ROWS;                            /* (CLIP_ROWS) */
     double *best = (double *)(amax + CLIP_ROWS);            /* (CLIP_ROWS) */
     float *fq = (float *)(best + CLIP_ROWS);                /* (G) */
-    uint16_t *Rb = (uint16_t *)(fq + G);                    /* bf16: (G, G) */
-    uint16_t *Db = Rb + (size_t)G * G;                      /* bf16: (CLIP_ROWS, G) */
+    uint16_t *Rb = (uint16_t *)(fq + G);                    /* bf16: (G, G) R_k rounded */
+    uint16_t *Rp = Rb + (size_t)G * G;                      /* bf16: (G, G) the same in pairs */
+    uint16_t *Db = Rp + (size_t)G * G;                      /* bf16: (CLIP_ROWS, G) */
     double eb = 0, ea = 0, ss = 0;
     int64_t nc = 0;
     float bh[CLIP_ROWS], bl[CLIP_ROWS], ch[CLIP_ROWS], cl2[CLIP_ROWS], mhi[CLIP_ROWS], mlo[CLIP_ROWS], base[CLIP_ROWS];
@@ -600,10 +601,11 @@ static void clip_worker(void *ctx, int ti, int nt)
         }
         const int M = G - z0;
         rk += (size_t)z0 * G;
-        /* bf16: R_k as a weight matrix of M rows, the errors d as its tokens;
-         * E (nr, M) row-major */
-        llmq_wmat Rw = { .type = LLMQ_W_BF16, .rows = M, .cols = G, .data = Rb };
-        if (j->bf16) llmq_round_bf16(rk, (int64_t)M * G, Rb);
+        /* bf16: R_k packed once per group, E (nr, M) = D R_k^T row-major */
+        if (j->bf16) {
+            llmq_round_bf16(rk, (int64_t)M * G, Rb);
+            llmq_bf16_pack_pairs(Rb, M, G, Rp);
+        }
         for (int64_t r0 = lo; r0 < hi; r0 += CLIP_ROWS) {
             int nr = (int)LLMQ_MIN(CLIP_ROWS, hi - r0);
             for (int i = 0; i < nr; i++) {
@@ -649,7 +651,7 @@ static void clip_worker(void *ctx, int ti, int nt)
                     }
                     if (j->bf16) {
                         llmq_round_bf16(D, (int64_t)nr * G, Db);
-                        llmq_matmul_bf16(NULL, &Rw, Db, nr, E);
+                        llmq_gemm_bf16_pairs(Db, nr, Rp, M, G, E, M);
                     } else {
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, G, 1.0f, rk, G, D, G, 0.0f, E, CLIP_ROWS);
                     }
@@ -691,9 +693,9 @@ int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t 
     if (rows < 1 || cols > INT32_MAX || cols % q->group)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: clip search needs rows and columns a multiple of the group");
     int nt = llmq_pool_size(pool);
-    /* D, E, c, amax, best (doubles: 2 floats each), fq, then Rb and Db (bf16: half a float each) */
+    /* D, E, c, amax, best (doubles: 2 floats each), fq, then Rb, Rp and Db (bf16: half a float each) */
     size_t per = (size_t)CLIP_ROWS * q->group + (size_t)q->group * CLIP_ROWS + 4 * CLIP_ROWS + (size_t)q->group +
-                 ((size_t)q->group * q->group + (size_t)CLIP_ROWS * q->group) / 2 + 16;
+                 ((size_t)2 * q->group * q->group + (size_t)CLIP_ROWS * q->group) / 2 + 16;
     float *buf = falloc(nt, (int64_t)per, err);
     double *d = buf ? llmq_calloc((size_t)nt * 3, sizeof(double), err) : NULL;
     int64_t *nc = d ? llmq_calloc((size_t)nt, sizeof(int64_t), err) : NULL;

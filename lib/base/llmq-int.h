@@ -45,6 +45,14 @@ static inline float llmq_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); retu
 /* bf16 -> f32 is exact. */
 static inline float llmq_bf16_to_f32(uint16_t h) { return llmq_bits_f32((uint32_t)h << 16); }
 /* f32 -> bf16, round to nearest even; NaN stays NaN. */
+/* A loop function built per ISA (GCC target_clones, picked at load time)
+ * and vectorized: for plain C loops that must keep up with the kernels. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define LLMQ_VECTORIZE __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define LLMQ_VECTORIZE
+#endif
+
 static inline uint16_t llmq_f32_to_bf16(float f) {
     uint32_t u = llmq_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);

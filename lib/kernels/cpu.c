@@ -57,7 +57,8 @@ static void fill_table(llmq_isa isa)
     /* the AVX-512 file's vdpbf16ps needs AVX512-BF16 beyond what selects it;
      * without it (and in the AVX2 table) the slot stays empty and
      * llmq_matmul_bf16 widens (matmul.c); the oracle's table has its own */
-    if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL;
+    if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL, t.gemm_bf16p = NULL;
+    if (!t.gemm_bf16p) t.gemm_bf16p = ref->gemm_bf16p;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
     /* the oracle's matmul is its matvec per token: an ISA with its own
      * matvec_q4a8 needs its own matmul_q4a8 too (t-kernels checks they agree) */

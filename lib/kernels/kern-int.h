@@ -76,12 +76,19 @@ typedef void (*llmq_kq4a8_prep_fn)(const int8_t *xq, const float *xs, int64_t co
 typedef void (*llmq_kmmbf16_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *xb, int64_t n,
                                 float *y, int64_t ldy);
 
+/* Small bf16 products (llmq_gemm_bf16_pairs): C[i * ldc + j] = sum_k
+ * A[i][k] B[j][k], i < n, j < m, sums in fp32; A (n, k) bf16 row-major, B
+ * in the pair layout of llmq_bf16_pack_pairs, k even. */
+typedef void (*llmq_kgemm_bf16p_fn)(const uint16_t *A, int64_t n, const uint16_t *Bp, int64_t m, int64_t k,
+                                    float *C, int64_t ldc);
+
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
     llmq_kmva8_fn matvec_a8;
     llmq_kmma8_fn matmul_a8;
     llmq_kmmbf16_fn matmul_bf16;   /* NULL where the ISA has no bf16 dot product */
+    llmq_kgemm_bf16p_fn gemm_bf16p;
     llmq_kq4a8_fn matvec_q4a8;
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;

@@ -125,6 +125,15 @@ void llmq_round_bf16(const float *x, int64_t n, uint16_t *b);
  * the activations are widened and llmq_matmul runs: the same inputs, the
  * same class of rounding. */
 void llmq_matmul_bf16(llmq_pool *pool, const llmq_wmat *W, const uint16_t *Xb, int64_t n, float *Y);
+/* Many small bf16 products on the caller's thread (awq's clip search):
+ * B (m, k) packed once into pairs, Bp[((j / 16) * (k / 2) + p) * 32 +
+ * 2 (j % 16) + e] = B[j][2p + e] (zero past m), in llmq_bf16_pairs_size(m, k)
+ * elements; then C[i * ldc + j] = sum_k A[i][k] B[j][k] (i < n, j < m,
+ * A (n, k) bf16 row-major) for each A, sums in fp32.  k even. */
+int64_t llmq_bf16_pairs_size(int64_t m, int64_t k);
+void llmq_bf16_pack_pairs(const uint16_t *B, int64_t m, int64_t k, uint16_t *Bp);
+void llmq_gemm_bf16_pairs(const uint16_t *A, int64_t n, const uint16_t *Bp, int64_t m, int64_t k, float *C, int64_t ldc);
+
 /* 1 where llmq_matmul_bf16 runs on a bf16 dot product (AVX512-BF16 under
  * the current ISA), 0 where it widens to fp32. */
 int llmq_has_bf16_dot(void);

@@ -791,6 +791,57 @@ static void mm_bf16(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *
     }
 }
 
+/* Pair-layout products (llmq_gemm_bf16_pairs): NR rows of A by NB blocks
+ * of 16 columns of C (16 accumulators), one k-pair a step: each row's pair
+ * broadcast to every lane, each block's 16 pairs one load.  No horizontal
+ * sums, so short k (the clip search's 128) costs no more per product than
+ * long. */
+INLINE void gp_tile(const uint16_t *A, int64_t k, int NR, const uint16_t *Bp, int64_t kp, int NB, int64_t mleft,
+                    float *C, int64_t ldc)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kp; p++) {
+        __m512i bv[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; b++) bv[b] = _mm512_loadu_si512(Bp + (b * kp + p) * 32);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            int32_t pair;
+            memcpy(&pair, A + r * k + 2 * p, sizeof pair);
+            const __m512i a = _mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+            for (int b = 0; b < NB; b++) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], (__m512bh)bv[b], (__m512bh)a);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; b++) {
+            int64_t left = mleft - 16 * b;
+            if (left >= 16) _mm512_storeu_ps(C + r * ldc + 16 * b, acc[r][b]);
+            else _mm512_mask_storeu_ps(C + r * ldc + 16 * b, tail_mask((int)left), acc[r][b]);
+        }
+}
+
+#define GP_ROWS(NR)                                                                                       \
+    do {                                                                                                  \
+        int64_t b = 0;                                                                                    \
+        for (; b + 4 <= nb; b += 4) gp_tile(A + i * k, k, NR, Bp + b * kp * 32, kp, 4, m - 16 * b, C + i * ldc + 16 * b, ldc); \
+        for (; b < nb; b++) gp_tile(A + i * k, k, NR, Bp + b * kp * 32, kp, 1, m - 16 * b, C + i * ldc + 16 * b, ldc);          \
+    } while (0)
+
+static void gemm_bf16p(const uint16_t *A, int64_t n, const uint16_t *Bp, int64_t m, int64_t k, float *C, int64_t ldc)
+{
+    const int64_t kp = k / 2, nb = (m + 15) / 16;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) GP_ROWS(4);
+    for (; i < n; i++) GP_ROWS(1);
+}
+
 /* ---- W4A8: int4 codes times int8 activations with VNNI ----
  *
  * Per 128 columns and row: one 64-byte load, AND / shift+AND split the
@@ -975,6 +1026,7 @@ const llmq_ktable llmq_ktable_avx512 = {
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
     .matmul_bf16 = mm_bf16,
+    .gemm_bf16p = gemm_bf16p,
     .matvec_q4a8 = mv_q4a8,
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,

@@ -113,6 +113,21 @@ static void ref_matmul_bf16(const llmq_wmat *W, int64_t r0, int64_t r1, const ui
         }
 }
 
+/* Pair-layout products: exact products summed in double. */
+static void ref_gemm_bf16p(const uint16_t *A, int64_t n, const uint16_t *Bp, int64_t m, int64_t k, float *C, int64_t ldc)
+{
+    const int64_t kp = k / 2;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < m; j++) {
+            const uint16_t *b = Bp + (j / 16) * kp * 32 + 2 * (j % 16);
+            double s = 0.0;
+            for (int64_t p = 0; p < kp; p++)
+                for (int e = 0; e < 2; e++)
+                    s += (double)llmq_bf16_to_f32(A[i * k + 2 * p + e]) * (double)llmq_bf16_to_f32(b[p * 32 + e]);
+            C[i * ldc + j] = (float)s;
+        }
+}
+
 /* Block sums in int64 (exact), each scaled by the float product of the two
  * scales (what the SIMD kernels multiply by), summed in double. */
 static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
@@ -189,6 +204,7 @@ const llmq_ktable llmq_ktable_ref = {
     .matvec_a8 = ref_matvec_a8,
     .matmul_a8 = ref_matmul_a8,
     .matmul_bf16 = ref_matmul_bf16,
+    .gemm_bf16p = ref_gemm_bf16p,
     .matvec_q4a8 = ref_matvec_q4a8,
     .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,

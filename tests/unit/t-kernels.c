@@ -358,6 +358,70 @@ TEST(bf16_matmul_vs_oracle)
     llmq_pool_free(pool);
 }
 
+/* llmq_round_bf16 (vectorized) gives llmq_f32_to_bf16's bits for the
+ * special values and the rounding ties too, at every position of a run. */
+TEST(round_bf16_specials)
+{
+    static const uint32_t v[] = { 0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7f800000u, 0xff800000u, 0x00000000u,
+                                  0x80000000u, 0x00000001u, 0x807fffffu, 0x7f7fffffu, 0x3f808000u, 0x3f818000u,
+                                  0x3f807fffu, 0x3f808001u, 0x7f7f8000u, 0xc0490fdbu };
+    enum { N = 16 * 37 };
+    float x[N];
+    uint16_t b[N];
+    for (int i = 0; i < N; i++) memcpy(&x[i], &v[(i * 7) % 16], 4);
+    for (int off = 0; off < 3; off++) {
+        llmq_round_bf16(x + off, N - off, b);
+        for (int i = 0; i < N - off; i++) CHECK_MSG(b[i] == llmq_f32_to_bf16(x[off + i]), "value %08x", v[((off + i) * 7) % 16]);
+    }
+}
+
+/* llmq_gemm_bf16_pairs against the oracle (exact products summed in
+ * double), every ISA: row counts around the kernel's blocks of four,
+ * column counts around its blocks of 16 and 64, k from one pair up; C's
+ * stride wider than m, nothing written between; the pair layout itself. */
+TEST(bf16_pairs_gemm_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t ns[] = { 1, 3, 4, 7, 64 }, ms[] = { 1, 15, 16, 17, 64, 70, 128 }, ks[] = { 2, 32, 128 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t a = 0; a < LLMQ_ARRAY_LEN(ns); a++)
+            for (size_t b = 0; b < LLMQ_ARRAY_LEN(ms); b++)
+                for (size_t c = 0; c < LLMQ_ARRAY_LEN(ks); c++) {
+                    int64_t n = ns[a], m = ms[b], k = ks[c], ldc = m + 5;
+                    float *Af = rand_vec(n * k, 2.0f), *Bf = rand_vec(m * k, 1.0f);
+                    uint16_t *A = malloc((size_t)(n * k) * 2), *B = malloc((size_t)(m * k) * 2);
+                    uint16_t *Bp = malloc((size_t)llmq_bf16_pairs_size(m, k) * 2);
+                    float *C = malloc((size_t)(n * ldc) * 4);
+                    llmq_round_bf16(Af, n * k, A);
+                    llmq_round_bf16(Bf, m * k, B);
+                    llmq_bf16_pack_pairs(B, m, k, Bp);
+                    for (int64_t j = 0; j < m; j++)
+                        for (int64_t e = 0; e < k; e++)
+                            CHECK(Bp[((j / 16) * (k / 2) + e / 2) * 32 + 2 * (j % 16) + e % 2] == B[j * k + e]);
+                    memset(C, 0x7f, (size_t)(n * ldc) * 4);
+                    llmq_gemm_bf16_pairs(A, n, Bp, m, k, C, ldc);
+                    for (int64_t i = 0; i < n; i++) {
+                        for (int64_t j = 0; j < m; j++) {
+                            double want = 0, mag = 0;
+                            for (int64_t e = 0; e < k; e++) {
+                                double p = (double)llmq_bf16_to_f32(A[i * k + e]) * (double)llmq_bf16_to_f32(B[j * k + e]);
+                                want += p;
+                                mag += fabs(p);
+                            }
+                            double tol = (double)(k + 2) * 0x1p-24 * mag + TOL_FLOOR;
+                            CHECK_MSG(fabs((double)C[i * ldc + j] - want) <= tol, "isa %s n %" PRId64 " m %" PRId64 " k %" PRId64,
+                                      llmq_isa_name(llmq_cpu_isa()), n, m, k);
+                        }
+                        for (int64_t j = m; j < ldc; j++) CHECK(((const uint32_t *)C)[i * ldc + j] == 0x7f7f7f7fu);
+                    }
+                    free(Af); free(Bf); free(A); free(B); free(Bp); free(C);
+                }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
 /* ---- W4A8 ---- */
 
 /* int8 activation codes of n tokens x cols by mode: random, all zero,
