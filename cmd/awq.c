@@ -17,7 +17,7 @@ static struct {
     const char *out, *text, *skip, *propagate, *layers, *act;
     int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens;
     int stat_windows, loss_windows, threads, json, gptq;
-    double gptq_damp, clip_energy;
+    double gptq_damp;
 } o;
 
 static opt_def awq_opts[] = {
@@ -32,7 +32,6 @@ static opt_def awq_opts[] = {
     { "no-duo", OPT_FLAG, &o.no_duo, NULL, "search s = x^r only, not also x^r / w^(1-r)", NULL, 0, 0, NULL, 0, NULL },
     { "no-clip", OPT_FLAG, &o.no_clip, NULL, "skip the clipping search", NULL, 0, 0, NULL, 0, NULL },
     { "no-clip-qk", OPT_FLAG, &o.no_clip_qk, NULL, "no clipping search for q_proj and k_proj (as the reference llm-awq)", NULL, 0, 0, NULL, 0, NULL },
-    { "clip-energy", OPT_DOUBLE, &o.clip_energy, "F", "clip search error on the input directions holding this share of the activation energy (1: exact)", NULL, 0.5, 1, NULL, 0, "1" },
     { "search-tokens", OPT_INT, &o.search_tokens, "N", "tokens subsampled for the scale search", NULL, 1, 1 << 24, NULL, 0, OPT_DEF(LLMQ_AWQ_SEARCH_TOKENS_DEFAULT) },
     { "stat-windows", OPT_INT, &o.stat_windows, "N", "windows the statistics pass runs on, 0 for all", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_STAT_WINDOWS_DEFAULT) },
     { "loss-windows", OPT_INT, &o.loss_windows, "N", "windows the per-layer RTN/AWQ output loss is measured on", NULL, 0, 100000, NULL, 0, OPT_DEF(LLMQ_AWQ_LOSS_WINDOWS_DEFAULT) },
@@ -70,7 +69,6 @@ static void search_opts(llmq_awq_opts *ao)
     ao->duo = !o.no_duo;
     ao->clip = !o.no_clip;
     ao->clip_qk = !o.no_clip_qk;
-    ao->clip_energy = o.clip_energy;
     ao->search_tokens = o.search_tokens;
     ao->stat_windows = o.stat_windows;
     ao->loss_windows = o.loss_windows;

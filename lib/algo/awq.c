@@ -36,7 +36,6 @@ void llmq_awq_opts_default(llmq_awq_opts *o)
     o->clip = 1;
     o->clip_qk = 1;
     o->clip_steps = 20;
-    o->clip_energy = 1.0;
     o->max_shrink = 0.5;
     o->search_tokens = LLMQ_AWQ_SEARCH_TOKENS_DEFAULT;
     o->stat_windows = LLMQ_AWQ_STAT_WINDOWS_DEFAULT;
@@ -488,7 +487,7 @@ struct factor_job {
     int64_t nb;
     int G;
     const float *s;
-    double count, energy;
+    double count;
     float *r;
     double *work;     /* per thread: G*G + G + lwork */
     int lwork;
@@ -517,27 +516,16 @@ static void factor_worker(void *ctx, int ti, int nt)
         float *r = j->r + (size_t)k * G * G;
         if (info) { j->failed[ti] = 1; memset(r, 0, (size_t)G * G * sizeof(float)); continue; }
         /* column-major eigenvector i is A[i * G .. i * G + G): R's row i is
-         * sqrt(lambda_i) v_i, so R^T R = sum_i lambda_i v_i v_i^T.  Rows
-         * 0..drop-1, the smallest eigenvalues summing to at most
-         * (1 - energy) of the trace, are left zero. */
-        double tr = 0.0, cut = 0.0;
-        for (int i = 0; i < G; i++) tr += ev[i] > 0.0 ? ev[i] : 0.0;
-        int drop = 0;
-        while (j->energy < 1.0 && drop < G - 1) {
-            double e = ev[drop] > 0.0 ? ev[drop] : 0.0;
-            if (cut + e > (1.0 - j->energy) * tr) break;
-            cut += e;
-            drop++;
-        }
+         * sqrt(lambda_i) v_i, so R^T R = sum_i lambda_i v_i v_i^T */
         for (int i = 0; i < G; i++) {
-            double l = i >= drop && ev[i] > 0.0 && isfinite(ev[i]) ? sqrt(ev[i]) : 0.0;
+            double l = ev[i] > 0.0 && isfinite(ev[i]) ? sqrt(ev[i]) : 0.0;
             for (int c = 0; c < G; c++) r[(size_t)i * G + c] = (float)(l * A[(size_t)i * G + c]);
         }
     }
 }
 
 int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
-                         double energy, float *r, llmq_err *err)
+                         float *r, llmq_err *err)
 {
     if (group < 1 || cols % group || !(count > 0))
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: Gram factor needs columns a multiple of the group and tokens");
@@ -545,7 +533,7 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
     double *work = llmq_calloc((size_t)nt, ((size_t)group * group + group + lwork) * sizeof(double), err);
     int *failed = work ? llmq_calloc((size_t)nt, sizeof(int), err) : NULL;
     if (!failed) { free(work); return err->code; }
-    struct factor_job j = { gram, cols / group, group, s, count, energy, r, work, lwork, failed };
+    struct factor_job j = { gram, cols / group, group, s, count, r, work, lwork, failed };
     llmq_pool_run(pool, factor_worker, &j);
     int bad = 0;
     for (int i = 0; i < nt; i++) bad |= failed[i];
@@ -1075,8 +1063,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
         int64_t in = st->dim[site];
         if (!rf[site]) {
             if (!(rf[site] = falloc(in, o->q.group, err))) { rc = err->code; break; }
-            if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, o->clip_energy,
-                                           rf[site], err)))
+            if ((rc = llmq_awq_gram_factor(o->pool, st->gram[site], in, o->q.group, site_s[site], count, rf[site], err)))
                 break;
         }
         if (!(A->clip[k] = falloc(rows[k], 2 * (in / o->q.group), err))) { rc = err->code; break; }
@@ -1525,7 +1512,6 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON_AddBoolToObject(j, "clip", o->clip);
     cJSON_AddBoolToObject(j, "clip_qk", o->clip_qk);
     cJSON_AddNumberToObject(j, "clip_steps", o->clip_steps);
-    if (o->clip_energy < 1.0) cJSON_AddNumberToObject(j, "clip_energy", o->clip_energy);
     cJSON_AddNumberToObject(j, "max_shrink", o->max_shrink);
     cJSON_AddNumberToObject(j, "search_tokens", o->search_tokens);
     cJSON_AddBoolToObject(j, "gptq", o->gptq);

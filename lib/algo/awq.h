@@ -84,8 +84,6 @@ typedef struct {
     int clip_qk;         /* also clip q_proj / k_proj (1; llm-awq does not) */
     int clip_steps;      /* shrink steps (20) */
     double max_shrink;   /* the range shrinks down to 1 - max_shrink (0.5) */
-    double clip_energy;  /* the clip search's error keeps the input directions holding this
-                          * share of each group's activation energy (1: all of them, exact) */
     int search_tokens;   /* tokens subsampled for the scale search */
     int gptq;            /* round with GPTQ's error compensation (gptq.h) (0) */
     double gptq_damp;    /* its damping, a fraction of the mean diagonal (LLMQ_GPTQ_DAMP_DEFAULT) */
@@ -214,13 +212,11 @@ void llmq_awq_gram_add(llmq_pool *pool, const float *x, int64_t n, int64_t cols,
  * D G_k D / count, D = diag(1 / s) (s NULL = 1: the inputs of weights whose
  * columns were multiplied by s), through the eigendecomposition
  * (eigenvalues below zero, from rounding, count as zero).  Row i of R_k is
- * sqrt(lambda_i) v_i, eigenvalues ascending; with energy < 1 the rows of
- * the smallest eigenvalues whose sum stays within (1 - energy) of the
- * trace are zero (a low-rank R_k: the clip search skips leading zero rows,
- * so its error covers the directions holding `energy` of the inputs'
- * mean square). */
+ * sqrt(lambda_i) v_i, eigenvalues ascending: a singular Gram matrix (fewer
+ * tokens than the group, dead channels) leaves leading zero rows, which
+ * the clip search skips. */
 int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int group, const float *s, double count,
-                         double energy, float *r, llmq_err *err);
+                         float *r, llmq_err *err);
 
 /* Clip search for w (rows, cols) whose inputs have the Gram factors r
  * (llmq_awq_gram_factor): per row and group, the clamp [-lo, hi] with
