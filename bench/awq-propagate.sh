@@ -14,7 +14,6 @@ SAMPLES=${SAMPLES:-128}
 MODELS=${MODELS:-tiny-llama-mha tiny-qwen2-gqa tiny-llama-long}
 VARIANTS=${VARIANTS:-quant fp fp-bf16}
 bench_tmp awqprop
-f6() { awk -v x="$1" 'BEGIN { printf "%.6f", x }'; }
 echo "### AWQ: float or quantized propagation (W4 g128 asym, calibration $SAMPLES x 512 tokens of data/train; dorian_gray.txt ctx 512, ${WINDOWS:-all} windows)"
 echo
 echo "| model | propagate, act | KLD mean | KLD SE | perplexity | awq wall s | awq peak RSS MiB |"

@@ -12,34 +12,22 @@ SAMPLES=${SAMPLES:-32}
 CAL_OPTS=${CAL_OPTS:---act bf16}
 [ -f "$MODEL/config.json" ] || { echo "bench/calibrate-shards.sh: $MODEL: no model (BENCH_ONLY=synth make bench writes it)" >&2; exit 2; }
 bench_tmp calshards
-L=$(awk -F'[:,]' '/"num_hidden_layers"/ { gsub(/[^0-9]/, "", $2); print $2 }' "$MODEL/config.json")
-q=$((L / 4))
-set -- 0 $q $((2 * q)) $((3 * q)) "$L"
-mib() { echo $(($1 / 1024)); }
+# shellcheck disable=SC2046
+set -- $(layer_quarters "$MODEL")
 run() {  # NAME OUT [--layers A:B]
     n=$1; out=$2; shift 2
     # shellcheck disable=SC2086
     /usr/bin/time -f "%e %M" -o "$T/$n.time" $LLMQ calibrate "$MODEL" --text "$TRAIN" --samples "$SAMPLES" --seqlen 512 \
         $CAL_OPTS -o "$out" "$@" 2>"$T/$n.err" || { cat "$T/$n.err" >&2; exit 1; }
 }
-echo "### calibrate of $(basename "$MODEL") ($L layers), $SAMPLES x 512 tokens, $CAL_OPTS, 2 threads: single run and 4 shards"
+echo "### calibrate of $(basename "$MODEL") ($5 layers), $SAMPLES x 512 tokens, $CAL_OPTS, 2 threads: single run and 4 shards"
 echo
 echo "| run | wall s | peak RSS MiB |"
 echo "|---|---|---|"
 run single "$T/single.st"
 read -r w r <"$T/single.time"
 echo "| single run | $w | $(mib "$r") |"
-t0=$(date +%s.%N)
-(run s0 "$T/p0" --layers "$1:$2" && run s1 "$T/p1" --layers "$2:$3") &
-(run s2 "$T/p2" --layers "$3:$4" && run s3 "$T/p3" --layers "$4:$5") &
-wait
-t1=$(date +%s.%N)
-for i in 0 1 2 3; do
-    [ -f "$T/p$i" ] || { echo "bench/calibrate-shards.sh: shard $i failed" >&2; exit 1; }
-    read -r w r <"$T/s$i.time"
-    echo "| shard $i (layers $(eval echo \$$((i + 1))):$(eval echo \$$((i + 2)))) | $w | $(mib "$r") |"
-done
-echo "| 4 shards, 2 at a time | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') | - |"
+run_shards "$@"
 /usr/bin/time -f "%e %M" -o "$T/merge.time" $LLMQ merge "$MODEL" "$T/p0" "$T/p1" "$T/p2" "$T/p3" -o "$T/merged.st" || exit 1
 read -r w r <"$T/merge.time"
 echo "| llmq merge | $w | $(mib "$r") |"

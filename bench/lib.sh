@@ -22,3 +22,31 @@ bench_tmp() {
 j() { $TC json "$1" "$2"; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 f4() { awk -v x="$1" 'BEGIN { printf "%.4f", x }'; }
+f6() { awk -v x="$1" 'BEGIN { printf "%.6f", x }'; }
+f7() { awk -v x="$1" 'BEGIN { printf "%.7f", x }'; }
+mib() { echo $(($1 / 1024)); }
+
+# layer_quarters MODEL: "0 q 2q 3q L" for the L layers of MODEL's config.json.
+layer_quarters() {
+    L=$(awk -F'[:,]' '/"num_hidden_layers"/ { gsub(/[^0-9]/, "", $2); print $2 }' "$1/config.json")
+    q=$((L / 4))
+    echo 0 $q $((2 * q)) $((3 * q)) "$L"
+}
+
+# run_shards B0 B1 B2 B3 B4: the caller's `run NAME OUT --layers A:B` (which
+# leaves "wall peak-KiB" in $T/NAME.time) for the four ranges Bi:Bi+1, two
+# processes at a time, into $T/p0..p3; prints a table row per shard and one
+# for the four together.
+run_shards() {
+    t0=$(date +%s.%N)
+    (run s0 "$T/p0" --layers "$1:$2" && run s1 "$T/p1" --layers "$2:$3") &
+    (run s2 "$T/p2" --layers "$3:$4" && run s3 "$T/p3" --layers "$4:$5") &
+    wait
+    t1=$(date +%s.%N)
+    for i in 0 1 2 3; do
+        [ -f "$T/p$i" ] || { echo "$0: shard $i failed" >&2; exit 1; }
+        read -r w r <"$T/s$i.time"
+        echo "| shard $i (layers $(eval echo \$$((i + 1))):$(eval echo \$$((i + 2)))) | $w | $(mib "$r") |"
+    done
+    echo "| 4 shards, 2 at a time | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') | - |"
+}

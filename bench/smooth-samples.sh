@@ -11,8 +11,6 @@ bench_tmp smoothsamples
 "$SHARED/tools/plant-outliers" "$SHARED/models/tiny-llama-mha" "$T/planted" --seed 1 >/dev/null || exit 1
 M="$T/planted"
 $LLMQ verify "$M" --text "$EVAL" --ctx 512 $win --kld-save "$T/base.kld" >/dev/null || exit 1
-f6() { awk -v x="$1" 'BEGIN { printf "%.6f", x }'; }
-f7() { awk -v x="$1" 'BEGIN { printf "%.7f", x }'; }
 echo "### calibrate windows and smooth's W8A8 (planted twin of tiny-llama-mha, seed 1; dorian_gray.txt ctx 512, ${WINDOWS:-all} windows)"
 echo
 echo "| calibration | W8A8 dynamic KLD | perplexity | W8A8 static KLD | perplexity |"

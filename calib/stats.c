@@ -290,21 +290,20 @@ static int load(llmq_stats *s, const char *path, int shard_ok, llmq_err *err)
     s->hi = s->n_layers;
     const char *range = llmq_st_meta(&f, "layers");
     if (range) {
-        char q[LLMQ_QUOTE_SIZE], *end;
-        errno = 0;
-        long a = strtol(range, &end, 10), b = *end == ':' ? strtol(end + 1, &end, 10) : -1;
-        if (errno || *end || a < 0 || b > s->n_layers || a >= b || (a == 0 && b == s->n_layers)) {
+        char q[LLMQ_QUOTE_SIZE];
+        int a, b;
+        if (llmq_parse_range(range, &a, &b) || b > s->n_layers || (a == 0 && b == s->n_layers)) {
             rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: statistics metadata 'layers' = '%s' is not a shard's range A:B inside 0:%d",
                              path, llmq_quote(q, range), s->n_layers);
             goto out;
         }
         if (!shard_ok) {
-            rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: holds layers %ld:%ld only (calibrate --layers); join the shards with llmq merge",
+            rc = llmq_errorf(err, LLMQ_EUSAGE, "%s: holds layers %d:%d only (calibrate --layers); join the shards with llmq merge",
                              path, a, b);
             goto out;
         }
-        s->lo = (int)a;
-        s->hi = (int)b;
+        s->lo = a;
+        s->hi = b;
     }
     if ((rc = meta_int(&f, "samples", 1, INT32_MAX, &v, err))) goto out;
     s->samples = (int)v;
@@ -379,13 +378,14 @@ out:
 int llmq_stats_load(llmq_stats *s, const char *path, llmq_err *err) { return load(s, path, 0, err); }
 int llmq_stats_load_shard(llmq_stats *s, const char *path, llmq_err *err) { return load(s, path, 1, err); }
 
-/* The fields a single run writes once: equal in every shard of it. */
+/* The fields a single run writes once: equal in every shard of it
+ * (derived statistics never get this far: llmq_stats_join refuses them). */
 static int same_run(const llmq_stats *a, const llmq_stats *b)
 {
     return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads && a->head_dim == b->head_dim &&
            a->n_keep == b->n_keep && a->samples == b->samples && a->seqlen == b->seqlen && a->seed == b->seed &&
            a->tokens == b->tokens && !strcmp(a->model_digest, b->model_digest) &&
-           !strcmp(a->text_digest, b->text_digest) && !strcmp(a->act, b->act) && !strcmp(a->derived_by, b->derived_by);
+           !strcmp(a->text_digest, b->text_digest) && !strcmp(a->act, b->act);
 }
 
 int llmq_stats_join(llmq_stats *out, const char *const *paths, int n, llmq_err *err)

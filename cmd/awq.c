@@ -227,7 +227,7 @@ int cmd_awq(int argc, char **argv)
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
     llmq_awq_opts ao;
     search_opts(&ao);
-    if (o.layers && parse_layer_range(o.layers, &ao.layer_lo, &ao.layer_hi))
+    if (o.layers && llmq_parse_range(o.layers, &ao.layer_lo, &ao.layer_hi))
         return cmd_failf("awq", LLMQ_EUSAGE, "--layers must be A:B with 0 <= A < B (layers A..B-1)");
     if (o.layers && !ao.propagate_fp)
         return cmd_failf("awq", LLMQ_EUSAGE, "--layers needs --propagate fp (each range then starts from the float model)");

@@ -172,7 +172,7 @@ int cmd_calibrate(int argc, char **argv)
     if (o.imatrix && !strcmp(o.imatrix, "-") && ((o.out && !strcmp(o.out, "-")) || o.json))
         return cmd_failf("calibrate", LLMQ_EUSAGE, "--imatrix-out - and %s both write stdout", o.json ? "--json" : "-o -");
     int lo = 0, hi = 0;
-    if (o.layers && parse_layer_range(o.layers, &lo, &hi))
+    if (o.layers && llmq_parse_range(o.layers, &lo, &hi))
         return cmd_failf("calibrate", LLMQ_EUSAGE, "--layers must be A:B with 0 <= A < B (layers A..B-1)");
     if (o.layers && o.imatrix)
         return cmd_failf("calibrate", LLMQ_EUSAGE, "--imatrix-out needs every layer: write shards with -o, merge them, then run calibrate without --layers");

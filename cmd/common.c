@@ -205,19 +205,6 @@ int same_output(const char *a, const char *b)
     return same;
 }
 
-int parse_layer_range(const char *s, int *lo, int *hi)
-{
-    char *end;
-    long a = strtol(s, &end, 10);
-    if (end == s || *end != ':' || a < 0 || a > 1000000) return -1;
-    const char *t = end + 1;
-    long b = strtol(t, &end, 10);
-    if (end == t || *end || b <= a || b > 1000000) return -1;
-    *lo = (int)a;
-    *hi = (int)b;
-    return 0;
-}
-
 int check_outputs(const llmq_model *m, const char *input, const char *out_dir, const char *out_file, llmq_err *err)
 {
     cmd_inputs in;

@@ -71,9 +71,6 @@ int cmd_model_open(llmq_model *m, const char *path, const char *input, const cha
 /* 1 if writing a and writing b would replace the same file: the same
  * canonical path (existing or not, through links) or the same inode. */
 int same_output(const char *a, const char *b);
-/* --layers A:B (layers A..B-1, 0 <= A < B <= 10^6) into lo, hi; -1 if s is
- * not such a range.  A B past the model's layers is the caller's to refuse. */
-int parse_layer_range(const char *s, int *lo, int *hi);
 
 /* Read int32 LE token ids ("-" = stdin; a pipe or FIFO is read as a stream). */
 int read_ids(const char *path, int32_t **ids, size_t *n, llmq_err *err);

@@ -221,7 +221,6 @@ static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const 
 /* Decode attention of one query over T cached positions, vectorized per
  * ISA (GCC target_clones): sixteen running sums per dot product, added in
  * a fixed order, so the result does not depend on the ISA picked. */
-
 LLMQ_VECTORIZE
 static void decode_scores(const float *Q, const float *K, int T, int hd, float scale, float *S)
 {

@@ -549,7 +549,7 @@ struct clip_job {
     const llmq_awq_qcfg *q;
     int steps;
     double max_shrink;
-    int bf16;                                        /* products on llmq_matmul_bf16 */
+    int bf16;                                        /* products on llmq_gemm_bf16_pairs */
     float *clip;
     double *err_before, *err_after, *shrink_sum;   /* (threads) */
     int64_t *n_clipped;                              /* (threads) */

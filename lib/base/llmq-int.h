@@ -45,6 +45,22 @@ static inline float llmq_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); retu
 /* bf16 -> f32 is exact. */
 static inline float llmq_bf16_to_f32(uint16_t h) { return llmq_bits_f32((uint32_t)h << 16); }
 /* f32 -> bf16, round to nearest even; NaN stays NaN. */
+/* "A:B", a range of layers A..B-1 with 0 <= A < B <= 10^6, into *lo, *hi;
+ * -1 (nothing written) for anything else.  awq and calibrate --layers,
+ * and the range a statistics shard records. */
+static inline int llmq_parse_range(const char *s, int *lo, int *hi)
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || *end != ':' || a < 0 || a > 1000000) return -1;
+    const char *t = end + 1;
+    long b = strtol(t, &end, 10);
+    if (end == t || *end || b <= a || b > 1000000) return -1;
+    *lo = (int)a;
+    *hi = (int)b;
+    return 0;
+}
+
 /* A loop function built per ISA (GCC target_clones, picked at load time)
  * and vectorized: for plain C loops that must keep up with the kernels. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
