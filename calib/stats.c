@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <errno.h>
 #include "stats.h"
+#include "../lib/quant/kvq.h"
 #include "../formats/safetensors.h"
 #include "data.h"
 
@@ -25,6 +26,7 @@ static void site_free(llmq_site_stats *q)
 {
     free(q->absmax); free(q->min); free(q->max); free(q->mean_abs);
     free(q->sum); free(q->sumsq); free(q->abs_sum); free(q->head_absmax); free(q->keep);
+    free(q->kv_min); free(q->kv_max); free(q->kv_keep);
     memset(q, 0, sizeof *q);
 }
 
@@ -36,11 +38,13 @@ void llmq_stats_release(llmq_stats *s)
     free(s->site);
     free(s->keep_win);
     free(s->keep_pos);
+    free(s->kvk_win);
+    free(s->kvk_pos);
     memset(s, 0, sizeof *s);
 }
 
 /* Allocate the arrays of one site (zeroed; min/max set to +-inf). */
-static int site_alloc(llmq_site_stats *q, int dim, int heads, int n_keep, int linear, llmq_err *err)
+static int site_alloc(llmq_site_stats *q, int dim, int heads, int n_keep, int linear, int kv, llmq_err *err)
 {
     q->dim = dim;
     if (!(q->absmax = llmq_calloc((size_t)dim, sizeof(float), err)) ||
@@ -54,7 +58,11 @@ static int site_alloc(llmq_site_stats *q, int dim, int heads, int n_keep, int li
     if (!linear && !(q->head_absmax = llmq_calloc((size_t)heads, sizeof(float), err))) return err->code;
     if (linear && n_keep > 0 && !(q->keep = llmq_calloc((size_t)n_keep * (size_t)dim, sizeof(float), err)))
         return err->code;
+    if (kv && (!(q->kv_min = llmq_calloc((size_t)dim, sizeof(float), err)) ||
+               !(q->kv_max = llmq_calloc((size_t)dim, sizeof(float), err))))
+        return err->code;
     for (int j = 0; j < dim; j++) { q->min[j] = INFINITY; q->max[j] = -INFINITY; }
+    for (int j = 0; kv && j < dim; j++) { q->kv_min[j] = INFINITY; q->kv_max[j] = -INFINITY; }
     return LLMQ_OK;
 }
 
@@ -78,7 +86,7 @@ int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < LLMQ_SITE_COUNT; k++)
             if (site_alloc(&s->site[l * LLMQ_SITE_COUNT + k], llmq_site_dim(c, (llmq_site)k), c->n_kv_heads, n_keep,
-                           llmq_site_is_linear((llmq_site)k), err)) {
+                           llmq_site_is_linear((llmq_site)k), k == LLMQ_SITE_K_PRE || k == LLMQ_SITE_V, err)) {
                 llmq_stats_release(s);
                 return err->code;
             }
@@ -93,6 +101,26 @@ int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples
             s->keep_win[k] = (int)((int64_t)k * samples / n_keep);
             s->keep_pos[k] = 1 + (int)llmq_rand_below(&st, (uint64_t)(seqlen - 1));
         }
+    }
+    return LLMQ_OK;
+}
+
+int llmq_stats_keep_kv(llmq_stats *s, int n, llmq_err *err)
+{
+    if (n < 0 || n > LLMQ_STATS_MAX_KEEP) return llmq_errorf(err, LLMQ_EUSAGE, "KV rows kept: 0..%d, not %d", LLMQ_STATS_MAX_KEEP, n);
+    s->n_kv_keep = n;
+    if (!n) return LLMQ_OK;
+    if (!(s->kvk_win = llmq_calloc((size_t)n, sizeof(int), err)) || !(s->kvk_pos = llmq_calloc((size_t)n, sizeof(int), err)))
+        return err->code;
+    int from = s->seqlen > LLMQ_STATS_KV_SINKS ? LLMQ_STATS_KV_SINKS : 1;
+    uint64_t st = s->seed ^ 0x4b565f524f5753ull;   /* "KV_ROWS": apart from the other streams */
+    for (int k = 0; k < n; k++) {
+        s->kvk_win[k] = (int)((int64_t)k * s->samples / n);
+        s->kvk_pos[k] = from + (int)llmq_rand_below(&st, (uint64_t)(s->seqlen - from));
+    }
+    for (int i = 0; i < s->n_layers * LLMQ_SITE_COUNT; i++) {
+        llmq_site_stats *q = &s->site[i];
+        if (q->kv_min && !(q->kv_keep = llmq_calloc((size_t)n * (size_t)q->dim, sizeof(float), err))) return err->code;
     }
     return LLMQ_OK;
 }
@@ -131,6 +159,17 @@ void llmq_stats_observe(void *ctx, int layer, llmq_site site, const float *x, in
             as[j] += a;
         }
     }
+    if (q->kv_min)   /* rows are positions: calibrate runs each window from position 0 */
+        for (int64_t t = LLMQ_STATS_KV_SINKS; t < n; t++)
+            for (int64_t j = 0; j < dim; j++) {
+                float v = x[t * dim + j];
+                if (v < q->kv_min[j]) q->kv_min[j] = v;
+                if (v > q->kv_max[j]) q->kv_max[j] = v;
+            }
+    if (q->kv_keep)
+        for (int k = 0; k < s->n_kv_keep; k++)
+            if (s->kvk_win[k] == s->cur_window && s->kvk_pos[k] < n)
+                memcpy(q->kv_keep + (size_t)k * dim, x + (size_t)s->kvk_pos[k] * dim, (size_t)dim * sizeof(float));
     q->count += n;
     if (q->keep)
         for (int k = 0; k < s->n_keep; k++)
@@ -146,6 +185,7 @@ void llmq_stats_finish(llmq_stats *s)
         for (int j = 0; j < q->dim; j++) {
             q->mean_abs[j] = q->count ? (float)(q->abs_sum[j] / (double)q->count) : 0.0f;
             if (!q->count) q->min[j] = q->max[j] = 0.0f;
+            if (q->kv_min && !(q->kv_min[j] <= q->kv_max[j])) q->kv_min[j] = q->kv_max[j] = 0.0f;
         }
         if (q->head_absmax)
             for (int h = 0; h < s->n_kv_heads; h++) {
@@ -154,6 +194,111 @@ void llmq_stats_finish(llmq_stats *s)
                 q->head_absmax[h] = m;
             }
     }
+}
+
+int llmq_stats_kv_ranges(const llmq_stats *s, const char *path, float **k_min, float **k_max, llmq_err *err)
+{
+    size_t kvd = (size_t)s->n_kv_heads * s->head_dim;
+    *k_min = *k_max = NULL;
+    for (int l = 0; l < s->n_layers; l++) {
+        const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + LLMQ_SITE_K_PRE];
+        if (!q->kv_min || (size_t)q->dim != kvd)
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics have no KV ranges (layer %d): written by an "
+                               "llmq before they were recorded; run llmq calibrate again", path, l);
+    }
+    if (!(*k_min = llmq_malloc((size_t)s->n_layers * kvd * sizeof(float), err)) ||
+        !(*k_max = llmq_malloc((size_t)s->n_layers * kvd * sizeof(float), err))) {
+        free(*k_min);
+        *k_min = NULL;
+        return err->code;
+    }
+    for (int l = 0; l < s->n_layers; l++) {
+        const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + LLMQ_SITE_K_PRE];
+        memcpy(*k_min + l * kvd, q->kv_min, kvd * sizeof(float));
+        memcpy(*k_max + l * kvd, q->kv_max, kvd * sizeof(float));
+    }
+    return LLMQ_OK;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int llmq_stats_kv_quantile_ranges(const llmq_stats *s, const char *path, double outliers, float **k_min,
+                                  float **k_max, llmq_err *err)
+{
+    int n = s->n_kv_keep;
+    size_t kvd = (size_t)s->n_kv_heads * s->head_dim;
+    *k_min = *k_max = NULL;
+    if (n < 1 || !s->site[LLMQ_SITE_K_PRE].kv_keep)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics kept no K rows for outlier ranges (llmq calibrate --kv-keep)", path);
+    float *col = llmq_malloc((size_t)n * sizeof(float), err);
+    if (!col || !(*k_min = llmq_malloc((size_t)s->n_layers * kvd * sizeof(float), err)) ||
+        !(*k_max = llmq_malloc((size_t)s->n_layers * kvd * sizeof(float), err))) {
+        free(col);
+        free(*k_min);
+        *k_min = NULL;
+        return err->code;
+    }
+    int cut = (int)(outliers / 2 * n);
+    if (cut > (n - 1) / 2) cut = (n - 1) / 2;
+    for (int l = 0; l < s->n_layers; l++) {
+        const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + LLMQ_SITE_K_PRE];
+        for (size_t c = 0; c < kvd; c++) {
+            for (int k = 0; k < n; k++) col[k] = q->kv_keep[(size_t)k * kvd + c];
+            qsort(col, (size_t)n, sizeof(float), cmp_float);
+            (*k_min)[l * kvd + c] = col[cut];
+            (*k_max)[l * kvd + c] = col[n - 1 - cut];
+        }
+    }
+    free(col);
+    return LLMQ_OK;
+}
+
+int llmq_stats_kv_codebooks(const llmq_stats *s, const char *path, int bits, int value_group, const float *k_min,
+                            const float *k_max, float **k_book, float **v_book, llmq_err *err)
+{
+    int n = s->n_kv_keep, L = 1 << bits;
+    size_t kvd = (size_t)s->n_kv_heads * s->head_dim;
+    *k_book = *v_book = NULL;
+    if (n < 1 || !s->site[LLMQ_SITE_K_PRE].kv_keep)
+        return llmq_errorf(err, LLMQ_EUSAGE, "%s: statistics kept no K/V rows for codebooks (llmq calibrate --kv-keep)", path);
+    float *u = llmq_malloc((size_t)n * kvd * sizeof(float), err);
+    if (!u || !(*k_book = llmq_malloc((size_t)s->n_layers * L * sizeof(float), err)) ||
+        !(*v_book = llmq_malloc((size_t)s->n_layers * L * sizeof(float), err))) {
+        free(u);
+        free(*k_book);
+        *k_book = NULL;
+        return err->code;
+    }
+    for (int l = 0; l < s->n_layers; l++) {
+        const llmq_site_stats *K = &s->site[l * LLMQ_SITE_COUNT + LLMQ_SITE_K_PRE], *V = &s->site[l * LLMQ_SITE_COUNT + LLMQ_SITE_V];
+        int64_t m = 0;
+        for (int k = 0; k < n; k++)
+            for (size_t c = 0; c < kvd; c++) {
+                float lo = k_min[l * kvd + c], span = k_max[l * kvd + c] - lo;
+                if (!(span > 0)) continue;
+                float x = (K->kv_keep[(size_t)k * kvd + c] - lo) / span;
+                u[m++] = x < 0 ? 0 : x > 1 ? 1 : x;
+            }
+        llmq_kvq_fit_codebook(u, m, bits, *k_book + (size_t)l * L);
+        m = 0;
+        for (int k = 0; k < n; k++)
+            for (int h = 0; h < s->n_kv_heads; h++)
+                for (int g0 = 0; g0 < s->head_dim; g0 += value_group) {
+                    const float *x = V->kv_keep + (size_t)k * kvd + (size_t)h * s->head_dim + g0;
+                    int w = LLMQ_MIN(value_group, s->head_dim - g0);
+                    float mn = x[0], mx = x[0];
+                    for (int i = 1; i < w; i++) { mn = LLMQ_MIN(mn, x[i]); mx = LLMQ_MAX(mx, x[i]); }
+                    if (!(mx > mn)) continue;
+                    for (int i = 0; i < w; i++) u[m++] = (x[i] - mn) / (mx - mn);
+                }
+        llmq_kvq_fit_codebook(u, m, bits, *v_book + (size_t)l * L);
+    }
+    free(u);
+    return LLMQ_OK;
 }
 
 float llmq_stats_static_scale(const llmq_stats *s, int layer, llmq_site site)
@@ -190,12 +335,15 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
         for (int k = 0; k < LLMQ_SITE_COUNT && !rc; k++) {
             const llmq_site_stats *q = &s->site[l * LLMQ_SITE_COUNT + k];
             int64_t d1[1] = { q->dim }, one[1] = { 1 }, hs[1] = { s->n_kv_heads }, ks[2] = { s->n_keep, q->dim };
+            int64_t kk[2] = { s->n_kv_keep, q->dim };
             struct { const char *f; llmq_dtype dt; int nd; const int64_t *sh; const void *p; } t[] = {
                 { "absmax", LLMQ_DT_F32, 1, d1, q->absmax }, { "min", LLMQ_DT_F32, 1, d1, q->min },
                 { "max", LLMQ_DT_F32, 1, d1, q->max }, { "mean_abs", LLMQ_DT_F32, 1, d1, q->mean_abs },
                 { "sum", LLMQ_DT_F64, 1, d1, q->sum }, { "sumsq", LLMQ_DT_F64, 1, d1, q->sumsq },
                 { "count", LLMQ_DT_I64, 1, one, &q->count },
                 { "head_absmax", LLMQ_DT_F32, 1, hs, q->head_absmax }, { "tokens", LLMQ_DT_F32, 2, ks, q->keep },
+                { "kv_min", LLMQ_DT_F32, 1, d1, q->kv_min }, { "kv_max", LLMQ_DT_F32, 1, d1, q->kv_max },
+                { "kv_tokens", LLMQ_DT_F32, 2, kk, q->kv_keep },
             };
             for (size_t i = 0; i < LLMQ_ARRAY_LEN(t) && !rc; i++) {
                 if (!t[i].p) continue;
@@ -203,7 +351,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
                 rc = llmq_st_writer_add(w, name, t[i].dt, t[i].nd, t[i].sh, t[i].p, err);
             }
         }
-    struct { const char *k; char v[80]; } meta[11];
+    struct { const char *k; char v[80]; } meta[12];
     int nm = 0;
 #define META(key, ...) do { meta[nm].k = key; snprintf(meta[nm].v, sizeof meta[nm].v, __VA_ARGS__); nm++; } while (0)
     META("format", "llmq-stats");
@@ -217,6 +365,7 @@ int llmq_stats_save(const llmq_stats *s, const char *path, llmq_err *err)
     META("keep", "%d", s->n_keep);
     META("n_layers", "%d", s->n_layers);
     if (s->lo > 0 || s->hi < s->n_layers) META("layers", "%d:%d", s->lo, s->hi);
+    if (s->n_kv_keep > 0) META("kv_keep", "%d", s->n_kv_keep);
 #undef META
     for (int i = 0; i < nm && !rc; i++) rc = llmq_st_writer_meta(w, meta[i].k, meta[i].v, err);
     if (!rc && s->derived_by[0]) rc = llmq_st_writer_meta(w, "derived_by", s->derived_by, err);
@@ -311,6 +460,10 @@ static int load(llmq_stats *s, const char *path, int shard_ok, llmq_err *err)
     s->seqlen = (int)v;
     if ((rc = meta_int(&f, "keep", 0, LLMQ_STATS_MAX_KEEP, &v, err))) goto out;
     s->n_keep = (int)v;
+    if (llmq_st_meta(&f, "kv_keep")) {
+        if ((rc = meta_int(&f, "kv_keep", 0, LLMQ_STATS_MAX_KEEP, &v, err))) goto out;
+        s->n_kv_keep = (int)v;
+    }
     if ((rc = meta_int(&f, "tokens", 0, INT64_MAX, &v, err))) goto out;
     s->tokens = v;
     if ((rc = meta_int(&f, "seed", 0, INT64_MAX, &v, err))) goto out;
@@ -357,6 +510,23 @@ static int load(llmq_stats *s, const char *path, int shard_ok, llmq_err *err)
                 snprintf(name, sizeof name, "layers.%d.%s.%s", l, site_names[k], want[i].fld);
                 if ((rc = load_tensor(&f, name, want[i].dt, want[i].d0, want[i].d1, want[i].p, err))) goto out;
             }
+            int kvs = k == LLMQ_SITE_K_PRE || k == LLMQ_SITE_V;
+            snprintf(name, sizeof name, "layers.%d.%s.kv_min", l, site_names[k]);
+            if (kvs && llmq_st_find(&f, name)) {   /* optional: older files lack them */
+                if ((rc = load_tensor(&f, name, LLMQ_DT_F32, dim, -1, (void **)&q->kv_min, err))) goto out;
+                snprintf(name, sizeof name, "layers.%d.%s.kv_max", l, site_names[k]);
+                if ((rc = load_tensor(&f, name, LLMQ_DT_F32, dim, -1, (void **)&q->kv_max, err))) goto out;
+                snprintf(name, sizeof name, "layers.%d.%s.kv_tokens", l, site_names[k]);
+                if (s->n_kv_keep > 0 &&
+                    (rc = load_tensor(&f, name, LLMQ_DT_F32, s->n_kv_keep, dim, (void **)&q->kv_keep, err)))
+                    goto out;
+                for (int j = 0; j < q->dim; j++)
+                    if (!(q->kv_min[j] <= q->kv_max[j])) {
+                        rc = llmq_errorf(err, LLMQ_EFORMAT, "%s: layer %d site '%s' channel %d: kv_min %g > kv_max %g",
+                                         path, l, site_names[k], j, (double)q->kv_min[j], (double)q->kv_max[j]);
+                        goto out;
+                    }
+            }
             snprintf(name, sizeof name, "layers.%d.%s.count", l, site_names[k]);
             int64_t *cnt = NULL;
             if ((rc = load_tensor(&f, name, LLMQ_DT_I64, 1, -1, (void **)&cnt, err))) goto out;
@@ -383,7 +553,7 @@ int llmq_stats_load_shard(llmq_stats *s, const char *path, llmq_err *err) { retu
 static int same_run(const llmq_stats *a, const llmq_stats *b)
 {
     return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads && a->head_dim == b->head_dim &&
-           a->n_keep == b->n_keep && a->samples == b->samples && a->seqlen == b->seqlen && a->seed == b->seed &&
+           a->n_keep == b->n_keep && a->n_kv_keep == b->n_kv_keep && a->samples == b->samples && a->seqlen == b->seqlen && a->seed == b->seed &&
            a->tokens == b->tokens && !strcmp(a->model_digest, b->model_digest) &&
            !strcmp(a->text_digest, b->text_digest) && !strcmp(a->act, b->act);
 }

@@ -16,6 +16,10 @@
  *   layers.l.SITE.sum|sumsq                 F64 (dim)
  *   layers.l.SITE.count                     I64 (1)
  *   layers.l.SITE.head_absmax               F32 (n_kv_heads)   k_pre, k_post, v
+ *   layers.l.SITE.kv_min|kv_max             F32 (dim)          k_pre, v: positions >= 4 of each
+ *                                                              window (absent in older files)
+ *   layers.l.SITE.kv_tokens                 F32 (kv_keep, dim) k_pre, v: rows at positions >= 4
+ *                                                              (when metadata kv_keep > 0)
  *   layers.l.SITE.tokens                    F32 (n_keep, dim)  qkv, o, gateup, down
  * Metadata: format "llmq-stats", llmq.stats_version "1", model_digest,
  * text_digest, samples, seqlen, seed, tokens, keep, n_layers, and
@@ -46,7 +50,16 @@ typedef struct {
     int64_t count;                          /* tokens seen */
     float *head_absmax;                     /* (n_kv_heads) K/V sites, else NULL */
     float *keep;                            /* (n_keep, dim) linear-input sites, else NULL */
+    float *kv_min, *kv_max;                 /* (dim) k_pre, v: over positions >= LLMQ_STATS_KV_SINKS of
+                                             * each window (the KV cache's calibrated ranges), or NULL */
+    float *kv_keep;                         /* (n_kv_keep, dim) k_pre, v: rows at positions >=
+                                             * LLMQ_STATS_KV_SINKS (range quantiles, codebooks), or NULL */
 } llmq_site_stats;
+
+/* Positions of each window left out of the KV ranges: attention sinks,
+ * whose keys and values are outliers a cache keeps apart (KVQuant keeps
+ * the first token, StreamingLLM four). */
+#define LLMQ_STATS_KV_SINKS 4
 
 typedef struct {
     int n_layers, n_kv_heads, head_dim;
@@ -64,6 +77,8 @@ typedef struct {
      * position keep_pos[k]; rows are ordered by window */
     int *keep_win, *keep_pos;
     int cur_window;
+    int n_kv_keep;             /* rows kept per K/V site (llmq_stats_keep_kv), 0: none */
+    int *kvk_win, *kvk_pos;    /* their plan while collecting, as keep_win / keep_pos */
 } llmq_stats;
 
 /* Site names as they appear in tensor names ("qkv", "o", ...). */
@@ -81,6 +96,13 @@ int llmq_site_dim(const llmq_config *c, llmq_site s);
 int llmq_stats_init(llmq_stats *s, const llmq_config *c, int n_keep, int samples, int seqlen,
                     uint64_t seed, llmq_err *err);
 void llmq_stats_release(llmq_stats *s);
+
+/* Also keep n rows of K (pre-RoPE) and V per layer, from positions >=
+ * LLMQ_STATS_KV_SINKS: row k from window floor(k * samples / n) at a
+ * position uniform in [LLMQ_STATS_KV_SINKS, seqlen) (from 1 when seqlen is
+ * shorter), drawn from another stream of the seed.  Call after
+ * llmq_stats_init, before observing.  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM. */
+int llmq_stats_keep_kv(llmq_stats *s, int n, llmq_err *err);
 
 /* Keep statistics of layers [lo, hi) only (a shard; 0 <= lo < hi <=
  * n_layers): the other layers' sites are freed and not observed.
@@ -114,6 +136,27 @@ int llmq_stats_join(llmq_stats *out, const char *const *paths, int n, llmq_err *
 /* Check that s fits config c (layers, dims, heads); path names the stats
  * file in the message.  Errors: LLMQ_EUSAGE. */
 int llmq_stats_check_config(const llmq_stats *s, const llmq_config *c, const char *path, llmq_err *err);
+
+/* The calibrated KV ranges (kvcache.h's llmq_kv_calib k_min, k_max):
+ * (n_layers, n_kv_heads * head_dim) floats each, malloc'd.  Errors:
+ * LLMQ_EUSAGE when s lacks them (an older file: path names it),
+ * LLMQ_ENOMEM. */
+int llmq_stats_kv_ranges(const llmq_stats *s, const char *path, float **k_min, float **k_max, llmq_err *err);
+/* Per-channel key ranges leaving out a fraction `outliers` of the kept
+ * rows, half at each end (KVQuant's dense range; the rest are the cache's
+ * sparse outliers): the floor(outliers / 2 * n)-th smallest and largest
+ * of each channel.  Errors: LLMQ_EUSAGE when s kept no K rows. */
+int llmq_stats_kv_quantile_ranges(const llmq_stats *s, const char *path, double outliers, float **k_min,
+                                  float **k_max, llmq_err *err);
+
+/* Non-uniform KV codebooks (KVQuant's nuq) fitted on the kept rows, per
+ * layer, 2^bits levels in [0, 1] each (llmq_kvq_fit_codebook): keys
+ * normalized by the ranges k_min, k_max (n_layers, kv_dim) the cache will
+ * use, values per token in groups of value_group channels by their own
+ * min and max.  *k_book, *v_book: (n_layers, 2^bits) floats, malloc'd.
+ * Errors: LLMQ_EUSAGE (no kept rows), LLMQ_ENOMEM. */
+int llmq_stats_kv_codebooks(const llmq_stats *s, const char *path, int bits, int value_group, const float *k_min,
+                            const float *k_max, float **k_book, float **v_book, llmq_err *err);
 
 /* Per-tensor static int8 scale of a linear-input site: max_j absmax_j / 127
  * (SmoothQuant's O3 per-tensor static scheme); 0 when the site was all zero. */

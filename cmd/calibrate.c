@@ -16,7 +16,7 @@
 
 static struct {
     const char *text, *out, *imatrix, *inspect, *act, *layers;
-    int samples, seqlen, keep, threads, json, top;
+    int samples, seqlen, keep, kv_keep, threads, json, top;
     long long seed_ll;
     double seed_d;
 } o;
@@ -27,6 +27,7 @@ static opt_def calibrate_opts[] = {
     { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per window", NULL, 2, 1 << 20, NULL, 0, "512" },
     { "seed", OPT_DOUBLE, &o.seed_d, "N", "seed of the window sampler, an integer 0..2^53", NULL, 0, 9007199254740992.0, NULL, 0, "0" },
     { "keep", OPT_INT, &o.keep, "N", "token rows kept per linear input for smooth's searches", NULL, 0, 1 << 16, NULL, 0, "256" },
+    { "kv-keep", OPT_INT, &o.kv_keep, "N", "K and V rows kept per layer, past the first 4 positions of each window (the KV cache's outlier ranges)", NULL, 0, 1 << 20, NULL, 0, "2048" },
     OPT_ROW_OUTPUT(o.out, "FILE", "write the statistics to FILE (safetensors)"),
     { "imatrix-out", OPT_PATH, &o.imatrix, "FILE", "write llama.cpp's importance matrix (GGUF) to FILE", NULL, 0, 0, NULL, 0, NULL },
     { "inspect", OPT_PATH, &o.inspect, "FILE", "print a per-layer outlier summary of a statistics file", NULL, 0, 0, NULL, 0, NULL },
@@ -198,6 +199,7 @@ int cmd_calibrate(int argc, char **argv)
         goto fail;
     }
     if ((rc = llmq_stats_init(&st, &m.cfg, o.keep, o.samples, o.seqlen, seed, &err))) goto fail;
+    if ((rc = llmq_stats_keep_kv(&st, o.kv_keep, &err))) goto fail;
     if (o.layers && (rc = llmq_stats_set_layers(&st, lo, hi, &err))) goto fail;
     if ((rc = llmq_model_digest(&m, st.model_digest, &err))) goto fail;
     memcpy(st.text_digest, cs.text_digest, sizeof st.text_digest);

@@ -47,7 +47,13 @@ int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_pp
 {
     memset(res, 0, sizeof *res);
     if (ctx < 2) return llmq_errorf(err, LLMQ_EUSAGE, "context %d is too small (at least 2)", ctx);
-    if (ctx > llmq_runner_max_ctx(r))
+    /* a streaming cache scores a window longer than itself a token at a time */
+    const llmq_kvcache *kv = llmq_runner_kv(r);
+    int stream = kv && ctx > llmq_kv_slots(kv);
+    if (stream && (first_logits || cb))
+        return llmq_errorf(err, LLMQ_EUSAGE, "logits of a %d-token window are not kept by a streaming cache of %d", ctx,
+                           llmq_kv_slots(kv));
+    if (ctx > llmq_runner_max_ctx(r) && !stream)
         return llmq_errorf(err, LLMQ_EUSAGE, "context %d exceeds the runner's %d", ctx, llmq_runner_max_ctx(r));
     size_t total = n / (size_t)ctx;
     if (total == 0)
@@ -58,7 +64,8 @@ int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_pp
     res->windows_total = (int)total;
 
     int vocab = llmq_runner_model(r)->cfg.vocab;
-    float *logits = llmq_alloc_aligned((size_t)ctx * (size_t)vocab * sizeof(float), err);
+    int rows = stream ? llmq_kv_slots(kv) : ctx;   /* logits rows of the first forward */
+    float *logits = llmq_alloc_aligned((size_t)rows * (size_t)vocab * sizeof(float), err);
     int32_t *win = llmq_malloc((size_t)ctx * sizeof(int32_t), err);
     if (!logits || !win) { free(logits); free(win); return err->code; }
     int first, count, rc = LLMQ_OK;
@@ -67,6 +74,21 @@ int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_pp
     for (int w = 0; w < nw; w++) {
         memcpy(win, ids + (size_t)w * ctx, (size_t)ctx * sizeof(int32_t));
         if (protocol == LLMQ_PPL_LLAMACPP && bos >= 0) win[0] = bos;
+        if (stream) {
+            /* the cache's first fill in one forward, then a token at a time */
+            if ((rc = llmq_runner_forward(r, win, rows, 0, logits, 1, err))) break;
+            for (int i = first; i < first + count && i < rows; i++)
+                res->nll += row_nll(logits + (size_t)i * vocab, vocab, win[i + 1]);
+            for (int i = rows; i < first + count; i++) {
+                if ((rc = llmq_runner_forward(r, &win[i], 1, i, logits, 0, err))) break;
+                if (i >= first) res->nll += row_nll(logits, vocab, win[i + 1]);
+            }
+            if (rc) break;
+            res->scored += count;
+            res->windows++;
+            if (progress) progress(progress_ctx, w + 1, nw);
+            continue;
+        }
         if ((rc = llmq_runner_forward(r, win, ctx, 0, logits, 1, err))) break;
         if (w == 0 && first_logits) memcpy(first_logits, logits, (size_t)ctx * vocab * sizeof(float));
         for (int i = first; i < first + count; i++)
@@ -97,7 +119,12 @@ int llmq_generate(llmq_runner *r, const int32_t *prompt, int n_prompt, int n_new
     int vocab = llmq_runner_model(r)->cfg.vocab;
     *n_out = 0;
     if (n_prompt < 1) return llmq_errorf(err, LLMQ_EUSAGE, "the prompt is empty");
-    if (n_prompt + n_new > llmq_runner_max_ctx(r))
+    const llmq_kvcache *kv = llmq_runner_kv(r);
+    int stream = kv && llmq_kv_query_pos(kv, llmq_kv_slots(kv), 1) >= 0;   /* evicts: unbounded */
+    if (stream && n_prompt > llmq_kv_slots(kv))
+        return llmq_errorf(err, LLMQ_EUSAGE, "prompt (%d tokens) exceeds the streaming cache's %d positions", n_prompt,
+                           llmq_kv_slots(kv));
+    if (!stream && n_prompt + n_new > llmq_runner_max_ctx(r))
         return llmq_errorf(err, LLMQ_EUSAGE, "prompt (%d tokens) plus %d new tokens exceed the context %d",
                            n_prompt, n_new, llmq_runner_max_ctx(r));
     float *logits = llmq_malloc((size_t)vocab * sizeof(float), err);
@@ -115,13 +142,16 @@ int llmq_generate(llmq_runner *r, const int32_t *prompt, int n_prompt, int n_new
     return rc;
 }
 
-int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode_tokens,
+int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode_tokens, int zero_fill,
                llmq_bench_result *res, llmq_err *err)
 {
     const llmq_model *m = llmq_runner_model(r);
     int vocab = m->cfg.vocab;
     memset(res, 0, sizeof *res);
-    int need = LLMQ_MAX(prefill_tokens, decode_prompt + decode_tokens);
+    int need = LLMQ_MAX(prefill_tokens, (zero_fill ? 0 : decode_prompt) + decode_tokens);
+    if (zero_fill && decode_prompt + decode_tokens > llmq_runner_max_ctx(r))
+        return llmq_errorf(err, LLMQ_EUSAGE, "benchmark needs a context of %d, the runner has %d",
+                           decode_prompt + decode_tokens, llmq_runner_max_ctx(r));
     if (need > llmq_runner_max_ctx(r))
         return llmq_errorf(err, LLMQ_EUSAGE, "benchmark needs a context of %d, the runner has %d", need, llmq_runner_max_ctx(r));
     int32_t *toks = llmq_malloc((size_t)need * sizeof(int32_t), err);
@@ -137,10 +167,12 @@ int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode
     double t0 = llmq_now();
     if (!rc) rc = llmq_runner_forward(r, toks, prefill_tokens, 0, logits, 0, err);
     double t1 = llmq_now();
-    if (!rc) rc = llmq_runner_forward(r, toks, decode_prompt, 0, logits, 0, err);
+    if (!rc && !zero_fill) rc = llmq_runner_forward(r, toks, decode_prompt, 0, logits, 0, err);
+    if (!rc && zero_fill) rc = llmq_runner_forward(r, toks, 1, 0, logits, 0, err);   /* then positions 1.. hold zeros */
     double t2 = llmq_now();
+    int at = zero_fill ? 0 : decode_prompt;
     for (int i = 0; !rc && i < decode_tokens; i++)
-        rc = llmq_runner_forward(r, &toks[decode_prompt + i], 1, decode_prompt + i, logits, 0, err);
+        rc = llmq_runner_forward(r, &toks[at + i], 1, decode_prompt + i, logits, 0, err);
     double t3 = llmq_now();
     if (!rc) {
         res->prefill_tokens = prefill_tokens;

@@ -56,7 +56,13 @@ typedef struct {
     double decode_gb_s;      /* weight bytes streamed per second while decoding */
 } llmq_bench_result;
 
-int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode_tokens,
+/* Prefill speed on one window of prefill_tokens, then decode_tokens
+ * single-token steps after decode_prompt positions: a prefill of them, or
+ * with zero_fill whatever the prefill measurement left in the cache
+ * (zeros past its window, the cache of a fresh runner being zeroed): a
+ * decode step reads and multiplies every position all the same, whatever
+ * it holds, so long contexts cost no prefill. */
+int llmq_bench(llmq_runner *r, int prefill_tokens, int decode_prompt, int decode_tokens, int zero_fill,
                llmq_bench_result *res, llmq_err *err);
 
 /* Read bandwidth of this machine in bytes/s: sums a buffer of bytes

@@ -23,6 +23,7 @@ void llmq_layer_forward(const llmq_layer_pass *p, const float *x, llmq_layer_act
     p->linear(p->ctx, LLMQ_LIN_V, a->xn1, T, a->v);
     observe(p, LLMQ_SITE_K_PRE, a->k, kvd);
     observe(p, LLMQ_SITE_V, a->v, kvd);
+    if (a->kpre) memcpy(a->kpre, a->k, (size_t)T * kvd * sizeof(float));
     /* rotate-half RoPE, as transformers' apply_rotary_pos_emb */
     llmq_op_rope_fwd(a->q, T, c->n_heads, hd, p->cs, p->sn);
     llmq_op_rope_fwd(a->k, T, c->n_kv_heads, hd, p->cs, p->sn);

@@ -43,6 +43,7 @@ typedef struct {
     float *xn1, *r1;     /* (T, hidden) normed input; (T) its 1/rms, or NULL */
     float *q;            /* (T, n_heads*head_dim), after RoPE */
     float *k, *v;        /* (T, n_kv_heads*head_dim), k after RoPE */
+    float *kpre;         /* (T, n_kv_heads*head_dim) k before RoPE, or NULL: not kept */
     float *att;          /* (T, n_heads*head_dim) attention output */
     float *xmid;         /* (T, hidden) residual stream after attention */
     float *xn2, *r2;     /* (T, hidden) normed xmid; (T) its 1/rms, or NULL */

@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include "runner.h"
 #include "linears.h"
+#include "kvcache.h"
 #include "train/ops.h"
 
 struct llmq_runner {
@@ -36,9 +37,12 @@ struct llmq_runner {
     float *att;      /* (max_ctx, q_dim) attention output */
     float *hb;       /* (max_ctx, intermediate) */
     float *hb2;      /* (max_ctx, intermediate) */
+    /* the fp32 cache, made by the first forward without a quantized one */
     float *scores;   /* (n_threads, max_ctx, max_ctx) */
     float *key_cache;   /* (n_layers, n_kv_heads, max_ctx, head_dim) */
     float *value_cache; /* (n_layers, n_kv_heads, max_ctx, head_dim) */
+    llmq_kvcache *kv;   /* llmq_runner_set_kv's cache, or NULL */
+    float *kpre;        /* (max_ctx, kv_dim) keys before RoPE, for kv */
     float *rope_cos, *rope_sin;  /* (max_ctx, head_dim/2) */
 };
 
@@ -119,7 +123,8 @@ void llmq_runner_free(llmq_runner *r)
     if (!r) return;
     free(r->act_scales);
     float *bufs[] = { r->x, r->xn, r->q, r->k, r->v, r->att, r->hb, r->hb2, r->scores,
-                      r->key_cache, r->value_cache, r->rope_cos, r->rope_sin };
+                      r->key_cache, r->value_cache, r->rope_cos, r->rope_sin, r->kpre };
+    llmq_kv_free(r->kv);
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(r->xq);
     free(r->xscale);
@@ -153,14 +158,10 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
     r->max_ctx = max_ctx;
     size_t T = (size_t)max_ctx, H = (size_t)c->hidden, FF = (size_t)c->intermediate;
     size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    size_t nt = (size_t)llmq_pool_size(pool);
     if (!(r->x = falloc(T, H, 1, err)) || !(r->xn = falloc(T, H, 1, err)) ||
         !(r->q = falloc(T, qd, 1, err)) || !(r->k = falloc(T, kvd, 1, err)) ||
         !(r->v = falloc(T, kvd, 1, err)) || !(r->att = falloc(T, qd, 1, err)) ||
         !(r->hb = falloc(T, FF, 1, err)) || !(r->hb2 = falloc(T, FF, 1, err)) ||
-        !(r->scores = falloc(nt, T, T, err)) ||
-        !(r->key_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
-        !(r->value_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
         !(r->rope_cos = falloc(T, (size_t)c->head_dim / 2, 1, err)) ||
         !(r->rope_sin = falloc(T, (size_t)c->head_dim / 2, 1, err))) {
         llmq_runner_free(r);
@@ -172,6 +173,36 @@ int llmq_runner_new(llmq_runner **out, const llmq_model *m, int max_ctx, llmq_po
     *out = r;
     return LLMQ_OK;
 }
+
+/* The fp32 cache and scores of the default attention, on first use. */
+static int dense_cache(llmq_runner *r, llmq_err *err)
+{
+    const llmq_config *c = &r->m->cfg;
+    size_t T = (size_t)r->max_ctx, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    if (r->scores) return LLMQ_OK;
+    if (!(r->key_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
+        !(r->value_cache = falloc((size_t)c->n_layers, T, kvd, err)) ||
+        !(r->scores = falloc((size_t)llmq_pool_size(r->pool), T, T, err)))
+        return err->code;
+    return LLMQ_OK;
+}
+
+int llmq_runner_set_kv(llmq_runner *r, const llmq_kv_spec *spec, const llmq_kv_calib *cal, llmq_err *err)
+{
+    const llmq_config *c = &r->m->cfg;
+    llmq_kvcache *kv;
+    int rc = llmq_kv_new(&kv, c, spec, cal, r->max_ctx, llmq_pool_size(r->pool), err);
+    if (rc) return rc;
+    if (!r->kpre && !(r->kpre = falloc((size_t)r->max_ctx, (size_t)c->n_kv_heads * c->head_dim, 1, err))) {
+        llmq_kv_free(kv);
+        return err->code;
+    }
+    llmq_kv_free(r->kv);
+    r->kv = kv;
+    return LLMQ_OK;
+}
+
+const llmq_kvcache *llmq_runner_kv(const llmq_runner *r) { return r->kv; }
 
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
 {
@@ -341,6 +372,10 @@ static void step_attend(void *ctx, llmq_layer_acts *a)
     struct step *s = ctx;
     llmq_runner *r = s->r;
     const llmq_config *c = &r->m->cfg;
+    if (r->kv) {
+        llmq_kv_attend(r->kv, r->pool, s->layer, a->q, a->kpre, a->v, s->n, s->pos, r->rope_cos, r->rope_sin, a->att);
+        return;
+    }
     int hd = c->head_dim, kvd = c->n_kv_heads * hd;
     size_t layer_off = (size_t)s->layer * c->n_kv_heads * r->max_ctx * hd;
     for (int t = 0; t < s->n; t++)
@@ -358,8 +393,21 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
 {
     const llmq_model *m = r->m;
     const llmq_config *c = &m->cfg;
-    if (n < 1 || pos < 0 || pos + n > r->max_ctx)
+    /* the RoPE position of the first token: pos, or inside a streaming
+     * window once it evicts */
+    int rp = pos;
+    if (r->kv) {
+        int last = n >= 1 && pos >= 0 && pos <= INT32_MAX - n ? llmq_kv_query_pos(r->kv, pos, n) : -1;
+        if (last < 0)
+            return llmq_errorf(err, LLMQ_EUSAGE, "positions %d..%d: past the cache's %d positions (a streaming "
+                               "window takes one token at a time once full)", pos, pos + n - 1, llmq_kv_slots(r->kv));
+        rp = last - n + 1;
+    } else if (n < 1 || pos < 0 || pos + n > r->max_ctx) {
         return llmq_errorf(err, LLMQ_EUSAGE, "positions %d..%d exceed the context size %d", pos, pos + n - 1, r->max_ctx);
+    } else {
+        int rc = dense_cache(r, err);
+        if (rc) return rc;
+    }
     int H = c->hidden, hd = c->head_dim;
     float eps = (float)c->rms_eps;
     for (int t = 0; t < n; t++) {
@@ -368,11 +416,12 @@ int llmq_runner_forward(llmq_runner *r, const int32_t *tokens, int n, int pos,
                                "tokenizer and config.json vocab_size disagree", m->path, tokens[t], c->vocab - 1);
         llmq_get_row(&m->embed, tokens[t], r->x + (size_t)t * H);
     }
-    const float *cs = r->rope_cos + (size_t)pos * (hd / 2), *sn = r->rope_sin + (size_t)pos * (hd / 2);
+    const float *cs = r->rope_cos + (size_t)rp * (hd / 2), *sn = r->rope_sin + (size_t)rp * (hd / 2);
     /* one set of scratch buffers for every layer; the residual stream x
      * is updated in place */
     llmq_layer_acts a = { .xn1 = r->xn, .q = r->q, .k = r->k, .v = r->v, .att = r->att, .xmid = r->x,
-                          .xn2 = r->xn, .gate = r->hb, .up = r->hb2, .hact = r->hb, .tmp = r->xn };
+                          .xn2 = r->xn, .gate = r->hb, .up = r->hb2, .hact = r->hb, .tmp = r->xn,
+                          .kpre = r->kv ? r->kpre : NULL };
     struct step st = { r, NULL, 0, n, pos };
     llmq_layer_pass p = { .c = c, .T = n, .cs = cs, .sn = sn, .linear = step_linear, .attend = step_attend,
                           .ctx = &st, .observe = r->obs, .obs_ctx = r->obs_ctx };

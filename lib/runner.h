@@ -11,6 +11,7 @@
 #include "model.h"
 #include "forward.h"
 #include "base/pool.h"
+#include "kvcache.h"
 
 typedef struct llmq_runner llmq_runner;
 
@@ -63,6 +64,15 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err);
  * Call before llmq_runner_set_act(LLMQ_ACT_INT8_STATIC), which refuses
  * (LLMQ_EUSAGE) without them; may be called again later.  Errors: LLMQ_ENOMEM. */
 int llmq_runner_set_act_scales(llmq_runner *r, const float *scales, llmq_err *err);
+
+/* Replace the fp32 KV cache by a quantized, sink-keeping or streaming one
+ * (kvcache.h) for the forwards from position 0 on; cal may be NULL.  With
+ * a window, positions run past max_ctx (the cache then holds max_ctx or
+ * sinks + window of them), one token at a time once it evicts.
+ * Errors: llmq_kv_new's. */
+int llmq_runner_set_kv(llmq_runner *r, const llmq_kv_spec *spec, const llmq_kv_calib *cal, llmq_err *err);
+/* The cache llmq_runner_set_kv made, or NULL. */
+const llmq_kvcache *llmq_runner_kv(const llmq_runner *r);
 
 int llmq_runner_max_ctx(const llmq_runner *r);
 const llmq_model *llmq_runner_model(const llmq_runner *r);

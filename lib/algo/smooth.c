@@ -602,7 +602,7 @@ int llmq_smooth_write(const llmq_model *m, const llmq_smooth_plan *plan, llmq_dt
 
 /* ---- statistics of the smoothed model ---- */
 
-static int copy_site(llmq_site_stats *d, const llmq_site_stats *s, int heads, int n_keep, llmq_err *err)
+static int copy_site(llmq_site_stats *d, const llmq_site_stats *s, int heads, int n_keep, int n_kv_keep, llmq_err *err)
 {
     size_t D = (size_t)s->dim;
     d->dim = s->dim;
@@ -611,14 +611,15 @@ static int copy_site(llmq_site_stats *d, const llmq_site_stats *s, int heads, in
                                       memcpy(d->f, s->f, (n) * sizeof(T)); } } while (0)
     DUP(absmax, float, D); DUP(min, float, D); DUP(max, float, D); DUP(mean_abs, float, D);
     DUP(sum, double, D); DUP(sumsq, double, D); DUP(head_absmax, float, (size_t)heads);
-    DUP(keep, float, (size_t)n_keep * D);
+    DUP(keep, float, (size_t)n_keep * D); DUP(kv_min, float, D); DUP(kv_max, float, D);
+    DUP(kv_keep, float, (size_t)n_kv_keep * D);
 #undef DUP
     return LLMQ_OK;
 }
 
 /* x -> (x - z) / s on every statistic of one site; s, z expanded to the
  * site's channels (z may be NULL). */
-static void affine_site(llmq_site_stats *q, const float *s, const float *z, int n_keep)
+static void affine_site(llmq_site_stats *q, const float *s, const float *z, int n_keep, int n_kv_keep)
 {
     double n = (double)q->count;
     for (int j = 0; j < q->dim; j++) {
@@ -633,6 +634,16 @@ static void affine_site(llmq_site_stats *q, const float *s, const float *z, int 
         if (q->sumsq[j] < 0) q->sumsq[j] = 0;
         if (zj == 0.0) q->mean_abs[j] = (float)(q->mean_abs[j] / sj);
     }
+    for (int j = 0; q->kv_min && j < q->dim; j++) {
+        q->kv_min[j] = (q->kv_min[j] - (z ? z[j] : 0.0f)) / s[j];
+        q->kv_max[j] = (q->kv_max[j] - (z ? z[j] : 0.0f)) / s[j];
+    }
+    if (q->kv_keep)
+        for (int k = 0; k < n_kv_keep; k++)
+            for (int j = 0; j < q->dim; j++) {
+                float *v = &q->kv_keep[(size_t)k * q->dim + j];
+                *v = (*v - (z ? z[j] : 0.0f)) / s[j];
+            }
     if (q->keep)
         for (int k = 0; k < n_keep; k++)
             for (int j = 0; j < q->dim; j++) {
@@ -669,6 +680,7 @@ int llmq_smooth_stats(const llmq_model *m, const llmq_stats *in, const llmq_smoo
     out->n_kv_heads = in->n_kv_heads;
     out->head_dim = in->head_dim;
     out->n_keep = in->n_keep;
+    out->n_kv_keep = in->n_kv_keep;
     out->samples = in->samples;
     out->seqlen = in->seqlen;
     out->seed = in->seed;
@@ -681,20 +693,20 @@ int llmq_smooth_stats(const llmq_model *m, const llmq_stats *in, const llmq_smoo
     for (int l = 0; l < in->n_layers && !rc; l++) {
         for (int k = 0; k < LLMQ_SITE_COUNT && !rc; k++)
             rc = copy_site(&out->site[l * LLMQ_SITE_COUNT + k], &in->site[l * LLMQ_SITE_COUNT + k], in->n_kv_heads,
-                           in->n_keep, err);
+                           in->n_keep, in->n_kv_keep, err);
         if (rc) break;
         const llmq_smooth_pair *P = &plan->p[l * LLMQ_PAIR_COUNT];
         llmq_site_stats *S = &out->site[l * LLMQ_SITE_COUNT];
-        affine_site(&S[LLMQ_SITE_QKV], P[LLMQ_PAIR_QKV].scale, NULL, in->n_keep);
-        affine_site(&S[LLMQ_SITE_GATEUP], P[LLMQ_PAIR_GATEUP].scale, NULL, in->n_keep);
-        affine_site(&S[LLMQ_SITE_DOWN], P[LLMQ_PAIR_UPDOWN].scale, NULL, in->n_keep);
+        affine_site(&S[LLMQ_SITE_QKV], P[LLMQ_PAIR_QKV].scale, NULL, in->n_keep, in->n_kv_keep);
+        affine_site(&S[LLMQ_SITE_GATEUP], P[LLMQ_PAIR_GATEUP].scale, NULL, in->n_keep, in->n_kv_keep);
+        affine_site(&S[LLMQ_SITE_DOWN], P[LLMQ_PAIR_UPDOWN].scale, NULL, in->n_keep, in->n_kv_keep);
         const llmq_smooth_pair *vo = &P[LLMQ_PAIR_VO];
-        affine_site(&S[LLMQ_SITE_V], vo->scale, vo->shift, in->n_keep);
+        affine_site(&S[LLMQ_SITE_V], vo->scale, vo->shift, in->n_keep, in->n_kv_keep);
         for (int ch = 0; ch < S[LLMQ_SITE_O].dim; ch++) {
             s[ch] = vo->scale[vo_map(c, ch)];
             z[ch] = vo->shift ? vo->shift[vo_map(c, ch)] : 0.0f;
         }
-        affine_site(&S[LLMQ_SITE_O], s, vo->shift ? z : NULL, in->n_keep);
+        affine_site(&S[LLMQ_SITE_O], s, vo->shift ? z : NULL, in->n_keep, in->n_kv_keep);
         llmq_site_stats *V = &S[LLMQ_SITE_V];
         for (int h = 0; h < in->n_kv_heads; h++) {
             float a = 0.0f;

@@ -43,8 +43,8 @@ expect_code 0 llmq pack "$TMP/osl" -o "$TMP/osl.q8" --format int8
 expect_out 'perplexity' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --max-windows 2 --act int8
 expect_out '"act":"int8-static"' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --max-windows 2 --act int8-static --stats "$TMP/osl.st" --json
 expect_err 2 'another model' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --max-windows 2 --act int8-static --stats "$TMP/l.st"
-expect_err 2 'go together' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --act int8-static
-expect_err 2 'go together' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --stats "$TMP/osl.st"
+expect_err 2 'int8-static needs --stats' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --act int8-static
+expect_err 2 'serves --act int8-static or a quantized --kv-cache' llmq verify "$TMP/osl.q8" --text "$TMP/eval.txt" --ctx 64 --stats "$TMP/osl.st"
 expect_err 2 'int8 activations need int8 weights' llmq verify "$L" --text "$TMP/eval.txt" --ctx 64 --max-windows 1 --act int8-static --stats "$TMP/l.st"
 expect_err 2 'statistics are for' llmq verify $M --text "$TMP/eval.txt" --ctx 64 --act int8-static --stats "$TMP/l.st"
 expect_err 4 'not an llmq statistics file' llmq verify $M --text "$TMP/eval.txt" --ctx 64 --act int8-static --stats $M/model.safetensors

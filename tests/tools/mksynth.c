@@ -35,7 +35,7 @@
 #define GIB (1ull << 30)
 
 typedef struct {
-    uint64_t hidden, layers, heads, kv_heads, inter, vocab, shards, seed;
+    uint64_t hidden, layers, heads, kv_heads, inter, vocab, shards, seed, max_pos;
     int tie;
     const char *tokenizer;
     const char *outdir;
@@ -100,7 +100,7 @@ static void usage(FILE *fp)
 {
     fputs("usage: mksynth OUTDIR [--hidden N] [--layers N] [--heads N] [--kv-heads N]\n"
           "               [--intermediate N] [--vocab N] [--shards N] [--seed S] [--tie]\n"
-          "               [--tokenizer FILE]\n"
+          "               [--tokenizer FILE] [--max-pos N]\n"
           "Writes a synthetic bf16 Llama checkpoint (default: the TinyLlama 1.1B shape).\n", fp);
 }
 
@@ -130,9 +130,10 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         { "--vocab", offsetof(synth_opts, vocab), 1, 1 << 24 },
         { "--shards", offsetof(synth_opts, shards), 1, 99999 },
         { "--seed", offsetof(synth_opts, seed), 0, UINT64_MAX },
+        { "--max-pos", offsetof(synth_opts, max_pos), 1, 1 << 24 },
     };
     *o = (synth_opts){ .hidden = 2048, .layers = 22, .heads = 32, .kv_heads = 4, .inter = 5632,
-                       .vocab = 32000, .shards = 0, .seed = 1 };
+                       .vocab = 32000, .shards = 0, .seed = 1, .max_pos = 2048 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
@@ -280,7 +281,7 @@ static cJSON *make_config(const synth_opts *o)
     ok = ok && cJSON_AddNumberToObject(c, "hidden_size", (double)o->hidden);
     ok = ok && cJSON_AddRawToObject(c, "initializer_range", "0.02");
     ok = ok && cJSON_AddNumberToObject(c, "intermediate_size", (double)o->inter);
-    ok = ok && cJSON_AddNumberToObject(c, "max_position_embeddings", 2048);
+    ok = ok && cJSON_AddNumberToObject(c, "max_position_embeddings", (double)o->max_pos);
     ok = ok && cJSON_AddFalseToObject(c, "mlp_bias");
     ok = ok && cJSON_AddStringToObject(c, "model_type", "llama");
     ok = ok && cJSON_AddNumberToObject(c, "num_attention_heads", (double)o->heads);
