@@ -18,7 +18,7 @@
 static struct {
     const char *text, *ids, *tokenizer, *protocol, *logits_out, *gen, *kld_save, *kld, *act, *stats, *kv_cache, *kv_outliers;
     int ctx, max_windows, json, n, bench, threads, kld_topk, keep_cr;
-    int kv_sinks, kv_residual, kv_window, kv_key_group, kv_value_group, bench_ctx, kv_seen;
+    int stride, kv_sinks, kv_residual, kv_window, kv_key_group, kv_value_group, bench_ctx, kv_seen;
 } o;
 
 static opt_def verify_opts[] = {
@@ -27,7 +27,8 @@ static opt_def verify_opts[] = {
     { "ids", OPT_PATH, &o.ids, "FILE", "score perplexity on int32 LE token ids instead of text", NULL, 0, 0, NULL, 0, NULL },
     { "tokenizer", OPT_PATH, &o.tokenizer, "DIR", "tokenizer.json of DIR (or a tokenizer.json path) instead of the model's own (a GGUF file's: its metadata)", NULL, 0, 0, NULL, 0, NULL },
     { "ctx", OPT_INT, &o.ctx, "N", "window length in tokens", NULL, 2, 1 << 20, NULL, 0, "512" },
-    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol", "full|llamacpp", 0, 0, NULL, 0, "full" },
+    { "protocol", OPT_CHOICE, &o.protocol, NULL, "perplexity protocol", "full|llamacpp|sliding", 0, 0, NULL, 0, "full" },
+    { "stride", OPT_INT, &o.stride, "N", "tokens between sliding windows", NULL, 1, 1 << 30, NULL, 0, "1" },
     { "max-windows", OPT_INT, &o.max_windows, "N", "score at most N windows (default all)", NULL, 1, 1 << 30, NULL, 0, NULL },
     { "logits-out", OPT_PATH, &o.logits_out, "FILE", "write the first window's fp32 logits as safetensors", NULL, 0, 0, NULL, 0, NULL },
     { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0, NULL },
@@ -58,7 +59,8 @@ static const cmd_spec verify_spec = {
     "perplexity, greedy generation, speed.",
     "Protocols: 'full' scores tokens 2..ctx of consecutive non-overlapping windows (the\n"
     "protocol of the models' reference/ref.json); 'llamacpp' scores the second half of\n"
-    "each window like llama.cpp's llama-perplexity.",
+    "each window like llama.cpp's llama-perplexity; 'sliding' scores the last token of a\n"
+    "window of ctx tokens every --stride tokens (sliding-window recomputation).",
     verify_opts, 1, 1,
 };
 
@@ -275,7 +277,7 @@ static int run_ppl(verify_run *v, llmq_err *err)
     cmd_progress pr;
     progress_init(&pr, "perplexity");
     int bos = v->proto == LLMQ_PPL_LLAMACPP && v->tok && llmq_tok_add_bos(v->tok) ? llmq_tok_bos(v->tok) : -1;
-    rc = llmq_eval_ppl(v->run, v->ids, v->n_ids, o.ctx, v->proto, o.max_windows, bos, v->first_logits,
+    rc = llmq_eval_ppl(v->run, v->ids, v->n_ids, o.ctx, v->proto, o.stride, o.max_windows, bos, v->first_logits,
                        v->kld ? llmq_kld_window : NULL, v->kld, progress_cb, &pr, &v->ppl, err);
     progress_done(&pr);
     if (rc) return rc;
@@ -464,7 +466,10 @@ int cmd_verify(int argc, char **argv)
     memset(&v, 0, sizeof v);
     v.kv_key_out = -1;
     v.path = args[0];
-    v.proto = strcmp(o.protocol, "full") == 0 ? LLMQ_PPL_FULL : LLMQ_PPL_LLAMACPP;
+    v.proto = !strcmp(o.protocol, "full") ? LLMQ_PPL_FULL : !strcmp(o.protocol, "llamacpp") ? LLMQ_PPL_LLAMACPP
+            : LLMQ_PPL_SLIDING;
+    if (v.proto == LLMQ_PPL_SLIDING && (o.kld || o.kld_save))
+        return cmd_failf("verify", LLMQ_EUSAGE, "--kld and --kld-save take the full or llamacpp protocol");
     v.act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
           : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : !strcmp(o.act, "bf16") ? LLMQ_ACT_BF16 : LLMQ_ACT_FP;
     v.kv_on = o.kv_cache || o.kv_window || o.kv_residual || o.kv_seen;

@@ -8,14 +8,16 @@
 
 const char *llmq_ppl_protocol_name(llmq_ppl_protocol p)
 {
-    return p == LLMQ_PPL_FULL ? "full" : "llamacpp";
+    return p == LLMQ_PPL_FULL ? "full" : p == LLMQ_PPL_LLAMACPP ? "llamacpp" : "sliding";
 }
 
 const char *llmq_ppl_protocol_desc(llmq_ppl_protocol p)
 {
     return p == LLMQ_PPL_FULL
         ? "consecutive non-overlapping windows of ctx tokens, tail dropped; tokens 2..ctx of each window scored"
-        : "llama.cpp llama-perplexity: consecutive windows of ctx tokens, tail dropped; the second half of each window scored";
+        : p == LLMQ_PPL_LLAMACPP
+        ? "llama.cpp llama-perplexity: consecutive windows of ctx tokens, tail dropped; the second half of each window scored"
+        : "sliding-window recomputation: a window of ctx tokens every stride tokens; its last token scored";
 }
 
 void llmq_ppl_window_span(llmq_ppl_protocol protocol, int ctx, int *first, int *count)
@@ -24,6 +26,9 @@ void llmq_ppl_window_span(llmq_ppl_protocol protocol, int ctx, int *first, int *
         /* logits rows 0..ctx-2 predict tokens 1..ctx-1 */
         *first = 0;
         *count = ctx - 1;
+    } else if (protocol == LLMQ_PPL_SLIDING) {
+        *first = ctx - 2;
+        *count = 1;
     } else {
         /* llama-perplexity: first = n_ctx/2, rows first..n_ctx-2 scored */
         *first = ctx / 2;
@@ -41,7 +46,7 @@ static double row_nll(const float *row, int vocab, int target)
     return log(s) + (double)mx - (double)row[target];
 }
 
-int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_ppl_protocol protocol,
+int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_ppl_protocol protocol, int stride,
                   int max_windows, int bos, float *first_logits, llmq_window_fn cb, void *cb_ctx,
                   llmq_progress_fn progress, void *progress_ctx, llmq_ppl_result *res, llmq_err *err)
 {
@@ -55,7 +60,8 @@ int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_pp
                            llmq_kv_slots(kv));
     if (ctx > llmq_runner_max_ctx(r) && !stream)
         return llmq_errorf(err, LLMQ_EUSAGE, "context %d exceeds the runner's %d", ctx, llmq_runner_max_ctx(r));
-    size_t total = n / (size_t)ctx;
+    if (protocol != LLMQ_PPL_SLIDING || stride < 1) stride = ctx;
+    size_t total = n < (size_t)ctx ? 0 : (n - (size_t)ctx) / (size_t)stride + 1;
     if (total == 0)
         return llmq_errorf(err, LLMQ_EUSAGE, "text has %zu tokens, fewer than one window of %d", n, ctx);
     if (total > INT32_MAX) total = INT32_MAX;
@@ -72,7 +78,7 @@ int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_pp
     llmq_ppl_window_span(protocol, ctx, &first, &count);
     double t0 = llmq_now();
     for (int w = 0; w < nw; w++) {
-        memcpy(win, ids + (size_t)w * ctx, (size_t)ctx * sizeof(int32_t));
+        memcpy(win, ids + (size_t)w * stride, (size_t)ctx * sizeof(int32_t));
         if (protocol == LLMQ_PPL_LLAMACPP && bos >= 0) win[0] = bos;
         if (stream) {
             /* the cache's first fill in one forward, then a token at a time */

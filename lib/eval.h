@@ -9,7 +9,9 @@
 
 typedef enum {
     LLMQ_PPL_FULL = 0,   /* non-overlapping windows of ctx, tokens 2..ctx of each scored */
-    LLMQ_PPL_LLAMACPP    /* llama.cpp llama-perplexity: windows of ctx, second half scored */
+    LLMQ_PPL_LLAMACPP,   /* llama.cpp llama-perplexity: windows of ctx, second half scored */
+    LLMQ_PPL_SLIDING     /* window w = tokens [w * stride, w * stride + ctx), its last token scored:
+                          * sliding-window recomputation, each token after ctx - 1 others */
 } llmq_ppl_protocol;
 
 const char *llmq_ppl_protocol_name(llmq_ppl_protocol p);
@@ -32,12 +34,13 @@ typedef struct {
 } llmq_ppl_result;
 
 /* Perplexity of ids[0..n) under protocol with windows of ctx tokens, at
- * most max_windows of them (0 = all).  bos >= 0 replaces the first token of
+ * most max_windows of them (0 = all); LLMQ_PPL_SLIDING windows start
+ * every stride tokens (the other protocols ignore stride).  bos >= 0 replaces the first token of
  * each llama.cpp window, as llama-perplexity does for models that add BOS.
  * first_logits (may be NULL) receives the first window's (ctx, vocab)
  * logits; cb (may be NULL) sees every window.  Errors: LLMQ_EUSAGE when
  * the text is shorter than one window. */
-int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_ppl_protocol protocol,
+int llmq_eval_ppl(llmq_runner *r, const int32_t *ids, size_t n, int ctx, llmq_ppl_protocol protocol, int stride,
                   int max_windows, int bos, float *first_logits, llmq_window_fn cb, void *cb_ctx,
                   llmq_progress_fn progress, void *progress_ctx, llmq_ppl_result *res, llmq_err *err);
 
