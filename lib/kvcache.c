@@ -458,6 +458,19 @@ static void rotate(float *row, int hd, int p, const float *cs, const float *sn)
     }
 }
 
+/* rotate() into column r of a transposed tile, Kt (hd, TILE). */
+LLMQ_VECTORIZE
+static void rotate_t(const float *row, int hd, int p, const float *cs, const float *sn, float *Kt)
+{
+    int half = hd / 2;
+    const float *c = cs + (size_t)p * half, *s = sn + (size_t)p * half;
+    for (int i = 0; i < half; i++) {
+        float a = row[i], b = row[i + half];
+        Kt[(size_t)i * TILE] = a * c[i] - b * s[i];
+        Kt[(size_t)(i + half) * TILE] = b * c[i] + a * s[i];
+    }
+}
+
 /* S[h][0..m) = scale * q_h . keys of a tile stored transposed, Kt (hd,
  * TILE): an outer product per channel, TILE sums per query head. */
 LLMQ_VECTORIZE
@@ -475,16 +488,55 @@ static void tile_scores(const float *Q, int group, int hd, const float *Kt, floa
     }
 }
 
-/* O_h += sum_r P[h][r] V[r] over a tile's m rows, V (m, hd). */
-LLMQ_VECTORIZE
-static void tile_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+/* O_h += sum_r P[h][r] V[r] over a tile's m rows, V (m, hd).  A head's
+ * output row stays in registers over the tile when hd is a constant (the
+ * 64 and 128 of most models), instead of a load and a store per row. */
+static inline __attribute__((always_inline)) void tile_values_k(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
 {
-    for (int h = 0; h < group; h++) {
+    int h = 0;
+    if (hd == 64)   /* four heads at a time share each row of V */
+        for (; h + 4 <= group; h += 4) {
+            float acc[4][64];
+            for (int e = 0; e < 4; e++)
+                for (int c = 0; c < 64; c++) acc[e][c] = O[(size_t)(h + e) * 64 + c];
+            for (int r = 0; r < m; r++) {
+                const float *v = V + (size_t)r * 64;
+                for (int e = 0; e < 4; e++) {
+                    float p = P[(size_t)(h + e) * ldP + r];
+                    for (int c = 0; c < 64; c++) acc[e][c] += p * v[c];
+                }
+            }
+            for (int e = 0; e < 4; e++)
+                for (int c = 0; c < 64; c++) O[(size_t)(h + e) * 64 + c] = acc[e][c];
+        }
+    for (; h < group; h++) {
+        float acc[128];
         float *o = O + (size_t)h * hd;
+        for (int c = 0; c < hd; c++) acc[c] = o[c];
         for (int r = 0; r < m; r++) {
             float p = P[(size_t)h * ldP + r];
             const float *v = V + (size_t)r * hd;
-            for (int c = 0; c < hd; c++) o[c] += p * v[c];
+            for (int c = 0; c < hd; c++) acc[c] += p * v[c];
+        }
+        for (int c = 0; c < hd; c++) o[c] = acc[c];
+    }
+}
+
+LLMQ_VECTORIZE
+static void tile_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+{
+    if (hd == 64) {
+        tile_values_k(P, ldP, m, V, 64, group, O);
+    } else if (hd == 128) {
+        tile_values_k(P, ldP, m, V, 128, group, O);
+    } else {
+        for (int h = 0; h < group; h++) {
+            float *o = O + (size_t)h * hd;
+            for (int r = 0; r < m; r++) {
+                float p = P[(size_t)h * ldP + r];
+                const float *v = V + (size_t)r * hd;
+                for (int c = 0; c < hd; c++) o[c] += p * v[c];
+            }
         }
     }
 }
@@ -548,8 +600,7 @@ static void decode_head(const struct job *j, int g, float *scr)
             if (t < S) memcpy(kr, kv->sk + (lh * S + t) * hd, (size_t)hd * 4);
             else if (t >= R.lok) memcpy(kr, exact_row(kv, layer, g, t, pos, j->k, j->v, 0), (size_t)hd * 4);
             else key_row(kv, layer, g, t, kr, tmp);
-            rotate(kr, hd, R.evict ? r0 + r : t, j->cs, j->sn);
-            for (int c = 0; c < hd; c++) Kt[(size_t)c * TILE + r] = kr[c];
+            rotate_t(kr, hd, R.evict ? r0 + r : t, j->cs, j->sn, Kt + r);
         }
         for (int r = m; r < TILE; r++)
             for (int c = 0; c < hd; c++) Kt[(size_t)c * TILE + r] = 0.0f;
