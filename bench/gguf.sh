@@ -55,16 +55,8 @@ print("%.3f" % (8 * nb / ne))
 EOF
 }
 lcpp() {  # NAME FILE BASE: llama-perplexity's KLD; prints "ppl kld kld_se"
-    # (its log is written by a thread: a run whose summary did not reach
-    # the file is run again, once)
-    lcpp1 "$@" && return
-    lcpp1 "$@" || echo "- - -"
-}
-lcpp1() {
-    "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" --kl-divergence-base "$3" --kl-divergence \
-        >"$T/$1.lcpp.log" 2>&1 || { tail -5 "$T/$1.lcpp.log" >&2; return 1; }
-    r=$(awk '/^Mean PPL\(Q\) +:/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { if (p != "" && k != "") print p, k, s }' "$T/$1.lcpp.log")
-    [ -n "$r" ] && echo "$r"
+    lcpp_kld "$T/$1.lcpp.log" "$B/llama-perplexity" -m "$2" -f "$EVAL" -c 512 --chunks "$CH" -t "$TH" \
+        --kl-divergence-base "$3" --kl-divergence
 }
 lq() {  # NAME FILE BASE: llmq verify's KLD; prints "ppl kld kld_se"
     $LLMQ verify "$2" --text "$EVAL" --protocol llamacpp --ctx 512 --max-windows "$CH" --threads "$TH" --kld "$3" --json >"$T/$1.lq.json" ||
@@ -118,8 +110,7 @@ for m in $MODELS; do
     echo
     echo "| file | bits/weight | MiB | llama.cpp ppl | llama.cpp KLD +- SE | llmq ppl | llmq KLD +- SE |"
     echo "|---|---|---|---|---|---|---|"
-    bp=$(awk '/Mean PPL\(base\)/ { print $4 }' "$T/$m.base.log")
-    [ -z "$bp" ] && bp=$(grep -o 'Final estimate: PPL = [0-9.]*' "$T/$m.base.log" | awk '{ print $5 }')
+    bp=$(lcpp_ppl "$T/$m.base.log")
     echo "| f16 (llmq export) | $(bpw "$T/$m-f16.gguf") | $(mb "$(wc -c <"$T/$m-f16.gguf")") | $bp | 0 | $(f4 "$(j "$T/$m.base.json" perplexity)") | 0 |"
     for r in $rows; do
         name=$(echo "${r%%:*}" | tr '~' ' '); f="$T/${r#*:}.gguf"

@@ -50,3 +50,27 @@ run_shards() {
     done
     echo "| 4 shards, 2 at a time | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') | - |"
 }
+
+# lcpp_kld LOG CMD...: run CMD, a llama-perplexity with --kl-divergence-base B
+# --kl-divergence, its output in LOG; prints "ppl kld kld_se" from its summary
+# (Mean PPL(Q), Mean KLD +- its SE), or "- - -" if it fails.  llama.cpp's log
+# is written by a thread: a run whose summary did not reach the file is run
+# again, once.
+lcpp_kld() {
+    lcpp_kld1 "$@" && return
+    lcpp_kld1 "$@" || echo "- - -"
+}
+lcpp_kld1() {
+    lk_log=$1; shift
+    "$@" >"$lk_log" 2>&1 || { tail -5 "$lk_log" >&2; return 1; }
+    lk_r=$(awk '/^Mean PPL\(Q\) +:/ { p = $4 } /Mean +KLD:/ { k = $3; s = $5 } END { if (p != "" && k != "") print p, k, s }' "$lk_log")
+    [ -n "$lk_r" ] && echo "$lk_r"
+}
+
+# lcpp_ppl LOG: the base perplexity of a llama-perplexity log (Mean PPL(base)
+# of a --kl-divergence run, else its Final estimate); empty if it has neither.
+lcpp_ppl() {
+    lp=$(awk '/Mean PPL\(base\)/ { print $4 }' "$1")
+    [ -z "$lp" ] && lp=$(grep -o 'Final estimate: PPL = [0-9.]*' "$1" | awk '{ print $5 }')
+    echo "$lp"
+}
