@@ -40,7 +40,6 @@ struct llmq_kvcache {
     int ring;                   /* positions in the exact ring */
     float *rk, *rv;             /* (L, nkv, ring, hd) exact pre-RoPE k, v of the last positions */
     float *sk, *sv;             /* (L, nkv, sinks, hd) the sinks */
-    float *f16;                 /* (65536) f16 -> f32 */
     int nt;
     size_t scr_floats;
     float *scr;                 /* (nt, scr_floats) per-thread rows, scores, row list */
@@ -91,7 +90,7 @@ void llmq_kv_free(llmq_kvcache *kv)
 {
     if (!kv) return;
     void *p[] = { kv->kox, kv->vox, kv->kov, kv->vov, kv->kc, kv->vc, kv->vpar, kv->kpar, kv->klo, kv->kstep, kv->kbook, kv->vbook,
-                  kv->rk, kv->rv, kv->sk, kv->sv, kv->f16, kv->scr };
+                  kv->rk, kv->rv, kv->sk, kv->sv, kv->scr };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(p); i++) free(p[i]);
     free(kv);
 }
@@ -162,7 +161,6 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
     kv->ring = s.residual + (quantized(&s) && !kv->calib ? s.key_group : 0);
     size_t books = (size_t)1 << (quantized(&s) ? s.bits : 0);
     int ok = (kv->kc = zalloc(lh * slots, kv->krow, 1, err)) && (kv->vc = zalloc(lh * slots, kv->vrow, 1, err)) &&
-             (kv->f16 = zalloc(65536, sizeof(float), 1, err)) &&
              (!kv->ring || ((kv->rk = zalloc(lh * kv->ring, hd, sizeof(float), err)) &&
                             (kv->rv = zalloc(lh * kv->ring, hd, sizeof(float), err)))) &&
              (!s.sinks || ((kv->sk = zalloc(lh * s.sinks, hd, sizeof(float), err)) &&
@@ -209,7 +207,6 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
         llmq_kv_free(kv);
         return err->code;
     }
-    for (uint32_t h = 0; h < 65536; h++) kv->f16[h] = llmq_f16_to_f32((uint16_t)h);
     *out = kv;
     return LLMQ_OK;
 }
@@ -260,10 +257,10 @@ static const float *exact_row(const llmq_kvcache *kv, int layer, int g, int t, i
 
 static size_t lh_of(const llmq_kvcache *kv, int layer, int g) { return (size_t)layer * kv->nkv + g; }
 
-static void put_outliers(const llmq_kvcache *kv, const uint8_t *ox, const uint16_t *ov, size_t at, int cap, float *out)
+static void put_outliers(const uint8_t *ox, const uint16_t *ov, size_t at, int cap, float *out)
 {
     for (int e = 0; e < cap; e++)
-        if (ov[at + e] != OUT_NONE) out[ox[at + e]] = kv->f16[ov[at + e]];
+        if (ov[at + e] != OUT_NONE) out[ox[at + e]] = llmq_f16_to_f32(ov[at + e]);
 }
 
 /* Keep up to cap of the n candidates (channel cand[i], badness bad[i]),
@@ -290,34 +287,44 @@ static void bf16_row(const uint16_t *src, int n, float *out)
     for (int i = 0; i < n; i++) out[i] = llmq_bits_f32((uint32_t)src[i] << 16);
 }
 
+/* An f32 or bf16 cache's row: stored, read back. */
+static void put_plain(const llmq_kvcache *kv, const float *x, uint8_t *dst)
+{
+    if (kv->s.type == LLMQ_KV_F32) memcpy(dst, x, (size_t)kv->hd * 4);
+    else for (int i = 0; i < kv->hd; i++) ((uint16_t *)dst)[i] = llmq_f32_to_bf16(x[i]);   /* rows are 2-aligned */
+}
+
+static void get_plain(const llmq_kvcache *kv, const uint8_t *src, float *out)
+{
+    if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)kv->hd * 4);
+    else bf16_row((const uint16_t *)src, kv->hd, out);
+}
+
 /* Stored (dequantized) pre-RoPE key of head g at logical t >= sinks.
- * tmp: 2 hd + 1 floats kept between the calls of one attention, tmp[2 hd]
- * = -1 before the first. */
+ * tmp: 2 hd + 1 floats kept between the calls for one layer and head,
+ * tmp[2 hd] = -1 before the first. */
 static void key_row(const llmq_kvcache *kv, int layer, int g, int t, float *out, float *tmp)
 {
     int hd = kv->hd;
     size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t);
     const uint8_t *src = kv->kc + (lh * kv->slots + slot) * kv->krow;
-    if (kv->s.type == LLMQ_KV_F32) { memcpy(out, src, (size_t)hd * 4); return; }
-    if (kv->s.type == LLMQ_KV_BF16) {
-        bf16_row((const uint16_t *)src, hd, out);
-        return;
-    }
+    if (!quantized(&kv->s)) { get_plain(kv, src, out); return; }
     const float *book = kv->kbook ? kv->kbook + ((size_t)layer << kv->s.bits) : NULL;
     if (kv->calib) {
         size_t at = ((size_t)layer * kv->nkv + g) * hd;
         llmq_kvq_dequantize(src, hd, kv->klo + at, kv->kstep + at, book, kv->s.bits, out);
-        if (kv->kox) put_outliers(kv, kv->kox, kv->kov, (lh * kv->slots + slot) * kv->kcap, kv->kcap, out);
+        if (kv->kox) put_outliers(kv->kox, kv->kov, (lh * kv->slots + slot) * kv->kcap, kv->kcap, out);
         return;
     }
     /* tmp: the group's ranges as floats, tagged (tmp[2 hd]) with the
-     * group they are of: decoded once per group and head */
-    float tag = (float)((double)lh * kv->gcap + (double)(t / kv->s.key_group % kv->gcap));
+     * group they are of, decoded once per group: a caller's tmp serves one
+     * layer and head (the tag is exact while gcap < 2^24) */
+    size_t grp = (size_t)(t / kv->s.key_group % kv->gcap);
     float *lo = tmp, *step = tmp + hd;
-    if (tmp[2 * hd] != tag) {
-        const uint16_t *par = kv->kpar + (lh * kv->gcap + (size_t)(t / kv->s.key_group % kv->gcap)) * hd * 2;
-        for (int i = 0; i < hd; i++) { step[i] = kv->f16[par[2 * i]]; lo[i] = kv->f16[par[2 * i + 1]]; }
-        tmp[2 * hd] = tag;
+    if (tmp[2 * hd] != (float)grp) {
+        const uint16_t *par = kv->kpar + (lh * kv->gcap + grp) * hd * 2;
+        for (int i = 0; i < hd; i++) { step[i] = llmq_f16_to_f32(par[2 * i]); lo[i] = llmq_f16_to_f32(par[2 * i + 1]); }
+        tmp[2 * hd] = (float)grp;
     }
     llmq_kvq_dequantize(src, hd, lo, step, book, kv->s.bits, out);
 }
@@ -327,21 +334,11 @@ static void value_row(const llmq_kvcache *kv, int layer, int g, int t, float *ou
     int hd = kv->hd;
     size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t);
     const uint8_t *src = kv->vc + (lh * kv->slots + slot) * kv->vrow;
-    if (kv->s.type == LLMQ_KV_F32) { memcpy(out, src, (size_t)hd * 4); return; }
-    if (kv->s.type == LLMQ_KV_BF16) {
-        bf16_row((const uint16_t *)src, hd, out);
-        return;
-    }
+    if (!quantized(&kv->s)) { get_plain(kv, src, out); return; }
     const float *book = kv->vbook ? kv->vbook + ((size_t)layer << kv->s.bits) : NULL;
     const uint16_t *par = kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2;
     llmq_kvq_dequantize_groups(src, hd, kv->s.value_group, par, book, kv->s.bits, out);
-    if (kv->vox) put_outliers(kv, kv->vox, kv->vov, (lh * kv->slots + slot) * kv->ocap, kv->ocap, out);
-}
-
-static void put_plain(const llmq_kvcache *kv, const float *x, uint8_t *dst)
-{
-    if (kv->s.type == LLMQ_KV_F32) memcpy(dst, x, (size_t)kv->hd * 4);
-    else for (int i = 0; i < kv->hd; i++) ((uint16_t *)dst)[i] = llmq_f32_to_bf16(x[i]);   /* rows are 2-aligned */
+    if (kv->vox) put_outliers(kv->vox, kv->vov, (lh * kv->slots + slot) * kv->ocap, kv->ocap, out);
 }
 
 /* KIVI: the key group ending at t is full: its per-channel ranges over
@@ -356,8 +353,8 @@ static void key_group(llmq_kvcache *kv, int layer, int g, int t, int pos, const 
     int book = kv->s.type == LLMQ_KV_NUQ;
     for (int c = 0; c < hd; c++) {
         llmq_kvq_group_range(rows + c, m, hd, kv->s.bits, book, par + 2 * c);
-        step[c] = kv->f16[par[2 * c]];
-        lo[c] = kv->f16[par[2 * c + 1]];
+        step[c] = llmq_f16_to_f32(par[2 * c]);
+        lo[c] = llmq_f16_to_f32(par[2 * c + 1]);
     }
     const float *bk = book ? kv->kbook + ((size_t)layer << kv->s.bits) : NULL;
     for (int i = 0; i < m; i++)
