@@ -455,17 +455,23 @@ static void rotate(float *row, int hd, int p, const float *cs, const float *sn)
     }
 }
 
-/* rotate() into column r of a transposed tile, Kt (hd, TILE). */
+/* A tile's m rows (m, hd), rotate()d at positions p0 + r into a
+ * transposed tile, Kt (hd, TILE); columns m..TILE-1 zeroed. */
 LLMQ_VECTORIZE
-static void rotate_t(const float *row, int hd, int p, const float *cs, const float *sn, float *Kt)
+static void rotate_tile(const float *rows, int m, int hd, int p0, const float *cs, const float *sn, float *Kt)
 {
     int half = hd / 2;
-    const float *c = cs + (size_t)p * half, *s = sn + (size_t)p * half;
-    for (int i = 0; i < half; i++) {
-        float a = row[i], b = row[i + half];
-        Kt[(size_t)i * TILE] = a * c[i] - b * s[i];
-        Kt[(size_t)(i + half) * TILE] = b * c[i] + a * s[i];
+    for (int r = 0; r < m; r++) {
+        const float *row = rows + (size_t)r * hd;
+        const float *c = cs + (size_t)(p0 + r) * half, *s = sn + (size_t)(p0 + r) * half;
+        for (int i = 0; i < half; i++) {
+            float a = row[i], b = row[i + half];
+            Kt[(size_t)i * TILE + r] = a * c[i] - b * s[i];
+            Kt[(size_t)(i + half) * TILE + r] = b * c[i] + a * s[i];
+        }
     }
+    for (int c = 0; c < hd; c++)
+        for (int r = m; r < TILE; r++) Kt[(size_t)c * TILE + r] = 0.0f;
 }
 
 /* S[h][0..m) = scale * q_h . keys of a tile stored transposed, Kt (hd,
@@ -567,6 +573,139 @@ static int row_t(const llmq_kvcache *kv, const struct rows *R, int r)
     return r < kv->s.sinks ? r : R->a1 - kv->s.window + 1 + (r - kv->s.sinks);
 }
 
+/* ---- a decode tile's rows, one call per tile ----
+ * When a tile's m rows are all stored (past the sinks, before the exact
+ * ones) at consecutive slots, they are read in one call; the rows of
+ * any other tile go one by one (key_row, value_row).  Same values. */
+
+/* Rows stored in whole bytes without codebooks or outliers: what the
+ * tile readers take. */
+static int tile_keys_ok(const llmq_kvcache *kv)
+{
+    if (!quantized(&kv->s)) return 1;
+    return !kv->kbook && !kv->kox && llmq_kvq_whole_bytes(kv->hd, kv->s.bits);
+}
+
+static int tile_values_ok(const llmq_kvcache *kv)
+{
+    if (!quantized(&kv->s)) return 1;
+    int vg = LLMQ_MIN(kv->s.value_group, kv->hd);
+    return !kv->vbook && !kv->vox && kv->hd % vg == 0 && llmq_kvq_whole_bytes(vg, kv->s.bits);
+}
+
+LLMQ_VECTORIZE
+static void deq_key_rows(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                         const float *step, float *out)
+{
+    for (int r = 0; r < m; r++) llmq_kvq_deq_row(src + (size_t)r * rowb, hd, bits, lo, step, out + (size_t)r * hd);
+}
+
+LLMQ_VECTORIZE
+static void deq_value_rows(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                           float *out)
+{
+    int vg = hd / ng;
+    size_t gb = llmq_kvq_row_bytes(vg, bits);
+    for (int r = 0; r < m; r++)
+        for (int k = 0; k < ng; k++) {
+            const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
+            llmq_kvq_deq_row1(src + (size_t)r * rowb + k * gb, vg, bits, llmq_kvq_f16(pk[1]), llmq_kvq_f16(pk[0]),
+                              out + (size_t)r * hd + (size_t)k * vg);
+        }
+}
+
+LLMQ_VECTORIZE
+static void kivi_ranges(const uint16_t *par, int hd, float *lo, float *step)
+{
+    for (int i = 0; i < hd; i++) { step[i] = llmq_kvq_f16(par[2 * i]); lo[i] = llmq_kvq_f16(par[2 * i + 1]); }
+}
+
+/* Whether logical positions t0..t0+m-1 are all stored and at consecutive
+ * slots (lim: the first read exactly). */
+static int tile_stored(const llmq_kvcache *kv, int t0, int m, int lim)
+{
+    if (t0 < kv->s.sinks || t0 + m > lim) return 0;
+    return slot_of(kv, t0 + m - 1) - slot_of(kv, t0) == (size_t)(m - 1);
+}
+
+/* Keys t0..t0+m-1 of head g (tile_stored) into out (m, hd), pre-RoPE. */
+static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, float *out, float *tmp)
+{
+    int hd = kv->hd;
+    size_t lh = lh_of(kv, layer, g);
+    const uint8_t *src = kv->kc + (lh * kv->slots + slot_of(kv, t0)) * kv->krow;
+    if (!quantized(&kv->s)) {
+        if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)m * hd * 4);
+        else bf16_row((const uint16_t *)src, m * hd, out);
+        return;
+    }
+    if (kv->calib) {
+        size_t at = lh * hd;
+        deq_key_rows(src, kv->krow, m, hd, kv->s.bits, kv->klo + at, kv->kstep + at, out);
+        return;
+    }
+    /* KIVI: a run of rows per key group, its ranges decoded once (tmp, as key_row) */
+    int G = kv->s.key_group;
+    for (int t = t0; t < t0 + m;) {
+        int n = LLMQ_MIN(t0 + m, (t / G + 1) * G) - t;
+        size_t grp = (size_t)(t / G % kv->gcap);
+        if (tmp[2 * hd] != (float)grp) {
+            kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
+            tmp[2 * hd] = (float)grp;
+        }
+        deq_key_rows(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, kv->s.bits, tmp, tmp + hd,
+                     out + (size_t)(t - t0) * hd);
+        t += n;
+    }
+}
+
+static void tile_vals(const llmq_kvcache *kv, int layer, int g, int t0, int m, float *out)
+{
+    int hd = kv->hd;
+    size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t0);
+    const uint8_t *src = kv->vc + (lh * kv->slots + slot) * kv->vrow;
+    if (!quantized(&kv->s)) {
+        if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)m * hd * 4);
+        else bf16_row((const uint16_t *)src, m * hd, out);
+        return;
+    }
+    deq_value_rows(src, kv->vrow, kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, m, hd,
+                   kv->s.bits, out);
+}
+
+/* e^x for x <= 0 (softmax's arguments less their max), within 2 ulp of
+ * expf; below -87, 2^-126 times at most e^0.35.  A range reduction by
+ * ln 2 in two parts and a degree 7 polynomial (Cephes' expf), inline so
+ * the loops below vectorize. */
+static inline float exp_le0(float x)
+{
+    x = x > -87.0f ? x : -87.0f;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* nearest integer */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * llmq_bits_f32((uint32_t)((int32_t)n + 127) << 23);
+}
+
+/* row[0..n) = softmax of row[0..n). */
+LLMQ_VECTORIZE
+static void softmax(float *row, int n)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    for (int r = 0; r < n; r++) mx = row[r] > mx ? row[r] : mx;
+    for (int r = 0; r < n; r++) {
+        row[r] = exp_le0(row[r] - mx);
+        sum += row[r];
+    }
+    float inv = 1.0f / sum;
+    for (int r = 0; r < n; r++) row[r] *= inv;
+}
+
 struct job {
     llmq_kvcache *kv;
     int layer, n, pos;
@@ -589,36 +728,40 @@ static void decode_head(const struct job *j, int g, float *scr)
     const float *Q = j->q + (size_t)g * group * hd;
     float scale = 1.0f / sqrtf((float)hd);
     size_t lh = lh_of(kv, layer, g);
+    int fastk = tile_keys_ok(kv), fastv = tile_values_ok(kv);
     for (int r0 = lo; r0 < nr; r0 += TILE) {
-        int m = LLMQ_MIN(TILE, nr - r0);
-        for (int r = 0; r < m; r++) {
-            int t = row_t(kv, &R, r0 + r);
-            float *kr = tile + (size_t)r * hd;
-            if (t < S) memcpy(kr, kv->sk + (lh * S + t) * hd, (size_t)hd * 4);
-            else if (t >= R.lok) memcpy(kr, exact_row(kv, layer, g, t, pos, j->k, j->v, 0), (size_t)hd * 4);
-            else key_row(kv, layer, g, t, kr, tmp);
-            rotate_t(kr, hd, R.evict ? r0 + r : t, j->cs, j->sn, Kt + r);
+        int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
+        if (fastk && row_t(kv, &R, r0 + m - 1) == t0 + m - 1 && tile_stored(kv, t0, m, R.lok)) {
+            tile_keys(kv, layer, g, t0, m, tile, tmp);
+        } else {
+            for (int r = 0; r < m; r++) {
+                int t = row_t(kv, &R, r0 + r);
+                float *kr = tile + (size_t)r * hd;
+                if (t < S) memcpy(kr, kv->sk + (lh * S + t) * hd, (size_t)hd * 4);
+                else if (t >= R.lok) memcpy(kr, exact_row(kv, layer, g, t, pos, j->k, j->v, 0), (size_t)hd * 4);
+                else key_row(kv, layer, g, t, kr, tmp);
+            }
         }
-        for (int r = m; r < TILE; r++)
-            for (int c = 0; c < hd; c++) Kt[(size_t)c * TILE + r] = 0.0f;
+        /* positions: t unless evicting, then the row's place in the cache */
+        rotate_tile(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Kt);
         tile_scores(Q, group, hd, Kt, scale, m, Sm + r0, (size_t)nr);
     }
     for (int h = 0; h < group; h++) {
-        float *row = Sm + (size_t)h * nr, mx = -INFINITY, sum = 0.0f;
-        for (int r = lo; r < nr; r++) mx = row[r] > mx ? row[r] : mx;
-        for (int r = lo; r < nr; r++) { row[r] = expf(row[r] - mx); sum += row[r]; }
-        float inv = 1.0f / sum;
-        for (int r = lo; r < nr; r++) row[r] *= inv;
+        softmax(Sm + (size_t)h * nr + lo, nr - lo);
         memset(j->att + (size_t)(g * group + h) * hd, 0, (size_t)hd * 4);
     }
     for (int r0 = lo; r0 < nr; r0 += TILE) {
-        int m = LLMQ_MIN(TILE, nr - r0);
-        for (int r = 0; r < m; r++) {
-            int t = row_t(kv, &R, r0 + r);
-            float *vr = tile + (size_t)r * hd;
-            if (t < S) memcpy(vr, kv->sv + (lh * S + t) * hd, (size_t)hd * 4);
-            else if (t >= R.lov) memcpy(vr, exact_row(kv, layer, g, t, pos, j->k, j->v, 1), (size_t)hd * 4);
-            else value_row(kv, layer, g, t, vr);
+        int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
+        if (fastv && row_t(kv, &R, r0 + m - 1) == t0 + m - 1 && tile_stored(kv, t0, m, R.lov)) {
+            tile_vals(kv, layer, g, t0, m, tile);
+        } else {
+            for (int r = 0; r < m; r++) {
+                int t = row_t(kv, &R, r0 + r);
+                float *vr = tile + (size_t)r * hd;
+                if (t < S) memcpy(vr, kv->sv + (lh * S + t) * hd, (size_t)hd * 4);
+                else if (t >= R.lov) memcpy(vr, exact_row(kv, layer, g, t, pos, j->k, j->v, 1), (size_t)hd * 4);
+                else value_row(kv, layer, g, t, vr);
+            }
         }
         tile_values(Sm + r0, (size_t)nr, m, tile, hd, group, j->att + (size_t)g * group * hd);
     }

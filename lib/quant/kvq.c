@@ -64,46 +64,22 @@ void llmq_kvq_quantize(const float *x, int n, const float *lo, const float *step
     }
 }
 
-/* Uniform codes of 8, 4 or 2 bits (whole bytes: n a multiple of 8 / bits)
- * in loops that vectorize: per-element ranges, or one range. */
 LLMQ_VECTORIZE
 static void deq_elem(const uint8_t *in, int n, int bits, const float *lo, const float *step, float *y)
 {
-    if (bits == 8) {
-        for (int i = 0; i < n; i++) y[i] = lo[i] + step[i] * (float)in[i];
-    } else if (bits == 4) {
-        for (int i = 0; i < n / 2; i++) {
-            y[2 * i] = lo[2 * i] + step[2 * i] * (float)(in[i] & 15);
-            y[2 * i + 1] = lo[2 * i + 1] + step[2 * i + 1] * (float)(in[i] >> 4);
-        }
-    } else {
-        for (int i = 0; i < n / 4; i++)
-            for (int e = 0; e < 4; e++) y[4 * i + e] = lo[4 * i + e] + step[4 * i + e] * (float)((in[i] >> (2 * e)) & 3);
-    }
+    llmq_kvq_deq_row(in, n, bits, lo, step, y);
 }
 
 LLMQ_VECTORIZE
 static void deq_one(const uint8_t *in, int n, int bits, float lo, float step, float *y)
 {
-    if (bits == 8) {
-        for (int i = 0; i < n; i++) y[i] = lo + step * (float)in[i];
-    } else if (bits == 4) {
-        for (int i = 0; i < n / 2; i++) {
-            y[2 * i] = lo + step * (float)(in[i] & 15);
-            y[2 * i + 1] = lo + step * (float)(in[i] >> 4);
-        }
-    } else {
-        for (int i = 0; i < n / 4; i++)
-            for (int e = 0; e < 4; e++) y[4 * i + e] = lo + step * (float)((in[i] >> (2 * e)) & 3);
-    }
+    llmq_kvq_deq_row1(in, n, bits, lo, step, y);
 }
-
-static int whole_bytes(int n, int bits) { return (bits == 8 || bits == 4 || bits == 2) && n % (8 / bits) == 0; }
 
 void llmq_kvq_dequantize(const uint8_t *in, int n, const float *lo, const float *step, const float *book,
                          int bits, float *y)
 {
-    if (!book && whole_bytes(n, bits)) {
+    if (!book && llmq_kvq_whole_bytes(n, bits)) {
         deq_elem(in, n, bits, lo, step, y);
         return;
     }
@@ -182,8 +158,8 @@ void llmq_kvq_dequantize_groups(const uint8_t *in, int n, int group, const uint1
     size_t at = 0;
     for (int g0 = 0, k = 0; g0 < n; g0 += group, k++) {
         int m = LLMQ_MIN(group, n - g0);
-        float step = llmq_f16_to_f32(par[2 * k]), lo = llmq_f16_to_f32(par[2 * k + 1]);
-        if (!book && m <= 512 && whole_bytes(m, bits)) {
+        float step = llmq_kvq_f16(par[2 * k]), lo = llmq_kvq_f16(par[2 * k + 1]);
+        if (!book && m <= 512 && llmq_kvq_whole_bytes(m, bits)) {
             deq_one(in + at, m, bits, lo, step, y + g0);
             at += llmq_kvq_row_bytes(m, bits);
             continue;

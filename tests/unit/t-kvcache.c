@@ -385,6 +385,19 @@ TEST(kvq_group_beyond_f16_stays_finite)
     CHECK(fin);
 }
 
+/* The cache's branch-free f16 reader equals the library's on all 65536
+ * bit patterns (NaNs: a NaN of the same sign and payload). */
+TEST(kvq_f16_reader_exact)
+{
+    int bad = -1;
+    for (uint32_t h = 0; h < 65536 && bad < 0; h++) {
+        float a = llmq_kvq_f16((uint16_t)h), b = llmq_f16_to_f32((uint16_t)h);
+        if (llmq_f32_bits(a) != llmq_f32_bits(b)) bad = (int)h;
+    }
+    CHECK_MSG(bad < 0, "f16 0x%04x reads %.9g, llmq_f16_to_f32 %.9g", bad, llmq_kvq_f16((uint16_t)bad),
+              llmq_f16_to_f32((uint16_t)bad));
+}
+
 /* ================= the cache ================= */
 
 static llmq_config tiny_config(int L, int nh, int nkv, int hd, int swin)
@@ -911,6 +924,10 @@ TEST(kv_streaming_quantized)
         { LLMQ_KV_INT, 8, 2, 0, 10, 4, 0, TOL_INT8 }, { LLMQ_KV_INT, 8, 1, 3, 9, 4, 0, TOL_INT8 },
         { LLMQ_KV_INT, 8, 4, 0, 16, 16, 0, TOL_INT8 }, { LLMQ_KV_INT, 8, 2, 2, 10, 0, 1, TOL_INT8 },
         { LLMQ_KV_BF16, 16, 2, 0, 10, 0, 0, TOL_BF16 },
+        /* windows longer than a decode tile: whole tiles of stored rows,
+         * read in one call, across the ring's wrap and key groups */
+        { LLMQ_KV_INT, 8, 2, 0, 40, 8, 0, TOL_INT8 }, { LLMQ_KV_INT, 8, 3, 0, 45, 0, 1, TOL_INT8 },
+        { LLMQ_KV_BF16, 16, 1, 0, 40, 0, 0, TOL_BF16 },
     };
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(cs); i++) {
         run_t r;
