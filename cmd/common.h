@@ -92,6 +92,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_smooth(int argc, char **argv);
+int cmd_rotate(int argc, char **argv);
 int cmd_awq(int argc, char **argv);
 int cmd_uptrain_gqa(int argc, char **argv);
 int cmd_export(int argc, char **argv);

@@ -14,6 +14,7 @@ typedef struct {
 static const command commands[] = {
     { "calibrate", cmd_calibrate, "record per-channel activation statistics of every linear input" },
     { "smooth", cmd_smooth, "SmoothQuant / Outlier Suppression+ equivalent transformations for W8A8" },
+    { "rotate", cmd_rotate, "fold a randomized Hadamard rotation of the residual stream into the weights" },
     { "awq", cmd_awq, "activation-aware weight quantization to int4/int3" },
     { "merge", cmd_merge, "join the shards of awq --layers into one packed model" },
     { "uptrain-gqa", cmd_uptrain_gqa, "convert multi-head attention to grouped-query attention and uptrain" },
