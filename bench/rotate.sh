@@ -12,6 +12,9 @@
 #   SEEDS="1 2"   plant-outliers seeds
 #   BLOCK=B       --hadamard-block (default: the whole width)
 #   MODELS="..."  default "tiny-llama-mha tiny-qwen2-gqa planted-s1 planted-s2"
+#   AWQ=1         also AWQ W4 g128 (llmq awq, calibration SAMPLES x 512
+#                 tokens of data/train, default 128) without and with rotation
+#   ONLY=awq      only the AWQ rows (with the bf16 reference)
 . "$(dirname "$0")/lib.sh"
 SEEDS=${SEEDS:-1 2}
 MODELS=${MODELS:-"tiny-llama-mha tiny-qwen2-gqa $(for s in $SEEDS; do printf 'planted-s%s ' "$s"; done)"}
@@ -40,6 +43,15 @@ for name in $MODELS; do
         printf '| %s | %s | %s | %s | %.3f | %s | %.4f | %.4f |\n' "$name" "$1" "$2" "$3" "$(j "$T/r.json" perplexity)" \
             "$(klse "$T/r.json")" "$(j "$T/r.json" kld_p99)" "$(j "$T/r.json" top1_agree)"
     }
+    if [ "${AWQ:-0}" = 1 ] || [ "${ONLY:-}" = awq ]; then
+        for src in plain rot32; do
+            if [ $src = plain ]; then D=$M; r=no; else D="$T/rot32"; r=yes; fi
+            "$LLMQ" awq "$D" -o "$T/$src.awq" --text "$TRAIN" --samples "${SAMPLES:-128}" --seqlen 512 || exit 1
+            row "AWQ W4 g128" $r fp "$T/$src.awq"
+            rm -rf "$T/$src.awq"
+        done
+    fi
+    if [ "${ONLY:-}" = awq ]; then rm -rf "$T/rot32" "$T/rot16" "$T/planted-s"*; continue; fi
     row f32 yes fp "$T/rot32"
     row bf16 yes fp "$T/rot16"
     for src in plain rot32; do
