@@ -809,3 +809,31 @@ int llmq_st_writer_finish(llmq_st_writer *w, const char *path, llmq_err *err)
     if (rc) { llmq_out_abort(&o); return rc; }
     return llmq_out_commit(&o, err);
 }
+
+/* One loop per dtype: a switch per element kept it scalar. */
+void llmq_st_tensor_f32(const llmq_st_tensor *t, float *out)
+{
+    const uint8_t *p = t->data;
+    uint64_t n = t->nelem;
+    switch (t->dtype) {
+    case LLMQ_DT_F32: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bits_f32(llmq_get_le32(p + 4 * i)); break;
+    case LLMQ_DT_BF16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bf16_to_f32(llmq_get_le16(p + 2 * i)); break;
+    case LLMQ_DT_F16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_f16_to_f32(llmq_get_le16(p + 2 * i)); break;
+    default: memset(out, 0, (size_t)n * sizeof(float)); break;
+    }
+}
+
+int llmq_st_put_f32(void *buf, llmq_dtype dt, const float *v, uint64_t n, const char *name, llmq_err *err)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
+    uint8_t *o = buf;
+    if (dt == LLMQ_DT_F32) {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
+    } else if (dt == LLMQ_DT_BF16) {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
+    } else {
+        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
+    }
+    return LLMQ_OK;
+}

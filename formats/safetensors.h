@@ -121,6 +121,14 @@ typedef int (*llmq_st_fill_fn)(void *ctx, const char *name, void *buf, uint64_t 
 int llmq_st_writer_add_fill(llmq_st_writer *w, const char *name, llmq_dtype dt, int ndim,
                             const int64_t *shape, llmq_st_fill_fn fill, void *ctx, llmq_err *err);
 int llmq_st_writer_finish(llmq_st_writer *w, const char *path, llmq_err *err);
+
+/* A float tensor (F32, BF16, F16) as fp32 into out (nelem floats); zeros
+ * for any other dtype. */
+void llmq_st_tensor_f32(const llmq_st_tensor *t, float *out);
+/* What a fill callback writes for n fp32 values v in dtype dt (F32, BF16,
+ * F16; rounded to nearest even): LLMQ_ENONFINITE naming tensor `name` and
+ * the index if a value is NaN or Inf (buf then untouched past it). */
+int llmq_st_put_f32(void *buf, llmq_dtype dt, const float *v, uint64_t n, const char *name, llmq_err *err);
 void llmq_st_writer_free(llmq_st_writer *w);
 
 #endif

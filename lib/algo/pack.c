@@ -98,16 +98,6 @@ static void bufs_free(bufs *b)
     free(b->p);
 }
 
-/* Source tensor as fp32. */
-static void to_f32(const llmq_st_tensor *t, float *out)
-{
-    const uint8_t *d = t->data;
-    for (uint64_t i = 0; i < t->nelem; i++)
-        out[i] = t->dtype == LLMQ_DT_F32 ? llmq_bits_f32(llmq_get_le32(d + 4 * i))
-               : t->dtype == LLMQ_DT_BF16 ? llmq_bf16_to_f32(llmq_get_le16(d + 2 * i))
-               : llmq_f16_to_f32(llmq_get_le16(d + 2 * i));
-}
-
 typedef struct {
     llmq_st_writer *w;
     cJSON *crcs;
@@ -262,7 +252,7 @@ int llmq_pack_model(const llmq_model *m, const llmq_pack_opts *o, const char *ou
             if (rc) goto out;
             continue;
         }
-        if (!provided) to_f32(t, tmp);
+        if (!provided) llmq_st_tensor_f32(t, tmp);
         llmq_ckpt_release(&m->ckpt, t);   /* read: its pages may go (peak RSS of large models) */
         uint64_t before = of.bytes;
         if ((rc = quantize_linear(&of, &b, o, prefix, tmp, t->shape[0], t->shape[1], err))) goto out;

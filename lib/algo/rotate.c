@@ -147,16 +147,6 @@ static int transform(const struct wctx *x, const char *name, float *v, uint64_t 
     return rotate_rows(x, W, llmq_linear_rows(c, (llmq_lin)k), gamma, v, err);
 }
 
-/* Tensors the rotation leaves alone, as floats. */
-static void copy_f32(const llmq_st_tensor *t, float *out)
-{
-    const uint8_t *p = t->data;
-    for (uint64_t i = 0; i < t->nelem; i++)
-        out[i] = t->dtype == LLMQ_DT_F32   ? llmq_bits_f32(llmq_get_le32(p + 4 * i))
-               : t->dtype == LLMQ_DT_BF16 ? llmq_bf16_to_f32(llmq_get_le16(p + 2 * i))
-                                          : llmq_f16_to_f32(llmq_get_le16(p + 2 * i));
-}
-
 static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_err *err)
 {
     const struct wctx *x = ctx;
@@ -166,21 +156,11 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     int rc = transform(x, name, v, n, err);
     if (rc == 1) {
         const llmq_st_tensor *t = llmq_ckpt_find(&x->m->ckpt, name, NULL);
-        if (t && t->nelem == n) copy_f32(t, v);
+        if (t && t->nelem == n) llmq_st_tensor_f32(t, v);
         else memset(v, 0, (size_t)n * sizeof(float));
         rc = 0;
     }
-    for (uint64_t i = 0; !rc && i < n; i++)
-        if (!isfinite(v[i])) rc = llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
-    uint8_t *o = buf;
-    if (rc) {
-    } else if (x->dt == LLMQ_DT_F32) {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
-    } else if (x->dt == LLMQ_DT_BF16) {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
-    } else {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
-    }
+    if (!rc) rc = llmq_st_put_f32(buf, x->dt, v, n, name, err);
     free(v);
     return rc;
 }

@@ -424,19 +424,6 @@ struct wctx {
     int add_attn_bias;      /* the source had no attention biases, the output has */
 };
 
-/* One loop per dtype: a switch per element kept it scalar. */
-static void to_f32(const llmq_st_tensor *t, float *out)
-{
-    const uint8_t *p = t->data;
-    uint64_t n = t->nelem;
-    switch (t->dtype) {
-    case LLMQ_DT_F32: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bits_f32(llmq_get_le32(p + 4 * i)); break;
-    case LLMQ_DT_BF16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_bf16_to_f32(llmq_get_le16(p + 2 * i)); break;
-    case LLMQ_DT_F16: for (uint64_t i = 0; i < n; i++) out[i] = llmq_f16_to_f32(llmq_get_le16(p + 2 * i)); break;
-    default: memset(out, 0, (size_t)n * sizeof(float)); break;
-    }
-}
-
 static const llmq_st_tensor *find(const llmq_model *m, const char *name) { return llmq_ckpt_find(&m->ckpt, name, NULL); }
 
 /* Fold the plan into the weight (bias 0) or bias (bias 1) of linear k of layer l. */
@@ -526,20 +513,10 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     const llmq_st_tensor *t = find(x->m, name);
     float *v = llmq_malloc((size_t)n * sizeof(float) + 1, err);
     if (!v) return err->code;
-    if (t) to_f32(t, v);
+    if (t && t->nelem == n) llmq_st_tensor_f32(t, v);
     else memset(v, 0, (size_t)n * sizeof(float));
     int rc = transform(x, name, v, n, err);
-    for (uint64_t i = 0; !rc && i < n; i++)
-        if (!isfinite(v[i])) rc = llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
-    uint8_t *o = buf;
-    if (rc) {
-    } else if (x->dt == LLMQ_DT_F32) {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le32(o + 4 * i, llmq_f32_bits(v[i]));
-    } else if (x->dt == LLMQ_DT_BF16) {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_bf16(v[i]));
-    } else {
-        for (uint64_t i = 0; i < n; i++) llmq_put_le16(o + 2 * i, llmq_f32_to_f16(v[i]));
-    }
+    if (!rc) rc = llmq_st_put_f32(buf, x->dt, v, n, name, err);
     free(v);
     return rc;
 }
