@@ -294,10 +294,18 @@ static void put_plain(const llmq_kvcache *kv, const float *x, uint8_t *dst)
     else for (int i = 0; i < kv->hd; i++) ((uint16_t *)dst)[i] = llmq_f32_to_bf16(x[i]);   /* rows are 2-aligned */
 }
 
-static void get_plain(const llmq_kvcache *kv, const uint8_t *src, float *out)
+/* m consecutive rows of an f32 or bf16 cache, read back. */
+static void get_plain(const llmq_kvcache *kv, const uint8_t *src, int m, float *out)
 {
-    if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)kv->hd * 4);
-    else bf16_row((const uint16_t *)src, kv->hd, out);
+    if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)m * kv->hd * 4);
+    else bf16_row((const uint16_t *)src, m * kv->hd, out);
+}
+
+/* A KIVI key group's ranges (hd f16 pairs step, lo) as floats. */
+LLMQ_VECTORIZE
+static void kivi_ranges(const uint16_t *par, int hd, float *lo, float *step)
+{
+    for (int i = 0; i < hd; i++) { step[i] = llmq_kvq_f16(par[2 * i]); lo[i] = llmq_kvq_f16(par[2 * i + 1]); }
 }
 
 /* Stored (dequantized) pre-RoPE key of head g at logical t >= sinks.
@@ -308,7 +316,7 @@ static void key_row(const llmq_kvcache *kv, int layer, int g, int t, float *out,
     int hd = kv->hd;
     size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t);
     const uint8_t *src = kv->kc + (lh * kv->slots + slot) * kv->krow;
-    if (!quantized(&kv->s)) { get_plain(kv, src, out); return; }
+    if (!quantized(&kv->s)) { get_plain(kv, src, 1, out); return; }
     const float *book = kv->kbook ? kv->kbook + ((size_t)layer << kv->s.bits) : NULL;
     if (kv->calib) {
         size_t at = ((size_t)layer * kv->nkv + g) * hd;
@@ -322,8 +330,7 @@ static void key_row(const llmq_kvcache *kv, int layer, int g, int t, float *out,
     size_t grp = (size_t)(t / kv->s.key_group % kv->gcap);
     float *lo = tmp, *step = tmp + hd;
     if (tmp[2 * hd] != (float)grp) {
-        const uint16_t *par = kv->kpar + (lh * kv->gcap + grp) * hd * 2;
-        for (int i = 0; i < hd; i++) { step[i] = llmq_f16_to_f32(par[2 * i]); lo[i] = llmq_f16_to_f32(par[2 * i + 1]); }
+        kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, lo, step);
         tmp[2 * hd] = (float)grp;
     }
     llmq_kvq_dequantize(src, hd, lo, step, book, kv->s.bits, out);
@@ -334,7 +341,7 @@ static void value_row(const llmq_kvcache *kv, int layer, int g, int t, float *ou
     int hd = kv->hd;
     size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t);
     const uint8_t *src = kv->vc + (lh * kv->slots + slot) * kv->vrow;
-    if (!quantized(&kv->s)) { get_plain(kv, src, out); return; }
+    if (!quantized(&kv->s)) { get_plain(kv, src, 1, out); return; }
     const float *book = kv->vbook ? kv->vbook + ((size_t)layer << kv->s.bits) : NULL;
     const uint16_t *par = kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2;
     llmq_kvq_dequantize_groups(src, hd, kv->s.value_group, par, book, kv->s.bits, out);
@@ -351,11 +358,8 @@ static void key_group(llmq_kvcache *kv, int layer, int g, int t, int pos, const 
     float *rows = kv->scr, *lo = rows + (size_t)G * hd, *step = lo + hd;   /* thread 0's scratch: store is serial */
     for (int i = 0; i < m; i++) memcpy(rows + (size_t)i * hd, exact_row(kv, layer, g, t0 + i, pos, k, v, 0), (size_t)hd * 4);
     int book = kv->s.type == LLMQ_KV_NUQ;
-    for (int c = 0; c < hd; c++) {
-        llmq_kvq_group_range(rows + c, m, hd, kv->s.bits, book, par + 2 * c);
-        step[c] = llmq_f16_to_f32(par[2 * c]);
-        lo[c] = llmq_f16_to_f32(par[2 * c + 1]);
-    }
+    for (int c = 0; c < hd; c++) llmq_kvq_group_range(rows + c, m, hd, kv->s.bits, book, par + 2 * c);
+    kivi_ranges(par, hd, lo, step);
     const float *bk = book ? kv->kbook + ((size_t)layer << kv->s.bits) : NULL;
     for (int i = 0; i < m; i++)
         llmq_kvq_quantize(rows + (size_t)i * hd, hd, lo, step, bk, kv->s.bits,
@@ -614,19 +618,7 @@ static void deq_value_rows(const uint8_t *src, size_t rowb, const uint16_t *par,
         }
 }
 
-LLMQ_VECTORIZE
-static void kivi_ranges(const uint16_t *par, int hd, float *lo, float *step)
-{
-    for (int i = 0; i < hd; i++) { step[i] = llmq_kvq_f16(par[2 * i]); lo[i] = llmq_kvq_f16(par[2 * i + 1]); }
-}
 
-/* Whether logical positions t0..t0+m-1 are all stored and at consecutive
- * slots (lim: the first read exactly). */
-static int tile_stored(const llmq_kvcache *kv, int t0, int m, int lim)
-{
-    if (t0 < kv->s.sinks || t0 + m > lim) return 0;
-    return slot_of(kv, t0 + m - 1) - slot_of(kv, t0) == (size_t)(m - 1);
-}
 
 /* Keys t0..t0+m-1 of head g (tile_stored) into out (m, hd), pre-RoPE. */
 static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, float *out, float *tmp)
@@ -635,8 +627,7 @@ static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
     size_t lh = lh_of(kv, layer, g);
     const uint8_t *src = kv->kc + (lh * kv->slots + slot_of(kv, t0)) * kv->krow;
     if (!quantized(&kv->s)) {
-        if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)m * hd * 4);
-        else bf16_row((const uint16_t *)src, m * hd, out);
+        get_plain(kv, src, m, out);
         return;
     }
     if (kv->calib) {
@@ -665,8 +656,7 @@ static void tile_vals(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
     size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t0);
     const uint8_t *src = kv->vc + (lh * kv->slots + slot) * kv->vrow;
     if (!quantized(&kv->s)) {
-        if (kv->s.type == LLMQ_KV_F32) memcpy(out, src, (size_t)m * hd * 4);
-        else bf16_row((const uint16_t *)src, m * hd, out);
+        get_plain(kv, src, m, out);
         return;
     }
     deq_value_rows(src, kv->vrow, kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, m, hd,
@@ -706,6 +696,16 @@ static void softmax(float *row, int n)
     for (int r = 0; r < n; r++) row[r] *= inv;
 }
 
+/* Whether rows r0..r0+m-1 of a step are logical positions t0 = row_t(r0)
+ * onwards, all stored (past the sinks, before lim, the first read exactly)
+ * at consecutive slots: a tile the tile readers take. */
+static int tile_stored(const llmq_kvcache *kv, const struct rows *R, int r0, int m, int lim)
+{
+    int t0 = row_t(kv, R, r0);
+    if (row_t(kv, R, r0 + m - 1) != t0 + m - 1 || t0 < kv->s.sinks || t0 + m > lim) return 0;
+    return slot_of(kv, t0 + m - 1) - slot_of(kv, t0) == (size_t)(m - 1);
+}
+
 struct job {
     llmq_kvcache *kv;
     int layer, n, pos;
@@ -731,7 +731,7 @@ static void decode_head(const struct job *j, int g, float *scr)
     int fastk = tile_keys_ok(kv), fastv = tile_values_ok(kv);
     for (int r0 = lo; r0 < nr; r0 += TILE) {
         int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
-        if (fastk && row_t(kv, &R, r0 + m - 1) == t0 + m - 1 && tile_stored(kv, t0, m, R.lok)) {
+        if (fastk && tile_stored(kv, &R, r0, m, R.lok)) {
             tile_keys(kv, layer, g, t0, m, tile, tmp);
         } else {
             for (int r = 0; r < m; r++) {
@@ -752,7 +752,7 @@ static void decode_head(const struct job *j, int g, float *scr)
     }
     for (int r0 = lo; r0 < nr; r0 += TILE) {
         int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
-        if (fastv && row_t(kv, &R, r0 + m - 1) == t0 + m - 1 && tile_stored(kv, t0, m, R.lov)) {
+        if (fastv && tile_stored(kv, &R, r0, m, R.lov)) {
             tile_vals(kv, layer, g, t0, m, tile);
         } else {
             for (int r = 0; r < m; r++) {

@@ -106,7 +106,10 @@ static int rotate_vec(const struct wctx *x, const float *b, float *v, llmq_err *
     return LLMQ_OK;
 }
 
-/* Tensor `name` of the rotated model into v (n floats). */
+enum { COPY = -1 };   /* transform(): a tensor the rotation leaves as it is */
+
+/* Tensor `name` of the rotated model into v (n floats); COPY for one the
+ * rotation does not change. */
 static int transform(const struct wctx *x, const char *name, float *v, uint64_t n, llmq_err *err)
 {
     const llmq_model *m = x->m;
@@ -120,7 +123,7 @@ static int transform(const struct wctx *x, const char *name, float *v, uint64_t 
     }
     const char *r;
     int l = llmq_layer_of(name, c->n_layers, &r);
-    if (l < 0) return 1;   /* not this function's: copied */
+    if (l < 0) return COPY;
     const llmq_layer *L = &m->layers[l];
     if (!strcmp(r, "input_layernorm.weight") || !strcmp(r, "post_attention_layernorm.weight")) {
         for (uint64_t i = 0; i < n; i++) v[i] = 1.0f;
@@ -129,14 +132,14 @@ static int transform(const struct wctx *x, const char *name, float *v, uint64_t 
     char mod[128];
     snprintf(mod, sizeof mod, "%s", r);
     char *dot = strrchr(mod, '.');
-    if (!dot || (strcmp(dot, ".weight") && strcmp(dot, ".bias"))) return 1;
+    if (!dot || (strcmp(dot, ".weight") && strcmp(dot, ".bias"))) return COPY;
     int bias = dot[1] == 'b';
     *dot = 0;
     int k = llmq_linear_find(mod);
-    if (k < 0) return 1;
+    if (k < 0) return COPY;
     int writes = k == LLMQ_LIN_O || k == LLMQ_LIN_DOWN;
     if (bias) {
-        if (!writes) return 1;   /* q/k/v, gate/up biases are on their outputs: unchanged */
+        if (!writes) return COPY;   /* q/k/v, gate/up biases are on their outputs: unchanged */
         const float *b = llmq_layer_b(L, (llmq_lin)k);
         if (!b || n != (uint64_t)H) return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': a bias of %" PRIu64 " values, hidden is %d", name, n, H);
         return rotate_vec(x, b, v, err);
@@ -154,7 +157,7 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     float *v = llmq_malloc((size_t)n * sizeof(float) + 1, err);
     if (!v) return err->code;
     int rc = transform(x, name, v, n, err);
-    if (rc == 1) {
+    if (rc == COPY) {
         const llmq_st_tensor *t = llmq_ckpt_find(&x->m->ckpt, name, NULL);
         if (t && t->nelem == n) llmq_st_tensor_f32(t, v);
         else memset(v, 0, (size_t)n * sizeof(float));
