@@ -1,5 +1,6 @@
 /* packed.c - llmq packed files (man/llmq-packed.5): scheme names, the
  * side files that travel with a model, and reading; lib/algo/pack.c writes them. */
+#include <math.h>
 #include <stdio.h>
 #include <zlib.h>
 #include "packed.h"
@@ -16,6 +17,10 @@ void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n)
     case LLMQ_PACK_INT4: snprintf(buf, n, "int4-g%d-%s", s->group, s->sym ? "sym" : "asym"); break;
     case LLMQ_PACK_MXINT8: snprintf(buf, n, "%s", s->mx_rule == LLMQ_MX_SCALE_CEIL ? "mxint8-ceil" : "mxint8"); break;
     case LLMQ_PACK_INT3: snprintf(buf, n, "int3-g%d-%s", s->group, s->sym ? "sym" : "asym"); break;
+    case LLMQ_PACK_BLOCK:
+        snprintf(buf, n, "%s%s", llmq_wtype_is_block(s->btype) ? llmq_block_name(s->btype) : "?",
+                 s->mx_rule == LLMQ_MX_SCALE_CEIL ? "-ceil" : s->mx_rule == LLMQ_MX_SCALE_MSE ? "-mse" : "");
+        break;
     }
 }
 
@@ -25,6 +30,18 @@ int llmq_qscheme_parse(const char *name, llmq_qscheme *s)
     if (!strcmp(name, "int8")) { s->format = LLMQ_PACK_INT8; return 0; }
     if (!strcmp(name, "mxint8")) { s->format = LLMQ_PACK_MXINT8; s->group = 32; return 0; }
     if (!strcmp(name, "mxint8-ceil")) { s->format = LLMQ_PACK_MXINT8; s->group = 32; s->mx_rule = LLMQ_MX_SCALE_CEIL; return 0; }
+    for (int t = LLMQ_W_MXFP4; t <= LLMQ_W_MXFP8; t++)
+        for (int rule = 0; rule < 3; rule++) {
+            static const char *suffix[] = { "", "-ceil", "-mse" };
+            char canon[32];
+            snprintf(canon, sizeof canon, "%s%s", llmq_block_name((llmq_wtype)t), suffix[rule]);
+            if (strcmp(canon, name)) continue;
+            s->format = LLMQ_PACK_BLOCK;
+            s->btype = (llmq_wtype)t;
+            s->group = llmq_block_size(t);
+            s->mx_rule = (llmq_mx_rule)rule;
+            return 0;
+        }
     /* the few valid names, spelled out: no leading zeros, signs or
      * out-of-range numbers to guard against */
     static const int bits[] = { 3, 4 }, groups[] = { 32, 64, 128 };
@@ -171,6 +188,26 @@ int llmq_packed_linear(const llmq_ckpt *c, const cJSON *meta, const char *prefix
         w->type = LLMQ_W_Q4;
         w->group = s.group;
         break;
+    case LLMQ_PACK_BLOCK: {
+        const int B = s.group, four = llmq_wtype_is_block4(s.btype);
+        if (cols % 32)      /* the kernels walk rows 32 columns at a time, NV blocks too */
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: linear '%s': %" PRId64 " columns are not a multiple of 32",
+                               c->shards[0].path, prefix, cols);
+        if ((rc = want_tensor(c, prefix, "qweight", LLMQ_DT_U8, rows, four ? cols / 2 : cols, &q, err)) ||
+            (rc = want_tensor(c, prefix, "scales", LLMQ_DT_U8, rows, cols / B, &sc, err))) return rc;
+        if (llmq_wtype_is_nv(s.btype)) {
+            const llmq_st_tensor *ts;
+            if ((rc = want_tensor(c, prefix, "tensor_scale", LLMQ_DT_F32, 1, -1, &ts, err))) return rc;
+            memcpy(&w->tscale, ts->data, sizeof w->tscale);
+            if (!isfinite(w->tscale) || !(w->tscale > 0.0f))
+                return llmq_errorf(err, isfinite(w->tscale) ? LLMQ_EFORMAT : LLMQ_ENONFINITE,
+                                   "%s: tensor '%s.tensor_scale' is %g, not a positive number",
+                                   c->shards[0].path, prefix, (double)w->tscale);
+        }
+        w->type = s.btype;
+        w->group = B;
+        break;
+    }
     default:
         if (cols % LLMQ_MX8_BLOCK)
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: linear '%s': %" PRId64 " columns are not a multiple of 32",

@@ -15,17 +15,20 @@
 #define LLMQ_PACKED_VERSION "1"
 
 typedef enum { LLMQ_PACK_INT8 = 0, LLMQ_PACK_INT4, LLMQ_PACK_MXINT8,
-               LLMQ_PACK_INT3    /* 3-bit codes in the INT4 layout (quant.h, llmq_q3_quantize) */
+               LLMQ_PACK_INT3,   /* 3-bit codes in the INT4 layout (quant.h, llmq_q3_quantize) */
+               LLMQ_PACK_BLOCK   /* an MX / NV block format (btype; quant.h, llmq_block_quantize) */
 } llmq_pack_format;
 
 typedef struct {
     llmq_pack_format format;
     int group;                 /* INT4 group along the input dimension */
     int sym;                   /* INT4 symmetric (no zero points) */
-    llmq_mx_rule mx_rule;      /* MXINT8 shared-scale rule */
+    llmq_mx_rule mx_rule;      /* MXINT8 and block formats: shared-scale rule */
+    llmq_wtype btype;          /* LLMQ_PACK_BLOCK: LLMQ_W_MXFP4 .. LLMQ_W_MXFP8 */
 } llmq_qscheme;
 
-/* "int8", "int4-g128-asym", "int4-g64-sym", "int3-g128-asym", "mxint8", "mxint8-ceil". */
+/* "int8", "int4-g128-asym", "int4-g64-sym", "int3-g128-asym", "mxint8", "mxint8-ceil",
+ * "mxfp4", "mxint4", "nvfp4", "nvint4", "mxfp8", each also with "-ceil". */
 void llmq_qscheme_name(const llmq_qscheme *s, char *buf, size_t n);
 /* Inverse of llmq_qscheme_name; -1 if s is not a scheme name. */
 int llmq_qscheme_parse(const char *name, llmq_qscheme *s);

@@ -1,6 +1,7 @@
 /* model.c - assemble and check a model from config.json + safetensors. */
 #include <stdio.h>
 #include "model.h"
+#include "base/blocks.h"
 #include "base/fileio.h"
 #include "linears.h"
 #include "../formats/packed.h"
@@ -140,8 +141,26 @@ static int check_packed(const llmq_model *m, const char *prefix, const llmq_wmat
     char name[300];
     snprintf(name, sizeof name, "%s.scales", prefix);
     const llmq_st_tensor *t = llmq_model_tensor(m, name);
-    if (w->type != LLMQ_W_MX8) return check_finite(m, name, t, err);
     const uint8_t *e = t->data;
+    if (llmq_wtype_is_nv(w->type)) {
+        for (uint64_t i = 0; i < t->nelem; i++)
+            if (llmq_e4m3_is_nan(e[i]))
+                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN (E4M3 0x%02x)",
+                                   shard_path(m, name), name, i, e[i]);
+        return LLMQ_OK;
+    }
+    if (w->type == LLMQ_W_MXFP8) {
+        /* the codes are E4M3 too */
+        char qn[300];
+        snprintf(qn, sizeof qn, "%s.qweight", prefix);
+        const llmq_st_tensor *q = llmq_model_tensor(m, qn);
+        const uint8_t *c = q->data;
+        for (uint64_t i = 0; i < q->nelem; i++)
+            if (llmq_e4m3_is_nan(c[i]))
+                return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN (E4M3 0x%02x)",
+                                   shard_path(m, qn), qn, i, c[i]);
+    }
+    if (w->type != LLMQ_W_MX8 && !llmq_wtype_is_block(w->type)) return check_finite(m, name, t, err);
     for (uint64_t i = 0; i < t->nelem; i++)
         if (e[i] == 255)
             return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s': element %" PRIu64 " is NaN (E8M0 255)",
@@ -400,6 +419,14 @@ static void release_w(const llmq_model *m, const llmq_wmat *W)
         if (W->zeros) llmq_ckpt_release_bytes(&m->ckpt, W->zeros, g);
         break;
     case LLMQ_W_MX8: llmq_ckpt_release_bytes(&m->ckpt, W->data, n); llmq_ckpt_release_bytes(&m->ckpt, W->scales, g); break;
+    case LLMQ_W_MXFP4:
+    case LLMQ_W_MXINT4:
+    case LLMQ_W_NVFP4:
+    case LLMQ_W_NVINT4:
+    case LLMQ_W_MXFP8:
+        llmq_ckpt_release_bytes(&m->ckpt, W->data, llmq_wtype_is_block4(W->type) ? n / 2 : n);
+        llmq_ckpt_release_bytes(&m->ckpt, W->scales, g);
+        break;
     default: llmq_ckpt_release_bytes(&m->ckpt, W->data, llmq_wmat_bytes(W)); break;   /* float types */
     }
 }
@@ -420,6 +447,23 @@ uint64_t llmq_model_decode_bytes(const llmq_model *m)
              llmq_wmat_bytes(&L->w_down);
     }
     return b;
+}
+
+double llmq_model_bits_per_weight(const llmq_model *m)
+{
+    uint64_t bytes = 0, n = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LLMQ_LIN_COUNT; k++) {
+            const llmq_wmat *w = llmq_layer_w(&m->layers[l], k);
+            bytes += llmq_wmat_bytes(w);
+            n += (uint64_t)w->rows * (uint64_t)w->cols;
+        }
+    const llmq_wmat *h = &m->lm_head;
+    if (h->type != LLMQ_W_F32 && h->type != LLMQ_W_BF16 && h->type != LLMQ_W_F16) {
+        bytes += llmq_wmat_bytes(h);
+        n += (uint64_t)h->rows * (uint64_t)h->cols;
+    }
+    return n ? 8.0 * (double)bytes / (double)n : 0.0;
 }
 
 uint64_t llmq_model_file_bytes(const llmq_model *m)

@@ -78,6 +78,10 @@ void llmq_model_release_layer(const llmq_model *m, int l);
 /* Bytes of weights one decode step streams (all linears + lm_head). */
 uint64_t llmq_model_decode_bytes(const llmq_model *m);
 /* Total bytes of tensor data in the checkpoint. */
+/* Bits of storage per weight of the decoder linears (codes, scales, zero
+ * points; 16 for bf16), and of the LM head when it is quantized: what
+ * verify --json reports as bits_per_weight. */
+double llmq_model_bits_per_weight(const llmq_model *m);
 uint64_t llmq_model_file_bytes(const llmq_model *m);
 /* Number of parameters (elements of float tensors, or logical weights). */
 uint64_t llmq_model_params(const llmq_model *m);

@@ -167,6 +167,26 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const
         snprintf(name, sizeof name, "%s.zeros", prefix);
         return add_out(of, name, LLMQ_DT_U8, 2, sg, z, R * G, err);
     }
+    if (s->format == LLMQ_PACK_BLOCK) {
+        const int B = llmq_block_size(s->btype);
+        if (cols % 32)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s.weight': row length %" PRId64 " is not a multiple of 32 "
+                               "(%s)", prefix, cols, llmq_block_name(s->btype));
+        const size_t G = C / (size_t)B, CB = llmq_wtype_is_block4(s->btype) ? C / 2 : C;
+        uint8_t *codes = buf_new(b, R * CB, err);
+        uint8_t *sc = codes ? buf_new(b, R * G, err) : NULL;
+        float *ts = sc ? buf_new(b, sizeof(float), err) : NULL;
+        if (!ts) return err->code;
+        if ((rc = llmq_block_quantize(s->btype, w, rows, cols, s->mx_rule, codes, sc, ts, prefix, err))) return rc;
+        int64_t sh[2] = { rows, (int64_t)CB }, sg[2] = { rows, (int64_t)G }, s1[1] = { 1 };
+        snprintf(name, sizeof name, "%s.qweight", prefix);
+        if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * CB, err))) return rc;
+        snprintf(name, sizeof name, "%s.scales", prefix);
+        if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sg, sc, R * G, err))) return rc;
+        if (!llmq_wtype_is_nv(s->btype)) return LLMQ_OK;
+        snprintf(name, sizeof name, "%s.tensor_scale", prefix);
+        return add_out(of, name, LLMQ_DT_F32, 1, s1, ts, sizeof(float), err);
+    }
     if (cols % LLMQ_MX8_BLOCK)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s.weight': row length %" PRId64 " is not a multiple of the MX block %d",
                            prefix, cols, LLMQ_MX8_BLOCK);

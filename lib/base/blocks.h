@@ -29,12 +29,33 @@
  *                                          type); e = 255 (NaN) is
  *                                          never written
  *     value   W[r][j] = 2^(e - 127) * code * 2^-6  (section 5: X * P_i)
+ *
+ * Block formats (llmq_wtype_is_block): codes along cols, a block of B = 32
+ * (MX) or 16 (NV) elements shares one scale byte; B | cols.
+ *     data    uint8   [rows][cols / 2]    4-bit codes as LLMQ_W_Q4 stores them
+ *                                          (low nibble = even j), or for
+ *                                          MXFP8 [rows][cols], one per byte
+ *     scales  uint8   [rows][cols / B]    E8M0 (MX) or FP8 E4M3 (NV) bits
+ *     tscale  float32                     NV only: one per tensor
+ *     value   MX: 2^(e - 127) * P(code)           (OCP MX v1.0 section 5)
+ *             NV: (E4M3(s) * tscale) * P(code)    (the float product first)
+ *   Elements P(code):
+ *     MXFP4, NVFP4  FP4 E2M1 (OCP section 5.3.3): bit 3 sign, bits 2..1
+ *                   exponent (bias 1), bit 0 mantissa: 0, 0.5, 1, 1.5, 2,
+ *                   3, 4, 6 and their negatives
+ *     MXINT4        two's complement int4 with an implicit scale of 2^-2,
+ *                   as MXINT8 has 2^-6: code / 4, codes -7..7 (-8 never written)
+ *     NVINT4        two's complement int4, codes -7..7 (-8 never written)
+ *     MXFP8         FP8 E4M3 (OCP OFP8): bit 7 sign, 4 exponent bits (bias
+ *                   7), 3 mantissa bits; max 448; 0x7f / 0xff (NaN) never
+ *                   written
  */
 #ifndef LLMQ_QUANT_BLOCKS_H
 #define LLMQ_QUANT_BLOCKS_H
 
 #include <stdint.h>
 #include "llmq-int.h"
+#include "wmat.h"
 
 #define LLMQ_Q8_MAXQ   127
 #define LLMQ_Q4_ZERO_SYM 8          /* symmetric Q4: stored code = q + 8 */
@@ -83,6 +104,55 @@ static inline float llmq_mx8_code_scale(uint8_t e)
     if (e == LLMQ_E8M0_NAN) return llmq_bits_f32(0x7fc00000u);
     if (e > LLMQ_MX8_ELEM_SHIFT) return llmq_bits_f32((uint32_t)(e - LLMQ_MX8_ELEM_SHIFT) << 23);
     return llmq_bits_f32(1u << (e + 16));        /* 2^(e-133) = 2^(e+16) * 2^-149 */
+}
+
+/* The elements of the 4-bit block formats by code (blocks.h's table above). */
+static const float llmq_e2m1_values[16] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                            -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f };
+static const float llmq_int4_values[16] = { 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1 };
+static const float llmq_mxint4_values[16] = { 0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f,
+                                              -2.0f, -1.75f, -1.5f, -1.25f, -1.0f, -0.75f, -0.5f, -0.25f };
+
+/* The element table of a 4-bit block type (llmq_wtype_is_block4). */
+static inline const float *llmq_block4_values(int t)
+{
+    return t == LLMQ_W_MXINT4 ? llmq_mxint4_values : t == LLMQ_W_NVINT4 ? llmq_int4_values : llmq_e2m1_values;
+}
+
+/* "mxfp4", "mxint4", "nvfp4", "nvint4", "mxfp8": a block type's name in
+ * scheme names, --format and messages. */
+static inline const char *llmq_block_name(llmq_wtype t)
+{
+    static const char *n[] = { "mxfp4", "mxint4", "nvfp4", "nvint4", "mxfp8" };
+    _Static_assert(sizeof n / sizeof n[0] == LLMQ_W_COUNT - LLMQ_W_MXFP4, "a name for every block type");
+    return llmq_wtype_is_block(t) ? n[t - LLMQ_W_MXFP4] : "?";
+}
+
+/* Elements per scale of a block type: 16 for NV, else 32. */
+static inline int llmq_block_size(int t) { return llmq_wtype_is_nv((llmq_wtype)t) ? 16 : 32; }
+
+/* E8M0, the OCP MX v1.0 scale type (section 5): 2^(e - 127); e = 255 is NaN. */
+static inline float llmq_e8m0_to_f32(uint8_t e)
+{
+    if (e == 0) return llmq_bits_f32(0x00400000u);   /* 2^-127, a float subnormal */
+    if (e == LLMQ_E8M0_NAN) return llmq_bits_f32(0x7fc00000u);
+    return llmq_bits_f32((uint32_t)e << 23);
+}
+
+#define LLMQ_E4M3_MAX 448.0f
+/* Whether an E4M3 byte is NaN (0x7f, 0xff; E4M3 has no infinities). */
+static inline int llmq_e4m3_is_nan(uint8_t b) { return (b & 0x7f) == 0x7f; }
+/* FP8 E4M3 to float, exact: normals 2^(e - 7) (1 + m / 8), subnormals
+ * m * 2^-9. */
+static inline float llmq_e4m3_to_f32(uint8_t b)
+{
+    if (llmq_e4m3_is_nan(b)) return llmq_bits_f32(0x7fc00000u);
+    uint32_t e = (b >> 3) & 15u, m = b & 7u, s = (uint32_t)(b >> 7) << 31;
+    if (e == 0) {
+        float v = (float)m * 0x1p-9f;
+        return s ? -v : v;
+    }
+    return llmq_bits_f32(s | ((e + 120u) << 23) | (m << 20));
 }
 
 #endif

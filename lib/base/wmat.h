@@ -34,11 +34,26 @@ typedef enum {
     LLMQ_W_GQ4_K,
     LLMQ_W_GQ5_K,
     LLMQ_W_GQ6_K,
+    /* Block formats of OCP Microscaling (MX) v1.0 and NVIDIA's NVFP4, and
+     * the integer twins of the INT-vs-FP study (Chen et al., arXiv
+     * 2510.25602): see lib/base/blocks.h.  group = elements per block
+     * scale (32 or 16); NV types also use tscale. */
+    LLMQ_W_MXFP4,     /* E2M1 elements, blocks of 32, E8M0 scale */
+    LLMQ_W_MXINT4,    /* int4 elements (code / 4), blocks of 32, E8M0 scale */
+    LLMQ_W_NVFP4,     /* E2M1 elements, blocks of 16, E4M3 scale times an f32 tensor scale */
+    LLMQ_W_NVINT4,    /* int4 elements, blocks of 16, E4M3 scale times an f32 tensor scale */
+    LLMQ_W_MXFP8,     /* E4M3 elements, blocks of 32, E8M0 scale */
     LLMQ_W_COUNT
 } llmq_wtype;
 
 /* Whether t is one of ggml's block types (LLMQ_W_GQ8_0 .. LLMQ_W_GQ6_K). */
 static inline int llmq_wtype_is_ggml(llmq_wtype t) { return t >= LLMQ_W_GQ8_0 && t <= LLMQ_W_GQ6_K; }
+/* Whether t is one of the MX / NV block formats (LLMQ_W_MXFP4 .. LLMQ_W_MXFP8). */
+static inline int llmq_wtype_is_block(llmq_wtype t) { return t >= LLMQ_W_MXFP4 && t <= LLMQ_W_MXFP8; }
+/* Of those, the ones with 4-bit codes (two per byte). */
+static inline int llmq_wtype_is_block4(llmq_wtype t) { return t >= LLMQ_W_MXFP4 && t <= LLMQ_W_NVINT4; }
+/* Of those, the ones with an E4M3 block scale and an f32 tensor scale. */
+static inline int llmq_wtype_is_nv(llmq_wtype t) { return t == LLMQ_W_NVFP4 || t == LLMQ_W_NVINT4; }
 
 typedef struct {
     llmq_wtype type;
@@ -46,7 +61,8 @@ typedef struct {
     const void *data;      /* elements or packed codes */
     const void *scales;    /* per-type, see lib/base/blocks.h; NULL for float types */
     const uint8_t *zeros;  /* Q4 asymmetric zero points, NULL if symmetric */
-    int group;             /* Q4 group size (32/64/128), MX8: 32 */
+    int group;             /* Q4 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
+    float tscale;          /* NVFP4 / NVINT4 tensor scale (lib/base/blocks.h); unused by other types */
 } llmq_wmat;
 
 /* How an MXINT8 block's shared E8M0 scale was chosen (llmq_mx8_quantize in
@@ -62,7 +78,13 @@ typedef enum {
      * than OCP for blocks whose amax is in (127, 128] * 2^k.  Discussed as
      * the remedy for MXINT8 clipping in Chen et al., "INT v.s. FP"
      * (arXiv:2510.25602, 2025). */
-    LLMQ_MX_SCALE_CEIL = 1
+    LLMQ_MX_SCALE_CEIL = 1,
+    /* Block formats only (lib/quant/microscale.c): of the OCP scale and the
+     * next one up (MX: 2^(e + 1); NV: the E4M3 values one and two steps
+     * either side of the nearest), the one whose block has the smallest
+     * squared error - the clipping OCP causes weighed against the coarser
+     * grid that avoids it, per block. */
+    LLMQ_MX_SCALE_MSE = 2
 } llmq_mx_rule;
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include "ct_export.h"
 #include "../base/fileio.h"
+#include "../base/blocks.h"
 #include "../../formats/json.h"
 #include "../../formats/packed.h"
 #include "../../formats/modeldir.h"
@@ -114,9 +115,10 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     rc = LLMQ_OK;
     for (k = 0; k < n_lin; k++) {
         const llmq_wmat *w = L[k].w;
-        if (w->type == LLMQ_W_MX8) {
-            rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s' is mxint8, which compressed-tensors has no format for "
-                             "(int4 group-wise and int8 per-channel are exported)", m->path, L[k].prefix);
+        if (w->type == LLMQ_W_MX8 || llmq_wtype_is_block(w->type)) {
+            rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s' is %s, which llmq does not export to compressed-tensors "
+                             "(int4 group-wise and int8 per-channel are exported)", m->path, L[k].prefix,
+                             w->type == LLMQ_W_MX8 ? "mxint8" : llmq_block_name(w->type));
             goto out_lin;
         }
         if (w->type != LLMQ_W_Q4 && w->type != LLMQ_W_Q8) continue;

@@ -10,6 +10,7 @@
 #define LLMQ_KERN_INT_H
 
 #include "kernels.h"
+#include "../base/blocks.h"
 
 /* y[r - r0] = dot(W row r, x) for r in [r0, r1).  y points at y[r0]. */
 typedef void (*llmq_kmv_fn)(const llmq_wmat *W, int64_t r0, int64_t r1,
@@ -102,6 +103,11 @@ typedef struct {
     [LLMQ_W_GQ5_0] = p##q5_0, [LLMQ_W_GQ5_1] = p##q5_1, [LLMQ_W_GQ2_K] = p##q2_k,                       \
     [LLMQ_W_GQ3_K] = p##q3_k, [LLMQ_W_GQ4_K] = p##q4_k, [LLMQ_W_GQ5_K] = p##q5_k, [LLMQ_W_GQ6_K] = p##q6_k
 
+/* The slots of the block formats: one function for the four 4-bit types,
+ * one for MXFP8. */
+#define LLMQ_KTABLE_BLOCK(f4, f8)                                                                      \
+    [LLMQ_W_MXFP4] = f4, [LLMQ_W_MXINT4] = f4, [LLMQ_W_NVFP4] = f4, [LLMQ_W_NVINT4] = f4, [LLMQ_W_MXFP8] = f8
+
 extern const llmq_ktable llmq_ktable_ref;     /* q_ref.c, the oracle */
 extern const llmq_ktable llmq_ktable_avx2;    /* q_avx2.c */
 extern const llmq_ktable llmq_ktable_avx512;  /* q_avx512.c */
@@ -133,13 +139,5 @@ const llmq_ktable *llmq_ktable_cur(void);
  * (each product |w * x| <= 255 * 127 with the VNNI bias); wider rows use
  * the reference kernel, which sums in int64. */
 #define LLMQ_A8_MAX_COLS (1 << 19)
-
-/* E8M0, the OCP MX v1.0 scale type (section 5): 2^(e - 127); e = 255 is NaN. */
-static inline float llmq_e8m0_to_f32(uint8_t e)
-{
-    if (e == 0) return llmq_bits_f32(0x00400000u);   /* 2^-127, a float subnormal */
-    if (e == 255) return llmq_bits_f32(0x7fc00000u);
-    return llmq_bits_f32((uint32_t)e << 23);
-}
 
 #endif

@@ -41,6 +41,14 @@ uint64_t llmq_wmat_bytes(const llmq_wmat *W)
         return n / 2 + 2 * g + (W->zeros ? g : 0);
     }
     case LLMQ_W_MX8:  return n + n / LLMQ_MX8_BLOCK;
+    case LLMQ_W_MXFP4:
+    case LLMQ_W_MXINT4:
+    case LLMQ_W_NVFP4:
+    case LLMQ_W_NVINT4:
+    case LLMQ_W_MXFP8: {
+        uint64_t codes = llmq_wtype_is_block4(W->type) ? n / 2 : n;
+        return codes + n / (uint64_t)llmq_block_size(W->type) + (llmq_wtype_is_nv(W->type) ? 4 : 0);
+    }
     default:
         if (llmq_wtype_is_ggml(W->type)) {
             const llmq_gq_traits *g = &llmq_gq_types[W->type - LLMQ_W_GQ8_0];
@@ -56,6 +64,7 @@ const char *llmq_wtype_name(llmq_wtype t)
     _Static_assert(LLMQ_ARRAY_LEN(tn) == LLMQ_W_GQ8_0, "a name for every llmq type");
     if ((unsigned)t < LLMQ_W_GQ8_0) return tn[t];
     if (llmq_wtype_is_ggml(t)) return llmq_gq_types[t - LLMQ_W_GQ8_0].name;
+    if (llmq_wtype_is_block(t)) return llmq_block_name(t);
     return "?";
 }
 
@@ -103,6 +112,17 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
         if (W->cols % LLMQ_MX8_BLOCK)
             return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': mx8 cols %" PRId64
                                " not a multiple of %d", name, W->cols, LLMQ_MX8_BLOCK);
+    }
+    if (llmq_wtype_is_block(W->type)) {
+        int B = llmq_block_size(W->type);
+        if (W->group != B)
+            return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s block %d is not %d", name, t, W->group, B);
+        if (W->cols % 32)   /* the kernels walk rows 32 columns at a time, NV blocks of 16 too */
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s rows of %" PRId64
+                               " values are not a multiple of 32", name, t, W->cols);
+        if (llmq_wtype_is_nv(W->type) && !(W->tscale > 0.0f && isfinite(W->tscale)))
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s tensor scale %g is not a positive number",
+                               name, t, (double)W->tscale);
     }
     if (llmq_wtype_is_ggml(W->type)) {
         int qk = llmq_gq_types[W->type - LLMQ_W_GQ8_0].qk;

@@ -265,6 +265,144 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     }
 }
 
+/* ---- block formats (MXFP4, MXINT4, NVFP4, NVINT4, MXFP8) ----
+ *
+ * 4-bit types: vpshufb maps 32 codes to small integers (E2M1 values times
+ * 2, or the int4 itself), which widen to f32; the element factor (1/2 for
+ * E2M1, 1/4 for MXINT4), a power of two, multiplies the row sum.  MXFP8:
+ * E4M3 bytes become f16 bits (the value times 2^-8, see q_avx512.c) for
+ * vcvtph2ps.  Block factors are read one at a time. */
+
+INLINE float blk_factor(const llmq_wmat *W, uint8_t sb)
+{
+    return llmq_wtype_is_nv(W->type) ? llmq_e4m3_to_f32(sb) * W->tscale : llmq_e8m0_to_f32(sb);
+}
+
+/* The int8 element table of a 4-bit type and the factor that makes it the
+ * element values. */
+INLINE __m128i b4_table(llmq_wtype t, float *f)
+{
+    if (t == LLMQ_W_MXFP4 || t == LLMQ_W_NVFP4) {
+        *f = 0.5f;
+        return _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    }
+    *f = t == LLMQ_W_MXINT4 ? 0.25f : 1.0f;
+    return _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+}
+
+/* 32 codes at p as int8 table values in column order: u[0] columns 0-15, u[1] 16-31 */
+INLINE void b4_decode(const uint8_t *p, __m128i tab, __m128i *u)
+{
+    const __m128i m = _mm_set1_epi8(15);
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(b, m));
+    __m128i hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), m));
+    u[0] = _mm_unpacklo_epi8(lo, hi);
+    u[1] = _mm_unpackhi_epi8(lo, hi);
+}
+
+INLINE __m256 i8x8_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+/* The dot product of 16 int8 table values with x[0..15] */
+INLINE __m256 b4_dot16(__m128i u, const float *x)
+{
+    __m256 s = _mm256_mul_ps(i8x8_ps(u), _mm256_loadu_ps(x));
+    return _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u, 8)), _mm256_loadu_ps(x + 8), s);
+}
+
+static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    const int64_t cols = W->cols, rb = cols / 2, B = llmq_block_size(W->type), nb = cols / B;
+    float f;
+    const __m128i tab = b4_table(W->type, &f);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t c = 0; c < cols; c += 32) {
+            __m128i u[2];
+            PF(data + c / 2 + 256);
+            b4_decode(data + c / 2, tab, u);
+            __m256 s0 = b4_dot16(u[0], x + c), s1 = b4_dot16(u[1], x + c + 16);
+            if (B == 16) {
+                acc = _mm256_fmadd_ps(s0, _mm256_set1_ps(blk_factor(W, sc[c / 16])), acc);
+                acc = _mm256_fmadd_ps(s1, _mm256_set1_ps(blk_factor(W, sc[c / 16 + 1])), acc);
+            } else {
+                acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(blk_factor(W, sc[c / 32])), acc);
+            }
+        }
+        y[r - r0] = hsum(acc) * f;
+    }
+}
+
+static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, rb = cols / 2, B = llmq_block_size(W->type), nb = cols / B;
+    float f;
+    const __m128i tab = b4_table(W->type, &f);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+        float *o = out + (r - r0) * cols;
+        for (int64_t c = 0; c < cols; c += 32) {
+            __m128i u[2];
+            b4_decode(data + c / 2, tab, u);
+            for (int h = 0; h < 2; h++) {
+                /* (value * f) * d: f * d first would differ from the oracle only by under/overflow */
+                __m256 d = _mm256_set1_ps(blk_factor(W, sc[(c + 16 * h) / B]));
+                __m256 fv = _mm256_set1_ps(f);
+                _mm256_storeu_ps(o + c + 16 * h, _mm256_mul_ps(_mm256_mul_ps(i8x8_ps(u[h]), fv), d));
+                _mm256_storeu_ps(o + c + 16 * h + 8, _mm256_mul_ps(_mm256_mul_ps(i8x8_ps(_mm_srli_si128(u[h], 8)), fv), d));
+            }
+        }
+    }
+}
+
+/* 8 E4M3 bytes as f32 times 2^-8 */
+INLINE __m256 e4m3x8(const uint8_t *p)
+{
+    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
+    __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16(0x3f80)),
+                             _mm_and_si128(_mm_slli_epi16(w, 8), _mm_set1_epi16((short)0x8000)));
+    return _mm256_cvtph_ps(h);
+}
+
+static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    const int64_t cols = W->cols, nb = cols / 32;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *p = data + 32 * b;
+            const float *xb = x + 32 * b;
+            PF(p + 512);
+            __m256 s = _mm256_mul_ps(e4m3x8(p), _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(e4m3x8(p + 8), _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(e4m3x8(p + 16), _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(e4m3x8(p + 24), _mm256_loadu_ps(xb + 24), s);
+            acc = _mm256_fmadd_ps(s, _mm256_set1_ps(blk_factor(W, sc[b])), acc);
+        }
+        y[r - r0] = hsum(acc) * 256.0f;
+    }
+}
+
+static void dq_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, nb = cols / 32;
+    const __m256 k256 = _mm256_set1_ps(256.0f);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        float *o = out + (r - r0) * cols;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 d = _mm256_set1_ps(blk_factor(W, ((const uint8_t *)W->scales)[r * nb + b]));
+            for (int h = 0; h < 32; h += 8)
+                _mm256_storeu_ps(o + 32 * b + h, _mm256_mul_ps(_mm256_mul_ps(e4m3x8(data + 32 * b + h), k256), d));
+        }
+    }
+}
+
 /* ---- ggml block types (gq-simd.h) ----
  *
  * All ten types are fused: each block is decoded in registers unit by unit
@@ -639,10 +777,10 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
-                LLMQ_KTABLE_GQ(mv_gq_) },
+                LLMQ_KTABLE_GQ(mv_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8) },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
-                 LLMQ_KTABLE_GQ(dq_gq_) },
+                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8) },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
     .matvec_q4a8 = mv_q4a8,

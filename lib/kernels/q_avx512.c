@@ -376,6 +376,182 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     }
 }
 
+/* ---- block formats (MXFP4, MXINT4, NVFP4, NVINT4, MXFP8) ----
+ *
+ * 4-bit types: a code indexes the type's 16 element values (vpermps on
+ * the low nibble, as Q4 does), the even and odd columns of 32 meet x split
+ * the same way, and the block factors multiply the partial sums: one
+ * factor per 32 columns (MX), or two (NV blocks of 16: lanes 0-7 and 8-15
+ * of both halves lie in the first and second block).  MXFP8: an E4M3 byte
+ * becomes an f16 with the same exponent and mantissa bits (E4M3's bias 7
+ * is f16's 15 less 8, so the f16 is the value times 2^-8, subnormals
+ * included) and vcvtph2ps widens it; the 2^8 is applied to the row sum. */
+
+/* Block factors of 16 blocks (n valid) of one row as floats (blocks.h):
+ * E8M0 2^(e - 127), or E4M3 times tscale (the same float product as the
+ * oracle: the E4M3 value is exact as f16 times 256). */
+INLINE __m512 e4m3_f16x256(__m128i b)
+{
+    __m256i w = _mm256_cvtepu8_epi16(b);
+    __m256i h = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16(0x3f80)),
+                                _mm256_and_si256(_mm256_slli_epi16(w, 8), _mm256_set1_epi16((short)0x8000)));
+    return _mm512_cvtph_ps(h);
+}
+
+INLINE void blk_factors(const llmq_wmat *W, const uint8_t *sc, int64_t n, float *d)
+{
+    __mmask16 m = tail_mask(LLMQ_MIN(n, 16));
+    __m128i b = _mm_maskz_loadu_epi8(m, sc);
+    if (llmq_wtype_is_nv(W->type)) {
+        __m512 v = _mm512_mul_ps(e4m3_f16x256(b), _mm512_set1_ps(256.0f));
+        _mm512_storeu_ps(d, _mm512_mul_ps(v, _mm512_set1_ps(W->tscale)));
+        return;
+    }
+    __m512i e = _mm512_cvtepu8_epi32(b);
+    __m512i bits = _mm512_slli_epi32(e, 23);
+    bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), bits,
+                                   _mm512_set1_epi32(0x00400000));
+    bits = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), bits,
+                                   _mm512_set1_epi32(0x7fc00000));
+    _mm512_storeu_ps(d, _mm512_castsi512_ps(bits));
+}
+
+/* NR rows (1 or 4) of a 4-bit block type from row r.  The 16 block factors
+ * of a row are held in a register; chunk c's factor vector (MX: block c
+ * in every lane; NV: blocks 2c and 2c + 1 in lanes 0-7 and 8-15) is one
+ * vpermps of it. */
+INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const float *x, float *y)
+{
+    const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B;
+    const int64_t cpf = nv ? 8 : 16;           /* 32-column chunks per 16 block factors */
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i sel0 = nv ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1) : _mm512_setzero_si512();
+    __m512 acc[4], dv[4];
+    float d[16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = dv[k] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols / 32; c++) {
+        if (c % cpf == 0) {
+            int64_t b0 = c * 32 / B;
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                blk_factors(W, sc + k * nb + b0, nb - b0, d);
+                dv[k] = _mm512_loadu_ps(d);
+            }
+        }
+        const __m512i sel = _mm512_add_epi32(sel0, _mm512_set1_epi32((int)((c % cpf) << nv)));
+        __m512 xa = _mm512_loadu_ps(x + 32 * c), xb = _mm512_loadu_ps(x + 32 * c + 16);
+        __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
+        const uint8_t *p = data + 16 * c;
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            if (NR == 4) PF(p + (k + 4) * rb);
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + k * rb)));
+            __m512 s = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), xe);
+            s = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), xo, s);
+            acc[k] = _mm512_fmadd_ps(s, _mm512_permutexvar_ps(sel, dv[k]), acc[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    if (llmq_wtype_is_nv(W->type)) {
+        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 1, x, y + (r - r0));
+        for (; r < r1; r++) b4_rows(W, r, 1, 1, x, y + (r - r0));
+    } else {
+        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 0, x, y + (r - r0));
+        for (; r < r1; r++) b4_rows(W, r, 1, 0, x, y + (r - r0));
+    }
+}
+
+static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, rb = cols / 2;
+    const int nv = llmq_wtype_is_nv(W->type);
+    const int64_t B = nv ? 16 : 32, nb = cols / B, cpf = nv ? 8 : 16;
+    const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    float d[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+        float *o = out + (r - r0) * cols;
+        for (int64_t c = 0; c < cols / 32; c++) {
+            if (c % cpf == 0) blk_factors(W, sc + c * 32 / B, nb - c * 32 / B, d);
+            __m512 dv = nv ? _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d[2 * (c % cpf)]), _mm512_set1_ps(d[2 * (c % cpf) + 1]))
+                           : _mm512_set1_ps(d[c % cpf]);
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + 16 * c)));
+            __m512 lo = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), dv);
+            __m512 hi = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), dv);
+            _mm512_storeu_ps(o + 32 * c, _mm512_permutex2var_ps(lo, il, hi));
+            _mm512_storeu_ps(o + 32 * c + 16, _mm512_permutex2var_ps(lo, ih, hi));
+        }
+    }
+}
+
+INLINE void fp8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, nb = cols / 32;
+    const uint8_t *data = (const uint8_t *)W->data + r * cols;
+    const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    __m512 acc[4];
+    float d[4][16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (b % 16 == 0) {
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) blk_factors(W, sc + k * nb + b, nb - b, d[k]);
+        }
+        __m512 xa = _mm512_loadu_ps(x + 32 * b), xb = _mm512_loadu_ps(x + 32 * b + 16);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint8_t *p = data + k * cols + 32 * b;
+            if (NR == 4) PF(p + 4 * cols);
+            __m512 s = _mm512_mul_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)p)), xa);
+            s = _mm512_fmadd_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)(p + 16))), xb, s);
+            acc[k] = _mm512_fmadd_ps(s, _mm512_set1_ps(d[k][b % 16]), acc[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]) * 256.0f;
+}
+
+static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) fp8_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) fp8_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, nb = cols / 32;
+    const __m512 k256 = _mm512_set1_ps(256.0f);
+    float d[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        float *o = out + (r - r0) * cols;
+        for (int64_t b = 0; b < nb; b++) {
+            if (b % 16 == 0) blk_factors(W, (const uint8_t *)W->scales + r * nb + b, nb - b, d);
+            __m512 dv = _mm512_set1_ps(d[b % 16]);
+            for (int h = 0; h < 32; h += 16) {
+                __m512 v = _mm512_mul_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)(data + 32 * b + h))), k256);
+                _mm512_storeu_ps(o + 32 * b + h, _mm512_mul_ps(v, dv));
+            }
+        }
+    }
+}
+
 /* ---- ggml block types (gq-simd.h) ----
  *
  * Dequant for all ten types: each block is decoded in
@@ -1019,10 +1195,10 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
-                LLMQ_KTABLE_GQ(mvt_gq_) },
+                LLMQ_KTABLE_GQ(mvt_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8) },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
-                 LLMQ_KTABLE_GQ(dq_gq_) },
+                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8) },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
     .matmul_bf16 = mm_bf16,

@@ -32,6 +32,18 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
         int64_t b = r * (cols / LLMQ_MX8_BLOCK) + j / LLMQ_MX8_BLOCK;
         return (float)((const int8_t *)W->data)[i] * llmq_mx8_code_scale(((const uint8_t *)W->scales)[b]);
     }
+    case LLMQ_W_MXFP4:
+    case LLMQ_W_MXINT4:
+    case LLMQ_W_NVFP4:
+    case LLMQ_W_NVINT4:
+    case LLMQ_W_MXFP8: {
+        const int B = llmq_block_size(W->type);
+        uint8_t sb = ((const uint8_t *)W->scales)[r * (cols / B) + j / B];
+        float d = llmq_wtype_is_nv(W->type) ? llmq_e4m3_to_f32(sb) * W->tscale : llmq_e8m0_to_f32(sb);
+        if (W->type == LLMQ_W_MXFP8) return llmq_e4m3_to_f32(((const uint8_t *)W->data)[i]) * d;
+        const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
+        return llmq_block4_values(W->type)[(j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15] * d;
+    }
     default: return 0.0f;   /* llmq_wmat_check rejects other types */
     }
 }
@@ -197,10 +209,12 @@ static void ref_q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_
 const llmq_ktable llmq_ktable_ref = {
     .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec,
                 ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
-                ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec },
+                ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
+                LLMQ_KTABLE_BLOCK(ref_matvec, ref_matvec) },
     .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant,
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
-                 ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant },
+                 ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
+                 LLMQ_KTABLE_BLOCK(ref_dequant, ref_dequant) },
     .matvec_a8 = ref_matvec_a8,
     .matmul_a8 = ref_matmul_a8,
     .matmul_bf16 = ref_matmul_bf16,
@@ -210,4 +224,4 @@ const llmq_ktable llmq_ktable_ref = {
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
 };
-_Static_assert(LLMQ_W_COUNT == 16, "add the new type to every kernel table");
+_Static_assert(LLMQ_W_COUNT == 21, "add the new type to every kernel table");

@@ -89,6 +89,48 @@ int llmq_mx8_quantize(const float *w, int64_t rows, int64_t cols, llmq_mx_rule r
 void llmq_mx8_quantize_row(const float *w, int64_t cols, llmq_mx_rule rule, int8_t *codes, uint8_t *scales);
 void llmq_mx8_dequantize_row(const int8_t *codes, const uint8_t *scales, int64_t cols, float *out);
 
+/* ---- MX / NV block formats (LLMQ_W_MXFP4 .. LLMQ_W_MXFP8), microscale.c ----
+ *
+ * Storage and element values: blocks.h.  Elements are rounded to nearest,
+ * ties to even, saturating at the element type's largest magnitude (6 for
+ * E2M1, 7 / 4 for MXINT4, 7 for NVINT4, 448 for E4M3).
+ *
+ * Block scales, rule LLMQ_MX_SCALE_OCP:
+ *   MX: X = 2^(floor(log2 amax) - emax_elem) (OCP MX v1.0 section 6.3;
+ *       emax_elem = 2 for E2M1, 8 for E4M3, 0 for MXINT4 as for MXINT8),
+ *       the exponent clamped to E8M0's [-127, 127].  Elements of a block
+ *       whose amax is near the next power of two clip (up to 2^emax_elem *
+ *       1.33 for E2M1: 7.99 stored as 6).
+ *   NV: tscale = amax(tensor) / (448 * elem_max) (float), and each block's
+ *       E4M3 scale = amax(block) / (elem_max * tscale) rounded to nearest,
+ *       as NVIDIA's NVFP4 recipe and llm-compressor compute it.
+ * Rule LLMQ_MX_SCALE_CEIL: the smallest scale of the scale type at which
+ * nothing in the block clips (MX: 2^ceil(log2(amax / elem_max)); NV: the
+ * E4M3 value rounded up).
+ * A block of zeros gets scale byte 0 and codes 0.
+ *
+ * codes: [rows][cols / 2] (4-bit types) or [rows][cols] (MXFP8);
+ * scales [rows][cols / B], B = llmq_block_size(t); *tscale is set (1 for
+ * MX types).  cols must be a multiple of B. */
+int llmq_block_quantize(llmq_wtype t, const float *w, int64_t rows, int64_t cols, llmq_mx_rule rule,
+                        uint8_t *codes, uint8_t *scales, float *tscale, const char *name, llmq_err *err);
+void llmq_block_quantize_row(llmq_wtype t, const float *w, int64_t cols, llmq_mx_rule rule, float tscale,
+                             uint8_t *codes, uint8_t *scales);
+/* out[cols]: the values the kernels use (blocks.h). */
+void llmq_block_dequantize_row(llmq_wtype t, const uint8_t *codes, const uint8_t *scales, float tscale,
+                               int64_t cols, float *out);
+/* NV tensor scale for a tensor with max |w| = amax: amax / (448 *
+ * elem_max), 1 for amax 0, never 0. */
+float llmq_block_tscale(llmq_wtype t, float amax);
+/* Quantize then dequantize one row as its own tensor (activations: the NV
+ * tensor scale from this row's amax): out[cols]; codes, scales: scratch of
+ * the row's sizes. */
+void llmq_block_fake_row(llmq_wtype t, const float *w, int64_t cols, llmq_mx_rule rule, uint8_t *codes,
+                         uint8_t *scales, float *out);
+/* Element encoders: nearest, ties to even, saturating (6, 448); NaN -> 0. */
+uint8_t llmq_e2m1_encode(float v);
+uint8_t llmq_e4m3_encode(float v);
+
 /* The smallest f16 >= s, for 0 < s (65504 for s >= 65504): the group scale
  * rule of int4.c, which AWQ's search imitates. */
 uint16_t llmq_f16_ceil(float s);

@@ -41,8 +41,9 @@ static double probe_bw(llmq_pool *pool, double secs)
  * is 0x30..0x3f, normal floats of either width, moderate codes). */
 static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
 {
-    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, t == LLMQ_W_Q4 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0 };
+    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, t == LLMQ_W_Q4 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0, 0 };
     if (llmq_wtype_is_ggml(t)) W.group = t >= LLMQ_W_GQ2_K ? 256 : 32;
+    if (llmq_wtype_is_block(t)) W.group = llmq_block_size(t), W.tscale = 1.0f;
     W.zeros = t == LLMQ_W_Q4 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
     uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
     uint64_t n = (uint64_t)rows * (uint64_t)cols;
@@ -52,7 +53,9 @@ static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
     case LLMQ_W_Q8: W.scales = p + n; break;
     case LLMQ_W_Q4: W.scales = p + n / 2; W.zeros = p + n / 2 + 2 * (n / (uint64_t)q4_group); break;
     case LLMQ_W_MX8: W.scales = p + n; break;
-    default: break;
+    default:
+        if (llmq_wtype_is_block(t)) W.scales = p + (llmq_wtype_is_block4(t) ? n / 2 : n);
+        break;
     }
     return W;
 }

@@ -1,7 +1,8 @@
 /*
  * t-kernels.c - every SIMD kernel against the scalar oracle (q_ref.c) on
  * random and adversarial rows, each ISA the CPU has forced in turn; the
- * threaded and OpenBLAS paths against the same oracle.
+ * threaded and OpenBLAS paths against the same oracle.  The MX / NV block
+ * formats too: every code and scale byte, kernel row ranges and tails.
  */
 #include "../test.h"
 #include "kernels/kern-int.h"
@@ -85,6 +86,39 @@ static tmat make_mat(llmq_wtype t, int64_t rows, int64_t cols, int group, int sy
             s[b] = mode == M_MAX ? (uint8_t)(b % 3 == 0 ? 0 : 180) : (uint8_t)(110 + rnd() % 30);
         m.data = d; m.scales = s; m.W.group = LLMQ_MX8_BLOCK; break;
     }
+    case LLMQ_W_MXFP4: case LLMQ_W_MXINT4: case LLMQ_W_NVFP4: case LLMQ_W_NVINT4: case LLMQ_W_MXFP8: {
+        /* every code the kernels may meet (int4 -8 and FP4 -0 too, which the
+         * quantizer never writes), scale bytes other than NaN (negative E4M3
+         * scales too); MAX: the largest codes and scales that keep sums finite */
+        const int B = llmq_block_size(t), four = llmq_wtype_is_block4(t), nv = llmq_wtype_is_nv(t);
+        int64_t nd = four ? n / 2 : n, nb = n / B;
+        uint8_t *d = malloc((size_t)nd), *s = malloc((size_t)nb);
+        static const uint8_t max4[] = { 0x77, 0x88, 0xff, 0x78, 0x87, 0xf7, 0x8f }, max8[] = { 0x7e, 0xfe };
+        for (int64_t i = 0; i < nd; i++) {
+            uint8_t v = (uint8_t)rnd();
+            if (!four && llmq_e4m3_is_nan(v)) v ^= 1;
+            if (mode == M_ZERO) v = 0;
+            else if (mode == M_FLAT) v = four ? (t == LLMQ_W_MXFP4 || t == LLMQ_W_NVFP4 ? (uint8_t)(rnd() & 1 ? 0x88 : 0x08) : 0)
+                                              : (uint8_t)(rnd() & 1 ? 0x80 : 0x00);   /* zeros of both signs */
+            else if (mode == M_MAX) v = four ? max4[rnd() % 7] : max8[rnd() & 1];
+            d[i] = v;
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t v;
+            if (nv) {
+                v = (uint8_t)rnd();
+                if (llmq_e4m3_is_nan(v)) v ^= 1;
+                if (mode == M_ZERO) v = 0;
+                else if (mode == M_MAX) v = b % 3 == 0 ? 0x01 : 0x7e;
+            } else {
+                v = mode == M_MAX ? (uint8_t)(b % 3 == 0 ? 0 : 180) : (uint8_t)(100 + rnd() % 50);
+            }
+            s[b] = v;
+        }
+        static const float tsc[] = { 1.0f, 3.7e-3f, 2.5e-5f, 0.71f, 1e-40f };   /* the last subnormal */
+        m.W.tscale = nv ? mode == M_MAX ? 1e25f : tsc[rnd() % 5] : 0.0f;
+        m.data = d; m.scales = s; m.W.group = B; break;
+    }
     default: break;
     }
     m.W.data = m.data; m.W.scales = m.scales; m.W.zeros = m.zeros;
@@ -109,11 +143,7 @@ static double abs_dot(const llmq_wmat *W, int64_t r, const float *x)
     return s;
 }
 
-static const char *tname(llmq_wtype t)
-{
-    static const char *n[] = { "f32", "bf16", "f16", "q8", "q4", "mx8" };
-    return n[t];
-}
+static const char *tname(llmq_wtype t) { return llmq_wtype_name(t); }
 
 static int isa_ok(llmq_isa isa) { return isa <= llmq_cpu_isa_max(); }
 
@@ -141,6 +171,13 @@ static int check_matvec(const tmat *m, const float *x, llmq_pool *pool, const ch
 static const int64_t ROWS[] = { 1, 3, 4, 5, 8, 17, 33 };
 static const int64_t COLS_ANY[] = { 1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 100, 257, 1000 };
 static const int64_t COLS_128[] = { 128, 256, 384, 1152 };
+/* the block formats: 32-column chunks, around the AVX-512 kernels' 16 block
+ * factors at a time (256 columns NV, 512 MX) */
+static const int64_t COLS_BLOCK[] = { 32, 64, 96, 256, 288, 512, 544, 800 };
+
+/* the types of this file (ggml's: t-ggml-blocks.c) */
+static const llmq_wtype OWN_TYPES[] = { LLMQ_W_F32, LLMQ_W_BF16, LLMQ_W_F16, LLMQ_W_Q8, LLMQ_W_Q4, LLMQ_W_MX8,
+                                        LLMQ_W_MXFP4, LLMQ_W_MXINT4, LLMQ_W_NVFP4, LLMQ_W_NVINT4, LLMQ_W_MXFP8 };
 
 static void each_isa_matvec(llmq_wtype t, int group, int sym)
 {
@@ -148,8 +185,9 @@ static void each_isa_matvec(llmq_wtype t, int group, int sym)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        const int64_t *cols = t <= LLMQ_W_Q8 ? COLS_ANY : COLS_128;
-        size_t nc = t <= LLMQ_W_Q8 ? LLMQ_ARRAY_LEN(COLS_ANY) : LLMQ_ARRAY_LEN(COLS_128);
+        const int64_t *cols = t <= LLMQ_W_Q8 ? COLS_ANY : llmq_wtype_is_block(t) ? COLS_BLOCK : COLS_128;
+        size_t nc = t <= LLMQ_W_Q8 ? LLMQ_ARRAY_LEN(COLS_ANY) : llmq_wtype_is_block(t) ? LLMQ_ARRAY_LEN(COLS_BLOCK)
+                  : LLMQ_ARRAY_LEN(COLS_128);
         for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(ROWS); ri++)
             for (size_t ci = 0; ci < nc; ci++)
                 for (int mode = 0; mode < M_COUNT; mode++) {
@@ -172,6 +210,11 @@ TEST(matvec_q4_g64) { each_isa_matvec(LLMQ_W_Q4, 64, 0); }
 TEST(matvec_q4_g128) { each_isa_matvec(LLMQ_W_Q4, 128, 0); }
 TEST(matvec_q4_sym) { each_isa_matvec(LLMQ_W_Q4, 32, 1); each_isa_matvec(LLMQ_W_Q4, 128, 1); }
 TEST(matvec_mx8) { each_isa_matvec(LLMQ_W_MX8, 32, 0); }
+TEST(matvec_mxfp4) { each_isa_matvec(LLMQ_W_MXFP4, 32, 0); }
+TEST(matvec_mxint4) { each_isa_matvec(LLMQ_W_MXINT4, 32, 0); }
+TEST(matvec_nvfp4) { each_isa_matvec(LLMQ_W_NVFP4, 16, 0); }
+TEST(matvec_nvint4) { each_isa_matvec(LLMQ_W_NVINT4, 16, 0); }
+TEST(matvec_mxfp8) { each_isa_matvec(LLMQ_W_MXFP8, 32, 0); }
 
 /* The pool's row split must give the same rows as one thread. */
 TEST(matvec_threaded)
@@ -179,8 +222,8 @@ TEST(matvec_threaded)
     llmq_err err;
     llmq_pool *pool = llmq_pool_new(3, &err);
     CHECK(pool != NULL);
-    for (int t = 0; t <= LLMQ_W_MX8; t++) {   /* ggml block types: t-ggml-blocks.c */
-        tmat m = make_mat((llmq_wtype)t, 301, 512, 64, 0, M_RANDOM);   /* above the small-matrix cutoff */
+    for (size_t k = 0; k < LLMQ_ARRAY_LEN(OWN_TYPES); k++) {
+        tmat m = make_mat(OWN_TYPES[k], 301, 512, 64, 0, M_RANDOM);   /* above the small-matrix cutoff */
         float *x = rand_vec(512, 1.0f);
         CHECK(check_matvec(&m, x, pool, "threaded"));
         free(x); tmat_free(&m);
@@ -220,10 +263,13 @@ TEST(matmul_all_types)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int t = 0; t <= LLMQ_W_MX8; t++)   /* ggml block types: t-ggml-blocks.c */
+        for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(OWN_TYPES); ti++)
             for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
-                check_matmul(pool, (llmq_wtype)t, 150, 96, ns[k]);
-                check_matmul(NULL, (llmq_wtype)t, 7, 32, ns[k]);
+                llmq_wtype t = OWN_TYPES[ti];
+                check_matmul(pool, t, 150, 96, ns[k]);
+                check_matmul(NULL, t, 7, 32, ns[k]);
+                /* two tiles of 256 rows: the second dequantized from row 256 */
+                if (llmq_wtype_is_block(t) && ns[k] >= 3) check_matmul(pool, t, 301, 64, ns[k]);
             }
     }
     llmq_cpu_set_isa(saved);
@@ -245,9 +291,10 @@ TEST(dequant_exact)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int t = 0; t <= LLMQ_W_MX8; t++)   /* ggml block types: t-ggml-blocks.c */
+        for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(OWN_TYPES); ti++)
             for (int mode = 0; mode < M_COUNT; mode++)
                 for (int sym = 0; sym < 2; sym++) {
+                    int t = OWN_TYPES[ti];
                     int64_t cols = t <= LLMQ_W_Q8 ? 77 : 256;
                     tmat m = make_mat((llmq_wtype)t, 9, cols, 64, sym, mode);
                     float *a = malloc((size_t)(9 * cols) * 4), *b = malloc((size_t)(9 * cols) * 4);
@@ -945,7 +992,7 @@ TEST(isa_control)
 
 TEST(wmat_bytes_and_check)
 {
-    llmq_wmat W = { LLMQ_W_Q4, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 32 };
+    llmq_wmat W = { LLMQ_W_Q4, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 32, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 / 2 + 2048ull * 176 * 3);
     llmq_err err;
     CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
@@ -954,16 +1001,16 @@ TEST(wmat_bytes_and_check)
     CHECK(strstr(err.msg, "'blk.0.w'") != NULL);
     W.group = 128; W.cols = 5632 + 64;
     CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_EFORMAT);
-    llmq_wmat F = { LLMQ_W_BF16, 3, 5, (void *)1, NULL, NULL, 0 };
+    llmq_wmat F = { LLMQ_W_BF16, 3, 5, (void *)1, NULL, NULL, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&F), 30);
     CHECK_EQ_INT(llmq_wmat_check(&F, "f", &err), LLMQ_OK);
     F.rows = 0;
     CHECK_EQ_INT(llmq_wmat_check(&F, "f", &err), LLMQ_EUNSUPPORTED);
-    llmq_wmat M = { LLMQ_W_MX8, 4, 64, (void *)1, (void *)1, NULL, 32 };
+    llmq_wmat M = { LLMQ_W_MX8, 4, 64, (void *)1, (void *)1, NULL, 32, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&M), 256 + 8);
     M.cols = 48;
     CHECK_EQ_INT(llmq_wmat_check(&M, "m", &err), LLMQ_EFORMAT);
-    llmq_wmat Q = { LLMQ_W_Q8, 4, 64, (void *)1, NULL, NULL, 0 };
+    llmq_wmat Q = { LLMQ_W_Q8, 4, 64, (void *)1, NULL, NULL, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EFORMAT);
     Q.type = (llmq_wtype)99;
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EUNSUPPORTED);
@@ -978,6 +1025,199 @@ TEST(e8m0_values)
     CHECK(isnan(llmq_e8m0_to_f32(255)));
     for (int e = 0; e < 255; e++) CHECK(llmq_mx8_code_scale((uint8_t)e) == ldexpf(1.0f, e - 133));
     CHECK(isnan(llmq_mx8_code_scale(255)));
+}
+
+/* ---- MX / NV block formats ---- */
+
+static const llmq_wtype BLOCK_TYPES[] = { LLMQ_W_MXFP4, LLMQ_W_MXINT4, LLMQ_W_NVFP4, LLMQ_W_NVINT4, LLMQ_W_MXFP8 };
+
+/* The kernel slots themselves on rows [r0, r1) (the 4-row kernels' tails,
+ * a start that is not a multiple of 4): matvec within the dot tolerance of
+ * the oracle, dequant its values exactly, nothing written past r1 - r0. */
+TEST(block_kernel_ranges)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t rng[][2] = { { 0, 11 }, { 1, 8 }, { 3, 4 }, { 5, 11 }, { 2, 9 } }, cols[] = { 32, 96, 544 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        const llmq_ktable *kt = llmq_ktable_cur();
+        for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(BLOCK_TYPES); ti++)
+            for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++)
+                for (int mode = 0; mode < M_COUNT; mode++) {
+                    llmq_wtype t = BLOCK_TYPES[ti];
+                    int64_t c = cols[ci];
+                    tmat m = make_mat(t, 11, c, 0, 0, mode);
+                    float *x = rand_vec(c, mode == M_MAX ? 1e3f : 1.0f);
+                    float *y = malloc(16 * 4), *yr = malloc(16 * 4);
+                    float *d = malloc((size_t)(11 * c + 8) * 4), *dr = malloc((size_t)(11 * c) * 4);
+                    for (size_t k = 0; k < LLMQ_ARRAY_LEN(rng); k++) {
+                        int64_t r0 = rng[k][0], r1 = rng[k][1], nr = r1 - r0;
+                        memset(y, 0x7f, 16 * 4);
+                        kt->matvec[t](&m.W, r0, r1, x, y);
+                        llmq_ktable_ref.matvec[t](&m.W, r0, r1, x, yr);
+                        for (int64_t r = 0; r < nr; r++) {
+                            double tol = TOL_DOT * abs_dot(&m.W, r0 + r, x) + TOL_FLOOR;
+                            CHECK_MSG(fabs((double)y[r] - yr[r]) <= tol, "%s isa %s cols %" PRId64 " mode %d rows [%" PRId64
+                                      ", %" PRId64 ") row %" PRId64 ": %.9g vs %.9g", tname(t), llmq_isa_name(llmq_cpu_isa()),
+                                      c, mode, r0, r1, r0 + r, y[r], yr[r]);
+                        }
+                        for (int64_t r = nr; r < 16; r++) CHECK(((const uint32_t *)y)[r] == 0x7f7f7f7fu);
+                        memset(d, 0x7f, (size_t)(11 * c + 8) * 4);
+                        kt->dequant[t](&m.W, r0, r1, d);
+                        llmq_ktable_ref.dequant[t](&m.W, r0, r1, dr);
+                        CHECK_MSG(same_values(d, dr, nr * c), "%s isa %s cols %" PRId64 " mode %d rows [%" PRId64 ", %" PRId64 ")",
+                                  tname(t), llmq_isa_name(llmq_cpu_isa()), c, mode, r0, r1);
+                        for (int64_t i = nr * c; i < 11 * c + 8; i++) CHECK(((const uint32_t *)d)[i] == 0x7f7f7f7fu);
+                    }
+                    free(x); free(y); free(yr); free(d); free(dr); tmat_free(&m);
+                }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* Every code and every scale byte but NaN through every ISA's dequant:
+ * byte i of the codes is i + 13 r (all 256 nibble pairs, all E4M3 codes),
+ * scale byte b of row r is b + r (all E8M0 exponents, all E4M3 scales
+ * including negative ones and subnormals).  Values that overflow are inf in
+ * the oracle and the kernels alike. */
+TEST(block_all_codes)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(BLOCK_TYPES); ti++) {
+        llmq_wtype t = BLOCK_TYPES[ti];
+        const int B = llmq_block_size(t), four = llmq_wtype_is_block4(t);
+        const int64_t rows = 6, cols = 256 * B, rb = four ? cols / 2 : cols, nb = cols / B;
+        uint8_t *q = malloc((size_t)(rows * rb)), *s = malloc((size_t)(rows * nb));
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < rb; i++) {
+                uint8_t v = (uint8_t)(i + 13 * r);
+                q[r * rb + i] = !four && llmq_e4m3_is_nan(v) ? (uint8_t)(v - 1) : v;
+            }
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t v = (uint8_t)(b + r);
+                s[r * nb + b] = llmq_wtype_is_nv(t) ? (llmq_e4m3_is_nan(v) ? 0x3f : v) : (v == 255 ? 127 : v);
+            }
+        }
+        llmq_wmat W = { t, rows, cols, q, s, NULL, B, llmq_wtype_is_nv(t) ? 0.37f : 0.0f };
+        llmq_err err;
+        CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
+        float *a = malloc((size_t)(rows * cols) * 4), *b = malloc((size_t)(rows * cols) * 4);
+        llmq_ktable_ref.dequant[t](&W, 0, rows, a);
+        for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+            if (!isa_ok((llmq_isa)isa)) continue;
+            llmq_cpu_set_isa((llmq_isa)isa);
+            memset(b, 0, (size_t)(rows * cols) * 4);
+            llmq_ktable_cur()->dequant[t](&W, 0, rows, b);
+            int64_t bad = -1;
+            for (int64_t i = 0; i < rows * cols && bad < 0; i++) if (!(a[i] == b[i])) bad = i;
+            CHECK_MSG(bad < 0, "%s isa %s: element %" PRId64 " (row %" PRId64 " col %" PRId64 "): %.9g, oracle %.9g",
+                      tname(t), llmq_isa_name(llmq_cpu_isa()), bad, bad / cols, bad % cols, b[bad < 0 ? 0 : bad],
+                      a[bad < 0 ? 0 : bad]);
+            llmq_get_row(&W, 3, b);
+            CHECK(same_values(a + 3 * cols, b, cols));
+        }
+        /* the oracle itself: code 5 of MXFP4 (3) in block 0 of row 0, factor 2^(0 - 127) */
+        if (t == LLMQ_W_MXFP4) CHECK(a[10] == ldexpf(3.0f, -127) && a[1] == 0.0f);
+        free(q); free(s); free(a); free(b);
+        llmq_cpu_set_isa(saved);
+    }
+}
+
+/* NV blocks are 16 columns, the SIMD kernels step 32 at a time: rows of
+ * 16 * odd columns must be refused by llmq_wmat_check or computed right by
+ * every ISA.  Buffers are padded so that a kernel reading or writing past
+ * the row shows up as a wrong value, not a crash. */
+TEST(block_nv_cols_16)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t cols[] = { 16, 48, 80, 272, 288 };   /* NV rows must be whole 32-column chunks */
+    for (int nvi = 0; nvi < 2; nvi++)
+        for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols); ci++) {
+            llmq_wtype t = nvi ? LLMQ_W_NVINT4 : LLMQ_W_NVFP4;
+            int64_t rows = 5, c = cols[ci], pad = 64;
+            tmat m = make_mat(t, rows, c, 16, 0, M_RANDOM);
+            uint8_t *q = malloc((size_t)(rows * c / 2 + pad)), *s = malloc((size_t)(rows * c / 16 + pad));
+            memcpy(q, m.data, (size_t)(rows * c / 2));
+            memset(q + rows * c / 2, 0x77, (size_t)pad);
+            memcpy(s, m.scales, (size_t)(rows * c / 16));
+            memset(s + rows * c / 16, 0x7e, (size_t)pad);
+            free(m.data); free(m.scales);
+            m.data = q; m.scales = s; m.W.data = q; m.W.scales = s;
+            llmq_err err;
+            int rc = llmq_wmat_check(&m.W, "w", &err);
+            CHECK_EQ_INT(rc, c % 32 ? LLMQ_EFORMAT : LLMQ_OK);
+            if (rc != LLMQ_OK) { tmat_free(&m); continue; }
+            float *x = malloc((size_t)(c + pad) * 4), *y = malloc((size_t)rows * 4), *yr = malloc((size_t)rows * 4);
+            float *d = malloc((size_t)(rows * c + pad) * 4), *dr = malloc((size_t)(rows * c) * 4);
+            for (int64_t j = 0; j < c + pad; j++) x[j] = j < c ? rndf() : 1e3f;
+            llmq_ktable_ref.matvec[t](&m.W, 0, rows, x, yr);
+            llmq_ktable_ref.dequant[t](&m.W, 0, rows, dr);
+            for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+                if (!isa_ok((llmq_isa)isa)) continue;
+                llmq_cpu_set_isa((llmq_isa)isa);
+                const llmq_ktable *kt = llmq_ktable_cur();
+                kt->matvec[t](&m.W, 0, rows, x, y);
+                int ok = 1;
+                for (int64_t r = 0; r < rows; r++) ok &= fabs((double)y[r] - yr[r]) <= TOL_DOT * abs_dot(&m.W, r, x) + TOL_FLOOR;
+                CHECK_MSG(ok, "%s isa %s: %" PRId64 " columns pass llmq_wmat_check, but matvec row 0 is %.9g, oracle %.9g",
+                          tname(t), llmq_isa_name(llmq_cpu_isa()), c, y[0], yr[0]);
+                memset(d, 0x7f, (size_t)(rows * c + pad) * 4);
+                kt->dequant[t](&m.W, 0, rows, d);
+                int tail = 1;
+                for (int64_t i = rows * c; i < rows * c + pad; i++) tail &= ((const uint32_t *)d)[i] == 0x7f7f7f7fu;
+                CHECK_MSG(same_values(d, dr, rows * c) && tail, "%s isa %s: %" PRId64 " columns pass llmq_wmat_check, "
+                          "but dequant differs from the oracle%s", tname(t), llmq_isa_name(llmq_cpu_isa()), c,
+                          tail ? "" : " and writes past the rows");
+            }
+            free(x); free(y); free(yr); free(d); free(dr); tmat_free(&m);
+        }
+    llmq_cpu_set_isa(saved);
+}
+
+TEST(block_wmat_bytes_and_check)
+{
+    llmq_err err;
+    for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(BLOCK_TYPES); ti++) {
+        llmq_wtype t = BLOCK_TYPES[ti];
+        const int B = llmq_block_size(t), nv = llmq_wtype_is_nv(t);
+        llmq_wmat W = { t, 6, 512, (void *)1, (void *)1, NULL, B, nv ? 0.5f : 0.0f };
+        uint64_t codes = llmq_wtype_is_block4(t) ? 6 * 256 : 6 * 512;
+        CHECK_EQ_INT(llmq_wmat_bytes(&W), codes + 6 * 512 / B + (nv ? 4 : 0));
+        CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
+        CHECK(!strcmp(llmq_wtype_name(t), llmq_block_name(t)));
+        W.cols = 512 + B / 2;                      /* not whole blocks */
+        CHECK_EQ_INT(llmq_wmat_check(&W, "blk.1.w", &err), LLMQ_EFORMAT);
+        CHECK(strstr(err.msg, "'blk.1.w'") != NULL);
+        W.cols = 512;
+        W.group = B == 16 ? 32 : 16;               /* the block size is the type's */
+        CHECK(llmq_wmat_check(&W, "w", &err) != LLMQ_OK);
+        W.group = B;
+        /* NV: the tensor scale must be a positive number; MX types ignore it */
+        static const float bad[] = { 0.0f, -1.0f, NAN, INFINITY, -0.0f };
+        for (size_t k = 0; k < LLMQ_ARRAY_LEN(bad); k++) {
+            W.tscale = bad[k];
+            CHECK_MSG(llmq_wmat_check(&W, "w", &err) == (nv ? LLMQ_EFORMAT : LLMQ_OK), "%s tscale %g", tname(t), (double)bad[k]);
+        }
+        W.tscale = 1e-40f;                         /* subnormal is still a positive number */
+        CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
+    }
+}
+
+/* E4M3 (blocks.h): the bits give 2^(e - 7) (1 + m / 8) and m 2^-9, the
+ * values the kernels' f16 trick relies on (E4M3 bits << 7 as an f16 are the
+ * value times 2^-8) */
+TEST(e4m3_values_kernels)
+{
+    for (int b = 0; b < 256; b++) {
+        float v = llmq_e4m3_to_f32((uint8_t)b);
+        if ((b & 0x7f) == 0x7f) { CHECK(isnan(v)); continue; }
+        int e = (b >> 3) & 15, mm = b & 7;
+        double want = e ? ldexp(1 + mm / 8.0, e - 7) : ldexp(mm, -9);
+        CHECK_MSG((double)fabsf(v) == want && !signbit(v) == !(b & 0x80), "0x%02x: %g", b, (double)v);
+        uint16_t h = (uint16_t)(((b & 0x7f) << 7) | ((b & 0x80) << 8));
+        CHECK(llmq_f16_to_f32(h) * 256.0f == v);
+    }
 }
 
 TEST_MAIN()
