@@ -34,7 +34,7 @@ static opt_def verify_opts[] = {
     { "kld-save", OPT_PATH, &o.kld_save, "FILE", "save this (base) model's next-token distributions for --kld", NULL, 0, 0, NULL, 0, NULL },
     { "kld", OPT_PATH, &o.kld, "FILE", "KL divergence against a base saved with --kld-save", NULL, 0, 0, NULL, 0, NULL },
     { "kld-topk", OPT_INT, &o.kld_topk, "K", "log-probs kept per token by --kld-save", NULL, 1, 1 << 20, NULL, 0, "64" },
-    { "act", OPT_CHOICE, &o.act, NULL, "activations: fp, int8 (dynamic: per token for int8 weights = W8A8, per 32-block for int4 = W4A8), int8-static per tensor (int8 weights, needs --stats) or bf16 (bf16 weights: prefill with bf16 activations, AVX512-BF16); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static|bf16", 0, 0, NULL, 0, NULL },
+    { "act", OPT_CHOICE, &o.act, NULL, "activations: fp, int8 (dynamic: per token for int8 weights = W8A8, per 32-block for int4 = W4A8), int8-static per tensor (int8 weights, needs --stats) bf16 (bf16 weights: prefill with bf16 activations, AVX512-BF16) or same (each quantized linear's input quantized and dequantized in its weights' format: int8 per token, int4 in the weights' groups, mxint8 and the mx / nv block formats in their blocks with the weights' scale rule, an nv tensor scale per token); default fp, int8 for a compressed-tensors W8A8 checkpoint", "fp|int8|int8-static|bf16|same", 0, 0, NULL, 0, NULL },
     { "stats", OPT_PATH, &o.stats, "FILE", "statistics of this model (llmq calibrate, or smooth --stats-out) giving the --act int8-static scales and the calibrated key ranges of --kv-cache", NULL, 0, 0, NULL, 0, NULL },
     { "kv-cache", OPT_STRING, &o.kv_cache, "TYPE", "KV cache: f32 (default), bf16, int8..int2 (keys per channel before RoPE: calibrated ranges with --stats, else KIVI's per-channel groups of tokens; values per token in groups of 32), nuq4..nuq2 (non-uniform: per-layer codebooks fitted on the K and V rows that llmq calibrate kept, needs --stats)", NULL, 0, 0, NULL, 0, NULL },
     { "kv-sinks", OPT_INT, &o.kv_sinks, "N", "first positions kept in fp32 by --kv-cache", NULL, 0, 1 << 20, &o.kv_seen, 0, "1" },
@@ -161,6 +161,8 @@ static int runner_act(llmq_runner *run, llmq_act_mode act, const float *scales, 
         int rc = llmq_runner_set_act_scales(run, scales, err);
         if (rc) return rc;
     }
+    llmq_qscheme qs;     /* activations take the weights' block scale rule */
+    if (!llmq_qscheme_parse(llmq_runner_model(run)->weights_dtype, &qs)) llmq_runner_set_act_rule(run, qs.mx_rule);
     return llmq_runner_set_act(run, act, err);
 }
 
@@ -337,6 +339,7 @@ static void report_json(const verify_run *v)
     cJSON_AddStringToObject(j, "weights_dtype", m->weights_dtype);
     cJSON_AddNumberToObject(j, "params", (double)llmq_model_params(m));
     cJSON_AddNumberToObject(j, "file_bytes", (double)llmq_model_file_bytes(m));
+    cJSON_AddNumberToObject(j, "bits_per_weight", llmq_model_bits_per_weight(m));
     cJSON_AddNumberToObject(j, "threads", o.threads);
     cJSON_AddStringToObject(j, "act", o.act);
     if (v->kv_on) {
@@ -471,7 +474,8 @@ int cmd_verify(int argc, char **argv)
     if (v.proto == LLMQ_PPL_SLIDING && (o.kld || o.kld_save))
         return cmd_failf("verify", LLMQ_EUSAGE, "--kld and --kld-save take the full or llamacpp protocol");
     v.act = !o.act ? LLMQ_ACT_FP : !strcmp(o.act, "int8") ? LLMQ_ACT_INT8
-          : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : !strcmp(o.act, "bf16") ? LLMQ_ACT_BF16 : LLMQ_ACT_FP;
+          : !strcmp(o.act, "int8-static") ? LLMQ_ACT_INT8_STATIC : !strcmp(o.act, "bf16") ? LLMQ_ACT_BF16
+          : !strcmp(o.act, "same") ? LLMQ_ACT_SAME : LLMQ_ACT_FP;
     v.kv_on = o.kv_cache || o.kv_window || o.kv_residual || o.kv_seen;
     v.kv_spec = (llmq_kv_spec){ LLMQ_KV_F32, 32, o.kv_sinks, o.kv_residual, o.kv_window, o.kv_key_group,
                                 o.kv_value_group, 0.0 };

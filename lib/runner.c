@@ -12,16 +12,20 @@
 #include "linears.h"
 #include "kvcache.h"
 #include "train/ops.h"
+#include "quant/quant.h"
 
 struct llmq_runner {
     const llmq_model *m;
     llmq_pool *pool;
     int max_ctx;
     llmq_act_mode act_mode;
+    llmq_mx_rule act_rule;  /* LLMQ_ACT_SAME: the block scale rule of MX / NV activations */
     int8_t *xq;      /* (max_ctx, max linear input) int8 activations */
     float *xscale;   /* (max_ctx) their per-token scales */
     float *xbscale;  /* (max_ctx, max linear input / 32) per-block scales (W4A8), or NULL */
     uint16_t *xb;    /* (max_ctx, max linear input) bf16 activations (LLMQ_ACT_BF16), or NULL */
+    float *xf;       /* (max_ctx, max linear input) fake-quantized activations (LLMQ_ACT_SAME), or NULL */
+    uint8_t *xfq;    /* (max linear input) codes and (max linear input / 16 + 1) scales: scratch of xf */
     float *act_scales;  /* (n_layers, 4) static scales per linear-input site, or NULL */
     float cur_scale;    /* static scale of the linear being run, 0 = dynamic */
     llmq_observer obs;
@@ -79,6 +83,19 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
             if (!(r->xb = llmq_alloc_aligned((size_t)r->max_ctx * cols * sizeof(uint16_t), err))) return err->code;
         }
     }
+    if (mode == LLMQ_ACT_SAME && r->m->layers[0].wq.type == LLMQ_W_Q8) mode = LLMQ_ACT_INT8;   /* W8A8 */
+    if (mode == LLMQ_ACT_SAME) {
+        const llmq_model *m = r->m;
+        llmq_wtype wt = m->layers[0].wq.type;
+        if (wt != LLMQ_W_Q4 && wt != LLMQ_W_MX8 && !llmq_wtype_is_block(wt))
+            return llmq_errorf(err, LLMQ_EUSAGE, "%s: activations in the weights' format need llmq's quantized weights "
+                               "(int8, int4, mxint8 or a block format), this model has %s", m->path, m->weights_dtype);
+        if (!r->xf) {
+            size_t cols = max_input(&m->cfg);
+            if (!(r->xf = llmq_alloc_aligned((size_t)r->max_ctx * cols * sizeof(float), err)) ||
+                !(r->xfq = llmq_alloc_aligned(2 * cols + 64, err))) return err->code;
+        }
+    }
     if (mode == LLMQ_ACT_INT8 || mode == LLMQ_ACT_INT8_STATIC) {
         const llmq_model *m = r->m;
         llmq_wtype wt = m->layers[0].wq.type;
@@ -101,6 +118,8 @@ int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err)
     r->act_mode = mode;
     return LLMQ_OK;
 }
+
+void llmq_runner_set_act_rule(llmq_runner *r, llmq_mx_rule rule) { r->act_rule = rule; }
 
 int llmq_runner_set_act_scales(llmq_runner *r, const float *scales, llmq_err *err)
 {
@@ -128,6 +147,8 @@ void llmq_runner_free(llmq_runner *r)
     for (size_t i = 0; i < LLMQ_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(r->xq);
     free(r->xscale);
+    free(r->xf);
+    free(r->xfq);
     free(r->xbscale);
     free(r->xb);
     free(r);
@@ -204,8 +225,31 @@ int llmq_runner_set_kv(llmq_runner *r, const llmq_kv_spec *spec, const llmq_kv_c
 
 const llmq_kvcache *llmq_runner_kv(const llmq_runner *r) { return r->kv; }
 
+/* LLMQ_ACT_SAME: each token's row of X quantized and dequantized in W's
+ * format into r->xf; X itself where W is float. */
+static const float *act_same(llmq_runner *r, const llmq_wmat *W, const float *X, int n)
+{
+    const int64_t cols = W->cols;
+    uint8_t *codes = r->xfq, *sc = r->xfq + cols;
+    if (W->type != LLMQ_W_Q4 && W->type != LLMQ_W_MX8 && !llmq_wtype_is_block(W->type)) return X;
+    for (int t = 0; t < n; t++) {
+        const float *x = X + (size_t)t * cols;
+        float *o = r->xf + (size_t)t * cols;
+        if (W->type == LLMQ_W_Q4) {
+            llmq_q4_fake_row(x, cols, W->group, W->zeros == NULL, NULL, o);
+        } else if (W->type == LLMQ_W_MX8) {
+            llmq_mx8_quantize_row(x, cols, r->act_rule, (int8_t *)codes, sc);
+            llmq_mx8_dequantize_row((const int8_t *)codes, sc, cols, o);
+        } else {
+            llmq_block_fake_row(W->type, x, cols, r->act_rule, codes, sc, o);
+        }
+    }
+    return r->xf;
+}
+
 static void linear(llmq_runner *r, const llmq_wmat *W, const float *bias, const float *X, int n, float *Y)
 {
+    if (r->act_mode == LLMQ_ACT_SAME) X = act_same(r, W, X, n);
     if (r->act_mode == LLMQ_ACT_BF16 && W->type == LLMQ_W_BF16 && n > 1) {
         /* 16-bit prefill: bf16 times bf16, two products per fp32 lane
          * (decode reads every weight once per token: memory bound, fp32) */

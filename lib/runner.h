@@ -49,13 +49,24 @@ typedef enum {
     LLMQ_ACT_INT8,        /* per-token dynamic symmetric int8, int8 x int8 -> int32 (W8A8) */
     LLMQ_ACT_INT8_STATIC, /* per-tensor static symmetric int8 (SmoothQuant's O3): one scale per
                              linear-input site and layer, set by llmq_runner_set_act_scales */
-    LLMQ_ACT_BF16         /* bf16 weights, prefill only: activations rounded to bf16, products
+    LLMQ_ACT_BF16,        /* bf16 weights, prefill only: activations rounded to bf16, products
                              with AVX512-BF16's vdpbf16ps (kernels.h); decode stays fp32 */
+    LLMQ_ACT_SAME         /* activations in the format of each quantized linear's weights
+                             (W and A in one format, simulated: each token's input is
+                             quantized and dequantized, then multiplied in fp32): int8 per
+                             token (W8A8, as LLMQ_ACT_INT8), int4 in the weights' groups
+                             (with zero points when the weights have them), MXINT8 and the
+                             block formats in their blocks, an NV tensor scale per token;
+                             float linears (an unquantized LM head) take fp32 */
 } llmq_act_mode;
 
 /* Set the activation mode.  Errors: LLMQ_EUSAGE when a mode needs int8
  * (or, for LLMQ_ACT_BF16, bf16) weights the model lacks. */
 int llmq_runner_set_act(llmq_runner *r, llmq_act_mode mode, llmq_err *err);
+
+/* The block scale rule LLMQ_ACT_SAME quantizes MXINT8 and MX / NV
+ * activations with (default LLMQ_MX_SCALE_OCP): the weights' own, say. */
+void llmq_runner_set_act_rule(llmq_runner *r, llmq_mx_rule rule);
 
 /* Static activation scales for LLMQ_ACT_INT8_STATIC: scales[l * 4 + site]
  * for site LLMQ_SITE_QKV, _O, _GATEUP, _DOWN of layer l (n_layers * 4
