@@ -12,6 +12,7 @@ const char *llmq_ggml_type_name(llmq_ggml_type t)
     case LLMQ_GGML_Q8_0: return "Q8_0";
     case LLMQ_GGML_Q4_0: return "Q4_0";
     case LLMQ_GGML_Q4_1: return "Q4_1";
+    case LLMQ_GGML_MXFP4: return "MXFP4";
     }
     return "?";
 }
@@ -26,6 +27,7 @@ uint64_t llmq_ggml_row_bytes(llmq_ggml_type t, int64_t ne0)
     case LLMQ_GGML_Q8_0: return n % LLMQ_GGML_QK ? 0 : n / LLMQ_GGML_QK * sizeof(llmq_ggml_q8_0);
     case LLMQ_GGML_Q4_0: return n % LLMQ_GGML_QK ? 0 : n / LLMQ_GGML_QK * sizeof(llmq_ggml_q4_0);
     case LLMQ_GGML_Q4_1: return n % LLMQ_GGML_QK ? 0 : n / LLMQ_GGML_QK * sizeof(llmq_ggml_q4_1);
+    case LLMQ_GGML_MXFP4: return n % LLMQ_GGML_QK ? 0 : n / LLMQ_GGML_QK * sizeof(llmq_ggml_mxfp4);
     }
     return 0;
 }

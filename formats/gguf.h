@@ -37,7 +37,7 @@ typedef enum {
 /* Tensor types (ggml_type) llmq writes; values reach disk: never renumber. */
 typedef enum {
     LLMQ_GGML_F32 = 0, LLMQ_GGML_F16 = 1, LLMQ_GGML_Q4_0 = 2, LLMQ_GGML_Q4_1 = 3,
-    LLMQ_GGML_Q8_0 = 8, LLMQ_GGML_BF16 = 30
+    LLMQ_GGML_Q8_0 = 8, LLMQ_GGML_BF16 = 30, LLMQ_GGML_MXFP4 = 39
 } llmq_ggml_type;
 
 /* The blocks of ggml-common.h, 32 weights each, fp16 scales ("d", "m").
@@ -48,6 +48,13 @@ typedef enum {
 typedef struct { uint16_t d; uint8_t qs[LLMQ_GGML_QK / 2]; } llmq_ggml_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[LLMQ_GGML_QK / 2]; } llmq_ggml_q4_1;
 typedef struct { uint16_t d; int8_t qs[LLMQ_GGML_QK]; } llmq_ggml_q8_0;
+/* MXFP4 (OCP MX, gpt-oss): e is the E8M0 exponent, the nibbles index
+ * kvalues_mxfp4 = 2 x the E2M1 values (the same 16 codes in the same
+ * order as FP4 E2M1 bits) and the block factor is 2^(e - 128), half the
+ * E8M0 value: value = E2M1(q) * 2^(e - 127) exactly as OCP defines it.
+ * Nibbles as Q4_0: weight j in the low nibble of qs[j], j + 16 in its high one. */
+typedef struct { uint8_t e; uint8_t qs[LLMQ_GGML_QK / 2]; } llmq_ggml_mxfp4;
+_Static_assert(sizeof(llmq_ggml_mxfp4) == 17, "block_mxfp4 is 17 bytes");
 _Static_assert(sizeof(llmq_ggml_q4_0) == 18, "block_q4_0 is 18 bytes");
 _Static_assert(sizeof(llmq_ggml_q4_1) == 20, "block_q4_1 is 20 bytes");
 _Static_assert(sizeof(llmq_ggml_q8_0) == 34, "block_q8_0 is 34 bytes");

@@ -20,7 +20,7 @@
 #include "../../formats/gguf_tokenizer.h"
 
 /* llama.cpp's llama_ftype values for general.file_type. */
-enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7, FTYPE_BF16 = 32 };
+enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7, FTYPE_BF16 = 32, FTYPE_MXFP4 = 38 };
 /* llama.cpp's token types (tokenizer.ggml.token_type). */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
@@ -140,6 +140,7 @@ static int float_row(const float *x, int64_t n, llmq_ggml_type t, void *out)
     case LLMQ_GGML_Q8_0: return row_q8_0(x, n, out);
     case LLMQ_GGML_Q4_0: return row_q4_0(x, n, out);
     case LLMQ_GGML_Q4_1: return row_q4_1(x, n, out);
+    case LLMQ_GGML_MXFP4: break;     /* written from packed MXFP4 only */
     }
     return -1;
 }
@@ -148,6 +149,20 @@ static int float_row(const float *x, int64_t n, llmq_ggml_type t, void *out)
 
 /* Code k of a row of LLMQ_W_Q4 codes (element k in byte k/2, low nibble even k). */
 static int q4_code(const uint8_t *codes, int64_t k) { return (codes[k / 2] >> (4 * (k & 1))) & 15; }
+
+/* Row r of an MXFP4 linear as ggml's MXFP4: the same E8M0 byte and the
+ * same 4-bit codes, the nibbles moved to ggml's order.  Exact. */
+static void mxfp4_row(const llmq_wmat *w, int64_t r, void *out)
+{
+    const uint8_t *c = (const uint8_t *)w->data + r * (w->cols / 2);
+    const uint8_t *e = (const uint8_t *)w->scales + r * (w->cols / LLMQ_GGML_QK);
+    for (int64_t b = 0; b < w->cols / LLMQ_GGML_QK; b++) {
+        llmq_ggml_mxfp4 *y = (llmq_ggml_mxfp4 *)out + b;
+        y->e = e[b];
+        for (int j = 0; j < LLMQ_GGML_QK / 2; j++)
+            y->qs[j] = (uint8_t)(q4_code(c, b * LLMQ_GGML_QK + j) | q4_code(c, b * LLMQ_GGML_QK + j + 16) << 4);
+    }
+}
 
 /* Q4_1's m for a group of scale s (f16 bits) and zero point z: f16(-s z)
  * into *mh, and |f16(-s z) - (-s z)| returned; -1 when it overflows f16. */
@@ -287,6 +302,8 @@ static int fill_tensor(void *ctx, const char *name, void *buf, uint64_t nbytes, 
             if (q8_row(w, sr, out))
                 rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 ": scale overflows f16, Q8_0 "
                                  "cannot hold it", x->m->path, j->src, sr);
+        } else if (w->type == LLMQ_W_MXFP4) {
+            mxfp4_row(w, sr, out);
         } else if (w->type == LLMQ_W_MX8) {
             if (mx8_row(w, sr, out, &bad))
                 rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' row %" PRId64 " block %" PRId64 ": its MXINT8 "
@@ -337,6 +354,14 @@ static int packed_type(export_ctx *x, const char *src, const llmq_wmat *w, llmq_
     if (llmq_wtype_is_ggml(w->type))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' is ggml %s from a GGUF file: export writes from "
                            "safetensors checkpoints, not from GGUF", path, src, llmq_wtype_name(w->type));
+    if (w->type == LLMQ_W_MXFP4 && t == LLMQ_GGUF_TYPE_AUTO) {
+        *out = LLMQ_GGML_MXFP4;
+        return LLMQ_OK;
+    }
+    if (llmq_wtype_is_block(w->type))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' is %s, which %s", path, src, llmq_block_name(w->type),
+                           w->type == LLMQ_W_MXFP4 ? "exports as GGUF MXFP4 (--type auto) only"
+                                                   : "no GGUF type llmq writes holds exactly");
     if (t == LLMQ_GGUF_TYPE_F32 || t == LLMQ_GGUF_TYPE_F16 || t == LLMQ_GGUF_TYPE_BF16)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: a packed model exports to --type auto, q8_0 or the 4-bit type "
                            "its linears map to exactly, not to a float type (dequantizing is not exact)", path);
@@ -874,7 +899,8 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     for (size_t i = 0; i < x.n_jobs; i++)
         if (x.jobs[i].w == &m->layers[0].wq) t0 = x.jobs[i].type;
     int ftype = t0 == LLMQ_GGML_F32 ? FTYPE_F32 : t0 == LLMQ_GGML_F16 ? FTYPE_F16 : t0 == LLMQ_GGML_BF16 ? FTYPE_BF16
-              : t0 == LLMQ_GGML_Q8_0 ? FTYPE_Q8_0 : t0 == LLMQ_GGML_Q4_0 ? FTYPE_Q4_0 : FTYPE_Q4_1;
+              : t0 == LLMQ_GGML_Q8_0 ? FTYPE_Q8_0 : t0 == LLMQ_GGML_Q4_0 ? FTYPE_Q4_0
+              : t0 == LLMQ_GGML_MXFP4 ? FTYPE_MXFP4 : FTYPE_Q4_1;
     snprintf(st->file_type, sizeof st->file_type, "%s", llmq_ggml_type_name(t0));
     /* the metadata comes before the tensors, so what it says about them is
      * found first: the packed linears' exactness was decided per linear
