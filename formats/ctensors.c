@@ -5,7 +5,14 @@
  * pack_quantized compressor and quantization lifecycle): a weight is
  * quantized as q = clamp(round(x / scale + zp), -2^(b-1), 2^(b-1) - 1) and
  * read back as (q - zp) * scale; packing adds 2^(b-1) to each q (and each
- * packed zp) and lays 32 / b of them into an int32, lowest bits first. */
+ * packed zp) and lays 32 / b of them into an int32, lowest bits first.
+ *
+ * nvfp4-pack-quantized (its fp4_quantized compressor, NVFP4PackedCompressor,
+ * and lifecycle/forward.py): scale = weight_scale (E4M3) / weight_global_scale
+ * in float32, x quantized to the nearest E2M1 of x / scale, and each E2M1
+ * stored as its 4-bit code (magnitude index 0..7 of {0, 0.5, 1, 1.5, 2, 3,
+ * 4, 6}, sign in bit 3), two per byte, the even column in the low nibble:
+ * LLMQ_W_NVFP4's codes byte for byte. */
 #include <stdio.h>
 #include <math.h>
 #include "ctensors.h"
@@ -16,7 +23,7 @@
 
 #define CT_MAX_GROUPS 16
 
-enum { CT_PACK = 0, CT_INT };
+enum { CT_PACK = 0, CT_INT, CT_NVFP4 };
 
 typedef struct {
     char name[64];
@@ -24,6 +31,7 @@ typedef struct {
     int sym;
     int group;           /* columns per scale; 0: channel (one per row) */
     int act_int8;        /* input activations int8, dynamic per token */
+    int act_fp4;         /* input activations NVFP4 (W4A4): llmq runs the weights alone */
     cJSON *targets;      /* borrowed from root */
     llmq_re **target_re; /* per target: compiled "re:" pattern or NULL */
 } ct_group;
@@ -32,6 +40,7 @@ struct llmq_ct {
     char *cfg_path;
     cJSON *root;         /* the whole config.json */
     int format;
+    const char *format_name;   /* borrowed from root */
     ct_group g[CT_MAX_GROUPS];
     int n_groups;
     cJSON *ignore;       /* borrowed from root: array of strings, may be NULL */
@@ -170,6 +179,60 @@ static int names_match(const cJSON *arr, llmq_re *const *re, const char *name, i
     return 0;
 }
 
+/* The rest of an nvfp4-pack-quantized group, whose weights' num_bits, type,
+ * strategy, actorder, symmetric and dynamic parse_group has read: what
+ * compressed-tensors' presets "NVFP4A16" (weights alone) and "NVFP4"
+ * (activations too, their block scales made at run time: dynamic "local")
+ * write (quant_scheme.py), and nothing else. */
+static int parse_nvfp4(llmq_ct *ct, const char *gname, const cJSON *gv, const cJSON *wq, ct_group *g, const char *type,
+                       const char *strategy, const char *actorder, int dynamic, llmq_err *err)
+{
+    char where[128];
+    const char *sdt;
+    int rc, gs, sym;
+    snprintf(where, sizeof where, "config group '%.60s' weights", gname);
+    if (!type || strcmp(type, "float") || g->bits != 4)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: %d-bit %s weights with nvfp4-pack-quantized are not supported "
+                           "(4-bit float)", ct->cfg_path, where, g->bits, type ? type : "?");
+    if (!strategy || strcmp(strategy, "tensor_group"))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: strategy '%s' with nvfp4-pack-quantized is not supported "
+                           "(tensor_group)", ct->cfg_path, where, strategy ? strategy : "?");
+    if ((rc = get_int(ct, wq, where, "group_size", 0, 0, 1, INT32_MAX, &gs, err))) return rc;
+    if (gs != 16)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: group_size %d with nvfp4-pack-quantized is not supported (16)",
+                           ct->cfg_path, where, gs);
+    if (!g->sym) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: asymmetric FP4 weights are not supported", ct->cfg_path, where);
+    if (dynamic) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: dynamic weight quantization is not supported", ct->cfg_path, where);
+    if (actorder)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: actorder '%s' is not supported with tensor_group", ct->cfg_path,
+                           where, actorder);
+    if (!empty_or_null(cJSON_GetObjectItemCaseSensitive(wq, "block_structure")))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: block quantization is not supported", ct->cfg_path, where);
+    /* newer writers name the block scales' dtype ("float8_e4m3fn", with or
+     * without "torch."); the tensor's own dtype is checked too */
+    if ((rc = get_str(ct, wq, where, "scale_dtype", &sdt, err))) return rc;
+    if (sdt && strcmp(sdt, "float8_e4m3fn") && strcmp(sdt, "torch.float8_e4m3fn"))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: scale_dtype '%s' is not supported (float8_e4m3fn)", ct->cfg_path,
+                           where, sdt);
+    g->group = 16;
+
+    const cJSON *ia = cJSON_GetObjectItemCaseSensitive(gv, "input_activations");
+    if (empty_or_null(ia)) return LLMQ_OK;
+    snprintf(where, sizeof where, "config group '%.60s' input_activations", gname);
+    int bits, ags;
+    if (!cJSON_IsObject(ia)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: %s is not an object", ct->cfg_path, where);
+    if ((rc = get_int(ct, ia, where, "num_bits", 0, 0, 1, 64, &bits, err)) || (rc = get_str(ct, ia, where, "type", &type, err)) ||
+        (rc = get_str(ct, ia, where, "strategy", &strategy, err)) || (rc = get_bool(ct, ia, where, "symmetric", 1, &sym, err)) ||
+        (rc = get_int(ct, ia, where, "group_size", 1, 0, -1, INT32_MAX, &ags, err))) return rc;
+    const cJSON *dy = cJSON_GetObjectItemCaseSensitive(ia, "dynamic");
+    if (bits != 4 || !type || strcmp(type, "float") || !strategy || strcmp(strategy, "tensor_group") || ags != 16 || !sym ||
+        !cJSON_IsString(dy) || strcmp(dy->valuestring, "local"))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: only NVFP4 activations (4-bit float, tensor_group of 16, "
+                           "symmetric, dynamic 'local') are supported with NVFP4 weights", ct->cfg_path, where);
+    g->act_fp4 = 1;
+    return LLMQ_OK;
+}
+
 static int parse_group(llmq_ct *ct, const char *gname, const cJSON *gv, ct_group *g, llmq_err *err)
 {
     char where[128];
@@ -185,6 +248,12 @@ static int parse_group(llmq_ct *ct, const char *gname, const cJSON *gv, ct_group
     if ((rc = compile_names(ct, g->targets, tw, &g->target_re, err))) return rc;
     if (!empty_or_null(cJSON_GetObjectItemCaseSensitive(gv, "output_activations")))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: quantized output activations are not supported", ct->cfg_path, where);
+    /* newer writers name each group's format too: one format per checkpoint */
+    const char *gfmt;
+    if ((rc = get_str(ct, gv, where, "format", &gfmt, err))) return rc;
+    if (gfmt && strcmp(gfmt, ct->format_name))
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: format '%s' differs from quantization_config's '%s'", ct->cfg_path,
+                           where, gfmt, ct->format_name);
 
     const cJSON *wq = cJSON_GetObjectItemCaseSensitive(gv, "weights");
     if (!cJSON_IsObject(wq)) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: no 'weights' scheme (llmq reads quantized weights)", ct->cfg_path, where);
@@ -196,6 +265,7 @@ static int parse_group(llmq_ct *ct, const char *gname, const cJSON *gv, ct_group
         (rc = get_str(ct, wq, where, "actorder", &actorder, err)) ||
         (rc = get_bool(ct, wq, where, "symmetric", 1, &g->sym, err)) ||
         (rc = get_bool(ct, wq, where, "dynamic", 0, &dynamic, err))) return rc;
+    if (ct->format == CT_NVFP4) return parse_nvfp4(ct, gname, gv, wq, g, type, strategy, actorder, dynamic, err);
     if (!type || strcmp(type, "int"))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: type '%s' is not supported (int)", ct->cfg_path, where, type ? type : "?");
     if (dynamic) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: %s: dynamic weight quantization is not supported", ct->cfg_path, where);
@@ -261,8 +331,10 @@ int llmq_ct_open(llmq_ct **out, const char *dir, llmq_err *err)
         (rc = get_str(ct, qc, "quantization_config", "quantization_status", &status, err))) goto fail;
     if (fmt && !strcmp(fmt, "pack-quantized")) ct->format = CT_PACK;
     else if (fmt && !strcmp(fmt, "int-quantized")) ct->format = CT_INT;
-    else { rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: compressed-tensors format '%s' is not supported (pack-quantized, int-quantized)",
-                            ct->cfg_path, fmt ? fmt : "?"); goto fail; }
+    else if (fmt && !strcmp(fmt, "nvfp4-pack-quantized")) ct->format = CT_NVFP4;
+    else { rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: compressed-tensors format '%s' is not supported (pack-quantized, "
+                            "int-quantized, nvfp4-pack-quantized)", ct->cfg_path, fmt ? fmt : "?"); goto fail; }
+    ct->format_name = fmt;
     if (status && strcmp(status, "compressed")) {
         rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: quantization_status '%s' is not supported (compressed)", ct->cfg_path, status);
         goto fail;
@@ -307,7 +379,8 @@ fail:
 void llmq_ct_name(const llmq_ct *ct, char *buf, size_t n)
 {
     const ct_group *g = &ct->g[0];
-    if (g->bits == 8) snprintf(buf, n, "ct-w8a%d%s", g->act_int8 ? 8 : 16, ct->format == CT_PACK ? "-packed" : "");
+    if (ct->format == CT_NVFP4) snprintf(buf, n, "%s", llmq_ct_act_fp4(ct) ? "ct-nvfp4-w4a4-weight-only" : "ct-nvfp4a16");
+    else if (g->bits == 8) snprintf(buf, n, "ct-w8a%d%s", g->act_int8 ? 8 : 16, ct->format == CT_PACK ? "-packed" : "");
     else if (g->group) snprintf(buf, n, "ct-w4a16-g%d-%s", g->group, g->sym ? "sym" : "asym");
     else snprintf(buf, n, "ct-w4a16-channel-%s", g->sym ? "sym" : "asym");
 }
@@ -316,6 +389,13 @@ int llmq_ct_act_int8(const llmq_ct *ct)
 {
     for (int i = 0; i < ct->n_groups; i++)
         if (ct->g[i].act_int8) return 1;
+    return 0;
+}
+
+int llmq_ct_act_fp4(const llmq_ct *ct)
+{
+    for (int i = 0; i < ct->n_groups; i++)
+        if (ct->g[i].act_fp4) return 1;
     return 0;
 }
 
@@ -407,6 +487,74 @@ static int int8_row_scales(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, 
     return LLMQ_OK;
 }
 
+/* prefix.suffix, F32 [1]: a global scale of an NVFP4 linear, finite and
+ * positive, into *out. */
+static int global_scale(const llmq_ckpt *c, const char *prefix, const char *suffix, float *out, llmq_err *err)
+{
+    static const llmq_dtype f32[] = { LLMQ_DT_F32 };
+    const llmq_st_tensor *t;
+    const char *path;
+    int rc = want(c, prefix, suffix, f32, 1, 1, -1, &t, err);
+    if (rc) return rc;
+    float v = llmq_bits_f32(llmq_get_le32(t->data));
+    find(c, prefix, suffix, &path);
+    if (!isfinite(v))
+        return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.%s' is %g, not a finite number", path, prefix, suffix, (double)v);
+    if (!(v > 0.0f))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.%s' is %g, not a positive number", path, prefix, suffix, (double)v);
+    *out = v;
+    return LLMQ_OK;
+}
+
+/* An nvfp4-pack-quantized linear: codes and E4M3 block scales read in place
+ * as LLMQ_W_NVFP4, tscale = 1 / weight_global_scale.  compressed-tensors
+ * dequantizes fp4 * (weight_scale / weight_global_scale), one float32
+ * division per block; llmq's kernels take fp4 * (weight_scale * tscale)
+ * with tscale rounded once on its own, so a block's factor can differ from
+ * compressed-tensors' by a float32 rounding or two (relative 2^-24 each). */
+static int nvfp4_linear(const llmq_ct *ct, const llmq_ckpt *c, const ct_group *g, const char *prefix, int64_t rows,
+                        int64_t cols, llmq_wmat *w, llmq_err *err)
+{
+    static const llmq_dtype u8[] = { LLMQ_DT_U8 }, e4m3[] = { LLMQ_DT_F8_E4M3 };
+    const llmq_st_tensor *q, *sc;
+    const char *path;
+    float gs, igs;
+    int rc;
+    if (cols % 32)      /* the kernels walk rows 32 columns at a time, NV blocks of 16 too */
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s': %" PRId64 " columns are not a multiple of 32 (llmq's "
+                           "NVFP4 kernels)", ct->cfg_path, prefix, cols);
+    if (find(c, prefix, "weight_zero_point", &path))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_zero_point' contradicts symmetric NVFP4 weights", path, prefix);
+    if (find(c, prefix, "weight_shape", &path) && (rc = check_shape(c, prefix, rows, cols, err))) return rc;
+    if ((rc = want(c, prefix, "weight_packed", u8, 1, rows, cols / 2, &q, err)) ||
+        (rc = want(c, prefix, "weight_scale", e4m3, 1, rows, cols / 16, &sc, err)) ||
+        (rc = global_scale(c, prefix, "weight_global_scale", &gs, err))) return rc;
+    /* W4A4: checked, then unused - the activations stay float (see ctensors.h) */
+    if (g->act_fp4) {
+        if ((rc = global_scale(c, prefix, "input_global_scale", &igs, err))) return rc;
+    } else if (find(c, prefix, "input_global_scale", &path)) {
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.input_global_scale' is present but %s quantizes no input "
+                           "activations of '%s'", path, prefix, ct->cfg_path, prefix);
+    }
+    find(c, prefix, "weight_scale", &path);
+    for (uint64_t i = 0; i < sc->nelem; i++)
+        if (llmq_e4m3_is_nan(sc->data[i]))
+            return llmq_errorf(err, LLMQ_ENONFINITE, "%s: tensor '%s.weight_scale': element %" PRIu64 " is NaN (E4M3 0x%02x)",
+                               path, prefix, i, sc->data[i]);
+    float ts = 1.0f / gs;
+    if (!isfinite(ts)) {
+        find(c, prefix, "weight_global_scale", &path);
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s.weight_global_scale' is %g, too small for its reciprocal to be a "
+                           "float", path, prefix, (double)gs);
+    }
+    w->type = LLMQ_W_NVFP4;
+    w->group = 16;
+    w->data = q->data;
+    w->scales = sc->data;
+    w->tscale = ts;
+    return LLMQ_OK;
+}
+
 /* Which group quantizes linear `prefix`, or NULL if it stays float. */
 static int group_of(const llmq_ct *ct, const char *prefix, const ct_group **out, llmq_err *err)
 {
@@ -429,7 +577,8 @@ static int group_of(const llmq_ct *ct, const char *prefix, const ct_group **out,
 int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t rows, int64_t cols,
                    llmq_wmat *w, int *found, llmq_err *err)
 {
-    static const char *qsuffix[] = { "weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx" };
+    static const char *qsuffix[] = { "weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx",
+                                     "weight_global_scale", "input_global_scale" };
     static const llmq_dtype fdt[] = { LLMQ_DT_F16, LLMQ_DT_BF16, LLMQ_DT_F32 };
     const ct_group *g;
     const char *path;
@@ -455,6 +604,11 @@ int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t 
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->cols = cols;
+    if (ct->format == CT_NVFP4) {
+        if ((rc = nvfp4_linear(ct, c, g, prefix, rows, cols, w, err))) return rc;
+        *found = 1;
+        return LLMQ_OK;
+    }
 
     if (ct->format == CT_INT) {
         static const llmq_dtype i8[] = { LLMQ_DT_I8 };

@@ -3,8 +3,8 @@
  * writes for vLLM: a Hugging Face checkpoint whose config.json holds
  * "quantization_config": {"quant_method": "compressed-tensors", ...}.
  *
- * llmq reads (here) and writes (lib/export/ct_export.h) two of its formats (man/llmq-verify.1,
- * man/llmq-export.1 give the table):
+ * llmq reads (here) three of its formats and writes (lib/export/ct_export.h)
+ * the first two (man/llmq-verify.1, man/llmq-export.1 give the table):
  *
  *   pack-quantized, 4-bit int weights (W4A16), strategy group or channel,
  *   symmetric or not, per linear P (W [rows = out, cols = in]):
@@ -29,6 +29,23 @@
  *     P.weight             I8 [rows, cols]
  *     P.weight_scale       F16/BF16/F32 [rows, 1]
  *     value = q * scale
+ *
+ *   nvfp4-pack-quantized, FP4 E2M1 weights in blocks of 16 with an E4M3
+ *   scale each and an f32 global scale (strategy tensor_group, group_size
+ *   16, symmetric: compressed-tensors' presets NVFP4A16 and NVFP4):
+ *     P.weight_packed        U8 [rows, cols / 2]  two E2M1 codes per byte, the
+ *                            even column in the low nibble, sign in bit 3,
+ *                            bits 0-2 index {0, 0.5, 1, 1.5, 2, 3, 4, 6}:
+ *                            LLMQ_W_NVFP4's codes (lib/base/blocks.h)
+ *     P.weight_scale         F8_E4M3 [rows, cols / 16]  (0x7f, 0xff: NaN)
+ *     P.weight_global_scale  F32 [1] = 448 * 6 / amax, finite, > 0
+ *     P.input_global_scale   F32 [1], W4A4 (scheme NVFP4: input activations
+ *                            4-bit float, dynamic "local") only
+ *     value = fp4 * (E4M3(weight_scale) / weight_global_scale)
+ *   read as LLMQ_W_NVFP4 with tscale = 1 / weight_global_scale (rounded
+ *   once: a block's factor may differ from compressed-tensors' by a float32
+ *   rounding or two).  W4A4 checkpoints run weight-only (activations in fp32), as
+ *   vLLM runs them on GPUs without FP4 arithmetic; llmq_ct_name says so.
  */
 #ifndef LLMQ_CTENSORS_H
 #define LLMQ_CTENSORS_H
@@ -57,14 +74,19 @@ void llmq_ct_free(llmq_ct *ct);
  * columns: exact), which ct owns until llmq_ct_free.  Errors (one line
  * naming the file and tensor): LLMQ_EFORMAT for a missing tensor, a dtype
  * or shape that contradicts the config or weight_shape, a zero point out of
- * range; LLMQ_EUNSUPPORTED for a scale f16 cannot hold exactly or a group
- * that is not a multiple of 32; LLMQ_ENONFINITE for a NaN/Inf scale. */
+ * range, a global scale that is not positive; LLMQ_EUNSUPPORTED for a scale
+ * f16 cannot hold exactly or a group that is not a multiple of 32 (NVFP4:
+ * columns not a multiple of 32); LLMQ_ENONFINITE for a NaN/Inf scale (an
+ * E4M3 NaN byte, a NaN/Inf global scale).  NVFP4 views borrow all. */
 int llmq_ct_linear(llmq_ct *ct, const llmq_ckpt *c, const char *prefix, int64_t rows, int64_t cols,
                    llmq_wmat *w, int *found, llmq_err *err);
 
-/* "ct-w4a16-g128-asym", "ct-w8a8", ... for reports (buf of n bytes). */
+/* "ct-w4a16-g128-asym", "ct-w8a8", "ct-nvfp4a16", ... for reports (buf of
+ * n bytes); a W4A4 NVFP4 checkpoint is "ct-nvfp4-w4a4-weight-only". */
 void llmq_ct_name(const llmq_ct *ct, char *buf, size_t n);
 /* 1 if the checkpoint asks for int8 activations, dynamic per token (W8A8). */
 int llmq_ct_act_int8(const llmq_ct *ct);
+/* 1 if it asks for NVFP4 activations too (W4A4), which llmq leaves float. */
+int llmq_ct_act_fp4(const llmq_ct *ct);
 
 #endif

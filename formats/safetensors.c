@@ -29,6 +29,7 @@ static const struct { const char *name; size_t size; } dtype_info[LLMQ_DT_COUNT]
     [LLMQ_DT_I32] = { "I32", 4 },   [LLMQ_DT_U32] = { "U32", 4 },
     [LLMQ_DT_I64] = { "I64", 8 },   [LLMQ_DT_U64] = { "U64", 8 },
     [LLMQ_DT_BOOL] = { "BOOL", 1 },
+    [LLMQ_DT_F8_E4M3] = { "F8_E4M3", 1 }, [LLMQ_DT_F8_E5M2] = { "F8_E5M2", 1 },
 };
 
 const char *llmq_dtype_name(llmq_dtype dt)
@@ -158,7 +159,7 @@ static int parse_entry(llmq_st_file *f, const cJSON *e, llmq_st_tensor *t, uint6
     if (llmq_dtype_from_name(dt->valuestring, &t->dtype) != 0) {
         /* dtypes of the format that llmq does not read are a valid file it
          * cannot handle; anything else is corruption */
-        static const char *const foreign[] = { "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64" };
+        static const char *const foreign[] = { "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64" };
         char q2[LLMQ_QUOTE_SIZE];
         for (size_t k = 0; k < LLMQ_ARRAY_LEN(foreign); k++)
             if (strcmp(dt->valuestring, foreign[k]) == 0)
@@ -825,6 +826,7 @@ void llmq_st_tensor_f32(const llmq_st_tensor *t, float *out)
 
 int llmq_st_put_f32(void *buf, llmq_dtype dt, const float *v, uint64_t n, const char *name, llmq_err *err)
 {
+    if (dt != LLMQ_DT_F32 && dt != LLMQ_DT_BF16 && dt != LLMQ_DT_F16) return LLMQ_BUG(err, "float output dtype");
     for (uint64_t i = 0; i < n; i++)
         if (!isfinite(v[i])) return llmq_errorf(err, LLMQ_ENONFINITE, "tensor '%s' became non-finite at %" PRIu64, name, i);
     uint8_t *o = buf;

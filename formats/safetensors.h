@@ -25,6 +25,10 @@ typedef enum {
     LLMQ_DT_F32 = 0, LLMQ_DT_F16, LLMQ_DT_BF16, LLMQ_DT_F64,
     LLMQ_DT_I8, LLMQ_DT_U8, LLMQ_DT_I16, LLMQ_DT_U16,
     LLMQ_DT_I32, LLMQ_DT_U32, LLMQ_DT_I64, LLMQ_DT_U64, LLMQ_DT_BOOL,
+    /* OCP OFP8, one byte each: read as raw bytes (E4M3: the block scales of
+     * compressed-tensors' NVFP4, formats/ctensors.h); no float path takes
+     * them (llmq_st_tensor_f32 gives zeros, weights refuse them) */
+    LLMQ_DT_F8_E4M3, LLMQ_DT_F8_E5M2,
     LLMQ_DT_COUNT
 } llmq_dtype;
 
@@ -62,8 +66,8 @@ typedef struct {
 
 /* Open and validate a safetensors file; tensors' data point into an mmap
  * that lives until llmq_st_close.  Errors: LLMQ_EIO, LLMQ_EFORMAT,
- * LLMQ_EUNSUPPORTED (a dtype of the format llmq does not read: F8_*, F6_*,
- * F4, C64), LLMQ_ENOMEM. */
+ * LLMQ_EUNSUPPORTED (a dtype of the format llmq does not read: F8_E8M0,
+ * F6_*, F4, C64), LLMQ_ENOMEM. */
 int llmq_st_open(llmq_st_file *f, const char *path, llmq_err *err);
 /* Validate an in-memory image (used by tests with byte arrays); buf must
  * outlive f and is not freed by llmq_st_close (f->map stays empty).  path is
@@ -127,7 +131,8 @@ int llmq_st_writer_finish(llmq_st_writer *w, const char *path, llmq_err *err);
 void llmq_st_tensor_f32(const llmq_st_tensor *t, float *out);
 /* What a fill callback writes for n fp32 values v in dtype dt (F32, BF16,
  * F16; rounded to nearest even): LLMQ_ENONFINITE naming tensor `name` and
- * the index if a value is NaN or Inf (buf then untouched past it). */
+ * the index if a value is NaN or Inf (buf then untouched past it);
+ * LLMQ_EINTERNAL for any other dt. */
 int llmq_st_put_f32(void *buf, llmq_dtype dt, const float *v, uint64_t n, const char *name, llmq_err *err);
 void llmq_st_writer_free(llmq_st_writer *w);
 

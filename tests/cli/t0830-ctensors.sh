@@ -29,7 +29,7 @@ expect_code 0 llmq awq $M -o "$TMP/a32" --text "$CALIB" --group 32 $FAST
 
 # what compressed-tensors has no format for: 5, one line, no output
 expect_err 5 'no int4 or int8 linear' llmq export $M --to compressed-tensors -o "$TMP/x"
-expect_err 5 'mxint8, which compressed-tensors has no format for' llmq export "$TMP/mx" --to compressed-tensors -o "$TMP/x"
+expect_err 5 'is mxint8, which llmq does not export to compressed-tensors' llmq export "$TMP/mx" --to compressed-tensors -o "$TMP/x"
 expect_err 2 'refusing to overwrite an input|is an input' llmq export "$TMP/a64" --to compressed-tensors -o "$TMP/a64"
 check "refused exports leave no output" test ! -e "$TMP/x"
 
