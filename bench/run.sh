@@ -86,10 +86,10 @@ if only synth; then
     echo
     speed_header
     speed_row "1.1B bf16" "$SYN"
-    for f in int8 int4 mxint8; do
+    for f in int8 int4 mxint8 mxfp8 mxfp4 mxint4 nvfp4 nvint4; do
         [ -f "$OUT/synth-$f/model.safetensors" ] || $L pack "$SYN" -o "$OUT/synth-$f" --format "$f" || continue
         speed_row "1.1B $f" "$OUT/synth-$f"
-        [ $f != mxint8 ] && speed_row "1.1B $f" "$OUT/synth-$f" --act int8
+        case $f in int8|int4) speed_row "1.1B $f" "$OUT/synth-$f" --act int8 ;; esac
     done
     [ -f "$OUT/synth-int4h/model.safetensors" ] || $L pack "$SYN" -o "$OUT/synth-int4h" --format int4 --quantize-head
     speed_row "1.1B int4 --quantize-head" "$OUT/synth-int4h"
