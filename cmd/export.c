@@ -100,6 +100,11 @@ int cmd_export(int argc, char **argv)
     double t0 = llmq_now();
     if ((rc = cmd_model_open(&m, args[0], NULL, to_ct ? o.out : NULL, to_ct ? NULL : o.out, &err)))
         return cmd_fail("export", &err);
+    /* int3 in 3 bits goes out in the int4 layouts that hold its codes exactly */
+    if ((rc = llmq_model_widen_q3(&m, &err))) {
+        llmq_model_close(&m);
+        return cmd_fail("export", &err);
+    }
     char *cl = command_line("export", argc, argv);
     cJSON *j = o.json ? json_report(args[0], o.out) : NULL;
     rc = to_ct ? export_ct(&m, cl, j, &err) : export_gguf(&m, cl, j, &err);

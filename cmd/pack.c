@@ -13,9 +13,9 @@ static struct {
 
 static opt_def pack_opts[] = {
     OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required)"),
-    { "format", OPT_CHOICE, &o.format, NULL, "weight format", "int8|int4|mxint8|mxfp4|mxint4|nvfp4|nvint4|mxfp8", 0, 0, NULL, 0, "int4" },
-    { "group", OPT_INT, &o.group, "N", "int4 group size along the input dimension: 32, 64 or 128", NULL, 32, 128, NULL, 0, "128" },
-    { "sym", OPT_FLAG, &o.sym, NULL, "int4: symmetric, no zero points", NULL, 0, 0, NULL, 0, NULL },
+    { "format", OPT_CHOICE, &o.format, NULL, "weight format", "int8|int4|int3|mxint8|mxfp4|mxint4|nvfp4|nvint4|mxfp8", 0, 0, NULL, 0, "int4" },
+    { "group", OPT_INT, &o.group, "N", "int4 / int3 group size along the input dimension: 32, 64 or 128", NULL, 32, 128, NULL, 0, "128" },
+    { "sym", OPT_FLAG, &o.sym, NULL, "int4 / int3: symmetric, no zero points", NULL, 0, 0, NULL, 0, NULL },
     { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "block scale rule of the mx and nv formats: ocp = the spec's (MX: floor(log2 amax) - emax; NV: E4M3 rounded to nearest), ceil = the smallest scale at which nothing clips, mse = per block the one of the ocp scale and its neighbours with the smallest squared error (mx and nv formats only); default mse for the mx and nv formats (measured best, doc/benchmarks.md), ocp for mxint8", "ocp|ceil|mse", 0, 0, NULL, 0, NULL },
     { "skip", OPT_STRING, &o.skip, "REGEX", "linears whose name matches stay float (POSIX ERE)", NULL, 0, 0, NULL, 0, NULL },
     { "quantize-head", OPT_FLAG, &o.quantize_head, NULL, "also quantize an untied LM head (default: it stays float)", NULL, 0, 0, NULL, 0, NULL },
@@ -24,14 +24,15 @@ static opt_def pack_opts[] = {
 };
 
 static const cmd_spec pack_spec = {
-    "pack", "MODEL -o DIR [--format int8|int4|mxint8|mxfp4|mxint4|nvfp4|nvint4|mxfp8] [options]",
+    "pack", "MODEL -o DIR [--format int8|int4|int3|mxint8|mxfp4|mxint4|nvfp4|nvint4|mxfp8] [options]",
     "Quantize every linear layer of MODEL by round-to-nearest and write a packed model\n"
     "directory (model.safetensors with llmq metadata, config.json, tokenizer files)\n"
     "that llmq verify runs directly.  Norms, biases, embeddings and (unless\n"
     "--quantize-head) the LM head stay float.",
     "Formats: int8 = per-output-channel symmetric; int4 = group-wise along the input\n"
-    "dimension, asymmetric with zero points unless --sym; mxint8 = OCP Microscaling\n"
-    "MXINT8, blocks of 32 with an E8M0 shared scale; mxfp4 / mxint4 / mxfp8 = FP4\n"
+    "dimension, asymmetric with zero points unless --sym; int3 = int4's scheme with 8\n"
+    "levels, stored in three bits per weight; mxint8 = OCP Microscaling MXINT8,\n"
+    "blocks of 32 with an E8M0 shared scale; mxfp4 / mxint4 / mxfp8 = FP4\n"
     "E2M1 / INT4 / FP8 E4M3 elements in blocks of 32 with an E8M0 scale (OCP MX v1.0);\n"
     "nvfp4 / nvint4 = FP4 E2M1 / INT4 elements in blocks of 16 with an FP8 E4M3 scale\n"
     "times an fp32 tensor scale (NVIDIA's NVFP4).  See llmq-packed(5).",
@@ -51,13 +52,15 @@ int cmd_pack(int argc, char **argv)
     memset(&po, 0, sizeof po);
     if (!strcmp(o.format, "int8")) po.scheme.format = LLMQ_PACK_INT8;
     else if (!strcmp(o.format, "int4")) po.scheme.format = LLMQ_PACK_INT4;
+    else if (!strcmp(o.format, "int3")) po.scheme.format = LLMQ_PACK_INT3;
     else if (!strcmp(o.format, "mxint8")) po.scheme.format = LLMQ_PACK_MXINT8;
     else {
         po.scheme.format = LLMQ_PACK_BLOCK;
         for (int t = LLMQ_W_MXFP4; t <= LLMQ_W_MXFP8; t++)
             if (!strcmp(o.format, llmq_block_name((llmq_wtype)t))) po.scheme.btype = (llmq_wtype)t;
     }
-    po.scheme.group = po.scheme.format == LLMQ_PACK_INT4 ? o.group : po.scheme.format == LLMQ_PACK_MXINT8 ? 32
+    po.scheme.group = po.scheme.format == LLMQ_PACK_INT4 || po.scheme.format == LLMQ_PACK_INT3 ? o.group
+                    : po.scheme.format == LLMQ_PACK_MXINT8 ? 32
                     : po.scheme.format == LLMQ_PACK_BLOCK ? llmq_block_size(po.scheme.btype) : 0;
     po.scheme.sym = o.sym;
     if (!o.mx_scale) o.mx_scale = po.scheme.format == LLMQ_PACK_BLOCK ? "mse" : "ocp";

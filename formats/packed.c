@@ -178,16 +178,27 @@ int llmq_packed_linear(const llmq_ckpt *c, const cJSON *meta, const char *prefix
         w->type = LLMQ_W_Q8;
         break;
     case LLMQ_PACK_INT4:
-    case LLMQ_PACK_INT3:    /* same layout and kernels; codes use 0..7 */
+    case LLMQ_PACK_INT3: {
         if (cols % s.group)
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: linear '%s': %" PRId64 " columns are not a multiple of group %d",
                                c->shards[0].path, prefix, cols, s.group);
-        if ((rc = want_tensor(c, prefix, "qweight", LLMQ_DT_U8, rows, cols / 2, &q, err)) ||
+        /* int3 is three bits per code (LLMQ_W_Q3, cols * 3 / 8 bytes a row);
+         * files from before that hold its codes in the int4 layout (cols / 2
+         * bytes a row, symmetric ones around 8), which the Q4 kernels run */
+        int q3 = s.format == LLMQ_PACK_INT3;
+        if (q3) {
+            char name[300];
+            snprintf(name, sizeof name, "%s.qweight", prefix);
+            const llmq_st_tensor *t = llmq_ckpt_find(c, name, NULL);
+            q3 = !(t && t->dtype == LLMQ_DT_U8 && t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols / 2);
+        }
+        if ((rc = want_tensor(c, prefix, "qweight", LLMQ_DT_U8, rows, q3 ? llmq_q3_row_bytes(cols) : cols / 2, &q, err)) ||
             (rc = want_tensor(c, prefix, "scales", LLMQ_DT_F16, rows, cols / s.group, &sc, err))) return rc;
         if (!s.sym && (rc = want_tensor(c, prefix, "zeros", LLMQ_DT_U8, rows, cols / s.group, &z, err))) return rc;
-        w->type = LLMQ_W_Q4;
+        w->type = q3 ? LLMQ_W_Q3 : LLMQ_W_Q4;
         w->group = s.group;
         break;
+    }
     case LLMQ_PACK_BLOCK: {
         const int B = s.group, four = llmq_wtype_is_block4(s.btype);
         if (cols % 32)      /* the kernels walk rows 32 columns at a time, NV blocks too */

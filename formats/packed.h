@@ -15,14 +15,14 @@
 #define LLMQ_PACKED_VERSION "1"
 
 typedef enum { LLMQ_PACK_INT8 = 0, LLMQ_PACK_INT4, LLMQ_PACK_MXINT8,
-               LLMQ_PACK_INT3,   /* 3-bit codes in the INT4 layout (quant.h, llmq_q3_quantize) */
+               LLMQ_PACK_INT3,   /* 3-bit codes, three bits each (LLMQ_W_Q3; older files: in the INT4 layout) */
                LLMQ_PACK_BLOCK   /* an MX / NV block format (btype; quant.h, llmq_block_quantize) */
 } llmq_pack_format;
 
 typedef struct {
     llmq_pack_format format;
-    int group;                 /* INT4 group along the input dimension */
-    int sym;                   /* INT4 symmetric (no zero points) */
+    int group;                 /* INT4 / INT3 group along the input dimension */
+    int sym;                   /* INT4 / INT3 symmetric (no zero points) */
     llmq_mx_rule mx_rule;      /* MXINT8 and block formats: shared-scale rule */
     llmq_wtype btype;          /* LLMQ_PACK_BLOCK: LLMQ_W_MXFP4 .. LLMQ_W_MXFP8 */
 } llmq_qscheme;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include "model.h"
 #include "base/blocks.h"
+#include "quant/quant.h"
 #include "base/fileio.h"
 #include "linears.h"
 #include "../formats/packed.h"
@@ -133,9 +134,10 @@ static int load_matrix(llmq_model *m, const char *name, int64_t rows, int64_t co
 }
 
 /* The values of a packed linear's side tensors that no kernel can use: a
- * NaN or Inf scale (int8 f32, int4 f16), an E8M0 exponent of 255 (NaN in
- * the OCP MX spec) or a zero point above 15 (the codes are 4-bit).  pack
- * never writes them, so a file holding them is corrupt or hostile. */
+ * NaN or Inf scale (int8 f32, int4 / int3 f16), an E8M0 exponent of 255
+ * (NaN in the OCP MX spec) or a zero point above the codes' range
+ * (check_zeros).  pack never writes them, so a file holding them is
+ * corrupt or hostile. */
 static int check_packed(const llmq_model *m, const char *prefix, const llmq_wmat *w, llmq_err *err)
 {
     char name[300];
@@ -168,16 +170,19 @@ static int check_packed(const llmq_model *m, const char *prefix, const llmq_wmat
     return LLMQ_OK;
 }
 
-static int check_zeros(const llmq_model *m, const char *prefix, llmq_err *err)
+/* Zero points above the codes' range: 15 for Q4 (int3 files in the int4
+ * layout included, as before LLMQ_W_Q3), 7 for Q3. */
+static int check_zeros(const llmq_model *m, const char *prefix, const llmq_wmat *w, llmq_err *err)
 {
     char name[300];
     snprintf(name, sizeof name, "%s.zeros", prefix);
     const llmq_st_tensor *t = llmq_model_tensor(m, name);
     const uint8_t *z = t->data;
+    const int bits = w->type == LLMQ_W_Q3 ? 3 : 4;
     for (uint64_t i = 0; i < t->nelem; i++)
-        if (z[i] > 15)
-            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': element %" PRIu64 " = %d is not a 4-bit zero point",
-                               shard_path(m, name), name, i, z[i]);
+        if (z[i] >= 1 << bits)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': element %" PRIu64 " = %d is not a %d-bit zero point",
+                               shard_path(m, name), name, i, z[i], bits);
     return LLMQ_OK;
 }
 
@@ -189,9 +194,9 @@ static int load_linear(llmq_model *m, const char *prefix, int64_t rows, int64_t 
     if (m->packed_meta) {
         if ((rc = llmq_packed_linear(&m->ckpt, m->packed_meta, prefix, rows, cols, w, &found, err))) return rc;
         if (found) {
-            if ((rc = check_packed(m, prefix, w, err)) || (w->zeros && (rc = check_zeros(m, prefix, err)))) return rc;
+            if ((rc = check_packed(m, prefix, w, err)) || (w->zeros && (rc = check_zeros(m, prefix, w, err)))) return rc;
             /* the kernels read scales as float / f16: copy if the file left them unaligned */
-            size_t sz = w->type == LLMQ_W_Q8 ? 4 : w->type == LLMQ_W_Q4 ? 2 : 1;
+            size_t sz = w->type == LLMQ_W_Q8 ? 4 : w->type == LLMQ_W_Q4 || w->type == LLMQ_W_Q3 ? 2 : 1;
             if ((uintptr_t)w->scales % sz) {
                 uint64_t n = w->type == LLMQ_W_Q8 ? (uint64_t)rows : (uint64_t)rows * (uint64_t)(cols / w->group);
                 void *p = llmq_alloc_aligned(n * sz, err);
@@ -418,6 +423,11 @@ static void release_w(const llmq_model *m, const llmq_wmat *W)
         llmq_ckpt_release_bytes(&m->ckpt, W->scales, 2 * g);
         if (W->zeros) llmq_ckpt_release_bytes(&m->ckpt, W->zeros, g);
         break;
+    case LLMQ_W_Q3:
+        llmq_ckpt_release_bytes(&m->ckpt, W->data, n / 8 * 3);
+        llmq_ckpt_release_bytes(&m->ckpt, W->scales, 2 * g);
+        if (W->zeros) llmq_ckpt_release_bytes(&m->ckpt, W->zeros, g);
+        break;
     case LLMQ_W_MX8: llmq_ckpt_release_bytes(&m->ckpt, W->data, n); llmq_ckpt_release_bytes(&m->ckpt, W->scales, g); break;
     case LLMQ_W_MXFP4:
     case LLMQ_W_MXINT4:
@@ -447,6 +457,23 @@ uint64_t llmq_model_decode_bytes(const llmq_model *m)
              llmq_wmat_bytes(&L->w_down);
     }
     return b;
+}
+
+int llmq_model_widen_q3(llmq_model *m, llmq_err *err)
+{
+    for (int l = 0; l <= m->cfg.n_layers; l++)
+        for (int k = 0; k < (l < m->cfg.n_layers ? LLMQ_LIN_COUNT : 1); k++) {
+            llmq_wmat *w = l < m->cfg.n_layers ? llmq_layer_wp(&m->layers[l], k) : &m->lm_head;   /* then the head */
+            if (w->type != LLMQ_W_Q3) continue;
+            uint8_t *nib = llmq_alloc_aligned((size_t)(w->rows * (w->cols / 2)), err);
+            int rc;
+            if (!nib) return err->code;
+            if ((rc = own(m, nib, err))) return rc;
+            llmq_q3_unpack(w->data, w->rows, w->cols, w->zeros == NULL, nib);
+            w->data = nib;
+            w->type = LLMQ_W_Q4;
+        }
+    return LLMQ_OK;
 }
 
 double llmq_model_bits_per_weight(const llmq_model *m)

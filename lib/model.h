@@ -78,6 +78,11 @@ void llmq_model_release_layer(const llmq_model *m, int l);
 /* Bytes of weights one decode step streams (all linears + lm_head). */
 uint64_t llmq_model_decode_bytes(const llmq_model *m);
 /* Total bytes of tensor data in the checkpoint. */
+/* Turn every LLMQ_W_Q3 linear (3-bit codes) into LLMQ_W_Q4 with the same
+ * codes, scales and zero points in the nibble layout (memory m owns): the
+ * exports write int4 types, which hold int3 codes exactly.  LLMQ_ENOMEM. */
+int llmq_model_widen_q3(llmq_model *m, llmq_err *err);
+
 /* Bits of storage per weight of the decoder linears (codes, scales, zero
  * points; 16 for bf16), and of the LM head when it is quantized: what
  * verify --json reports as bits_per_weight. */

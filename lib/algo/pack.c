@@ -1,5 +1,6 @@
 /* pack.c - quantize a model's linears and write an llmq packed file
  * (man/llmq-packed.5); formats/packed.c reads it. */
+#include <math.h>
 #include <stdio.h>
 #include <zlib.h>
 #include "pack.h"
@@ -126,6 +127,18 @@ static int is_linear_name(const llmq_model *m, const char *name, char *prefix, s
     return llmq_linear_find(rest) >= 0;
 }
 
+/* int3: the codes quantized (or provided) in the int4 nibble layout,
+ * repacked in place to three bits per code (LLMQ_W_Q3); *qcols becomes
+ * qweight's row length in bytes.  Other schemes keep cols / 2. */
+static int int3_repack(const llmq_qscheme *s, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes,
+                       int64_t *qcols, llmq_err *err)
+{
+    *qcols = cols / 2;
+    if (s->format != LLMQ_PACK_INT3) return LLMQ_OK;
+    *qcols = llmq_q3_row_bytes(cols);
+    return llmq_q3_pack(codes, rows, cols, s->sym, codes, prefix, err);
+}
+
 static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const char *prefix,
                            const float *w, int64_t rows, int64_t cols, llmq_err *err)
 {
@@ -158,9 +171,11 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const
         if (!given && (rc = (s->format == LLMQ_PACK_INT3 ? llmq_q3_quantize : llmq_q4_quantize)(w, rows, cols, s->group,
                                                                                           s->sym, NULL, codes, sc, z,
                                                                                           prefix, err))) return rc;
-        int64_t sh[2] = { rows, cols / 2 }, sg[2] = { rows, (int64_t)G };
+        int64_t qc;
+        if ((rc = int3_repack(s, prefix, rows, cols, codes, &qc, err))) return rc;
+        int64_t sh[2] = { rows, qc }, sg[2] = { rows, (int64_t)G };
         snprintf(name, sizeof name, "%s.qweight", prefix);
-        if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * C / 2, err))) return rc;
+        if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * (size_t)qc, err))) return rc;
         snprintf(name, sizeof name, "%s.scales", prefix);
         if ((rc = add_out(of, name, LLMQ_DT_F16, 2, sg, sc, R * G * 2, err))) return rc;
         if (s->sym) return LLMQ_OK;
@@ -177,7 +192,13 @@ static int quantize_linear(out_file *of, bufs *b, const llmq_pack_opts *o, const
         uint8_t *sc = codes ? buf_new(b, R * G, err) : NULL;
         float *ts = sc ? buf_new(b, sizeof(float), err) : NULL;
         if (!ts) return err->code;
-        if ((rc = llmq_block_quantize(s->btype, w, rows, cols, s->mx_rule, codes, sc, ts, prefix, err))) return rc;
+        int given = 0;
+        if (o->bprovider && (rc = o->bprovider(o->provider_ctx, prefix, rows, cols, codes, sc, ts, &given, err))) return rc;
+        if (given && !llmq_wtype_is_nv(s->btype)) *ts = 1.0f;
+        if (given && !(*ts > 0.0f && isfinite(*ts)))
+            return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s.weight': provided tensor scale %g is not finite and positive",
+                               prefix, (double)*ts);
+        if (!given && (rc = llmq_block_quantize(s->btype, w, rows, cols, s->mx_rule, codes, sc, ts, prefix, err))) return rc;
         int64_t sh[2] = { rows, (int64_t)CB }, sg[2] = { rows, (int64_t)G }, s1[1] = { 1 };
         snprintf(name, sizeof name, "%s.qweight", prefix);
         if ((rc = add_out(of, name, LLMQ_DT_U8, 2, sh, codes, R * CB, err))) return rc;

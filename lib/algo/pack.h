@@ -22,6 +22,14 @@ typedef int (*llmq_pack_provider)(void *ctx, const char *name, float *out, int64
 typedef int (*llmq_pack_qprovider)(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes,
                                    uint16_t *scales, uint8_t *zeros, int *provided, llmq_err *err);
 
+/* The same for a linear in a block format (LLMQ_PACK_BLOCK; awq's gptq
+ * codes): fill codes (rows, cols / 2; MXFP8 (rows, cols)), scales (rows,
+ * cols / B) scale bytes and *tscale (NV: the tensor scale, finite and
+ * positive; MX: ignored) in the packed layout (lib/base/blocks.h) and set
+ * *provided = 1, or leave it 0 to round to nearest. */
+typedef int (*llmq_pack_bprovider)(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes,
+                                   uint8_t *scales, float *tscale, int *provided, llmq_err *err);
+
 typedef struct {
     llmq_qscheme scheme;
     int quantize_head;         /* also quantize an untied lm_head (default: it stays float) */
@@ -32,6 +40,7 @@ typedef struct {
     llmq_pack_provider provider;
     void *provider_ctx;
     llmq_pack_qprovider qprovider;   /* int4 / int3 schemes only; ctx: provider_ctx */
+    llmq_pack_bprovider bprovider;   /* block schemes only; ctx: provider_ctx */
 } llmq_pack_opts;
 
 typedef struct {

@@ -19,6 +19,29 @@
  *     value   asymmetric: (q - zeros[r][k]) * scales[r][k],  k = j / g
  *             symmetric:  (q - 8) * scales[r][k]
  *
+ * LLMQ_W_Q3   group-wise int3 along cols, three bits per code; groups as
+ *             LLMQ_W_Q4 (g in {32, 64, 128}, g | cols, so 32 | cols)
+ *     data    uint8   [rows][cols * 3 / 8]  chunks of 32 columns, 12 bytes each:
+ *                                          chunk c of a row (codes q_0 .. q_31
+ *                                          of columns 32c .. 32c + 31) at byte
+ *                                          12c of the row
+ *       chunk bytes 0..7  "lo": byte i = (q_i & 3) | (q_{i+8} & 3) << 2
+ *                                        | (q_{i+16} & 3) << 4 | (q_{i+24} & 3) << 6
+ *       chunk bytes 8..11 "hi": a little-endian uint32 whose bit j is
+ *                         bit 2 of q_j (q_j >> 2), j = 0..31
+ *     scales  f16     [rows][cols / g]    IEEE binary16 bits (uint16)
+ *     zeros   uint8   [rows][cols / g]    zero point 0..7, one byte each;
+ *                                          NULL when symmetric
+ *     value   asymmetric: (q - zeros[r][k]) * scales[r][k],  k = j / g
+ *             symmetric:  (q - 4) * scales[r][k]   (llmq writes codes 1..7)
+ *   Why this order: 16 dword lanes holding lo bytes 0..7 twice, shifted by
+ *   0 (lanes 0-7) and 2 (lanes 8-15), hold the low bits of codes 0..15 in
+ *   column order, by 4 and 6 those of codes 16..31; the hi word's halves
+ *   are the same lanes' masks as they lie (and, broadcast and rotated right
+ *   by j - 2 in lane j, put bit 2 of code j at bit 2).  Files written
+ *   before LLMQ_W_Q3 existed hold int3 codes in the LLMQ_W_Q4 layout
+ *   (symmetric ones around 8); they load as LLMQ_W_Q4.
+ *
  * LLMQ_W_MX8  MXINT8 of the OCP Microscaling Formats (MX) v1.0 spec, blocks
  *             of 32 along cols, 32 | cols
  *     data    int8    [rows][cols]        MXINT8 elements: two's complement
@@ -60,7 +83,7 @@
 #define LLMQ_Q8_MAXQ   127
 #define LLMQ_Q4_ZERO_SYM 8          /* symmetric Q4: stored code = q + 8 */
 
-/* The group sizes of Q4 / Q3 (LLMQ_W_Q4): 32, 64 or 128 - the one place
+/* The group sizes of Q4 / Q3 (LLMQ_W_Q4, LLMQ_W_Q3): 32, 64 or 128 - the one place
  * that rule is written. */
 static inline int llmq_q4_group_ok(int64_t g) { return g == 32 || g == 64 || g == 128; }
 
@@ -70,6 +93,37 @@ static inline void llmq_q4_put_code(uint8_t *codes, int64_t j, int q)
     if (j & 1) codes[j / 2] = (uint8_t)((codes[j / 2] & 0x0f) | (q << 4));
     else codes[j / 2] = (uint8_t)((codes[j / 2] & 0xf0) | q);
 }
+
+#define LLMQ_Q3_ZERO_SYM 4          /* symmetric Q3: stored code = q + 4 */
+#define LLMQ_Q3_CHUNK 32            /* columns per LLMQ_W_Q3 chunk */
+
+/* One LLMQ_W_Q3 chunk of 32 codes as it lies in a row (layout above). */
+typedef struct {
+    uint8_t lo[8];                  /* low 2 bits of codes i, i+8, i+16, i+24 in byte i */
+    uint8_t hi[4];                  /* LE uint32: bit j = bit 2 of code j */
+} llmq_q3_chunk;
+_Static_assert(sizeof(llmq_q3_chunk) == 12, "q3 chunk has padding");
+
+/* Bytes of a row of cols LLMQ_W_Q3 codes (cols a multiple of 32). */
+static inline int64_t llmq_q3_row_bytes(int64_t cols) { return cols / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk); }
+
+/* Code j (0..7) of a row of LLMQ_W_Q3 codes. */
+static inline int llmq_q3_get_code(const uint8_t *row, int64_t j)
+{
+    const uint8_t *c = row + j / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk);
+    int i = (int)(j % LLMQ_Q3_CHUNK);
+    return (c[i & 7] >> (2 * (i >> 3)) & 3) | (c[8 + (i >> 3)] >> (i & 7) & 1) << 2;
+}
+
+/* Set code j (q in 0..7) of a row of LLMQ_W_Q3 codes. */
+static inline void llmq_q3_put_code(uint8_t *row, int64_t j, int q)
+{
+    uint8_t *c = row + j / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk);
+    int i = (int)(j % LLMQ_Q3_CHUNK), sh = 2 * (i >> 3), hb = 8 + (i >> 3), hs = i & 7;
+    c[i & 7] = (uint8_t)((c[i & 7] & ~(3 << sh)) | (q & 3) << sh);
+    c[hb] = (uint8_t)((c[hb] & ~(1 << hs)) | (q >> 2 & 1) << hs);
+}
+
 #define LLMQ_MX8_BLOCK 32           /* OCP MX v1.0: k = 32 elements per scale */
 #define LLMQ_MX8_ELEM_SHIFT 6       /* MXINT8 element = code * 2^-6 */
 #define LLMQ_E8M0_NAN  255
@@ -124,7 +178,7 @@ static inline const float *llmq_block4_values(int t)
 static inline const char *llmq_block_name(llmq_wtype t)
 {
     static const char *n[] = { "mxfp4", "mxint4", "nvfp4", "nvint4", "mxfp8" };
-    _Static_assert(sizeof n / sizeof n[0] == LLMQ_W_COUNT - LLMQ_W_MXFP4, "a name for every block type");
+    _Static_assert(sizeof n / sizeof n[0] == LLMQ_W_MXFP8 + 1 - LLMQ_W_MXFP4, "a name for every block type");
     return llmq_wtype_is_block(t) ? n[t - LLMQ_W_MXFP4] : "?";
 }
 

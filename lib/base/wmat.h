@@ -43,6 +43,7 @@ typedef enum {
     LLMQ_W_NVFP4,     /* E2M1 elements, blocks of 16, E4M3 scale times an f32 tensor scale */
     LLMQ_W_NVINT4,    /* int4 elements, blocks of 16, E4M3 scale times an f32 tensor scale */
     LLMQ_W_MXFP8,     /* E4M3 elements, blocks of 32, E8M0 scale */
+    LLMQ_W_Q3,        /* int3 group-wise along cols, 3 bits per code: see lib/base/blocks.h */
     LLMQ_W_COUNT
 } llmq_wtype;
 
@@ -60,8 +61,8 @@ typedef struct {
     int64_t rows, cols;
     const void *data;      /* elements or packed codes */
     const void *scales;    /* per-type, see lib/base/blocks.h; NULL for float types */
-    const uint8_t *zeros;  /* Q4 asymmetric zero points, NULL if symmetric */
-    int group;             /* Q4 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
+    const uint8_t *zeros;  /* Q4 / Q3 asymmetric zero points, NULL if symmetric */
+    int group;             /* Q4 / Q3 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
     float tscale;          /* NVFP4 / NVINT4 tensor scale (lib/base/blocks.h); unused by other types */
 } llmq_wmat;
 

@@ -115,10 +115,11 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     rc = LLMQ_OK;
     for (k = 0; k < n_lin; k++) {
         const llmq_wmat *w = L[k].w;
-        if (w->type == LLMQ_W_MX8 || llmq_wtype_is_block(w->type)) {
+        if (w->type == LLMQ_W_MX8 || llmq_wtype_is_block(w->type) || w->type == LLMQ_W_Q3) {   /* Q3: cmd/export.c widens it first */
             rc = llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: linear '%s' is %s, which llmq does not export to compressed-tensors "
                              "(int4 group-wise and int8 per-channel are exported)", m->path, L[k].prefix,
-                             w->type == LLMQ_W_MX8 ? "mxint8" : llmq_block_name(w->type));
+                             w->type == LLMQ_W_MX8 ? "mxint8" : w->type == LLMQ_W_Q3 ? "int3 at three bits per weight"
+                             : llmq_block_name(w->type));
             goto out_lin;
         }
         if (w->type != LLMQ_W_Q4 && w->type != LLMQ_W_Q8) continue;

@@ -362,6 +362,9 @@ static int packed_type(export_ctx *x, const char *src, const llmq_wmat *w, llmq_
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' is %s, which %s", path, src, llmq_block_name(w->type),
                            w->type == LLMQ_W_MXFP4 ? "exports as GGUF MXFP4 (--type auto) only"
                                                    : "no GGUF type llmq writes holds exactly");
+    if (w->type == LLMQ_W_Q3)
+        return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: '%s' is int3 at three bits per weight, which no GGUF type llmq "
+                           "writes holds: export an int4 model instead", path, src);
     if (t == LLMQ_GGUF_TYPE_F32 || t == LLMQ_GGUF_TYPE_F16 || t == LLMQ_GGUF_TYPE_BF16)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: a packed model exports to --type auto, q8_0 or the 4-bit type "
                            "its linears map to exactly, not to a float type (dequantizing is not exact)", path);

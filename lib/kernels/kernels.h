@@ -19,7 +19,8 @@
  * number (the kernels cannot run it). */
 int llmq_wtype_of_ggml(uint32_t ggml_type);
 
-/* "f32", "bf16", "f16", "q8", "q4", "mx8", "q8_0", ..., "q4_k", "q6_k";
+/* "f32", "bf16", "f16", "q8", "q4", "mx8", "q8_0", ..., "q4_k", "q6_k",
+ * "mxfp4", ..., "mxfp8", "q3";
  * "?" for a value outside the enum. */
 const char *llmq_wtype_name(llmq_wtype t);
 
@@ -40,7 +41,7 @@ llmq_isa llmq_cpu_isa_max(void);
 
 /* Check that W is consistent before kernels see it: known type, rows and
  * cols >= 1, data non-NULL, scales present for llmq's quantized types, Q4
- * group in {32, 64, 128} dividing cols, MX8 group 32 dividing cols, a ggml
+ * and Q3 group in {32, 64, 128} dividing cols, MX8 group 32 dividing cols, a ggml
  * block type's group equal to its QK and QK dividing cols, byte size
  * representable.  name labels the message.  Kernels themselves trust W. */
 int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err);

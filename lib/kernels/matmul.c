@@ -40,6 +40,10 @@ uint64_t llmq_wmat_bytes(const llmq_wmat *W)
         uint64_t g = W->group > 0 ? r * (c / (uint64_t)W->group) : 0;
         return n / 2 + 2 * g + (W->zeros ? g : 0);
     }
+    case LLMQ_W_Q3: {
+        uint64_t g = W->group > 0 ? r * (c / (uint64_t)W->group) : 0;
+        return n / 8 * 3 + 2 * g + (W->zeros ? g : 0);
+    }
     case LLMQ_W_MX8:  return n + n / LLMQ_MX8_BLOCK;
     case LLMQ_W_MXFP4:
     case LLMQ_W_MXINT4:
@@ -65,6 +69,7 @@ const char *llmq_wtype_name(llmq_wtype t)
     if ((unsigned)t < LLMQ_W_GQ8_0) return tn[t];
     if (llmq_wtype_is_ggml(t)) return llmq_gq_types[t - LLMQ_W_GQ8_0].name;
     if (llmq_wtype_is_block(t)) return llmq_block_name(t);
+    if (t == LLMQ_W_Q3) return "q3";
     return "?";
 }
 
@@ -97,13 +102,13 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
         return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s matrix without data", name, t);
     if (W->type >= LLMQ_W_Q8 && !llmq_wtype_is_ggml(W->type) && !W->scales)
         return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s matrix without scales", name, t);
-    if (W->type == LLMQ_W_Q4) {
+    if (W->type == LLMQ_W_Q4 || W->type == LLMQ_W_Q3) {
         if (!llmq_q4_group_ok(W->group))
-            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': q4 group %d is not 32, 64 or 128",
-                               name, W->group);
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': %s group %d is not 32, 64 or 128",
+                               name, t, W->group);
         if (W->cols % W->group)
-            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': q4 cols %" PRId64
-                               " not a multiple of group %d", name, W->cols, W->group);
+            return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s cols %" PRId64
+                               " not a multiple of group %d", name, t, W->cols, W->group);
     }
     if (W->type == LLMQ_W_MX8) {
         if (W->group != LLMQ_MX8_BLOCK)

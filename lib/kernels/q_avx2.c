@@ -215,6 +215,94 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     }
 }
 
+/* ---- Q3: three bits per code, 12 bytes per 32 columns (blocks.h) ----
+ *
+ * Eight lanes hold lo bytes 0..7, so step p of a chunk (codes 8p .. 8p + 7)
+ * is one uniform shift of two vectors built once per chunk: the lo pairs
+ * spread to bits 8p + 1, 8p + 2 (copies of the byte shifted by 1, 7, 13,
+ * 19 bits) and the hi word shifted right by i in lane i, so that bit 8p of
+ * lane i is bit 2 of code 8p + i.  vpermps reads index bits 0-2: the table
+ * holds (q - z) * s at index (q & 3) << 1 | q >> 2.  Each entry is exact,
+ * so the weights are the oracle's bit for bit. */
+
+INLINE __m256 q3_table(float s, float z)
+{
+    const __m256 q = _mm256_setr_ps(0, 4, 1, 5, 2, 6, 3, 7);
+    return _mm256_fmsub_ps(q, _mm256_set1_ps(s), _mm256_set1_ps(z * s));
+}
+
+/* The chunk at c as 8 lanes whose byte p is the table index of code 8p + i. */
+INLINE __m256i q3_idx(const uint8_t *c)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mlo = _mm256_set1_epi32(0x06060606), mhi = _mm256_set1_epi32(0x01010101);
+    uint32_t hi;
+    memcpy(&hi, c + 8, 4);
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c));
+    v = _mm256_or_si256(v, _mm256_slli_epi32(v, 6));
+    v = _mm256_or_si256(v, _mm256_slli_epi32(v, 12));
+    __m256i h = _mm256_srlv_epi32(_mm256_set1_epi32((int)hi), iota);
+    return _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi32(v, 1), mlo), _mm256_and_si256(h, mhi));
+}
+
+INLINE void q3_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = llmq_q3_row_bytes(cols);
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    __m256 a[4], b[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) a[k] = b[k] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 t[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++)
+            t[k] = q3_table(_cvtsh_ss(sc[k * ng + g]), zp ? (float)zp[k * ng + g] : (float)LLMQ_Q3_ZERO_SYM);
+        for (int64_t c = g * G; c < (g + 1) * G; c += LLMQ_Q3_CHUNK) {
+            const uint8_t *d = data + c / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk);
+            __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+            __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                if (NR == 4) PF(d + (k + 4) * rb);
+                __m256i v = q3_idx(d + k * rb);
+                a[k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(t[k], v), x0, a[k]);
+                b[k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(t[k], _mm256_srli_epi32(v, 8)), x1, b[k]);
+                a[k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(t[k], _mm256_srli_epi32(v, 16)), x2, a[k]);
+                b[k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(t[k], _mm256_srli_epi32(v, 24)), x3, b[k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm256_add_ps(a[k], b[k]));
+}
+
+static void mv_q3(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q3_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) q3_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_q3(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = llmq_q3_row_bytes(cols);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        float *o = out + (r - r0) * cols;
+        for (int64_t g = 0; g < ng; g++) {
+            __m256 t = q3_table(_cvtsh_ss(((const uint16_t *)W->scales)[r * ng + g]),
+                                W->zeros ? (float)W->zeros[r * ng + g] : (float)LLMQ_Q3_ZERO_SYM);
+            for (int64_t c = g * G; c < (g + 1) * G; c += LLMQ_Q3_CHUNK) {
+                __m256i v = q3_idx(data + c / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk));
+                for (int p = 0; p < 4; p++, v = _mm256_srli_epi32(v, 8))
+                    _mm256_storeu_ps(o + c + 8 * p, _mm256_permutevar8x32_ps(t, v));
+            }
+        }
+    }
+}
+
 /* ---- MX8 ---- */
 
 INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
@@ -777,10 +865,10 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
-                LLMQ_KTABLE_GQ(mv_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8) },
+                LLMQ_KTABLE_GQ(mv_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8), [LLMQ_W_Q3] = mv_q3 },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
-                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8) },
+                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8), [LLMQ_W_Q3] = dq_q3 },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
     .matvec_q4a8 = mv_q4a8,

@@ -155,13 +155,14 @@ DQ_DENSE(dq_q8, 1, ld_i8, ldm_i8, Q8SCALE)
  * 1.1B-shape model it streams 72% of the probe against 65% (README), where
  * Q8 / MX8 reach 78-84% and W4A8 (int8 activations, vpdpbusd) ~80%. */
 
-/* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]. */
-INLINE void q4_group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, float *s, float *zs)
+/* Scales and zero terms of 16 groups of one row as floats: s[k], z[k] * s[k]
+ * (z = zsym where zp is NULL: Q4 and Q3). */
+INLINE void group_terms(const uint16_t *sc, const uint8_t *zp, int64_t n, int zsym, float *s, float *zs)
 {
     __mmask16 m = tail_mask(LLMQ_MIN(n, 16));
     __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sc));
     __m512 zv = zp ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zp)))
-                   : _mm512_set1_ps((float)LLMQ_Q4_ZERO_SYM);
+                   : _mm512_set1_ps((float)zsym);
     _mm512_storeu_ps(s, sv);
     _mm512_storeu_ps(zs, _mm512_mul_ps(zv, sv));
 }
@@ -180,7 +181,7 @@ INLINE void q4_tables(const uint16_t *sc, const uint8_t *zp, int64_t ng, int64_t
     if ((g & 15) == 0) {
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++)
-            q4_group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, s[k], zs[k]);
+            group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, LLMQ_Q4_ZERO_SYM, s[k], zs[k]);
     }
 #pragma GCC unroll 4
     for (int k = 0; k < NR; k++) t[k] = q4_table(s[k][g & 15], zs[k][g & 15]);
@@ -293,7 +294,7 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
         const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
         float *o = out + (r - r0) * cols;
         for (int64_t g0 = 0; g0 < ng; g0 += 16) {
-            q4_group_terms(sc + g0, zp ? zp + g0 : NULL, ng - g0, s, zs);
+            group_terms(sc + g0, zp ? zp + g0 : NULL, ng - g0, LLMQ_Q4_ZERO_SYM, s, zs);
             for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
                 __m512 t = q4_table(s[g - g0], zs[g - g0]);
                 for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
@@ -301,6 +302,125 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
                     __m512 lo = _mm512_permutexvar_ps(v, t), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
                     _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(lo, il, hi));
                     _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(lo, ih, hi));
+                }
+            }
+        }
+    }
+}
+
+/* ---- Q3: three bits per code, 12 bytes per 32 columns (blocks.h) ----
+ *
+ * The 8 lo bytes of a chunk, loaded twice side by side, widen to 16 dwords
+ * (lanes 0-7 and 8-15 both bytes 0..7).  Shifted right by 0 (lanes 0-7)
+ * and 2 (8-15) they hold the low two bits of codes 0..15 at bits 0-1, by
+ * 4 and 6 those of codes 16..31.  The hi word broadcast and rotated right
+ * by j - 2 in lane j has bit 2 of code j at bit 2 (and of code j + 16 at
+ * bit 18); one vpternlogd takes bits 0-1 from the one and the rest from the
+ * other.  vpermps reads index bits 0-3, so the table repeats (q - z) * s
+ * for q = 0..7 twice and bit 3 (the next code's) does not matter.  Each
+ * table entry is exact (fmsub of exact products), so the weights are the
+ * oracle's bit for bit.
+ *
+ * Per 16 weights that is a shift, a rotate and a vpternlogd beside Q4's
+ * shift, vpermps and FMA, for 3 / 4 of Q4's code bytes: where the kernels
+ * rather than DRAM set the pace Q3 is slower per weight, not only per byte
+ * (build/tools/kbench --types q4,q3 --threads 1 on a Zen 4: 1.4x Q4's
+ * us/matvec; 1.65x against q4g128_rows in cache).  Lane masks from the hi
+ * word (_mm512_mask_add_ps of 4 s, or a masked vpermps of a second table)
+ * measured slower still there. */
+
+/* (q - z) * s for q = index & 7 */
+INLINE __m512 q3_table(float s, float zs)
+{
+    const __m512 q8 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm512_fmsub_ps(q8, _mm512_set1_ps(s), _mm512_set1_ps(zs));
+}
+
+/* The table indices of codes 0..15 (*i0) and 16..31 (*i1) of the chunk at c. */
+INLINE void q3_idx(const uint8_t *c, __m512i *i0, __m512i *i1)
+{
+    const __m512i sh0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i sh1 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    const __m512i hr0 = _mm512_setr_epi32(30, 31, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13);
+    const __m512i hr1 = _mm512_setr_epi32(14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29);
+    const __m512i m3 = _mm512_set1_epi32(3);
+    uint64_t lo;
+    uint32_t hi;
+    memcpy(&lo, c, 8);
+    memcpy(&hi, c + 8, 4);
+    __m512i v = _mm512_cvtepu8_epi32(_mm_set1_epi64x((long long)lo)), h = _mm512_set1_epi32((int)hi);
+    /* 0xe4: bits of the first operand where m3 has ones, of the second elsewhere */
+    *i0 = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(v, sh0), _mm512_rorv_epi32(h, hr0), m3, 0xe4);
+    *i1 = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(v, sh1), _mm512_rorv_epi32(h, hr1), m3, 0xe4);
+}
+
+/* NR rows (1 or 4) from row r: y[k] = W[r + k] . x, one 32-column chunk
+ * per step; a group's tables are built where it starts. */
+INLINE void q3_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
+{
+    const int64_t cols = W->cols, ng = cols / W->group, rb = llmq_q3_row_bytes(cols);
+    const int64_t cpg = W->group / LLMQ_Q3_CHUNK;
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+    const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    __m512 a[4], b[4], t[4];
+    float s[4][16], zs[4][16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) a[k] = b[k] = t[k] = _mm512_setzero_ps();
+    int64_t g = 0, left = 0;
+    for (int64_t c = 0; c < cols; c += LLMQ_Q3_CHUNK) {
+        if (left == 0) {                                /* a new group */
+            if ((g & 15) == 0) {
+#pragma GCC unroll 4
+                for (int k = 0; k < NR; k++)
+                    group_terms(sc + k * ng + g, zp ? zp + k * ng + g : NULL, ng - g, LLMQ_Q3_ZERO_SYM, s[k], zs[k]);
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) t[k] = q3_table(s[k][g & 15], zs[k][g & 15]);
+            g++;
+            left = cpg;
+        }
+        left--;
+        __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
+        const uint8_t *d = data + c / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            if (NR == 4) PF(d + (k + 4) * rb);
+            __m512i i0, i1;
+            q3_idx(d + k * rb, &i0, &i1);
+            a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(i0, t[k]), xa, a[k]);
+            b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(i1, t[k]), xb, b[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(_mm512_add_ps(a[k], b[k]));
+}
+
+static void mv_q3(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q3_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) q3_rows(W, r, 1, x, y + (r - r0));
+}
+
+static void dq_q3(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
+{
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = llmq_q3_row_bytes(cols);
+    float s[16], zs[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
+        const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+        float *o = out + (r - r0) * cols;
+        for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+            group_terms(sc + g0, zp ? zp + g0 : NULL, ng - g0, LLMQ_Q3_ZERO_SYM, s, zs);
+            for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
+                __m512 t = q3_table(s[g - g0], zs[g - g0]);
+                for (int64_t c = g * G; c < (g + 1) * G; c += LLMQ_Q3_CHUNK) {
+                    __m512i i0, i1;
+                    q3_idx(data + c / LLMQ_Q3_CHUNK * (int64_t)sizeof(llmq_q3_chunk), &i0, &i1);
+                    _mm512_storeu_ps(o + c, _mm512_permutexvar_ps(i0, t));
+                    _mm512_storeu_ps(o + c + 16, _mm512_permutexvar_ps(i1, t));
                 }
             }
         }
@@ -1195,10 +1315,10 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
-                LLMQ_KTABLE_GQ(mvt_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8) },
+                LLMQ_KTABLE_GQ(mvt_gq_), LLMQ_KTABLE_BLOCK(mv_b4, mv_fp8), [LLMQ_W_Q3] = mv_q3 },
     .dequant = { [LLMQ_W_BF16] = dq_bf16, [LLMQ_W_F16] = dq_f16, [LLMQ_W_Q8] = dq_q8,
                  [LLMQ_W_Q4] = dq_q4, [LLMQ_W_MX8] = dq_mx8,
-                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8) },
+                 LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8), [LLMQ_W_Q3] = dq_q3 },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
     .matmul_bf16 = mm_bf16,

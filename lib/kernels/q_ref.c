@@ -10,7 +10,7 @@
 #include "../quant/ggml_blocks.h"
 
 /* W[r][j] as float.  Quantized values are the float product code * scale,
- * which is exact for Q4 (11-bit f16 scale times a 5-bit integer) and MX8
+ * which is exact for Q4 and Q3 (11-bit f16 scale times a 5-bit integer) and MX8
  * (a power of two), and correctly rounded for Q8. */
 static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
 {
@@ -26,6 +26,12 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
         int q = (j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15;
         int64_t g = r * (cols / W->group) + j / W->group;
         int z = W->zeros ? W->zeros[g] : LLMQ_Q4_ZERO_SYM;
+        return (float)(q - z) * llmq_f16_to_f32(((const uint16_t *)W->scales)[g]);
+    }
+    case LLMQ_W_Q3: {
+        int q = llmq_q3_get_code((const uint8_t *)W->data + r * llmq_q3_row_bytes(cols), j);
+        int64_t g = r * (cols / W->group) + j / W->group;
+        int z = W->zeros ? W->zeros[g] : LLMQ_Q3_ZERO_SYM;
         return (float)(q - z) * llmq_f16_to_f32(((const uint16_t *)W->scales)[g]);
     }
     case LLMQ_W_MX8: {
@@ -210,11 +216,11 @@ const llmq_ktable llmq_ktable_ref = {
     .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec,
                 ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
                 ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
-                LLMQ_KTABLE_BLOCK(ref_matvec, ref_matvec) },
+                LLMQ_KTABLE_BLOCK(ref_matvec, ref_matvec), [LLMQ_W_Q3] = ref_matvec },
     .dequant = { ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant, ref_dequant,
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
                  ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant, ref_gq_dequant,
-                 LLMQ_KTABLE_BLOCK(ref_dequant, ref_dequant) },
+                 LLMQ_KTABLE_BLOCK(ref_dequant, ref_dequant), [LLMQ_W_Q3] = ref_dequant },
     .matvec_a8 = ref_matvec_a8,
     .matmul_a8 = ref_matmul_a8,
     .matmul_bf16 = ref_matmul_bf16,
@@ -224,4 +230,4 @@ const llmq_ktable llmq_ktable_ref = {
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
 };
-_Static_assert(LLMQ_W_COUNT == 21, "add the new type to every kernel table");
+_Static_assert(LLMQ_W_COUNT == 22, "add the new type to every kernel table");

@@ -1,7 +1,7 @@
 /* int4.c - INT4 group-wise quantization (LLMQ_W_Q4), asymmetric with a zero
- * point or symmetric, and INT3 stored in the same nibbles (8 levels instead
- * of 16) so the Q4 kernels run it unchanged.  Conventions and error
- * bounds: quant.h. */
+ * point or symmetric, and INT3 (8 levels instead of 16) quantized into the
+ * same nibbles, then repacked to three bits per code (LLMQ_W_Q3).
+ * Conventions and error bounds: quant.h. */
 #include <math.h>
 #include "quant.h"
 
@@ -147,4 +147,42 @@ void llmq_q4_fake_row(const float *w, int64_t cols, int group, int sym, const fl
 void llmq_q3_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out)
 {
     fake_row_bits(3, w, cols, group, sym, clip, out);
+}
+
+/* ---- INT3 codes: the nibble layout <-> LLMQ_W_Q3 ---- */
+
+int llmq_q3_pack(const uint8_t *nib, int64_t rows, int64_t cols, int sym, uint8_t *out, const char *name,
+                 llmq_err *err)
+{
+    if (!name) name = "?";
+    if (rows < 0 || cols < LLMQ_Q3_CHUNK || cols % LLMQ_Q3_CHUNK)
+        return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': q3 rows of %" PRId64 " codes are not whole chunks of %d",
+                           name, cols, LLMQ_Q3_CHUNK);
+    const int off = sym ? LLMQ_Q4_ZERO_SYM - LLMQ_Q3_ZERO_SYM : 0;
+    const int64_t ob = llmq_q3_row_bytes(cols);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols / LLMQ_Q3_CHUNK; k++) {
+            /* out may be nib: chunk k's 12 bytes end before chunk k + 1's 16
+             * start, so a chunk is read whole before its bytes are written */
+            uint8_t in[LLMQ_Q3_CHUNK / 2], *o = out + r * ob + k * (int64_t)sizeof(llmq_q3_chunk);
+            memcpy(in, nib + r * (cols / 2) + k * (LLMQ_Q3_CHUNK / 2), sizeof in);
+            memset(o, 0, sizeof(llmq_q3_chunk));
+            for (int j = 0; j < LLMQ_Q3_CHUNK; j++) {
+                int q = ((j & 1) ? in[j / 2] >> 4 : in[j / 2] & 15) - off;
+                if (q < 0 || q > 7)
+                    return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': row %" PRId64 " column %" PRId64
+                                       ": %s int3 code %d is outside %d..%d", name, r, k * LLMQ_Q3_CHUNK + j,
+                                       sym ? "symmetric" : "asymmetric", q + off, off, off + 7);
+                llmq_q3_put_code(o, j, q);
+            }
+        }
+    return LLMQ_OK;
+}
+
+void llmq_q3_unpack(const uint8_t *q3, int64_t rows, int64_t cols, int sym, uint8_t *nib)
+{
+    const int off = sym ? LLMQ_Q4_ZERO_SYM - LLMQ_Q3_ZERO_SYM : 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            llmq_q4_put_code(nib + r * (cols / 2), j, llmq_q3_get_code(q3 + r * llmq_q3_row_bytes(cols), j) + off);
 }

@@ -135,18 +135,32 @@ uint8_t llmq_e4m3_encode(float v);
  * rule of int4.c, which AWQ's search imitates. */
 uint16_t llmq_f16_ceil(float s);
 
-/* ---- INT3 in the INT4 layout (int4.c) ----
- * 3-bit codes stored one per nibble exactly as LLMQ_W_Q4 stores its codes,
- * so the Q4 kernels run it unchanged (4 bits per weight on disk; the
- * quality is INT3).  Asymmetric: [mn, mx] holds 0, s = (mx - mn) / 7 rounded
- * up to an f16, z = round(-mn / s) in [0, 7], q = clamp(round(w / s) + z,
- * 0, 7), value (q - z) * s.  Symmetric: s = max|w| / 3 rounded up,
- * q = round(w / s) + 8 in [5, 11], value (q - 8) * s.  f16 limits, clip
- * and errors as llmq_q4_quantize. */
+/* ---- INT3 (int4.c) ----
+ * The quantizers write 3-bit codes one per nibble exactly as LLMQ_W_Q4
+ * stores its codes (the layout AWQ / GPTQ search in and hand to pack);
+ * llmq_q3_pack turns them into LLMQ_W_Q3 (three bits per code, blocks.h),
+ * what pack writes and the Q3 kernels run.  Asymmetric: [mn, mx] holds 0,
+ * s = (mx - mn) / 7 rounded up to an f16, z = round(-mn / s) in [0, 7],
+ * q = clamp(round(w / s) + z, 0, 7), value (q - z) * s.  Symmetric:
+ * s = max|w| / 3 rounded up, q = round(w / s) + 8 in [5, 11], value
+ * (q - 8) * s; LLMQ_W_Q3 stores q - 4 (1..7, value (q' - 4) * s, the same
+ * number).  f16 limits, clip and errors as llmq_q4_quantize. */
 int llmq_q3_quantize(const float *w, int64_t rows, int64_t cols, int group, int sym, const float *clip,
                      uint8_t *codes, uint16_t *scales, uint8_t *zeros, const char *name, llmq_err *err);
 void llmq_q3_quantize_row(const float *w, int64_t cols, int group, int sym, const float *clip,
                           uint8_t *codes, uint16_t *scales, uint8_t *zeros);
 void llmq_q3_fake_row(const float *w, int64_t cols, int group, int sym, const float *clip, float *out);
+
+/* Nibble-layout int3 codes nib[rows][cols / 2] (as llmq_q3_quantize writes
+ * them) to LLMQ_W_Q3 bytes out[rows][cols * 3 / 8]; out may be nib (the
+ * conversion runs front to back and never overtakes its input).
+ * Symmetric codes move from around 8 to around 4.  cols must be a multiple
+ * of 32.  A code outside 0..7 (asymmetric) or 4..11 (symmetric) is
+ * LLMQ_EINTERNAL naming tensor `name`: the quantizers never write one. */
+int llmq_q3_pack(const uint8_t *nib, int64_t rows, int64_t cols, int sym, uint8_t *out, const char *name,
+                 llmq_err *err);
+/* The inverse: LLMQ_W_Q3 bytes to nibble-layout codes nib[rows][cols / 2]
+ * (symmetric ones around 8 again).  Distinct buffers. */
+void llmq_q3_unpack(const uint8_t *q3, int64_t rows, int64_t cols, int sym, uint8_t *nib);
 
 #endif

@@ -37,7 +37,7 @@ expect_err 5 'already a packed model' llmq pack "$TMP/int4" -o "$TMP/again"
 
 # usage errors
 expect_err 2 'missing -o' llmq pack $M
-expect_code 2 llmq pack $M -o "$TMP/x" --format int3
+expect_code 2 llmq pack $M -o "$TMP/x" --format int2
 expect_code 2 llmq pack $M -o "$TMP/x" --group 48
 expect_code 2 llmq pack $M -o "$TMP/x" --group 256
 expect_err 2 'refusing to overwrite an input' llmq pack $M -o $M

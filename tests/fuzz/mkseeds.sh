@@ -181,11 +181,14 @@ PY
 cp "$tmp/syn/model.safetensors" "$C/packed/bf16.safetensors"
 cp "$tmp/syn/model.safetensors" "$C/safetensors/mksynth.safetensors"
 cp "$tmp/syn/config.json" "$C/config/mksynth-config.json"
-for f in "int4 --group 32" "int4 --group 32 --sym" "int8 --quantize-head" "mxint8" "mxint8 --mx-scale ceil"; do
+for f in "int4 --group 32" "int4 --group 32 --sym" "int8 --quantize-head" "mxint8" "mxint8 --mx-scale ceil" \
+         "int3 --group 32" "int3 --group 32 --sym"; do
     name=$(echo "$f" | tr -d ' -')
     ./llmq pack "$tmp/syn" -o "$tmp/p-$name" --format $f >/dev/null
     cp "$tmp/p-$name/model.safetensors" "$C/packed/$name.safetensors"
 done
+# int3 in the int4 nibble layout of files from before LLMQ_W_Q3
+./build/tools/tcheck q3-nibbles "$tmp/p-int3group32/model.safetensors" "$C/packed/int3group32nibbles.safetensors"
 cp "$tmp/p-int4group32/model.safetensors" "$C/safetensors/packed-int4.safetensors"
 ./build/tools/mksynth "$tmp/syn2" --hidden 32 --layers 2 --heads 2 --kv-heads 1 --intermediate 64 --vocab 16 --shards 2 >/dev/null
 python3 - "$tmp/syn2" "$C/ckpt/mksynth-2-shards" <<'PY'

@@ -4,7 +4,7 @@
  *
  *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]
  *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME]
- *                                              (q4 group default 128, as llmq pack)
+ *                                              (q4 / q3 group default 128, as llmq pack)
  *
  * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
  * weights come from DRAM as in a real decode step; "hot" repeats one matrix,
@@ -41,10 +41,11 @@ static double probe_bw(llmq_pool *pool, double secs)
  * is 0x30..0x3f, normal floats of either width, moderate codes). */
 static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
 {
-    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, t == LLMQ_W_Q4 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0, 0 };
+    const int q43 = t == LLMQ_W_Q4 || t == LLMQ_W_Q3;
+    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, q43 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0, 0 };
     if (llmq_wtype_is_ggml(t)) W.group = t >= LLMQ_W_GQ2_K ? 256 : 32;
     if (llmq_wtype_is_block(t)) W.group = llmq_block_size(t), W.tscale = 1.0f;
-    W.zeros = t == LLMQ_W_Q4 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
+    W.zeros = q43 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
     uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
     uint64_t n = (uint64_t)rows * (uint64_t)cols;
     uint8_t *p = arena + off;
@@ -52,6 +53,7 @@ static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
     switch (t) {
     case LLMQ_W_Q8: W.scales = p + n; break;
     case LLMQ_W_Q4: W.scales = p + n / 2; W.zeros = p + n / 2 + 2 * (n / (uint64_t)q4_group); break;
+    case LLMQ_W_Q3: W.scales = p + n / 8 * 3; W.zeros = p + n / 8 * 3 + 2 * (n / (uint64_t)q4_group); break;
     case LLMQ_W_MX8: W.scales = p + n; break;
     default:
         if (llmq_wtype_is_block(t)) W.scales = p + (llmq_wtype_is_block4(t) ? n / 2 : n);
@@ -237,7 +239,7 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     }
-    printf("q4 group %d; prefill: %ld tokens, f32 tiles + OpenBLAS sgemm (q8a8, q4a8: int8 products, activation\n"
+    printf("q4 / q3 group %d; prefill: %ld tokens, f32 tiles + OpenBLAS sgemm (q8a8, q4a8: int8 products, activation\n"
            "quantization included); q4a8 decode includes quantizing x; best bandwidth probe %.1f GB/s\n",
            q4_group, tokens, bw);
     free(arena);

@@ -11,6 +11,11 @@
  *   tcheck poke-crc FILE TENSOR INDEX HEX   the same, then record the tensor's
  *                                 new crc32 in a packed file's llmq.crc32 metadata
  *                                 (a file whose values are bad, not its checksums)
+ *   tcheck q3-nibbles IN OUT      copy packed file IN to OUT with every int3
+ *                                 qweight in the int4 nibble layout of files
+ *                                 from before LLMQ_W_Q3 (crc32s recorded anew)
+ *   tcheck cut IN OUT TENSOR      copy IN to OUT with the rows of 2-d TENSOR 4
+ *                                 bytes shorter (crc32 recorded anew)
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -20,6 +25,7 @@
 #include <zlib.h>
 #include "../../formats/safetensors.h"
 #include "../../lib/base/fileio.h"
+#include "../../lib/quant/quant.h"
 
 static int load_logits(const char *path, llmq_st_file *f, const llmq_st_tensor **t)
 {
@@ -121,8 +127,83 @@ static int fix_crc(const char *path, const char *name)
     return 0;
 }
 
+/* The scheme of linear `prefix` in a packed file's llmq.linears, or NULL. */
+static const char *linear_scheme(const cJSON *linears, const char *prefix)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(linears, prefix), "scheme");
+    return cJSON_IsString(s) ? s->valuestring : NULL;
+}
+
+/* Copy IN to OUT, rewriting tensors: mode 'n' = int3 qweights to nibbles,
+ * 'c' = rows of tensor `cut` 4 bytes shorter.  Metadata is copied, with the
+ * crc32 of every tensor recorded anew. */
+static int rewrite(const char *in, const char *out, int mode, const char *cut)
+{
+    llmq_st_file f;
+    llmq_err err = { 0, "" };
+    if (llmq_st_open(&f, in, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    const char *ls = llmq_st_meta(&f, "llmq.linears");
+    cJSON *linears = ls ? cJSON_Parse(ls) : NULL, *crcs = cJSON_CreateObject();
+    llmq_st_writer *w = llmq_st_writer_new(&err);
+    void **bufs = calloc(f.n_tensors + 1, sizeof *bufs);
+    int rc = 0, changed = 0;
+    for (size_t i = 0; i < f.n_tensors && !rc; i++) {
+        const llmq_st_tensor *t = &f.tensors[i];
+        const void *data = t->data;
+        int64_t shape[LLMQ_ST_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        uint64_t nbytes = t->nbytes;
+        size_t len = strlen(t->name);
+        if (mode == 'n' && len > 8 && !strcmp(t->name + len - 8, ".qweight")) {
+            char prefix[300];
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 8), t->name);
+            const char *sc = linear_scheme(linears, prefix);
+            if (sc && !strncmp(sc, "int3-", 5) && t->ndim == 2 && t->shape[1] % 12 == 0) {
+                int64_t rows = t->shape[0], cols = t->shape[1] / 12 * 32;
+                uint8_t *nib = malloc((size_t)(rows * cols / 2));
+                llmq_q3_unpack(t->data, rows, cols, strstr(sc, "-sym") != NULL, nib);
+                data = bufs[i] = nib;
+                shape[1] = cols / 2;
+                nbytes = (uint64_t)(rows * cols / 2);
+                changed++;
+            }
+        }
+        if (mode == 'c' && !strcmp(t->name, cut) && t->ndim == 2 && t->dtype == LLMQ_DT_U8 && t->shape[1] > 4) {
+            int64_t rows = t->shape[0], c0 = t->shape[1], c1 = c0 - 4;
+            uint8_t *b = malloc((size_t)(rows * c1));
+            for (int64_t r = 0; r < rows; r++) memcpy(b + r * c1, t->data + r * c0, (size_t)c1);
+            data = bufs[i] = b;
+            shape[1] = c1;
+            nbytes = (uint64_t)(rows * c1);
+            changed++;
+        }
+        char hex[9];
+        snprintf(hex, sizeof hex, "%08lx", crc32(crc32(0L, Z_NULL, 0), data, (uInt)nbytes));
+        cJSON_AddStringToObject(crcs, t->name, hex);
+        if (llmq_st_writer_add(w, t->name, t->dtype, t->ndim, shape, data, &err)) rc = 2;
+    }
+    char *cs = cJSON_PrintUnformatted(crcs);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, f.metadata)
+        if (!rc && cJSON_IsString(e) &&
+            llmq_st_writer_meta(w, e->string, strcmp(e->string, "llmq.crc32") ? e->valuestring : cs, &err)) rc = 2;
+    if (!rc && llmq_st_writer_finish(w, out, &err)) rc = 2;
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    if (!rc && !changed) { fprintf(stderr, "%s: nothing to rewrite\n", in); rc = 2; }
+    llmq_st_writer_free(w);
+    for (size_t i = 0; i < f.n_tensors; i++) free(bufs[i]);
+    free(bufs);
+    free(cs);
+    cJSON_Delete(crcs);
+    cJSON_Delete(linears);
+    llmq_st_close(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "q3-nibbles")) return rewrite(argv[2], argv[3], 'n', NULL);
+    if (argc == 5 && !strcmp(argv[1], "cut")) return rewrite(argv[2], argv[3], 'c', argv[4]);
     if (argc == 6 && !strcmp(argv[1], "poke-crc")) {
         int rc = poke(argv[2], argv[3], atoll(argv[4]), argv[5]);
         return rc ? rc : fix_crc(argv[2], argv[3]);
@@ -137,6 +218,7 @@ int main(int argc, char **argv)
         return e <= t ? 0 : 1;
     }
     if (argc == 4 && !strcmp(argv[1], "lt")) return atof(argv[2]) < atof(argv[3]) ? 0 : 1;
-    fprintf(stderr, "usage: tcheck logits A B TOL | json FILE KEY | relerr A B TOL | lt A B\n");
+    fprintf(stderr, "usage: tcheck logits A B TOL | json FILE KEY | relerr A B TOL | lt A B | poke FILE TENSOR INDEX HEX\n"
+                    "       | poke-crc FILE TENSOR INDEX HEX | q3-nibbles IN OUT | cut IN OUT TENSOR\n");
     return 2;
 }

@@ -7,6 +7,7 @@
 #include "../test.h"
 #include "kernels/kern-int.h"
 #include "lib/base/blocks.h"
+#include "quant/quant.h"
 
 /* |y - y_ref| <= TOL_DOT * sum_j |w_j x_j| (+ a denormal floor): f32 sums in
  * another order, relative to the condition of the dot product. */
@@ -73,6 +74,26 @@ static tmat make_mat(llmq_wtype t, int64_t rows, int64_t cols, int group, int sy
             m.zeros = malloc((size_t)ng);
             for (int64_t g = 0; g < ng; g++)
                 m.zeros[g] = mode == M_FLAT ? 8 : mode == M_MAX ? (uint8_t)((rnd() & 1) ? 15 : 0) : (uint8_t)(rnd() % 16);
+        }
+        m.data = d; m.scales = s; m.W.group = group; break;
+    }
+    case LLMQ_W_Q3: {
+        /* FLAT: every code at zero point 4 (lo bits 0, hi bit 1); MAX:
+         * codes 0 and 7 against zero points 7 and 0, the largest scale */
+        int64_t ng = rows * (cols / group), nb = n / 8 * 3;
+        uint8_t *d = malloc((size_t)nb);
+        uint16_t *s = malloc((size_t)ng * 2);
+        for (int64_t i = 0; i < nb; i++) {
+            int hi = i % 12 >= 8;
+            d[i] = mode == M_ZERO ? 0 : mode == M_FLAT ? (hi ? 0xff : 0x00)
+                 : mode == M_MAX ? ((rnd() & 1) ? 0xff : 0x00) : (uint8_t)rnd();
+        }
+        for (int64_t g = 0; g < ng; g++)
+            s[g] = llmq_f32_to_f16(mode == M_ZERO ? 0.0f : mode == M_MAX ? 65504.0f : 0.001f * (float)(1 + rnd() % 100));
+        if (!sym) {
+            m.zeros = malloc((size_t)ng);
+            for (int64_t g = 0; g < ng; g++)
+                m.zeros[g] = mode == M_FLAT ? 4 : mode == M_MAX ? (uint8_t)((rnd() & 1) ? 7 : 0) : (uint8_t)(rnd() % 8);
         }
         m.data = d; m.scales = s; m.W.group = group; break;
     }
@@ -177,7 +198,11 @@ static const int64_t COLS_BLOCK[] = { 32, 64, 96, 256, 288, 512, 544, 800 };
 
 /* the types of this file (ggml's: t-ggml-blocks.c) */
 static const llmq_wtype OWN_TYPES[] = { LLMQ_W_F32, LLMQ_W_BF16, LLMQ_W_F16, LLMQ_W_Q8, LLMQ_W_Q4, LLMQ_W_MX8,
-                                        LLMQ_W_MXFP4, LLMQ_W_MXINT4, LLMQ_W_NVFP4, LLMQ_W_NVINT4, LLMQ_W_MXFP8 };
+                                        LLMQ_W_MXFP4, LLMQ_W_MXINT4, LLMQ_W_NVFP4, LLMQ_W_NVINT4, LLMQ_W_MXFP8,
+                                        LLMQ_W_Q3 };
+/* Q3: odd and even numbers of 32-column chunks and groups (those the group
+ * does not divide are skipped) */
+static const int64_t COLS_Q3[] = { 32, 64, 96, 128, 160, 256, 384, 640, 1152 };
 
 static void each_isa_matvec(llmq_wtype t, int group, int sym)
 {
@@ -185,12 +210,14 @@ static void each_isa_matvec(llmq_wtype t, int group, int sym)
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        const int64_t *cols = t <= LLMQ_W_Q8 ? COLS_ANY : llmq_wtype_is_block(t) ? COLS_BLOCK : COLS_128;
+        const int64_t *cols = t <= LLMQ_W_Q8 ? COLS_ANY : llmq_wtype_is_block(t) ? COLS_BLOCK
+                            : t == LLMQ_W_Q3 ? COLS_Q3 : COLS_128;
         size_t nc = t <= LLMQ_W_Q8 ? LLMQ_ARRAY_LEN(COLS_ANY) : llmq_wtype_is_block(t) ? LLMQ_ARRAY_LEN(COLS_BLOCK)
-                  : LLMQ_ARRAY_LEN(COLS_128);
+                  : t == LLMQ_W_Q3 ? LLMQ_ARRAY_LEN(COLS_Q3) : LLMQ_ARRAY_LEN(COLS_128);
         for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(ROWS); ri++)
             for (size_t ci = 0; ci < nc; ci++)
                 for (int mode = 0; mode < M_COUNT; mode++) {
+                    if (t == LLMQ_W_Q3 && cols[ci] % group) continue;
                     tmat m = make_mat(t, ROWS[ri], cols[ci], group, sym, mode);
                     float *x = rand_vec(cols[ci], mode == M_MAX ? 1e3f : 1.0f);
                     CHECK(check_matvec(&m, x, NULL, "matvec"));
@@ -209,6 +236,10 @@ TEST(matvec_q4_g32) { each_isa_matvec(LLMQ_W_Q4, 32, 0); }
 TEST(matvec_q4_g64) { each_isa_matvec(LLMQ_W_Q4, 64, 0); }
 TEST(matvec_q4_g128) { each_isa_matvec(LLMQ_W_Q4, 128, 0); }
 TEST(matvec_q4_sym) { each_isa_matvec(LLMQ_W_Q4, 32, 1); each_isa_matvec(LLMQ_W_Q4, 128, 1); }
+TEST(matvec_q3_g32) { each_isa_matvec(LLMQ_W_Q3, 32, 0); }
+TEST(matvec_q3_g64) { each_isa_matvec(LLMQ_W_Q3, 64, 0); }
+TEST(matvec_q3_g128) { each_isa_matvec(LLMQ_W_Q3, 128, 0); }
+TEST(matvec_q3_sym) { each_isa_matvec(LLMQ_W_Q3, 32, 1); each_isa_matvec(LLMQ_W_Q3, 64, 1); each_isa_matvec(LLMQ_W_Q3, 128, 1); }
 TEST(matvec_mx8) { each_isa_matvec(LLMQ_W_MX8, 32, 0); }
 TEST(matvec_mxfp4) { each_isa_matvec(LLMQ_W_MXFP4, 32, 0); }
 TEST(matvec_mxint4) { each_isa_matvec(LLMQ_W_MXINT4, 32, 0); }
@@ -1014,6 +1045,114 @@ TEST(wmat_bytes_and_check)
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EFORMAT);
     Q.type = (llmq_wtype)99;
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EUNSUPPORTED);
+}
+
+/* ---- Q3 ---- */
+
+/* One chunk by hand (blocks.h): codes j & 7, then (j >> 2) & 7. */
+TEST(q3_layout_by_hand)
+{
+    static const uint8_t want[2][12] = {
+        { 0x00, 0x55, 0xaa, 0xff, 0x00, 0x55, 0xaa, 0xff, 0xf0, 0xf0, 0xf0, 0xf0 },
+        { 0x88, 0x88, 0x88, 0x88, 0xdd, 0xdd, 0xdd, 0xdd, 0x00, 0x00, 0xff, 0xff },
+    };
+    for (int k = 0; k < 2; k++) {
+        uint8_t c[12];
+        memset(c, 0xa5, sizeof c);                   /* put_code overwrites every bit */
+        for (int j = 0; j < 32; j++) llmq_q3_put_code(c, j, k ? (j >> 2) & 7 : j & 7);
+        CHECK_MSG(!memcmp(c, want[k], 12), "pattern %d", k);
+        for (int j = 0; j < 32; j++) CHECK_EQ_INT(llmq_q3_get_code(want[k], j), k ? (j >> 2) & 7 : j & 7);
+    }
+    CHECK_EQ_INT(sizeof(llmq_q3_chunk), 12);
+    CHECK_EQ_INT(llmq_q3_row_bytes(128), 48);
+    /* values through every ISA: zero point 3 (asymmetric), 4 (symmetric), s = 0.5 */
+    uint8_t d[24];
+    memcpy(d, want[0], 12);
+    memcpy(d + 12, want[1], 12);
+    uint16_t sc[2] = { llmq_f32_to_f16(0.5f), llmq_f32_to_f16(0.5f) };
+    uint8_t z[2] = { 3, 3 };
+    llmq_isa saved = llmq_cpu_isa();
+    for (int sym = 0; sym < 2; sym++)
+        for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+            if (!isa_ok((llmq_isa)isa)) continue;
+            llmq_cpu_set_isa((llmq_isa)isa);
+            llmq_wmat W = { LLMQ_W_Q3, 1, 64, d, sc, sym ? NULL : z, 32, 0 };
+            float out[64], x[64], y;
+            llmq_err err;
+            CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
+            llmq_ktable_cur()->dequant[LLMQ_W_Q3](&W, 0, 1, out);
+            double dot = 0;
+            for (int j = 0; j < 64; j++) {
+                int q = j < 32 ? j & 7 : ((j - 32) >> 2) & 7;
+                CHECK_MSG(out[j] == (float)(q - (sym ? 4 : 3)) * 0.5f, "isa %s sym %d col %d: %g", llmq_isa_name(llmq_cpu_isa()),
+                          sym, j, (double)out[j]);
+                x[j] = (float)(j % 5) - 2.0f;
+                dot += (double)out[j] * x[j];
+            }
+            llmq_ktable_cur()->matvec[LLMQ_W_Q3](&W, 0, 1, x, &y);
+            CHECK_MSG(y == (float)dot, "isa %s sym %d: %g vs %g", llmq_isa_name(llmq_cpu_isa()), sym, (double)y, dot);
+        }
+    llmq_cpu_set_isa(saved);
+}
+
+/* Every code in every lane: the same codes as Q3 and as Q4 nibbles
+ * (llmq_q3_unpack) dequantize to the same values on every ISA, the
+ * kernel row ranges write only their rows. */
+TEST(q3_equals_nibble_layout)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    static const int groups[] = { 32, 64, 128 };
+    for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(groups); gi++)
+        for (int sym = 0; sym < 2; sym++) {
+            const int G = groups[gi];
+            const int64_t rows = 7, cols = 384;
+            tmat m = make_mat(LLMQ_W_Q3, rows, cols, G, sym, M_RANDOM);
+            uint8_t *nib = malloc((size_t)(rows * cols / 2));
+            llmq_q3_unpack(m.data, rows, cols, sym, nib);
+            llmq_wmat W4 = m.W;
+            W4.type = LLMQ_W_Q4;
+            W4.data = nib;
+            float *a = malloc((size_t)(rows * cols) * 4), *b = malloc((size_t)(rows * cols + 16) * 4);
+            llmq_ktable_ref.dequant[LLMQ_W_Q4](&W4, 0, rows, a);
+            float *x = rand_vec(cols, 1.0f), y[8], yr[8];
+            for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+                if (!isa_ok((llmq_isa)isa)) continue;
+                llmq_cpu_set_isa((llmq_isa)isa);
+                const llmq_ktable *kt = llmq_ktable_cur();
+                memset(b, 0x7f, (size_t)(rows * cols + 16) * 4);
+                kt->dequant[LLMQ_W_Q3](&m.W, 2, 7, b);
+                CHECK_MSG(same_values(a + 2 * cols, b, 5 * cols), "g%d sym %d isa %s", G, sym, llmq_isa_name(llmq_cpu_isa()));
+                CHECK(((const uint32_t *)b)[5 * cols] == 0x7f7f7f7fu);
+                memset(y, 0x7f, sizeof y);
+                kt->matvec[LLMQ_W_Q3](&m.W, 1, 6, x, y);
+                llmq_ktable_ref.matvec[LLMQ_W_Q4](&W4, 1, 6, x, yr);
+                for (int r = 0; r < 5; r++)
+                    CHECK_MSG(fabs((double)y[r] - yr[r]) <= TOL_DOT * abs_dot(&W4, 1 + r, x) + TOL_FLOOR,
+                              "g%d sym %d isa %s row %d: %.9g vs %.9g", G, sym, llmq_isa_name(llmq_cpu_isa()), 1 + r,
+                              (double)y[r], (double)yr[r]);
+                CHECK(((const uint32_t *)y)[5] == 0x7f7f7f7fu);
+            }
+            free(x); free(a); free(b); free(nib); tmat_free(&m);
+        }
+    llmq_cpu_set_isa(saved);
+}
+
+TEST(q3_wmat_bytes_and_check)
+{
+    llmq_wmat W = { LLMQ_W_Q3, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 128, 0 };
+    CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 * 3 / 8 + 2048ull * 44 * 3);
+    W.zeros = NULL;
+    CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 * 3 / 8 + 2048ull * 44 * 2);
+    llmq_err err;
+    CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
+    CHECK(!strcmp(llmq_wtype_name(LLMQ_W_Q3), "q3"));
+    W.group = 16;
+    CHECK_EQ_INT(llmq_wmat_check(&W, "blk.0.w", &err), LLMQ_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "'blk.0.w'") && strstr(err.msg, "q3"));
+    W.group = 128; W.cols = 5632 + 32;
+    CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_EFORMAT);
+    W.cols = 5632; W.scales = NULL;
+    CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_EFORMAT);
 }
 
 /* E8M0 and MX code scale: 2^(e-127) and 2^(e-133) exactly, NaN at 255. */

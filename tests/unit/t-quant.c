@@ -205,6 +205,57 @@ TEST(q4_layout_and_edges)
     CHECK(out[0] > 0 && out[1] < 0 && fabs(out[0] - out[1]) <= 15 * 65504.0);
 }
 
+/* int3: the quantizer's nibbles repacked to three bits per code
+ * (LLMQ_W_Q3) are the same numbers: symmetric codes move from around 8 to
+ * around 4, values stay; in place equals out of place; back again gives the
+ * nibbles; codes no quantizer writes are refused naming the tensor. */
+static void q3_pack_round_trip(int group, int sym)
+{
+    enum { R = 21, C = 384 };
+    static float w[R * C], a[C], b[C];
+    static uint8_t q[R * C / 2], q3[R * C * 3 / 8], back[R * C / 2], z[R * C / 32];
+    static uint16_t s[R * C / 32];
+    for (int r = 0; r < R; r++) fill_row(w + r * C, C, r);
+    llmq_err err;
+    CHECK_EQ_INT(llmq_q3_quantize(w, R, C, group, sym, NULL, q, s, sym ? NULL : z, "t", &err), LLMQ_OK);
+    CHECK_EQ_INT(llmq_q3_pack(q, R, C, sym, q3, "t", &err), LLMQ_OK);
+    llmq_wmat W4 = { LLMQ_W_Q4, R, C, q, s, sym ? NULL : z, group, 0 };
+    llmq_wmat W3 = { LLMQ_W_Q3, R, C, q3, s, sym ? NULL : z, group, 0 };
+    for (int r = 0; r < R; r++) {
+        llmq_get_row(&W4, r, a);
+        llmq_get_row(&W3, r, b);
+        CHECK_MSG(!memcmp(a, b, sizeof a), "g%d sym %d row %d", group, sym, r);
+        for (int j = 0; j < C; j++) {
+            int c = llmq_q3_get_code(q3 + r * C * 3 / 8, j);
+            if (sym) CHECK(c >= 1 && c <= 7);
+        }
+    }
+    llmq_q3_unpack(q3, R, C, sym, back);
+    CHECK(!memcmp(back, q, sizeof q));
+    CHECK_EQ_INT(llmq_q3_pack(back, R, C, sym, back, "t", &err), LLMQ_OK);   /* in place */
+    CHECK(!memcmp(back, q3, sizeof q3));
+}
+
+TEST(q3_pack_round_trip_asym) { q3_pack_round_trip(32, 0); q3_pack_round_trip(64, 0); q3_pack_round_trip(128, 0); }
+TEST(q3_pack_round_trip_sym) { q3_pack_round_trip(32, 1); q3_pack_round_trip(64, 1); q3_pack_round_trip(128, 1); }
+
+TEST(q3_pack_refuses)
+{
+    uint8_t nib[2 * 16], out[2 * 12];
+    llmq_err err;
+    memset(nib, 0x77, sizeof nib);                  /* code 7 everywhere: fine both ways */
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 32, 0, out, "a.weight", &err), LLMQ_OK);
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 32, 1, out, "a.weight", &err), LLMQ_OK);
+    nib[16 + 5] = 0x87;                             /* row 1, column 11: code 8 */
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 32, 0, out, "a.weight", &err), LLMQ_EINTERNAL);
+    CHECK(strstr(err.msg, "'a.weight'") && strstr(err.msg, "row 1 column 11"));
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 32, 1, out, "a.weight", &err), LLMQ_OK);   /* 8 is symmetric zero */
+    nib[3] = 0x37;                                  /* row 0, column 7: 3 is below symmetric 4..11 */
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 32, 1, out, "a.weight", &err), LLMQ_EINTERNAL);
+    CHECK(strstr(err.msg, "column 7") != NULL);
+    CHECK_EQ_INT(llmq_q3_pack(nib, 2, 48, 0, out, "a.weight", &err), LLMQ_EINTERNAL);   /* not whole chunks */
+}
+
 TEST(q4_clip)
 {
     enum { C = 64 };
