@@ -1,4 +1,5 @@
-/* awq.c - `llmq awq`: activation-aware weight quantization to INT4 / INT3 into a packed model directory. */
+/* awq.c - `llmq awq`: activation-aware weight quantization to INT4 / INT3 or an MX / NV block format
+ * into a packed model directory. */
 #include <stdio.h>
 #include <unistd.h>
 #include "common.h"
@@ -14,18 +15,21 @@
 #include "../lib/base/blocks.h"
 
 static struct {
-    const char *out, *text, *skip, *propagate, *layers, *act;
+    const char *out, *text, *skip, *propagate, *layers, *act, *format, *mx_scale;
     int w_bit, group, sym, samples, seqlen, n_grid, no_duo, no_clip, no_clip_qk, seed, search_tokens;
     int stat_windows, loss_windows, threads, json, gptq;
+    int seen_w_bit, seen_group, seen_mx_scale;
     double gptq_damp;
 } o;
 
 static opt_def awq_opts[] = {
     OPT_ROW_OUTPUT(o.out, "DIR", "write the packed model to DIR (required; with --layers, the shard FILE)"),
     { "text", OPT_PATH, &o.text, "PATH", "calibration text: a file, or a directory whose files are all used (required)", NULL, 0, 0, NULL, 0, NULL },
-    { "w-bit", OPT_INT, &o.w_bit, "N", "weight bits: 4 (int4) or 3 (int3 codes in the int4 layout)", NULL, 3, 4, NULL, 0, OPT_DEF(LLMQ_AWQ_BITS_DEFAULT) },
-    { "group", OPT_INT, &o.group, "N", "group size along the input dimension: 32, 64 or 128", NULL, 32, 128, NULL, 0, OPT_DEF(LLMQ_AWQ_GROUP_DEFAULT) },
-    { "sym", OPT_FLAG, &o.sym, NULL, "symmetric quantization, no zero points", NULL, 0, 0, NULL, 0, NULL },
+    { "format", OPT_CHOICE, &o.format, NULL, "weight format the scales and clips are searched for and the model is packed in: group-wise int4 (or int3 with --w-bit 3), or a block format (mx: blocks of 32 with an E8M0 scale; nv: blocks of 16 with an E4M3 scale and a tensor scale)", "int4|nvint4|nvfp4|mxfp4|mxint4|mxfp8", 0, 0, NULL, 0, "int4" },
+    { "mx-scale", OPT_CHOICE, &o.mx_scale, NULL, "block scale rule of the block formats, as llmq pack: ocp = the spec's, ceil = the smallest scale at which nothing clips, mse = per block the one of the ocp scale and its neighbours with the smallest squared error", "ocp|ceil|mse", 0, 0, &o.seen_mx_scale, 0, "mse" },
+    { "w-bit", OPT_INT, &o.w_bit, "N", "int format: weight bits, 4 (int4) or 3 (int3, three bits per code)", NULL, 3, 4, &o.seen_w_bit, 0, OPT_DEF(LLMQ_AWQ_BITS_DEFAULT) },
+    { "group", OPT_INT, &o.group, "N", "int format: group size along the input dimension, 32, 64 or 128", NULL, 32, 128, &o.seen_group, 0, OPT_DEF(LLMQ_AWQ_GROUP_DEFAULT) },
+    { "sym", OPT_FLAG, &o.sym, NULL, "int format: symmetric quantization, no zero points", NULL, 0, 0, NULL, 0, NULL },
     { "samples", OPT_INT, &o.samples, "N", "calibration windows", NULL, 1, 100000, NULL, 0, "128" },
     { "seqlen", OPT_INT, &o.seqlen, "N", "tokens per calibration window", NULL, 2, 65536, NULL, 0, "512" },
     { "n-grid", OPT_INT, &o.n_grid, "N", "scale search grid: ratios i/N, i = 0..N-1", NULL, 1, 1000, NULL, 0, OPT_DEF(LLMQ_AWQ_N_GRID_DEFAULT) },
@@ -48,16 +52,28 @@ static opt_def awq_opts[] = {
 };
 
 static const cmd_spec awq_spec = {
-    "awq", "MODEL -o DIR --text PATH [--w-bit 4|3] [--group N] [--sym] [options]",
-    "Quantize every linear layer of MODEL to group-wise INT4 or INT3 with AWQ\n"
-    "(activation-aware scales and clipping searched block by block on calibration\n"
-    "text) and write a packed model directory that llmq verify runs directly.",
-    "INT3 codes are stored in the int4 layout (4 bits per weight on disk).\n"
+    "awq", "MODEL -o DIR --text PATH [--format F [--mx-scale R]] [--w-bit 4|3] [--group N] [--sym] [options]",
+    "Quantize every linear layer of MODEL to group-wise INT4 or INT3, or to an MX /\n"
+    "NV block format, with AWQ (activation-aware scales and clipping searched block\n"
+    "by block on calibration text, for the chosen format) and write a packed model\n"
+    "directory that llmq verify runs directly.",
+    "INT3 is written three bits per code, as llmq pack --format int3 writes it.\n"
+    "With a block format the searches fake-quantize with that format (the clips per\n"
+    "block) and the model is packed as llmq pack --format F --mx-scale R packs the\n"
+    "scaled, clipped weights; --w-bit, --group and --sym are for int4 only.\n"
     "Every choice is recorded under llmq.params in the packed file.  With --propagate fp\n"
     "the layers can be searched in ranges (--layers A:B, each its own process or machine)\n"
     "and joined by llmq merge into the bytes a single run gives.  See llmq-awq(1).",
     awq_opts, 1, 1,
 };
+
+/* The block format --format names, or LLMQ_W_F32 for int4. */
+static llmq_wtype format_btype(void)
+{
+    for (int t = LLMQ_W_MXFP4; t <= LLMQ_W_MXFP8; t++)
+        if (!strcmp(o.format, llmq_block_name((llmq_wtype)t))) return (llmq_wtype)t;
+    return LLMQ_W_F32;
+}
 
 static void search_opts(llmq_awq_opts *ao)
 {
@@ -65,6 +81,15 @@ static void search_opts(llmq_awq_opts *ao)
     ao->q.bits = o.w_bit;
     ao->q.group = o.group;
     ao->q.sym = o.sym;
+    llmq_wtype bt = format_btype();
+    if (llmq_wtype_is_block(bt)) {
+        ao->q.btype = bt;
+        ao->q.rule = !strcmp(o.mx_scale, "ceil") ? LLMQ_MX_SCALE_CEIL : !strcmp(o.mx_scale, "mse") ? LLMQ_MX_SCALE_MSE
+                   : LLMQ_MX_SCALE_OCP;
+        ao->q.bits = bt == LLMQ_W_MXFP8 ? 8 : 4;
+        ao->q.group = llmq_block_size(bt);
+        ao->q.sym = 1;
+    }
     ao->n_grid = o.n_grid;
     ao->duo = !o.no_duo;
     ao->clip = !o.no_clip;
@@ -90,10 +115,12 @@ static void report(const char *cmd, const char *model, const char *out, int json
         llmq_qscheme_name(&po->scheme, scheme, sizeof scheme);
         cJSON *j = json_report(model, out);
         cJSON_AddStringToObject(j, "scheme", scheme);
+        /* information per weight: codes plus the f16 scale and zero of each
+         * group, or the scale byte of each block (less the NV tensor scale) */
+        double eff = llmq_awq_is_block(q) ? q->bits + 8.0 / q->group : q->bits + (16.0 + (q->sym ? 0.0 : 8.0)) / q->group;
         const llmq_json_num f[] = {
             { "linears_packed", st->linears_packed }, { "bits_per_weight", st->bits_per_weight },
-            /* information per weight: codes plus the f16 scale and zero of each group */
-            { "effective_bits_per_weight", q->bits + (16.0 + (q->sym ? 0.0 : 8.0)) / q->group },
+            { "effective_bits_per_weight", eff },
             { "file_bytes", (double)st->bytes }, { "search_seconds", t_search }, { "seconds", secs },
             { "peak_rss_bytes", (double)rss }, { "threads", llmq_pool_size(res->o.pool) },
         };
@@ -104,7 +131,8 @@ static void report(const char *cmd, const char *model, const char *out, int json
         json_emit(j);
     } else if (isatty(2)) {
         fprintf(stderr, "llmq %s: %s: %d linears %s, %.2f bits/weight, %.1f s, peak RSS %.0f MiB\n", cmd, out,
-                st->linears_packed, q->bits == 3 ? "int3" : "int4", st->bits_per_weight, secs, (double)rss / 1048576.0);
+                st->linears_packed, llmq_awq_is_block(q) ? llmq_block_name(q->btype) : q->bits == 3 ? "int3" : "int4",
+                st->bits_per_weight, secs, (double)rss / 1048576.0);
     }
 }
 
@@ -185,15 +213,23 @@ int awq_write(const char *cmd, const char *model_arg, const llmq_model *m, llmq_
     const cJSON *skip = cJSON_GetObjectItemCaseSensitive(info, "skip");
     llmq_pack_opts po;
     memset(&po, 0, sizeof po);
-    po.scheme.format = res->o.q.bits == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
-    po.scheme.group = res->o.q.group;
-    po.scheme.sym = res->o.q.sym;
+    if (llmq_awq_is_block(&res->o.q)) {
+        po.scheme.format = LLMQ_PACK_BLOCK;
+        po.scheme.btype = res->o.q.btype;
+        po.scheme.group = res->o.q.group;
+        po.scheme.mx_rule = res->o.q.rule;
+    } else {
+        po.scheme.format = res->o.q.bits == 3 ? LLMQ_PACK_INT3 : LLMQ_PACK_INT4;
+        po.scheme.group = res->o.q.group;
+        po.scheme.sym = res->o.q.sym;
+    }
     po.command = command;
     po.skip = cJSON_IsString(skip) ? skip->valuestring : NULL;
     po.extra = extra;
     po.provider = llmq_awq_provider;
     po.provider_ctx = res;
     po.qprovider = llmq_awq_qprovider;
+    po.bprovider = llmq_awq_bprovider;
     llmq_pack_stats st;
     int rc = llmq_pack_model(m, &po, out, &st, err);
     if (!rc) report(cmd, model_arg, out, json, &po, &st, res, &extra, t_search, llmq_now() - t0);
@@ -225,6 +261,11 @@ int cmd_awq(int argc, char **argv)
     if (!o.text) return cmd_failf("awq", LLMQ_EUSAGE, "missing --text PATH: AWQ needs calibration text");
     if (!llmq_q4_group_ok(o.group))
         return cmd_failf("awq", LLMQ_EUSAGE, "--group must be 32, 64 or 128");
+    if (llmq_wtype_is_block(format_btype()) && (o.seen_w_bit || o.seen_group || o.sym))
+        return cmd_failf("awq", LLMQ_EUSAGE, "--w-bit, --group and --sym are for --format int4; %s has its own block "
+                         "(%d) and symmetric scales", o.format, llmq_block_size(format_btype()));
+    if (!llmq_wtype_is_block(format_btype()) && o.seen_mx_scale)
+        return cmd_failf("awq", LLMQ_EUSAGE, "--mx-scale is for the block formats, not %s", o.format);
     llmq_awq_opts ao;
     search_opts(&ao);
     if (o.layers && llmq_parse_range(o.layers, &ao.layer_lo, &ao.layer_hi))

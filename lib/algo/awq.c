@@ -116,10 +116,253 @@ static void fq_group(int bits, int sym, const float *v, int G, float clip, float
     }
 }
 
+/* ---- the block formats' fake quantization ----
+ *
+ * llmq_block_quantize_row then llmq_block_dequantize_row (microscale.c) of
+ * one clamped block, the same operations on the same values in the same
+ * order (t-awq-block checks it bit for bit), restated for the searches:
+ * elements are rounded by comparisons (E2M1) or the 1.5 * 2^52 trick
+ * (int4) instead of libm calls, an MX division by the power-of-two block
+ * factor is the (exact) multiplication by its inverse, and the squared
+ * errors of the MSE rule's candidate scales are summed element by element
+ * in the reference order, the candidates' sums side by side.  Contraction
+ * into FMAs is off: the reference has none, and an FMA would round the
+ * squared errors differently and could flip the MSE rule's choice. */
+
+#define BLK_MAX 32          /* largest block */
+#define BLK_CAND 5          /* the MSE rule's candidate scales (NV: c0 and two either side) */
+/* the helpers of fq_block4 inline into each of its clones (GCC does not
+ * inline across differing optimize attributes otherwise) */
+#if defined(__GNUC__)
+#define BLK_INLINE static inline __attribute__((always_inline))
+#else
+#define BLK_INLINE static inline
+#endif
+
+typedef struct {
+    llmq_wtype t;
+    llmq_mx_rule rule;
+    float tscale;           /* NV: the tensor scale */
+    int nv, fp;             /* E4M3 block scale times tscale; E2M1 elements (else int4) */
+    double k;               /* int4: code = round(x k): 4 for MXINT4 (value code / 4), 1 for NVINT4 */
+    float unit;             /* 1 / k */
+    double emax;            /* the largest element: 6, 1.75, 7 */
+    int lemax;              /* ilogb(emax) */
+    int ocp_shift;          /* emax_elem of OCP section 6.3: 2 for E2M1, 0 for MXINT4 */
+} blk_fmt;
+
+static void blk_fmt_init(blk_fmt *f, const llmq_awq_qcfg *q, float tscale)
+{
+    f->t = q->btype;
+    f->rule = q->rule;
+    f->tscale = tscale;
+    f->nv = llmq_wtype_is_nv(q->btype);
+    f->fp = q->btype == LLMQ_W_MXFP4 || q->btype == LLMQ_W_NVFP4;
+    f->k = q->btype == LLMQ_W_MXINT4 ? 4.0 : 1.0;
+    f->unit = q->btype == LLMQ_W_MXINT4 ? 0.25f : 1.0f;
+    f->emax = f->fp ? 6.0 : q->btype == LLMQ_W_MXINT4 ? 1.75 : 7.0;
+    f->lemax = f->fp ? 2 : q->btype == LLMQ_W_MXINT4 ? 0 : 2;
+    f->ocp_shift = f->fp ? 2 : 0;
+}
+
+/* 2^e, e in [-1022, 1023] */
+static inline double pow2d(int e)
+{
+    uint64_t u = (uint64_t)(e + 1023) << 52;
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* ilogb(a) for a float a > 0 (the same as ilogb of a as a double) */
+static inline int ilogb_f(float a)
+{
+    int e = (int)((llmq_f32_bits(a) >> 23) & 0xff);
+    return e ? e - 127 : ilogbf(a);
+}
+
+/* The scale byte rule OCP or CEIL gives a block with max |x| = amax > 0
+ * (microscale.c mx_exponent, nv_scale); MSE starts from OCP's. */
+static int blk_scale0(const blk_fmt *f, float amax, llmq_mx_rule rule)
+{
+    if (f->nv) {
+        double s = (double)amax / (f->emax * (double)f->tscale);
+        uint8_t c = llmq_e4m3_encode((float)s);
+        if (rule == LLMQ_MX_SCALE_CEIL && (double)llmq_e4m3_to_f32(c) < s && c < 0x7e) c++;
+        return c;
+    }
+    int e;
+    if (rule == LLMQ_MX_SCALE_CEIL) {
+        e = ilogb_f(amax) - f->lemax - 1;
+        while (f->emax * pow2d(e) < (double)amax) e++;
+    } else {
+        e = ilogb_f(amax) - f->ocp_shift;
+    }
+    e = e < -127 ? -127 : e > 127 ? 127 : e;
+    return e + 127;
+}
+
+/* The factor of scale byte c (blocks.h: E8M0, or E4M3 times tscale, a float product). */
+BLK_INLINE float blk_factor(const blk_fmt *f, int c)
+{
+    return f->nv ? llmq_e4m3_to_f32((uint8_t)c) * f->tscale : llmq_e8m0_to_f32((uint8_t)c);
+}
+
+/* E2M1 value nearest x (llmq_e2m1_encode of (float)x, then the table):
+ * the midpoints compared as floats, ties to the even mantissa, the
+ * magnitude a sum of the steps passed; +0 for every x that rounds to 0. */
+BLK_INLINE float e2m1_value(double x)
+{
+    float f = (float)x, a = fabsf(f);
+    float v = (a > 0.25f ? 0.5f : 0.0f) + (a >= 0.75f ? 0.5f : 0.0f) + (a > 1.25f ? 0.5f : 0.0f) +
+              (a >= 1.75f ? 0.5f : 0.0f) + (a > 2.5f ? 1.0f : 0.0f) + (a >= 3.5f ? 1.0f : 0.0f) + (a > 5.0f ? 2.0f : 0.0f);
+    return f < 0.0f ? 0.0f - v : v;
+}
+
+/* int4 value of y = x k: nearbyint(y) clamped to [-7, 7], times unit
+ * (y is clamped to [-8, 8] first so the rounding trick is exact; a NaN
+ * becomes 0, as microscale.c's elem_code makes it).  One select per
+ * statement: GCC 12 vectorizes those, not the nested ones. */
+BLK_INLINE float int4_value(double y, float unit)
+{
+    y = y < -8.0 ? -8.0 : y;
+    y = y > 8.0 ? 8.0 : y;
+    y = y == y ? y : 0.0;
+    double c = (y + 0x1.8p52) - 0x1.8p52;
+    c = c < -7.0 ? -7.0 : c;
+    c = c > 7.0 ? 7.0 : c;
+    return (float)c * unit;
+}
+
+/* p[j] = the element value of x[j] / d (d > 0; MX: x[j] * r, r = 1 / d exactly) */
+BLK_INLINE void blk_values(const blk_fmt *f, const float *x, int B, double d, float *p)
+{
+    if (f->nv) {
+        if (f->fp) for (int j = 0; j < B; j++) p[j] = e2m1_value((double)x[j] / d);
+        else for (int j = 0; j < B; j++) p[j] = int4_value((double)x[j] / d, 1.0f);
+    } else {
+        double r = 1.0 / d, k = f->k;
+        if (f->fp) for (int j = 0; j < B; j++) p[j] = e2m1_value((double)x[j] * r);
+        else for (int j = 0; j < B; j++) p[j] = int4_value((double)x[j] * r * k, f->unit);
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("default", "avx2", "avx512f"),
+               optimize("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math", "fp-contract=off")))
+#elif defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+static void fq_block4(const blk_fmt *f, const float *v, int B, float clip, float cliplo, float *out)
+{
+    float x[BLK_MAX], P[BLK_CAND][BLK_MAX];
+    double E[BLK_CAND][BLK_MAX];
+    /* eight running maxima (B is 16 or 32), as fq_group */
+    float m8[8] = { 0 }, amax = 0.0f;
+    for (int j = 0; j < B; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float a = v[j + l];
+            a = a > clip ? clip : a;
+            a = a < -cliplo ? -cliplo : a;
+            x[j + l] = a;
+            a = fabsf(a);
+            m8[l] = a > m8[l] ? a : m8[l];
+        }
+    for (int l = 0; l < 8; l++) amax = m8[l] > amax ? m8[l] : amax;
+    if (!(amax > 0.0f)) {
+        for (int j = 0; j < B; j++) out[j] = 0.0f;
+        return;
+    }
+    int c0 = blk_scale0(f, amax, f->rule == LLMQ_MX_SCALE_CEIL ? LLMQ_MX_SCALE_CEIL : LLMQ_MX_SCALE_OCP);
+    int cand[BLK_CAND], n = 0;
+    cand[n++] = c0;
+    if (f->rule == LLMQ_MX_SCALE_MSE)
+        for (int c = f->nv ? c0 - 2 : c0; c <= c0 + (f->nv ? 2 : 1); c++)
+            if (c != c0 && c >= 1 && c <= (f->nv ? 0x7e : 254)) cand[n++] = c;
+    float df[BLK_CAND];
+    for (int i = 0; i < n; i++) {
+        df[i] = blk_factor(f, cand[i]);
+        double d = (double)df[i];
+        if (d > 0.0) blk_values(f, x, B, d, P[i]);
+        else for (int j = 0; j < B; j++) P[i][j] = 0.0f;
+    }
+    int best = 0;
+    if (n > 1) {
+        /* microscale.c block_sse: sum over j of (q - x)^2, q = value * d in double */
+        for (int i = 0; i < n; i++) {
+            double d = (double)df[i];
+            if (d > 0.0)
+                for (int j = 0; j < B; j++) {
+                    double e = (double)P[i][j] * d - (double)x[j];
+                    E[i][j] = e * e;
+                }
+            else
+                for (int j = 0; j < B; j++) {
+                    double e = 0.0 - (double)x[j];
+                    E[i][j] = e * e;
+                }
+        }
+        /* in order over j, a chain per candidate; fixed counts so the
+         * chains stay in registers side by side */
+        double sum[BLK_CAND] = { 0 };
+        if (n == 2) {
+            for (int j = 0; j < B; j++) { sum[0] += E[0][j]; sum[1] += E[1][j]; }
+        } else {
+            for (int i = n; i < BLK_CAND; i++)
+                for (int j = 0; j < B; j++) E[i][j] = 0.0;
+            for (int j = 0; j < B; j++)
+                for (int i = 0; i < BLK_CAND; i++) sum[i] += E[i][j];
+        }
+        for (int i = 1; i < n; i++)
+            if (sum[i] < sum[best]) best = i;
+    }
+    float d = df[best];
+    for (int j = 0; j < B; j++) out[j] = P[best][j] * d;
+}
+
+/* One block of a block format, clamped to [-cliplo, clip], fake-quantized. */
+static void fq_block(const blk_fmt *f, const float *v, int B, float clip, float cliplo, float *out)
+{
+    if (f->t != LLMQ_W_MXFP8) { fq_block4(f, v, B, clip, cliplo, out); return; }
+    float x[BLK_MAX];
+    uint8_t codes[BLK_MAX], sc;
+    for (int j = 0; j < B; j++) x[j] = fminf(fmaxf(v[j], -cliplo), clip);
+    llmq_block_quantize_row(f->t, x, B, f->rule, f->tscale, codes, &sc);
+    llmq_block_dequantize_row(f->t, codes, &sc, f->tscale, B, out);
+}
+
+void llmq_awq_fake_row_t(const llmq_awq_qcfg *q, float tscale, const float *w, int64_t cols, const float *clip,
+                         float *out)
+{
+    if (!llmq_awq_is_block(q)) {
+        for (int64_t g = 0; g < cols / q->group; g++)
+            fq_group(q->bits, q->sym, w + g * q->group, q->group, clip ? clip[2 * g] : INFINITY,
+                     clip ? clip[2 * g + 1] : INFINITY, out + g * q->group);
+        return;
+    }
+    blk_fmt f;
+    blk_fmt_init(&f, q, tscale);
+    const int B = q->group;
+    for (int64_t g = 0; g < cols / B; g++)
+        fq_block(&f, w + g * B, B, clip ? clip[2 * g] : INFINITY, clip ? clip[2 * g + 1] : INFINITY, out + g * B);
+}
+
+/* max |w| of a row clamped per group to [-clip[2g + 1], clip[2g]] (clip NULL: none) */
+static float row_amax(const float *w, int64_t cols, int group, const float *clip)
+{
+    float amax = 0.0f;
+    for (int64_t j = 0; j < cols; j++) {
+        float a = w[j];
+        if (clip) a = fminf(fmaxf(a, -clip[2 * (j / group) + 1]), clip[2 * (j / group)]);
+        amax = fmaxf(amax, fabsf(a));
+    }
+    return amax;
+}
+
 void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out)
 {
-    for (int64_t g = 0; g < cols / q->group; g++)
-        fq_group(q->bits, q->sym, w + g * q->group, q->group, clip ? clip[2 * g] : INFINITY, clip ? clip[2 * g + 1] : INFINITY, out + g * q->group);
+    float ts = llmq_wtype_is_nv(q->btype) ? llmq_block_tscale(q->btype, row_amax(w, cols, q->group, clip)) : 1.0f;
+    llmq_awq_fake_row_t(q, ts, w, cols, clip, out);
 }
 
 void llmq_awq_transform(float *w, int64_t rows, int64_t cols, const float *col_mul, const float *row_div,
@@ -154,11 +397,10 @@ static float *falloc(int64_t a, int64_t b, llmq_err *err)
 /* Y (n, rows) = X (n, cols) W^T, W fp32 (rows, cols), threaded. */
 static void mm(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y)
 {
-    llmq_wmat w = { LLMQ_W_F32, rows, cols, W, NULL, NULL, 0 };
+    llmq_wmat w = { LLMQ_W_F32, rows, cols, W, NULL, NULL, 0, 0 };
     llmq_matmul(pool, &w, X, n, Y);
 }
 
-/* out (rows, cols) = fq(w * s) * (1 / s) per column (s NULL = 1), threaded over rows. */
 /* out = a * b elementwise (vectorized per ISA like fq_group) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
@@ -170,11 +412,31 @@ static void scale_row(float *out, const float *a, const float *b, int64_t n)
 
 struct fq_job {
     const llmq_awq_qcfg *q;
+    float tscale;   /* NV block formats: the tensor's */
     const float *w, *s, *inv_s, *clip;
     int64_t rows, cols;
     float *out;
-    float *tmp;   /* (threads, cols) */
+    float *tmp;     /* (threads, cols) */
+    float *amax;    /* (threads): amax_worker's */
 };
+
+/* NV block formats: max |w * s| per thread, clamped to the clips, as fq_worker sees it. */
+static void amax_worker(void *ctx, int ti, int nt)
+{
+    struct fq_job *j = ctx;
+    int64_t lo, hi, ng = j->cols / j->q->group;
+    llmq_split(j->rows, ti, nt, 1, &lo, &hi);
+    float *t = j->tmp + (size_t)ti * (size_t)j->cols, m = 0.0f;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *w = j->w + r * j->cols;
+        if (j->s) {
+            scale_row(t, w, j->s, j->cols);
+            w = t;
+        }
+        m = fmaxf(m, row_amax(w, j->cols, j->q->group, j->clip ? j->clip + 2 * r * ng : NULL));
+    }
+    j->amax[ti] = m;
+}
 
 static void fq_worker(void *ctx, int ti, int nt)
 {
@@ -187,22 +449,32 @@ static void fq_worker(void *ctx, int ti, int nt)
         float *o = j->out + r * j->cols;
         if (j->s) {
             scale_row(t, w, j->s, j->cols);
-            llmq_awq_fake_row(j->q, t, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
+            llmq_awq_fake_row_t(j->q, j->tscale, t, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
             scale_row(o, o, j->inv_s, j->cols);
         } else {
-            llmq_awq_fake_row(j->q, w, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
+            llmq_awq_fake_row_t(j->q, j->tscale, w, j->cols, j->clip ? j->clip + 2 * r * ng : NULL, o);
         }
     }
 }
 
+/* out (rows, cols) = fq(w * s) * (1 / s) per column (s NULL = 1), w * s
+ * clamped to clip (NULL = none) first; w is one tensor (NV formats: the
+ * tensor scale from its max), threaded over rows. */
 static int fake_quant(llmq_pool *pool, const llmq_awq_qcfg *q, const float *w, int64_t rows, int64_t cols,
                       const float *s, const float *clip, float *out, llmq_err *err)
 {
-    float *tmp = falloc(llmq_pool_size(pool) + (s ? 1 : 0), cols, err);
+    int nt = llmq_pool_size(pool);
+    float *tmp = falloc((nt + (s ? 1 : 0)) * cols + nt, 1, err);
     if (!tmp) return err->code;
-    float *inv = tmp + (size_t)llmq_pool_size(pool) * (size_t)cols;
+    float *inv = tmp + (size_t)nt * (size_t)cols, *amax = inv + (s ? (size_t)cols : 0);
     if (s) for (int64_t c = 0; c < cols; c++) inv[c] = 1.0f / s[c];
-    struct fq_job j = { q, w, s, s ? inv : NULL, clip, rows, cols, out, tmp };
+    struct fq_job j = { q, 1.0f, w, s, s ? inv : NULL, clip, rows, cols, out, tmp, amax };
+    if (llmq_wtype_is_nv(q->btype)) {
+        llmq_pool_run(pool, amax_worker, &j);
+        float m = 0.0f;
+        for (int i = 0; i < nt; i++) m = fmaxf(m, amax[i]);
+        j.tscale = llmq_block_tscale(q->btype, m);
+    }
     llmq_pool_run(pool, fq_worker, &j);
     free(tmp);
     return LLMQ_OK;
@@ -235,7 +507,7 @@ static void mm_b(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, co
 {
     if (!b) { mm(pool, W, rows, cols, X, n, Y); return; }
     llmq_round_bf16(W, rows * cols, b->w);
-    llmq_wmat w = { LLMQ_W_BF16, rows, cols, b->w, NULL, NULL, 0 };
+    llmq_wmat w = { LLMQ_W_BF16, rows, cols, b->w, NULL, NULL, 0, 0 };
     llmq_matmul_bf16(pool, &w, b->x, n, Y);
 }
 
@@ -253,7 +525,7 @@ static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *con
         llmq_op_swiglu_fwd(hg, hu, (size_t)(n * ff), hg);
         if (!b) { mm(pool, g->down, g->down_rows, ff, hg, n, out); return; }
         llmq_round_bf16(hg, n * ff, b->h);
-        llmq_wmat d = { LLMQ_W_BF16, g->down_rows, ff, b->down, NULL, NULL, 0 };
+        llmq_wmat d = { LLMQ_W_BF16, g->down_rows, ff, b->down, NULL, NULL, 0, 0 };
         llmq_matmul_bf16(pool, &d, b->h, n, out);
         return;
     }
@@ -550,6 +822,8 @@ struct clip_job {
     int steps;
     double max_shrink;
     int bf16;                                        /* products on llmq_gemm_bf16_pairs */
+    float tscale;                                    /* NV: the tensor scale of w */
+    int64_t keep;                                    /* NV: the (row * groups + group) never clipped, or -1 */
     float *clip;
     double *err_before, *err_after, *shrink_sum;   /* (threads) */
     int64_t *n_clipped;                              /* (threads) */
@@ -634,7 +908,7 @@ static void clip_worker(void *ctx, int ti, int nt)
                             ch[i] = (float)(base[i] * f);
                         }
                         float pr[2] = { ch[i], cl2[i] };
-                        llmq_awq_fake_row(j->q, w, G, pr, fq);
+                        llmq_awq_fake_row_t(j->q, j->tscale, w, G, pr, fq);
                         for (int e = 0; e < G; e++) D[i * G + e] = w[e] - fq[e];
                     }
                     if (j->bf16) {
@@ -650,7 +924,7 @@ static void clip_worker(void *ctx, int ti, int nt)
                         else
                             for (int t = 0; t < M; t++) e2 += (double)E[t * CLIP_ROWS + i] * E[t * CLIP_ROWS + i];
                         if (phase == 0 && step == 0) { best[i] = e2; eb += isfinite(e2) ? e2 : 0; bh[i] = bl[i] = INFINITY; }
-                        else if (e2 < best[i]) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
+                        else if (e2 < best[i] && (r0 + i) * ng + k != j->keep) { best[i] = e2; bh[i] = ch[i]; bl[i] = cl2[i]; }
                     }
                 }
             }
@@ -688,8 +962,17 @@ int llmq_awq_search_clip(llmq_pool *pool, const float *w, int64_t rows, int64_t 
     double *d = buf ? llmq_calloc((size_t)nt * 3, sizeof(double), err) : NULL;
     int64_t *nc = d ? llmq_calloc((size_t)nt, sizeof(int64_t), err) : NULL;
     if (!nc) { free(buf); free(d); return err->code; }
-    struct clip_job j = { w, r, rows, cols, q, steps < 1 ? 1 : steps, max_shrink, bf16 && llmq_has_bf16_dot(), clip, d, d + nt,
-                          d + 2 * nt, nc, buf, per };
+    /* NV: the tensor scale of w, kept by never clipping the group of its
+     * (first) max */
+    float tscale = 1.0f, amax = 0.0f;
+    int64_t keep = -1;
+    if (llmq_wtype_is_nv(q->btype)) {
+        for (int64_t i = 0; i < rows * cols; i++)
+            if (fabsf(w[i]) > amax) { amax = fabsf(w[i]); keep = (i / cols) * (cols / q->group) + (i % cols) / q->group; }
+        tscale = llmq_block_tscale(q->btype, amax);
+    }
+    struct clip_job j = { w, r, rows, cols, q, steps < 1 ? 1 : steps, max_shrink, bf16 && llmq_has_bf16_dot(), tscale, keep,
+                          clip, d, d + nt, d + 2 * nt, nc, buf, per };
     llmq_pool_run(pool, clip_worker, &j);
     double eb = 0, ea = 0, ss = 0;
     int64_t c = 0;
@@ -974,6 +1257,7 @@ void llmq_awq_release(llmq_awq_result *res)
             free(res->layers[l].codes[k]);
             free(res->layers[l].scales[k]);
             free(res->layers[l].zeros[k]);
+            free(res->layers[l].bscales[k]);
         }
     }
     free(res->layers);
@@ -1103,14 +1387,23 @@ static int gptq_lin(const llmq_config *c, const llmq_awq_opts *o, llmq_awq_layer
         if (rc) return rc;
     }
     int64_t ng = cols / o->q.group;
-    if (!(w0 = falloc(rows, cols, err)) || !(A->codes[k] = llmq_calloc((size_t)(rows * cols / 2), 1, err)) ||
-        !(A->scales[k] = llmq_calloc((size_t)(rows * ng), sizeof(uint16_t), err)) ||
-        (!o->q.sym && !(A->zeros[k] = llmq_calloc((size_t)(rows * ng), 1, err)))) { rc = err->code; goto out; }
+    const int block = llmq_awq_is_block(&o->q);
+    const int64_t cb = block && !llmq_wtype_is_block4(o->q.btype) ? cols : cols / 2;   /* code bytes per row */
+    if (!(w0 = falloc(rows, cols, err)) || !(A->codes[k] = llmq_calloc((size_t)(rows * cb), 1, err)) ||
+        (!block && !(A->scales[k] = llmq_calloc((size_t)(rows * ng), sizeof(uint16_t), err))) ||
+        (block && !(A->bscales[k] = llmq_calloc((size_t)(rows * ng), 1, err))) ||
+        (!block && !o->q.sym && !(A->zeros[k] = llmq_calloc((size_t)(rows * ng), 1, err)))) { rc = err->code; goto out; }
     memcpy(w0, w, (size_t)(rows * cols) * sizeof(float));
     A->gptq_loss[k][0] = llmq_gptq_loss(hs[site], w0, q, rows);
-    llmq_gptq_cfg g = { o->q.bits, o->q.group, o->q.sym };
-    if ((rc = llmq_gptq_quantize(o->pool, &g, hs[site], w, rows, A->clip[k], A->codes[k], A->scales[k], A->zeros[k], q,
-                                 NULL, err))) goto out;
+    if (block) {
+        rc = llmq_gptq_quantize_block(o->pool, o->q.btype, o->q.rule, hs[site], w, rows, A->clip[k], A->codes[k],
+                                      A->bscales[k], &A->tscale[k], q, NULL, err);
+    } else {
+        llmq_gptq_cfg g = { o->q.bits, o->q.group, o->q.sym };
+        rc = llmq_gptq_quantize(o->pool, &g, hs[site], w, rows, A->clip[k], A->codes[k], A->scales[k], A->zeros[k], q,
+                                NULL, err);
+    }
+    if (rc) goto out;
     A->gptq_loss[k][1] = llmq_gptq_loss(hs[site], w0, q, rows);
 out:
     free(w0);
@@ -1279,7 +1572,7 @@ static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
         int rc = fake_quant(r->o->pool, &r->o->q, src, rows, cols, NULL, NULL, r->Q[k], err);
         free(src);
         if (rc) return rc;
-        rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0 };
+        rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0, 0 };
     }
     double sum = 0;
     float *tmp = falloc(T, H, err);
@@ -1314,7 +1607,7 @@ static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
             return err->code;
         free(r->W[k]);
         r->W[k] = NULL;
-        qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0 };
+        qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0, 0 };
     }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { llmq_gptq_h_free(r->gh[g]); r->gh[g] = NULL; }
     float **nrm = r->nrm;
@@ -1353,10 +1646,20 @@ int llmq_awq_run(const llmq_model *m, const int32_t *tokens, int samples, int se
     memset(res, 0, sizeof *res);
     double t0 = llmq_now();
     (void)llmq_cpu_isa();   /* OpenBLAS single-threaded: we thread ourselves */
-    if (o->q.bits != 3 && o->q.bits != 4)
-        return llmq_errorf(err, LLMQ_EUSAGE, "awq: %d-bit weights are not supported (3 or 4)", o->q.bits);
-    if (!llmq_q4_group_ok(o->q.group))
-        return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
+    if (llmq_awq_is_block(&o->q)) {
+        if (o->q.group != llmq_block_size(o->q.btype))
+            return llmq_errorf(err, LLMQ_EUSAGE, "awq: %s needs group %d (its block), not %d", llmq_block_name(o->q.btype),
+                               llmq_block_size(o->q.btype), o->q.group);
+        if (o->q.rule != LLMQ_MX_SCALE_OCP && o->q.rule != LLMQ_MX_SCALE_CEIL && o->q.rule != LLMQ_MX_SCALE_MSE)
+            return llmq_errorf(err, LLMQ_EUSAGE, "awq: unknown block scale rule %d", (int)o->q.rule);
+    } else if (o->q.btype != LLMQ_W_F32) {
+        return llmq_errorf(err, LLMQ_EUSAGE, "awq: weight type %d is neither int nor a block format", (int)o->q.btype);
+    } else {
+        if (o->q.bits != 3 && o->q.bits != 4)
+            return llmq_errorf(err, LLMQ_EUSAGE, "awq: %d-bit weights are not supported (3 or 4)", o->q.bits);
+        if (!llmq_q4_group_ok(o->q.group))
+            return llmq_errorf(err, LLMQ_EUSAGE, "awq: group %d is not 32, 64 or 128", o->q.group);
+    }
     if (samples < 1 || seqlen < 2 || o->n_grid < 1 || o->search_tokens < 1)
         return llmq_errorf(err, LLMQ_EUSAGE, "awq: needs samples, seqlen >= 2, a grid and search tokens");
     int64_t H = c->hidden, FF = c->intermediate, qd = (int64_t)c->n_heads * c->head_dim;
@@ -1475,13 +1778,39 @@ int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols
         if (strcmp(rest, lin_name(k)) || !A->codes[k]) continue;
         const llmq_layer *L = &res->m->layers[l];
         const llmq_wmat *w = llmq_layer_w(L, k);
-        if (w->rows != rows || w->cols != cols || (!res->o.q.sym && !zeros))
+        if (w->rows != rows || w->cols != cols || (!res->o.q.sym && !zeros) || !A->scales[k])
             return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
                                prefix, rows, cols);
         size_t ng = (size_t)(rows * (cols / res->o.q.group));
         memcpy(codes, A->codes[k], (size_t)(rows * cols / 2));
         memcpy(scales, A->scales[k], ng * sizeof(uint16_t));
         if (!res->o.q.sym) memcpy(zeros, A->zeros[k], ng);
+        *provided = 1;
+        return LLMQ_OK;
+    }
+    return LLMQ_OK;
+}
+
+int llmq_awq_bprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint8_t *scales,
+                       float *tscale, int *provided, llmq_err *err)
+{
+    const llmq_awq_result *res = ctx;
+    *provided = 0;
+    const char *rest;
+    int l = llmq_layer_of(prefix, res->n_layers, &rest);
+    if (l < 0) return LLMQ_OK;
+    const llmq_awq_layer *A = &res->layers[l];
+    const llmq_awq_qcfg *q = &res->o.q;
+    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
+        if (strcmp(rest, lin_name(k)) || !A->codes[k]) continue;
+        const llmq_wmat *w = llmq_layer_w(&res->m->layers[l], k);
+        if (w->rows != rows || w->cols != cols || !A->bscales[k] || !llmq_awq_is_block(q))
+            return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
+                               prefix, rows, cols);
+        size_t cb = llmq_wtype_is_block4(q->btype) ? (size_t)cols / 2 : (size_t)cols;
+        memcpy(codes, A->codes[k], (size_t)rows * cb);
+        memcpy(scales, A->bscales[k], (size_t)rows * (size_t)(cols / q->group));
+        *tscale = A->tscale[k];
         *provided = 1;
         return LLMQ_OK;
     }
@@ -1504,6 +1833,11 @@ cJSON *llmq_awq_json(const llmq_awq_result *res)
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
     cJSON_AddStringToObject(j, "method", "awq");
+    if (llmq_awq_is_block(&o->q)) {   /* int runs record no format: their bytes stay as they were */
+        static const char *rules[] = { "ocp", "ceil", "mse" };
+        cJSON_AddStringToObject(j, "format", llmq_block_name(o->q.btype));
+        cJSON_AddStringToObject(j, "mx_scale", (unsigned)o->q.rule < 3 ? rules[o->q.rule] : "?");
+    }
     cJSON_AddNumberToObject(j, "w_bit", o->q.bits);
     cJSON_AddNumberToObject(j, "group", o->q.group);
     cJSON_AddBoolToObject(j, "sym", o->q.sym);

@@ -1,7 +1,8 @@
 /*
  * awq.h - Activation-aware Weight Quantization (Lin et al. 2023,
  * "AWQ: Activation-aware Weight Quantization for LLM Compression and
- * Acceleration", arXiv:2306.00978) for INT4 / INT3 group-wise weights.
+ * Acceleration", arXiv:2306.00978) for INT4 / INT3 group-wise weights and
+ * the MX / NV block formats (MXFP4, MXINT4, NVFP4, NVINT4, MXFP8).
  *
  * Block by block, in order, each block fed the output of the blocks before
  * it as they will run quantized (or, with propagate_fp, as the reference
@@ -32,6 +33,14 @@
  * Only the scales and clips are kept (and, with gptq, the codes, scales and
  * zero points); the packer recomputes each tensor from the mmap through
  * llmq_awq_provider, so memory stays bounded.
+ *
+ * With a block format (llmq_awq_qcfg.btype) every fake quantization of
+ * steps 2-3 is that format's (llmq_awq_fake_row_t: the packer's bit for
+ * bit), groups are its blocks, and step 4 rounds onto its grid
+ * (llmq_gptq_quantize_block).  An NV format's tensor scale is the one the
+ * packer computes: the scale search takes it from each scaled candidate
+ * tensor, the clip search from the unclipped tensor, whose max it never
+ * clips (llmq_awq_search_clip).
  */
 #ifndef LLMQ_ALGO_AWQ_H
 #define LLMQ_ALGO_AWQ_H
@@ -40,6 +49,7 @@
 #include "../model.h"
 #include "../linears.h"
 #include "../base/pool.h"
+#include "../base/wmat.h"
 
 /* Linears of a decoder layer, in the order the result stores them. */
 enum {
@@ -60,12 +70,22 @@ const char *llmq_awq_group_name(int g);
 /* Linear k's name within its block, "q_proj" .. "down_proj". */
 const char *llmq_awq_lin_name(int k);
 
-/* Weight quantizer the search imitates: exactly the packer's. */
+/* Weight quantizer the search imitates: exactly the packer's.  Either
+ * group-wise int (btype 0: bits, group, sym; llmq_q4_quantize) or an MX /
+ * NV block format (btype LLMQ_W_MXFP4 .. LLMQ_W_MXFP8, with rule: group
+ * = llmq_block_size(btype), bits its element bits, sym 1;
+ * llmq_block_quantize): the scale and clip searches then fake-quantize
+ * with that format, one clip pair per block. */
 typedef struct {
-    int bits;     /* 3 or 4 */
-    int group;    /* 32, 64 or 128 */
+    int bits;     /* 3 or 4; block formats: 4 (8 for MXFP8) */
+    int group;    /* 32, 64 or 128; block formats: the block, 32 or 16 */
     int sym;
+    llmq_wtype btype;    /* 0 (LLMQ_W_F32) = int; else the block format */
+    llmq_mx_rule rule;   /* block formats: the block scale rule */
 } llmq_awq_qcfg;
+
+/* Whether q is a block format. */
+static inline int llmq_awq_is_block(const llmq_awq_qcfg *q) { return llmq_wtype_is_block(q->btype); }
 
 /* Defaults of llmq_awq_opts_default(), plain literals so that the CLI's
  * option table prints and parses the same values (cmd/opts.h OPT_DEF). */
@@ -100,7 +120,7 @@ typedef struct {
     void *progress_ctx;
 } llmq_awq_opts;
 
-/* Defaults above: 4-bit, group 128, asymmetric. */
+/* Defaults above: 4-bit int, group 128, asymmetric. */
 void llmq_awq_opts_default(llmq_awq_opts *o);
 
 typedef struct {
@@ -116,9 +136,12 @@ typedef struct {
     double clip_before[LLMQ_AWQ_NLIN], clip_after[LLMQ_AWQ_NLIN];   /* clip search MSE */
     double clip_mean[LLMQ_AWQ_NLIN];   /* mean shrink factor kept (the tighter end / max|w|) */
     double clip_frac[LLMQ_AWQ_NLIN];   /* fraction of (row, group) clipped */
-    uint8_t *codes[LLMQ_AWQ_NLIN];  /* gptq: the packer's int4 layout (rows, cols / 2), NULL = none */
-    uint16_t *scales[LLMQ_AWQ_NLIN];   /* (rows, cols / group) f16 */
+    uint8_t *codes[LLMQ_AWQ_NLIN];  /* gptq: the packer's int4 layout (rows, cols / 2), NULL = none;
+                                       block formats: their codes (rows, cols / 2), MXFP8 (rows, cols) */
+    uint16_t *scales[LLMQ_AWQ_NLIN];   /* (rows, cols / group) f16 (int formats) */
     uint8_t *zeros[LLMQ_AWQ_NLIN];     /* (rows, cols / group), NULL when sym */
+    uint8_t *bscales[LLMQ_AWQ_NLIN];   /* gptq, block formats: scale bytes (rows, cols / group) */
+    float tscale[LLMQ_AWQ_NLIN];       /* gptq, NV formats: the tensor scale (1 for MX) */
     double gptq_loss[LLMQ_AWQ_NLIN][2];   /* (W - Q) H (W - Q)^T per row: round to nearest, gptq */
     double out_rtn, out_awq;        /* layer output MSE vs fp on loss windows: RTN, AWQ */
     double sec_stats, sec_scale, sec_clip, sec_fwd;   /* wall seconds of each phase */
@@ -148,6 +171,10 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
 /* llmq_pack_qprovider over an llmq_awq_result: the gptq codes of a linear. */
 int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint16_t *scales,
                        uint8_t *zeros, int *provided, llmq_err *err);
+/* llmq_pack_bprovider over an llmq_awq_result: the gptq codes, scale bytes
+ * and tensor scale of a linear in a block format. */
+int llmq_awq_bprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint8_t *scales,
+                       float *tscale, int *provided, llmq_err *err);
 
 /* What the run chose, for the packed metadata and --json (owned). */
 cJSON *llmq_awq_json(const llmq_awq_result *res);
@@ -159,8 +186,17 @@ void llmq_awq_json_add_seconds(cJSON *j, const llmq_awq_result *res);
 /* ---- building blocks (exported for tests) ---- */
 
 /* Quantize then dequantize one row (cols a multiple of q->group), group g
- * clamped to [-clip[2g+1], clip[2g]] first (clip may be NULL). */
+ * clamped to [-clip[2g+1], clip[2g]] first (clip may be NULL).  For an NV
+ * block format the row is its own tensor: the tensor scale comes from the
+ * max |w| of the clamped row (llmq_block_fake_row's rule). */
 void llmq_awq_fake_row(const llmq_awq_qcfg *q, const float *w, int64_t cols, const float *clip, float *out);
+/* The same with the NV tensor scale given (llmq_block_tscale of the whole
+ * tensor's clamped max |w|; ignored by the other formats): for a block
+ * format exactly llmq_block_quantize_row then llmq_block_dequantize_row of
+ * the clamped row, rounding elements by comparisons, without libm calls
+ * per element (MXFP8 runs the reference quantizer). */
+void llmq_awq_fake_row_t(const llmq_awq_qcfg *q, float tscale, const float *w, int64_t cols, const float *clip,
+                         float *out);
 
 /* w[rows][cols]: column j *= col_mul[j], row i /= row_div[i], then group k
  * of row i clamped to [-lo, hi] with (hi, lo) = clip[2 (i * cols / group + k)
@@ -227,7 +263,11 @@ int llmq_awq_gram_factor(llmq_pool *pool, const double *gram, int64_t cols, int 
  * again on a grid ten times finer within one coarse step of the best;
  * clip (rows, cols/group, 2) = (hi, lo), +Inf where no shrink is kept.
  * Mean output error per token and row before / after into
- * *before, *after, mean shrink and fraction clipped.  With bf16 (and a
+ * *before, *after, mean shrink and fraction clipped.  NV block formats:
+ * every candidate is quantized with the tensor scale of the unclipped w,
+ * and the (row, group) holding the first max |w| is never clipped, so the
+ * clipped tensor keeps that max, hence that tensor scale, and the search
+ * sees exactly what the packer will write.  With bf16 (and a
  * bf16 dot product on this host, llmq_has_bf16_dot) the products R_k d
  * take R_k and the weight errors d rounded to bf16, sums in fp32 (awq
  * --act bf16); else fp32 sgemm. */

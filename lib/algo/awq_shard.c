@@ -52,6 +52,10 @@ static cJSON *opts_json(const llmq_awq_result *res)
     char seed[24];
     snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
     cJSON_AddStringToObject(j, "seed", seed);
+    if (llmq_awq_is_block(&o->q)) {   /* int shards stay as they were */
+        cJSON_AddStringToObject(j, "format", llmq_block_name(o->q.btype));
+        cJSON_AddNumberToObject(j, "mx_rule", (double)o->q.rule);
+    }
     return j;
 }
 
@@ -61,6 +65,8 @@ int llmq_awq_shard_save(const llmq_awq_result *res, const char *model_digest, co
     const llmq_config *c = &res->m->cfg;
     int lo = res->o.layer_lo, hi = res->o.layer_hi ? res->o.layer_hi : res->n_layers;
     int G = res->o.q.group;
+    const int block = llmq_awq_is_block(&res->o.q);
+    const int64_t cdiv = block && !llmq_wtype_is_block4(res->o.q.btype) ? 1 : 2;   /* columns per code byte */
     llmq_st_writer *w = llmq_st_writer_new(err);
     if (!w) return err->code;
     double *rec = llmq_calloc((size_t)(hi - lo) * LLMQ_AWQ_RECORD_LEN, sizeof(double), err);
@@ -77,7 +83,7 @@ int llmq_awq_shard_save(const llmq_awq_result *res, const char *model_digest, co
         }
         for (int k = 0; k < LLMQ_AWQ_NLIN && !rc; k++) {
             int64_t rows = llmq_linear_rows(c, k), cols = llmq_linear_cols(c, k);
-            int64_t cs[3] = { rows, cols / G, 2 }, cc[2] = { rows, cols / 2 }, gs[2] = { rows, cols / G };
+            int64_t cs[3] = { rows, cols / G, 2 }, cc[2] = { rows, cols / cdiv }, gs[2] = { rows, cols / G }, one[1] = { 1 };
             if (A->clip[k]) {
                 snprintf(name, sizeof name, "layers.%d.clip.%s", l, llmq_awq_lin_name(k));
                 rc = llmq_st_writer_add(w, name, LLMQ_DT_F32, 3, cs, A->clip[k], err);
@@ -85,6 +91,13 @@ int llmq_awq_shard_save(const llmq_awq_result *res, const char *model_digest, co
             if (!rc && A->codes[k]) {
                 snprintf(name, sizeof name, "layers.%d.codes.%s", l, llmq_awq_lin_name(k));
                 rc = llmq_st_writer_add(w, name, LLMQ_DT_U8, 2, cc, A->codes[k], err);
+            }
+            if (!rc && A->codes[k] && block) {
+                snprintf(name, sizeof name, "layers.%d.bscales.%s", l, llmq_awq_lin_name(k));
+                rc = llmq_st_writer_add(w, name, LLMQ_DT_U8, 2, gs, A->bscales[k], err);
+                snprintf(name, sizeof name, "layers.%d.tscale.%s", l, llmq_awq_lin_name(k));
+                if (!rc) rc = llmq_st_writer_add(w, name, LLMQ_DT_F32, 1, one, &A->tscale[k], err);
+            } else if (!rc && A->codes[k]) {
                 snprintf(name, sizeof name, "layers.%d.scales.%s", l, llmq_awq_lin_name(k));
                 if (!rc) rc = llmq_st_writer_add(w, name, LLMQ_DT_F16, 2, gs, A->scales[k], err);
                 snprintf(name, sizeof name, "layers.%d.zeros.%s", l, llmq_awq_lin_name(k));
@@ -141,10 +154,43 @@ static int take(const llmq_st_file *f, const char *name, llmq_dtype dt, int64_t 
     return LLMQ_OK;
 }
 
-/* Layer l of shard f into A. */
-static int load_layer(const llmq_st_file *f, const llmq_config *c, int G, int gptq, int sym, int l, llmq_awq_layer *A,
-                      llmq_err *err)
+/* The block-format gptq arrays of linear k (rows, cols) of layer l into
+ * A, refusing scale bytes and codes that are NaN in their type and NV
+ * tensor scales that are not finite and positive. */
+static int load_block(const llmq_st_file *f, const llmq_awq_qcfg *q, int l, int k, int64_t rows, int64_t cols,
+                      llmq_awq_layer *A, llmq_err *err)
 {
+    char name[96];
+    const int four = llmq_wtype_is_block4(q->btype), nv = llmq_wtype_is_nv(q->btype);
+    const int64_t cb = four ? cols / 2 : cols, ng = cols / q->group;
+    float *ts = NULL;
+    int rc;
+    snprintf(name, sizeof name, "layers.%d.codes.%s", l, llmq_awq_lin_name(k));
+    if ((rc = take(f, name, LLMQ_DT_U8, rows, cb, -1, 0, (void **)&A->codes[k], err))) return rc;
+    for (int64_t i = 0; !four && i < rows * cb; i++)
+        if (llmq_e4m3_is_nan(A->codes[k][i]))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': code %" PRId64 " is an E4M3 NaN", f->path, name, i);
+    snprintf(name, sizeof name, "layers.%d.bscales.%s", l, llmq_awq_lin_name(k));
+    if ((rc = take(f, name, LLMQ_DT_U8, rows, ng, -1, 0, (void **)&A->bscales[k], err))) return rc;
+    for (int64_t i = 0; i < rows * ng; i++)
+        if (nv ? llmq_e4m3_is_nan(A->bscales[k][i]) || A->bscales[k][i] > 0x7e : A->bscales[k][i] == LLMQ_E8M0_NAN)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': scale %" PRId64 " is not a %s scale", f->path, name, i,
+                               nv ? "non-negative E4M3" : "finite E8M0");
+    snprintf(name, sizeof name, "layers.%d.tscale.%s", l, llmq_awq_lin_name(k));
+    if ((rc = take(f, name, LLMQ_DT_F32, 1, -1, -1, 0, (void **)&ts, err))) return rc;
+    A->tscale[k] = *ts;
+    free(ts);
+    if (!(A->tscale[k] > 0.0f) || !isfinite(A->tscale[k]) || (!nv && A->tscale[k] != 1.0f))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': tensor scale %g is not %s", f->path, name,
+                           (double)A->tscale[k], nv ? "finite and positive" : "1");
+    return LLMQ_OK;
+}
+
+/* Layer l of shard f into A. */
+static int load_layer(const llmq_st_file *f, const llmq_config *c, const llmq_awq_qcfg *q, int gptq, int l,
+                      llmq_awq_layer *A, llmq_err *err)
+{
+    const int G = q->group, sym = q->sym;
     char name[96];
     int rc = LLMQ_OK;
     for (int g = 0; g < LLMQ_AWQ_NGROUP && !rc; g++) {
@@ -164,6 +210,10 @@ static int load_layer(const llmq_st_file *f, const llmq_config *c, int G, int gp
             if (!(A->clip[k][i] >= 0.0f))   /* +Inf: no clip; NaN or negative: not a clip */
                 return llmq_errorf(err, LLMQ_EFORMAT, "%s: tensor '%s': value %" PRId64 " is not a clip", f->path, name, i);
         if (!gptq) continue;
+        if (llmq_awq_is_block(q)) {
+            if ((rc = load_block(f, q, l, k, rows, cols, A, err))) break;
+            continue;
+        }
         snprintf(name, sizeof name, "layers.%d.codes.%s", l, llmq_awq_lin_name(k));
         if ((rc = take(f, name, LLMQ_DT_U8, rows, cols / 2, -1, 0, (void **)&A->codes[k], err))) break;
         snprintf(name, sizeof name, "layers.%d.scales.%s", l, llmq_awq_lin_name(k));
@@ -198,7 +248,7 @@ static int opts_from_json(const cJSON *j, const char *path, llmq_awq_result *res
     llmq_awq_opts *o = &res->o;
     llmq_awq_opts_default(o);
     struct { const char *k; double lo, hi; int *i; double *d; } f[] = {
-        { "w_bit", 3, 4, &o->q.bits, NULL }, { "group", 32, 128, &o->q.group, NULL }, { "sym", 0, 1, &o->q.sym, NULL },
+        { "w_bit", 3, 8, &o->q.bits, NULL }, { "group", 16, 128, &o->q.group, NULL }, { "sym", 0, 1, &o->q.sym, NULL },
         { "n_grid", 1, 1000, &o->n_grid, NULL }, { "duo", 0, 1, &o->duo, NULL }, { "clip", 0, 1, &o->clip, NULL },
         { "clip_qk", 0, 1, &o->clip_qk, NULL }, { "clip_steps", 1, 1000, &o->clip_steps, NULL },
         { "max_shrink", 0, 1, NULL, &o->max_shrink }, { "search_tokens", 1, 1 << 24, &o->search_tokens, NULL },
@@ -218,6 +268,22 @@ static int opts_from_json(const cJSON *j, const char *path, llmq_awq_result *res
     char *end = NULL;
     if (!cJSON_IsString(s) || !*s->valuestring || (o->seed = strtoull(s->valuestring, &end, 10), *end))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: option 'seed' of the shard is missing or not a number", path);
+    /* a block format (optional: int shards have none) */
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    if (fmt) {
+        double r;
+        for (int t = LLMQ_W_MXFP4; t <= LLMQ_W_MXFP8 && cJSON_IsString(fmt); t++)
+            if (!strcmp(fmt->valuestring, llmq_block_name((llmq_wtype)t))) o->q.btype = (llmq_wtype)t;
+        if (!llmq_wtype_is_block(o->q.btype) || num(j, "mx_rule", &r) || (r != 0 && r != 1 && r != 2))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: the shard's block format or its scale rule is unknown", path);
+        o->q.rule = (llmq_mx_rule)r;
+        if (o->q.group != llmq_block_size(o->q.btype) || o->q.bits != (o->q.btype == LLMQ_W_MXFP8 ? 8 : 4) || !o->q.sym)
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: group %d, %d bits or asymmetric scales do not fit %s", path,
+                               o->q.group, o->q.bits, fmt->valuestring);
+        return LLMQ_OK;
+    }
+    if (o->q.bits > 4)
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: %d-bit weights are not an int format (3 or 4)", path, o->q.bits);
     if (!llmq_q4_group_ok(o->q.group))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: group %d is not 32, 64 or 128", path, o->q.group);
     return LLMQ_OK;
@@ -295,7 +361,7 @@ int llmq_awq_shard_join(const llmq_model *m, const char *model_digest, const cha
                 break;
             }
             owner[l] = paths[i];
-            rc = load_layer(&f, c, res->o.q.group, res->o.gptq, res->o.q.sym, l, &res->layers[l], err);
+            rc = load_layer(&f, c, &res->o.q, res->o.gptq, l, &res->layers[l], err);
         }
         free(rest);
         cJSON_Delete(meta);

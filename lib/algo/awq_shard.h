@@ -8,9 +8,13 @@
  *   layers.L.s.{qkv,o,gate_up,down}       F32 (dim)      input-channel scales
  *   layers.L.clip.<linear>                F32 (rows, cols / group, 2)   when clipped
  *   layers.L.{codes,scales,zeros}.<linear> U8 / F16 / U8  with gptq
+ *   layers.L.{codes,bscales,tscale}.<linear> U8 (rows, cols / 2, MXFP8 cols) /
+ *                                         U8 (rows, cols / block) / F32 (1)
+ *                                         with gptq and a block format
  *   layers.L.record                       F64 (LLMQ_AWQ_RECORD_LEN)  the per-layer record
  * and one metadata key, "llmq.awq_shard", a JSON object: version, layers
- * [lo, hi], n_layers, model_digest, the search options, and "info" (what
+ * [lo, hi], n_layers, model_digest, the search options (a block format
+ * adds "format" and "mx_rule"), and "info" (what
  * the caller adds: calibration text digest, command).  Shards join only
  * when everything but "layers" is equal and the ranges tile 0..n_layers.
  */

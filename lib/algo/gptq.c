@@ -1,4 +1,4 @@
-/* gptq.c - error-compensating rounding onto a fixed int4/int3 grid (gptq.h). */
+/* gptq.c - error-compensating rounding onto a fixed int4/int3 or block-format grid (gptq.h). */
 #include <math.h>
 #include <cblas.h>
 #include "gptq.h"
@@ -78,6 +78,10 @@ struct job {
     uint8_t *codes;
     uint16_t *scales;
     uint8_t *zeros;
+    uint8_t *bscales;         /* block formats: scale bytes (rows, cols / group); else NULL */
+    llmq_wtype btype;         /* block formats: the format, its scale rule and NV tensor scale */
+    llmq_mx_rule rule;
+    float tscale;
     float *deq;
     float *scratch;           /* per thread: BLOCK * rows_per + cols */
     size_t per;
@@ -88,6 +92,35 @@ static inline int code_of(double x, float sf, int z, int lo, int hi)
 {
     double q = sf > 0.0f ? nearbyint(x / sf) + z : z;
     return !(q >= lo) ? lo : q > hi ? hi : (int)q;     /* a NaN becomes lo, never undefined behaviour */
+}
+
+/* The code of block format t nearest v, an element divided by its block
+ * factor: the packer's element rounding (microscale.c: nearest, ties to
+ * even, saturating; int4 codes -7..7, MXINT4 in quarters). */
+static inline uint8_t block_code(llmq_wtype t, double v)
+{
+    switch (t) {
+    case LLMQ_W_MXINT4:
+    case LLMQ_W_NVINT4: {
+        double c = nearbyint(t == LLMQ_W_MXINT4 ? v * 4.0 : v);
+        c = c > 7.0 ? 7.0 : c < -7.0 ? -7.0 : c == c ? c : 0.0;
+        return (uint8_t)((int)c & 15);
+    }
+    case LLMQ_W_MXFP8: return llmq_e4m3_encode((float)v);
+    default: return llmq_e2m1_encode((float)v);
+    }
+}
+
+/* The factor block scale byte sc stands for (blocks.h). */
+static inline float block_factor(llmq_wtype t, uint8_t sc, float tscale)
+{
+    return llmq_wtype_is_nv(t) ? llmq_e4m3_to_f32(sc) * tscale : llmq_e8m0_to_f32(sc);
+}
+
+/* Element value of code c (before the block factor). */
+static inline float block_value(llmq_wtype t, uint8_t c)
+{
+    return t == LLMQ_W_MXFP8 ? llmq_e4m3_to_f32(c) : llmq_block4_values(t)[c & 15];
 }
 
 static void worker(void *ctx, int ti, int nt)
@@ -104,14 +137,21 @@ static void worker(void *ctx, int ti, int nt)
     /* symmetric 4-bit: code 0 (-8) is on the grid too, as in ggml's Q4_0
      * (round to nearest leaves it unused; every reader takes it) */
     int lo = q->sym ? LLMQ_Q4_ZERO_SYM - maxq - (q->bits == 4) : 0, hi = q->sym ? LLMQ_Q4_ZERO_SYM + maxq : maxq;
+    const llmq_wtype bt = j->btype;
+    const int four = !j->bscales || llmq_wtype_is_block4(bt);
+    const int64_t rb = four ? cols / 2 : cols;     /* code bytes per row */
     /* the grid: round to nearest of the clipped row, as the packer would */
     for (int64_t r = lo_r; r < hi_r; r++) {
         const float *w = j->w + r * cols;
         for (int64_t c = 0; c < cols; c++) row[c] = w[c];
         if (j->clip) llmq_q4_clip_row(row, cols, (int)G, j->clip + 2 * r * ng);
-        uint8_t *cd = j->codes + r * (cols / 2), *zr = q->sym ? NULL : j->zeros + r * ng;
-        uint16_t *sc = j->scales + r * ng;
-        (q->bits == 3 ? llmq_q3_quantize_row : llmq_q4_quantize_row)(row, cols, (int)G, q->sym, NULL, cd, sc, zr);
+        uint8_t *cd = j->codes + r * rb, *zr = q->sym || j->bscales ? NULL : j->zeros + r * ng;
+        if (j->bscales) {
+            llmq_block_quantize_row(bt, row, cols, j->rule, j->tscale, cd, j->bscales + r * ng);
+        } else {
+            uint16_t *sc = j->scales + r * ng;
+            (q->bits == 3 ? llmq_q3_quantize_row : llmq_q4_quantize_row)(row, cols, (int)G, q->sym, NULL, cd, sc, zr);
+        }
         if (j->perm) {      /* the working row in the order columns are rounded */
             float *wr = j->w + r * cols;
             for (int64_t c = 0; c < cols; c++) row[c] = wr[j->perm[c]];
@@ -125,14 +165,23 @@ static void worker(void *ctx, int ti, int nt)
         int64_t b1 = LLMQ_MIN(cols, b0 + BLOCK), nb = b1 - b0;
         for (int64_t r = lo_r; r < hi_r; r++) {
             float *w = j->w + r * cols, *e = E + (size_t)(r - lo_r) * BLOCK;
-            uint8_t *cd = j->codes + r * (cols / 2);
+            uint8_t *cd = j->codes + r * rb;
             for (int64_t i = b0; i < b1; i++) {
                 int64_t oc = j->perm ? j->perm[i] : i, g = oc / G;
-                float sf = llmq_f16_to_f32(j->scales[r * ng + g]);
-                int z = q->sym ? LLMQ_Q4_ZERO_SYM : j->zeros[r * ng + g];
-                int c = code_of(w[i], sf, z, lo, hi);
-                llmq_q4_put_code(cd, oc, c);
-                float dq = (float)(c - z) * sf;
+                float dq;
+                if (j->bscales) {
+                    float d = block_factor(bt, j->bscales[r * ng + g], j->tscale);
+                    uint8_t c = d > 0.0f ? block_code(bt, (double)w[i] / (double)d) : 0;
+                    if (four) llmq_q4_put_code(cd, oc, c);
+                    else cd[oc] = c;
+                    dq = block_value(bt, c) * d;
+                } else {
+                    float sf = llmq_f16_to_f32(j->scales[r * ng + g]);
+                    int z = q->sym ? LLMQ_Q4_ZERO_SYM : j->zeros[r * ng + g];
+                    int c = code_of(w[i], sf, z, lo, hi);
+                    llmq_q4_put_code(cd, oc, c);
+                    dq = (float)(c - z) * sf;
+                }
                 if (j->deq) j->deq[r * cols + oc] = dq;
                 const float *u = j->U + i * cols;
                 float ei = (w[i] - dq) / u[i];
@@ -211,21 +260,19 @@ int llmq_gptq_h_new(llmq_gptq_h **out, const double *gram, int64_t cols, double 
     return LLMQ_OK;
 }
 
-int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows,
-                       const float *clip, uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq,
-                       llmq_gptq_stats *st, llmq_err *err)
+/* The rounding of llmq_gptq_quantize(_block): bscales NULL for an int grid. */
+static int run(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows, const float *clip,
+               uint8_t *codes, uint16_t *scales, uint8_t *zeros, uint8_t *bscales, llmq_wtype btype, llmq_mx_rule rule,
+               float tscale, float *deq, llmq_gptq_stats *st, llmq_err *err)
 {
     int64_t cols = h->cols;
-    if ((q->bits != 3 && q->bits != 4) || !llmq_q4_group_ok(q->group) || rows < 1 || cols % q->group ||
-        rows > INT32_MAX || (!q->sym && !zeros))
-        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 3 or 4 bits, group 32/64/128 dividing %" PRId64
-                           " columns, rows and zero points when asymmetric", cols);
     int nt = llmq_pool_size(pool);
     size_t per = (size_t)BLOCK * (size_t)((rows + nt - 1) / nt) + (size_t)cols;
     float *scratch = llmq_alloc_aligned((size_t)nt * per * sizeof(float), err);
     double *loss = scratch ? llmq_calloc((size_t)nt, sizeof(double), err) : NULL;
     if (!loss) { free(scratch); return err->code; }
-    struct job j = { q, w, rows, cols, h->U, clip, h->perm, codes, scales, zeros, deq, scratch, per, loss };
+    struct job j = { q, w, rows, cols, h->U, clip, h->perm, codes, scales, zeros, bscales, btype, rule, tscale, deq, scratch,
+                     per, loss };
     llmq_pool_run(pool, worker, &j);
     double lq = 0.0;
     for (int i = 0; i < nt; i++) lq += loss[i];
@@ -235,6 +282,42 @@ int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_
     }
     free(scratch); free(loss);
     return LLMQ_OK;
+}
+
+int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows,
+                       const float *clip, uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq,
+                       llmq_gptq_stats *st, llmq_err *err)
+{
+    int64_t cols = h->cols;
+    if ((q->bits != 3 && q->bits != 4) || !llmq_q4_group_ok(q->group) || rows < 1 || cols % q->group ||
+        rows > INT32_MAX || (!q->sym && !zeros))
+        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs 3 or 4 bits, group 32/64/128 dividing %" PRId64
+                           " columns, rows and zero points when asymmetric", cols);
+    return run(pool, q, h, w, rows, clip, codes, scales, zeros, NULL, LLMQ_W_F32, LLMQ_MX_SCALE_OCP, 1.0f, deq, st, err);
+}
+
+int llmq_gptq_quantize_block(llmq_pool *pool, llmq_wtype t, llmq_mx_rule rule, const llmq_gptq_h *h, float *w,
+                             int64_t rows, const float *clip, uint8_t *codes, uint8_t *scales, float *tscale, float *deq,
+                             llmq_gptq_stats *st, llmq_err *err)
+{
+    int64_t cols = h->cols;
+    if (!llmq_wtype_is_block(t) || cols % llmq_block_size(t) || rows < 1 || rows > INT32_MAX ||
+        (rule != LLMQ_MX_SCALE_OCP && rule != LLMQ_MX_SCALE_CEIL && rule != LLMQ_MX_SCALE_MSE))
+        return llmq_errorf(err, LLMQ_EUSAGE, "gptq: needs a block format whose block divides %" PRId64 " columns, "
+                           "a scale rule and rows", cols);
+    const int B = llmq_block_size(t);
+    const llmq_gptq_cfg q = { t == LLMQ_W_MXFP8 ? 8 : 4, B, 1 };
+    /* the packer's tensor scale: the max of the clipped matrix */
+    float amax = 0.0f;
+    int64_t ng = cols / B;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float v = w[r * cols + c];
+            if (clip) v = fminf(fmaxf(v, -clip[2 * (r * ng + c / B) + 1]), clip[2 * (r * ng + c / B)]);
+            amax = fmaxf(amax, fabsf(v));
+        }
+    *tscale = llmq_wtype_is_nv(t) ? llmq_block_tscale(t, amax) : 1.0f;
+    return run(pool, &q, h, w, rows, clip, codes, NULL, NULL, scales, t, rule, *tscale, deq, st, err);
 }
 
 double llmq_gptq_loss(const llmq_gptq_h *h, const float *w, const float *q, int64_t rows)

@@ -13,12 +13,20 @@
  * this minimises |(W - Q) X^T|^2 over the calibration tokens column by
  * column instead of |W - Q|^2 element by element.  4-bit symmetric codes
  * may use -8 (code 0) as well as -7..7.
+ *
+ * The grid may also be an MX / NV block format (llmq_gptq_quantize_block):
+ * the NV tensor scale is computed over the whole clipped matrix, then each
+ * row's scale bytes are round to nearest's of the clipped row
+ * (llmq_block_quantize_row), and each element is rounded to the nearest
+ * value of the element type (saturating, as the packer) at its block's
+ * factor, the errors spread as above.
  */
 #ifndef LLMQ_ALGO_GPTQ_H
 #define LLMQ_ALGO_GPTQ_H
 
 #include "../base/llmq-int.h"
 #include "../base/pool.h"
+#include "../base/wmat.h"
 
 #define LLMQ_GPTQ_DAMP_DEFAULT 0.01   /* fraction of the mean diagonal added to H */
 
@@ -59,6 +67,17 @@ double llmq_gptq_h_damp(const llmq_gptq_h *h);  /* the damping used */
 int llmq_gptq_quantize(llmq_pool *pool, const llmq_gptq_cfg *q, const llmq_gptq_h *h, float *w, int64_t rows,
                        const float *clip, uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *deq,
                        llmq_gptq_stats *st, llmq_err *err);
+
+/* The same onto the grid of block format t (LLMQ_W_MXFP4 .. LLMQ_W_MXFP8)
+ * with scale rule rule; clip per block (rows, cols / B, 2), B =
+ * llmq_block_size(t).  Writes codes (rows, cols / 2) for the 4-bit types,
+ * (rows, cols) for MXFP8, scales (rows, cols / B) scale bytes and *tscale
+ * (NV: llmq_block_tscale of the clipped matrix's max |w|; MX: 1): what
+ * llmq_block_quantize of the clipped weights writes, but the codes.  w
+ * must be finite.  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM. */
+int llmq_gptq_quantize_block(llmq_pool *pool, llmq_wtype t, llmq_mx_rule rule, const llmq_gptq_h *h, float *w,
+                             int64_t rows, const float *clip, uint8_t *codes, uint8_t *scales, float *tscale, float *deq,
+                             llmq_gptq_stats *st, llmq_err *err);
 
 /* Mean over rows of (w - q) H (w - q)^T with h's H, no damping: the output
  * error |(W - Q) x|^2 per row, averaged over the calibration tokens.  -1 on
