@@ -5,7 +5,7 @@
 # dorian_gray.txt (ctx 512, full protocol) and KL divergence against the bf16
 # model for: bf16; RTN W4 g128 (llmq pack --format int4); AWQ W4 g128;
 # RTN W3 g128 (llmq awq --w-bit 3 --n-grid 1 --no-duo --no-clip: s = 1, no clip, i.e.
-# round-to-nearest; llmq pack has no int3); AWQ W3 g128.  "ratio" is AWQ's
+# round-to-nearest; the same as llmq pack --format int3); AWQ W3 g128.  "ratio" is AWQ's
 # perplexity increase over bf16 divided by RTN's (targets: <= 0.6 at W4,
 # <= 0.7 at W3).  Then the --search-tokens quality/time trade-off.
 # Wall time and peak RSS are the quantizing command's (/usr/bin/time), on 2
