@@ -94,35 +94,6 @@ static inline int code_of(double x, float sf, int z, int lo, int hi)
     return !(q >= lo) ? lo : q > hi ? hi : (int)q;     /* a NaN becomes lo, never undefined behaviour */
 }
 
-/* The code of block format t nearest v, an element divided by its block
- * factor: the packer's element rounding (microscale.c: nearest, ties to
- * even, saturating; int4 codes -7..7, MXINT4 in quarters). */
-static inline uint8_t block_code(llmq_wtype t, double v)
-{
-    switch (t) {
-    case LLMQ_W_MXINT4:
-    case LLMQ_W_NVINT4: {
-        double c = nearbyint(t == LLMQ_W_MXINT4 ? v * 4.0 : v);
-        c = c > 7.0 ? 7.0 : c < -7.0 ? -7.0 : c == c ? c : 0.0;
-        return (uint8_t)((int)c & 15);
-    }
-    case LLMQ_W_MXFP8: return llmq_e4m3_encode((float)v);
-    default: return llmq_e2m1_encode((float)v);
-    }
-}
-
-/* The factor block scale byte sc stands for (blocks.h). */
-static inline float block_factor(llmq_wtype t, uint8_t sc, float tscale)
-{
-    return llmq_wtype_is_nv(t) ? llmq_e4m3_to_f32(sc) * tscale : llmq_e8m0_to_f32(sc);
-}
-
-/* Element value of code c (before the block factor). */
-static inline float block_value(llmq_wtype t, uint8_t c)
-{
-    return t == LLMQ_W_MXFP8 ? llmq_e4m3_to_f32(c) : llmq_block4_values(t)[c & 15];
-}
-
 static void worker(void *ctx, int ti, int nt)
 {
     struct job *j = ctx;
@@ -170,11 +141,11 @@ static void worker(void *ctx, int ti, int nt)
                 int64_t oc = j->perm ? j->perm[i] : i, g = oc / G;
                 float dq;
                 if (j->bscales) {
-                    float d = block_factor(bt, j->bscales[r * ng + g], j->tscale);
-                    uint8_t c = d > 0.0f ? block_code(bt, (double)w[i] / (double)d) : 0;
+                    float d = llmq_block_factor(bt, j->bscales[r * ng + g], j->tscale);
+                    uint8_t c = d > 0.0f ? llmq_block_code(bt, (double)w[i] / (double)d) : 0;
                     if (four) llmq_q4_put_code(cd, oc, c);
                     else cd[oc] = c;
-                    dq = block_value(bt, c) * d;
+                    dq = llmq_block_value(bt, c) * d;
                 } else {
                     float sf = llmq_f16_to_f32(j->scales[r * ng + g]);
                     int z = q->sym ? LLMQ_Q4_ZERO_SYM : j->zeros[r * ng + g];

@@ -209,4 +209,17 @@ static inline float llmq_e4m3_to_f32(uint8_t b)
     return llmq_bits_f32(s | ((e + 120u) << 23) | (m << 20));
 }
 
+/* The factor block scale byte sc of block type t stands for: E4M3(sc) *
+ * tscale (NV, the float product) or 2^(sc - 127) (MX). */
+static inline float llmq_block_factor(llmq_wtype t, uint8_t sc, float tscale)
+{
+    return llmq_wtype_is_nv(t) ? llmq_e4m3_to_f32(sc) * tscale : llmq_e8m0_to_f32(sc);
+}
+
+/* The element value of code c of block type t, before the block factor. */
+static inline float llmq_block_value(llmq_wtype t, uint8_t c)
+{
+    return t == LLMQ_W_MXFP8 ? llmq_e4m3_to_f32(c) : llmq_block4_values(t)[c & 15];
+}
+
 #endif

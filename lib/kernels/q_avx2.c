@@ -361,10 +361,7 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
  * E4M3 bytes become f16 bits (the value times 2^-8, see q_avx512.c) for
  * vcvtph2ps.  Block factors are read one at a time. */
 
-INLINE float blk_factor(const llmq_wmat *W, uint8_t sb)
-{
-    return llmq_wtype_is_nv(W->type) ? llmq_e4m3_to_f32(sb) * W->tscale : llmq_e8m0_to_f32(sb);
-}
+INLINE float blk_factor(const llmq_wmat *W, uint8_t sb) { return llmq_block_factor(W->type, sb, W->tscale); }
 
 /* The int8 element table of a 4-bit type and the factor that makes it the
  * element values. */

@@ -45,10 +45,10 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
     case LLMQ_W_MXFP8: {
         const int B = llmq_block_size(W->type);
         uint8_t sb = ((const uint8_t *)W->scales)[r * (cols / B) + j / B];
-        float d = llmq_wtype_is_nv(W->type) ? llmq_e4m3_to_f32(sb) * W->tscale : llmq_e8m0_to_f32(sb);
-        if (W->type == LLMQ_W_MXFP8) return llmq_e4m3_to_f32(((const uint8_t *)W->data)[i]) * d;
+        float d = llmq_block_factor(W->type, sb, W->tscale);
+        if (W->type == LLMQ_W_MXFP8) return llmq_block_value(W->type, ((const uint8_t *)W->data)[i]) * d;
         const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
-        return llmq_block4_values(W->type)[(j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15] * d;
+        return llmq_block_value(W->type, (uint8_t)((j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15)) * d;
     }
     default: return 0.0f;   /* llmq_wmat_check rejects other types */
     }

@@ -62,8 +62,7 @@ static double elem_max(llmq_wtype t)
  * normal number (E2M1 2, E4M3 8; 0 for the int4 of MXINT4 as for MXINT8). */
 static int elem_emax(llmq_wtype t) { return t == LLMQ_W_MXFP8 ? 8 : t == LLMQ_W_MXINT4 ? 0 : 2; }
 
-/* The code of v, an element already divided by its block scale. */
-static uint8_t elem_code(llmq_wtype t, double v)
+uint8_t llmq_block_code(llmq_wtype t, double v)
 {
     switch (t) {
     case LLMQ_W_MXINT4:
@@ -108,24 +107,12 @@ float llmq_block_tscale(llmq_wtype t, float amax)
     return s > 0.0f ? s : FLT_TRUE_MIN;
 }
 
-/* The factor an element code's value is multiplied by in block b (blocks.h). */
-static inline float block_factor(llmq_wtype t, uint8_t sc, float tscale)
-{
-    return llmq_wtype_is_nv(t) ? llmq_e4m3_to_f32(sc) * tscale : llmq_e8m0_to_f32(sc);
-}
-
-/* The element value of code c (before the block factor). */
-static inline float elem_value(llmq_wtype t, uint8_t c)
-{
-    return t == LLMQ_W_MXFP8 ? llmq_e4m3_to_f32(c) : llmq_block4_values(t)[c & 15];
-}
-
 /* Squared error of block v[B] under scale byte sc (codes not kept). */
 static double block_sse(llmq_wtype t, const float *v, int B, uint8_t sc, float tscale)
 {
-    double d = (double)block_factor(t, sc, tscale), e = 0.0;
+    double d = (double)llmq_block_factor(t, sc, tscale), e = 0.0;
     for (int j = 0; j < B; j++) {
-        double q = d > 0.0 ? (double)elem_value(t, elem_code(t, (double)v[j] / d)) * d : 0.0;
+        double q = d > 0.0 ? (double)llmq_block_value(t, llmq_block_code(t, (double)v[j] / d)) * d : 0.0;
         e += (q - v[j]) * (q - v[j]);
     }
     return e;
@@ -161,9 +148,9 @@ void llmq_block_quantize_row(llmq_wtype t, const float *w, int64_t cols, llmq_mx
         for (int j = 0; j < B; j++) amax = fmax(amax, fabs((double)v[j]));
         uint8_t sc = amax > 0.0 ? block_scale(t, v, B, amax, rule, tscale) : 0;
         scales[b] = sc;
-        double d = (double)block_factor(t, sc, tscale);
+        double d = (double)llmq_block_factor(t, sc, tscale);
         for (int j = 0; j < B; j++) {
-            uint8_t c = amax > 0.0 && d > 0.0 ? elem_code(t, (double)v[j] / d) : 0;
+            uint8_t c = amax > 0.0 && d > 0.0 ? llmq_block_code(t, (double)v[j] / d) : 0;
             int64_t k = b * B + j;
             if (four) llmq_q4_put_code(codes, k, c);
             else codes[k] = c;
@@ -175,12 +162,9 @@ void llmq_block_dequantize_row(llmq_wtype t, const uint8_t *codes, const uint8_t
                                int64_t cols, float *out)
 {
     const int B = llmq_block_size(t);
-    const float *P = llmq_block4_values(t);
     for (int64_t j = 0; j < cols; j++) {
-        float d = block_factor(t, scales[j / B], tscale);
-        float p = llmq_wtype_is_block4(t) ? P[(j & 1) ? codes[j / 2] >> 4 : codes[j / 2] & 15]
-                                          : llmq_e4m3_to_f32(codes[j]);
-        out[j] = p * d;
+        uint8_t c = llmq_wtype_is_block4(t) ? (uint8_t)((j & 1) ? codes[j / 2] >> 4 : codes[j / 2] & 15) : codes[j];
+        out[j] = llmq_block_value(t, c) * llmq_block_factor(t, scales[j / B], tscale);
     }
 }
 

@@ -127,6 +127,9 @@ float llmq_block_tscale(llmq_wtype t, float amax);
  * the row's sizes. */
 void llmq_block_fake_row(llmq_wtype t, const float *w, int64_t cols, llmq_mx_rule rule, uint8_t *codes,
                          uint8_t *scales, float *out);
+/* The code of block type t nearest v, an element already divided by its
+ * block factor: the packer's element rounding (gptq.c rounds with it too). */
+uint8_t llmq_block_code(llmq_wtype t, double v);
 /* Element encoders: nearest, ties to even, saturating (6, 448); NaN -> 0. */
 uint8_t llmq_e2m1_encode(float v);
 uint8_t llmq_e4m3_encode(float v);

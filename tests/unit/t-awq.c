@@ -39,7 +39,7 @@ TEST(fake_row_matches_packer_quantizers)
         for (int g = 0; g < 2; g++) pair[2 * g] = pair[2 * g + 1] = clip[g];
         for (int bits = 3; bits <= 4; bits++)
             for (int sym = 0; sym <= 1; sym++) {
-                llmq_awq_qcfg q = { bits, 128, sym };
+                llmq_awq_qcfg q = { .bits = bits, .group = 128, .sym = sym };
                 llmq_awq_fake_row(&q, w, 256, trial % 2 ? pair : NULL, a);
                 if (bits == 4) llmq_q4_fake_row(w, 256, 128, sym, trial % 2 ? clip : NULL, b);
                 else llmq_q3_fake_row(w, 256, 128, sym, trial % 2 ? clip : NULL, b);
@@ -176,7 +176,7 @@ TEST(scale_search_gqa_outliers)
         xm[j] = (float)(a / (N * (NH / NKV)));
     }
     llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0, 0 };
-    llmq_awq_qcfg q = { 4, 128, 0 };
+    llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;
     llmq_err err = { 0, "" };
@@ -245,7 +245,7 @@ TEST(clip_search_bf16)
             for (int b = 0; b < K; b++) v += basis[b * C + c] * (float)(t % (b + 3)) / (float)(b + 1);
             x[t * C + c] = v;
         }
-    llmq_awq_qcfg q = { 4, 128, 0 };
+    llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double before, after, shrink, frac;
     llmq_err err = { 0, "" };
     CHECK_EQ_INT(clip_xe(W, R, C, x, N, &q, 0, ca, &before, &after, &shrink, &frac, &err), LLMQ_OK);
@@ -308,7 +308,7 @@ TEST(clip_search_planted_outlier)
     for (int r = 0; r < R / 2; r++) W[r * C + 5] = 1.0f, W[r * C + 130] = -1.0f;   /* rows 0..15 carry outliers */
     for (int t = 0; t < N; t++)
         for (int c = 0; c < C; c++) x[t * C + c] = c == 5 || c == 130 ? 1e-4f * gauss() : gauss();
-    llmq_awq_qcfg q = { 4, 128, 0 };
+    llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double before, after, shrink, frac;
     llmq_err err = { 0, "" };
     CHECK_EQ_INT(clip_x(W, R, C, x, N, &q, clip, &before, &after, &shrink, &frac, &err), LLMQ_OK);
@@ -344,7 +344,7 @@ TEST(nonfinite_fallbacks)
     for (int i = 0; i < N * H; i++) x[i] = (i % H) < 64 ? 0.0f : gauss() * 1e-30f;
     for (int c = 0; c < H; c++) xm[c] = c < 64 ? 0.0f : 1e-30f;
     llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0, 0 };
-    llmq_awq_qcfg q = { 4, 128, 0 };
+    llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;
     llmq_err err = { 0, "" };
@@ -385,7 +385,7 @@ TEST(scale_search_mlp_group)
         xm[c] = (float)(a / N);
     }
     llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0, 0 };
-    llmq_awq_qcfg q = { 3, 128, 0 };
+    llmq_awq_qcfg q = { .bits = 3, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;
     llmq_err err = { 0, "" };
