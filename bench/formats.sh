@@ -29,11 +29,7 @@ echo "| model | format | bits/weight | rotated | activations | perplexity | KLD 
 echo "|---|---|---:|---|---|---:|---|---:|"
 klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.5f +- %.5f", a, e }'; }
 for name in $MODELS; do
-    case $name in
-        planted-s*) M="$T/$name"
-           "$SHARED/tools/plant-outliers" "$SHARED/models/tiny-llama-mha" "$M" --seed "${name#planted-s}" >/dev/null || exit 1 ;;
-        *) M="$SHARED/models/$name" ;;
-    esac
+    bench_model "$name"
     "$LLMQ" verify "$M" --text "$EVAL" --ctx 512 $win --kld-save "$T/base.kld" --json >"$T/base.json" || exit 1
     printf '| %s | bf16 | 16 | no | fp | %.3f | | |\n' "$name" "$(j "$T/base.json" perplexity)"
     for r in $ROT; do

@@ -19,6 +19,16 @@ bench_tmp() {
     T=$(mktemp -d "${TMPDIR:-/tmp}/llmq-bench-$1.XXXXXX") || exit 2
     trap 'rm -rf "$T"' EXIT
 }
+# bench_model NAME: M = the model NAME names: a model of $SHARED/models, or
+# planted-sN, the plant-outliers --seed N twin of tiny-llama-mha, written
+# into $T (bench_tmp first).
+bench_model() {
+    case $1 in
+        planted-s*) M="$T/$1"
+           "$SHARED/tools/plant-outliers" "$SHARED/models/tiny-llama-mha" "$M" --seed "${1#planted-s}" >/dev/null || exit 1 ;;
+        *) M="$SHARED/models/$1" ;;
+    esac
+}
 j() { $TC json "$1" "$2"; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 f4() { awk -v x="$1" 'BEGIN { printf "%.4f", x }'; }
