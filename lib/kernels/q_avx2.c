@@ -395,29 +395,57 @@ INLINE __m256 b4_dot16(__m128i u, const float *x)
     return _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u, 8)), _mm256_loadu_ps(x + 8), s);
 }
 
-static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+/* NR rows (1 or 4) from row r: x is loaded once per 32 columns for the NR
+ * rows, and each row's block sums (one per 32 columns MX, two NV) meet
+ * their factors in its own accumulator. */
+INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, const float *x, float *y)
 {
-    const int64_t cols = W->cols, rb = cols / 2, B = llmq_block_size(W->type), nb = cols / B;
-    float f;
-    const __m128i tab = b4_table(W->type, &f);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * rb;
-        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t c = 0; c < cols; c += 32) {
+    const int64_t cols = W->cols, rb = cols / 2, nb = cols / (nv ? 16 : 32);
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 32) {
+        const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        const __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint8_t *p = data + k * rb + c / 2;
+            const uint8_t *sb = sc + k * nb;
+            if (NR == 4) PF(p + 4 * rb);
             __m128i u[2];
-            PF(data + c / 2 + 256);
-            b4_decode(data + c / 2, tab, u);
-            __m256 s0 = b4_dot16(u[0], x + c), s1 = b4_dot16(u[1], x + c + 16);
-            if (B == 16) {
-                acc = _mm256_fmadd_ps(s0, _mm256_set1_ps(blk_factor(W, sc[c / 16])), acc);
-                acc = _mm256_fmadd_ps(s1, _mm256_set1_ps(blk_factor(W, sc[c / 16 + 1])), acc);
+            b4_decode(p, tab, u);
+            __m256 s0 = _mm256_mul_ps(i8x8_ps(u[0]), x0);
+            s0 = _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u[0], 8)), x1, s0);
+            __m256 s1 = _mm256_mul_ps(i8x8_ps(u[1]), x2);
+            s1 = _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u[1], 8)), x3, s1);
+            if (nv) {
+                acc[k] = _mm256_fmadd_ps(s0, _mm256_set1_ps(blk_factor(W, sb[c / 16])), acc[k]);
+                acc[k] = _mm256_fmadd_ps(s1, _mm256_set1_ps(blk_factor(W, sb[c / 16 + 1])), acc[k]);
             } else {
-                acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(blk_factor(W, sc[c / 32])), acc);
+                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(blk_factor(W, sb[c / 32])), acc[k]);
             }
         }
-        y[r - r0] = hsum(acc) * f;
     }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
+static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    float f;
+    const __m128i tab = b4_table(W->type, &f);
+    const int nv = llmq_wtype_is_nv(W->type);
+    int64_t r = r0;
+    if (nv) {
+        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 1, tab, x, y + (r - r0));
+        for (; r < r1; r++) b4_rows(W, r, 1, 1, tab, x, y + (r - r0));
+    } else {
+        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 0, tab, x, y + (r - r0));
+        for (; r < r1; r++) b4_rows(W, r, 1, 0, tab, x, y + (r - r0));
+    }
+    for (r = r0; r < r1; r++) y[r - r0] *= f;
 }
 
 static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)

@@ -580,9 +580,71 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const float *
     for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
 }
 
+/* 128 columns at a time, as q4g128_rows reads int4: 64 bytes are 16
+ * dwords of 8 codes (column 8j + k in bits 4k..4k+3 of dword j), so one
+ * load and a shift per 16 columns feed vpermps, and x is regrouped once
+ * per call (xp as mv_q4's).  Lane j holds columns 8j..8j+7 all the chunk
+ * long, so its block is fixed: j / 4 (MX, 32 columns) or j / 2 (NV, 16):
+ * the lanes' sums over the chunk take their block factors once, one
+ * vpermps and one FMA per 128 columns where b4_rows pays per 32. */
+INLINE void b4x128_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const float *xp, float *y)
+{
+    const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B;
+    const int64_t cpf = nv ? 2 : 4;            /* 128-column chunks per 16 block factors */
+    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sel0 = _mm512_srli_epi32(lane, nv ? 1 : 2);
+    __m512 acc[4], dv[4];
+    float d[16];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) acc[k] = dv[k] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols / 128; c++) {
+        if (c % cpf == 0) {
+            int64_t b0 = c * 128 / B;
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) {
+                blk_factors(W, sc + k * nb + b0, nb - b0, d);
+                dv[k] = _mm512_loadu_ps(d);
+            }
+        }
+        const __m512i sel = _mm512_add_epi32(sel0, _mm512_set1_epi32((int)((c % cpf) * (128 / B))));
+        const float *xg = xp + c * 128;
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint8_t *p = data + k * rb + c * 64;
+            if (NR == 4) PF(p + 4 * rb);
+            __m512i v = _mm512_loadu_si512((const void *)p);
+            __m512 s0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), _mm512_loadu_ps(xg));
+            __m512 s1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), _mm512_loadu_ps(xg + 16));
+#pragma GCC unroll 8
+            for (int sh = 2; sh < 8; sh += 2) {
+                v = _mm512_srli_epi32(v, 8);
+                s0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t), _mm512_loadu_ps(xg + sh * 16), s0);
+                s1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t),
+                                     _mm512_loadu_ps(xg + sh * 16 + 16), s1);
+            }
+            acc[k] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_permutexvar_ps(sel, dv[k]), acc[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+}
+
 static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
 {
     int64_t r = r0;
+    if (W->cols % 128 == 0 && W->cols <= Q4_XP_MAX) {
+        float xp[Q4_XP_MAX] __attribute__((aligned(64)));
+        int nv = llmq_wtype_is_nv(W->type);
+        for (int64_t c = 0; c < W->cols; c += 128)
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 16; j++) xp[c + 16 * k + j] = x[c + 8 * j + k];
+        for (; r + 4 <= r1; r += 4) b4x128_rows(W, r, 4, nv, xp, y + (r - r0));
+        for (; r < r1; r++) b4x128_rows(W, r, 1, nv, xp, y + (r - r0));
+        return;
+    }
     if (llmq_wtype_is_nv(W->type)) {
         for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 1, x, y + (r - r0));
         for (; r < r1; r++) b4_rows(W, r, 1, 1, x, y + (r - r0));

@@ -193,8 +193,9 @@ static const int64_t ROWS[] = { 1, 3, 4, 5, 8, 17, 33 };
 static const int64_t COLS_ANY[] = { 1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 100, 257, 1000 };
 static const int64_t COLS_128[] = { 128, 256, 384, 1152 };
 /* the block formats: 32-column chunks, around the AVX-512 kernels' 16 block
- * factors at a time (256 columns NV, 512 MX) */
-static const int64_t COLS_BLOCK[] = { 32, 64, 96, 256, 288, 512, 544, 800 };
+ * factors at a time (256 columns NV, 512 MX), and whole 128-column chunks
+ * (the AVX-512 128-column path) past one and two sets of factors */
+static const int64_t COLS_BLOCK[] = { 32, 64, 96, 128, 256, 288, 384, 512, 544, 640, 800, 1152 };
 
 /* the types of this file (ggml's: t-ggml-blocks.c) */
 static const llmq_wtype OWN_TYPES[] = { LLMQ_W_F32, LLMQ_W_BF16, LLMQ_W_F16, LLMQ_W_Q8, LLMQ_W_Q4, LLMQ_W_MX8,
@@ -1176,7 +1177,7 @@ static const llmq_wtype BLOCK_TYPES[] = { LLMQ_W_MXFP4, LLMQ_W_MXINT4, LLMQ_W_NV
 TEST(block_kernel_ranges)
 {
     llmq_isa saved = llmq_cpu_isa();
-    static const int64_t rng[][2] = { { 0, 11 }, { 1, 8 }, { 3, 4 }, { 5, 11 }, { 2, 9 } }, cols[] = { 32, 96, 544 };
+    static const int64_t rng[][2] = { { 0, 11 }, { 1, 8 }, { 3, 4 }, { 5, 11 }, { 2, 9 } }, cols[] = { 32, 96, 544, 640 };
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
