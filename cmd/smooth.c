@@ -174,6 +174,7 @@ int cmd_smooth(int argc, char **argv)
         rc = cmd_failf("smooth", LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", path);
         goto out;
     }
+    if ((rc = llmq_smooth_refuse_online(&m, &err))) goto fail;
     if ((rc = llmq_stats_load(&st, o.stats, &err)) || (rc = llmq_stats_check_config(&st, &m.cfg, o.stats, &err)) ||
         (rc = llmq_model_digest(&m, digest, &err)))
         goto fail;

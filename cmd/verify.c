@@ -120,7 +120,9 @@ static int load_stats(verify_run *v, const char *path, llmq_err *err)
     int rc = llmq_stats_load(&st, path, err);
     if (rc) return rc;
     if ((rc = llmq_stats_check_config(&st, &m->cfg, path, err))) goto done;
-    const char *src = m->ckpt.n_shards ? llmq_st_meta(&m->ckpt.shards[0], "llmq.source_digest") : NULL;
+    /* a checkpoint that rotate or smooth wrote names its source too, but
+     * its statistics are its own */
+    const char *src = m->packed_meta && m->ckpt.n_shards ? llmq_st_meta(&m->ckpt.shards[0], "llmq.source_digest") : NULL;
     if (src) snprintf(digest, sizeof digest, "%s", src);
     else if ((rc = llmq_model_digest(m, digest, err))) goto done;
     if (strcmp(digest, st.model_digest) != 0) {

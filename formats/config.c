@@ -127,6 +127,50 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
     return LLMQ_OK;
 }
 
+static int pow2(long v) { return v > 0 && !(v & (v - 1)); }
+
+/* "llmq_online_hadamard", written by llmq rotate --online-hadamard: the
+ * forward must apply what it records, so anything short of a transform
+ * that fits this model is refused rather than skipped. */
+static int parse_online(llmq_config *c, const cJSON *root, const char *path, llmq_err *err)
+{
+    static const char *K = "llmq_online_hadamard", *names[2] = { "ff_block", "head_dim" };
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, K);
+    char q[LLMQ_QUOTE_SIZE];
+    if (!o || cJSON_IsNull(o)) return LLMQ_OK;
+    if (!cJSON_IsObject(o)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not an object", path, K);
+    for (const cJSON *e = o->child; e; e = e->next)
+        if (strcmp(e->string, names[0]) && strcmp(e->string, names[1]))
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: \"%s.%s\" is a transform this llmq does not know",
+                               path, K, llmq_quote(q, e->string));
+    long v[2];
+    for (int i = 0; i < 2; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, names[i]);
+        if (!x) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" has no \"%s\"", path, K, names[i]);
+        double d = x->valuedouble;
+        if (!cJSON_IsNumber(x) || !isfinite(d) || d != floor(d) || d < 1 || d > (double)(1L << 24))
+            return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.%s\" is not an integer in [1, %ld]", path, K, names[i],
+                               1L << 24);
+        v[i] = (long)d;
+    }
+    if (!pow2(v[0]) || c->intermediate % v[0])
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.ff_block\" %ld is not a power of two dividing "
+                           "intermediate_size %d", path, K, v[0], c->intermediate);
+    if (v[1] != c->head_dim || !pow2(v[1]))
+        return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.head_dim\" %ld: expected the model's head_dim %d%s", path, K,
+                           v[1], c->head_dim, pow2(c->head_dim) ? "" : ", which is no power of two");
+    c->had_ff_block = (int)v[0];
+    c->had_head_dim = (int)v[1];
+    return LLMQ_OK;
+}
+
+int llmq_config_refuse_online(const llmq_config *c, const char *path, const char *why, llmq_err *err)
+{
+    if (!c->had_ff_block && !c->had_head_dim) return LLMQ_OK;
+    return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: has online Hadamard transforms (config.json \"llmq_online_hadamard\"): %s",
+                       path, why);
+}
+
 int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err)
 {
     memset(c, 0, sizeof *c);
@@ -229,6 +273,8 @@ int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     if (!dt || cJSON_IsNull(dt)) dt = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
     if (dt && cJSON_IsString(dt)) snprintf(c->dtype, sizeof c->dtype, "%.15s", dt->valuestring);
+
+    if ((rc = parse_online(c, root, path, err))) goto out;
 
     c->bos_id = c->eos_id = -1;
     int v;

@@ -32,6 +32,11 @@ typedef struct {
     int tie_embeddings;        /* lm_head shares embed_tokens */
     char dtype[16];            /* "bfloat16", "float16", "float32" or "" */
     int bos_id, eos_id;        /* -1 if absent */
+    /* "llmq_online_hadamard" (llmq rotate --online-hadamard; 0: absent) */
+    int had_ff_block;          /* "ff_block": down_proj's input is rotated online by H / sqrt(B) on each block
+                                * of this many channels (a power of two dividing intermediate) */
+    int had_head_dim;          /* "head_dim": v_proj / o_proj rotated per head offline, and the KV cache's
+                                * keys per head online (== head_dim, a power of two) */
 } llmq_config;
 
 /* RoPE frequency schemes of transformers' modeling_rope_utils that llmq
@@ -45,8 +50,17 @@ enum { LLMQ_ROPE_DEFAULT = 0, LLMQ_ROPE_LINEAR, LLMQ_ROPE_LLAMA3 };
  * messages quoted (llmq_quote).
  * Unsupported architectures, activations or rope scaling are
  * LLMQ_EUNSUPPORTED naming what was found; missing or ill-typed fields are
- * LLMQ_EFORMAT naming the field. */
+ * LLMQ_EFORMAT naming the field.  "llmq_online_hadamard" must be
+ * {"ff_block": B, "head_dim": D} with B a power of two dividing
+ * intermediate_size and D the model's head_dim, a power of two
+ * (LLMQ_EFORMAT otherwise); another member in it is LLMQ_EUNSUPPORTED (a
+ * transform this llmq would not apply). */
 int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err);
+/* LLMQ_OK for a model without online Hadamard transforms; for one with
+ * them (c->had_ff_block), LLMQ_EUNSUPPORTED "PATH: has online Hadamard
+ * transforms (config.json \"llmq_online_hadamard\"): WHY": what a
+ * command that cannot apply them (exporters, smooth, training) returns. */
+int llmq_config_refuse_online(const llmq_config *c, const char *path, const char *why, llmq_err *err);
 /* Read and parse dir/config.json. */
 int llmq_config_load(llmq_config *c, const char *dir, llmq_err *err);
 const char *llmq_arch_supported(void);   /* "LlamaForCausalLM, ..." */

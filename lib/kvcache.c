@@ -13,6 +13,7 @@
 #include <cblas.h>
 #include "kvcache.h"
 #include "quant/kvq.h"
+#include "kernels/hadamard.h"
 #include "train/ops.h"
 
 #define OUT_NONE 0x7e00   /* an f16 NaN: no outlier in this entry */
@@ -24,6 +25,8 @@ struct llmq_kvcache {
     int L, nkv, nh, hd, swin;   /* layers, KV heads, query heads, head_dim, model's sliding window */
     int max_ctx, slots;
     int calib;                  /* keys on calibrated per-channel ranges */
+    int had;                    /* keys arrive and are kept as k H per head (online Hadamard):
+                                 * each read multiplies by H again before RoPE */
     int nq;                     /* int/nuq: 1 */
     size_t krow, vrow;          /* bytes of one (token, head) row */
     int vgroups;                /* value ranges per row */
@@ -147,6 +150,7 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
     kv->max_ctx = max_ctx;
     kv->slots = s.window > 0 ? LLMQ_MIN(max_ctx, s.sinks + s.window) : max_ctx;
     kv->calib = calib && quantized(&s);
+    kv->had = c->had_head_dim > 0;
     kv->nt = n_threads;
     int hd = kv->hd;
     size_t lh = (size_t)kv->L * kv->nkv, slots = (size_t)kv->slots;
@@ -742,6 +746,7 @@ static void decode_head(const struct job *j, int g, float *scr)
                 else key_row(kv, layer, g, t, kr, tmp);
             }
         }
+        if (kv->had) llmq_fwht(tile, m, hd, hd);
         /* positions: t unless evicting, then the row's place in the cache */
         rotate_tile(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Kt);
         tile_scores(Q, group, hd, Kt, scale, m, Sm + r0, (size_t)nr);
@@ -800,6 +805,7 @@ static void attend_block(const struct job *j, int g, int i0, int i1, float *scr)
             if (t >= lov) memcpy(vr, exact_row(kv, layer, g, t, pos, j->k, j->v, 1), (size_t)hd * 4);
             else value_row(kv, layer, g, t, vr);
         }
+        if (kv->had) llmq_fwht(kr, 1, hd, hd);
         rotate(kr, hd, evict ? r : t, j->cs, j->sn);
     }
     float scale = 1.0f / sqrtf((float)hd);
@@ -816,6 +822,7 @@ static void attend_block(const struct job *j, int g, int i0, int i1, float *scr)
             /* keys this query reads exactly that the block's last query does not */
             for (int t = exact_from(kv, a, 1); t < LLMQ_MIN(lok, a + 1); t++) {
                 memcpy(tmp, exact_row(kv, layer, g, t, pos, j->k, j->v, 0), (size_t)hd * 4);
+                if (kv->had) llmq_fwht(tmp, 1, hd, hd);
                 rotate(tmp, hd, t, j->cs, j->sn);
                 row[t] = dot(Q + (size_t)i * qd, tmp, hd) * scale;
             }

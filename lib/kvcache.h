@@ -24,6 +24,12 @@
  *   residual  a query reads the keys and values of the last `residual`
  *           positions up to itself at full precision (KIVI's residual)
  *
+ * With online Hadamard transforms (config had_head_dim, llmq rotate
+ * --online-hadamard) the keys arrive as k H per head (H the normalized
+ * Hadamard matrix of head_dim, QuaRot's key rotation moved before RoPE,
+ * which does not commute with it) and everything above holds them so;
+ * every read multiplies by H again (H H = I) before RoPE.
+ *
  * Ranges are f16 (step, lo) pairs; codes use uniform levels (int) or a
  * per-layer codebook (nuq, KVQuant's non-uniform datatype fitted offline).
  * f32 and bf16 store the values themselves.
@@ -99,7 +105,8 @@ void llmq_kv_key_outliers(const llmq_kvcache *kv, int64_t *rows, int64_t *outlie
 int llmq_kv_query_pos(const llmq_kvcache *kv, int pos, int n);
 
 /* One layer's attention for n queries at logical positions pos..: store
- * k and v (pre-RoPE, (n, n_kv_heads * head_dim)), then
+ * k and v (pre-RoPE, k times H per head with online Hadamard; (n,
+ * n_kv_heads * head_dim)), then
  * att (n, n_heads * head_dim) = softmax(q k^T / sqrt(d)) v over what each
  * query sees, q (n, n_heads * head_dim) rotated at its RoPE position.
  * cs, sn: the RoPE tables (rows 0..slots-1, head_dim / 2 each), scratch

@@ -6,6 +6,7 @@
 #include "awq.h"
 #include "gptq.h"
 #include "../quant/quant.h"
+#include "../kernels/hadamard.h"
 #include "../../calib/data.h"
 #include "../train/ops.h"
 
@@ -523,6 +524,7 @@ static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *con
         mm_b(pool, w[0], ff, g->in, g->x, n, hg, b);
         mm_b(pool, w[1], ff, g->in, g->x, n, hu, b);
         llmq_op_swiglu_fwd(hg, hu, (size_t)(n * ff), hg);
+        if (g->ff_block) llmq_fwht(hg, n, ff, g->ff_block);   /* the forward's online Hadamard */
         if (!b) { mm(pool, g->down, g->down_rows, ff, hg, n, out); return; }
         llmq_round_bf16(hg, n * ff, b->h);
         llmq_wmat d = { LLMQ_W_BF16, g->down_rows, ff, b->down, NULL, NULL, 0, 0 };
@@ -1281,6 +1283,16 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++)
         if (!(A->s[g] = falloc(llmq_awq_scale_dim(c, g), 1, err))) { free(xm); return err->code; }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) {
+        if (g == LLMQ_AWQ_G_DOWN && c->had_ff_block) {
+            /* online Hadamard: down_proj reads h Q, and a scale of h Q would
+             * have to fold into up_proj through Q: s = 1 (the clip search
+             * below still runs) */
+            for (int64_t j = 0; j < FF; j++) A->s[g][j] = 1.0f;
+            A->ratio[g] = 0.0;
+            A->duo[g] = A->fallback[g] = A->exact[g] = 0;
+            A->loss_s1[g] = A->loss_best[g] = NAN;
+            continue;
+        }
         llmq_awq_group gr;
         memset(&gr, 0, sizeof gr);
         int exact = g < 2 && st->rfull_ok[g];
@@ -1316,6 +1328,7 @@ static int search_layer(const llmq_model *m, const llmq_awq_opts *o, llmq_awq_la
             gr.w[0] = W[LLMQ_AWQ_GATE]; gr.rows[0] = FF;
             gr.w[1] = W[LLMQ_AWQ_UP]; gr.rows[1] = FF;
             gr.down = W[LLMQ_AWQ_DOWN]; gr.down_rows = H;
+            gr.ff_block = c->had_ff_block;
             break;
         default: gr.n_w = 1; gr.w[0] = W[LLMQ_AWQ_DOWN]; gr.rows[0] = H; break;
         }

@@ -213,7 +213,8 @@ void llmq_awq_expand_kv(const float *s_kv, int n_heads, int n_kv, int head_dim, 
  * by the n_heads / kv_heads query heads reading that KV channel).
  * w[i] (rows[i], in) fp32.  With down != NULL the group is an MLP (w[0] =
  * gate, w[1] = up, output down(silu(gate x) * up x), down (down_rows, rows[0])
- * kept float); otherwise the output is the concatenation of every w[i] x.
+ * kept float; ff_block: down's input rotated first); otherwise the output
+ * is the concatenation of every w[i] x.
  * With duo, candidates s = x^r / (w^(1-r) + 1e-4) are tried as well, w the
  * per-channel mean of |W| over the group's rows, each row's group max
  * normalised to 1 (AutoAWQ); *picked_duo says which kind won.
@@ -229,6 +230,8 @@ typedef struct {
     int64_t n_coarse;   /* > 0: first every candidate on n_coarse evenly spaced
                            tokens of x, then only s = 1 and the 4 best on all n */
     int act_bf16;       /* the products in bf16 (inputs and weights rounded; llmq_matmul_bf16) */
+    int ff_block;       /* down != NULL: > 0 multiplies down's input by H / sqrt(ff_block) per block
+                           (the online Hadamard; down holds W Q), as the forward does */
 } llmq_awq_group;
 int llmq_awq_search_scale(llmq_pool *pool, const llmq_awq_group *g, const llmq_awq_qcfg *q, int n_grid, int duo,
                           float *s, double *ratio, int *picked_duo, double *loss_s1, double *loss_best, int *fallback,

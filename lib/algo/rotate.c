@@ -31,7 +31,8 @@ void llmq_rotate_signs(uint64_t seed, int n, double *signs)
 static void rotate_strided(double *x, int n, size_t stride, int B, const double *signs)
 {
     double scale = 1.0 / sqrt((double)B);
-    for (int i = 0; i < n; i++) x[(size_t)i * stride] *= signs[i];
+    if (signs)
+        for (int i = 0; i < n; i++) x[(size_t)i * stride] *= signs[i];
     for (int b0 = 0; b0 < n; b0 += B) {
         double *y = x + (size_t)b0 * stride;
         for (int len = 1; len < B; len <<= 1)
@@ -54,6 +55,7 @@ struct wctx {
     int B;
     double *signs;          /* (hidden) */
     llmq_dtype dt;
+    int ff_block, head_dim; /* online: Q_ff's block, H's order (head_dim); 0: not online */
 };
 
 /* Rows r of W (rows, H) as v[r] <- (W[r] * gamma) Q; gamma NULL: ones. */
@@ -106,6 +108,43 @@ static int rotate_vec(const struct wctx *x, const float *b, float *v, llmq_err *
     return LLMQ_OK;
 }
 
+/* ---- the online Hadamard's offline halves: H / sqrt(B), no signs ---- */
+
+/* Each row of v (rows, cols) <- row Q, Q = H_B / sqrt(B) per block of B
+ * columns, in double. */
+static int had_rows(float *v, int64_t rows, int64_t cols, int B, llmq_err *err)
+{
+    double *d = llmq_malloc((size_t)cols * sizeof(double), err);
+    if (!d) return err->code;
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = v + (size_t)r * cols;
+        for (int64_t j = 0; j < cols; j++) d[j] = row[j];
+        rotate_strided(d, (int)cols, 1, B, NULL);
+        for (int64_t j = 0; j < cols; j++) row[j] = (float)d[j];
+    }
+    free(d);
+    return LLMQ_OK;
+}
+
+/* v (rows, cols) <- (I (x) Q) v: each column's blocks of B rows times Q
+ * (Q symmetric), eight columns at a time. */
+static int had_cols(float *v, int64_t rows, int64_t cols, int B, llmq_err *err)
+{
+    enum { CH = 8 };
+    double *d = llmq_malloc((size_t)rows * CH * sizeof(double), err);
+    if (!d) return err->code;
+    for (int64_t c0 = 0; c0 < cols; c0 += CH) {
+        int w = (int)LLMQ_MIN((int64_t)CH, cols - c0);
+        for (int64_t r = 0; r < rows; r++)
+            for (int k = 0; k < w; k++) d[(size_t)r * CH + k] = v[(size_t)r * cols + c0 + k];
+        for (int k = 0; k < w; k++) rotate_strided(d + k, (int)rows, CH, B, NULL);
+        for (int64_t r = 0; r < rows; r++)
+            for (int k = 0; k < w; k++) v[(size_t)r * cols + c0 + k] = (float)d[(size_t)r * CH + k];
+    }
+    free(d);
+    return LLMQ_OK;
+}
+
 enum { COPY = -1 };   /* transform(): a tensor the rotation leaves as it is */
 
 /* Tensor `name` of the rotated model into v (n floats); COPY for one the
@@ -137,17 +176,33 @@ static int transform(const struct wctx *x, const char *name, float *v, uint64_t 
     *dot = 0;
     int k = llmq_linear_find(mod);
     if (k < 0) return COPY;
-    int writes = k == LLMQ_LIN_O || k == LLMQ_LIN_DOWN;
+    int writes = k == LLMQ_LIN_O || k == LLMQ_LIN_DOWN, hd = x->head_dim;
+    int64_t rows = llmq_linear_rows(c, (llmq_lin)k), cols = llmq_linear_cols(c, (llmq_lin)k);
     if (bias) {
-        if (!writes) return COPY;   /* q/k/v, gate/up biases are on their outputs: unchanged */
         const float *b = llmq_layer_b(L, (llmq_lin)k);
+        if (k == LLMQ_LIN_V && hd) {   /* v H per head: its bias too */
+            if (!b || n != (uint64_t)rows)
+                return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': a bias of %" PRIu64 " values, v_proj has %" PRId64
+                                   " rows", name, n, rows);
+            memcpy(v, b, (size_t)rows * sizeof(float));
+            return had_rows(v, 1, rows, hd, err);
+        }
+        if (!writes) return COPY;   /* q/k/v, gate/up biases are on their outputs: unchanged */
         if (!b || n != (uint64_t)H) return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': a bias of %" PRIu64 " values, hidden is %d", name, n, H);
         return rotate_vec(x, b, v, err);
     }
     const llmq_wmat *W = llmq_layer_w(L, (llmq_lin)k);
-    if (writes) return rotate_cols(x, W, llmq_linear_cols(c, (llmq_lin)k), v, err);
+    int rc;
+    if (writes) {
+        if ((rc = rotate_cols(x, W, cols, v, err))) return rc;
+        if (k == LLMQ_LIN_O && hd) return had_rows(v, rows, cols, hd, err);                      /* W_o (I (x) H) */
+        if (k == LLMQ_LIN_DOWN && x->ff_block) return had_rows(v, rows, cols, x->ff_block, err);  /* W_down Q_ff */
+        return LLMQ_OK;
+    }
     const float *gamma = k <= LLMQ_LIN_V ? L->attn_norm : L->mlp_norm;
-    return rotate_rows(x, W, llmq_linear_rows(c, (llmq_lin)k), gamma, v, err);
+    if ((rc = rotate_rows(x, W, rows, gamma, v, err))) return rc;
+    if (k == LLMQ_LIN_V && hd) return had_cols(v, rows, cols, hd, err);   /* (I (x) H) W_v: v H per head */
+    return LLMQ_OK;
 }
 
 static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_err *err)
@@ -168,16 +223,23 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     return rc;
 }
 
-struct config_edit { llmq_dtype dt; };
+struct config_edit { llmq_dtype dt; int ff_block, head_dim; };
 
 static int edit_config(void *ctx, cJSON *j, llmq_err *err)
 {
     const struct config_edit *e = ctx;
-    (void)err;
     llmq_config_set_dtype(j, e->dt);
     if (cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings"))
         cJSON_ReplaceItemInObjectCaseSensitive(j, "tie_word_embeddings", cJSON_CreateFalse());
     else cJSON_AddFalseToObject(j, "tie_word_embeddings");
+    if (e->ff_block) {   /* what every later forward applies (formats/config.c reads it) */
+        cJSON *h = cJSON_CreateObject();
+        if (!h || !cJSON_AddNumberToObject(h, "ff_block", e->ff_block) || !cJSON_AddNumberToObject(h, "head_dim", e->head_dim) ||
+            !cJSON_AddItemToObject(j, "llmq_online_hadamard", h)) {
+            cJSON_Delete(h);
+            return llmq_errorf(err, LLMQ_ENOMEM, "out of memory for config.json");
+        }
+    }
     return LLMQ_OK;
 }
 
@@ -192,9 +254,19 @@ int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype
     if (B < 0)
         return llmq_errorf(err, LLMQ_EUSAGE, "Hadamard block %d: expected a power of two dividing hidden_size %d", o->block,
                            c->hidden);
+    struct wctx x = { m, B, NULL, dt, 0, 0 };
+    if (o->online) {
+        if (c->had_ff_block || c->had_head_dim)
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: already has online Hadamard transforms (config.json "
+                               "\"llmq_online_hadamard\"), which a second would undo: rotate it without --online-hadamard", m->path);
+        if (c->head_dim < 1 || (c->head_dim & (c->head_dim - 1)))
+            return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: head_dim %d is not a power of two: the online Hadamard "
+                               "transform of keys and values needs one", m->path, c->head_dim);
+        x.ff_block = c->intermediate & -c->intermediate;   /* the largest power of two dividing it */
+        x.head_dim = c->head_dim;
+    }
     int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
     if (rc) return rc;
-    struct wctx x = { m, B, NULL, dt };
     if (!(x.signs = llmq_malloc((size_t)c->hidden * sizeof(double), err))) return err->code;
     llmq_rotate_signs(o->seed, c->hidden, x.signs);
     llmq_st_writer *w = llmq_st_writer_new(err);
@@ -217,7 +289,7 @@ int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype
     }
     for (int i = 0; i < n && !rc; i++) rc = llmq_st_writer_meta(w, keys[i], vals[i], err);
     if (!rc) rc = llmq_st_writer_meta(w, "format", "pt", err);
-    struct config_edit ce = { dt };
+    struct config_edit ce = { dt, x.ff_block, x.head_dim };
     if (!rc) rc = llmq_modeldir_write(out_dir, m->ckpt.dir, m->path, w, edit_config, &ce, err);
     llmq_st_writer_free(w);
     free(x.signs);

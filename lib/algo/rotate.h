@@ -15,6 +15,21 @@
  *   q/k/v, gate/up, lm_head  W  -> W diag(gamma) Q     (they read h)
  *   o_proj, down_proj        W  -> Q^T W, bias b -> b Q (they write h)
  * Tied embeddings are untied: the head becomes its own tensor.
+ *
+ * With online (QuaRot's online Hadamard, sec. 4), two more rotations, by
+ * the normalized Sylvester Hadamard matrix (no signs: H / sqrt(n), its own
+ * inverse):
+ *   down_proj            W -> W Q_ff, Q_ff = H_F / sqrt(F) per block of F
+ *                        columns, F the largest power of two dividing
+ *                        intermediate_size; the forward applies Q_ff to
+ *                        down_proj's input online (forward.c), so
+ *                        down(h Q_ff) = down(h)
+ *   v_proj (and bias)    rows per head -> H_d / sqrt(d), d = head_dim
+ *   o_proj               columns per head -> the same: exact offline, no
+ *                        run-time cost (attention mixes values per head)
+ * and the KV cache keeps its keys rotated per head online (kvcache.h).
+ * config.json records it as "llmq_online_hadamard": {"ff_block": F,
+ * "head_dim": d}; every llmq forward then applies it (formats/config.h).
  */
 #ifndef LLMQ_ROTATE_H
 #define LLMQ_ROTATE_H
@@ -24,6 +39,7 @@
 typedef struct {
     int block;           /* B: a power of two dividing hidden; 0: the largest such */
     uint64_t seed;       /* the signs D */
+    int online;          /* also the online Hadamard transforms (above); needs head_dim a power of two */
 } llmq_rotate_opts;
 
 /* The block the options give for hidden size H: B itself when it is a
@@ -33,7 +49,7 @@ int llmq_rotate_block(int H, int block);
 
 /* x (n, a multiple of B) <- x Q, blockwise (signs then the fast
  * Walsh-Hadamard transform scaled by 1 / sqrt(B)), in double.  signs: n
- * values +-1. */
+ * values +-1, or NULL: none (Q = H / sqrt(B)). */
 void llmq_rotate_row(double *x, int n, int B, const double *signs);
 
 /* The n signs of seed: +-1 from a splitmix64 stream. */
@@ -41,9 +57,14 @@ void llmq_rotate_signs(uint64_t seed, int n, double *signs);
 
 /* Write the rotated checkpoint of m to out_dir (atomic): model.safetensors
  * in dtype dt (F32, BF16 or F16), config.json (dtype; tie_word_embeddings
- * false), tokenizer files.  meta: extra string metadata pairs.  Errors:
- * LLMQ_EUSAGE (a block that does not fit, an output dtype), LLMQ_EIO,
- * LLMQ_ENOMEM, LLMQ_ENONFINITE, LLMQ_EUNSUPPORTED (a packed model). */
+ * false; with o->online, llmq_online_hadamard), tokenizer files.  meta:
+ * extra string metadata pairs.  A model that already has online
+ * transforms is rotated (its residual stream; they commute) and keeps
+ * them.  Errors: LLMQ_EUSAGE (a block that does not fit, an output dtype),
+ * LLMQ_EIO, LLMQ_ENOMEM, LLMQ_ENONFINITE, LLMQ_EUNSUPPORTED (a packed
+ * model; o->online with head_dim no power of two, or on a model that has
+ * online transforms already: they are their own inverse, a second would
+ * undo the first). */
 int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype dt, const char *out_dir,
                       const char *const *keys, const char *const *vals, int n, llmq_err *err);
 

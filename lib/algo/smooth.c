@@ -391,10 +391,18 @@ out:
     return rc;
 }
 
+int llmq_smooth_refuse_online(const llmq_model *m, llmq_err *err)
+{
+    return llmq_config_refuse_online(&m->cfg, m->path, "down_proj's input is rotated at run time, so its smoothing "
+                                     "scales cannot fold into up_proj; smooth before llmq rotate --online-hadamard", err);
+}
+
 int llmq_smooth_plan_compute(const llmq_model *m, const llmq_stats *st, const llmq_smooth_opts *o,
                              llmq_smooth_plan *plan, llmq_err *err)
 {
     memset(plan, 0, sizeof *plan);
+    int rc0 = llmq_smooth_refuse_online(m, err);
+    if (rc0) return rc0;
     if (m->packed_meta)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is a packed model; smooth the float checkpoint it came from", m->path);
     for (int l = 0; l < m->cfg.n_layers; l++)

@@ -57,10 +57,15 @@ typedef struct {
     int shifted;         /* some shift is non-zero: the output needs attention biases */
 } llmq_smooth_plan;
 
+/* LLMQ_EUNSUPPORTED for a model with online Hadamard transforms (llmq
+ * rotate --online-hadamard): down_proj's input is rotated online, so its
+ * smoothing scales cannot fold into up_proj; LLMQ_OK otherwise. */
+int llmq_smooth_refuse_online(const llmq_model *m, llmq_err *err);
+
 /* Compute scales (and shifts) for every layer of m from statistics st.
  * Error searches (auto alpha, OS+) run on st's token subsample and need
  * one (LLMQ_EUSAGE otherwise).  Errors: LLMQ_EUSAGE, LLMQ_ENOMEM,
- * LLMQ_EUNSUPPORTED (a packed model). */
+ * LLMQ_EUNSUPPORTED (a packed model, online Hadamard transforms). */
 int llmq_smooth_plan_compute(const llmq_model *m, const llmq_stats *st, const llmq_smooth_opts *o,
                              llmq_smooth_plan *plan, llmq_err *err);
 void llmq_smooth_plan_release(llmq_smooth_plan *plan);

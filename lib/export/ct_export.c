@@ -95,6 +95,9 @@ int llmq_ct_export(const llmq_model *m, const char *out_dir, const char *command
     int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);
     if (rc) return rc;
     const llmq_config *c = &m->cfg;
+    if ((rc = llmq_config_refuse_online(c, m->path, "vLLM would not apply them; export the model rotated without "
+                                        "--online-hadamard", err)))
+        return rc;
     size_t n_lin = (size_t)c->n_layers * LLMQ_LIN_COUNT + 1;
     lin *L = llmq_calloc(n_lin, sizeof *L, err);
     if (!L) return err->code;

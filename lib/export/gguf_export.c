@@ -828,6 +828,9 @@ int llmq_gguf_export(const llmq_model *m, const llmq_gguf_export_opts *o, const 
     if (c->arch == LLMQ_ARCH_QWEN2 && (c->o_bias || c->mlp_bias))
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: Qwen2 with o_proj or MLP biases: llama.cpp's qwen2 has no such tensors", m->path);
     if (c->head_dim % 2) return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: odd head_dim %d", m->path, c->head_dim);
+    int rc0 = llmq_config_refuse_online(c, m->path, "llama.cpp would not apply them; export the model rotated "
+                                        "without --online-hadamard", err);
+    if (rc0) return rc0;
 
     export_ctx x;
     memset(&x, 0, sizeof x);

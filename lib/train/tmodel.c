@@ -77,6 +77,9 @@ int llmq_tmodel_from_model(llmq_tmodel *tm, const llmq_model *m, llmq_err *err)
         return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: is a packed model (%s); start from its float checkpoint",
                            m->path, m->weights_dtype);
     const llmq_config *c = &m->cfg;
+    int rc0 = llmq_config_refuse_online(c, m->path, "training's backward pass does not apply them; convert the "
+                                        "model before llmq rotate --online-hadamard", err);
+    if (rc0) return rc0;
     tm->cfg = *c;
     int cap = 0;
     tm->L = llmq_calloc((size_t)c->n_layers, sizeof *tm->L, err);

@@ -50,6 +50,80 @@ check "bf16 rotated: perplexity within 2%" $TC relerr "$p1" "$p0" 0.02
 expect_code 0 llmq pack "$TMP/qbf" -o "$TMP/qbf.q4" --format int4
 expect_out 'perplexity' llmq verify "$TMP/qbf.q4" $V
 
+# --online-hadamard: the same logits (f32), with the dense attention and
+# with an f32 KV cache (which stores k H and multiplies by H again); the
+# key in config.json, kept by pack, awq and merge; what cannot apply it
+# refuses with status 5
+expect_code 0 llmq rotate "$L" -o "$TMP/lo" --dtype f32 --online-hadamard --json
+check "--json names the online transforms" grep -q '"online_hadamard":{"ff_block":128,"head_dim":64}' "$TMP/out"
+check "config.json records them" grep -Eq '"llmq_online_hadamard":[[:space:]]*\{' "$TMP/lo/config.json"
+llmq verify "$TMP/lo" $V --logits-out "$TMP/lo.lg" >/dev/null
+check "llama online f32: same logits" $TC logits "$TMP/la.lg" "$TMP/lo.lg" 1e-4
+llmq verify "$L" $V --kv-cache f32 --logits-out "$TMP/lak.lg" >/dev/null
+llmq verify "$TMP/lo" $V --kv-cache f32 --logits-out "$TMP/lok.lg" >/dev/null
+check "llama online f32, f32 KV cache: same logits" $TC logits "$TMP/lak.lg" "$TMP/lok.lg" 1e-4
+# without the key the same weights are another function: the forward applies it
+mkdir "$TMP/lnokey"
+ln -s "$TMP/lo/model.safetensors" "$TMP/lnokey/model.safetensors"
+cp "$TMP/lo/tokenizer.json" "$TMP/lo/tokenizer_config.json" "$TMP/lnokey/"
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); del c["llmq_online_hadamard"]; print(json.dumps(c))' \
+    "$TMP/lo/config.json" >"$TMP/lnokey/config.json"
+expect_code 0 llmq verify "$TMP/lnokey" $V --logits-out "$TMP/lnokey.lg"
+check "the key matters" sh -c "! $TC logits $TMP/la.lg $TMP/lnokey.lg 1e-2 >/dev/null"
+expect_out 'perplexity' llmq verify "$TMP/lo" $V --kv-cache int4
+# calibrated key ranges: statistics of the rotated checkpoint itself (its
+# K_PRE is k H, what the cache stores)
+llmq calibrate "$TMP/lo" --text "$TMP/eval.txt" --samples 4 --seqlen 64 -o "$TMP/lo.st"
+expect_out 'perplexity' llmq verify "$TMP/lo" $V --kv-cache int4 --stats "$TMP/lo.st"
+expect_code 0 llmq pack "$TMP/lo" -o "$TMP/lo.q4" --format int4
+check "pack keeps the key" grep -q llmq_online_hadamard "$TMP/lo.q4/config.json"
+expect_out 'perplexity' llmq verify "$TMP/lo.q4" $V
+expect_out 'perplexity' llmq verify "$TMP/lo.q4" $V --act int8
+expect_err 5 'has online Hadamard transforms .*llama.cpp would not apply them' llmq export "$TMP/lo" -o "$TMP/x.gguf"
+expect_err 5 'has online Hadamard transforms .*llama.cpp' llmq export "$TMP/lo.q4" -o "$TMP/x.gguf"
+expect_err 5 'has online Hadamard transforms .*vLLM would not apply them' llmq export "$TMP/lo.q4" --to compressed-tensors -o "$TMP/x"
+expect_err 5 'has online Hadamard transforms .*cannot fold into up_proj' llmq smooth "$TMP/lo" --stats "$TMP/none.st" -o "$TMP/x"
+expect_err 5 'has online Hadamard transforms .*backward' llmq uptrain-gqa "$TMP/lo" --kv-heads 2 --pool mean --steps 0 -o "$TMP/x"
+expect_err 5 'already has online Hadamard transforms' llmq rotate "$TMP/lo" -o "$TMP/x" --online-hadamard
+check "refused runs leave no output" sh -c "test ! -e $TMP/x && test ! -e $TMP/x.gguf"
+# Qwen2 (GQA, q/k/v biases): awq keeps the key (down_proj's scales stay 1)
+# and its shards merge into the same bytes
+FAST="--text $TMP/eval.txt --samples 2 --seqlen 64 --search-tokens 96 --n-grid 4 --loss-windows 1 --propagate fp"
+expect_code 0 llmq rotate $M -o "$TMP/qo" --dtype f32 --online-hadamard
+llmq verify "$TMP/qo" $V --logits-out "$TMP/qo.lg" >/dev/null
+check "qwen2 online f32: same logits" $TC logits "$TMP/qa.lg" "$TMP/qo.lg" 1e-4
+expect_code 0 llmq awq "$TMP/qo" -o "$TMP/qw" $FAST
+mv "$TMP/qw" "$TMP/qo.awq"   # merge's output gets its name: the command recorded is the same
+check "awq keeps the key" grep -q llmq_online_hadamard "$TMP/qo.awq/config.json"
+check "awq: down_proj's scales not searched in any layer" \
+    sh -c "test \$(grep -ao 'down..:.null,null.' $TMP/qo.awq/model.safetensors | wc -l) -eq 4"
+expect_out 'perplexity' llmq verify "$TMP/qo.awq" $V
+llmq awq "$TMP/qo" -o "$TMP/qs0" $FAST --layers 0:2
+llmq awq "$TMP/qo" -o "$TMP/qs1" $FAST --layers 2:4
+expect_code 0 llmq merge "$TMP/qo" "$TMP/qs0" "$TMP/qs1" -o "$TMP/qw"
+check "merge keeps the key" grep -q llmq_online_hadamard "$TMP/qw/config.json"
+check "merged = single run, byte for byte" cmp -s "$TMP/qo.awq/model.safetensors" "$TMP/qw/model.safetensors"
+# head_dim 24: no Hadamard of that order
+build/tools/mksynth "$TMP/hd24" --hidden 48 --layers 1 --heads 2 --kv-heads 2 --intermediate 64 --vocab 64 --shards 1 >/dev/null
+expect_err 5 'head_dim 24 is not a power of two' llmq rotate "$TMP/hd24" -o "$TMP/x" --online-hadamard
+# hostile values of the key: one line naming the file
+mkdir "$TMP/hk"
+ln -s "$PWD/$M/model.safetensors" "$TMP/hk/model.safetensors"
+cp $M/tokenizer.json $M/tokenizer_config.json "$TMP/hk/"
+hostile() {  # status pattern json-value
+    sed "s/^{/{\"llmq_online_hadamard\": $3,/" $M/config.json >"$TMP/hk/config.json"
+    expect_err "$1" "hk/config.json: $2" llmq verify "$TMP/hk" $V
+}
+hostile 4 '"llmq_online_hadamard" is not an object' '[256, 32]'
+hostile 4 '"llmq_online_hadamard.ff_block" is not an integer' '{"ff_block": "256", "head_dim": 32}'
+hostile 4 '"llmq_online_hadamard.ff_block" 96 is not a power of two dividing intermediate_size 768' '{"ff_block": 96, "head_dim": 32}'
+hostile 4 '"llmq_online_hadamard.ff_block" 512 is not a power of two dividing' '{"ff_block": 512, "head_dim": 32}'
+hostile 4 "\"llmq_online_hadamard.head_dim\" 64: expected the model's head_dim 32" '{"ff_block": 256, "head_dim": 64}'
+hostile 4 '"llmq_online_hadamard" has no "head_dim"' '{"ff_block": 256}'
+hostile 5 '"llmq_online_hadamard.keys" is a transform this llmq does not know' '{"ff_block": 256, "head_dim": 32, "keys": 1}'
+sed 's/^{/{"llmq_online_hadamard": {"ff_block": 256, "head_dim": 32},/' $M/config.json >"$TMP/hk/config.json"
+expect_out 'perplexity' llmq verify "$TMP/hk" $V
+
 # errors
 expect_err 2 'missing -o' llmq rotate $M
 expect_err 2 'power of two dividing hidden_size 256' llmq rotate $M -o "$TMP/x" --hadamard-block 48

@@ -175,7 +175,7 @@ TEST(scale_search_gqa_outliers)
             for (int r = 0; r < NH / NKV; r++) a += fabsf(x[t * qd + ((j / HD) * (NH / NKV) + r) * HD + j % HD]);
         xm[j] = (float)(a / (N * (NH / NKV)));
     }
-    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0, 0 };
+    llmq_awq_group g = { x, N, qd, xm, NH, NKV, HD, 1, { W }, { H }, NULL, 0, 0, 0, 0 };
     llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -343,7 +343,7 @@ TEST(nonfinite_fallbacks)
     for (int i = 0; i < R * H; i++) W[i] = gauss();
     for (int i = 0; i < N * H; i++) x[i] = (i % H) < 64 ? 0.0f : gauss() * 1e-30f;
     for (int c = 0; c < H; c++) xm[c] = c < 64 ? 0.0f : 1e-30f;
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0, 0 };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 1, { W }, { R }, NULL, 0, 0, 0, 0 };
     llmq_awq_qcfg q = { .bits = 4, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;
@@ -384,7 +384,7 @@ TEST(scale_search_mlp_group)
         for (int t = 0; t < N; t++) a += fabsf(x[t * H + c]);
         xm[c] = (float)(a / N);
     }
-    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0, 0 };
+    llmq_awq_group g = { x, N, H, xm, 0, 0, 0, 2, { Wg, Wu }, { FF, FF }, Wd, H, 0, 0, 0 };
     llmq_awq_qcfg q = { .bits = 3, .group = 128, .sym = 0 };
     double ratio, l1, lb;
     int fb, pd;

@@ -3,12 +3,18 @@
  * against the explicit matrix D H / sqrt(B), orthogonality, the block rule,
  * and the written checkpoint computing the same logits on a model with
  * every bias the rotation moves (o_proj, down_proj), tied embeddings and a
- * width that is not a power of two (blocks of 16 in 48 channels).
+ * width that is not a power of two (blocks of 16 in 48 channels); with the
+ * online Hadamard transforms (--online-hadamard), the same logits from the
+ * dense and the KV cache's attention, the folded weights against their
+ * definition, what the observers see, and the refusals.
  */
 #include "../test.h"
 #include <unistd.h>
 #include <sys/stat.h>
 #include "algo/rotate.h"
+#include "kernels/hadamard.h"
+#include "kvcache.h"
+#include "linears.h"
 #include "runner.h"
 #include "model.h"
 #include "lib/base/fileio.h"
@@ -74,7 +80,7 @@ TEST(signs_are_balanced_and_seeded)
     CHECK_MSG(same > 1800 && same < 2300, "seeds 0 and 1 agree on %d of 4096", same);
 }
 
-enum { HID = 48, FF = 40, NL = 2, NH = 4, NKV = 2, HD = 12, VOCAB = 50, SEQ = 12 };
+enum { HID = 48, FF = 40, NL = 2, NH = 4, NKV = 2, VOCAB = 50, SEQ = 12 };   /* head_dim: write_model's */
 
 static char tmpdir[256];
 
@@ -86,8 +92,9 @@ static void cleanup(void)
 }
 
 /* A random f32 Llama checkpoint with every bias (attention_bias, mlp_bias)
- * and tied embeddings; norm weights far from one, an outlier channel. */
-static void write_model(const char *dir)
+ * and tied embeddings, head_dim hd; norm weights far from one, an outlier
+ * channel. */
+static void write_model(const char *dir, int hd)
 {
     mkdir(dir, 0755);
     char path[512];
@@ -98,7 +105,7 @@ static void write_model(const char *dir)
                "\"vocab_size\":%d,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"hidden_act\":\"silu\","
                "\"attention_bias\":true,\"mlp_bias\":true,\"tie_word_embeddings\":true,\"torch_dtype\":\"float32\","
                "\"max_position_embeddings\":64}\n",
-            HID, FF, NL, NH, NKV, HD, VOCAB);
+            HID, FF, NL, NH, NKV, hd, VOCAB);
     fclose(f);
     llmq_err err;
     llmq_st_writer *w = llmq_st_writer_new(&err);
@@ -119,7 +126,7 @@ static void write_model(const char *dir)
     ADD("model.norm.weight", HID, 0, 0.8, 1.0);
     const char *lin[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
-    int rows[] = { NH * HD, NKV * HD, NKV * HD, HID, FF, FF, HID }, cols[] = { HID, HID, HID, NH * HD, HID, HID, FF };
+    int rows[] = { NH * hd, NKV * hd, NKV * hd, HID, FF, FF, HID }, cols[] = { HID, HID, HID, NH * hd, HID, HID, FF };
     for (int l = 0; l < NL; l++) {
         for (int i = 0; i < 7; i++) {
             snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, lin[i]);
@@ -139,7 +146,20 @@ static void write_model(const char *dir)
     for (int i = 0; i < nb; i++) free(bufs[i]);
 }
 
-static int logits_of(const char *dir, const int32_t *toks, float *out)
+/* Layer 0's activations at the DOWN and K_PRE sites, as an observer sees them. */
+typedef struct { float down[SEQ * FF], kpre[SEQ * NKV * 16]; } seen;
+
+static void record(void *ctx, int layer, llmq_site site, const float *x, int64_t n, int64_t dim)
+{
+    seen *s = ctx;
+    if (layer != 0 || n != SEQ) return;
+    if (site == LLMQ_SITE_DOWN && dim == FF) memcpy(s->down, x, sizeof s->down);
+    if (site == LLMQ_SITE_K_PRE && dim * n <= (int64_t)LLMQ_ARRAY_LEN(s->kpre)) memcpy(s->kpre, x, (size_t)(n * dim) * 4);
+}
+
+/* The runner's logits of toks: the dense attention, or with kv != NULL
+ * that KV cache's; obs != NULL records what the observers see. */
+static int logits_kv(const char *dir, const int32_t *toks, float *out, const llmq_kv_spec *kv, seen *obs)
 {
     llmq_err err = { 0, "" };
     llmq_model m;
@@ -148,24 +168,40 @@ static int logits_of(const char *dir, const int32_t *toks, float *out)
     if (rc) return rc;
     llmq_runner *r;
     CHECK((rc = llmq_runner_new(&r, &m, SEQ, NULL, &err)) == 0);
-    if (!rc) {
-        CHECK((rc = llmq_runner_forward(r, toks, SEQ, 0, out, 1, &err)) == 0);
-        llmq_runner_free(r);
-    }
+    if (!rc && kv) CHECK_MSG((rc = llmq_runner_set_kv(r, kv, NULL, &err)) == 0, "%s", err.msg);
+    if (!rc && obs) llmq_runner_observe(r, record, obs);
+    if (!rc) CHECK((rc = llmq_runner_forward(r, toks, SEQ, 0, out, 1, &err)) == 0);
+    llmq_runner_free(r);
     llmq_model_close(&m);
     return rc;
+}
+
+static int logits_of(const char *dir, const int32_t *toks, float *out) { return logits_kv(dir, toks, out, NULL, NULL); }
+
+static void make_tmpdir(void)
+{
+    if (tmpdir[0]) return;
+    snprintf(tmpdir, sizeof tmpdir, "%s/llmq-trotate.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); exit(1); }
+    atexit(cleanup);
+}
+
+static double max_diff(const float *a, const float *b, size_t n, double *largest)
+{
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) { d = fmax(d, fabs((double)a[i] - b[i])); mx = fmax(mx, fabs((double)a[i])); }
+    if (largest) *largest = mx;
+    return d;
 }
 
 /* Rotated in f32 with the default block (16 of 48) and with blocks of 8:
  * the same logits to rounding; the head untied. */
 TEST(rotated_checkpoint_same_logits)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s/llmq-trotate.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); exit(1); }
-    atexit(cleanup);
+    make_tmpdir();
     char src[300], out[300];
     snprintf(src, sizeof src, "%s/src", tmpdir);
-    write_model(src);
+    write_model(src, 12);
     int32_t toks[SEQ];
     for (int i = 0; i < SEQ; i++) toks[i] = (int32_t)(rnd() % VOCAB);
     static float a[SEQ * VOCAB], b[SEQ * VOCAB];
@@ -176,7 +212,7 @@ TEST(rotated_checkpoint_same_logits)
         llmq_model m;
         snprintf(out, sizeof out, "%s/rot%zu", tmpdir, k);
         CHECK(llmq_model_open(&m, src, &err) == 0);
-        llmq_rotate_opts o = { blocks[k], 5 + k };
+        llmq_rotate_opts o = { blocks[k], 5 + k, 0 };
         int rc = llmq_rotate_write(&m, &o, LLMQ_DT_F32, out, NULL, NULL, 0, &err);
         CHECK_MSG(rc == 0, "%s", err.msg);
         llmq_model_close(&m);
@@ -197,14 +233,113 @@ TEST(rotated_checkpoint_same_logits)
     llmq_err err = { 0, "" };
     llmq_model m;
     CHECK(llmq_model_open(&m, src, &err) == 0);
-    llmq_rotate_opts bad = { 32, 0 };
+    llmq_rotate_opts bad = { 32, 0, 0 };
     snprintf(out, sizeof out, "%s/bad", tmpdir);
     CHECK(llmq_rotate_write(&m, &bad, LLMQ_DT_F32, out, NULL, NULL, 0, &err) == LLMQ_EUSAGE);
     CHECK(strstr(err.msg, "hidden_size 48") != NULL);
-    llmq_rotate_opts good = { 0, 0 };
+    llmq_rotate_opts good = { 0, 0, 0 };
     CHECK(llmq_rotate_write(&m, &good, LLMQ_DT_I32, out, NULL, NULL, 0, &err) == LLMQ_EUSAGE);
     CHECK(access(out, F_OK) != 0);
+    /* the online transforms need head_dim (12 here) a power of two */
+    llmq_rotate_opts online = { 0, 0, 1 };
+    CHECK(llmq_rotate_write(&m, &online, LLMQ_DT_F32, out, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "head_dim 12 is not a power of two") != NULL, "%s", err.msg);
+    CHECK(access(out, F_OK) != 0);
     llmq_model_close(&m);
+}
+
+/* W (rows, cols) of linear k of layer l as floats. */
+static float *weights(const llmq_model *m, int l, llmq_lin k)
+{
+    const llmq_wmat *W = llmq_layer_w(&m->layers[l], k);
+    float *v = malloc((size_t)(W->rows * W->cols) * sizeof(float));
+    for (int64_t r = 0; r < W->rows; r++) llmq_get_row(W, r, v + r * W->cols);
+    return v;
+}
+
+/* --online-hadamard on a model with head_dim 16 and intermediate 40
+ * (blocks of 8), every bias: the checkpoint holds W_down Q_ff, W_o (I (x) H)
+ * and (I (x) H) W_v, b_v H beside the plain rotation's; the forward's
+ * DOWN and K_PRE observers see h Q_ff and k H; logits equal the source's
+ * with the dense attention and with an f32 KV cache (which gets k H and
+ * multiplies by H again).  A second plain rotation keeps the transforms,
+ * a second online one is refused. */
+TEST(online_hadamard_same_logits)
+{
+    enum { HDO = 16, KVD = NKV * HDO, QD = NH * HDO };
+    make_tmpdir();
+    char src[300], plain[300], on[300], on2[300], bad[300];
+    snprintf(src, sizeof src, "%s/src16", tmpdir);
+    snprintf(plain, sizeof plain, "%s/plain16", tmpdir);
+    snprintf(on, sizeof on, "%s/online16", tmpdir);
+    snprintf(on2, sizeof on2, "%s/online16-again", tmpdir);
+    snprintf(bad, sizeof bad, "%s/online16-twice", tmpdir);
+    write_model(src, HDO);
+    llmq_err err = { 0, "" };
+    llmq_model m;
+    CHECK(llmq_model_open(&m, src, &err) == 0);
+    llmq_rotate_opts po = { 0, 9, 0 }, oo = { 0, 9, 1 };
+    CHECK_MSG(llmq_rotate_write(&m, &po, LLMQ_DT_F32, plain, NULL, NULL, 0, &err) == 0, "%s", err.msg);
+    CHECK_MSG(llmq_rotate_write(&m, &oo, LLMQ_DT_F32, on, NULL, NULL, 0, &err) == 0, "%s", err.msg);
+    llmq_model_close(&m);
+
+    /* the folded halves against their definition */
+    llmq_model mp, mo;
+    if (llmq_model_open(&mp, plain, &err) || llmq_model_open(&mo, on, &err)) { CHECK_MSG(0, "%s", err.msg); return; }
+    CHECK(mp.cfg.had_ff_block == 0 && mo.cfg.had_ff_block == 8 && mo.cfg.had_head_dim == HDO);
+    for (int l = 0; l < NL; l++) {
+        float *pd = weights(&mp, l, LLMQ_LIN_DOWN), *od = weights(&mo, l, LLMQ_LIN_DOWN);
+        float *po_ = weights(&mp, l, LLMQ_LIN_O), *oo_ = weights(&mo, l, LLMQ_LIN_O);
+        float *pv = weights(&mp, l, LLMQ_LIN_V), *ov = weights(&mo, l, LLMQ_LIN_V);
+        float pvt[HID * KVD], bv[KVD];
+        llmq_fwht_ref(pd, HID, FF, 8);          /* W_down Q_ff: each row */
+        llmq_fwht_ref(po_, HID, QD, HDO);       /* W_o: each row per head */
+        for (int r = 0; r < KVD; r++)           /* W_v: each column per head */
+            for (int c = 0; c < HID; c++) pvt[c * KVD + r] = pv[r * HID + c];
+        llmq_fwht_ref(pvt, HID, KVD, HDO);
+        for (int r = 0; r < KVD; r++)
+            for (int c = 0; c < HID; c++) pv[r * HID + c] = pvt[c * KVD + r];
+        memcpy(bv, mp.layers[l].bv, sizeof bv);
+        llmq_fwht_ref(bv, 1, KVD, HDO);
+        double e1 = max_diff(pd, od, (size_t)HID * FF, NULL), e2 = max_diff(po_, oo_, (size_t)HID * QD, NULL);
+        double e3 = max_diff(pv, ov, (size_t)KVD * HID, NULL), e4 = max_diff(bv, mo.layers[l].bv, KVD, NULL);
+        CHECK_MSG(e1 < 1e-5 && e2 < 1e-5 && e3 < 1e-5 && e4 < 1e-5, "layer %d: down %.3g, o %.3g, v %.3g, v bias %.3g", l,
+                  e1, e2, e3, e4);
+        CHECK(max_diff(mp.layers[l].bo, mo.layers[l].bo, HID, NULL) == 0.0);   /* o and down biases: the residual's */
+        free(pd); free(od); free(po_); free(oo_); free(pv); free(ov);
+    }
+    llmq_model_close(&mp);
+    llmq_model_close(&mo);
+
+    int32_t toks[SEQ];
+    for (int i = 0; i < SEQ; i++) toks[i] = (int32_t)(rnd() % VOCAB);
+    static float a[SEQ * VOCAB], b[SEQ * VOCAB], c[SEQ * VOCAB];
+    static seen sa, sb;
+    llmq_kv_spec f32 = { LLMQ_KV_F32, 32, 0, 0, 0, 0, 0, 0.0 };
+    if (logits_kv(src, toks, a, NULL, &sa) || logits_kv(on, toks, b, NULL, &sb) || logits_kv(on, toks, c, &f32, NULL)) return;
+    double mx, d = max_diff(a, b, SEQ * VOCAB, &mx), dk = max_diff(a, c, SEQ * VOCAB, NULL);
+    CHECK_MSG(d <= 1e-5 * mx, "online: logits differ by %.3g (largest %.3g)", d, mx);
+    CHECK_MSG(dk <= 1e-5 * mx, "online, f32 KV cache: logits differ by %.3g (largest %.3g)", dk, mx);
+    llmq_fwht_ref(sa.down, SEQ, FF, 8);
+    llmq_fwht_ref(sa.kpre, SEQ * NKV, HDO, HDO);
+    double ed = max_diff(sa.down, sb.down, SEQ * FF, &mx), ek = max_diff(sa.kpre, sb.kpre, SEQ * KVD, NULL);
+    CHECK_MSG(ed <= 1e-5 * mx && mx > 0, "DOWN sees %.3g from h Q_ff", ed);
+    CHECK_MSG(ek <= 1e-4 && ek >= 0, "K_PRE sees %.3g from k H", ek);
+
+    /* rotated again: plain keeps the transforms, online is refused */
+    CHECK(llmq_model_open(&m, on, &err) == 0);
+    llmq_rotate_opts again = { 8, 4, 0 };
+    CHECK_MSG(llmq_rotate_write(&m, &again, LLMQ_DT_F32, on2, NULL, NULL, 0, &err) == 0, "%s", err.msg);
+    CHECK(llmq_rotate_write(&m, &oo, LLMQ_DT_F32, bad, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "already has online Hadamard transforms") != NULL, "%s", err.msg);
+    CHECK(access(bad, F_OK) != 0);
+    llmq_model_close(&m);
+    CHECK(llmq_model_open(&m, on2, &err) == 0);
+    CHECK(m.cfg.had_ff_block == 8 && m.cfg.had_head_dim == HDO);
+    llmq_model_close(&m);
+    if (logits_of(on2, toks, b)) return;
+    d = max_diff(a, b, SEQ * VOCAB, &mx);
+    CHECK_MSG(d <= 1e-5 * mx, "online, rotated again: logits differ by %.3g (largest %.3g)", d, mx);
 }
 
 TEST_MAIN()
