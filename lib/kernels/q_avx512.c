@@ -603,10 +603,16 @@ INLINE void b4x128_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const flo
     for (int64_t c = 0; c < cols / 128; c++) {
         if (c % cpf == 0) {
             int64_t b0 = c * 128 / B;
+            __mmask16 m = tail_mask(LLMQ_MIN(nb - b0, 16));
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
-                blk_factors(W, sc + k * nb + b0, nb - b0, d);
-                dv[k] = _mm512_loadu_ps(d);
+                __m128i b = _mm_maskz_loadu_epi8(m, sc + k * nb + b0);
+                if (nv) {   /* E4M3 / 256: the 256 * tscale goes on the row sum */
+                    dv[k] = e4m3_f16x256(b);
+                } else {
+                    blk_factors(W, sc + k * nb + b0, nb - b0, d);
+                    dv[k] = _mm512_loadu_ps(d);
+                }
             }
         }
         const __m512i sel = _mm512_add_epi32(sel0, _mm512_set1_epi32((int)((c % cpf) * (128 / B))));
@@ -628,8 +634,9 @@ INLINE void b4x128_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const flo
             acc[k] = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_permutexvar_ps(sel, dv[k]), acc[k]);
         }
     }
+    const float post = nv ? 256.0f * W->tscale : 1.0f;
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]);
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]) * post;
 }
 
 static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
