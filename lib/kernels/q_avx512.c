@@ -233,6 +233,15 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
  * loop: x is regrouped once per call, xp[128 g + 16 k + j] = x[128 g + 8 j + k]. */
 #define Q4_XP_MAX 16384
 
+/* xp[128 g + 16 k + j] = x[128 g + 8 j + k]: x in the order the 128-column
+ * kernels' lanes read it (cols a multiple of 128, at most Q4_XP_MAX). */
+INLINE void regroup_x128(const float *x, int64_t cols, float *xp)
+{
+    for (int64_t c = 0; c < cols; c += 128)
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 16; j++) xp[c + 16 * k + j] = x[c + 8 * j + k];
+}
+
 INLINE void q4g128_rows(const llmq_wmat *W, int64_t r, int NR, const float *xp, float *y)
 {
     const int64_t cols = W->cols, ng = cols / 128, rb = cols / 2;
@@ -269,9 +278,7 @@ static void mv_q4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, fl
 {
     if (W->group == 128 && W->cols <= Q4_XP_MAX) {
         float xp[Q4_XP_MAX] __attribute__((aligned(64)));
-        for (int64_t c = 0; c < W->cols; c += 128)
-            for (int k = 0; k < 8; k++)
-                for (int j = 0; j < 16; j++) xp[c + 16 * k + j] = x[c + 8 * j + k];
+        regroup_x128(x, W->cols, xp);
         int64_t r = r0;
         for (; r + 4 <= r1; r += 4) q4g128_rows(W, r, 4, xp, y + (r - r0));
         for (; r < r1; r++) q4g128_rows(W, r, 1, xp, y + (r - r0));
@@ -645,9 +652,7 @@ static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, fl
     if (W->cols % 128 == 0 && W->cols <= Q4_XP_MAX) {
         float xp[Q4_XP_MAX] __attribute__((aligned(64)));
         int nv = llmq_wtype_is_nv(W->type);
-        for (int64_t c = 0; c < W->cols; c += 128)
-            for (int k = 0; k < 8; k++)
-                for (int j = 0; j < 16; j++) xp[c + 16 * k + j] = x[c + 8 * j + k];
+        regroup_x128(x, W->cols, xp);
         for (; r + 4 <= r1; r += 4) b4x128_rows(W, r, 4, nv, xp, y + (r - r0));
         for (; r < r1; r++) b4x128_rows(W, r, 1, nv, xp, y + (r - r0));
         return;
