@@ -1778,29 +1778,36 @@ int llmq_awq_provider(void *ctx, const char *name, float *out, int64_t nelem, in
     return LLMQ_OK;
 }
 
+/* The layer record of the searched linear a packer's prefix names
+ * ("model.layers.L.self_attn.q_proj"), with *l, *k its layer and linear;
+ * NULL for a prefix outside the layers, another tensor, or a linear with
+ * no codes of this run. */
+static const llmq_awq_layer *searched_lin(const llmq_awq_result *res, const char *prefix, int *l, int *k)
+{
+    const char *rest;
+    if ((*l = llmq_layer_of(prefix, res->n_layers, &rest)) < 0) return NULL;
+    *k = llmq_linear_find(rest);
+    const llmq_awq_layer *A = &res->layers[*l];
+    return *k >= 0 && *k < LLMQ_AWQ_NLIN && A->codes[*k] ? A : NULL;
+}
+
 int llmq_awq_qprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols, uint8_t *codes, uint16_t *scales,
                        uint8_t *zeros, int *provided, llmq_err *err)
 {
     const llmq_awq_result *res = ctx;
+    int l, k;
     *provided = 0;
-    const char *rest;
-    int l = llmq_layer_of(prefix, res->n_layers, &rest);
-    if (l < 0) return LLMQ_OK;
-    const llmq_awq_layer *A = &res->layers[l];
-    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-        if (strcmp(rest, lin_name(k)) || !A->codes[k]) continue;
-        const llmq_layer *L = &res->m->layers[l];
-        const llmq_wmat *w = llmq_layer_w(L, k);
-        if (w->rows != rows || w->cols != cols || (!res->o.q.sym && !zeros) || !A->scales[k])
-            return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
-                               prefix, rows, cols);
-        size_t ng = (size_t)(rows * (cols / res->o.q.group));
-        memcpy(codes, A->codes[k], (size_t)(rows * cols / 2));
-        memcpy(scales, A->scales[k], ng * sizeof(uint16_t));
-        if (!res->o.q.sym) memcpy(zeros, A->zeros[k], ng);
-        *provided = 1;
-        return LLMQ_OK;
-    }
+    const llmq_awq_layer *A = searched_lin(res, prefix, &l, &k);
+    if (!A) return LLMQ_OK;
+    const llmq_wmat *w = llmq_layer_w(&res->m->layers[l], k);
+    if (w->rows != rows || w->cols != cols || (!res->o.q.sym && !zeros) || !A->scales[k])
+        return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
+                           prefix, rows, cols);
+    size_t ng = (size_t)(rows * (cols / res->o.q.group));
+    memcpy(codes, A->codes[k], (size_t)(rows * cols / 2));
+    memcpy(scales, A->scales[k], ng * sizeof(uint16_t));
+    if (!res->o.q.sym) memcpy(zeros, A->zeros[k], ng);
+    *provided = 1;
     return LLMQ_OK;
 }
 
@@ -1808,25 +1815,20 @@ int llmq_awq_bprovider(void *ctx, const char *prefix, int64_t rows, int64_t cols
                        float *tscale, int *provided, llmq_err *err)
 {
     const llmq_awq_result *res = ctx;
-    *provided = 0;
-    const char *rest;
-    int l = llmq_layer_of(prefix, res->n_layers, &rest);
-    if (l < 0) return LLMQ_OK;
-    const llmq_awq_layer *A = &res->layers[l];
     const llmq_awq_qcfg *q = &res->o.q;
-    for (int k = 0; k < LLMQ_AWQ_NLIN; k++) {
-        if (strcmp(rest, lin_name(k)) || !A->codes[k]) continue;
-        const llmq_wmat *w = llmq_layer_w(&res->m->layers[l], k);
-        if (w->rows != rows || w->cols != cols || !A->bscales[k] || !llmq_awq_is_block(q))
-            return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
-                               prefix, rows, cols);
-        size_t cb = llmq_wtype_is_block4(q->btype) ? (size_t)cols / 2 : (size_t)cols;
-        memcpy(codes, A->codes[k], (size_t)rows * cb);
-        memcpy(scales, A->bscales[k], (size_t)rows * (size_t)(cols / q->group));
-        *tscale = A->tscale[k];
-        *provided = 1;
-        return LLMQ_OK;
-    }
+    int l, k;
+    *provided = 0;
+    const llmq_awq_layer *A = searched_lin(res, prefix, &l, &k);
+    if (!A) return LLMQ_OK;
+    const llmq_wmat *w = llmq_layer_w(&res->m->layers[l], k);
+    if (w->rows != rows || w->cols != cols || !A->bscales[k] || !llmq_awq_is_block(q))
+        return llmq_errorf(err, LLMQ_EINTERNAL, "awq: linear '%s' packed as %" PRId64 " x %" PRId64 " or another scheme",
+                           prefix, rows, cols);
+    size_t cb = llmq_wtype_is_block4(q->btype) ? (size_t)cols / 2 : (size_t)cols;
+    memcpy(codes, A->codes[k], (size_t)rows * cb);
+    memcpy(scales, A->bscales[k], (size_t)rows * (size_t)(cols / q->group));
+    *tscale = A->tscale[k];
+    *provided = 1;
     return LLMQ_OK;
 }
 
