@@ -395,6 +395,15 @@ INLINE __m256 b4_dot16(__m128i u, const float *x)
     return _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u, 8)), _mm256_loadu_ps(x + 8), s);
 }
 
+/* 8 E4M3 bytes as f32 times 2^-8 */
+INLINE __m256 e4m3x8(const uint8_t *p)
+{
+    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
+    __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16(0x3f80)),
+                             _mm_and_si128(_mm_slli_epi16(w, 8), _mm_set1_epi16((short)0x8000)));
+    return _mm256_cvtph_ps(h);
+}
+
 /* 8 block factors from sc (n of them valid) into f: E8M0 2^(e - 127), or
  * E4M3 / 256 (NV: the 256 * tscale goes on the row sum); vectorized, as a
  * scalar conversion per block of 16 cost more than its 16 products. */
@@ -403,15 +412,8 @@ INLINE void b4_factors8(const uint8_t *sc, int64_t n, int nv, float *f)
     uint8_t t[8] = { 0 };
     const uint8_t *p = sc;
     if (n < 8) { memcpy(t, sc, (size_t)n); p = t; }
-    __m128i b = _mm_loadl_epi64((const __m128i *)p);
-    if (nv) {
-        __m128i w = _mm_cvtepu8_epi16(b);
-        __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16(0x3f80)),
-                                 _mm_and_si128(_mm_slli_epi16(w, 8), _mm_set1_epi16((short)0x8000)));
-        _mm256_storeu_ps(f, _mm256_cvtph_ps(h));
-        return;
-    }
-    __m256i e = _mm256_cvtepu8_epi32(b);
+    if (nv) { _mm256_storeu_ps(f, e4m3x8(p)); return; }
+    __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
     __m256i bits = _mm256_slli_epi32(e, 23);
     __m256i z = _mm256_cmpeq_epi32(e, _mm256_setzero_si256());
     bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x00400000), z);
@@ -499,14 +501,6 @@ static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     }
 }
 
-/* 8 E4M3 bytes as f32 times 2^-8 */
-INLINE __m256 e4m3x8(const uint8_t *p)
-{
-    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
-    __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16(0x3f80)),
-                             _mm_and_si128(_mm_slli_epi16(w, 8), _mm_set1_epi16((short)0x8000)));
-    return _mm256_cvtph_ps(h);
-}
 
 static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
 {
