@@ -127,8 +127,6 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
     return LLMQ_OK;
 }
 
-static int pow2(long v) { return v > 0 && !(v & (v - 1)); }
-
 /* "llmq_online_hadamard", written by llmq rotate --online-hadamard: the
  * forward must apply what it records, so anything short of a transform
  * that fits this model is refused rather than skipped. */
@@ -153,12 +151,12 @@ static int parse_online(llmq_config *c, const cJSON *root, const char *path, llm
                                1L << 24);
         v[i] = (long)d;
     }
-    if (!pow2(v[0]) || c->intermediate % v[0])
+    if (!llmq_is_pow2(v[0]) || c->intermediate % v[0])
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.ff_block\" %ld is not a power of two dividing "
                            "intermediate_size %d", path, K, v[0], c->intermediate);
-    if (v[1] != c->head_dim || !pow2(v[1]))
+    if (v[1] != c->head_dim || !llmq_is_pow2(v[1]))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.head_dim\" %ld: expected the model's head_dim %d%s", path, K,
-                           v[1], c->head_dim, pow2(c->head_dim) ? "" : ", which is no power of two");
+                           v[1], c->head_dim, llmq_is_pow2(c->head_dim) ? "" : ", which is no power of two");
     c->had_ff_block = (int)v[0];
     c->had_head_dim = (int)v[1];
     return LLMQ_OK;

@@ -319,7 +319,7 @@ static int gguf_parse(llmq_gguf_file *f, const uint8_t *buf, uint64_t size, llmq
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: key 'general.alignment' is a %s, expected a u32", f->path,
                                llmq_gguf_vtype_name(al->type));
         uint32_t a = llmq_get_le32(al->val);
-        if (a == 0 || (a & (a - 1)))
+        if (!llmq_is_pow2(a))
             return llmq_errorf(err, LLMQ_EFORMAT, "%s: general.alignment %" PRIu32 " is not a power of two", f->path, a);
         f->alignment = a;
     }

@@ -10,7 +10,7 @@ int llmq_rotate_block(int H, int block)
 {
     if (H < 1) return -1;
     if (block == 0) return H & -H;   /* the lowest set bit: the largest power of two dividing H */
-    if (block < 1 || (block & (block - 1)) || H % block) return -1;
+    if (!llmq_is_pow2(block) || H % block) return -1;
     return block;
 }
 
@@ -259,10 +259,10 @@ int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype
         if (c->had_ff_block || c->had_head_dim)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: already has online Hadamard transforms (config.json "
                                "\"llmq_online_hadamard\"), which a second would undo: rotate it without --online-hadamard", m->path);
-        if (c->head_dim < 1 || (c->head_dim & (c->head_dim - 1)))
+        if (!llmq_is_pow2(c->head_dim))
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: head_dim %d is not a power of two: the online Hadamard "
                                "transform of keys and values needs one", m->path, c->head_dim);
-        x.ff_block = c->intermediate & -c->intermediate;   /* the largest power of two dividing it */
+        x.ff_block = llmq_rotate_block(c->intermediate, 0);   /* the largest power of two dividing it */
         x.head_dim = c->head_dim;
     }
     int rc = llmq_modeldir_check(out_dir, m->ckpt.dir, m->path, err);

@@ -115,7 +115,7 @@ void llmq_map_release(const llmq_map *m, const void *p, uint64_t n)
     uintptr_t base = (uintptr_t)m->data, a = (uintptr_t)p;
     if (a < base || a - base > m->size || n > m->size - (a - base)) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    if (page == 0 || (page & (page - 1))) return;
+    if (!llmq_is_pow2((int64_t)page)) return;
     uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + (uintptr_t)n) & ~(page - 1);
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }

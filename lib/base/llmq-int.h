@@ -22,6 +22,9 @@
     llmq_errorf((err), LLMQ_EINTERNAL, "internal error at %s:%d: %s", __FILE__, __LINE__, (what))
 
 /* ---- checked arithmetic: return 1 on overflow ---- */
+/* 1 if v is a power of two (1, 2, 4, ...). */
+static inline int llmq_is_pow2(int64_t v) { return v > 0 && !(v & (v - 1)); }
+
 static inline int llmq_mul_ovf_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
 static inline int llmq_add_ovf_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
 static inline int llmq_mul_ovf_size(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out); }

@@ -18,9 +18,6 @@
 
 #include "../base/llmq-int.h"
 
-/* 1 if B is a power of two (1, 2, 4, ...). */
-static inline int llmq_is_pow2(int64_t B) { return B > 0 && !(B & (B - 1)); }
-
 /* x (n, cols) <- each block of B values of each row times H_B / sqrt(B),
  * in place.  B a power of two dividing cols (the caller's contract: not
  * checked here); n = 0 does nothing. */
