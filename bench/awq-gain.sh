@@ -19,7 +19,6 @@ opts() {
         awq-gptq) echo "--gptq" ;;
     esac
 }
-f5() { awk -v x="$1" 'BEGIN { printf "%.5f", x }'; }
 f3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
 echo "### AWQ against round-to-nearest, int4 g128 (eval dorian_gray.txt, ctx 512, ${WINDOWS:-all} windows; KLD +- SE (ratio to RTN))"
 echo
@@ -31,13 +30,13 @@ for name in $MODELS; do
     $LLMQ pack "$M" -o "$T/rtn" --format int4 >/dev/null || exit 1
     $LLMQ verify "$T/rtn" --text "$EVAL" --ctx 512 $win --kld "$T/base.kld" --json >"$T/rtn.json" || exit 1
     r=$(j "$T/rtn.json" kld_mean)
-    row="| $name | $(f5 "$r") +- $(f5 "$(j "$T/rtn.json" kld_se)") |"
+    row="| $name | $(klse "$T/rtn.json") |"
     for v in $VARIANTS; do
         # shellcheck disable=SC2046
         $LLMQ awq "$M" -o "$T/q" --text "$TRAIN" $(opts "$v") >/dev/null || exit 1
         $LLMQ verify "$T/q" --text "$EVAL" --ctx 512 $win --kld "$T/base.kld" --json >"$T/q.json" || exit 1
         k=$(j "$T/q.json" kld_mean)
-        row="$row $(f5 "$k") +- $(f5 "$(j "$T/q.json" kld_se)") ($(f3 "$(awk -v a="$k" -v b="$r" 'BEGIN { print a / b }')")) |"
+        row="$row $(klse "$T/q.json") ($(f3 "$(awk -v a="$k" -v b="$r" 'BEGIN { print a / b }')")) |"
         rm -rf "$T/q"
     done
     rm -rf "$T/rtn"

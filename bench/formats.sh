@@ -27,7 +27,6 @@ echo "### Block formats (llmq pack, RTN, mx / nv block scales --mx-scale $SCALE)
 echo
 echo "| model | format | bits/weight | rotated | activations | perplexity | KLD mean +- SE | top-1 agree |"
 echo "|---|---|---:|---|---|---:|---|---:|"
-klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.5f +- %.5f", a, e }'; }
 for name in $MODELS; do
     bench_model "$name"
     "$LLMQ" verify "$M" --text "$EVAL" --ctx 512 $win --kld-save "$T/base.kld" --json >"$T/base.json" || exit 1

@@ -30,6 +30,8 @@ bench_model() {
     esac
 }
 j() { $TC json "$1" "$2"; }
+# klse FILE [DIGITS]: "KLD mean +- its standard error" of a verify --json file
+klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" -v d="${2:-5}" 'BEGIN { f = "%." d "f +- %." d "f"; printf f, a, e }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 f4() { awk -v x="$1" 'BEGIN { printf "%.4f", x }'; }
 f6() { awk -v x="$1" 'BEGIN { printf "%.6f", x }'; }

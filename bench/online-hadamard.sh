@@ -12,10 +12,9 @@
 bench_tmp online-hadamard
 W="--ctx 512 --max-windows ${WINDOWS:-32}"
 MODELS=${MODELS:-"tiny-llama-mha planted-s1"}
-kl() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.5f +- %.5f", a, e }'; }
 cell() {  # dir verify-args...: one KLD cell
     d=$1; shift
-    if $LLMQ verify "$d" --text "$EVAL" $W --kld "$T/base.kld" --json "$@" >"$T/r.json" 2>"$T/r.err"; then kl "$T/r.json"
+    if $LLMQ verify "$d" --text "$EVAL" $W --kld "$T/base.kld" --json "$@" >"$T/r.json" 2>"$T/r.err"; then klse "$T/r.json"
     else echo "failed: $(head -1 "$T/r.err")"; fi
 }
 echo "### Online Hadamard (dorian_gray.txt, ctx 512, ${WINDOWS:-32} windows; KLD +- SE vs bf16)"

@@ -26,7 +26,6 @@ echo "### Hadamard rotation (llmq rotate $blk), eval dorian_gray.txt, ctx 512, $
 echo
 echo "| model | weights | rotated | activations | perplexity | KLD mean +- SE | KLD p99 | top-1 agree |"
 echo "|---|---|---|---|---|---|---|---|"
-klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.6f +- %.6f", a, e }'; }
 for name in $MODELS; do
     bench_model "$name"
     "$LLMQ" verify "$M" --text "$EVAL" --ctx 512 $win --kld-save "$T/base.kld" --json >"$T/base.json" || exit 1
@@ -37,7 +36,7 @@ for name in $MODELS; do
         "$LLMQ" verify "$4" --text "$EVAL" --ctx 512 $win --act "$3" --kld "$T/base.kld" --json >"$T/r.json" ||
             { echo "| $name | $1 | $2 | $3 | failed | | | |"; return; }
         printf '| %s | %s | %s | %s | %.3f | %s | %.4f | %.4f |\n' "$name" "$1" "$2" "$3" "$(j "$T/r.json" perplexity)" \
-            "$(klse "$T/r.json")" "$(j "$T/r.json" kld_p99)" "$(j "$T/r.json" top1_agree)"
+            "$(klse "$T/r.json" 6)" "$(j "$T/r.json" kld_p99)" "$(j "$T/r.json" top1_agree)"
     }
     if [ "${AWQ:-0}" = 1 ] || [ "${ONLY:-}" = awq ]; then
         for src in plain rot32; do

@@ -39,7 +39,6 @@ times=""
 second=""
 # ln(ppl / ppl_base) x 100 and mean KLD, each +- its standard error (windows as blocks)
 lnr() { awk -v a="$(j "$1" ln_ppl_ratio)" -v e="$(j "$1" ln_ppl_ratio_se)" 'BEGIN { printf "%+.3f +- %.3f", 100 * a, 100 * e }'; }
-klse() { awk -v a="$(j "$1" kld_mean)" -v e="$(j "$1" kld_se)" 'BEGIN { printf "%.6f +- %.6f", a, e }'; }
 for name in $models; do
     if [ "$name" = tiny-llama-mha ]; then M=$BASE; else M="$T/$name"; fi
     t0=$(date +%s.%N)
@@ -53,7 +52,7 @@ for name in $models; do
         "$LLMQ" verify "$3" --text "$EVAL" --ctx 512 $win --act "$2" $extra --kld "$T/$name.kld" --json >"$T/r.json" || { echo "| $name | $1 | $2 | failed | | | | | |"; return; }
         p=$($TC json "$T/r.json" perplexity)
         printf '| %s | %s | %s | %.3f | %+.2f%% | %s | %s | %.4f | %.4f |\n' "$name" "$1" "$2" "$p" \
-            "$(echo "$p $bppl" | awk '{print ($1 / $2 - 1) * 100}')" "$(lnr "$T/r.json")" "$(klse "$T/r.json")" \
+            "$(echo "$p $bppl" | awk '{print ($1 / $2 - 1) * 100}')" "$(lnr "$T/r.json")" "$(klse "$T/r.json" 6)" \
             "$($TC json "$T/r.json" kld_p99)" "$($TC json "$T/r.json" top1_agree)"
     }
     if [ "${NAIVE:-1}" != 0 ]; then
@@ -81,7 +80,7 @@ for name in $models; do
             "$LLMQ" verify "$T/$v.q8" --text "$EVAL2" --ctx 512 --act int8 --kld "$T/$name.kld2" --json >"$T/r2.json" || exit 1
             p2=$(j "$T/r2.json" perplexity); b2=$(j "$T/base2.json" perplexity)
             second="$second$(printf '| %s | %s, int8 | int8 | %.3f | %.3f | %s | %s | %.4f |' "$name" "$label" "$b2" "$p2" \
-                "$(lnr "$T/r2.json")" "$(klse "$T/r2.json")" "$(j "$T/r2.json" top1_agree)")
+                "$(lnr "$T/r2.json")" "$(klse "$T/r2.json" 6)" "$(j "$T/r2.json" top1_agree)")
 "
         fi
     done
