@@ -14,11 +14,12 @@
 #include "kvcache.h"
 #include "quant/kvq.h"
 #include "kernels/hadamard.h"
+#include "kernels/kernels.h"
 #include "train/ops.h"
 
 #define OUT_NONE 0x7e00   /* an f16 NaN: no outlier in this entry */
 #define QB 64     /* queries per attention block */
-#define TILE 32   /* positions a decode step reads into L1 at once */
+#define TILE LLMQ_ATTN_TILE   /* positions a decode step reads into L1 at once */
 
 struct llmq_kvcache {
     llmq_kv_spec s;
@@ -463,95 +464,6 @@ static void rotate(float *row, int hd, int p, const float *cs, const float *sn)
     }
 }
 
-/* A tile's m rows (m, hd), rotate()d at positions p0 + r into a
- * transposed tile, Kt (hd, TILE); columns m..TILE-1 zeroed. */
-LLMQ_VECTORIZE
-static void rotate_tile(const float *rows, int m, int hd, int p0, const float *cs, const float *sn, float *Kt)
-{
-    int half = hd / 2;
-    for (int r = 0; r < m; r++) {
-        const float *row = rows + (size_t)r * hd;
-        const float *c = cs + (size_t)(p0 + r) * half, *s = sn + (size_t)(p0 + r) * half;
-        for (int i = 0; i < half; i++) {
-            float a = row[i], b = row[i + half];
-            Kt[(size_t)i * TILE + r] = a * c[i] - b * s[i];
-            Kt[(size_t)(i + half) * TILE + r] = b * c[i] + a * s[i];
-        }
-    }
-    for (int c = 0; c < hd; c++)
-        for (int r = m; r < TILE; r++) Kt[(size_t)c * TILE + r] = 0.0f;
-}
-
-/* S[h][0..m) = scale * q_h . keys of a tile stored transposed, Kt (hd,
- * TILE): an outer product per channel, TILE sums per query head. */
-LLMQ_VECTORIZE
-static void tile_scores(const float *Q, int group, int hd, const float *Kt, float scale, int m, float *S, size_t ldS)
-{
-    for (int h = 0; h < group; h++) {
-        float acc[TILE] = { 0 };
-        const float *q = Q + (size_t)h * hd;
-        for (int c = 0; c < hd; c++) {
-            float qc = q[c];
-            const float *k = Kt + (size_t)c * TILE;
-            for (int r = 0; r < TILE; r++) acc[r] += qc * k[r];
-        }
-        for (int r = 0; r < m; r++) S[(size_t)h * ldS + r] = acc[r] * scale;
-    }
-}
-
-/* O_h += sum_r P[h][r] V[r] over a tile's m rows, V (m, hd).  A head's
- * output row stays in registers over the tile when hd is a constant (the
- * 64 and 128 of most models), instead of a load and a store per row. */
-static inline __attribute__((always_inline)) void tile_values_k(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
-{
-    int h = 0;
-    if (hd == 64)   /* four heads at a time share each row of V */
-        for (; h + 4 <= group; h += 4) {
-            float acc[4][64];
-            for (int e = 0; e < 4; e++)
-                for (int c = 0; c < 64; c++) acc[e][c] = O[(size_t)(h + e) * 64 + c];
-            for (int r = 0; r < m; r++) {
-                const float *v = V + (size_t)r * 64;
-                for (int e = 0; e < 4; e++) {
-                    float p = P[(size_t)(h + e) * ldP + r];
-                    for (int c = 0; c < 64; c++) acc[e][c] += p * v[c];
-                }
-            }
-            for (int e = 0; e < 4; e++)
-                for (int c = 0; c < 64; c++) O[(size_t)(h + e) * 64 + c] = acc[e][c];
-        }
-    for (; h < group; h++) {
-        float acc[128];
-        float *o = O + (size_t)h * hd;
-        for (int c = 0; c < hd; c++) acc[c] = o[c];
-        for (int r = 0; r < m; r++) {
-            float p = P[(size_t)h * ldP + r];
-            const float *v = V + (size_t)r * hd;
-            for (int c = 0; c < hd; c++) acc[c] += p * v[c];
-        }
-        for (int c = 0; c < hd; c++) o[c] = acc[c];
-    }
-}
-
-LLMQ_VECTORIZE
-static void tile_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
-{
-    if (hd == 64) {
-        tile_values_k(P, ldP, m, V, 64, group, O);
-    } else if (hd == 128) {
-        tile_values_k(P, ldP, m, V, 128, group, O);
-    } else {
-        for (int h = 0; h < group; h++) {
-            float *o = O + (size_t)h * hd;
-            for (int r = 0; r < m; r++) {
-                float p = P[(size_t)h * ldP + r];
-                const float *v = V + (size_t)r * hd;
-                for (int c = 0; c < hd; c++) o[c] += p * v[c];
-            }
-        }
-    }
-}
-
 LLMQ_VECTORIZE
 static float dot(const float *a, const float *b, int n)
 {
@@ -727,7 +639,7 @@ static void decode_head(const struct job *j, int g, float *scr)
     int nr = R.evict ? S + kv->s.window : pos + 1;
     int lo = 0;
     if (!R.evict && kv->swin > 0 && pos - kv->swin + 1 > 0) lo = pos - kv->swin + 1;
-    float *tile = scr, *Kt = tile + (size_t)TILE * hd, *Sm = Kt + (size_t)TILE * hd, *tmp = Sm + (size_t)group * nr;
+    float *tile = scr, *Sm = tile + (size_t)TILE * hd, *tmp = Sm + (size_t)group * nr;
     tmp[2 * hd] = -1.0f;   /* no key ranges decoded yet (key_row) */
     const float *Q = j->q + (size_t)g * group * hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -748,8 +660,7 @@ static void decode_head(const struct job *j, int g, float *scr)
         }
         if (kv->had) llmq_fwht(tile, m, hd, hd);
         /* positions: t unless evicting, then the row's place in the cache */
-        rotate_tile(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Kt);
-        tile_scores(Q, group, hd, Kt, scale, m, Sm + r0, (size_t)nr);
+        llmq_attn_scores(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Q, group, scale, Sm + r0, (size_t)nr);
     }
     for (int h = 0; h < group; h++) {
         softmax(Sm + (size_t)h * nr + lo, nr - lo);
@@ -768,7 +679,7 @@ static void decode_head(const struct job *j, int g, float *scr)
                 else value_row(kv, layer, g, t, vr);
             }
         }
-        tile_values(Sm + r0, (size_t)nr, m, tile, hd, group, j->att + (size_t)g * group * hd);
+        llmq_attn_values(Sm + r0, (size_t)nr, m, tile, hd, group, j->att + (size_t)g * group * hd);
     }
 }
 

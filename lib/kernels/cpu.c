@@ -65,6 +65,8 @@ static void fill_table(llmq_isa isa)
     if (!t.matmul_q4a8) t.matmul_q4a8 = ref->matmul_q4a8;
     if (!t.quant_blocks) t.quant_blocks = ref->quant_blocks;
     if (!t.q4a8_prep) t.q4a8_prep = ref->q4a8_prep;
+    if (!t.attn_scores) t.attn_scores = ref->attn_scores;
+    if (!t.attn_values) t.attn_values = ref->attn_values;
     dispatch.table = t;
     dispatch.isa = isa;
 }

@@ -83,6 +83,11 @@ typedef void (*llmq_kmmbf16_fn)(const llmq_wmat *W, int64_t r0, int64_t r1, cons
 typedef void (*llmq_kgemm_bf16p_fn)(const uint16_t *A, int64_t n, const uint16_t *Bp, int64_t m, int64_t k,
                                     float *C, int64_t ldc);
 
+/* llmq_attn_scores and llmq_attn_values (kernels.h) on one tile. */
+typedef void (*llmq_kattn_scores_fn)(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
+                                     const float *Q, int group, float scale, float *S, size_t ldS);
+typedef void (*llmq_kattn_values_fn)(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O);
+
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
     llmq_kdeq_fn dequant[LLMQ_W_COUNT];
@@ -94,6 +99,8 @@ typedef struct {
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;
     llmq_kq4a8_prep_fn q4a8_prep;
+    llmq_kattn_scores_fn attn_scores;
+    llmq_kattn_values_fn attn_values;
 } llmq_ktable;
 
 /* A kernel table's slots of the ten ggml block types, from one name

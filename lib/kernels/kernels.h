@@ -139,4 +139,26 @@ void llmq_gemm_bf16_pairs(const uint16_t *A, int64_t n, const uint16_t *Bp, int6
  * the current ISA), 0 where it widens to fp32. */
 int llmq_has_bf16_dot(void);
 
+/* ---- decode attention: one query over a tile of the KV cache ----
+ *
+ * lib/kvcache.c's decode step reads its cache a tile of m <= LLMQ_ATTN_TILE
+ * positions at a time into L1 (keys and values as f32 rows) and runs these
+ * two products on it, for the `group` query heads (GQA) that share one KV
+ * head of hd channels.  Keys are kept before RoPE (KVQuant), so the
+ * scores rotate each key once and share it over the group.  The SIMD
+ * versions transpose the rotated keys in registers so that each key is a
+ * lane; any sum order (tests compare with the oracle to a tolerance). */
+
+#define LLMQ_ATTN_TILE 32
+
+/* S[h * ldS + r] = scale * Q_h . rope(K_r, p0 + r) for h < group, r < m:
+ * K (m, hd) keys before RoPE, Q (group, hd) queries already rotated, rope
+ * the rotate-half RoPE of llmq_op_rope_fwd with the cos and sin rows
+ * cs + p * hd / 2 and sn + p * hd / 2 of position p.  hd even, m >= 1. */
+void llmq_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                      int group, float scale, float *S, size_t ldS);
+/* O[h * hd + c] += sum_{r < m} P[h * ldP + r] * V[r * hd + c] for h < group,
+ * c < hd: V (m, hd) the tile's values, P the softmax weights. */
+void llmq_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O);
+
 #endif

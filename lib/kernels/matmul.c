@@ -490,6 +490,17 @@ void llmq_gemm_bf16_pairs(const uint16_t *A, int64_t n, const uint16_t *Bp, int6
     if (n > 0 && m > 0) llmq_ktable_cur()->gemm_bf16p(A, n, Bp, m, k, C, ldc);
 }
 
+void llmq_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                      int group, float scale, float *S, size_t ldS)
+{
+    llmq_ktable_cur()->attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+}
+
+void llmq_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+{
+    llmq_ktable_cur()->attn_values(P, ldP, m, V, hd, group, O);
+}
+
 struct bf16_job {
     llmq_kmmbf16_fn fn;
     const llmq_wmat *W;

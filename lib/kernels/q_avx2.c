@@ -909,6 +909,220 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
     }
 }
 
+/* ---- decode attention on a tile (llmq_attn_scores / llmq_attn_values) ----
+ *
+ * Scores: each block of 8 keys is rotated and transposed in registers
+ * (attn_rot8) so that a vector holds one channel of the 8 keys; the tile
+ * Kt[c][r] (stride 8 * NB) is then a row of NB vectors per channel, and
+ * each query head is FMAs of a broadcast q[h][c] into NB accumulators.
+ * Heads go H at a time and channels SP at a time (split sums) so that
+ * H * NB * SP (6 to 8 chains, but for one head of fewer than 3 blocks)
+ * hides the FMA latency while the accumulators, the NB tile vectors and a
+ * broadcast fit the 16 registers.
+ *
+ * Values: 8C channels of H heads in H * C accumulators over the tile's
+ * rows, each row's C vectors of V shared by the H broadcast weights. */
+
+#define ATTN_MAX_HD 256
+
+/* Four channels of key rows a and b: [a[0..3] | b[0..3]] */
+INLINE __m256 ld_4x2(const float *a, const float *b)
+{
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+}
+
+/* In place, within each 128-bit half: v[t] element j <- v[j] element t */
+INLINE void tr_4x4(__m256 v[4])
+{
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    v[1] = _mm256_shuffle_ps(t0, t2, 0xee);
+    v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    v[3] = _mm256_shuffle_ps(t1, t3, 0xee);
+}
+
+/* 8 keys rotated into Kt[ch * nk + 0 .. 7]: key j's row k[j] (hd
+ * channels) with the cos and sin rows c[j], s[j] of its position.  Four
+ * channels at a time, key j paired with key j + 4 in one vector (128-bit
+ * loads), so that the transpose is 4x4 within each half, with no
+ * lane-crossing shuffle. */
+INLINE void attn_rot8(const float *const k[8], const float *const c[8], const float *const s[8], int hd,
+                      float *Kt, int nk)
+{
+    const int half = hd / 2;
+    for (int i = 0; i < half; i += 4) {
+        __m256 lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256 a = ld_4x2(k[j] + i, k[j + 4] + i), b = ld_4x2(k[j] + half + i, k[j + 4] + half + i);
+            __m256 cv = ld_4x2(c[j] + i, c[j + 4] + i), sv = ld_4x2(s[j] + i, s[j + 4] + i);
+            lo[j] = _mm256_fmsub_ps(a, cv, _mm256_mul_ps(b, sv));
+            hi[j] = _mm256_fmadd_ps(b, cv, _mm256_mul_ps(a, sv));
+        }
+        tr_4x4(lo);
+        tr_4x4(hi);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            _mm256_store_ps(Kt + (size_t)(i + t) * nk, lo[t]);
+            _mm256_store_ps(Kt + (size_t)(half + i + t) * nk, hi[t]);
+        }
+    }
+}
+
+/* Keys r0 .. r0 + 7 into Kt; keys past m (the last block's padding) are
+ * key m - 1 again: its lanes of S are never stored, and no row past m,
+ * nor its position's cos and sin, is read. */
+INLINE void attn_rot_block(const float *K, int hd, int r0, int m, int p0, const float *cs, const float *sn,
+                           float *Kt, int nk)
+{
+    const float *k[8], *c[8], *s[8];
+    const size_t half = (size_t)hd / 2;
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        int r = LLMQ_MIN(r0 + j, m - 1);
+        k[j] = K + (size_t)r * hd;
+        c[j] = cs + (size_t)(p0 + r) * half;
+        s[j] = sn + (size_t)(p0 + r) * half;
+    }
+    attn_rot8(k, c, s, hd, Kt + r0, nk);
+}
+
+/* S rows h0 .. h0 + H - 1 from the tile of NB key blocks: channels SP at
+ * a time into separate sums (hd % 8 == 0: SP, 1, 2 or 4, divides it). */
+INLINE void attn_sc_heads(const float *Kt, int hd, const float *Q, int h0, int H, int NB, int SP, int m,
+                          float scale, float *S, size_t ldS)
+{
+    __m256 acc[4][8][4];
+    const int nk = 8 * NB;
+#pragma GCC unroll 8
+    for (int s = 0; s < SP; s++)
+#pragma GCC unroll 8
+        for (int h = 0; h < H; h++)
+#pragma GCC unroll 8
+            for (int b = 0; b < NB; b++) acc[s][h][b] = _mm256_setzero_ps();
+    for (int c = 0; c < hd; c += SP) {
+#pragma GCC unroll 4
+        for (int s = 0; s < SP; s++) {
+            __m256 kt[4];
+#pragma GCC unroll 8
+            for (int b = 0; b < NB; b++) kt[b] = _mm256_load_ps(Kt + (size_t)(c + s) * nk + 8 * b);
+#pragma GCC unroll 8
+            for (int h = 0; h < H; h++) {
+                __m256 q = _mm256_broadcast_ss(Q + (size_t)(h0 + h) * hd + c + s);
+#pragma GCC unroll 8
+                for (int b = 0; b < NB; b++) acc[s][h][b] = _mm256_fmadd_ps(q, kt[b], acc[s][h][b]);
+            }
+        }
+    }
+    const __m256 sc = _mm256_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int h = 0; h < H; h++) {
+        float *o = S + (size_t)(h0 + h) * ldS;
+#pragma GCC unroll 8
+        for (int b = 0; b < NB; b++) {
+            __m256 a = acc[0][h][b];
+#pragma GCC unroll 8
+            for (int s = 1; s < SP; s++) a = _mm256_add_ps(a, acc[s][h][b]);
+            a = _mm256_mul_ps(a, sc);
+            if (8 * b + 8 <= m) {
+                _mm256_storeu_ps(o + 8 * b, a);
+            } else {
+                /* the last block's padding keys are not S's to write */
+                float t[8];
+                _mm256_storeu_ps(t, a);
+                for (int r = 8 * b; r < m; r++) o[r] = t[r - 8 * b];
+            }
+        }
+    }
+}
+
+/* Heads HM at a time, then the rest 4, 2, 1 at a time; chains split over
+ * channels while heads times blocks are under 8. */
+#define ATTN_SC_SP(H, NB) ((H) * (NB) >= 6 ? 1 : (H) * (NB) >= 3 ? 2 : 4)
+#define ATTN_SC_NB(NB, HM)                                                                         \
+    do {                                                                                           \
+        int h = 0;                                                                                 \
+        for (; h + (HM) <= group; h += (HM))                                                       \
+            attn_sc_heads(Kt, hd, Q, h, HM, NB, ATTN_SC_SP(HM, NB), m, scale, S, ldS);            \
+        if ((HM) > 4 && h + 4 <= group)                                                            \
+            attn_sc_heads(Kt, hd, Q, h, 4, NB, ATTN_SC_SP(4, NB), m, scale, S, ldS), h += 4;       \
+        if ((HM) > 2 && h + 2 <= group)                                                            \
+            attn_sc_heads(Kt, hd, Q, h, 2, NB, ATTN_SC_SP(2, NB), m, scale, S, ldS), h += 2;       \
+        if ((HM) > 1 && h < group) attn_sc_heads(Kt, hd, Q, h, 1, NB, ATTN_SC_SP(1, NB), m, scale, S, ldS); \
+    } while (0)
+
+static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                        int group, float scale, float *S, size_t ldS)
+{
+    if (hd % 8 || hd > ATTN_MAX_HD || m > LLMQ_ATTN_TILE) {
+        llmq_ktable_ref.attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);   /* hd not a multiple of 8, or past ATTN_MAX_HD */
+        return;
+    }
+    _Alignas(32) float Kt[ATTN_MAX_HD * LLMQ_ATTN_TILE];   /* (hd, 8 * nb) rotated keys, transposed */
+    const int nb = (m + 7) / 8, nk = 8 * nb;
+    int r0 = 0;
+    for (; r0 + 8 <= m; r0 += 8) attn_rot_block(K, hd, r0, LLMQ_ATTN_TILE, p0, cs, sn, Kt, nk);
+    if (r0 < m) attn_rot_block(K, hd, r0, m, p0, cs, sn, Kt, nk);
+    switch (nb) {
+    case 1: ATTN_SC_NB(1, 8); break;
+    case 2: ATTN_SC_NB(2, 4); break;
+    case 3: ATTN_SC_NB(3, 2); break;
+    default: ATTN_SC_NB(4, 2); break;
+    }
+}
+
+/* O rows h0 .. h0 + H - 1, channels c0 .. c0 + 8C - 1: H x C accumulators
+ * in registers over the m rows, from O's values (the oracle's order). */
+INLINE void attn_val_heads(const float *P, size_t ldP, int m, const float *V, int hd, int h0, int H, int c0, int C,
+                           float *O)
+{
+    __m256 acc[4][8];
+#pragma GCC unroll 8
+    for (int h = 0; h < H; h++)
+#pragma GCC unroll 8
+        for (int u = 0; u < C; u++) acc[h][u] = _mm256_loadu_ps(O + (size_t)(h0 + h) * hd + c0 + 8 * u);
+    for (int r = 0; r < m; r++) {
+        const float *v = V + (size_t)r * hd + c0;
+        __m256 vv[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < C; u++) vv[u] = _mm256_loadu_ps(v + 8 * u);
+#pragma GCC unroll 8
+        for (int h = 0; h < H; h++) {
+            __m256 p = _mm256_broadcast_ss(P + (size_t)(h0 + h) * ldP + r);
+#pragma GCC unroll 8
+            for (int u = 0; u < C; u++) acc[h][u] = _mm256_fmadd_ps(p, vv[u], acc[h][u]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < H; h++)
+#pragma GCC unroll 8
+        for (int u = 0; u < C; u++) _mm256_storeu_ps(O + (size_t)(h0 + h) * hd + c0 + 8 * u, acc[h][u]);
+}
+
+/* Heads h0 .. h0 + H - 1 over all channels: 8C at a time, then 8, then
+ * one by one. */
+INLINE void attn_val_rows(const float *P, size_t ldP, int m, const float *V, int hd, int h0, int H, int C, float *O)
+{
+    int c0 = 0;
+    for (; c0 + 8 * C <= hd; c0 += 8 * C) attn_val_heads(P, ldP, m, V, hd, h0, H, c0, C, O);
+    for (; c0 + 8 <= hd; c0 += 8) attn_val_heads(P, ldP, m, V, hd, h0, H, c0, 1, O);
+    for (int h = h0; h < h0 + H; h++)
+        for (int c = c0; c < hd; c++) {
+            float o = O[(size_t)h * hd + c];
+            for (int r = 0; r < m; r++) o += P[(size_t)h * ldP + r] * V[(size_t)r * hd + c];
+            O[(size_t)h * hd + c] = o;
+        }
+}
+
+static void attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+{
+    int h = 0;
+    for (; h + 4 <= group; h += 4) attn_val_rows(P, ldP, m, V, hd, h, 4, 2, O);
+    if (h + 2 <= group) attn_val_rows(P, ldP, m, V, hd, h, 2, 4, O), h += 2;
+    if (h < group) attn_val_rows(P, ldP, m, V, hd, h, 1, 8, O);
+}
+
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
@@ -922,4 +1136,6 @@ const llmq_ktable llmq_ktable_avx2 = {
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
+    .attn_scores = attn_scores,
+    .attn_values = attn_values,
 };

@@ -1386,6 +1386,186 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
     }
 }
 
+/* ---- decode attention on a KV-cache tile (llmq_attn_scores/values) ----
+ * hd a multiple of 32 up to 256 (else the oracle): keys are rotated 16
+ * channels at a time in rows, then transposed 16 x 16 in registers so
+ * that a key is a lane and a query channel one broadcast. */
+
+/* r[i] lane j <-> r[j] lane i. */
+INLINE void tr16(__m512 r[16])
+{
+    __m512 t[16];
+    #pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* Kt[c * 32 + r0 + r] = rope(K_{r0 + r}, p0 + r0 + r)[c] for channels c of
+ * the half starting at i (hi: the second half), r < 16 (zero past mb). */
+INLINE void rope_tr16(const float *K, int hd, int r0, int mb, int p0, const float *cs, const float *sn, int i,
+                      int hi, float *Kt)
+{
+    int half = hd / 2;
+    __m512 x[16];
+    #pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) {
+        if (r < mb) {
+            const float *k = K + (size_t)(r0 + r) * hd;
+            size_t p = (size_t)(p0 + r0 + r) * half + i;
+            __m512 a = _mm512_loadu_ps(k + i), b = _mm512_loadu_ps(k + half + i);
+            __m512 c = _mm512_loadu_ps(cs + p), s = _mm512_loadu_ps(sn + p);
+            x[r] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
+        } else {
+            x[r] = _mm512_setzero_ps();
+        }
+    }
+    tr16(x);
+    float *o = Kt + (size_t)(hi * half + i) * 32 + r0;
+    #pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) _mm512_store_ps(o + (size_t)j * 32, x[j]);
+}
+
+/* S rows of NH query heads over the tile's NB x 16 keys in Kt: NH x 2
+ * independent sums (two key blocks, or even and odd channels of one). */
+INLINE void scores_heads(const float *Kt, int hd, int NB, const float *Q, int NH, float scale, int m, float *S,
+                         size_t ldS)
+{
+    __m512 a[4][2];
+    #pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) a[e][0] = a[e][1] = _mm512_setzero_ps();
+    if (NB == 2) {
+        for (int c = 0; c < hd; c++) {
+            __m512 k0 = _mm512_load_ps(Kt + (size_t)c * 32), k1 = _mm512_load_ps(Kt + (size_t)c * 32 + 16);
+            #pragma GCC unroll 16
+            for (int e = 0; e < NH; e++) {
+                __m512 q = _mm512_set1_ps(Q[(size_t)e * hd + c]);
+                a[e][0] = _mm512_fmadd_ps(q, k0, a[e][0]);
+                a[e][1] = _mm512_fmadd_ps(q, k1, a[e][1]);
+            }
+        }
+    } else {
+        for (int c = 0; c < hd; c += 2) {
+            __m512 k0 = _mm512_load_ps(Kt + (size_t)c * 32), k1 = _mm512_load_ps(Kt + (size_t)(c + 1) * 32);
+            #pragma GCC unroll 16
+            for (int e = 0; e < NH; e++) {
+                a[e][0] = _mm512_fmadd_ps(_mm512_set1_ps(Q[(size_t)e * hd + c]), k0, a[e][0]);
+                a[e][1] = _mm512_fmadd_ps(_mm512_set1_ps(Q[(size_t)e * hd + c + 1]), k1, a[e][1]);
+            }
+        }
+        #pragma GCC unroll 16
+        for (int e = 0; e < NH; e++) a[e][0] = _mm512_add_ps(a[e][0], a[e][1]);
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    __mmask16 m0 = m >= 16 ? 0xffff : tail_mask(m), m1 = m > 16 ? tail_mask(m - 16) : 0;
+    #pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) {
+        _mm512_mask_storeu_ps(S + (size_t)e * ldS, m0, _mm512_mul_ps(a[e][0], sc));
+        if (NB == 2) _mm512_mask_storeu_ps(S + (size_t)e * ldS + 16, m1, _mm512_mul_ps(a[e][1], sc));
+    }
+}
+
+static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                        int group, float scale, float *S, size_t ldS)
+{
+    if (hd % 32 || hd > 256 || m > 32) {
+        llmq_ktable_ref.attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+        return;
+    }
+    float Kt[256 * 32] __attribute__((aligned(64)));   /* (hd, 32): key r is lane r */
+    int nb = (m + 15) / 16, half = hd / 2;
+    for (int b = 0; b < nb; b++) {
+        int mb = LLMQ_MIN(16, m - 16 * b);
+        for (int i = 0; i < half; i += 16) {
+            rope_tr16(K, hd, 16 * b, mb, p0, cs, sn, i, 0, Kt);
+            rope_tr16(K, hd, 16 * b, mb, p0, cs, sn, i, 1, Kt);
+        }
+    }
+    for (int h = 0; h < group; h += 4) {
+        const float *q = Q + (size_t)h * hd;
+        float *s = S + (size_t)h * ldS;
+        switch (LLMQ_MIN(4, group - h) * 2 + nb - 1) {
+        case 2: scores_heads(Kt, hd, 1, q, 1, scale, m, s, ldS); break;
+        case 3: scores_heads(Kt, hd, 2, q, 1, scale, m, s, ldS); break;
+        case 4: scores_heads(Kt, hd, 1, q, 2, scale, m, s, ldS); break;
+        case 5: scores_heads(Kt, hd, 2, q, 2, scale, m, s, ldS); break;
+        case 6: scores_heads(Kt, hd, 1, q, 3, scale, m, s, ldS); break;
+        case 7: scores_heads(Kt, hd, 2, q, 3, scale, m, s, ldS); break;
+        case 8: scores_heads(Kt, hd, 1, q, 4, scale, m, s, ldS); break;
+        default: scores_heads(Kt, hd, 2, q, 4, scale, m, s, ldS); break;
+        }
+    }
+}
+
+/* O rows of NH heads, channels c0..c0+31: 2 NH sums in registers over the
+ * tile's rows. */
+INLINE void values_heads(const float *P, size_t ldP, int m, const float *V, int hd, int NH, float *O)
+{
+    __m512 a[8][2];
+    #pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) {
+        a[e][0] = _mm512_loadu_ps(O + (size_t)e * hd);
+        a[e][1] = _mm512_loadu_ps(O + (size_t)e * hd + 16);
+    }
+    for (int r = 0; r < m; r++) {
+        __m512 v0 = _mm512_loadu_ps(V + (size_t)r * hd), v1 = _mm512_loadu_ps(V + (size_t)r * hd + 16);
+        #pragma GCC unroll 16
+        for (int e = 0; e < NH; e++) {
+            __m512 p = _mm512_set1_ps(P[(size_t)e * ldP + r]);
+            a[e][0] = _mm512_fmadd_ps(p, v0, a[e][0]);
+            a[e][1] = _mm512_fmadd_ps(p, v1, a[e][1]);
+        }
+    }
+    #pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) {
+        _mm512_storeu_ps(O + (size_t)e * hd, a[e][0]);
+        _mm512_storeu_ps(O + (size_t)e * hd + 16, a[e][1]);
+    }
+}
+
+static void attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+{
+    if (hd % 32) {
+        llmq_ktable_ref.attn_values(P, ldP, m, V, hd, group, O);
+        return;
+    }
+    for (int c = 0; c < hd; c += 32)
+        for (int h = 0; h < group; h += 8) {
+            const float *p = P + (size_t)h * ldP;
+            float *o = O + (size_t)h * hd + c;
+            switch (LLMQ_MIN(8, group - h)) {
+            case 1: values_heads(p, ldP, m, V + c, hd, 1, o); break;
+            case 2: values_heads(p, ldP, m, V + c, hd, 2, o); break;
+            case 3: values_heads(p, ldP, m, V + c, hd, 3, o); break;
+            case 4: values_heads(p, ldP, m, V + c, hd, 4, o); break;
+            case 5: values_heads(p, ldP, m, V + c, hd, 5, o); break;
+            case 6: values_heads(p, ldP, m, V + c, hd, 6, o); break;
+            case 7: values_heads(p, ldP, m, V + c, hd, 7, o); break;
+            default: values_heads(p, ldP, m, V + c, hd, 8, o); break;
+            }
+        }
+}
+
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
@@ -1401,4 +1581,6 @@ const llmq_ktable llmq_ktable_avx512 = {
     .matmul_q4a8 = mm_q4a8,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
+    .attn_scores = attn_scores,
+    .attn_values = attn_values,
 };

@@ -212,6 +212,37 @@ static void ref_q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_
     }
 }
 
+/* Decode attention on a tile: each key rotated (RoPE), then one dot
+ * product per query head, channels in order. */
+static void ref_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
+                            const float *Q, int group, float scale, float *S, size_t ldS)
+{
+    int half = hd / 2;
+    for (int r = 0; r < m; r++) {
+        const float *k = K + (size_t)r * hd;
+        const float *c = cs + (size_t)(p0 + r) * half, *s = sn + (size_t)(p0 + r) * half;
+        for (int h = 0; h < group; h++) {
+            const float *q = Q + (size_t)h * hd;
+            float acc = 0.0f;
+            for (int i = 0; i < half; i++) acc += q[i] * (k[i] * c[i] - k[i + half] * s[i]);
+            for (int i = 0; i < half; i++) acc += q[i + half] * (k[i + half] * c[i] + k[i] * s[i]);
+            S[(size_t)h * ldS + r] = acc * scale;
+        }
+    }
+}
+
+static void ref_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
+{
+    for (int h = 0; h < group; h++) {
+        float *o = O + (size_t)h * hd;
+        for (int r = 0; r < m; r++) {
+            float p = P[(size_t)h * ldP + r];
+            const float *v = V + (size_t)r * hd;
+            for (int c = 0; c < hd; c++) o[c] += p * v[c];
+        }
+    }
+}
+
 const llmq_ktable llmq_ktable_ref = {
     .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec,
                 ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
@@ -229,5 +260,7 @@ const llmq_ktable llmq_ktable_ref = {
     .matmul_q4a8 = ref_matmul_q4a8,
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
+    .attn_scores = ref_attn_scores,
+    .attn_values = ref_attn_values,
 };
 _Static_assert(LLMQ_W_COUNT == 22, "add the new type to every kernel table");

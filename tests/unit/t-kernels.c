@@ -1360,4 +1360,136 @@ TEST(e4m3_values_kernels)
     }
 }
 
+/* ---- decode attention tiles (llmq_attn_scores / llmq_attn_values) ----
+ * Each ISA against the oracle's table entries on random tiles: head sizes
+ * around the SIMD paths' 8- and 16-channel steps and 256-channel limit
+ * (past it they run the oracle's loops), tiles around 8-key blocks, head
+ * groups around the kernels' head blocks.
+ * Buffers are exactly their size (ASan catches a read past the tile's
+ * cos / sin rows), cos / sin rows before p0 and P's padding are NaN (a
+ * read of them poisons the result), S's padding holds a sentinel. */
+
+/* |y - y_ref| <= TOL_ATTN * sum of |terms| (f32 sums in another order) */
+#define TOL_ATTN 1e-5
+
+static const int ATT_HD[] = { 2, 6, 8, 24, 32, 34, 40, 64, 80, 96, 128, 256, 260 };
+static const int ATT_M[] = { 1, 5, 8, 15, 16, 17, 31, 32 };
+static const int ATT_GROUP[] = { 1, 2, 3, 4, 5, 7, 8, 9, 16 };
+static const int ATT_P0[] = { 0, 7, 1000 };
+
+static const uint32_t ATT_SENTINEL = 0x7fc0beefu;   /* a NaN no kernel makes */
+
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* cos / sin tables of exactly p0 + m rows of hd / 2: NaN before p0, random
+ * (not a real rotation: any value tests the same arithmetic) from p0 on */
+static float *att_table(int p0, int m, int half)
+{
+    float *t = malloc((size_t)(p0 + m) * (size_t)half * sizeof *t);
+    for (size_t i = 0; i < (size_t)(p0 + m) * (size_t)half; i++)
+        t[i] = i < (size_t)p0 * (size_t)half ? NAN : rndf();
+    return t;
+}
+
+static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, const float *sn)
+{
+    int half = hd / 2, bad = 0;
+    size_t ldS = (size_t)m + 3, nS = (size_t)group * ldS;
+    float *K = rand_vec((int64_t)m * hd, 1.0f), *Q = rand_vec((int64_t)group * hd, 1.0f);
+    float *S = malloc(nS * sizeof *S), *Sr = malloc(nS * sizeof *Sr);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t i = 0; i < nS; i++) S[i] = Sr[i] = bits_f32(ATT_SENTINEL);
+    llmq_ktable_ref.attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, Sr, ldS);
+    llmq_attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+    for (int h = 0; h < group && !bad; h++)
+        for (size_t r = 0; r < ldS && !bad; r++) {
+            size_t at = (size_t)h * ldS + r;
+            if (r >= (size_t)m) {
+                if (f32_bits(S[at]) != ATT_SENTINEL) {
+                    fprintf(stderr, "  attn_scores isa %s hd %d m %d group %d p0 %d: S[%d][%zu] written\n",
+                            llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r);
+                    bad = 1;
+                }
+                continue;
+            }
+            const float *k = K + r * (size_t)hd, *q = Q + (size_t)h * hd;
+            const float *c = cs + (size_t)(p0 + (int)r) * half, *s = sn + (size_t)(p0 + (int)r) * half;
+            double mag = 0;
+            for (int i = 0; i < half; i++)
+                mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
+                     + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
+            double tol = TOL_ATTN * mag * scale + TOL_FLOOR;
+            if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
+                fprintf(stderr, "  attn_scores isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g (tol %g)\n",
+                        llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r, S[at], Sr[at], tol);
+                bad = 1;
+            }
+        }
+    free(K); free(Q); free(S); free(Sr);
+    return !bad;
+}
+
+static int check_attn_values(int hd, int m, int group)
+{
+    int bad = 0;
+    size_t ldP = (size_t)m + 3, nO = (size_t)group * hd;
+    float *P = malloc((size_t)group * ldP * sizeof *P), *V = rand_vec((int64_t)m * hd, 1.0f);
+    float *O = rand_vec((int64_t)nO, 1.0f), *Or = malloc(nO * sizeof *Or);
+    for (size_t i = 0; i < (size_t)group * ldP; i++) P[i] = i % ldP < (size_t)m ? 0.5f * (rndf() + 1.0f) : NAN;
+    memcpy(Or, O, nO * sizeof *O);
+    llmq_ktable_ref.attn_values(P, ldP, m, V, hd, group, Or);
+    /* the sums' magnitudes from the inputs: O before the call is O0 */
+    float *O0 = malloc(nO * sizeof *O0);
+    memcpy(O0, O, nO * sizeof *O);
+    llmq_attn_values(P, ldP, m, V, hd, group, O);
+    for (int h = 0; h < group && !bad; h++)
+        for (int c = 0; c < hd && !bad; c++) {
+            size_t at = (size_t)h * hd + c;
+            double mag = fabs(O0[at]);
+            for (int r = 0; r < m; r++) mag += fabs(P[(size_t)h * ldP + r] * V[(size_t)r * hd + c]);
+            double tol = TOL_ATTN * mag + TOL_FLOOR;
+            if (!(fabs((double)O[at] - Or[at]) <= tol)) {
+                fprintf(stderr, "  attn_values isa %s hd %d m %d group %d: O[%d][%d] = %.9g, oracle %.9g (tol %g)\n",
+                        llmq_isa_name(llmq_cpu_isa()), hd, m, group, h, c, O[at], Or[at], tol);
+                bad = 1;
+            }
+        }
+    free(P); free(V); free(O); free(Or); free(O0);
+    return !bad;
+}
+
+TEST(attn_scores_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t di = 0; di < LLMQ_ARRAY_LEN(ATT_HD); di++)
+            for (size_t pi = 0; pi < LLMQ_ARRAY_LEN(ATT_P0); pi++)
+                for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++) {
+                    int hd = ATT_HD[di], p0 = ATT_P0[pi], m = ATT_M[mi];
+                    float *cs = att_table(p0, m, hd / 2), *sn = att_table(p0, m, hd / 2);
+                    for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++)
+                        CHECK(check_attn_scores(hd, m, ATT_GROUP[gi], p0, cs, sn));
+                    free(cs); free(sn);
+                }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+TEST(attn_values_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t di = 0; di < LLMQ_ARRAY_LEN(ATT_HD); di++)
+            for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++)
+                for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++)
+                    CHECK(check_attn_values(ATT_HD[di], ATT_M[mi], ATT_GROUP[gi]));
+    }
+    llmq_cpu_set_isa(saved);
+}
+
 TEST_MAIN()
