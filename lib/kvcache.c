@@ -205,7 +205,8 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
         }
     }
     /* per thread: key and value rows (slots, hd), scores (QB, slots), row
-     * list (slots); a decode tile (TILE, hd); a KIVI group's rows (thread 0) */
+     * list (slots); a decode tile (TILE, hd) and its heads' 1 / sums; a
+     * KIVI group's rows (thread 0) */
     kv->scr_floats = (2 * slots + 2 * TILE + (size_t)s.key_group) * hd + (size_t)QB * slots + slots + 2 * (size_t)hd;
     if (ok) ok = (kv->scr = zalloc((size_t)n_threads, kv->scr_floats, sizeof(float), err)) != NULL;
     if (!ok) {
@@ -513,29 +514,6 @@ static int tile_values_ok(const llmq_kvcache *kv)
     return !kv->vbook && !kv->vox && kv->hd % vg == 0 && llmq_kvq_whole_bytes(vg, kv->s.bits);
 }
 
-LLMQ_VECTORIZE
-static void deq_key_rows(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
-                         const float *step, float *out)
-{
-    for (int r = 0; r < m; r++) llmq_kvq_deq_row(src + (size_t)r * rowb, hd, bits, lo, step, out + (size_t)r * hd);
-}
-
-LLMQ_VECTORIZE
-static void deq_value_rows(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
-                           float *out)
-{
-    int vg = hd / ng;
-    size_t gb = llmq_kvq_row_bytes(vg, bits);
-    for (int r = 0; r < m; r++)
-        for (int k = 0; k < ng; k++) {
-            const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
-            llmq_kvq_deq_row1(src + (size_t)r * rowb + k * gb, vg, bits, llmq_kvq_f16(pk[1]), llmq_kvq_f16(pk[0]),
-                              out + (size_t)r * hd + (size_t)k * vg);
-        }
-}
-
-
-
 /* Keys t0..t0+m-1 of head g (tile_stored) into out (m, hd), pre-RoPE. */
 static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, float *out, float *tmp)
 {
@@ -548,7 +526,7 @@ static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
     }
     if (kv->calib) {
         size_t at = lh * hd;
-        deq_key_rows(src, kv->krow, m, hd, kv->s.bits, kv->klo + at, kv->kstep + at, out);
+        llmq_kv_deq_channels(src, kv->krow, m, hd, kv->s.bits, kv->klo + at, kv->kstep + at, out);
         return;
     }
     /* KIVI: a run of rows per key group, its ranges decoded once (tmp, as key_row) */
@@ -560,8 +538,8 @@ static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
             kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
             tmp[2 * hd] = (float)grp;
         }
-        deq_key_rows(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, kv->s.bits, tmp, tmp + hd,
-                     out + (size_t)(t - t0) * hd);
+        llmq_kv_deq_channels(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, kv->s.bits, tmp, tmp + hd,
+                             out + (size_t)(t - t0) * hd);
         t += n;
     }
 }
@@ -575,8 +553,8 @@ static void tile_vals(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
         get_plain(kv, src, m, out);
         return;
     }
-    deq_value_rows(src, kv->vrow, kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, m, hd,
-                   kv->s.bits, out);
+    llmq_kv_deq_groups(src, kv->vrow, kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, m, hd,
+                       kv->s.bits, out);
 }
 
 /* e^x for x <= 0 (softmax's arguments less their max), within 1 ulp of
@@ -598,18 +576,30 @@ static inline float exp_le0(float x)
     return p * llmq_bits_f32((uint32_t)((int32_t)n + 127) << 23);
 }
 
-/* row[0..n) = softmax of row[0..n). */
-LLMQ_VECTORIZE
-static void softmax(float *row, int n)
+/* row[0..n) = e^(row - max row), unnormalized; returns 1 / their sum
+ * (the caller scales the output, not the n weights).  Sixteen running
+ * maxima and sums, so that the loops vectorize. */
+LLMQ_VECTORIZE_FMA
+static float softmax_exp(float *row, int n)
 {
-    float mx = -INFINITY, sum = 0.0f;
-    for (int r = 0; r < n; r++) mx = row[r] > mx ? row[r] : mx;
-    for (int r = 0; r < n; r++) {
-        row[r] = exp_le0(row[r] - mx);
-        sum += row[r];
+    float mx[16], sum[16], m = -INFINITY, s = 0.0f;
+    for (int l = 0; l < 16; l++) mx[l] = -INFINITY, sum[l] = 0.0f;
+    int r = 0;
+    for (; r + 16 <= n; r += 16)
+        for (int l = 0; l < 16; l++) mx[l] = row[r + l] > mx[l] ? row[r + l] : mx[l];
+    for (int l = 0; l < 16; l++) m = mx[l] > m ? mx[l] : m;
+    for (; r < n; r++) m = row[r] > m ? row[r] : m;
+    for (r = 0; r + 16 <= n; r += 16)
+        for (int l = 0; l < 16; l++) {
+            row[r + l] = exp_le0(row[r + l] - m);
+            sum[l] += row[r + l];
+        }
+    for (; r < n; r++) {
+        row[r] = exp_le0(row[r] - m);
+        s += row[r];
     }
-    float inv = 1.0f / sum;
-    for (int r = 0; r < n; r++) row[r] *= inv;
+    for (int l = 0; l < 16; l++) s += sum[l];
+    return 1.0f / s;
 }
 
 /* Whether rows r0..r0+m-1 of a step are logical positions t0 = row_t(r0)
@@ -645,10 +635,14 @@ static void decode_head(const struct job *j, int g, float *scr)
     float scale = 1.0f / sqrtf((float)hd);
     size_t lh = lh_of(kv, layer, g);
     int fastk = tile_keys_ok(kv), fastv = tile_values_ok(kv);
+    /* tiles of stored keys of 4 bits and fewer: products on bf16
+     * (kernels.h); sinks and exact rows keep fp32 */
+    int lowbits = quantized(&kv->s) && kv->s.bits <= 4;
     for (int r0 = lo; r0 < nr; r0 += TILE) {
-        int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
+        int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0), lowp = 0;
         if (fastk && tile_stored(kv, &R, r0, m, R.lok)) {
             tile_keys(kv, layer, g, t0, m, tile, tmp);
+            lowp = lowbits;
         } else {
             for (int r = 0; r < m; r++) {
                 int t = row_t(kv, &R, r0 + r);
@@ -660,10 +654,12 @@ static void decode_head(const struct job *j, int g, float *scr)
         }
         if (kv->had) llmq_fwht(tile, m, hd, hd);
         /* positions: t unless evicting, then the row's place in the cache */
-        llmq_attn_scores(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Q, group, scale, Sm + r0, (size_t)nr);
+        (lowp ? llmq_attn_scores_bf16 : llmq_attn_scores)(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Q, group, scale,
+                                                          Sm + r0, (size_t)nr);
     }
+    float *inv = tmp + 2 * hd + 1;   /* group floats: scr_floats has room past tmp */
     for (int h = 0; h < group; h++) {
-        softmax(Sm + (size_t)h * nr + lo, nr - lo);
+        inv[h] = softmax_exp(Sm + (size_t)h * nr + lo, nr - lo);
         memset(j->att + (size_t)(g * group + h) * hd, 0, (size_t)hd * 4);
     }
     for (int r0 = lo; r0 < nr; r0 += TILE) {
@@ -681,6 +677,8 @@ static void decode_head(const struct job *j, int g, float *scr)
         }
         llmq_attn_values(Sm + r0, (size_t)nr, m, tile, hd, group, j->att + (size_t)g * group * hd);
     }
+    for (int h = 0; h < group; h++)
+        for (int c = 0; c < hd; c++) j->att[(size_t)(g * group + h) * hd + c] *= inv[h];
 }
 
 /* Queries i0..i1-1 of the job on KV head g. */

@@ -68,8 +68,12 @@ static inline int llmq_parse_range(const char *s, int *lo, int *hi)
  * and vectorized: for plain C loops that must keep up with the kernels. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define LLMQ_VECTORIZE __attribute__((target_clones("default", "avx2", "avx512f"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+/* The same with FMA in the AVX2 and AVX-512 builds (x86-64-v3, -v4): for
+ * loops whose rounding may differ between ISAs. */
+#define LLMQ_VECTORIZE_FMA __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
 #else
 #define LLMQ_VECTORIZE
+#define LLMQ_VECTORIZE_FMA
 #endif
 
 static inline uint16_t llmq_f32_to_bf16(float f) {

@@ -87,6 +87,11 @@ typedef void (*llmq_kgemm_bf16p_fn)(const uint16_t *A, int64_t n, const uint16_t
 typedef void (*llmq_kattn_scores_fn)(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
                                      const float *Q, int group, float scale, float *S, size_t ldS);
 typedef void (*llmq_kattn_values_fn)(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O);
+/* llmq_kv_deq_channels and llmq_kv_deq_groups (kernels.h). */
+typedef void (*llmq_kkv_deqc_fn)(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                                 const float *step, float *out);
+typedef void (*llmq_kkv_deqg_fn)(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd,
+                                 int bits, float *out);
 
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
@@ -100,7 +105,10 @@ typedef struct {
     llmq_kqblk_fn quant_blocks;
     llmq_kq4a8_prep_fn q4a8_prep;
     llmq_kattn_scores_fn attn_scores;
+    llmq_kattn_scores_fn attn_scores_bf16;   /* NULL without a bf16 dot product: attn_scores */
     llmq_kattn_values_fn attn_values;
+    llmq_kkv_deqc_fn kv_deq_channels;
+    llmq_kkv_deqg_fn kv_deq_groups;
 } llmq_ktable;
 
 /* A kernel table's slots of the ten ggml block types, from one name

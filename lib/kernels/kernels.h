@@ -157,8 +157,30 @@ int llmq_has_bf16_dot(void);
  * cs + p * hd / 2 and sn + p * hd / 2 of position p.  hd even, m >= 1. */
 void llmq_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
                       int group, float scale, float *S, size_t ldS);
+/* llmq_attn_scores with the rotated keys and the queries rounded to bf16
+ * (nearest even) and their products summed in fp32: twice the product
+ * rate where the CPU has a bf16 dot product (AVX512-BF16), else the fp32
+ * kernel.  For caches of 4 bits and fewer, whose own rounding (a sixteenth
+ * of a channel's range) dwarfs bf16's 2^-9 relative. */
+void llmq_attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                           int group, float scale, float *S, size_t ldS);
 /* O[h * hd + c] += sum_{r < m} P[h * ldP + r] * V[r * hd + c] for h < group,
  * c < hd: V (m, hd) the tile's values, P the softmax weights. */
 void llmq_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O);
+
+/* KV-cache rows of uniform codes to f32, for the same tile reads: m rows
+ * of hd codes of `bits` bits (8, 4 or 2, whole bytes as
+ * llmq_kvq_whole_bytes), row r at src + r * rowb, codes in order, least
+ * significant bits first (llmq_kvq_pack).
+ * _channels: out[r * hd + c] = lo[c] + step[c] * code, ranges per channel
+ * (the keys).  _groups: ng groups of hd / ng channels a row, group k's
+ * codes at src + r * rowb + k * llmq_kvq_row_bytes(hd / ng, bits), its
+ * range the f16 pair par[(r * ng + k) * 2] (step) and [... + 1] (lo) (the
+ * values).  The product and the sum are rounded one after the other, as
+ * the oracle's plain C does: every ISA gives the same floats. */
+void llmq_kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                          const float *step, float *out);
+void llmq_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                        float *out);
 
 #endif

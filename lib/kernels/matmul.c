@@ -496,9 +496,27 @@ void llmq_attn_scores(const float *K, int m, int hd, int p0, const float *cs, co
     llmq_ktable_cur()->attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
 }
 
+void llmq_attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                           int group, float scale, float *S, size_t ldS)
+{
+    llmq_ktable_cur()->attn_scores_bf16(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+}
+
 void llmq_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
 {
     llmq_ktable_cur()->attn_values(P, ldP, m, V, hd, group, O);
+}
+
+void llmq_kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                          const float *step, float *out)
+{
+    llmq_ktable_cur()->kv_deq_channels(src, rowb, m, hd, bits, lo, step, out);
+}
+
+void llmq_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                        float *out)
+{
+    llmq_ktable_cur()->kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
 }
 
 struct bf16_job {

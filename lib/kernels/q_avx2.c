@@ -9,6 +9,7 @@
 #include "kern-int.h"
 #include "../base/blocks.h"
 #include "gq-simd.h"
+#include "../quant/kvq.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Software prefetch of the next 4-row block, as far ahead as one block:
@@ -1123,6 +1124,135 @@ static void attn_values(const float *P, size_t ldP, int m, const float *V, int h
     if (h < group) attn_val_rows(P, ldP, m, V, hd, h, 1, 8, O);
 }
 
+/* ---- KV-cache codes to f32 (llmq_kv_deq_channels / _groups) ----
+ *
+ * 8 codes of B bits (8, 4, 2) a vector, from exactly their bytes (a row
+ * ends where its last code does): bytes widened, or 4 bytes broadcast and
+ * each lane shifted right to its code (2-bit codes 16 at a time).  Widths
+ * of the hot shapes are constants (hd 64 and 128, groups of 32), so that
+ * their loops unroll.  Every ISA must give the oracle's floats, so
+ * lo + step * code rounds the product, then the sum: GCC contracts
+ * intrinsics' vector arithmetic into an FMA under -ffp-contract=fast
+ * (gnu11's default) unless the product goes through an empty asm it
+ * cannot see into. */
+INLINE __m256 kv_lin(__m256 lo, __m256 step, __m256i code)
+{
+    __m256 p = _mm256_mul_ps(step, _mm256_cvtepi32_ps(code));
+    __asm__("" : "+x"(p));   /* not fused with the add: see above */
+    return _mm256_add_ps(lo, p);
+}
+
+/* o[0 .. n) from the n codes of B bits at p, n % 8 == 0: ranges per
+ * channel (lo[c], step[c]) where CH, else one range (lo1, step1). */
+INLINE void kv_deq_run(const uint8_t *p, int n, int B, int CH, const float *lo, const float *step, __m256 lo1,
+                       __m256 step1, float *o)
+{
+#define KV_LO(c) (CH ? _mm256_loadu_ps(lo + (c)) : lo1)
+#define KV_STEP(c) (CH ? _mm256_loadu_ps(step + (c)) : step1)
+    int c = 0;
+    if (B == 2) {
+        const __m256i sh0 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), three = _mm256_set1_epi32(3);
+        const __m256i sh1 = _mm256_add_epi32(sh0, _mm256_set1_epi32(16));
+#pragma GCC unroll 8
+        for (; c + 16 <= n; c += 16) {
+            uint32_t w;
+            memcpy(&w, p + c / 4, 4);
+            __m256i v = _mm256_set1_epi32((int)w);
+            _mm256_storeu_ps(o + c, kv_lin(KV_LO(c), KV_STEP(c), _mm256_and_si256(_mm256_srlv_epi32(v, sh0), three)));
+            _mm256_storeu_ps(o + c + 8, kv_lin(KV_LO(c + 8), KV_STEP(c + 8),
+                                               _mm256_and_si256(_mm256_srlv_epi32(v, sh1), three)));
+        }
+        if (c < n) {
+            uint16_t w;
+            memcpy(&w, p + c / 4, 2);
+            __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w), sh0), three);
+            _mm256_storeu_ps(o + c, kv_lin(KV_LO(c), KV_STEP(c), q));
+        }
+        return;
+    }
+    const __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), fifteen = _mm256_set1_epi32(15);
+#pragma GCC unroll 16
+    for (; c < n; c += 8) {
+        __m256i q;
+        if (B == 8) {
+            uint64_t w;
+            memcpy(&w, p + c, 8);
+            q = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)w));
+        } else {
+            uint32_t w;
+            memcpy(&w, p + c / 2, 4);
+            q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), sh4), fifteen);
+        }
+        _mm256_storeu_ps(o + c, kv_lin(KV_LO(c), KV_STEP(c), q));
+    }
+#undef KV_LO
+#undef KV_STEP
+}
+
+INLINE void kv_deqc_rows(const uint8_t *src, size_t rowb, int m, int hd, int B, const float *lo, const float *step,
+                         float *out)
+{
+    const __m256 z = _mm256_setzero_ps();
+    for (int r = 0; r < m; r++) kv_deq_run(src + (size_t)r * rowb, hd, B, 1, lo, step, z, z, out + (size_t)r * hd);
+}
+
+/* Group k of row r: its range broadcast (F16C converts the f16 pair
+ * exactly, as llmq_kvq_f16), then its vg codes. */
+INLINE void kv_deqg_rows(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int vg, int B,
+                         float *out)
+{
+    const size_t gb = llmq_kvq_row_bytes(vg, B), hd = (size_t)ng * vg;
+    for (int r = 0; r < m; r++)
+        for (int k = 0; k < ng; k++) {
+            uint32_t pw;   /* step, lo */
+            memcpy(&pw, par + ((size_t)r * ng + k) * 2, 4);
+            __m128 sl = _mm_cvtph_ps(_mm_cvtsi32_si128((int)pw));
+            __m256 lo = _mm256_broadcastss_ps(_mm_movehdup_ps(sl)), step = _mm256_broadcastss_ps(sl);
+            kv_deq_run(src + (size_t)r * rowb + k * gb, vg, B, 0, NULL, NULL, lo, step, out + r * hd + (size_t)k * vg);
+        }
+}
+
+/* The two above with B a constant, and W where the caller's is: 0 where
+ * bits is not 8, 4 or 2. */
+INLINE int kv_deqc_w(const uint8_t *src, size_t rowb, int m, int W, int bits, const float *lo, const float *step,
+                     float *out)
+{
+    switch (bits) {
+    case 8: kv_deqc_rows(src, rowb, m, W, 8, lo, step, out); return 1;
+    case 4: kv_deqc_rows(src, rowb, m, W, 4, lo, step, out); return 1;
+    case 2: kv_deqc_rows(src, rowb, m, W, 2, lo, step, out); return 1;
+    }
+    return 0;
+}
+
+INLINE int kv_deqg_w(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int W, int bits, float *out)
+{
+    switch (bits) {
+    case 8: kv_deqg_rows(src, rowb, par, ng, m, W, 8, out); return 1;
+    case 4: kv_deqg_rows(src, rowb, par, ng, m, W, 4, out); return 1;
+    case 2: kv_deqg_rows(src, rowb, par, ng, m, W, 2, out); return 1;
+    }
+    return 0;
+}
+
+static void kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                            const float *step, float *out)
+{
+    int done = hd == 64 ? kv_deqc_w(src, rowb, m, 64, bits, lo, step, out)
+             : hd == 128 ? kv_deqc_w(src, rowb, m, 128, bits, lo, step, out)
+             : hd % 8 == 0 ? kv_deqc_w(src, rowb, m, hd, bits, lo, step, out) : 0;
+    if (!done) llmq_ktable_ref.kv_deq_channels(src, rowb, m, hd, bits, lo, step, out);
+}
+
+static void kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                          float *out)
+{
+    const int vg = ng > 0 && hd % ng == 0 ? hd / ng : 0;
+    int done = vg == 32 ? kv_deqg_w(src, rowb, par, ng, m, 32, bits, out)
+             : vg > 0 && vg % 8 == 0 ? kv_deqg_w(src, rowb, par, ng, m, vg, bits, out) : 0;
+    if (!done) llmq_ktable_ref.kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
+}
+
 const llmq_ktable llmq_ktable_avx2 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
@@ -1138,4 +1268,6 @@ const llmq_ktable llmq_ktable_avx2 = {
     .q4a8_prep = q4a8_prep,
     .attn_scores = attn_scores,
     .attn_values = attn_values,
+    .kv_deq_channels = kv_deq_channels,
+    .kv_deq_groups = kv_deq_groups,
 };

@@ -1422,27 +1422,22 @@ INLINE void tr16(__m512 r[16])
 }
 
 /* Kt[c * 32 + r0 + r] = rope(K_{r0 + r}, p0 + r0 + r)[c] for channels c of
- * the half starting at i (hi: the second half), r < 16 (zero past mb). */
-INLINE void rope_tr16(const float *K, int hd, int r0, int mb, int p0, const float *cs, const float *sn, int i,
-                      int hi, float *Kt)
+ * the half starting at i (hi: the second half), r < 16; rows past mb
+ * repeat row mb - 1 (their lanes are never stored), so nothing past the
+ * tile or its positions' cos and sin is read. */
+INLINE void rope_tr16(const float *const k[16], const float *const cs[16], const float *const sn[16], int half,
+                      int i, int hi, float *Kt)
 {
-    int half = hd / 2;
     __m512 x[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
-        if (r < mb) {
-            const float *k = K + (size_t)(r0 + r) * hd;
-            size_t p = (size_t)(p0 + r0 + r) * half + i;
-            __m512 a = _mm512_loadu_ps(k + i), b = _mm512_loadu_ps(k + half + i);
-            __m512 c = _mm512_loadu_ps(cs + p), s = _mm512_loadu_ps(sn + p);
-            x[r] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
-        } else {
-            x[r] = _mm512_setzero_ps();
-        }
+        __m512 a = _mm512_loadu_ps(k[r] + i), b = _mm512_loadu_ps(k[r] + half + i);
+        __m512 c = _mm512_loadu_ps(cs[r] + i), s = _mm512_loadu_ps(sn[r] + i);
+        x[r] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
     }
     tr16(x);
-    float *o = Kt + (size_t)(hi * half + i) * 32 + r0;
-    #pragma GCC unroll 16
+    float *o = Kt + (size_t)(hi * half + i) * 32;
+#pragma GCC unroll 16
     for (int j = 0; j < 16; j++) _mm512_store_ps(o + (size_t)j * 32, x[j]);
 }
 
@@ -1495,10 +1490,16 @@ static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, 
     float Kt[256 * 32] __attribute__((aligned(64)));   /* (hd, 32): key r is lane r */
     int nb = (m + 15) / 16, half = hd / 2;
     for (int b = 0; b < nb; b++) {
-        int mb = LLMQ_MIN(16, m - 16 * b);
+        const float *k[16], *c[16], *s[16];
+        for (int r = 0; r < 16; r++) {
+            int t = LLMQ_MIN(16 * b + r, m - 1);
+            k[r] = K + (size_t)t * hd;
+            c[r] = cs + (size_t)(p0 + t) * half;
+            s[r] = sn + (size_t)(p0 + t) * half;
+        }
         for (int i = 0; i < half; i += 16) {
-            rope_tr16(K, hd, 16 * b, mb, p0, cs, sn, i, 0, Kt);
-            rope_tr16(K, hd, 16 * b, mb, p0, cs, sn, i, 1, Kt);
+            rope_tr16(k, c, s, half, i, 0, Kt + 16 * b);
+            rope_tr16(k, c, s, half, i, 1, Kt + 16 * b);
         }
     }
     for (int h = 0; h < group; h += 4) {
@@ -1513,6 +1514,114 @@ static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, 
         case 7: scores_heads(Kt, hd, 2, q, 3, scale, m, s, ldS); break;
         case 8: scores_heads(Kt, hd, 1, q, 4, scale, m, s, ldS); break;
         default: scores_heads(Kt, hd, 2, q, 4, scale, m, s, ldS); break;
+        }
+    }
+}
+
+/* bf16 products (AVX512-BF16): a lane of Kt2 holds a key's channels 2j
+ * and 2j + 1 as a bf16 pair, a query's pair is one broadcast, and
+ * vdpbf16ps adds both products: half the instructions of fp32 and half the
+ * transposes.  hd a multiple of 64 up to 256 (32 channels of a half a
+ * vector), else the fp32 kernel. */
+INLINE void rope_tr16_bf(const float *const k[16], const float *const cs[16], const float *const sn[16], int half,
+                         int i, int hi, float *Kt2)
+{
+    __m512 x[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) {
+        __m512 y[2];
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++) {
+            __m512 a = _mm512_loadu_ps(k[r] + i + 16 * u), b = _mm512_loadu_ps(k[r] + half + i + 16 * u);
+            __m512 c = _mm512_loadu_ps(cs[r] + i + 16 * u), s = _mm512_loadu_ps(sn[r] + i + 16 * u);
+            y[u] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
+        }
+        x[r] = (__m512)_mm512_cvtne2ps_pbh(y[1], y[0]);   /* pair j: channels 2j, 2j + 1 of the 32 */
+    }
+    tr16(x);
+    float *o = Kt2 + (size_t)(hi * half + i) / 2 * 32;
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) _mm512_store_ps(o + (size_t)j * 32, x[j]);
+}
+
+INLINE void scores_heads_bf(const float *Kt2, int np, int NB, const uint32_t *Q2, int NH, float scale, int m,
+                            float *S, size_t ldS)
+{
+    __m512 a[4][2];
+#pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) a[e][0] = a[e][1] = _mm512_setzero_ps();
+    if (NB == 2) {
+        for (int j = 0; j < np; j++) {
+            __m512bh k0 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32), k1 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32 + 16);
+#pragma GCC unroll 16
+            for (int e = 0; e < NH; e++) {
+                __m512bh q = (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j]);
+                a[e][0] = _mm512_dpbf16_ps(a[e][0], q, k0);
+                a[e][1] = _mm512_dpbf16_ps(a[e][1], q, k1);
+            }
+        }
+    } else {
+        for (int j = 0; j < np; j += 2) {
+            __m512bh k0 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32), k1 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)(j + 1) * 32);
+#pragma GCC unroll 16
+            for (int e = 0; e < NH; e++) {
+                a[e][0] = _mm512_dpbf16_ps(a[e][0], (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j]), k0);
+                a[e][1] = _mm512_dpbf16_ps(a[e][1], (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j + 1]), k1);
+            }
+        }
+#pragma GCC unroll 16
+        for (int e = 0; e < NH; e++) a[e][0] = _mm512_add_ps(a[e][0], a[e][1]);
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    __mmask16 m0 = m >= 16 ? 0xffff : tail_mask(m), m1 = m > 16 ? tail_mask(m - 16) : 0;
+#pragma GCC unroll 16
+    for (int e = 0; e < NH; e++) {
+        _mm512_mask_storeu_ps(S + (size_t)e * ldS, m0, _mm512_mul_ps(a[e][0], sc));
+        if (NB == 2) _mm512_mask_storeu_ps(S + (size_t)e * ldS + 16, m1, _mm512_mul_ps(a[e][1], sc));
+    }
+}
+
+static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
+                             const float *Q, int group, float scale, float *S, size_t ldS)
+{
+    if (hd % 64 || hd > 256 || m > 32) {
+        attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+        return;
+    }
+    float Kt2[128 * 32] __attribute__((aligned(64)));   /* (hd / 2, 32): key r's pair j in lane r of row j */
+    uint32_t Q2[4 * 128];                                 /* 4 heads' pairs at a time */
+    int nb = (m + 15) / 16, half = hd / 2, np = hd / 2;
+    for (int b = 0; b < nb; b++) {
+        const float *k[16], *c[16], *s[16];
+        for (int r = 0; r < 16; r++) {
+            int t = LLMQ_MIN(16 * b + r, m - 1);
+            k[r] = K + (size_t)t * hd;
+            c[r] = cs + (size_t)(p0 + t) * half;
+            s[r] = sn + (size_t)(p0 + t) * half;
+        }
+        for (int i = 0; i < half; i += 32) {
+            rope_tr16_bf(k, c, s, half, i, 0, Kt2 + 16 * b);
+            rope_tr16_bf(k, c, s, half, i, 1, Kt2 + 16 * b);
+        }
+    }
+    for (int h = 0; h < group; h += 4) {
+        int nh = LLMQ_MIN(4, group - h);
+        for (int e = 0; e < nh; e++)
+            for (int c = 0; c < hd; c += 32) {
+                const float *q = Q + (size_t)(h + e) * hd + c;
+                __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(q + 16), _mm512_loadu_ps(q));
+                _mm512_storeu_si512(Q2 + (size_t)e * np + c / 2, v);
+            }
+        float *o = S + (size_t)h * ldS;
+        switch (nh * 2 + nb - 1) {
+        case 2: scores_heads_bf(Kt2, np, 1, Q2, 1, scale, m, o, ldS); break;
+        case 3: scores_heads_bf(Kt2, np, 2, Q2, 1, scale, m, o, ldS); break;
+        case 4: scores_heads_bf(Kt2, np, 1, Q2, 2, scale, m, o, ldS); break;
+        case 5: scores_heads_bf(Kt2, np, 2, Q2, 2, scale, m, o, ldS); break;
+        case 6: scores_heads_bf(Kt2, np, 1, Q2, 3, scale, m, o, ldS); break;
+        case 7: scores_heads_bf(Kt2, np, 2, Q2, 3, scale, m, o, ldS); break;
+        case 8: scores_heads_bf(Kt2, np, 1, Q2, 4, scale, m, o, ldS); break;
+        default: scores_heads_bf(Kt2, np, 2, Q2, 4, scale, m, o, ldS); break;
         }
     }
 }
@@ -1566,6 +1675,93 @@ static void attn_values(const float *P, size_t ldP, int m, const float *V, int h
         }
 }
 
+/* ---- KV-cache codes to f32 (llmq_kv_deq_channels / _groups) ----
+ * 16 codes of B bits (8, 4, 2) a vector: their 2B bytes loaded exactly,
+ * each lane's dword picked and shifted to its code.  lo + step * code
+ * with the product rounded first, as the oracle: deq_fma keeps GCC from
+ * contracting the two into an FMA. */
+INLINE __m512 deq_fma(__m512 lo, __m512 step, __m512 q)
+{
+    __m512 p = _mm512_mul_ps(step, q);
+    __asm__("" : "+v"(p));
+    return _mm512_add_ps(lo, p);
+}
+
+INLINE __m512 kv_codes16(const uint8_t *p, int B)
+{
+    if (B == 8) return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)));
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i bit = _mm512_slli_epi32(lane, B == 4 ? 2 : 1);
+    __m128i x = _mm_maskz_loadu_epi8((__mmask16)((1u << (2 * B)) - 1), p);
+    __m512i w = _mm512_permutexvar_epi32(_mm512_srli_epi32(bit, 5), _mm512_castsi128_si512(x));
+    w = _mm512_srlv_epi32(w, _mm512_and_si512(bit, _mm512_set1_epi32(31)));
+    return _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32((1 << B) - 1)));
+}
+
+INLINE void kv_deqc_rows(const uint8_t *src, size_t rowb, int m, int hd, int B, const float *lo, const float *step,
+                         float *out)
+{
+    for (int r = 0; r < m; r++) {
+        const uint8_t *row = src + (size_t)r * rowb;
+        float *o = out + (size_t)r * hd;
+#pragma GCC unroll 8
+        for (int c = 0; c < hd; c += 16) {
+            __m512 q = kv_codes16(row + (size_t)c * B / 8, B);
+            _mm512_storeu_ps(o + c, deq_fma(_mm512_loadu_ps(lo + c), _mm512_loadu_ps(step + c), q));
+        }
+    }
+}
+
+static void kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                            const float *step, float *out)
+{
+    /* the common head sizes as constants: their loops unroll */
+#define DEQC(HD)                                                                 \
+    switch (bits) {                                                              \
+    case 8: kv_deqc_rows(src, rowb, m, HD, 8, lo, step, out); return;            \
+    case 4: kv_deqc_rows(src, rowb, m, HD, 4, lo, step, out); return;            \
+    case 2: kv_deqc_rows(src, rowb, m, HD, 2, lo, step, out); return;            \
+    }
+    if (hd == 64) DEQC(64)
+    else if (hd == 128) DEQC(128)
+    else if (hd % 16 == 0) DEQC(hd)
+#undef DEQC
+    llmq_ktable_ref.kv_deq_channels(src, rowb, m, hd, bits, lo, step, out);
+}
+
+INLINE void kv_deqg_rows(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int B,
+                         float *out)
+{
+    int vg = hd / ng;
+    size_t gb = (size_t)vg * B / 8;
+    for (int r = 0; r < m; r++)
+        for (int k = 0; k < ng; k++) {
+            const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
+            const uint8_t *g = src + (size_t)r * rowb + k * gb;
+            __m512 step = _mm512_set1_ps(_cvtsh_ss(pk[0])), lo = _mm512_set1_ps(_cvtsh_ss(pk[1]));
+            float *o = out + (size_t)r * hd + (size_t)k * vg;
+#pragma GCC unroll 8
+            for (int c = 0; c < vg; c += 16)
+                _mm512_storeu_ps(o + c, deq_fma(lo, step, kv_codes16(g + (size_t)c * B / 8, B)));
+        }
+}
+
+static void kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                          float *out)
+{
+#define DEQG(HD, NG)                                                             \
+    switch (bits) {                                                              \
+    case 8: kv_deqg_rows(src, rowb, par, NG, m, HD, 8, out); return;             \
+    case 4: kv_deqg_rows(src, rowb, par, NG, m, HD, 4, out); return;             \
+    case 2: kv_deqg_rows(src, rowb, par, NG, m, HD, 2, out); return;             \
+    }
+    if (hd == 64 && ng == 2) DEQG(64, 2)
+    else if (hd == 128 && ng == 4) DEQG(128, 4)
+    else if (ng > 0 && hd % ng == 0 && hd / ng % 16 == 0) DEQG(hd, ng)
+#undef DEQG
+    llmq_ktable_ref.kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
+}
+
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
@@ -1582,5 +1778,8 @@ const llmq_ktable llmq_ktable_avx512 = {
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
     .attn_scores = attn_scores,
+    .attn_scores_bf16 = attn_scores_bf16,
     .attn_values = attn_values,
+    .kv_deq_channels = kv_deq_channels,
+    .kv_deq_groups = kv_deq_groups,
 };

@@ -8,6 +8,7 @@
 #include "kern-int.h"
 #include "../base/blocks.h"
 #include "../quant/ggml_blocks.h"
+#include "../quant/kvq.h"
 
 /* W[r][j] as float.  Quantized values are the float product code * scale,
  * which is exact for Q4 and Q3 (11-bit f16 scale times a 5-bit integer) and MX8
@@ -231,6 +232,29 @@ static void ref_attn_scores(const float *K, int m, int hd, int p0, const float *
     }
 }
 
+static float bf16r(float x) { return llmq_bf16_to_f32(llmq_f32_to_bf16(x)); }
+
+/* The same with each rotated key and query rounded to bf16 first. */
+static void ref_attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
+                                 const float *Q, int group, float scale, float *S, size_t ldS)
+{
+    int half = hd / 2;
+    for (int r = 0; r < m; r++) {
+        const float *k = K + (size_t)r * hd;
+        const float *c = cs + (size_t)(p0 + r) * half, *s = sn + (size_t)(p0 + r) * half;
+        for (int h = 0; h < group; h++) {
+            const float *q = Q + (size_t)h * hd;
+            float acc = 0.0f;
+            for (int i = 0; i < half; i++) {
+                float lo = bf16r(k[i] * c[i] - k[i + half] * s[i]);
+                float hi = bf16r(k[i + half] * c[i] + k[i] * s[i]);
+                acc += bf16r(q[i]) * lo + bf16r(q[i + half]) * hi;
+            }
+            S[(size_t)h * ldS + r] = acc * scale;
+        }
+    }
+}
+
 static void ref_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
 {
     for (int h = 0; h < group; h++) {
@@ -241,6 +265,25 @@ static void ref_attn_values(const float *P, size_t ldP, int m, const float *V, i
             for (int c = 0; c < hd; c++) o[c] += p * v[c];
         }
     }
+}
+
+static void ref_kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                                const float *step, float *out)
+{
+    for (int r = 0; r < m; r++) llmq_kvq_deq_row(src + (size_t)r * rowb, hd, bits, lo, step, out + (size_t)r * hd);
+}
+
+static void ref_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
+                              float *out)
+{
+    int vg = hd / ng;
+    size_t gb = llmq_kvq_row_bytes(vg, bits);
+    for (int r = 0; r < m; r++)
+        for (int k = 0; k < ng; k++) {
+            const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
+            llmq_kvq_deq_row1(src + (size_t)r * rowb + k * gb, vg, bits, llmq_kvq_f16(pk[1]), llmq_kvq_f16(pk[0]),
+                              out + (size_t)r * hd + (size_t)k * vg);
+        }
 }
 
 const llmq_ktable llmq_ktable_ref = {
@@ -261,6 +304,9 @@ const llmq_ktable llmq_ktable_ref = {
     .quant_blocks = ref_quant_blocks,
     .q4a8_prep = ref_q4a8_prep,
     .attn_scores = ref_attn_scores,
+    .attn_scores_bf16 = ref_attn_scores_bf16,
     .attn_values = ref_attn_values,
+    .kv_deq_channels = ref_kv_deq_channels,
+    .kv_deq_groups = ref_kv_deq_groups,
 };
 _Static_assert(LLMQ_W_COUNT == 22, "add the new type to every kernel table");

@@ -8,6 +8,7 @@
 #include "kernels/kern-int.h"
 #include "lib/base/blocks.h"
 #include "quant/quant.h"
+#include "quant/kvq.h"
 
 /* |y - y_ref| <= TOL_DOT * sum_j |w_j x_j| (+ a denormal floor): f32 sums in
  * another order, relative to the condition of the dot product. */
@@ -1392,7 +1393,11 @@ static float *att_table(int p0, int m, int half)
     return t;
 }
 
-static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, const float *sn)
+/* bf16: llmq_attn_scores_bf16 against the oracle's bf16 scores, to 2^-7 of
+ * the products' magnitudes (a rotated key rounded to the neighbouring bf16
+ * where an FMA rounds the rotation differently, or an ISA without a bf16
+ * dot product running fp32: either is 2^-8 relative a product at most) */
+static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, const float *sn, int bf16)
 {
     int half = hd / 2, bad = 0;
     size_t ldS = (size_t)m + 3, nS = (size_t)group * ldS;
@@ -1400,8 +1405,9 @@ static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, 
     float *S = malloc(nS * sizeof *S), *Sr = malloc(nS * sizeof *Sr);
     float scale = 1.0f / sqrtf((float)hd);
     for (size_t i = 0; i < nS; i++) S[i] = Sr[i] = bits_f32(ATT_SENTINEL);
-    llmq_ktable_ref.attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, Sr, ldS);
-    llmq_attn_scores(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
+    (bf16 ? llmq_ktable_ref.attn_scores_bf16 : llmq_ktable_ref.attn_scores)(K, m, hd, p0, cs, sn, Q, group, scale,
+                                                                            Sr, ldS);
+    (bf16 ? llmq_attn_scores_bf16 : llmq_attn_scores)(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
     for (int h = 0; h < group && !bad; h++)
         for (size_t r = 0; r < ldS && !bad; r++) {
             size_t at = (size_t)h * ldS + r;
@@ -1419,10 +1425,10 @@ static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, 
             for (int i = 0; i < half; i++)
                 mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
                      + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
-            double tol = TOL_ATTN * mag * scale + TOL_FLOOR;
+            double tol = (bf16 ? 0x1p-7 : TOL_ATTN) * mag * scale + TOL_FLOOR;
             if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
-                fprintf(stderr, "  attn_scores isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g (tol %g)\n",
-                        llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r, S[at], Sr[at], tol);
+                fprintf(stderr, "  attn_scores%s isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g (tol %g)\n",
+                        bf16 ? "_bf16" : "", llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r, S[at], Sr[at], tol);
                 bad = 1;
             }
         }
@@ -1470,8 +1476,10 @@ TEST(attn_scores_vs_oracle)
                 for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++) {
                     int hd = ATT_HD[di], p0 = ATT_P0[pi], m = ATT_M[mi];
                     float *cs = att_table(p0, m, hd / 2), *sn = att_table(p0, m, hd / 2);
-                    for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++)
-                        CHECK(check_attn_scores(hd, m, ATT_GROUP[gi], p0, cs, sn));
+                    for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++) {
+                        CHECK(check_attn_scores(hd, m, ATT_GROUP[gi], p0, cs, sn, 0));
+                        CHECK(check_attn_scores(hd, m, ATT_GROUP[gi], p0, cs, sn, 1));
+                    }
                     free(cs); free(sn);
                 }
     }
@@ -1488,6 +1496,189 @@ TEST(attn_values_vs_oracle)
             for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++)
                 for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++)
                     CHECK(check_attn_values(ATT_HD[di], ATT_M[mi], ATT_GROUP[gi]));
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* ---- KV-cache codes to f32 (llmq_kv_deq_channels / _groups) ----
+ *
+ * Every ISA gives the oracle's floats bit for bit.  Rows at a
+ * stride of their bytes or 3 more; the code buffer ends at the last row's
+ * last byte and the ranges are exactly their size (ASan sees any read past
+ * them); out has a sentinel tail that must survive.  Ranges include zero,
+ * negative, subnormal and large (finite) steps; the f16 pairs of the
+ * groups are any finite f16, subnormals and -0 among them.  Widths that are
+ * not a multiple of 8 take the SIMD files' fallback to the oracle. */
+
+static const int KVD_HD[] = { 8, 16, 24, 32, 40, 64, 128, 256, 6 };
+static const int KVD_M[] = { 1, 2, 7, 32 };
+static const int KVD_BITS[] = { 8, 4, 2 };
+#define KVD_TAIL 16
+
+/* One f32 range end of a kind picked at random: ordinary, zero, negative,
+ * subnormal or large (lo + step * 255 overflows to Inf for some: still
+ * the same Inf everywhere). */
+static float kvd_range(int is_step)
+{
+    switch (rnd() % 6) {
+    case 0: return 0.0f;
+    case 1: return is_step ? -0.01f * (1.0f + rndf()) : -3.0f;
+    case 2: return rndf() * 1e-39f;
+    case 3: return rndf() * (is_step ? 3e35f : 3e38f);
+    default: return rndf() * (is_step ? 0.1f : 4.0f);
+    }
+}
+
+/* Any finite f16: random bits, the special values, or a small step. */
+static uint16_t kvd_f16(void)
+{
+    static const uint16_t special[] = { 0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400, 0x7bff, 0xfbff,
+                                        0x3c00 };
+    switch (rnd() % 3) {
+    case 0: return special[rnd() % LLMQ_ARRAY_LEN(special)];
+    case 1: return llmq_f32_to_f16(0.02f * rndf());
+    default:
+        for (;;) {
+            uint16_t h = (uint16_t)rnd();
+            if ((h & 0x7c00) != 0x7c00) return h;
+        }
+    }
+}
+
+/* m rows of rb code bytes at stride rowb, in a buffer of exactly
+ * (m - 1) rowb + rb bytes, random (any bytes are valid codes). */
+static uint8_t *kvd_codes(int m, size_t rowb, size_t rb)
+{
+    size_t n = (size_t)(m - 1) * rowb + rb;
+    uint8_t *src = malloc(n);
+    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)rnd();
+    return src;
+}
+
+static float *kvd_out(size_t n)
+{
+    float *o = malloc((n + KVD_TAIL) * sizeof *o);
+    for (size_t i = 0; i < n + KVD_TAIL; i++) o[i] = bits_f32(ATT_SENTINEL);
+    return o;
+}
+
+/* out's n floats against the oracle's bit for bit, and its tail still the
+ * sentinel: 0 with a message on the first difference */
+static int kvd_same(const float *out, const float *ref, size_t n, const char *what, int bits, int hd, int m,
+                    size_t rowb, int ng)
+{
+    for (size_t i = 0; i < n + KVD_TAIL; i++) {
+        if (i < n ? f32_bits(out[i]) == f32_bits(ref[i]) : f32_bits(out[i]) == ATT_SENTINEL) continue;
+        fprintf(stderr, "  %s isa %s bits %d hd %d m %d rowb %zu ng %d: out[%zu] = %a, %s %a\n", what,
+                llmq_isa_name(llmq_cpu_isa()), bits, hd, m, rowb, ng, i, (double)out[i],
+                i < n ? "oracle" : "past the end, sentinel", (double)(i < n ? ref[i] : bits_f32(ATT_SENTINEL)));
+        return 0;
+    }
+    return 1;
+}
+
+static int check_kv_deq_channels(int bits, int hd, int m, size_t rowb)
+{
+    size_t rb = llmq_kvq_row_bytes(hd, bits), n = (size_t)m * hd;
+    uint8_t *src = kvd_codes(m, rowb, rb);
+    float *lo = malloc((size_t)hd * sizeof *lo), *step = malloc((size_t)hd * sizeof *step);
+    for (int c = 0; c < hd; c++) lo[c] = kvd_range(0), step[c] = kvd_range(1);
+    float *out = kvd_out(n), *ref = kvd_out(n);
+    llmq_ktable_ref.kv_deq_channels(src, rowb, m, hd, bits, lo, step, ref);
+    llmq_kv_deq_channels(src, rowb, m, hd, bits, lo, step, out);
+    int ok = kvd_same(out, ref, n, "kv_deq_channels", bits, hd, m, rowb, 0);
+    free(src); free(lo); free(step); free(out); free(ref);
+    return ok;
+}
+
+static int check_kv_deq_groups(int bits, int hd, int ng, int m, size_t rowb)
+{
+    size_t rb = (size_t)ng * llmq_kvq_row_bytes(hd / ng, bits), n = (size_t)m * hd;
+    size_t np = (size_t)m * ng * 2;
+    uint8_t *src = kvd_codes(m, rowb, rb);
+    uint16_t *par = malloc(np * sizeof *par);
+    for (size_t i = 0; i < np; i++) par[i] = kvd_f16();
+    float *out = kvd_out(n), *ref = kvd_out(n);
+    llmq_ktable_ref.kv_deq_groups(src, rowb, par, ng, m, hd, bits, ref);
+    llmq_kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
+    int ok = kvd_same(out, ref, n, "kv_deq_groups", bits, hd, m, rowb, ng);
+    free(src); free(par); free(out); free(ref);
+    return ok;
+}
+
+TEST(kv_deq_channels_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t bi = 0; bi < LLMQ_ARRAY_LEN(KVD_BITS); bi++)
+            for (size_t di = 0; di < LLMQ_ARRAY_LEN(KVD_HD); di++) {
+                int bits = KVD_BITS[bi], hd = KVD_HD[di];
+                if (!llmq_kvq_whole_bytes(hd, bits)) continue;
+                size_t rb = llmq_kvq_row_bytes(hd, bits);
+                for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(KVD_M); mi++)
+                    for (size_t pad = 0; pad <= 3; pad += 3)
+                        CHECK(check_kv_deq_channels(bits, hd, KVD_M[mi], rb + pad));
+            }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+TEST(kv_deq_groups_vs_oracle)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t bi = 0; bi < LLMQ_ARRAY_LEN(KVD_BITS); bi++)
+            for (size_t di = 0; di < LLMQ_ARRAY_LEN(KVD_HD); di++) {
+                int bits = KVD_BITS[bi], hd = KVD_HD[di];
+                /* group widths hd, hd / 2, hd / 4 and 8, each once; widths
+                 * not a multiple of 8 (hd 6, 40 / 16, ...) too */
+                const int ngs[] = { 1, 2, 4, hd / 8 };
+                for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ngs); gi++) {
+                    int ng = ngs[gi], dup = 0;
+                    for (size_t j = 0; j < gi; j++) dup |= ngs[j] == ng;
+                    if (dup || ng < 1 || hd % ng || !llmq_kvq_whole_bytes(hd / ng, bits)) continue;
+                    size_t rb = (size_t)ng * llmq_kvq_row_bytes(hd / ng, bits);
+                    for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(KVD_M); mi++)
+                        for (size_t pad = 0; pad <= 3; pad += 3)
+                            CHECK(check_kv_deq_groups(bits, hd, ng, KVD_M[mi], rb + pad));
+                }
+            }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* One row of each width against values computed here: the code order
+ * (least significant bits first) and the rounding, product then sum.
+ * lo = -1, step = 1 / 3 (rounded), code 3: the product rounds to 1, the
+ * sum is +0; an FMA would give 2^-25. */
+TEST(kv_deq_rounding_and_order)
+{
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t bi = 0; bi < LLMQ_ARRAY_LEN(KVD_BITS); bi++) {
+            int bits = KVD_BITS[bi], hd = 16, top = (1 << bits) - 1;
+            uint8_t codes[16], row[16];
+            for (int c = 0; c < hd; c++) codes[c] = (uint8_t)(c % 2 ? 3 : c % (top + 1));
+            llmq_kvq_pack(codes, hd, bits, row);
+            size_t rb = llmq_kvq_row_bytes(hd, bits);
+            uint8_t *src = malloc(rb);
+            memcpy(src, row, rb);
+            float lo[16], step[16], out[16];
+            for (int c = 0; c < hd; c++) lo[c] = -1.0f, step[c] = 1.0f / 3.0f;
+            llmq_kv_deq_channels(src, rb, 1, hd, bits, lo, step, out);
+            for (int c = 0; c < hd; c++) {
+                float want = codes[c] == 3 ? 0.0f : -1.0f + step[c] * (float)codes[c];
+                CHECK_MSG(f32_bits(out[c]) == f32_bits(want), "isa %s bits %d c %d: %a, want %a",
+                          llmq_isa_name(llmq_cpu_isa()), bits, c, (double)out[c], (double)want);
+            }
+            free(src);
+        }
     }
     llmq_cpu_set_isa(saved);
 }

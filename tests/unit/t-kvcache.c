@@ -21,6 +21,10 @@
 /* attention of f32 and of an exact emulation of the quantized reads:
  * float scores, expf and sgemm against double, relative to max |v| */
 #define TOL_ATT 1e-5
+/* the same where tiles of keys of 4 bits and fewer score on bf16
+ * (llmq_attn_scores_bf16): keys and queries rounded by 2^-9 relative,
+ * scores of about 1 off by about 2^-8; measured 5.2e-4, 4x allowed */
+#define TOL_ATT_BF16 2e-3
 /* the same cache read exactly everywhere (residual covering every
  * position) against the f32 cache: the same float operations */
 #define TOL_SAME 1e-6
@@ -761,7 +765,8 @@ TEST(kv_quantized_vs_emulation)
             reads_t rd = { filled(s), cs[i].calib, Kq, Vq };
             emulate_store(&r, &rd.s, &cal, Kq, Vq);
             int wa;
-            double e = max_err(&r, &rd, 0, &wa), tol = TOL_ATT * max_abs(r.V, n);
+            double e = max_err(&r, &rd, 0, &wa);
+            double tol = (cs[i].bits <= 4 ? TOL_ATT_BF16 : TOL_ATT) * max_abs(r.V, n);
             CHECK_MSG(e <= tol, "case %zu (type %d bits %d sinks %d residual %d key group %d hd %d calib %d): "
                       "max error %.3g at query %d (tol %.3g)", i, cs[i].type, cs[i].bits, cs[i].sinks,
                       cs[i].residual, cs[i].key_group, hd, cs[i].calib, e, wa, tol);
