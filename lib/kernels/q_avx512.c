@@ -1421,6 +1421,20 @@ INLINE void tr16(__m512 r[16])
     }
 }
 
+/* The rows of keys r0 .. r0 + 15 of a tile and of their positions' cos and
+ * sin; past m, key m - 1's again. */
+INLINE void key_rows16(const float *K, int m, int hd, int p0, const float *cs, const float *sn, int r0,
+                       const float *k[16], const float *c[16], const float *s[16])
+{
+    int half = hd / 2;
+    for (int r = 0; r < 16; r++) {
+        int t = LLMQ_MIN(r0 + r, m - 1);
+        k[r] = K + (size_t)t * hd;
+        c[r] = cs + (size_t)(p0 + t) * half;
+        s[r] = sn + (size_t)(p0 + t) * half;
+    }
+}
+
 /* Kt[c * 32 + r0 + r] = rope(K_{r0 + r}, p0 + r0 + r)[c] for channels c of
  * the half starting at i (hi: the second half), r < 16; rows past mb
  * repeat row mb - 1 (their lanes are never stored), so nothing past the
@@ -1491,12 +1505,7 @@ static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, 
     int nb = (m + 15) / 16, half = hd / 2;
     for (int b = 0; b < nb; b++) {
         const float *k[16], *c[16], *s[16];
-        for (int r = 0; r < 16; r++) {
-            int t = LLMQ_MIN(16 * b + r, m - 1);
-            k[r] = K + (size_t)t * hd;
-            c[r] = cs + (size_t)(p0 + t) * half;
-            s[r] = sn + (size_t)(p0 + t) * half;
-        }
+        key_rows16(K, m, hd, p0, cs, sn, 16 * b, k, c, s);
         for (int i = 0; i < half; i += 16) {
             rope_tr16(k, c, s, half, i, 0, Kt + 16 * b);
             rope_tr16(k, c, s, half, i, 1, Kt + 16 * b);
@@ -1593,12 +1602,7 @@ static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float 
     int nb = (m + 15) / 16, half = hd / 2, np = hd / 2;
     for (int b = 0; b < nb; b++) {
         const float *k[16], *c[16], *s[16];
-        for (int r = 0; r < 16; r++) {
-            int t = LLMQ_MIN(16 * b + r, m - 1);
-            k[r] = K + (size_t)t * hd;
-            c[r] = cs + (size_t)(p0 + t) * half;
-            s[r] = sn + (size_t)(p0 + t) * half;
-        }
+        key_rows16(K, m, hd, p0, cs, sn, 16 * b, k, c, s);
         for (int i = 0; i < half; i += 32) {
             rope_tr16_bf(k, c, s, half, i, 0, Kt2 + 16 * b);
             rope_tr16_bf(k, c, s, half, i, 1, Kt2 + 16 * b);

@@ -213,10 +213,13 @@ static void ref_q4a8_prep(const int8_t *xq, const float *xs, int64_t cols, llmq_
     }
 }
 
+static float bf16r(float x) { return llmq_bf16_to_f32(llmq_f32_to_bf16(x)); }
+
 /* Decode attention on a tile: each key rotated (RoPE), then one dot
- * product per query head, channels in order. */
-static void ref_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
-                            const float *Q, int group, float scale, float *S, size_t ldS)
+ * product per query head, channels in order; bf: the rotated key and the
+ * query rounded to bf16 first (llmq_attn_scores_bf16). */
+static void attn_scores_ref(const float *K, int m, int hd, int p0, const float *cs, const float *sn, const float *Q,
+                            int group, float scale, float *S, size_t ldS, int bf)
 {
     int half = hd / 2;
     for (int r = 0; r < m; r++) {
@@ -225,34 +228,29 @@ static void ref_attn_scores(const float *K, int m, int hd, int p0, const float *
         for (int h = 0; h < group; h++) {
             const float *q = Q + (size_t)h * hd;
             float acc = 0.0f;
-            for (int i = 0; i < half; i++) acc += q[i] * (k[i] * c[i] - k[i + half] * s[i]);
-            for (int i = 0; i < half; i++) acc += q[i + half] * (k[i + half] * c[i] + k[i] * s[i]);
+            if (bf) {
+                for (int i = 0; i < half; i++)
+                    acc += bf16r(q[i]) * bf16r(k[i] * c[i] - k[i + half] * s[i]) +
+                           bf16r(q[i + half]) * bf16r(k[i + half] * c[i] + k[i] * s[i]);
+            } else {
+                for (int i = 0; i < half; i++) acc += q[i] * (k[i] * c[i] - k[i + half] * s[i]);
+                for (int i = 0; i < half; i++) acc += q[i + half] * (k[i + half] * c[i] + k[i] * s[i]);
+            }
             S[(size_t)h * ldS + r] = acc * scale;
         }
     }
 }
 
-static float bf16r(float x) { return llmq_bf16_to_f32(llmq_f32_to_bf16(x)); }
+static void ref_attn_scores(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
+                            const float *Q, int group, float scale, float *S, size_t ldS)
+{
+    attn_scores_ref(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS, 0);
+}
 
-/* The same with each rotated key and query rounded to bf16 first. */
 static void ref_attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
                                  const float *Q, int group, float scale, float *S, size_t ldS)
 {
-    int half = hd / 2;
-    for (int r = 0; r < m; r++) {
-        const float *k = K + (size_t)r * hd;
-        const float *c = cs + (size_t)(p0 + r) * half, *s = sn + (size_t)(p0 + r) * half;
-        for (int h = 0; h < group; h++) {
-            const float *q = Q + (size_t)h * hd;
-            float acc = 0.0f;
-            for (int i = 0; i < half; i++) {
-                float lo = bf16r(k[i] * c[i] - k[i + half] * s[i]);
-                float hi = bf16r(k[i + half] * c[i] + k[i] * s[i]);
-                acc += bf16r(q[i]) * lo + bf16r(q[i + half]) * hi;
-            }
-            S[(size_t)h * ldS + r] = acc * scale;
-        }
-    }
+    attn_scores_ref(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS, 1);
 }
 
 static void ref_attn_values(const float *P, size_t ldP, int m, const float *V, int hd, int group, float *O)
