@@ -4,7 +4,9 @@
 # int4 g128 RTN (weights only, and --act same: W4A4), W8A8 (pack int8,
 # verify --act int8), nvfp4 --act same, and the int4 KV cache (plain, and
 # with calibrated key ranges from calibrate --samples 32 of the same
-# checkpoint), for no rotation, rotate and rotate --online-hadamard (both
+# checkpoint), for no rotation, rotate and rotate --online-hadamard-keys
+# (the down_proj input, the values and the keys; --online-hadamard leaves
+# the keys alone: its rows differ only in the two KV-cache columns; all
 # --dtype f32), on tiny-llama-mha and its planted-outlier twin.
 #   WINDOWS=N  windows scored (default 32)
 #   MODELS="tiny-llama-mha planted-s1"
@@ -25,9 +27,9 @@ for n in $MODELS; do
     bench_model "$n"
     $LLMQ verify "$M" --text "$EVAL" $W --kld-save "$T/base.kld" >/dev/null || exit 1
     $LLMQ rotate "$M" -o "$T/rot" --dtype f32 || exit 1
-    $LLMQ rotate "$M" -o "$T/onl" --dtype f32 --online-hadamard || exit 1
+    $LLMQ rotate "$M" -o "$T/onl" --dtype f32 --online-hadamard-keys || exit 1
     for v in none rot onl; do
-        case $v in none) D=$M; vn="none" ;; rot) D=$T/rot; vn="rotate" ;; onl) D=$T/onl; vn="rotate --online-hadamard" ;; esac
+        case $v in none) D=$M; vn="none" ;; rot) D=$T/rot; vn="rotate" ;; onl) D=$T/onl; vn="rotate --online-hadamard-keys" ;; esac
         $LLMQ pack "$D" -o "$T/q4" --format int4 >/dev/null || exit 1
         $LLMQ pack "$D" -o "$T/q8" --format int8 >/dev/null || exit 1
         $LLMQ pack "$D" -o "$T/nv" --format nvfp4 >/dev/null || exit 1

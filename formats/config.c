@@ -129,7 +129,8 @@ static int parse_rope(llmq_config *c, const cJSON *root, const char *path, llmq_
 
 /* "llmq_online_hadamard", written by llmq rotate --online-hadamard: the
  * forward must apply what it records, so anything short of a transform
- * that fits this model is refused rather than skipped. */
+ * that fits this model is refused rather than skipped.  "keys" came later:
+ * files without it rotated their keys. */
 static int parse_online(llmq_config *c, const cJSON *root, const char *path, llmq_err *err)
 {
     static const char *K = "llmq_online_hadamard", *names[2] = { "ff_block", "head_dim" };
@@ -138,7 +139,7 @@ static int parse_online(llmq_config *c, const cJSON *root, const char *path, llm
     if (!o || cJSON_IsNull(o)) return LLMQ_OK;
     if (!cJSON_IsObject(o)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s\" is not an object", path, K);
     for (const cJSON *e = o->child; e; e = e->next)
-        if (strcmp(e->string, names[0]) && strcmp(e->string, names[1]))
+        if (strcmp(e->string, names[0]) && strcmp(e->string, names[1]) && strcmp(e->string, "keys"))
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: \"%s.%s\" is a transform this llmq does not know",
                                path, K, llmq_quote(q, e->string));
     long v[2];
@@ -157,8 +158,11 @@ static int parse_online(llmq_config *c, const cJSON *root, const char *path, llm
     if (v[1] != c->head_dim || !llmq_is_pow2(v[1]))
         return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.head_dim\" %ld: expected the model's head_dim %d%s", path, K,
                            v[1], c->head_dim, llmq_is_pow2(c->head_dim) ? "" : ", which is no power of two");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "keys");
+    if (k && !cJSON_IsBool(k)) return llmq_errorf(err, LLMQ_EFORMAT, "%s: \"%s.keys\" is not true or false", path, K);
     c->had_ff_block = (int)v[0];
     c->had_head_dim = (int)v[1];
+    c->had_keys = !k || cJSON_IsTrue(k);
     return LLMQ_OK;
 }
 

@@ -35,8 +35,10 @@ typedef struct {
     /* "llmq_online_hadamard" (llmq rotate --online-hadamard; 0: absent) */
     int had_ff_block;          /* "ff_block": down_proj's input is rotated online by H / sqrt(B) on each block
                                 * of this many channels (a power of two dividing intermediate) */
-    int had_head_dim;          /* "head_dim": v_proj / o_proj rotated per head offline, and the KV cache's
-                                * keys per head online (== head_dim, a power of two) */
+    int had_head_dim;          /* "head_dim": v_proj / o_proj rotated per head offline (== head_dim, a
+                                * power of two) */
+    int had_keys;              /* "keys" (absent: 1, as files written before it meant): the KV cache's
+                                * keys rotated per head online (llmq rotate --online-hadamard-keys) */
 } llmq_config;
 
 /* RoPE frequency schemes of transformers' modeling_rope_utils that llmq
@@ -52,9 +54,10 @@ enum { LLMQ_ROPE_DEFAULT = 0, LLMQ_ROPE_LINEAR, LLMQ_ROPE_LLAMA3 };
  * LLMQ_EUNSUPPORTED naming what was found; missing or ill-typed fields are
  * LLMQ_EFORMAT naming the field.  "llmq_online_hadamard" must be
  * {"ff_block": B, "head_dim": D} with B a power of two dividing
- * intermediate_size and D the model's head_dim, a power of two
- * (LLMQ_EFORMAT otherwise); another member in it is LLMQ_EUNSUPPORTED (a
- * transform this llmq would not apply). */
+ * intermediate_size and D the model's head_dim, a power of two, and an
+ * optional "keys": true or false (absent: true) (LLMQ_EFORMAT otherwise);
+ * another member in it is LLMQ_EUNSUPPORTED (a transform this llmq would
+ * not apply). */
 int llmq_config_parse(llmq_config *c, const char *json, size_t len, const char *path, llmq_err *err);
 /* LLMQ_OK for a model without online Hadamard transforms; for one with
  * them (c->had_ff_block), LLMQ_EUNSUPPORTED "PATH: has online Hadamard

@@ -22,7 +22,7 @@ void llmq_layer_forward(const llmq_layer_pass *p, const float *x, llmq_layer_act
     p->linear(p->ctx, LLMQ_LIN_Q, a->xn1, T, a->q);
     p->linear(p->ctx, LLMQ_LIN_K, a->xn1, T, a->k);
     p->linear(p->ctx, LLMQ_LIN_V, a->xn1, T, a->v);
-    if (c->had_head_dim) {
+    if (c->had_keys) {
         /* online Hadamard: the KV cache keeps pre-RoPE keys (KVQuant), so it
          * keeps them as k H per head, their outlier channels spread, and
          * multiplies by H again when it reads them (H H = I); K_PRE, where

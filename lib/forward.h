@@ -16,10 +16,11 @@
  *   hact = silu(xn2 Wg^T) * (xn2 Wu^T)                observe DOWN
  *   out = xmid + hact Wd^T (+bd)
  *
- * With online Hadamard transforms (config had_ff_block, had_head_dim; llmq
- * rotate --online-hadamard): hact <- hact Q blockwise before DOWN is
- * observed (Wd holds Wd Q), and the pre-RoPE keys that K_PRE sees and kpre
- * keeps are k H per head (what the KV cache stores; attend() reads k).
+ * With online Hadamard transforms (config had_ff_block; llmq rotate
+ * --online-hadamard): hact <- hact Q blockwise before DOWN is observed (Wd
+ * holds Wd Q); with rotated keys too (had_keys; --online-hadamard-keys)
+ * the pre-RoPE keys that K_PRE sees and kpre keeps are k H per head (what
+ * the KV cache stores; attend() reads k).
  */
 #ifndef LLMQ_FORWARD_H
 #define LLMQ_FORWARD_H
@@ -32,7 +33,7 @@ typedef enum {
     LLMQ_SITE_O,         /* input of o_proj: attention output, (n, n_heads*head_dim) */
     LLMQ_SITE_GATEUP,    /* input of gate/up_proj: post_attention_layernorm output, (n, hidden) */
     LLMQ_SITE_DOWN,      /* input of down_proj: silu(gate)*up (times Q online), (n, intermediate) */
-    LLMQ_SITE_K_PRE,     /* k_proj output before RoPE (times H online), (n, n_kv_heads*head_dim) */
+    LLMQ_SITE_K_PRE,     /* k_proj output before RoPE (times H with had_keys), (n, n_kv_heads*head_dim) */
     LLMQ_SITE_K_POST,    /* k after RoPE, (n, n_kv_heads*head_dim) */
     LLMQ_SITE_V,         /* v_proj output, (n, n_kv_heads*head_dim) */
     LLMQ_SITE_COUNT
@@ -48,8 +49,8 @@ typedef struct {
     float *xn1, *r1;     /* (T, hidden) normed input; (T) its 1/rms, or NULL */
     float *q;            /* (T, n_heads*head_dim), after RoPE */
     float *k, *v;        /* (T, n_kv_heads*head_dim), k after RoPE */
-    float *kpre;         /* (T, n_kv_heads*head_dim) k before RoPE (online Hadamard: times H per
-                          * head), or NULL: not kept */
+    float *kpre;         /* (T, n_kv_heads*head_dim) k before RoPE (had_keys: times H per head),
+                          * or NULL: not kept */
     float *att;          /* (T, n_heads*head_dim) attention output */
     float *xmid;         /* (T, hidden) residual stream after attention */
     float *xn2, *r2;     /* (T, hidden) normed xmid; (T) its 1/rms, or NULL */

@@ -151,7 +151,7 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
     kv->max_ctx = max_ctx;
     kv->slots = s.window > 0 ? LLMQ_MIN(max_ctx, s.sinks + s.window) : max_ctx;
     kv->calib = calib && quantized(&s);
-    kv->had = c->had_head_dim > 0;
+    kv->had = c->had_keys;
     kv->nt = n_threads;
     int hd = kv->hd;
     size_t lh = (size_t)kv->L * kv->nkv, slots = (size_t)kv->slots;

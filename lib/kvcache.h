@@ -24,11 +24,11 @@
  *   residual  a query reads the keys and values of the last `residual`
  *           positions up to itself at full precision (KIVI's residual)
  *
- * With online Hadamard transforms (config had_head_dim, llmq rotate
- * --online-hadamard) the keys arrive as k H per head (H the normalized
- * Hadamard matrix of head_dim, QuaRot's key rotation moved before RoPE,
- * which does not commute with it) and everything above holds them so;
- * every read multiplies by H again (H H = I) before RoPE.
+ * With online Hadamard transforms of the keys (config had_keys, llmq
+ * rotate --online-hadamard-keys) the keys arrive as k H per head (H the
+ * normalized Hadamard matrix of head_dim, QuaRot's key rotation moved
+ * before RoPE, which does not commute with it) and everything above holds
+ * them so; every read multiplies by H again (H H = I) before RoPE.
  *
  * Ranges are f16 (step, lo) pairs; codes use uniform levels (int) or a
  * per-layer codebook (nuq, KVQuant's non-uniform datatype fitted offline).

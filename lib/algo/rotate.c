@@ -223,7 +223,7 @@ static int fill(void *ctx, const char *name, void *buf, uint64_t nbytes, llmq_er
     return rc;
 }
 
-struct config_edit { llmq_dtype dt; int ff_block, head_dim; };
+struct config_edit { llmq_dtype dt; int ff_block, head_dim, keys; };
 
 static int edit_config(void *ctx, cJSON *j, llmq_err *err)
 {
@@ -235,7 +235,7 @@ static int edit_config(void *ctx, cJSON *j, llmq_err *err)
     if (e->ff_block) {   /* what every later forward applies (formats/config.c reads it) */
         cJSON *h = cJSON_CreateObject();
         if (!h || !cJSON_AddNumberToObject(h, "ff_block", e->ff_block) || !cJSON_AddNumberToObject(h, "head_dim", e->head_dim) ||
-            !cJSON_AddItemToObject(j, "llmq_online_hadamard", h)) {
+            !cJSON_AddBoolToObject(h, "keys", e->keys) || !cJSON_AddItemToObject(j, "llmq_online_hadamard", h)) {
             cJSON_Delete(h);
             return llmq_errorf(err, LLMQ_ENOMEM, "out of memory for config.json");
         }
@@ -255,7 +255,7 @@ int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype
         return llmq_errorf(err, LLMQ_EUSAGE, "Hadamard block %d: expected a power of two dividing hidden_size %d", o->block,
                            c->hidden);
     struct wctx x = { m, B, NULL, dt, 0, 0 };
-    if (o->online) {
+    if (o->online || o->online_keys) {
         if (c->had_ff_block || c->had_head_dim)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "%s: already has online Hadamard transforms (config.json "
                                "\"llmq_online_hadamard\"), which a second would undo: rotate it without --online-hadamard", m->path);
@@ -289,7 +289,7 @@ int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype
     }
     for (int i = 0; i < n && !rc; i++) rc = llmq_st_writer_meta(w, keys[i], vals[i], err);
     if (!rc) rc = llmq_st_writer_meta(w, "format", "pt", err);
-    struct config_edit ce = { dt, x.ff_block, x.head_dim };
+    struct config_edit ce = { dt, x.ff_block, x.head_dim, o->online_keys };
     if (!rc) rc = llmq_modeldir_write(out_dir, m->ckpt.dir, m->path, w, edit_config, &ce, err);
     llmq_st_writer_free(w);
     free(x.signs);

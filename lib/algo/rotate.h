@@ -27,9 +27,13 @@
  *   v_proj (and bias)    rows per head -> H_d / sqrt(d), d = head_dim
  *   o_proj               columns per head -> the same: exact offline, no
  *                        run-time cost (attention mixes values per head)
- * and the KV cache keeps its keys rotated per head online (kvcache.h).
- * config.json records it as "llmq_online_hadamard": {"ff_block": F,
- * "head_dim": d}; every llmq forward then applies it (formats/config.h).
+ * With online_keys too, the KV cache keeps its keys rotated per head
+ * online (kvcache.h).  That one is opt-in: on llmq's per-channel key
+ * ranges it measured no KV cache quality gain (doc/benchmarks.md, Online
+ * Hadamard) and it costs a transform per key per read.  config.json
+ * records it as "llmq_online_hadamard": {"ff_block": F, "head_dim": d,
+ * "keys": true|false}; every llmq forward then applies it
+ * (formats/config.h).
  */
 #ifndef LLMQ_ROTATE_H
 #define LLMQ_ROTATE_H
@@ -40,6 +44,7 @@ typedef struct {
     int block;           /* B: a power of two dividing hidden; 0: the largest such */
     uint64_t seed;       /* the signs D */
     int online;          /* also the online Hadamard transforms (above); needs head_dim a power of two */
+    int online_keys;     /* online, and the KV cache's keys too (implies online) */
 } llmq_rotate_opts;
 
 /* The block the options give for hidden size H: B itself when it is a
@@ -57,14 +62,14 @@ void llmq_rotate_signs(uint64_t seed, int n, double *signs);
 
 /* Write the rotated checkpoint of m to out_dir (atomic): model.safetensors
  * in dtype dt (F32, BF16 or F16), config.json (dtype; tie_word_embeddings
- * false; with o->online, llmq_online_hadamard), tokenizer files.  meta:
- * extra string metadata pairs.  A model that already has online
- * transforms is rotated (its residual stream; they commute) and keeps
- * them.  Errors: LLMQ_EUSAGE (a block that does not fit, an output dtype),
- * LLMQ_EIO, LLMQ_ENOMEM, LLMQ_ENONFINITE, LLMQ_EUNSUPPORTED (a packed
- * model; o->online with head_dim no power of two, or on a model that has
- * online transforms already: they are their own inverse, a second would
- * undo the first). */
+ * false; online, llmq_online_hadamard with "keys" o->online_keys),
+ * tokenizer files.  meta: extra string metadata pairs.  A model that
+ * already has online transforms is rotated (its residual stream; they
+ * commute) and keeps them.  Errors: LLMQ_EUSAGE (a block that does not
+ * fit, an output dtype), LLMQ_EIO, LLMQ_ENOMEM, LLMQ_ENONFINITE,
+ * LLMQ_EUNSUPPORTED (a packed model; online with head_dim no power of
+ * two, or on a model that has online transforms already: they are their
+ * own inverse, a second would undo the first). */
 int llmq_rotate_write(const llmq_model *m, const llmq_rotate_opts *o, llmq_dtype dt, const char *out_dir,
                       const char *const *keys, const char *const *vals, int n, llmq_err *err);
 

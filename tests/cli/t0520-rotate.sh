@@ -51,17 +51,45 @@ expect_code 0 llmq pack "$TMP/qbf" -o "$TMP/qbf.q4" --format int4
 expect_out 'perplexity' llmq verify "$TMP/qbf.q4" $V
 
 # --online-hadamard: the same logits (f32), with the dense attention and
-# with an f32 KV cache (which stores k H and multiplies by H again); the
-# key in config.json, kept by pack, awq and merge; what cannot apply it
-# refuses with status 5
+# with an f32 KV cache; --online-hadamard-keys too (the cache stores k H
+# and multiplies by H again); the key in config.json ("keys" false, true;
+# absent: true), kept by pack, awq and merge; what cannot apply it refuses
+# with status 5
+keys_are() {  # true|false|absent config.json
+    python3 -c 'import json, sys; h = json.load(open(sys.argv[2]))["llmq_online_hadamard"]
+sys.exit(json.dumps(h.get("keys", "absent")).strip("\"") != sys.argv[1])' "$1" "$2"
+}
 expect_code 0 llmq rotate "$L" -o "$TMP/lo" --dtype f32 --online-hadamard --json
-check "--json names the online transforms" grep -q '"online_hadamard":{"ff_block":128,"head_dim":64}' "$TMP/out"
+check "--json names the online transforms" grep -q '"online_hadamard":{"ff_block":128,"head_dim":64,"keys":false}' "$TMP/out"
 check "config.json records them" grep -Eq '"llmq_online_hadamard":[[:space:]]*\{' "$TMP/lo/config.json"
+check "config.json: keys false" keys_are false "$TMP/lo/config.json"
+check "params: keys false" grep -aq 'online_hadamard.":true,..online_hadamard_keys.":false' "$TMP/lo/model.safetensors"
 llmq verify "$TMP/lo" $V --logits-out "$TMP/lo.lg" >/dev/null
 check "llama online f32: same logits" $TC logits "$TMP/la.lg" "$TMP/lo.lg" 1e-4
 llmq verify "$L" $V --kv-cache f32 --logits-out "$TMP/lak.lg" >/dev/null
 llmq verify "$TMP/lo" $V --kv-cache f32 --logits-out "$TMP/lok.lg" >/dev/null
 check "llama online f32, f32 KV cache: same logits" $TC logits "$TMP/lak.lg" "$TMP/lok.lg" 1e-4
+expect_code 0 llmq rotate "$L" -o "$TMP/lk" --dtype f32 --online-hadamard-keys --json
+check "--json: keys true" grep -q '"online_hadamard":{"ff_block":128,"head_dim":64,"keys":true}' "$TMP/out"
+check "config.json: keys true" keys_are true "$TMP/lk/config.json"
+check "params: keys true" grep -aq 'online_hadamard.":true,..online_hadamard_keys.":true' "$TMP/lk/model.safetensors"
+llmq verify "$TMP/lk" $V --logits-out "$TMP/lk.lg" >/dev/null
+check "llama online with keys f32: same logits" $TC logits "$TMP/la.lg" "$TMP/lk.lg" 1e-4
+llmq verify "$TMP/lk" $V --kv-cache f32 --logits-out "$TMP/lkk.lg" >/dev/null
+check "llama online with keys f32, f32 KV cache: same logits" $TC logits "$TMP/lak.lg" "$TMP/lkk.lg" 1e-4
+# an int4 cache quantizes k or k H: other logits; a config.json from before
+# "keys" (none) rotates them
+llmq verify "$TMP/lo" $V --kv-cache int4 --logits-out "$TMP/lo4.lg" >/dev/null
+llmq verify "$TMP/lk" $V --kv-cache int4 --logits-out "$TMP/lk4.lg" >/dev/null
+check "int4 KV cache: rotated keys, other logits" sh -c "! cmp -s $TMP/lo4.lg $TMP/lk4.lg"
+mkdir "$TMP/lold"
+ln -s "$TMP/lk/model.safetensors" "$TMP/lold/model.safetensors"
+cp "$TMP/lk/tokenizer.json" "$TMP/lk/tokenizer_config.json" "$TMP/lold/"
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); del c["llmq_online_hadamard"]["keys"]; print(json.dumps(c))' \
+    "$TMP/lk/config.json" >"$TMP/lold/config.json"
+check "old config.json: no keys" keys_are absent "$TMP/lold/config.json"
+llmq verify "$TMP/lold" $V --kv-cache int4 --logits-out "$TMP/lold4.lg" >/dev/null
+check "keys absent: rotated, the same logits" cmp -s "$TMP/lk4.lg" "$TMP/lold4.lg"
 # without the key the same weights are another function: the forward applies it
 mkdir "$TMP/lnokey"
 ln -s "$TMP/lo/model.safetensors" "$TMP/lnokey/model.safetensors"
@@ -71,10 +99,10 @@ python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); del c["llmq_onli
 expect_code 0 llmq verify "$TMP/lnokey" $V --logits-out "$TMP/lnokey.lg"
 check "the key matters" sh -c "! $TC logits $TMP/la.lg $TMP/lnokey.lg 1e-2 >/dev/null"
 expect_out 'perplexity' llmq verify "$TMP/lo" $V --kv-cache int4
-# calibrated key ranges: statistics of the rotated checkpoint itself (its
-# K_PRE is k H, what the cache stores)
-llmq calibrate "$TMP/lo" --text "$TMP/eval.txt" --samples 4 --seqlen 64 -o "$TMP/lo.st"
-expect_out 'perplexity' llmq verify "$TMP/lo" $V --kv-cache int4 --stats "$TMP/lo.st"
+# calibrated key ranges: statistics of the rotated checkpoint itself (with
+# the keys its K_PRE is k H, what the cache stores)
+llmq calibrate "$TMP/lk" --text "$TMP/eval.txt" --samples 4 --seqlen 64 -o "$TMP/lk.st"
+expect_out 'perplexity' llmq verify "$TMP/lk" $V --kv-cache int4 --stats "$TMP/lk.st"
 expect_code 0 llmq pack "$TMP/lo" -o "$TMP/lo.q4" --format int4
 check "pack keeps the key" grep -q llmq_online_hadamard "$TMP/lo.q4/config.json"
 expect_out 'perplexity' llmq verify "$TMP/lo.q4" $V
@@ -85,6 +113,8 @@ expect_err 5 'has online Hadamard transforms .*vLLM would not apply them' llmq e
 expect_err 5 'has online Hadamard transforms .*cannot fold into up_proj' llmq smooth "$TMP/lo" --stats "$TMP/none.st" -o "$TMP/x"
 expect_err 5 'has online Hadamard transforms .*backward' llmq uptrain-gqa "$TMP/lo" --kv-heads 2 --pool mean --steps 0 -o "$TMP/x"
 expect_err 5 'already has online Hadamard transforms' llmq rotate "$TMP/lo" -o "$TMP/x" --online-hadamard
+expect_err 5 'already has online Hadamard transforms' llmq rotate "$TMP/lo" -o "$TMP/x" --online-hadamard-keys
+expect_err 5 'already has online Hadamard transforms' llmq rotate "$TMP/lk" -o "$TMP/x" --online-hadamard
 check "refused runs leave no output" sh -c "test ! -e $TMP/x && test ! -e $TMP/x.gguf"
 # Qwen2 (GQA, q/k/v biases): awq keeps the key (down_proj's scales stay 1)
 # and its shards merge into the same bytes
@@ -106,6 +136,7 @@ check "merged = single run, byte for byte" cmp -s "$TMP/qo.awq/model.safetensors
 # head_dim 24: no Hadamard of that order
 build/tools/mksynth "$TMP/hd24" --hidden 48 --layers 1 --heads 2 --kv-heads 2 --intermediate 64 --vocab 64 --shards 1 >/dev/null
 expect_err 5 'head_dim 24 is not a power of two' llmq rotate "$TMP/hd24" -o "$TMP/x" --online-hadamard
+expect_err 5 'head_dim 24 is not a power of two' llmq rotate "$TMP/hd24" -o "$TMP/x" --online-hadamard-keys
 # hostile values of the key: one line naming the file
 mkdir "$TMP/hk"
 ln -s "$PWD/$M/model.safetensors" "$TMP/hk/model.safetensors"
@@ -120,7 +151,9 @@ hostile 4 '"llmq_online_hadamard.ff_block" 96 is not a power of two dividing int
 hostile 4 '"llmq_online_hadamard.ff_block" 512 is not a power of two dividing' '{"ff_block": 512, "head_dim": 32}'
 hostile 4 "\"llmq_online_hadamard.head_dim\" 64: expected the model's head_dim 32" '{"ff_block": 256, "head_dim": 64}'
 hostile 4 '"llmq_online_hadamard" has no "head_dim"' '{"ff_block": 256}'
-hostile 5 '"llmq_online_hadamard.keys" is a transform this llmq does not know' '{"ff_block": 256, "head_dim": 32, "keys": 1}'
+hostile 4 '"llmq_online_hadamard.keys" is not true or false' '{"ff_block": 256, "head_dim": 32, "keys": 1}'
+hostile 4 '"llmq_online_hadamard.keys" is not true or false' '{"ff_block": 256, "head_dim": 32, "keys": "yes"}'
+hostile 5 '"llmq_online_hadamard.values" is a transform this llmq does not know' '{"ff_block": 256, "head_dim": 32, "values": 1}'
 sed 's/^{/{"llmq_online_hadamard": {"ff_block": 256, "head_dim": 32},/' $M/config.json >"$TMP/hk/config.json"
 expect_out 'perplexity' llmq verify "$TMP/hk" $V
 
@@ -137,4 +170,5 @@ expect_code 3 llmq rotate "$TMP/nope" -o "$TMP/x"
 check "failed runs leave no output" test ! -e "$TMP/x"
 check "no temp files left" sh -c "! ls -a $TMP | grep -q tmp"
 expect_code 0 llmq rotate --help
+expect_out 'online-hadamard-keys' llmq rotate --help
 finish

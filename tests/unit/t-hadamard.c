@@ -115,14 +115,20 @@ TEST(config_key_parsed)
     llmq_config c;
     llmq_err e = { 0, "" };
     CHECK_EQ_INT(parse("", &c, &e), LLMQ_OK);
-    CHECK(c.had_ff_block == 0 && c.had_head_dim == 0);
+    CHECK(c.had_ff_block == 0 && c.had_head_dim == 0 && c.had_keys == 0);
     CHECK_EQ_INT(llmq_config_refuse_online(&c, "m", "why", &e), LLMQ_OK);
     CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":null", &c, &e), LLMQ_OK);
-    CHECK(c.had_ff_block == 0 && c.had_head_dim == 0);
+    CHECK(c.had_ff_block == 0 && c.had_head_dim == 0 && c.had_keys == 0);
+    /* "keys" absent: written before it was a choice, when keys were rotated */
     CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32}", &c, &e), LLMQ_OK);
-    CHECK(c.had_ff_block == 256 && c.had_head_dim == 32);
-    CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":{\"head_dim\":32.0,\"ff_block\":4}", &c, &e), LLMQ_OK);
-    CHECK(c.had_ff_block == 4 && c.had_head_dim == 32);
+    CHECK(c.had_ff_block == 256 && c.had_head_dim == 32 && c.had_keys == 1);
+    CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"keys\":false}", &c, &e), LLMQ_OK);
+    CHECK(c.had_ff_block == 256 && c.had_head_dim == 32 && c.had_keys == 0);
+    CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":{\"keys\":true,\"ff_block\":256,\"head_dim\":32}", &c, &e), LLMQ_OK);
+    CHECK(c.had_ff_block == 256 && c.had_head_dim == 32 && c.had_keys == 1);
+    CHECK_EQ_INT(parse(",\"llmq_online_hadamard\":{\"head_dim\":32.0,\"ff_block\":4,\"keys\":false}", &c, &e), LLMQ_OK);
+    CHECK(c.had_ff_block == 4 && c.had_head_dim == 32 && c.had_keys == 0);
+    /* refused with or without rotated keys: ff_block is always there */
     CHECK_EQ_INT(llmq_config_refuse_online(&c, "m.rot", "llama.cpp would not", &e), LLMQ_EUNSUPPORTED);
     CHECK_MSG(strstr(e.msg, "m.rot: has online Hadamard transforms") && strstr(e.msg, "llama.cpp would not"), "%s", e.msg);
 }
@@ -150,6 +156,16 @@ TEST(config_key_hostile)
           "\"llmq_online_hadamard.head_dim\" 16: expected the model's head_dim 32" },
         { ",\"head_dim\":48,\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":48}", LLMQ_EFORMAT,
           "head_dim 48, which is no power of two" },
+        { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"keys\":1}", LLMQ_EFORMAT,
+          "\"llmq_online_hadamard.keys\" is not true or false" },
+        { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"keys\":\"yes\"}", LLMQ_EFORMAT,
+          "\"llmq_online_hadamard.keys\" is not true or false" },
+        { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"keys\":null}", LLMQ_EFORMAT,
+          "\"llmq_online_hadamard.keys\" is not true or false" },
+        { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"keys\":{}}", LLMQ_EFORMAT,
+          "\"llmq_online_hadamard.keys\" is not true or false" },
+        { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"Keys\":true}", LLMQ_EUNSUPPORTED,
+          "\"llmq_online_hadamard.Keys\" is a transform this llmq does not know" },
         { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"q_block\":8}", LLMQ_EUNSUPPORTED,
           "\"llmq_online_hadamard.q_block\" is a transform this llmq does not know" },
         { ",\"llmq_online_hadamard\":{\"ff_block\":256,\"head_dim\":32,\"\\u001b[2J\":1}", LLMQ_EUNSUPPORTED,

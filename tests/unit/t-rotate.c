@@ -4,9 +4,10 @@
  * and the written checkpoint computing the same logits on a model with
  * every bias the rotation moves (o_proj, down_proj), tied embeddings and a
  * width that is not a power of two (blocks of 16 in 48 channels); with the
- * online Hadamard transforms (--online-hadamard), the same logits from the
- * dense and the KV cache's attention, the folded weights against their
- * definition, what the observers see, and the refusals.
+ * online Hadamard transforms (--online-hadamard, and with the keys,
+ * --online-hadamard-keys), the same logits from the dense and the KV
+ * cache's attention, the folded weights against their definition, what the
+ * observers see, config.json's "keys" (absent: rotated), and the refusals.
  */
 #include "../test.h"
 #include <unistd.h>
@@ -212,7 +213,7 @@ TEST(rotated_checkpoint_same_logits)
         llmq_model m;
         snprintf(out, sizeof out, "%s/rot%zu", tmpdir, k);
         CHECK(llmq_model_open(&m, src, &err) == 0);
-        llmq_rotate_opts o = { blocks[k], 5 + k, 0 };
+        llmq_rotate_opts o = { blocks[k], 5 + k, 0, 0 };
         int rc = llmq_rotate_write(&m, &o, LLMQ_DT_F32, out, NULL, NULL, 0, &err);
         CHECK_MSG(rc == 0, "%s", err.msg);
         llmq_model_close(&m);
@@ -233,16 +234,18 @@ TEST(rotated_checkpoint_same_logits)
     llmq_err err = { 0, "" };
     llmq_model m;
     CHECK(llmq_model_open(&m, src, &err) == 0);
-    llmq_rotate_opts bad = { 32, 0, 0 };
+    llmq_rotate_opts bad = { 32, 0, 0, 0 };
     snprintf(out, sizeof out, "%s/bad", tmpdir);
     CHECK(llmq_rotate_write(&m, &bad, LLMQ_DT_F32, out, NULL, NULL, 0, &err) == LLMQ_EUSAGE);
     CHECK(strstr(err.msg, "hidden_size 48") != NULL);
-    llmq_rotate_opts good = { 0, 0, 0 };
+    llmq_rotate_opts good = { 0, 0, 0, 0 };
     CHECK(llmq_rotate_write(&m, &good, LLMQ_DT_I32, out, NULL, NULL, 0, &err) == LLMQ_EUSAGE);
     CHECK(access(out, F_OK) != 0);
     /* the online transforms need head_dim (12 here) a power of two */
-    llmq_rotate_opts online = { 0, 0, 1 };
+    llmq_rotate_opts online = { 0, 0, 1, 0 }, keys = { 0, 0, 0, 1 };
     CHECK(llmq_rotate_write(&m, &online, LLMQ_DT_F32, out, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "head_dim 12 is not a power of two") != NULL, "%s", err.msg);
+    CHECK(llmq_rotate_write(&m, &keys, LLMQ_DT_F32, out, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
     CHECK_MSG(strstr(err.msg, "head_dim 12 is not a power of two") != NULL, "%s", err.msg);
     CHECK(access(out, F_OK) != 0);
     llmq_model_close(&m);
@@ -257,36 +260,75 @@ static float *weights(const llmq_model *m, int l, llmq_lin k)
     return v;
 }
 
+/* dir/config.json without "llmq_online_hadamard.keys", as llmq wrote it
+ * before the keys became a choice. */
+static void drop_keys(const char *dir)
+{
+    char path[512], *text = NULL;
+    size_t len;
+    llmq_err err = { 0, "" };
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK_MSG(llmq_read_file(path, &text, &len, &err) == 0, "%s", err.msg);
+    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "llmq_online_hadamard");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "keys")));
+    cJSON_DeleteItemFromObjectCaseSensitive(h, "keys");
+    char *out = cJSON_Print(j);
+    FILE *f = out ? fopen(path, "w") : NULL;
+    CHECK(f && fputs(out, f) >= 0 && fclose(f) == 0);
+    free(out);
+    cJSON_Delete(j);
+    free(text);
+}
+
 /* --online-hadamard on a model with head_dim 16 and intermediate 40
  * (blocks of 8), every bias: the checkpoint holds W_down Q_ff, W_o (I (x) H)
  * and (I (x) H) W_v, b_v H beside the plain rotation's; the forward's
- * DOWN and K_PRE observers see h Q_ff and k H; logits equal the source's
- * with the dense attention and with an f32 KV cache (which gets k H and
- * multiplies by H again).  A second plain rotation keeps the transforms,
- * a second online one is refused. */
+ * DOWN observer sees h Q_ff, K_PRE sees k; logits equal the source's
+ * with the dense attention and with an f32 KV cache.  --online-hadamard-keys
+ * (online_keys alone: it implies online) writes the same weights and
+ * "keys": true: K_PRE sees k H, the f32 KV cache (which gets k H and
+ * multiplies by H again) still gives the source's logits, an int4 cache
+ * other ones, and without "keys" in config.json the same ones.  A second
+ * plain rotation keeps the transforms, a second online one is refused. */
 TEST(online_hadamard_same_logits)
 {
     enum { HDO = 16, KVD = NKV * HDO, QD = NH * HDO };
     make_tmpdir();
-    char src[300], plain[300], on[300], on2[300], bad[300];
+    char src[300], plain[300], on[300], onk[300], on2[300], bad[300];
     snprintf(src, sizeof src, "%s/src16", tmpdir);
     snprintf(plain, sizeof plain, "%s/plain16", tmpdir);
     snprintf(on, sizeof on, "%s/online16", tmpdir);
+    snprintf(onk, sizeof onk, "%s/online16-keys", tmpdir);
     snprintf(on2, sizeof on2, "%s/online16-again", tmpdir);
     snprintf(bad, sizeof bad, "%s/online16-twice", tmpdir);
     write_model(src, HDO);
     llmq_err err = { 0, "" };
     llmq_model m;
     CHECK(llmq_model_open(&m, src, &err) == 0);
-    llmq_rotate_opts po = { 0, 9, 0 }, oo = { 0, 9, 1 };
+    llmq_rotate_opts po = { 0, 9, 0, 0 }, oo = { 0, 9, 1, 0 }, ko = { 0, 9, 0, 1 };
     CHECK_MSG(llmq_rotate_write(&m, &po, LLMQ_DT_F32, plain, NULL, NULL, 0, &err) == 0, "%s", err.msg);
     CHECK_MSG(llmq_rotate_write(&m, &oo, LLMQ_DT_F32, on, NULL, NULL, 0, &err) == 0, "%s", err.msg);
+    CHECK_MSG(llmq_rotate_write(&m, &ko, LLMQ_DT_F32, onk, NULL, NULL, 0, &err) == 0, "%s", err.msg);
     llmq_model_close(&m);
 
-    /* the folded halves against their definition */
-    llmq_model mp, mo;
-    if (llmq_model_open(&mp, plain, &err) || llmq_model_open(&mo, on, &err)) { CHECK_MSG(0, "%s", err.msg); return; }
+    /* the folded halves against their definition; the keys change no weight */
+    llmq_model mp, mo, mk;
+    if (llmq_model_open(&mp, plain, &err) || llmq_model_open(&mo, on, &err) || llmq_model_open(&mk, onk, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
     CHECK(mp.cfg.had_ff_block == 0 && mo.cfg.had_ff_block == 8 && mo.cfg.had_head_dim == HDO);
+    CHECK(mp.cfg.had_keys == 0 && mo.cfg.had_keys == 0);
+    CHECK(mk.cfg.had_ff_block == 8 && mk.cfg.had_head_dim == HDO && mk.cfg.had_keys == 1);
+    for (int l = 0; l < NL; l++)
+        for (int k = 0; k < LLMQ_LIN_COUNT; k++) {
+            float *wo = weights(&mo, l, (llmq_lin)k), *wk = weights(&mk, l, (llmq_lin)k);
+            const llmq_wmat *W = llmq_layer_w(&mo.layers[l], (llmq_lin)k);
+            CHECK_MSG(max_diff(wo, wk, (size_t)(W->rows * W->cols), NULL) == 0.0, "layer %d linear %d: the keys changed it", l, k);
+            free(wo); free(wk);
+        }
+    llmq_model_close(&mk);
     for (int l = 0; l < NL; l++) {
         float *pd = weights(&mp, l, LLMQ_LIN_DOWN), *od = weights(&mo, l, LLMQ_LIN_DOWN);
         float *po_ = weights(&mp, l, LLMQ_LIN_O), *oo_ = weights(&mo, l, LLMQ_LIN_O);
@@ -313,29 +355,48 @@ TEST(online_hadamard_same_logits)
 
     int32_t toks[SEQ];
     for (int i = 0; i < SEQ; i++) toks[i] = (int32_t)(rnd() % VOCAB);
-    static float a[SEQ * VOCAB], b[SEQ * VOCAB], c[SEQ * VOCAB];
-    static seen sa, sb;
-    llmq_kv_spec f32 = { LLMQ_KV_F32, 32, 0, 0, 0, 0, 0, 0.0 };
+    static float a[SEQ * VOCAB], b[SEQ * VOCAB], c[SEQ * VOCAB], q[SEQ * VOCAB], qk[SEQ * VOCAB];
+    static seen sa, sb, sk;
+    llmq_kv_spec f32 = { LLMQ_KV_F32, 32, 0, 0, 0, 0, 0, 0.0 }, i4 = { LLMQ_KV_INT, 4, 0, 0, 0, 4, HDO, 0.0 };
     if (logits_kv(src, toks, a, NULL, &sa) || logits_kv(on, toks, b, NULL, &sb) || logits_kv(on, toks, c, &f32, NULL)) return;
     double mx, d = max_diff(a, b, SEQ * VOCAB, &mx), dk = max_diff(a, c, SEQ * VOCAB, NULL);
     CHECK_MSG(d <= 1e-5 * mx, "online: logits differ by %.3g (largest %.3g)", d, mx);
     CHECK_MSG(dk <= 1e-5 * mx, "online, f32 KV cache: logits differ by %.3g (largest %.3g)", dk, mx);
+    if (logits_kv(onk, toks, b, NULL, &sk) || logits_kv(onk, toks, c, &f32, NULL)) return;
+    d = max_diff(a, b, SEQ * VOCAB, &mx);
+    dk = max_diff(a, c, SEQ * VOCAB, NULL);
+    CHECK_MSG(d <= 1e-5 * mx, "online with keys: logits differ by %.3g (largest %.3g)", d, mx);
+    CHECK_MSG(dk <= 1e-5 * mx, "online with keys, f32 KV cache: logits differ by %.3g (largest %.3g)", dk, mx);
+    double ek0 = max_diff(sa.kpre, sb.kpre, SEQ * KVD, NULL);
+    CHECK_MSG(ek0 <= 1e-4, "K_PRE sees %.3g from k without the keys", ek0);
     llmq_fwht_ref(sa.down, SEQ, FF, 8);
     llmq_fwht_ref(sa.kpre, SEQ * NKV, HDO, HDO);
-    double ed = max_diff(sa.down, sb.down, SEQ * FF, &mx), ek = max_diff(sa.kpre, sb.kpre, SEQ * KVD, NULL);
+    double ed = max_diff(sa.down, sb.down, SEQ * FF, &mx), ek = max_diff(sa.kpre, sk.kpre, SEQ * KVD, NULL);
     CHECK_MSG(ed <= 1e-5 * mx && mx > 0, "DOWN sees %.3g from h Q_ff", ed);
     CHECK_MSG(ek <= 1e-4 && ek >= 0, "K_PRE sees %.3g from k H", ek);
+    /* an int4 cache quantizes k or k H: other logits; without "keys" the
+     * keys are rotated, the same ones bit for bit */
+    if (logits_kv(on, toks, q, &i4, NULL) || logits_kv(onk, toks, qk, &i4, NULL)) return;
+    CHECK_MSG(max_diff(q, qk, SEQ * VOCAB, NULL) > 0, "int4 KV cache: the keys' rotation changed nothing");
+    drop_keys(onk);
+    CHECK(llmq_model_open(&m, onk, &err) == 0);
+    CHECK(m.cfg.had_ff_block == 8 && m.cfg.had_head_dim == HDO && m.cfg.had_keys == 1);
+    llmq_model_close(&m);
+    if (logits_kv(onk, toks, q, &i4, NULL)) return;
+    CHECK_MSG(!memcmp(q, qk, sizeof q), "int4 KV cache: \"keys\" absent is not \"keys\": true");
 
     /* rotated again: plain keeps the transforms, online is refused */
     CHECK(llmq_model_open(&m, on, &err) == 0);
-    llmq_rotate_opts again = { 8, 4, 0 };
+    llmq_rotate_opts again = { 8, 4, 0, 0 };
     CHECK_MSG(llmq_rotate_write(&m, &again, LLMQ_DT_F32, on2, NULL, NULL, 0, &err) == 0, "%s", err.msg);
     CHECK(llmq_rotate_write(&m, &oo, LLMQ_DT_F32, bad, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "already has online Hadamard transforms") != NULL, "%s", err.msg);
+    CHECK(llmq_rotate_write(&m, &ko, LLMQ_DT_F32, bad, NULL, NULL, 0, &err) == LLMQ_EUNSUPPORTED);
     CHECK_MSG(strstr(err.msg, "already has online Hadamard transforms") != NULL, "%s", err.msg);
     CHECK(access(bad, F_OK) != 0);
     llmq_model_close(&m);
     CHECK(llmq_model_open(&m, on2, &err) == 0);
-    CHECK(m.cfg.had_ff_block == 8 && m.cfg.had_head_dim == HDO);
+    CHECK(m.cfg.had_ff_block == 8 && m.cfg.had_head_dim == HDO && m.cfg.had_keys == 0);
     llmq_model_close(&m);
     if (logits_of(on2, toks, b)) return;
     d = max_diff(a, b, SEQ * VOCAB, &mx);
