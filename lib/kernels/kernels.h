@@ -1,5 +1,6 @@
 /*
- * kernels.h - matrix kernels over weights in any storage type.
+ * kernels.h - matrix kernels over weights in any storage type, and the
+ * decode attention's tile kernels over the KV cache (at the end).
  *
  * A weight matrix W is [rows, cols] = [out_features, in_features], row-major,
  * as Hugging Face stores nn.Linear weights.  Views are borrowed (usually from
