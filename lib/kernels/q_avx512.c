@@ -1395,26 +1395,26 @@ static void quant_blocks(const float *x, int64_t n, int8_t *q, float *scales)
 INLINE void tr16(__m512 r[16])
 {
     __m512 t[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
         r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++) {
         t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
         t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
         t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
         t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
@@ -1435,62 +1435,95 @@ INLINE void key_rows16(const float *K, int m, int hd, int p0, const float *cs, c
     }
 }
 
-/* Kt[c * 32 + r0 + r] = rope(K_{r0 + r}, p0 + r0 + r)[c] for channels c of
- * the half starting at i (hi: the second half), r < 16; rows past mb
- * repeat row mb - 1 (their lanes are never stored), so nothing past the
- * tile or its positions' cos and sin is read. */
+/* Channels i .. i + 15 (hi: of the second half) of key row k, rotated
+ * with its position's cos and sin rows c, s. */
+INLINE __m512 rope16(const float *k, const float *c, const float *s, int half, int i, int hi)
+{
+    __m512 a = _mm512_loadu_ps(k + i), b = _mm512_loadu_ps(k + half + i);
+    __m512 cv = _mm512_loadu_ps(c + i), sv = _mm512_loadu_ps(s + i);
+    return hi ? _mm512_fmadd_ps(b, cv, _mm512_mul_ps(a, sv)) : _mm512_fmsub_ps(a, cv, _mm512_mul_ps(b, sv));
+}
+
+/* The 16 keys of key_rows16, channels i .. i + 15 of a half (hi: the
+ * second) rotated and transposed: channel i + hi * half + j in Kt's row of
+ * that number, key r in lane r (the caller offsets Kt to the key block).
+ * BF: channels i .. i + 31 as bf16 pairs, pair j in row (i + hi * half) / 2
+ * + j. */
 INLINE void rope_tr16(const float *const k[16], const float *const cs[16], const float *const sn[16], int half,
-                      int i, int hi, float *Kt)
+                      int i, int hi, int BF, float *Kt)
 {
     __m512 x[16];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
-        __m512 a = _mm512_loadu_ps(k[r] + i), b = _mm512_loadu_ps(k[r] + half + i);
-        __m512 c = _mm512_loadu_ps(cs[r] + i), s = _mm512_loadu_ps(sn[r] + i);
-        x[r] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
+        __m512 y = rope16(k[r], cs[r], sn[r], half, i, hi);
+        x[r] = BF ? (__m512)_mm512_cvtne2ps_pbh(rope16(k[r], cs[r], sn[r], half, i + 16, hi), y) : y;
     }
     tr16(x);
-    float *o = Kt + (size_t)(hi * half + i) * 32;
+    float *o = Kt + (size_t)(hi * half + i) / (BF ? 2 : 1) * 32;
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++) _mm512_store_ps(o + (size_t)j * 32, x[j]);
 }
 
-/* S rows of NH query heads over the tile's NB x 16 keys in Kt: NH x 2
- * independent sums (two key blocks, or even and odd channels of one). */
-INLINE void scores_heads(const float *Kt, int hd, int NB, const float *Q, int NH, float scale, int m, float *S,
+/* One step of a score sum: a + q[i] k, q[i] an f32 broadcast, or (BF) a
+ * bf16 pair broadcast times k's bf16 pairs, both products added. */
+INLINE __m512 score_step(__m512 a, const void *q, size_t i, __m512 k, int BF)
+{
+    if (BF) return _mm512_dpbf16_ps(a, (__m512bh)_mm512_set1_epi32((int)((const uint32_t *)q)[i]), (__m512bh)k);
+    return _mm512_fmadd_ps(_mm512_set1_ps(((const float *)q)[i]), k, a);
+}
+
+/* S rows of NH query heads over the tile's NB x 16 keys in Kt, n rows of
+ * 32 floats (channels, or BF: bf16 channel pairs), Q n elements a head:
+ * NH x 2 independent sums (two key blocks, or even and odd rows of one). */
+INLINE void scores_heads(const float *Kt, int n, int NB, const void *Q, int NH, int BF, float scale, int m, float *S,
                          size_t ldS)
 {
     __m512 a[4][2];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int e = 0; e < NH; e++) a[e][0] = a[e][1] = _mm512_setzero_ps();
     if (NB == 2) {
-        for (int c = 0; c < hd; c++) {
+        for (int c = 0; c < n; c++) {
             __m512 k0 = _mm512_load_ps(Kt + (size_t)c * 32), k1 = _mm512_load_ps(Kt + (size_t)c * 32 + 16);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int e = 0; e < NH; e++) {
-                __m512 q = _mm512_set1_ps(Q[(size_t)e * hd + c]);
-                a[e][0] = _mm512_fmadd_ps(q, k0, a[e][0]);
-                a[e][1] = _mm512_fmadd_ps(q, k1, a[e][1]);
+                a[e][0] = score_step(a[e][0], Q, (size_t)e * n + c, k0, BF);
+                a[e][1] = score_step(a[e][1], Q, (size_t)e * n + c, k1, BF);
             }
         }
     } else {
-        for (int c = 0; c < hd; c += 2) {
+        for (int c = 0; c < n; c += 2) {
             __m512 k0 = _mm512_load_ps(Kt + (size_t)c * 32), k1 = _mm512_load_ps(Kt + (size_t)(c + 1) * 32);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int e = 0; e < NH; e++) {
-                a[e][0] = _mm512_fmadd_ps(_mm512_set1_ps(Q[(size_t)e * hd + c]), k0, a[e][0]);
-                a[e][1] = _mm512_fmadd_ps(_mm512_set1_ps(Q[(size_t)e * hd + c + 1]), k1, a[e][1]);
+                a[e][0] = score_step(a[e][0], Q, (size_t)e * n + c, k0, BF);
+                a[e][1] = score_step(a[e][1], Q, (size_t)e * n + c + 1, k1, BF);
             }
         }
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int e = 0; e < NH; e++) a[e][0] = _mm512_add_ps(a[e][0], a[e][1]);
     }
     __m512 sc = _mm512_set1_ps(scale);
     __mmask16 m0 = m >= 16 ? 0xffff : tail_mask(m), m1 = m > 16 ? tail_mask(m - 16) : 0;
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int e = 0; e < NH; e++) {
         _mm512_mask_storeu_ps(S + (size_t)e * ldS, m0, _mm512_mul_ps(a[e][0], sc));
         if (NB == 2) _mm512_mask_storeu_ps(S + (size_t)e * ldS + 16, m1, _mm512_mul_ps(a[e][1], sc));
+    }
+}
+
+/* scores_heads of nh <= 4 heads over nb key blocks, each case its own code. */
+INLINE void scores_block(const float *Kt, int n, int nb, const void *Q, int nh, int BF, float scale, int m, float *S,
+                         size_t ldS)
+{
+    switch (nh * 2 + nb - 1) {
+    case 2: scores_heads(Kt, n, 1, Q, 1, BF, scale, m, S, ldS); break;
+    case 3: scores_heads(Kt, n, 2, Q, 1, BF, scale, m, S, ldS); break;
+    case 4: scores_heads(Kt, n, 1, Q, 2, BF, scale, m, S, ldS); break;
+    case 5: scores_heads(Kt, n, 2, Q, 2, BF, scale, m, S, ldS); break;
+    case 6: scores_heads(Kt, n, 1, Q, 3, BF, scale, m, S, ldS); break;
+    case 7: scores_heads(Kt, n, 2, Q, 3, BF, scale, m, S, ldS); break;
+    case 8: scores_heads(Kt, n, 1, Q, 4, BF, scale, m, S, ldS); break;
+    default: scores_heads(Kt, n, 2, Q, 4, BF, scale, m, S, ldS); break;
     }
 }
 
@@ -1507,24 +1540,12 @@ static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, 
         const float *k[16], *c[16], *s[16];
         key_rows16(K, m, hd, p0, cs, sn, 16 * b, k, c, s);
         for (int i = 0; i < half; i += 16) {
-            rope_tr16(k, c, s, half, i, 0, Kt + 16 * b);
-            rope_tr16(k, c, s, half, i, 1, Kt + 16 * b);
+            rope_tr16(k, c, s, half, i, 0, 0, Kt + 16 * b);
+            rope_tr16(k, c, s, half, i, 1, 0, Kt + 16 * b);
         }
     }
-    for (int h = 0; h < group; h += 4) {
-        const float *q = Q + (size_t)h * hd;
-        float *s = S + (size_t)h * ldS;
-        switch (LLMQ_MIN(4, group - h) * 2 + nb - 1) {
-        case 2: scores_heads(Kt, hd, 1, q, 1, scale, m, s, ldS); break;
-        case 3: scores_heads(Kt, hd, 2, q, 1, scale, m, s, ldS); break;
-        case 4: scores_heads(Kt, hd, 1, q, 2, scale, m, s, ldS); break;
-        case 5: scores_heads(Kt, hd, 2, q, 2, scale, m, s, ldS); break;
-        case 6: scores_heads(Kt, hd, 1, q, 3, scale, m, s, ldS); break;
-        case 7: scores_heads(Kt, hd, 2, q, 3, scale, m, s, ldS); break;
-        case 8: scores_heads(Kt, hd, 1, q, 4, scale, m, s, ldS); break;
-        default: scores_heads(Kt, hd, 2, q, 4, scale, m, s, ldS); break;
-        }
-    }
+    for (int h = 0; h < group; h += 4)
+        scores_block(Kt, hd, nb, Q + (size_t)h * hd, LLMQ_MIN(4, group - h), 0, scale, m, S + (size_t)h * ldS, ldS);
 }
 
 /* bf16 products (AVX512-BF16): a lane of Kt2 holds a key's channels 2j
@@ -1532,64 +1553,6 @@ static void attn_scores(const float *K, int m, int hd, int p0, const float *cs, 
  * vdpbf16ps adds both products: half the instructions of fp32 and half the
  * transposes.  hd a multiple of 64 up to 256 (32 channels of a half a
  * vector), else the fp32 kernel. */
-INLINE void rope_tr16_bf(const float *const k[16], const float *const cs[16], const float *const sn[16], int half,
-                         int i, int hi, float *Kt2)
-{
-    __m512 x[16];
-#pragma GCC unroll 16
-    for (int r = 0; r < 16; r++) {
-        __m512 y[2];
-#pragma GCC unroll 2
-        for (int u = 0; u < 2; u++) {
-            __m512 a = _mm512_loadu_ps(k[r] + i + 16 * u), b = _mm512_loadu_ps(k[r] + half + i + 16 * u);
-            __m512 c = _mm512_loadu_ps(cs[r] + i + 16 * u), s = _mm512_loadu_ps(sn[r] + i + 16 * u);
-            y[u] = hi ? _mm512_fmadd_ps(b, c, _mm512_mul_ps(a, s)) : _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s));
-        }
-        x[r] = (__m512)_mm512_cvtne2ps_pbh(y[1], y[0]);   /* pair j: channels 2j, 2j + 1 of the 32 */
-    }
-    tr16(x);
-    float *o = Kt2 + (size_t)(hi * half + i) / 2 * 32;
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) _mm512_store_ps(o + (size_t)j * 32, x[j]);
-}
-
-INLINE void scores_heads_bf(const float *Kt2, int np, int NB, const uint32_t *Q2, int NH, float scale, int m,
-                            float *S, size_t ldS)
-{
-    __m512 a[4][2];
-#pragma GCC unroll 16
-    for (int e = 0; e < NH; e++) a[e][0] = a[e][1] = _mm512_setzero_ps();
-    if (NB == 2) {
-        for (int j = 0; j < np; j++) {
-            __m512bh k0 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32), k1 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32 + 16);
-#pragma GCC unroll 16
-            for (int e = 0; e < NH; e++) {
-                __m512bh q = (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j]);
-                a[e][0] = _mm512_dpbf16_ps(a[e][0], q, k0);
-                a[e][1] = _mm512_dpbf16_ps(a[e][1], q, k1);
-            }
-        }
-    } else {
-        for (int j = 0; j < np; j += 2) {
-            __m512bh k0 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)j * 32), k1 = (__m512bh)_mm512_load_ps(Kt2 + (size_t)(j + 1) * 32);
-#pragma GCC unroll 16
-            for (int e = 0; e < NH; e++) {
-                a[e][0] = _mm512_dpbf16_ps(a[e][0], (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j]), k0);
-                a[e][1] = _mm512_dpbf16_ps(a[e][1], (__m512bh)_mm512_set1_epi32((int)Q2[(size_t)e * np + j + 1]), k1);
-            }
-        }
-#pragma GCC unroll 16
-        for (int e = 0; e < NH; e++) a[e][0] = _mm512_add_ps(a[e][0], a[e][1]);
-    }
-    __m512 sc = _mm512_set1_ps(scale);
-    __mmask16 m0 = m >= 16 ? 0xffff : tail_mask(m), m1 = m > 16 ? tail_mask(m - 16) : 0;
-#pragma GCC unroll 16
-    for (int e = 0; e < NH; e++) {
-        _mm512_mask_storeu_ps(S + (size_t)e * ldS, m0, _mm512_mul_ps(a[e][0], sc));
-        if (NB == 2) _mm512_mask_storeu_ps(S + (size_t)e * ldS + 16, m1, _mm512_mul_ps(a[e][1], sc));
-    }
-}
-
 static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float *cs, const float *sn,
                              const float *Q, int group, float scale, float *S, size_t ldS)
 {
@@ -1604,8 +1567,8 @@ static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float 
         const float *k[16], *c[16], *s[16];
         key_rows16(K, m, hd, p0, cs, sn, 16 * b, k, c, s);
         for (int i = 0; i < half; i += 32) {
-            rope_tr16_bf(k, c, s, half, i, 0, Kt2 + 16 * b);
-            rope_tr16_bf(k, c, s, half, i, 1, Kt2 + 16 * b);
+            rope_tr16(k, c, s, half, i, 0, 1, Kt2 + 16 * b);
+            rope_tr16(k, c, s, half, i, 1, 1, Kt2 + 16 * b);
         }
     }
     for (int h = 0; h < group; h += 4) {
@@ -1617,16 +1580,7 @@ static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float 
                 _mm512_storeu_si512(Q2 + (size_t)e * np + c / 2, v);
             }
         float *o = S + (size_t)h * ldS;
-        switch (nh * 2 + nb - 1) {
-        case 2: scores_heads_bf(Kt2, np, 1, Q2, 1, scale, m, o, ldS); break;
-        case 3: scores_heads_bf(Kt2, np, 2, Q2, 1, scale, m, o, ldS); break;
-        case 4: scores_heads_bf(Kt2, np, 1, Q2, 2, scale, m, o, ldS); break;
-        case 5: scores_heads_bf(Kt2, np, 2, Q2, 2, scale, m, o, ldS); break;
-        case 6: scores_heads_bf(Kt2, np, 1, Q2, 3, scale, m, o, ldS); break;
-        case 7: scores_heads_bf(Kt2, np, 2, Q2, 3, scale, m, o, ldS); break;
-        case 8: scores_heads_bf(Kt2, np, 1, Q2, 4, scale, m, o, ldS); break;
-        default: scores_heads_bf(Kt2, np, 2, Q2, 4, scale, m, o, ldS); break;
-        }
+        scores_block(Kt2, np, nb, Q2, nh, 1, scale, m, o, ldS);
     }
 }
 
@@ -1635,21 +1589,21 @@ static void attn_scores_bf16(const float *K, int m, int hd, int p0, const float 
 INLINE void values_heads(const float *P, size_t ldP, int m, const float *V, int hd, int NH, float *O)
 {
     __m512 a[8][2];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int e = 0; e < NH; e++) {
         a[e][0] = _mm512_loadu_ps(O + (size_t)e * hd);
         a[e][1] = _mm512_loadu_ps(O + (size_t)e * hd + 16);
     }
     for (int r = 0; r < m; r++) {
         __m512 v0 = _mm512_loadu_ps(V + (size_t)r * hd), v1 = _mm512_loadu_ps(V + (size_t)r * hd + 16);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int e = 0; e < NH; e++) {
             __m512 p = _mm512_set1_ps(P[(size_t)e * ldP + r]);
             a[e][0] = _mm512_fmadd_ps(p, v0, a[e][0]);
             a[e][1] = _mm512_fmadd_ps(p, v1, a[e][1]);
         }
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int e = 0; e < NH; e++) {
         _mm512_storeu_ps(O + (size_t)e * hd, a[e][0]);
         _mm512_storeu_ps(O + (size_t)e * hd + 16, a[e][1]);
