@@ -205,9 +205,10 @@ int llmq_kv_new(llmq_kvcache **out, const llmq_config *c, const llmq_kv_spec *sp
         }
     }
     /* per thread: key and value rows (slots, hd), scores (QB, slots), row
-     * list (slots); a decode tile (TILE, hd) and its heads' 1 / sums; a
-     * KIVI group's rows (thread 0) */
-    kv->scr_floats = (2 * slots + 2 * TILE + (size_t)s.key_group) * hd + (size_t)QB * slots + slots + 2 * (size_t)hd;
+     * list (slots), a group's ranges and their tag (2 hd + 1); a decode
+     * tile (TILE, hd) and its heads' 1 / sums (at most QB); a KIVI group's
+     * rows (thread 0) */
+    kv->scr_floats = (2 * slots + TILE + (size_t)s.key_group) * hd + (size_t)QB * slots + slots + 2 * (size_t)hd + 1 + QB;
     if (ok) ok = (kv->scr = zalloc((size_t)n_threads, kv->scr_floats, sizeof(float), err)) != NULL;
     if (!ok) {
         llmq_kv_free(kv);
@@ -657,7 +658,7 @@ static void decode_head(const struct job *j, int g, float *scr)
         (lowp ? llmq_attn_scores_bf16 : llmq_attn_scores)(tile, m, hd, R.evict ? r0 : t0, j->cs, j->sn, Q, group, scale,
                                                           Sm + r0, (size_t)nr);
     }
-    float *inv = tmp + 2 * hd + 1;   /* group floats: scr_floats has room past tmp */
+    float *inv = tmp + 2 * hd + 1;   /* group <= QB floats (scr_floats) */
     for (int h = 0; h < group; h++) {
         inv[h] = softmax_exp(Sm + (size_t)h * nr + lo, nr - lo);
         memset(j->att + (size_t)(g * group + h) * hd, 0, (size_t)hd * 4);
