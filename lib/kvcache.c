@@ -545,6 +545,37 @@ static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
     }
 }
 
+/* The scores of the query heads Q over keys t0..t0+m-1 (tile_stored, at
+ * positions p0 on) straight from their codes (llmq_attn_scores_codes):
+ * 4-bit caches where the ISA has bf16 products.  0 when it declines (on
+ * the shape alone, so at the first call), tile_keys then.  tmp as
+ * tile_keys'. */
+static int tile_scores_codes(const llmq_kvcache *kv, int layer, int g, int t0, int m, int p0, const float *cs,
+                             const float *sn, const float *Q, int group, float scale, float *S, size_t ldS, float *tmp)
+{
+    int hd = kv->hd;
+    if (!quantized(&kv->s) || kv->s.bits != 4 || kv->had) return 0;
+    size_t lh = lh_of(kv, layer, g);
+    const uint8_t *src = kv->kc + (lh * kv->slots + slot_of(kv, t0)) * kv->krow;
+    if (kv->calib)
+        return llmq_attn_scores_codes(src, kv->krow, m, hd, 4, kv->klo + lh * hd, kv->kstep + lh * hd, p0, cs, sn,
+                                      Q, group, scale, S, ldS);
+    int G = kv->s.key_group;
+    for (int t = t0; t < t0 + m;) {
+        int n = LLMQ_MIN(t0 + m, (t / G + 1) * G) - t;
+        size_t grp = (size_t)(t / G % kv->gcap);
+        if (tmp[2 * hd] != (float)grp) {
+            kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
+            tmp[2 * hd] = (float)grp;
+        }
+        if (!llmq_attn_scores_codes(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, 4, tmp, tmp + hd,
+                                    p0 + (t - t0), cs, sn, Q, group, scale, S + (t - t0), ldS))
+            return 0;
+        t += n;
+    }
+    return 1;
+}
+
 static void tile_vals(const llmq_kvcache *kv, int layer, int g, int t0, int m, float *out)
 {
     int hd = kv->hd;
@@ -556,6 +587,19 @@ static void tile_vals(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
     }
     llmq_kv_deq_groups(src, kv->vrow, kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, m, hd,
                        kv->s.bits, out);
+}
+
+/* The tile's values straight from their codes into the heads' sums O, for
+ * 4- and 2-bit caches where the ISA has bf16 products
+ * (llmq_attn_values_codes): 0 when it declines, tile_vals then. */
+static int tile_vals_codes(const llmq_kvcache *kv, int layer, int g, int t0, int m, const float *P, size_t ldP,
+                           int group, float *O)
+{
+    if (!quantized(&kv->s) || kv->s.bits > 4) return 0;
+    size_t lh = lh_of(kv, layer, g), slot = slot_of(kv, t0);
+    return llmq_attn_values_codes(P, ldP, m, kv->vc + (lh * kv->slots + slot) * kv->vrow, kv->vrow,
+                                  kv->vpar + (lh * kv->slots + slot) * kv->vgroups * 2, kv->vgroups, kv->hd,
+                                  kv->s.bits, group, O);
 }
 
 /* e^x for x <= 0 (softmax's arguments less their max), within 1 ulp of
@@ -642,6 +686,9 @@ static void decode_head(const struct job *j, int g, float *scr)
     for (int r0 = lo; r0 < nr; r0 += TILE) {
         int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0), lowp = 0;
         if (fastk && tile_stored(kv, &R, r0, m, R.lok)) {
+            if (lowbits && tile_scores_codes(kv, layer, g, t0, m, R.evict ? r0 : t0, j->cs, j->sn, Q, group, scale,
+                                             Sm + r0, (size_t)nr, tmp))
+                continue;
             tile_keys(kv, layer, g, t0, m, tile, tmp);
             lowp = lowbits;
         } else {
@@ -666,6 +713,8 @@ static void decode_head(const struct job *j, int g, float *scr)
     for (int r0 = lo; r0 < nr; r0 += TILE) {
         int m = LLMQ_MIN(TILE, nr - r0), t0 = row_t(kv, &R, r0);
         if (fastv && tile_stored(kv, &R, r0, m, R.lov)) {
+            if (tile_vals_codes(kv, layer, g, t0, m, Sm + r0, (size_t)nr, group, j->att + (size_t)g * group * hd))
+                continue;
             tile_vals(kv, layer, g, t0, m, tile);
         } else {
             for (int r = 0; r < m; r++) {

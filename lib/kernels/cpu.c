@@ -57,7 +57,8 @@ static void fill_table(llmq_isa isa)
     /* the AVX-512 file's vdpbf16ps needs AVX512-BF16 beyond what selects it;
      * without it (and in the AVX2 table) the slot stays empty and
      * llmq_matmul_bf16 widens (matmul.c); the oracle's table has its own */
-    if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL, t.gemm_bf16p = NULL, t.attn_scores_bf16 = NULL;
+    if (isa == LLMQ_ISA_AVX512 && !dispatch.hw_bf16) t.matmul_bf16 = NULL, t.gemm_bf16p = NULL, t.attn_scores_bf16 = NULL,
+                                                 t.attn_scores_codes = NULL, t.attn_values_codes = NULL;
     if (!t.gemm_bf16p) t.gemm_bf16p = ref->gemm_bf16p;
     if (!t.matvec_q4a8) t.matvec_q4a8 = ref->matvec_q4a8;
     /* the oracle's matmul is its matvec per token: an ISA with its own
@@ -72,6 +73,9 @@ static void fill_table(llmq_isa isa)
     if (!t.attn_scores_bf16) t.attn_scores_bf16 = isa == LLMQ_ISA_SCALAR ? ref->attn_scores_bf16 : t.attn_scores;
     if (!t.kv_deq_channels) t.kv_deq_channels = ref->kv_deq_channels;
     if (!t.kv_deq_groups) t.kv_deq_groups = ref->kv_deq_groups;
+    /* attn_scores_codes and attn_values_codes stay empty without bf16 products (the AVX2 table
+     * has none): llmq_attn_values_codes then declines and kvcache.c reads
+     * the tile; the oracle's table has its own */
     dispatch.table = t;
     dispatch.isa = isa;
 }

@@ -92,6 +92,12 @@ typedef void (*llmq_kkv_deqc_fn)(const uint8_t *src, size_t rowb, int m, int hd,
                                  const float *step, float *out);
 typedef void (*llmq_kkv_deqg_fn)(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd,
                                  int bits, float *out);
+/* llmq_attn_scores_codes and llmq_attn_values_codes (kernels.h). */
+typedef int (*llmq_kattn_scodes_fn)(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                                    const float *step, int p0, const float *cs, const float *sn, const float *Q,
+                                    int group, float scale, float *S, size_t ldS);
+typedef int (*llmq_kattn_vcodes_fn)(const float *P, size_t ldP, int m, const uint8_t *src, size_t rowb,
+                                    const uint16_t *par, int ng, int hd, int bits, int group, float *O);
 
 typedef struct {
     llmq_kmv_fn matvec[LLMQ_W_COUNT];
@@ -109,6 +115,8 @@ typedef struct {
     llmq_kattn_values_fn attn_values;
     llmq_kkv_deqc_fn kv_deq_channels;
     llmq_kkv_deqg_fn kv_deq_groups;
+    llmq_kattn_scodes_fn attn_scores_codes;   /* NULL without a bf16 dot product */
+    llmq_kattn_vcodes_fn attn_values_codes;   /* NULL without a bf16 dot product */
 } llmq_ktable;
 
 /* A kernel table's slots of the ten ggml block types, from one name

@@ -184,4 +184,25 @@ void llmq_kv_deq_channels(const uint8_t *src, size_t rowb, int m, int hd, int bi
 void llmq_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, int ng, int m, int hd, int bits,
                         float *out);
 
+/* llmq_attn_scores_bf16 on the keys that llmq_kv_deq_channels would read
+ * (same code arguments, m <= LLMQ_ATTN_TILE rows), straight from their
+ * 4-bit codes: each key lo[c] + step[c] * code (here with one rounding,
+ * an FMA), rotated and rounded to bf16 in registers.  Returns 1 when done,
+ * 0 (S untouched) where the ISA has no bf16 dot product or does not take
+ * the shape: the caller then reads the tile with llmq_kv_deq_channels. */
+int llmq_attn_scores_codes(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo, const float *step,
+                           int p0, const float *cs, const float *sn, const float *Q, int group, float scale, float *S,
+                           size_t ldS);
+
+/* llmq_attn_values on the tile that llmq_kv_deq_groups would read (same
+ * arguments), straight from its codes, for 4- and 2-bit caches: O[h * hd
+ * + c] += sum_{r < m} P[h * ldP + r] * (lo + step * code), where each
+ * P * step is rounded to bf16 (nearest even) and vdpbf16ps multiplies it
+ * by two rows' codes at once.  The rounding is of the order of
+ * llmq_attn_scores_bf16's.  Returns 1 when done, 0 (O untouched) where the
+ * ISA has no bf16 dot product or does not take the shape: the caller then
+ * reads the tile with llmq_kv_deq_groups and llmq_attn_values. */
+int llmq_attn_values_codes(const float *P, size_t ldP, int m, const uint8_t *src, size_t rowb, const uint16_t *par,
+                           int ng, int hd, int bits, int group, float *O);
+
 #endif

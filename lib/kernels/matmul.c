@@ -519,6 +519,21 @@ void llmq_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, in
     llmq_ktable_cur()->kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
 }
 
+int llmq_attn_scores_codes(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo, const float *step,
+                           int p0, const float *cs, const float *sn, const float *Q, int group, float scale, float *S,
+                           size_t ldS)
+{
+    llmq_kattn_scodes_fn f = llmq_ktable_cur()->attn_scores_codes;
+    return f && m > 0 && f(src, rowb, m, hd, bits, lo, step, p0, cs, sn, Q, group, scale, S, ldS);
+}
+
+int llmq_attn_values_codes(const float *P, size_t ldP, int m, const uint8_t *src, size_t rowb, const uint16_t *par,
+                           int ng, int hd, int bits, int group, float *O)
+{
+    llmq_kattn_vcodes_fn f = llmq_ktable_cur()->attn_values_codes;
+    return f && m > 0 && f(P, ldP, m, src, rowb, par, ng, hd, bits, group, O);
+}
+
 struct bf16_job {
     llmq_kmmbf16_fn fn;
     const llmq_wmat *W;

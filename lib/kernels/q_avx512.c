@@ -1720,6 +1720,241 @@ static void kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *par, 
     llmq_ktable_ref.kv_deq_groups(src, rowb, par, ng, m, hd, bits, out);
 }
 
+/* ---- decode attention's scores from 4-bit key codes (llmq_attn_scores_codes) ----
+ * 16 bytes of a key row widen to dwords: low nibbles are channels 2 j,
+ * high nibbles 2 j + 1 of its 32 channels.  The keys are dequantized,
+ * rotated and rounded to bf16 in that order, with the ranges, cos and sin
+ * put in it (and the queries, once a call); a dot product is the same sum
+ * in any channel order. */
+
+/* x[0..15] even then odd channels of 32 floats. */
+INLINE void evod(const float *x, __m512 *e, __m512 *o)
+{
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    *e = _mm512_permutex2var_ps(a, ie, b);
+    *o = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
+}
+
+/* Keys of rows k[0..15] (code rows), channels i .. i + 31 of each half,
+ * dequantized with the even/odd ranges L, T ([0..1] first half, [2..3]
+ * second), rotated, as bf16 pairs: into Kt2's rows i / 2 .. i / 2 + 15
+ * (first half) and (half + i) / 2 .. (second), key r in lane r. */
+INLINE void codes_rope_tr16(const uint8_t *const k[16], const float *const cs[16], const float *const sn[16],
+                            int half, int i, const __m512 L[4], const __m512 T[4], float *Kt2)
+{
+    __m512 x[16], y[16];
+    const __m512i nib = _mm512_set1_epi32(15);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) {
+        __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(k[r] + i / 2)));
+        __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(k[r] + (half + i) / 2)));
+        __m512 ae = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(a, nib)), T[0], L[0]);
+        __m512 ao = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(a, 4)), T[1], L[1]);
+        __m512 be = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, nib)), T[2], L[2]);
+        __m512 bo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), T[3], L[3]);
+        __m512 ce, co, se, so;
+        evod(cs[r] + i, &ce, &co);
+        evod(sn[r] + i, &se, &so);
+        x[r] = (__m512)_mm512_cvtne2ps_pbh(_mm512_fmsub_ps(ao, co, _mm512_mul_ps(bo, so)),
+                                           _mm512_fmsub_ps(ae, ce, _mm512_mul_ps(be, se)));
+        y[r] = (__m512)_mm512_cvtne2ps_pbh(_mm512_fmadd_ps(bo, co, _mm512_mul_ps(ao, so)),
+                                           _mm512_fmadd_ps(be, ce, _mm512_mul_ps(ae, se)));
+    }
+    tr16(x);
+    tr16(y);
+    float *ox = Kt2 + (size_t)i / 2 * 32, *oy = Kt2 + (size_t)(half + i) / 2 * 32;
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) {
+        _mm512_store_ps(ox + (size_t)j * 32, x[j]);
+        _mm512_store_ps(oy + (size_t)j * 32, y[j]);
+    }
+}
+
+static int attn_scores_codes(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                             const float *step, int p0, const float *cs, const float *sn, const float *Q, int group,
+                             float scale, float *S, size_t ldS)
+{
+    if (bits != 4 || hd % 64 || hd > 256 || m > 32) return 0;
+    float Kt2[128 * 32] __attribute__((aligned(64)));   /* (hd / 2, 32): as attn_scores_bf16 */
+    uint32_t Q2[4 * 128];
+    int nb = (m + 15) / 16, half = hd / 2, np = hd / 2;
+    for (int i = 0; i < half; i += 32) {
+        __m512 L[4], T[4];
+        evod(lo + i, &L[0], &L[1]);
+        evod(lo + half + i, &L[2], &L[3]);
+        evod(step + i, &T[0], &T[1]);
+        evod(step + half + i, &T[2], &T[3]);
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *k[16];
+            const float *c[16], *s[16];
+            for (int r = 0; r < 16; r++) {
+                int t = LLMQ_MIN(16 * b + r, m - 1);
+                k[r] = src + (size_t)t * rowb;
+                c[r] = cs + (size_t)(p0 + t) * half;
+                s[r] = sn + (size_t)(p0 + t) * half;
+            }
+            codes_rope_tr16(k, c, s, half, i, L, T, Kt2 + 16 * b);
+        }
+    }
+    for (int h = 0; h < group; h += 4) {
+        int nh = LLMQ_MIN(4, group - h);
+        for (int e = 0; e < nh; e++)
+            for (int c = 0; c < hd; c += 32) {
+                __m512 qe, qo;
+                evod(Q + (size_t)(h + e) * hd + c, &qe, &qo);
+                _mm512_storeu_si512(Q2 + (size_t)e * np + c / 2, (__m512i)_mm512_cvtne2ps_pbh(qo, qe));
+            }
+        scores_block(Kt2, np, nb, Q2, nh, 1, scale, m, S + (size_t)h * ldS, ldS);
+    }
+    return 1;
+}
+
+/* ---- decode attention's values from their codes (llmq_attn_values_codes) ----
+ * Rows r and r + 1 go together: 16 bytes of each widen to dwords, row
+ * r + 1's in the high word, and vpermw looks each word's code up as its
+ * bf16 (exact).  The two rows' weights P * step are one bf16 pair, so one
+ * vdpbf16ps adds both rows' products for 16 channels.  Lane j of shift s
+ * holds channel 8 j / B + s of the 16 bytes: the sums go back into
+ * channel order once per call, and the ranges' lo come back as one sum
+ * a head and group: O += sum P'' code + sum P lo. */
+
+/* Heads h0 .. h0 + NH - 1 (PP, bias offset to h0) on 16-byte chunk c16
+ * of every row: the chunk's 128 / B channels of O. */
+INLINE void vcodes_heads(const uint8_t *src, size_t rowb, int m, int c16, int B, int NH, int gb,
+                         const uint32_t *PP, const float *bias, int ng, int vg, float *O, int hd)
+{
+    static const uint8_t zero[16];
+    enum { V = 4 };
+    int nv = 8 / B, k0 = c16 * 16 / gb;
+    /* bf16 of the code in a word's low B bits (vpermw reads its low 5) */
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i cm = _mm512_set1_epi32((1 << B) - 1);
+    const __m512i T = (__m512i)_mm512_cvtne2ps_pbh(
+        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_add_epi32(lane, _mm512_set1_epi32(16)), cm)),
+        _mm512_cvtepi32_ps(_mm512_and_si512(lane, cm)));
+    __m512 a[8][V];
+#pragma GCC unroll 32
+    for (int e = 0; e < NH; e++)
+        for (int s = 0; s < nv; s++) a[e][s] = _mm512_setzero_ps();
+    for (int j = 0; 2 * j < m; j++) {
+        const uint8_t *r0 = src + (size_t)(2 * j) * rowb + (size_t)c16 * 16;
+        const uint8_t *r1 = 2 * j + 1 < m ? r0 + rowb : zero;
+        __m512i d = _mm512_or_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)r0)),
+                                    _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)r1)), 16));
+        __m512i w[V];
+#pragma GCC unroll 4
+        for (int s = 0; s < nv; s++) w[s] = _mm512_permutexvar_epi16(_mm512_srli_epi32(d, s * B), T);
+#pragma GCC unroll 8
+        for (int e = 0; e < NH; e++) {
+            const uint32_t *pe = PP + (size_t)e * ng * 16 + j;
+            /* 16 bytes are one group, or two of 8 bytes (lanes 8-15 the second) */
+            __m512i pv = _mm512_set1_epi32((int)pe[(size_t)k0 * 16]);
+            if (gb < 16) pv = _mm512_mask_set1_epi32(pv, 0xff00, (int)pe[(size_t)(k0 + 1) * 16]);
+#pragma GCC unroll 4
+            for (int s = 0; s < nv; s++) a[e][s] = _mm512_dpbf16_ps(a[e][s], (__m512bh)pv, (__m512bh)w[s]);
+        }
+    }
+    /* channel order: B 4, lane j of shift s is channel 2 j + s; B 2, 4 j + s */
+    int c0 = c16 * 128 / B;
+#pragma GCC unroll 8
+    for (int e = 0; e < NH; e++) {
+        float *o = O + (size_t)e * hd + c0;
+        const float *be = bias + (size_t)e * ng;
+        __m512 n[4];
+        if (B == 4) {
+            n[0] = _mm512_permutex2var_ps(a[e][0], _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), a[e][1]);
+            n[1] = _mm512_permutex2var_ps(a[e][0], _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), a[e][1]);
+        } else {
+            const __m512i i1 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 0, 16, 1, 17, 2, 18, 3, 19);
+            const __m512i i2 = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                __m512i iq = _mm512_add_epi32(i1, _mm512_set1_epi32(4 * q));
+                n[q] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a[e][0], iq, a[e][1]), i2,
+                                              _mm512_permutex2var_ps(a[e][2], iq, a[e][3]));
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++) {
+            __m512 b = _mm512_set1_ps(be[(c0 + 16 * q) / vg]);
+            _mm512_storeu_ps(o + 16 * q, _mm512_add_ps(_mm512_loadu_ps(o + 16 * q), _mm512_add_ps(n[q], b)));
+        }
+    }
+}
+
+/* bf16 pairs of the weights times the steps, PP[(e * ng + k) * 16 + j] =
+ * rows 2 j and 2 j + 1 of head h0 + e, group k, and bias[e * ng + k] =
+ * sum P lo, for nh heads; st, lo (ng, 32) by group. */
+static void vcodes_weights(const float *P, size_t ldP, int m, int h0, int nh, const float *st, const float *lo, int ng,
+                           uint32_t *PP, float *bias)
+{
+    __mmask16 m0 = m >= 16 ? 0xffff : tail_mask(m), m1 = m > 16 ? tail_mask(m - 16) : 0;
+    for (int e = 0; e < nh; e++) {
+        const float *p = P + (size_t)(h0 + e) * ldP;
+        __m512 p0 = _mm512_maskz_loadu_ps(m0, p), p1 = _mm512_maskz_loadu_ps(m1, p + 16);
+        for (int k = 0; k < ng; k++) {
+            const float *sk = st + (size_t)k * 32, *lk = lo + (size_t)k * 32;
+            __m512i pb = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(p1, _mm512_load_ps(sk + 16)),
+                                                      _mm512_mul_ps(p0, _mm512_load_ps(sk)));
+            _mm512_storeu_si512(PP + ((size_t)e * ng + k) * 16, pb);
+            __m512 b = _mm512_fmadd_ps(p1, _mm512_load_ps(lk + 16), _mm512_mul_ps(p0, _mm512_load_ps(lk)));
+            bias[e * ng + k] = _mm512_reduce_add_ps(b);
+        }
+    }
+}
+
+static int attn_values_codes(const float *P, size_t ldP, int m, const uint8_t *src, size_t rowb,
+                             const uint16_t *par, int ng, int hd, int bits, int group, float *O)
+{
+    int B = bits, vg = ng > 0 ? hd / ng : 0;
+    int gb = vg * B / 8;
+    /* chunks of 16 bytes in one group or two of 8; output vectors in one group */
+    if ((B != 4 && B != 2) || m > 32 || ng <= 0 || ng > 16 || hd % ng || vg % 16 || (size_t)hd * B % 128 ||
+        (gb % 16 && gb != 8))
+        return 0;
+    float st[16 * 32] __attribute__((aligned(64))), lo[16 * 32] __attribute__((aligned(64)));
+    uint32_t PP[8 * 16 * 16];
+    float bias[8 * 16];
+    /* the ranges by group: f16 pairs (row, group) to (group, row) floats */
+    for (int k = 0; k < ng; k++)
+        for (int r0 = 0; r0 < 32; r0 += 16) {
+            __mmask16 mk = r0 >= m ? 0 : m - r0 >= 16 ? 0xffff : tail_mask(m - r0);
+            __m512i idx = _mm512_mullo_epi32(_mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(r0)), _mm512_set1_epi32(2 * ng));
+            idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2 * k));
+            /* 32-bit gathers of the (step, lo) pairs: low half step, high half lo */
+            __m512i pr = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, par, 2);
+            _mm512_store_ps(st + k * 32 + r0, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(pr)));
+            _mm512_store_ps(lo + k * 32 + r0, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(pr, 16))));
+        }
+    int chunks = hd * B / 128;
+    for (int h = 0; h < group; h += 8) {
+        int nh = LLMQ_MIN(8, group - h);
+        vcodes_weights(P, ldP, m, h, nh, st, lo, ng, PP, bias);
+        for (int c = 0; c < chunks; c++)
+            for (int e = 0; e < nh;) {
+                float *o = O + (size_t)(h + e) * hd;
+                const uint32_t *pp = PP + (size_t)e * ng * 16;
+                const float *bi = bias + (size_t)e * ng;
+                /* 16 sums in registers: 8 heads of 4-bit codes, 4 of 2-bit */
+                int n = LLMQ_MIN(nh - e, B == 4 ? 8 : 4);
+#define VC4(NH) vcodes_heads(src, rowb, m, c, 4, NH, gb, pp, bi, ng, vg, o, hd)
+#define VC2(NH) vcodes_heads(src, rowb, m, c, 2, NH, gb, pp, bi, ng, vg, o, hd)
+                if (B == 4) switch (n) {
+                    case 1: VC4(1); break; case 2: VC4(2); break; case 3: VC4(3); break; case 4: VC4(4); break;
+                    case 5: VC4(5); break; case 6: VC4(6); break; case 7: VC4(7); break; default: VC4(8); break;
+                    }
+                else switch (n) {
+                    case 1: VC2(1); break; case 2: VC2(2); break; case 3: VC2(3); break; default: VC2(4); break;
+                    }
+#undef VC4
+#undef VC2
+                e += n;
+            }
+    }
+    return 1;
+}
+
 const llmq_ktable llmq_ktable_avx512 = {
     .matvec = { [LLMQ_W_F32] = mv_f32, [LLMQ_W_BF16] = mv_bf16, [LLMQ_W_F16] = mv_f16,
                 [LLMQ_W_Q8] = mv_q8, [LLMQ_W_Q4] = mv_q4, [LLMQ_W_MX8] = mv_mx8,
@@ -1740,4 +1975,6 @@ const llmq_ktable llmq_ktable_avx512 = {
     .attn_values = attn_values,
     .kv_deq_channels = kv_deq_channels,
     .kv_deq_groups = kv_deq_groups,
+    .attn_scores_codes = attn_scores_codes,
+    .attn_values_codes = attn_values_codes,
 };

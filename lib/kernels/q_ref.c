@@ -284,6 +284,51 @@ static void ref_kv_deq_groups(const uint8_t *src, size_t rowb, const uint16_t *p
         }
 }
 
+/* The bf16 scores of keys read from their codes as llmq_kv_deq_channels
+ * reads them (m <= 32 rows a call). */
+static int ref_attn_scores_codes(const uint8_t *src, size_t rowb, int m, int hd, int bits, const float *lo,
+                                 const float *step, int p0, const float *cs, const float *sn, const float *Q, int group,
+                                 float scale, float *S, size_t ldS)
+{
+    if (bits != 4 || hd % 2 || hd > 1024 || m > 32) return 0;
+    float *K = malloc((size_t)m * hd * sizeof *K);
+    if (!K) return 0;
+    ref_kv_deq_channels(src, rowb, m, hd, bits, lo, step, K);
+    attn_scores_ref(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS, 1);
+    free(K);
+    return 1;
+}
+
+/* The values' sum straight from their codes: each weight times the code's
+ * step rounded to bf16 (as the SIMD kernels multiply it), plus the weight
+ * times the range's lo; sums in double. */
+static int ref_attn_values_codes(const float *P, size_t ldP, int m, const uint8_t *src, size_t rowb,
+                                 const uint16_t *par, int ng, int hd, int bits, int group, float *O)
+{
+    if ((bits != 4 && bits != 2) || ng <= 0 || hd > 1024 || hd % ng || !llmq_kvq_whole_bytes(hd / ng, bits))
+        return 0;
+    int vg = hd / ng;
+    size_t gb = llmq_kvq_row_bytes(vg, bits);
+    float code[1024];
+    double acc[1024];
+    for (int h = 0; h < group; h++) {
+        for (int c = 0; c < hd; c++) acc[c] = 0.0;
+        for (int r = 0; r < m; r++) {
+            float p = P[(size_t)h * ldP + r];
+            for (int k = 0; k < ng; k++) {
+                const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
+                float pp = llmq_bf16_to_f32(llmq_f32_to_bf16(p * llmq_kvq_f16(pk[0])));
+                double plo = (double)p * llmq_kvq_f16(pk[1]);
+                /* the codes themselves: lo 0, step 1 */
+                llmq_kvq_deq_row1(src + (size_t)r * rowb + k * gb, vg, bits, 0.0f, 1.0f, code);
+                for (int c = 0; c < vg; c++) acc[k * vg + c] += (double)pp * code[c] + plo;
+            }
+        }
+        for (int c = 0; c < hd; c++) O[(size_t)h * hd + c] += (float)acc[c];
+    }
+    return 1;
+}
+
 const llmq_ktable llmq_ktable_ref = {
     .matvec = { ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec, ref_matvec,
                 ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec, ref_gq_matvec,
@@ -306,5 +351,7 @@ const llmq_ktable llmq_ktable_ref = {
     .attn_values = ref_attn_values,
     .kv_deq_channels = ref_kv_deq_channels,
     .kv_deq_groups = ref_kv_deq_groups,
+    .attn_values_codes = ref_attn_values_codes,
+    .attn_scores_codes = ref_attn_scores_codes,
 };
 _Static_assert(LLMQ_W_COUNT == 22, "add the new type to every kernel table");

@@ -4,6 +4,7 @@
  * threaded and OpenBLAS paths against the same oracle.  The MX / NV block
  * formats too: every code and scale byte, kernel row ranges and tails.
  */
+#include <cpuid.h>
 #include "../test.h"
 #include "kernels/kern-int.h"
 #include "lib/base/blocks.h"
@@ -1645,6 +1646,171 @@ TEST(kv_deq_groups_vs_oracle)
                     for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(KVD_M); mi++)
                         for (size_t pad = 0; pad <= 3; pad += 3)
                             CHECK(check_kv_deq_groups(bits, hd, ng, KVD_M[mi], rb + pad));
+                }
+            }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+/* ---- the values' sum straight from their codes (llmq_attn_values_codes) ----
+ * Against the oracle's table entry to TOL_ATTN of the sum of |terms|.  Where the function takes a shape it must: the oracle
+ * always, AVX-512 with a bf16 dot product for 4-bit heads of 32 channels
+ * and 2-bit heads of 64, groups of 16 channels and more (8 bytes and
+ * more); a call it declines leaves O as it was.  Codes exactly their size,
+ * P's padding NaN. */
+
+static int has_bf16_dot(void)
+{
+    unsigned a, b, c, d;
+    return llmq_cpu_isa_max() == LLMQ_ISA_AVX512 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
+static int check_attn_values_codes(int bits, int hd, int ng, int m, int group, size_t rowb)
+{
+    int vg = hd / ng, isa = llmq_cpu_isa();
+    size_t rb = (size_t)ng * llmq_kvq_row_bytes(vg, bits), ldP = (size_t)m + 3, nO = (size_t)group * hd;
+    uint8_t *src = kvd_codes(m, rowb, rb);
+    uint16_t *par = malloc((size_t)m * ng * 2 * sizeof *par);
+    for (int i = 0; i < m * ng; i++) {
+        par[2 * i] = llmq_f32_to_f16(0.05f * (rndf() + 1.0f));       /* step */
+        par[2 * i + 1] = llmq_f32_to_f16(3.0f * rndf());             /* lo */
+    }
+    float *P = malloc((size_t)group * ldP * sizeof *P);
+    for (size_t i = 0; i < (size_t)group * ldP; i++) P[i] = i % ldP < (size_t)m ? 0.5f * (rndf() + 1.0f) : NAN;
+    float *O = rand_vec((int64_t)nO, 1.0f), *O0 = malloc(nO * sizeof *O0), *Or = malloc(nO * sizeof *Or);
+    memcpy(O0, O, nO * sizeof *O);
+    memcpy(Or, O, nO * sizeof *O);
+    int bad = 0, done = llmq_attn_values_codes(P, ldP, m, src, rowb, par, ng, hd, bits, group, O);
+    int must = isa == LLMQ_ISA_SCALAR ||
+               (isa == LLMQ_ISA_AVX512 && has_bf16_dot() && hd * bits % 128 == 0 && vg % 16 == 0 && ng <= 16 &&
+                (vg * bits / 8 % 16 == 0 || vg * bits / 8 == 8));
+    if (done != must) {
+        fprintf(stderr, "  attn_values_codes isa %s bits %d hd %d ng %d: returned %d\n", llmq_isa_name(isa), bits,
+                hd, ng, done);
+        bad = 1;
+    }
+    if (!done) {
+        if (memcmp(O, O0, nO * sizeof *O)) fprintf(stderr, "  attn_values_codes declined but wrote O\n"), bad = 1;
+    } else {
+        CHECK(llmq_ktable_ref.attn_values_codes(P, ldP, m, src, rowb, par, ng, hd, bits, group, Or));
+        float code[256];
+        for (int h = 0; h < group && !bad; h++)
+            for (int c = 0; c < hd && !bad; c++) {
+                size_t at = (size_t)h * hd + c;
+                int k = c / vg;
+                double mag = fabs(O0[at]);
+                for (int r = 0; r < m; r++) {
+                    const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
+                    double p = P[(size_t)h * ldP + r], st = llmq_kvq_f16(pk[0]);
+                    llmq_kvq_deq_row1(src + (size_t)r * rowb + (size_t)k * llmq_kvq_row_bytes(vg, bits), vg, bits,
+                                      0.0f, 1.0f, code);
+                    mag += p * st * code[c % vg] + fabs(p * llmq_kvq_f16(pk[1]));
+                }
+                double tol = TOL_ATTN * mag + TOL_FLOOR;
+                if (!(fabs((double)O[at] - Or[at]) <= tol)) {
+                    fprintf(stderr, "  attn_values_codes isa %s bits %d hd %d ng %d m %d group %d: O[%d][%d] = %.9g,"
+                            " oracle %.9g (tol %g)\n", llmq_isa_name(isa), bits, hd, ng, m, group, h, c, O[at],
+                            Or[at], tol);
+                    bad = 1;
+                }
+            }
+    }
+    free(src); free(par); free(P); free(O); free(O0); free(Or);
+    return !bad;
+}
+
+/* llmq_attn_scores_codes against the oracle's, to check_attn_scores' bf16
+ * tolerance over the keys the codes stand for; taken where it must be
+ * (4 bits: the oracle always, AVX-512 with bf16 for heads of 64, 128, 192,
+ * 256); declined calls leave S as it was. */
+static int check_attn_scores_codes(int hd, int m, int group, int p0, const float *cs, const float *sn, size_t rowb)
+{
+    int half = hd / 2, bad = 0, isa = llmq_cpu_isa();
+    size_t ldS = (size_t)m + 3, nS = (size_t)group * ldS;
+    uint8_t *src = kvd_codes(m, rowb, llmq_kvq_row_bytes(hd, 4));
+    float *lo = malloc((size_t)hd * sizeof *lo), *step = malloc((size_t)hd * sizeof *step);
+    for (int c = 0; c < hd; c++) lo[c] = 3.0f * rndf(), step[c] = 0.2f * (rndf() + 1.0f);
+    float *K = malloc((size_t)m * hd * sizeof *K), *Q = rand_vec((int64_t)group * hd, 1.0f);
+    llmq_ktable_ref.kv_deq_channels(src, rowb, m, hd, 4, lo, step, K);
+    float *S = malloc(nS * sizeof *S), *Sr = malloc(nS * sizeof *Sr);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t i = 0; i < nS; i++) S[i] = Sr[i] = bits_f32(ATT_SENTINEL);
+    int done = llmq_attn_scores_codes(src, rowb, m, hd, 4, lo, step, p0, cs, sn, Q, group, scale, S, ldS);
+    int must = isa == LLMQ_ISA_SCALAR || (isa == LLMQ_ISA_AVX512 && has_bf16_dot() && hd % 64 == 0 && hd <= 256);
+    if (done != must) {
+        fprintf(stderr, "  attn_scores_codes isa %s hd %d: returned %d\n", llmq_isa_name(isa), hd, done);
+        bad = 1;
+    }
+    if (done) CHECK(llmq_ktable_ref.attn_scores_codes(src, rowb, m, hd, 4, lo, step, p0, cs, sn, Q, group, scale, Sr,
+                                                      ldS));
+    for (int h = 0; h < group && !bad; h++)
+        for (size_t r = 0; r < ldS && !bad; r++) {
+            size_t at = (size_t)h * ldS + r;
+            if (r >= (size_t)m || !done) {
+                if (f32_bits(S[at]) != ATT_SENTINEL) {
+                    fprintf(stderr, "  attn_scores_codes isa %s hd %d m %d group %d: S[%d][%zu] written\n",
+                            llmq_isa_name(isa), hd, m, group, h, r);
+                    bad = 1;
+                }
+                continue;
+            }
+            const float *k = K + r * (size_t)hd, *q = Q + (size_t)h * hd;
+            const float *c = cs + (size_t)(p0 + (int)r) * half, *s = sn + (size_t)(p0 + (int)r) * half;
+            double mag = 0;
+            for (int i = 0; i < half; i++)
+                mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
+                     + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
+            double tol = 0x1p-7 * mag * scale + TOL_FLOOR;
+            if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
+                fprintf(stderr, "  attn_scores_codes isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g"
+                        " (tol %g)\n", llmq_isa_name(isa), hd, m, group, p0, h, r, S[at], Sr[at], tol);
+                bad = 1;
+            }
+        }
+    free(src); free(lo); free(step); free(K); free(Q); free(S); free(Sr);
+    return !bad;
+}
+
+TEST(attn_scores_codes_vs_oracle)
+{
+    static const int hds[] = { 32, 64, 128, 192, 256, 320 };
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (size_t di = 0; di < LLMQ_ARRAY_LEN(hds); di++)
+            for (size_t pi = 0; pi < LLMQ_ARRAY_LEN(ATT_P0); pi++)
+                for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++) {
+                    int hd = hds[di], p0 = ATT_P0[pi], m = ATT_M[mi];
+                    float *cs = att_table(p0, m, hd / 2), *sn = att_table(p0, m, hd / 2);
+                    for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ATT_GROUP); gi++)
+                        CHECK(check_attn_scores_codes(hd, m, ATT_GROUP[gi], p0, cs, sn,
+                                                      llmq_kvq_row_bytes(hd, 4) + 3 * (gi & 1)));
+                    free(cs); free(sn);
+                }
+    }
+    llmq_cpu_set_isa(saved);
+}
+
+TEST(attn_values_codes_vs_oracle)
+{
+    static const int hds[] = { 32, 64, 96, 128, 256, 40 };
+    llmq_isa saved = llmq_cpu_isa();
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int bits = 4; bits >= 2; bits -= 2)
+            for (size_t di = 0; di < LLMQ_ARRAY_LEN(hds); di++) {
+                int hd = hds[di];
+                const int ngs[] = { 1, 2, 4, hd / 16, hd / 8 };
+                for (size_t gi = 0; gi < LLMQ_ARRAY_LEN(ngs); gi++) {
+                    int ng = ngs[gi], dup = 0;
+                    for (size_t j = 0; j < gi; j++) dup |= ngs[j] == ng;
+                    if (dup || ng < 1 || hd % ng || !llmq_kvq_whole_bytes(hd / ng, bits)) continue;
+                    size_t rb = (size_t)ng * llmq_kvq_row_bytes(hd / ng, bits);
+                    for (size_t mi = 0; mi < LLMQ_ARRAY_LEN(ATT_M); mi++)
+                        for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(ATT_GROUP); ci++)
+                            CHECK(check_attn_values_codes(bits, hd, ng, ATT_M[mi], ATT_GROUP[ci], rb + 3 * (ci & 1)));
                 }
             }
     }
