@@ -17,6 +17,7 @@
 #   LLMQ_KV    default "bf16 int8 int4 int2";  LCPP_KV  default "f16 q8_0 q4_0"
 #   LCPP_SKIP  "KV:DEPTH ..." pairs llama.cpp does not run (a '-' in the
 #              table): its prefill into a quantized cache is slow at 16K
+#              (about an hour for q4_0 on a 2-core host)
 . "$(dirname "$0")/lib.sh"
 DEPTHS=${DEPTHS:-"1024 4096 16384"}
 ROUNDS=${ROUNDS:-1}

@@ -315,6 +315,22 @@ static void kivi_ranges(const uint16_t *par, int hd, float *lo, float *step)
     for (int i = 0; i < hd; i++) { step[i] = llmq_kvq_f16(par[2 * i]); lo[i] = llmq_kvq_f16(par[2 * i + 1]); }
 }
 
+/* KIVI's ranges of the key group holding logical t as floats into tmp
+ * (lo, then step), tagged (tmp[2 hd]) with the group they are of and
+ * decoded once per group: a caller's tmp serves one layer and head (the
+ * tag is exact while gcap < 2^24).  Returns how many keys from t on, up
+ * to end, the group still holds. */
+static int key_group_ranges(const llmq_kvcache *kv, size_t lh, int t, int end, float *tmp)
+{
+    int hd = kv->hd, G = kv->s.key_group;
+    size_t grp = (size_t)(t / G % kv->gcap);
+    if (tmp[2 * hd] != (float)grp) {
+        kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
+        tmp[2 * hd] = (float)grp;
+    }
+    return LLMQ_MIN(end, (t / G + 1) * G) - t;
+}
+
 /* Stored (dequantized) pre-RoPE key of head g at logical t >= sinks.
  * tmp: 2 hd + 1 floats kept between the calls for one layer and head,
  * tmp[2 hd] = -1 before the first. */
@@ -331,16 +347,8 @@ static void key_row(const llmq_kvcache *kv, int layer, int g, int t, float *out,
         if (kv->kox) put_outliers(kv->kox, kv->kov, (lh * kv->slots + slot) * kv->kcap, kv->kcap, out);
         return;
     }
-    /* tmp: the group's ranges as floats, tagged (tmp[2 hd]) with the
-     * group they are of, decoded once per group: a caller's tmp serves one
-     * layer and head (the tag is exact while gcap < 2^24) */
-    size_t grp = (size_t)(t / kv->s.key_group % kv->gcap);
-    float *lo = tmp, *step = tmp + hd;
-    if (tmp[2 * hd] != (float)grp) {
-        kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, lo, step);
-        tmp[2 * hd] = (float)grp;
-    }
-    llmq_kvq_dequantize(src, hd, lo, step, book, kv->s.bits, out);
+    key_group_ranges(kv, lh, t, t + 1, tmp);
+    llmq_kvq_dequantize(src, hd, tmp, tmp + hd, book, kv->s.bits, out);
 }
 
 static void value_row(const llmq_kvcache *kv, int layer, int g, int t, float *out)
@@ -530,18 +538,11 @@ static void tile_keys(const llmq_kvcache *kv, int layer, int g, int t0, int m, f
         llmq_kv_deq_channels(src, kv->krow, m, hd, kv->s.bits, kv->klo + at, kv->kstep + at, out);
         return;
     }
-    /* KIVI: a run of rows per key group, its ranges decoded once (tmp, as key_row) */
-    int G = kv->s.key_group;
-    for (int t = t0; t < t0 + m;) {
-        int n = LLMQ_MIN(t0 + m, (t / G + 1) * G) - t;
-        size_t grp = (size_t)(t / G % kv->gcap);
-        if (tmp[2 * hd] != (float)grp) {
-            kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
-            tmp[2 * hd] = (float)grp;
-        }
+    /* KIVI: a run of rows per key group */
+    for (int t = t0, n; t < t0 + m; t += n) {
+        n = key_group_ranges(kv, lh, t, t0 + m, tmp);
         llmq_kv_deq_channels(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, kv->s.bits, tmp, tmp + hd,
                              out + (size_t)(t - t0) * hd);
-        t += n;
     }
 }
 
@@ -560,18 +561,11 @@ static int tile_scores_codes(const llmq_kvcache *kv, int layer, int g, int t0, i
     if (kv->calib)
         return llmq_attn_scores_codes(src, kv->krow, m, hd, 4, kv->klo + lh * hd, kv->kstep + lh * hd, p0, cs, sn,
                                       Q, group, scale, S, ldS);
-    int G = kv->s.key_group;
-    for (int t = t0; t < t0 + m;) {
-        int n = LLMQ_MIN(t0 + m, (t / G + 1) * G) - t;
-        size_t grp = (size_t)(t / G % kv->gcap);
-        if (tmp[2 * hd] != (float)grp) {
-            kivi_ranges(kv->kpar + (lh * kv->gcap + grp) * hd * 2, hd, tmp, tmp + hd);
-            tmp[2 * hd] = (float)grp;
-        }
+    for (int t = t0, n; t < t0 + m; t += n) {
+        n = key_group_ranges(kv, lh, t, t0 + m, tmp);
         if (!llmq_attn_scores_codes(src + (size_t)(t - t0) * kv->krow, kv->krow, n, hd, 4, tmp, tmp + hd,
                                     p0 + (t - t0), cs, sn, Q, group, scale, S + (t - t0), ldS))
             return 0;
-        t += n;
     }
     return 1;
 }

@@ -1394,13 +1394,46 @@ static float *att_table(int p0, int m, int half)
     return t;
 }
 
+/* S's m scores of each head against the oracle's Sr, to tol_rel of the
+ * sum of |products| over the rotated keys K (pre-RoPE floats) and queries
+ * Q; S's padding past m (all of it where none were written) still the
+ * sentinel.  0 with a message on the first failure. */
+static int scores_close(const char *what, const float *K, const float *Q, int hd, int m, int group, int p0,
+                        const float *cs, const float *sn, float scale, const float *S, const float *Sr, size_t ldS,
+                        double tol_rel, int written)
+{
+    int half = hd / 2;
+    for (int h = 0; h < group; h++)
+        for (size_t r = 0; r < ldS; r++) {
+            size_t at = (size_t)h * ldS + r;
+            if (r >= (size_t)m || !written) {
+                if (f32_bits(S[at]) == ATT_SENTINEL) continue;
+                fprintf(stderr, "  %s isa %s hd %d m %d group %d p0 %d: S[%d][%zu] written\n", what,
+                        llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r);
+                return 0;
+            }
+            const float *k = K + r * (size_t)hd, *q = Q + (size_t)h * hd;
+            const float *c = cs + (size_t)(p0 + (int)r) * half, *s = sn + (size_t)(p0 + (int)r) * half;
+            double mag = 0;
+            for (int i = 0; i < half; i++)
+                mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
+                     + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
+            double tol = tol_rel * mag * scale + TOL_FLOOR;
+            if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
+                fprintf(stderr, "  %s isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g (tol %g)\n",
+                        what, llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r, S[at], Sr[at], tol);
+                return 0;
+            }
+        }
+    return 1;
+}
+
 /* bf16: llmq_attn_scores_bf16 against the oracle's bf16 scores, to 2^-7 of
  * the products' magnitudes (a rotated key rounded to the neighbouring bf16
  * where an FMA rounds the rotation differently, or an ISA without a bf16
  * dot product running fp32: either is 2^-8 relative a product at most) */
 static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, const float *sn, int bf16)
 {
-    int half = hd / 2, bad = 0;
     size_t ldS = (size_t)m + 3, nS = (size_t)group * ldS;
     float *K = rand_vec((int64_t)m * hd, 1.0f), *Q = rand_vec((int64_t)group * hd, 1.0f);
     float *S = malloc(nS * sizeof *S), *Sr = malloc(nS * sizeof *Sr);
@@ -1409,32 +1442,10 @@ static int check_attn_scores(int hd, int m, int group, int p0, const float *cs, 
     (bf16 ? llmq_ktable_ref.attn_scores_bf16 : llmq_ktable_ref.attn_scores)(K, m, hd, p0, cs, sn, Q, group, scale,
                                                                             Sr, ldS);
     (bf16 ? llmq_attn_scores_bf16 : llmq_attn_scores)(K, m, hd, p0, cs, sn, Q, group, scale, S, ldS);
-    for (int h = 0; h < group && !bad; h++)
-        for (size_t r = 0; r < ldS && !bad; r++) {
-            size_t at = (size_t)h * ldS + r;
-            if (r >= (size_t)m) {
-                if (f32_bits(S[at]) != ATT_SENTINEL) {
-                    fprintf(stderr, "  attn_scores isa %s hd %d m %d group %d p0 %d: S[%d][%zu] written\n",
-                            llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r);
-                    bad = 1;
-                }
-                continue;
-            }
-            const float *k = K + r * (size_t)hd, *q = Q + (size_t)h * hd;
-            const float *c = cs + (size_t)(p0 + (int)r) * half, *s = sn + (size_t)(p0 + (int)r) * half;
-            double mag = 0;
-            for (int i = 0; i < half; i++)
-                mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
-                     + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
-            double tol = (bf16 ? 0x1p-7 : TOL_ATTN) * mag * scale + TOL_FLOOR;
-            if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
-                fprintf(stderr, "  attn_scores%s isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g (tol %g)\n",
-                        bf16 ? "_bf16" : "", llmq_isa_name(llmq_cpu_isa()), hd, m, group, p0, h, r, S[at], Sr[at], tol);
-                bad = 1;
-            }
-        }
+    int ok = scores_close(bf16 ? "attn_scores_bf16" : "attn_scores", K, Q, hd, m, group, p0, cs, sn, scale, S, Sr,
+                          ldS, bf16 ? 0x1p-7 : TOL_ATTN, 1);
     free(K); free(Q); free(S); free(Sr);
-    return !bad;
+    return ok;
 }
 
 static int check_attn_values(int hd, int m, int group)
@@ -1725,7 +1736,7 @@ static int check_attn_values_codes(int bits, int hd, int ng, int m, int group, s
  * 256); declined calls leave S as it was. */
 static int check_attn_scores_codes(int hd, int m, int group, int p0, const float *cs, const float *sn, size_t rowb)
 {
-    int half = hd / 2, bad = 0, isa = llmq_cpu_isa();
+    int bad = 0, isa = llmq_cpu_isa();
     size_t ldS = (size_t)m + 3, nS = (size_t)group * ldS;
     uint8_t *src = kvd_codes(m, rowb, llmq_kvq_row_bytes(hd, 4));
     float *lo = malloc((size_t)hd * sizeof *lo), *step = malloc((size_t)hd * sizeof *step);
@@ -1743,30 +1754,7 @@ static int check_attn_scores_codes(int hd, int m, int group, int p0, const float
     }
     if (done) CHECK(llmq_ktable_ref.attn_scores_codes(src, rowb, m, hd, 4, lo, step, p0, cs, sn, Q, group, scale, Sr,
                                                       ldS));
-    for (int h = 0; h < group && !bad; h++)
-        for (size_t r = 0; r < ldS && !bad; r++) {
-            size_t at = (size_t)h * ldS + r;
-            if (r >= (size_t)m || !done) {
-                if (f32_bits(S[at]) != ATT_SENTINEL) {
-                    fprintf(stderr, "  attn_scores_codes isa %s hd %d m %d group %d: S[%d][%zu] written\n",
-                            llmq_isa_name(isa), hd, m, group, h, r);
-                    bad = 1;
-                }
-                continue;
-            }
-            const float *k = K + r * (size_t)hd, *q = Q + (size_t)h * hd;
-            const float *c = cs + (size_t)(p0 + (int)r) * half, *s = sn + (size_t)(p0 + (int)r) * half;
-            double mag = 0;
-            for (int i = 0; i < half; i++)
-                mag += fabs(q[i]) * (fabs(k[i] * c[i]) + fabs(k[i + half] * s[i]))
-                     + fabs(q[i + half]) * (fabs(k[i + half] * c[i]) + fabs(k[i] * s[i]));
-            double tol = 0x1p-7 * mag * scale + TOL_FLOOR;
-            if (!(fabs((double)S[at] - Sr[at]) <= tol)) {
-                fprintf(stderr, "  attn_scores_codes isa %s hd %d m %d group %d p0 %d: S[%d][%zu] = %.9g, oracle %.9g"
-                        " (tol %g)\n", llmq_isa_name(isa), hd, m, group, p0, h, r, S[at], Sr[at], tol);
-                bad = 1;
-            }
-        }
+    if (!bad) bad = !scores_close("attn_scores_codes", K, Q, hd, m, group, p0, cs, sn, scale, S, Sr, ldS, 0x1p-7, done);
     free(src); free(lo); free(step); free(K); free(Q); free(S); free(Sr);
     return !bad;
 }
