@@ -73,9 +73,9 @@ static void fill_table(llmq_isa isa)
     if (!t.attn_scores_bf16) t.attn_scores_bf16 = isa == LLMQ_ISA_SCALAR ? ref->attn_scores_bf16 : t.attn_scores;
     if (!t.kv_deq_channels) t.kv_deq_channels = ref->kv_deq_channels;
     if (!t.kv_deq_groups) t.kv_deq_groups = ref->kv_deq_groups;
-    /* attn_scores_codes and attn_values_codes stay empty without bf16 products (the AVX2 table
-     * has none): llmq_attn_values_codes then declines and kvcache.c reads
-     * the tile; the oracle's table has its own */
+    /* attn_scores_codes and attn_values_codes stay empty without bf16
+     * products (the AVX2 table has none): llmq_attn_*_codes then decline
+     * and kvcache.c reads the tile; the oracle's table has its own */
     dispatch.table = t;
     dispatch.isa = isa;
 }

@@ -317,7 +317,7 @@ static int ref_attn_values_codes(const float *P, size_t ldP, int m, const uint8_
             float p = P[(size_t)h * ldP + r];
             for (int k = 0; k < ng; k++) {
                 const uint16_t *pk = par + ((size_t)r * ng + k) * 2;
-                float pp = llmq_bf16_to_f32(llmq_f32_to_bf16(p * llmq_kvq_f16(pk[0])));
+                float pp = bf16r(p * llmq_kvq_f16(pk[0]));
                 double plo = (double)p * llmq_kvq_f16(pk[1]);
                 /* the codes themselves: lo 0, step 1 */
                 llmq_kvq_deq_row1(src + (size_t)r * rowb + k * gb, vg, bits, 0.0f, 1.0f, code);
