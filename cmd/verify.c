@@ -88,6 +88,7 @@ typedef struct {
     llmq_act_mode act;
     float *act_scales;              /* (n_layers, 4) with --stats, else NULL */
     int kv_on;                      /* --kv-cache, --kv-sinks ... given: the runner gets kv_spec */
+    int interleaved;                /* llmq_model_interleave done (before the first runner) */
     llmq_kv_spec kv_spec;
     llmq_kv_calib kv_cal;
     float *kv_kmin, *kv_kmax;       /* (n_layers, kv_dim) calibrated key ranges, or NULL */
@@ -179,7 +180,12 @@ static int runner_ctx(const llmq_kv_spec *kv, int on, int need)
 /* A runner of `need` positions with the activation mode and KV cache asked for. */
 static int make_runner(verify_run *v, int need, llmq_err *err)
 {
-    int rc = llmq_runner_new(&v->run, &v->m, runner_ctx(&v->kv_spec, v->kv_on, need), v->pool, err);
+    int rc = 0;
+    if (!v->interleaved) {
+        v->interleaved = 1;
+        rc = llmq_model_interleave(&v->m, err);
+    }
+    if (!rc) rc = llmq_runner_new(&v->run, &v->m, runner_ctx(&v->kv_spec, v->kv_on, need), v->pool, err);
     if (!rc) rc = runner_act(v->run, v->act, v->act_scales, err);
     if (!rc && v->kv_on) rc = llmq_runner_set_kv(v->run, &v->kv_spec, &v->kv_cal, err);
     return rc;

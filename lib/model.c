@@ -1,5 +1,9 @@
 /* model.c - assemble and check a model from config.json + safetensors. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+#include <sys/mman.h>
 #include "model.h"
 #include "base/blocks.h"
 #include "quant/quant.h"
@@ -439,6 +443,52 @@ static void release_w(const llmq_model *m, const llmq_wmat *W)
         break;
     default: llmq_ckpt_release_bytes(&m->ckpt, W->data, llmq_wmat_bytes(W)); break;   /* float types */
     }
+}
+
+/* The model's matrices: the layers' linears, then the LM head and the
+ * embeddings (one view when tied).  n = 7 * n_layers + 2. */
+static llmq_wmat *model_w(llmq_model *m, int i)
+{
+    int nl = LLMQ_LIN_COUNT * m->cfg.n_layers;
+    if (i < nl) return llmq_layer_wp(&m->layers[i / LLMQ_LIN_COUNT], i % LLMQ_LIN_COUNT);
+    return i == nl ? &m->lm_head : &m->embed;
+}
+
+int llmq_model_interleave(llmq_model *m, llmq_err *err)
+{
+    const char *env = getenv("LLMQ_INTERLEAVE");
+    if (env && strcmp(env, "0") == 0) return LLMQ_OK;
+    const int n = LLMQ_LIN_COUNT * m->cfg.n_layers + 2;
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const llmq_wmat *W = model_w(m, i);
+        if (llmq_wmat_interleavable(W) && !(i == n - 1 && m->embed.data == m->lm_head.data))
+            total += (uint64_t)W->rows * (uint64_t)(W->cols / 2);
+    }
+    if (total == 0) return LLMQ_OK;
+    const size_t huge = 2u << 20;       /* transparent huge pages where the kernel gives them */
+    void *buf = NULL;
+    if (total > SIZE_MAX - huge || posix_memalign(&buf, huge, (size_t)((total + huge - 1) / huge * huge)) != 0)
+        return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory interleaving %" PRIu64 " bytes of int4 weights",
+                           m->path ? m->path : "model", total);
+#ifdef MADV_HUGEPAGE
+    (void)madvise(buf, (size_t)((total + huge - 1) / huge * huge), MADV_HUGEPAGE);
+#endif
+    int rc = llmq_model_own(m, buf, err);
+    if (rc) return rc;
+    uint8_t *at = buf;
+    for (int i = 0; i < n; i++) {
+        llmq_wmat *W = model_w(m, i);
+        if (!llmq_wmat_interleavable(W)) continue;
+        const void *old = W->data;
+        llmq_wmat_interleave(W, at);
+        llmq_ckpt_release_bytes(&m->ckpt, old, (uint64_t)W->rows * (uint64_t)(W->cols / 2));
+        W->data = at;
+        W->ilv = LLMQ_ILV_ROWS;
+        if (i == n - 2 && m->embed.data == old) m->embed = *W;   /* tied: one copy */
+        at += (uint64_t)W->rows * (uint64_t)(W->cols / 2);
+    }
+    return LLMQ_OK;
 }
 
 void llmq_model_release_layer(const llmq_model *m, int l)

@@ -79,7 +79,7 @@ static void err_worker(void *ctx, int ti, int nt)
         }
         if (j->quantize) {
             /* W8A8 as the runner multiplies it: exact int32 sums of codes */
-            llmq_wmat Wt = { .type = LLMQ_W_Q8, .rows = tr, .cols = j->cols, .data = cd, .scales = wsc };
+            llmq_wmat Wt = { .type = LLMQ_W_Q8, .rows = tr, .cols = j->cols, .data = cd, .scales = wsc, 0 };
             llmq_matmul_a8(NULL, &Wt, j->Xq, j->xs, j->n, yb);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n, (int)tr, (int)j->cols, 1.0f, j->Xd,

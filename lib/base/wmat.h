@@ -64,7 +64,32 @@ typedef struct {
     const uint8_t *zeros;  /* Q4 / Q3 asymmetric zero points, NULL if symmetric */
     int group;             /* Q4 / Q3 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
     float tscale;          /* NVFP4 / NVINT4 tensor scale (lib/base/blocks.h); unused by other types */
+    int ilv;               /* Q4 only: 0, rows one after another; LLMQ_ILV_ROWS, rows in tiles (below) */
 } llmq_wmat;
+
+/* An interleaved Q4 matrix (ilv = LLMQ_ILV_ROWS, made by
+ * llmq_wmat_interleave for the runner, never in a file): rows in tiles of
+ * four whose 64-byte lines alternate, so that a kernel reading four rows at
+ * once reads one address stream instead of four.  Line j of row 4t + k
+ * lies at data + 4t * rb + (4j + k) * 64 (rb = cols / 2 bytes per row);
+ * rows % 4 == 0 and rb % 64 == 0.  Scales and zero points stay row-major. */
+#define LLMQ_ILV_ROWS 4
+#define LLMQ_ILV_LINE 64
+
+/* Where byte `off` of row r's codes lies (rb bytes per row), either layout. */
+static inline const uint8_t *llmq_wmat_row_byte(const llmq_wmat *W, int64_t r, int64_t rb, int64_t off)
+{
+    const uint8_t *d = (const uint8_t *)W->data;
+    if (!W->ilv) return d + r * rb + off;
+    return d + (r & ~(int64_t)3) * rb + (off / LLMQ_ILV_LINE * LLMQ_ILV_ROWS + (r & 3)) * LLMQ_ILV_LINE +
+           off % LLMQ_ILV_LINE;
+}
+
+/* The distance between consecutive 64-byte lines of one row. */
+static inline int64_t llmq_wmat_line_stride(const llmq_wmat *W)
+{
+    return W->ilv ? LLMQ_ILV_ROWS * LLMQ_ILV_LINE : LLMQ_ILV_LINE;
+}
 
 /* How an MXINT8 block's shared E8M0 scale was chosen (llmq_mx8_quantize in
  * lib/quant/quant.h); recorded in a packed file's scheme name. */

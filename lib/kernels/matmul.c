@@ -7,6 +7,7 @@
  * tiles held in cache across the tokens.
  */
 #include <limits.h>
+#include <string.h>
 #include <math.h>
 #include <cblas.h>
 #include "kern-int.h"
@@ -86,6 +87,22 @@ int llmq_wtype_of_ggml(uint32_t ggml_type)
     return -1;
 }
 
+int llmq_wmat_interleavable(const llmq_wmat *W)
+{
+    return W->type == LLMQ_W_Q4 && !W->ilv && W->rows % LLMQ_ILV_ROWS == 0 && (W->cols / 2) % LLMQ_ILV_LINE == 0;
+}
+
+void llmq_wmat_interleave(const llmq_wmat *W, uint8_t *dst)
+{
+    const int64_t rb = W->cols / 2, lines = rb / LLMQ_ILV_LINE;
+    const uint8_t *src = W->data;
+    for (int64_t r = 0; r < W->rows; r += LLMQ_ILV_ROWS)
+        for (int64_t j = 0; j < lines; j++)
+            for (int k = 0; k < LLMQ_ILV_ROWS; k++)
+                memcpy(dst + r * rb + (j * LLMQ_ILV_ROWS + k) * LLMQ_ILV_LINE,
+                       src + (r + k) * rb + j * LLMQ_ILV_LINE, LLMQ_ILV_LINE);
+}
+
 int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
 {
     if (!name) name = "?";
@@ -110,6 +127,10 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
             return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s cols %" PRId64
                                " not a multiple of group %d", name, t, W->cols, W->group);
     }
+    if (W->ilv && (W->ilv != LLMQ_ILV_ROWS || W->type != LLMQ_W_Q4 || W->rows % LLMQ_ILV_ROWS ||
+                   (W->cols / 2) % LLMQ_ILV_LINE))
+        return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s [%" PRId64 ", %" PRId64 "] cannot be interleaved "
+                           "by %d", name, t, W->rows, W->cols, W->ilv);
     if (W->type == LLMQ_W_MX8) {
         if (W->group != LLMQ_MX8_BLOCK)
             return llmq_errorf(err, LLMQ_EUNSUPPORTED, "tensor '%s': mx8 block %d is not %d",

@@ -149,14 +149,17 @@ INLINE void split_x16(const float *x, __m256 *xe, __m256 *xo)
 
 INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
-    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2, ls = llmq_wmat_line_stride(W);
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m256i lo4 = _mm256_set1_epi32(15);
+    const uint8_t *rp[4];
     __m256 acc[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t g = 0; g < ng; g++) {
         __m256 ga[4], gb[4];
         __m256i z[4];
@@ -170,8 +173,9 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
             split_x16(x + c, &xe, &xo);
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
-                if (NR == 4) PF(data + (k + 4) * rb + c / 2);
-                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(data + k * rb + c / 2)));
+                const uint8_t *d = llmq_q4_at(rp[k], ls, c / 2);
+                if (NR == 4) PF(d + 4 * rb);
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)d));
                 __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, lo4), z[k]);
                 __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(v, 4), z[k]);
                 ga[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), xe, ga[k]);
@@ -198,14 +202,15 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
     const int64_t cols = W->cols, G = W->group, ng = cols / G, rb = cols / 2;
     const __m256i lo4 = _mm256_set1_epi32(15);
+    const int64_t ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, rb, 0);
         float *o = out + (r - r0) * cols;
         for (int64_t g = 0; g < ng; g++) {
             __m256 s = _mm256_set1_ps(_cvtsh_ss(((const uint16_t *)W->scales)[r * ng + g]));
             __m256i z = _mm256_set1_epi32(W->zeros ? W->zeros[r * ng + g] : LLMQ_Q4_ZERO_SYM);
             for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
-                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(data + c / 2)));
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)llmq_q4_at(data, ls, c / 2)));
                 __m256 lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, lo4), z)), s);
                 __m256 hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), z)), s);
                 __m256 u0 = _mm256_unpacklo_ps(lo, hi), u1 = _mm256_unpackhi_ps(lo, hi);
@@ -688,7 +693,7 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
     const int64_t cols = W->cols, ng = cols / G, rb = cols / 2;
     const int64_t nfull = cols / 64, nh = (cols + 63) / 64;   /* 64-column halves of chunks */
     const int64_t hpw = G / 8;                                 /* halves per 8 groups */
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t ls = llmq_wmat_line_stride(W);
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
@@ -698,8 +703,12 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
     __m256 acc[4];
     float s8[4][8] __attribute__((aligned(32)));
     int32_t z8[4][8] __attribute__((aligned(32)));
+    const uint8_t *rp[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t h = 0; h < nh;) {
         const int64_t g0 = h * 64 / G, ngw = LLMQ_MIN(ng - g0, 8);
 #pragma GCC unroll 4
@@ -725,15 +734,15 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
             const __m256i ns = _mm256_load_si256((const __m256i *)(x->nsum + 16 * o));
             const __m256 xs = _mm256_load_ps(x->xs + 8 * o);
             const __m256i gi = _mm256_add_epi32(lane_g, _mm256_set1_epi32((int)((h - h0) * 64 / G)));
-            const uint8_t *d = data + h * 32;
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
+                const uint8_t *d = llmq_q4_at(rp[k], ls, h * 32);
                 __m256i v;
                 if (h < nfull) {
-                    if (NR == 4) PF(d + (k + 4) * rb);
-                    v = _mm256_loadu_si256((const __m256i *)(d + k * rb));
+                    if (NR == 4) PF(d + 4 * rb);
+                    v = _mm256_loadu_si256((const __m256i *)d);
                 } else {
-                    v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(d + k * rb)));
+                    v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)d));
                 }
                 __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                 __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
@@ -775,7 +784,8 @@ LLMQ_KERN_MV_Q4A8
 INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NT, int G, const llmq_q4a8_x *x, float *y, int64_t ldy)
 {
     const int64_t cols = W->cols, ng = cols / G, nfull = cols / 64, nh = (cols + 63) / 64;
-    const uint8_t *data = (const uint8_t *)W->data + r * (cols / 2);
+    const int64_t ls = llmq_wmat_line_stride(W);
+    const uint8_t *data = llmq_wmat_row_byte(W, r, cols / 2, 0);
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
@@ -791,8 +801,8 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NT, int G, const llmq_q
         const int64_t g = h * 64 / G, o = h & 1;
         __m256i v, zv;
         __m256 sv;
-        if (h < nfull) v = _mm256_loadu_si256((const __m256i *)(data + h * 32));
-        else v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(data + h * 32)));
+        if (h < nfull) v = _mm256_loadu_si256((const __m256i *)llmq_q4_at(data, ls, h * 32));
+        else v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)llmq_q4_at(data, ls, h * 32)));
         const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         if (G >= 64) {
             sv = _mm256_set1_ps(_cvtsh_ss(sc[g]));

@@ -193,7 +193,8 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
 {
     const int64_t cols = W->cols, ng = cols / W->group, rb = cols / 2;
     const int64_t cpg = W->group / 32;                  /* 32-column chunks per group */
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t ls = llmq_wmat_line_stride(W);
+    const uint8_t *rp[4];
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -201,7 +202,10 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
     __m512 a[4], b[4], t[4];
     float s[4][16], zs[4][16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) a[k] = b[k] = t[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        a[k] = b[k] = t[k] = _mm512_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     int64_t g = 0, left = 0;
     for (int64_t c = 0; c < cols; c += 32) {
         if (left == 0) {                                /* a new group */
@@ -212,11 +216,11 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
         left--;
         __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
         __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
-        const uint8_t *d = data + (c >> 1);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            if (NR == 4) PF(d + (k + 4) * rb);
-            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(d + k * rb)));
+            const uint8_t *d = llmq_q4_at(rp[k], ls, c >> 1);
+            if (NR == 4) PF(d + 4 * rb);
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)d));
             a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
             b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]), xo, b[k]);
         }
@@ -244,20 +248,23 @@ INLINE void regroup_x128(const float *x, int64_t cols, float *xp)
 
 INLINE void q4g128_rows(const llmq_wmat *W, int64_t r, int NR, const float *xp, float *y)
 {
-    const int64_t cols = W->cols, ng = cols / 128, rb = cols / 2;
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t cols = W->cols, ng = cols / 128, rb = cols / 2, ls = llmq_wmat_line_stride(W);
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
+    const uint8_t *rp[4];
     __m512 a[4], b[4], t[4];
     float s[4][16], zs[4][16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) a[k] = b[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        a[k] = b[k] = _mm512_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t g = 0; g < ng; g++) {
         q4_tables(sc, zp, ng, g, NR, s, zs, t);
         const float *xg = xp + g * 128;
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const uint8_t *d = data + k * rb + g * 64;
+            const uint8_t *d = rp[k] + g * ls;
             if (NR == 4) PF(d + 4 * rb);
             __m512i v = _mm512_loadu_si512((const void *)d);
 #pragma GCC unroll 8
@@ -295,8 +302,9 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     float s[16], zs[16];
+    const int64_t ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, rb, 0);
         const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
         const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
         float *o = out + (r - r0) * cols;
@@ -305,7 +313,7 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
             for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
                 __m512 t = q4_table(s[g - g0], zs[g - g0]);
                 for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
-                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + c / 2)));
+                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)llmq_q4_at(data, ls, c / 2)));
                     __m512 lo = _mm512_permutexvar_ps(v, t), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
                     _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(lo, il, hi));
                     _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(lo, ih, hi));
@@ -1228,7 +1236,7 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
     const int64_t cols = W->cols, ng = cols / G, rb = cols / 2;
     const int64_t nfull = cols / 128, nck = (cols + 127) / 128;
     const int64_t cps = G / 8;                          /* chunks per 16 groups */
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t ls = llmq_wmat_line_stride(W);
     const uint16_t *sc = (const uint16_t *)W->scales + r * ng;
     const uint8_t *zp = W->zeros ? W->zeros + r * ng : NULL;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
@@ -1240,6 +1248,9 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
     const __mmask64 tail = (__mmask64)-1 >> (64 - LLMQ_MAX((cols - nfull * 128) / 2, 1));
     __m512 acc[4][4], S[4];
     __m512i Z[4];
+    const uint8_t *rp[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
     /* G = 128: one group per chunk, its scale and zero broadcast from memory
      * (a load, no shuffle) */
     float s16[4][16] __attribute__((aligned(64)));
@@ -1263,17 +1274,17 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
         }
         const int64_t cend = LLMQ_MIN(nck, c + cps);
         for (__m512i gi = lane_g; c < cend; c++, gi = _mm512_add_epi32(gi, step)) {
-            const uint8_t *d = data + c * 64;
             __m512i lo[4], hi[4], zb[4];
             __m512 sb[4];
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
+                const uint8_t *d = rp[k] + c * ls;   /* a partial last chunk: plain rows only */
                 __m512i v;
                 if (c < nfull) {
-                    if (NR == 4) PF(d + (k + 4) * rb);
-                    v = _mm512_loadu_si512(d + k * rb);
+                    if (NR == 4) PF(d + 4 * rb);
+                    v = _mm512_loadu_si512(d);
                 } else {
-                    v = _mm512_maskz_loadu_epi8(tail, d + k * rb);
+                    v = _mm512_maskz_loadu_epi8(tail, d);
                 }
                 lo[k] = _mm512_and_si512(v, m4);
                 hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);

@@ -23,8 +23,8 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
     case LLMQ_W_Q8:
         return (float)((const int8_t *)W->data)[i] * ((const float *)W->scales)[r];
     case LLMQ_W_Q4: {
-        const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
-        int q = (j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15;
+        uint8_t b = *llmq_wmat_row_byte(W, r, cols / 2, j / 2);
+        int q = (j & 1) ? b >> 4 : b & 15;
         int64_t g = r * (cols / W->group) + j / W->group;
         int z = W->zeros ? W->zeros[g] : LLMQ_Q4_ZERO_SYM;
         return (float)(q - z) * llmq_f16_to_f32(((const uint16_t *)W->scales)[g]);
@@ -154,13 +154,13 @@ static void ref_matvec_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const ll
     const int64_t cols = W->cols, ng = cols / W->group;
     const uint16_t *sc = W->scales;
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
         double s = 0.0;
         for (int64_t b = 0; b < cols / LLMQ_A8_BLOCK; b++) {
             int64_t g = r * ng + b * LLMQ_A8_BLOCK / W->group, isum = 0;
             int z = W->zeros ? W->zeros[g] : LLMQ_Q4_ZERO_SYM;
             for (int64_t j = b * LLMQ_A8_BLOCK; j < (b + 1) * LLMQ_A8_BLOCK; j++) {
-                int q = (j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15;
+                uint8_t c = *llmq_wmat_row_byte(W, r, cols / 2, j / 2);
+                int q = (j & 1) ? c >> 4 : c & 15;
                 isum += (int64_t)(q - z) * x->xq[j];
             }
             float f = llmq_f16_to_f32(sc[g]) * x->xs[b];

@@ -24,6 +24,17 @@ if [ -d "$L" ]; then
     expect_out '"linears_packed":43' llmq pack "$L" -o "$TMP/head" --format int8 --quantize-head --json
     expect_out 'perplexity' llmq verify "$TMP/head" --act int8 --ids "$L/reference/wikitext2_test_ids.bin" --max-windows 1
 fi
+# verify runs int4 rows in tiles of four (llmq_model_interleave); the
+# file's own row order (LLMQ_INTERLEAVE=0) gives the same logits bit for
+# bit, here with a tied int4 LM head and embeddings, both activation modes
+expect_code 0 llmq pack $M -o "$TMP/i4h" --format int4 --group 64 --quantize-head
+for a in fp int8; do
+    expect_code 0 llmq verify "$TMP/i4h" --act $a --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 \
+        --logits-out "$TMP/il.$a"
+    expect_code 0 env LLMQ_INTERLEAVE=0 "$LLMQ" verify "$TMP/i4h" --act $a \
+        --ids $M/reference/wikitext2_test_ids.bin --max-windows 1 --logits-out "$TMP/pl.$a"
+    check "interleaved int4 rows, --act $a: the same logits" cmp -s "$TMP/il.$a" "$TMP/pl.$a"
+done
 # a second pack replaces the output whole
 expect_code 0 llmq pack $M -o "$TMP/int4" --format int4
 check "no temp files left" sh -c "! ls -a $TMP | grep -q tmp"

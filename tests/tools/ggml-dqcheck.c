@@ -112,7 +112,7 @@ int main(int argc, char **argv)
         for (int64_t k = rows * rb; k < n * rb; k++) m[k] = (uint8_t)rnd();
         for (int64_t blk = rows * (COLS / g->qk); blk < n * (COLS / g->qk); blk++)
             for (const int *f = f16_fields(i); *f >= 0; f++) llmq_put_le16(m + blk * g->block_bytes + *f, rand_f16());
-        llmq_wmat W = { (llmq_wtype)(LLMQ_W_GQ8_0 + i), n, COLS, m, NULL, NULL, g->qk, 0 };
+        llmq_wmat W = { (llmq_wtype)(LLMQ_W_GQ8_0 + i), n, COLS, m, NULL, NULL, g->qk, 0, 0 };
         llmq_err err;
         if (llmq_wmat_check(&W, g->name, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         for (int j = 0; j < COLS; j++) xv[j] = rndf();

@@ -3,7 +3,7 @@
  * type on every ISA this CPU has, next to a memory read bandwidth probe.
  *
  *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]
- *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME]
+ *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME] [--interleave]
  *                                              (q4 / q3 group default 128, as llmq pack)
  *
  * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
@@ -16,7 +16,8 @@
  * GGUF files hold them (their bytes 0x30..0x3f too: f16 scales of 0.13 to
  * 1.0).  --types picks types by name (llmq_wtype_name, q8a8, q4a8), --isa
  * runs one ISA (scalar, avx2, avx512, or best: the best this CPU has)
- * instead of every one the CPU has.
+ * instead of every one the CPU has.  --interleave runs q4 and q4a8 on rows
+ * in the layout llmq verify gives them (tiles of four, wmat.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 static uint8_t *arena;
 static int q4_group = 128;             /* llmq pack --format int4 default */
+static int q4_ilv;                     /* --interleave: Q4 in the runner's tiles of four rows */
 
 /* best read rate over the 1 GiB arena: the library's probe (llmq verify --bench) */
 static double probe_bw(llmq_pool *pool, double secs)
@@ -42,10 +44,11 @@ static double probe_bw(llmq_pool *pool, double secs)
 static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
 {
     const int q43 = t == LLMQ_W_Q4 || t == LLMQ_W_Q3;
-    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, q43 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0, 0 };
+    llmq_wmat W = { t, rows, cols, NULL, NULL, NULL, q43 ? q4_group : t == LLMQ_W_MX8 ? 32 : 0, 0, 0 };
     if (llmq_wtype_is_ggml(t)) W.group = t >= LLMQ_W_GQ2_K ? 256 : 32;
     if (llmq_wtype_is_block(t)) W.group = llmq_block_size(t), W.tscale = 1.0f;
     W.zeros = q43 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
+    if (q4_ilv && llmq_wmat_interleavable(&W)) W.ilv = LLMQ_ILV_ROWS;   /* random bytes: any layout */
     uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
     uint64_t n = (uint64_t)rows * (uint64_t)cols;
     uint8_t *p = arena + off;
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         long *dst = NULL, lo = 1, hi = 1 << 20;
         if (!strcmp(argv[i], "--types") && i + 1 < argc) { types = argv[++i]; continue; }
+        if (!strcmp(argv[i], "--interleave")) { q4_ilv = 1; continue; }
         if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             i++;
             int k = !strcmp(argv[i], "scalar") ? LLMQ_ISA_SCALAR : !strcmp(argv[i], "avx2") ? LLMQ_ISA_AVX2
@@ -176,6 +180,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
                    "              [--group 32|64|128] [--type K] [--types NAME,...] [--isa scalar|avx2|avx512|best]\n"
+                   "              [--interleave]\n"
                    "  K or NAME:");
             for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) printf(" %d %s", t, type_name(t));
             printf("\n");

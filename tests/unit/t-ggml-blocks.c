@@ -55,7 +55,7 @@ typedef struct {
 static gmat make_gmat(llmq_wtype t, int64_t rows, int64_t cols, int off)
 {
     const llmq_gq_traits *g = traits(t);
-    gmat m = { { t, rows, cols, NULL, NULL, NULL, g->qk, 0 }, NULL };
+    gmat m = { { t, rows, cols, NULL, NULL, NULL, g->qk, 0, 0 }, NULL };
     int64_t nblk = rows * (cols / g->qk);
     m.buf = malloc((size_t)(nblk * g->block_bytes + off));
     uint8_t *p = m.buf + off;
@@ -192,7 +192,7 @@ static void check_hand(llmq_wtype t, const uint8_t *blk, const expect *e, int ne
     const llmq_gq_traits *g = traits(t);
     uint8_t *buf = malloc((size_t)g->block_bytes + 1);
     memcpy(buf + 1, blk, (size_t)g->block_bytes);                 /* odd address */
-    llmq_wmat W = { t, 1, g->qk, buf + 1, NULL, NULL, g->qk, 0 };
+    llmq_wmat W = { t, 1, g->qk, buf + 1, NULL, NULL, g->qk, 0, 0 };
     llmq_err err;
     CHECK(llmq_wmat_check(&W, "hand", &err) == LLMQ_OK);
     CHECK_EQ_INT(llmq_wmat_bytes(&W), g->block_bytes);
@@ -364,7 +364,7 @@ TEST(type_map_and_checks)
 
     llmq_err err;
     uint8_t data[210 * 3];
-    llmq_wmat W = { LLMQ_W_GQ6_K, 1, 768, data, NULL, NULL, 256, 0 };
+    llmq_wmat W = { LLMQ_W_GQ6_K, 1, 768, data, NULL, NULL, 256, 0, 0 };
     CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_OK);
     CHECK_EQ_INT(llmq_wmat_bytes(&W), 630);
     W.cols = 512 + 32;                                  /* not whole super-blocks */

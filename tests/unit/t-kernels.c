@@ -724,6 +724,95 @@ TEST(q4a8_matmul_threaded)
     llmq_pool_free(pool);
 }
 
+/* The runner's layout of Q4 rows in tiles of four (wmat.h's ilv,
+ * llmq_model_interleave): every kernel reading it gives what it gives on
+ * the plain rows, bit for bit, on every ISA - matvec with fp32 and int8
+ * activations, prefill (fp32 tiles + sgemm, and W4A8), and dequantized
+ * rows from any row on (embedding lookups take one row). */
+static int same_floats(const float *a, const float *b, int64_t n) { return !memcmp(a, b, (size_t)n * 4); }
+
+TEST(q4_interleaved_same_as_plain)
+{
+    llmq_err err;
+    llmq_pool *pool = llmq_pool_new(3, &err);
+    CHECK(pool != NULL);
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t rows_[] = { 4, 8, 20, 300 }, cols_[] = { 128, 256, 384, 1152, 1408 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int G = 32; G <= 128; G *= 2)
+            for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(rows_); ri++)
+                for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols_); ci++) {
+                    int64_t rows = rows_[ri], c = cols_[ci], n = 5, nb = c / 32;
+                    if (c % G) continue;
+                    tmat m = make_mat(LLMQ_W_Q4, rows, c, G, (int)(ri & 1), ci == 1 ? M_MAX : M_RANDOM);
+                    CHECK(llmq_wmat_interleavable(&m.W));
+                    uint8_t *d = malloc((size_t)(rows * c / 2));
+                    llmq_wmat_interleave(&m.W, d);
+                    llmq_wmat Wi = m.W;
+                    Wi.data = d;
+                    Wi.ilv = LLMQ_ILV_ROWS;
+                    CHECK(llmq_wmat_check(&Wi, "wi", &err) == LLMQ_OK);
+                    CHECK(!llmq_wmat_interleavable(&Wi));
+                    if (c > 128 && ci != 1)   /* one-line rows lie as they did; M_MAX codes repeat */
+                        CHECK(memcmp(d, m.W.data, (size_t)(rows * c / 2)) != 0);
+                    float *X = rand_vec(n * c, 2.0f), *xs = malloc((size_t)(n * nb) * 4);
+                    int8_t *Xq = malloc((size_t)(n * c));
+                    llmq_quantize_act_blocks(X, n * c, Xq, xs);
+                    float *a = malloc((size_t)(n * rows * c) * 4), *b = malloc((size_t)(n * rows * c) * 4);
+                    const char *in = llmq_isa_name(llmq_cpu_isa());
+                    llmq_matvec(pool, &m.W, X, a);
+                    llmq_matvec(pool, &Wi, X, b);
+                    CHECK_MSG(same_floats(a, b, rows), "matvec isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+                    llmq_matmul(pool, &m.W, X, n, a);
+                    llmq_matmul(pool, &Wi, X, n, b);
+                    CHECK_MSG(same_floats(a, b, n * rows), "matmul isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+                    llmq_matvec_q4a8(pool, &m.W, Xq, xs, a);
+                    llmq_matvec_q4a8(pool, &Wi, Xq, xs, b);
+                    CHECK_MSG(same_floats(a, b, rows), "q4a8 matvec isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+                    llmq_matmul_q4a8(pool, &m.W, Xq, xs, n, a);
+                    llmq_matmul_q4a8(pool, &Wi, Xq, xs, n, b);
+                    CHECK_MSG(same_floats(a, b, n * rows), "q4a8 matmul isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+                    const llmq_ktable *kt = llmq_ktable_cur();
+                    for (int64_t r0 = 0; r0 < LLMQ_MIN(rows, 6); r0++) {
+                        kt->dequant[LLMQ_W_Q4](&m.W, r0, rows, a);
+                        kt->dequant[LLMQ_W_Q4](&Wi, r0, rows, b);
+                        CHECK_MSG(same_floats(a, b, (rows - r0) * c), "dequant isa %s from row %" PRId64, in, r0);
+                        llmq_get_row(&Wi, r0, b);
+                        llmq_ktable_ref.dequant[LLMQ_W_Q4](&m.W, r0, r0 + 1, a);
+                        CHECK_MSG(same_floats(a, b, c), "get_row isa %s row %" PRId64, in, r0);
+                    }
+                    free(a); free(b); free(X); free(xs); free(Xq); free(d); tmat_free(&m);
+                }
+    }
+    llmq_cpu_set_isa(saved);
+    llmq_pool_free(pool);
+}
+
+/* Which matrices take the layout, and that a view claiming it otherwise is refused. */
+TEST(q4_interleave_shapes)
+{
+    llmq_err err;
+    llmq_wmat W = { LLMQ_W_Q4, 8, 256, (void *)1, (void *)1, NULL, 32, 0, 0 };
+    CHECK(llmq_wmat_interleavable(&W));
+    W.rows = 6;
+    CHECK(!llmq_wmat_interleavable(&W));           /* not whole tiles */
+    W.ilv = LLMQ_ILV_ROWS;
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    W.rows = 8; W.cols = 96;                       /* 48-byte rows: not whole lines */
+    W.ilv = 0;
+    CHECK(!llmq_wmat_interleavable(&W));
+    W.ilv = LLMQ_ILV_ROWS;
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    W.cols = 256; W.ilv = 2;                       /* only tiles of four */
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    llmq_wmat Q = { LLMQ_W_Q8, 8, 256, (void *)1, (void *)1, NULL, 0, 0, 0 };
+    CHECK(!llmq_wmat_interleavable(&Q));           /* Q4 only */
+    Q.ilv = LLMQ_ILV_ROWS;
+    CHECK(llmq_wmat_check(&Q, "q", &err) == LLMQ_EINTERNAL);
+}
+
 /* Prefill tiles and their tails: llmq_matmul_q4a8 on n tokens equals n
  * single-token products bit for bit, for every group size, symmetric or
  * not, rows not a multiple of the row tile, token counts around the token
@@ -1026,7 +1115,7 @@ TEST(isa_control)
 
 TEST(wmat_bytes_and_check)
 {
-    llmq_wmat W = { LLMQ_W_Q4, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 32, 0 };
+    llmq_wmat W = { LLMQ_W_Q4, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 32, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 / 2 + 2048ull * 176 * 3);
     llmq_err err;
     CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
@@ -1035,16 +1124,16 @@ TEST(wmat_bytes_and_check)
     CHECK(strstr(err.msg, "'blk.0.w'") != NULL);
     W.group = 128; W.cols = 5632 + 64;
     CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_EFORMAT);
-    llmq_wmat F = { LLMQ_W_BF16, 3, 5, (void *)1, NULL, NULL, 0, 0 };
+    llmq_wmat F = { LLMQ_W_BF16, 3, 5, (void *)1, NULL, NULL, 0, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&F), 30);
     CHECK_EQ_INT(llmq_wmat_check(&F, "f", &err), LLMQ_OK);
     F.rows = 0;
     CHECK_EQ_INT(llmq_wmat_check(&F, "f", &err), LLMQ_EUNSUPPORTED);
-    llmq_wmat M = { LLMQ_W_MX8, 4, 64, (void *)1, (void *)1, NULL, 32, 0 };
+    llmq_wmat M = { LLMQ_W_MX8, 4, 64, (void *)1, (void *)1, NULL, 32, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&M), 256 + 8);
     M.cols = 48;
     CHECK_EQ_INT(llmq_wmat_check(&M, "m", &err), LLMQ_EFORMAT);
-    llmq_wmat Q = { LLMQ_W_Q8, 4, 64, (void *)1, NULL, NULL, 0, 0 };
+    llmq_wmat Q = { LLMQ_W_Q8, 4, 64, (void *)1, NULL, NULL, 0, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EFORMAT);
     Q.type = (llmq_wtype)99;
     CHECK_EQ_INT(llmq_wmat_check(&Q, "q", &err), LLMQ_EUNSUPPORTED);
@@ -1079,7 +1168,7 @@ TEST(q3_layout_by_hand)
         for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
             if (!isa_ok((llmq_isa)isa)) continue;
             llmq_cpu_set_isa((llmq_isa)isa);
-            llmq_wmat W = { LLMQ_W_Q3, 1, 64, d, sc, sym ? NULL : z, 32, 0 };
+            llmq_wmat W = { LLMQ_W_Q3, 1, 64, d, sc, sym ? NULL : z, 32, 0, 0 };
             float out[64], x[64], y;
             llmq_err err;
             CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
@@ -1142,7 +1231,7 @@ TEST(q3_equals_nibble_layout)
 
 TEST(q3_wmat_bytes_and_check)
 {
-    llmq_wmat W = { LLMQ_W_Q3, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 128, 0 };
+    llmq_wmat W = { LLMQ_W_Q3, 2048, 5632, (void *)1, (void *)1, (const uint8_t *)1, 128, 0, 0 };
     CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 * 3 / 8 + 2048ull * 44 * 3);
     W.zeros = NULL;
     CHECK_EQ_INT(llmq_wmat_bytes(&W), 2048ull * 5632 * 3 / 8 + 2048ull * 44 * 2);
@@ -1241,7 +1330,7 @@ TEST(block_all_codes)
                 s[r * nb + b] = llmq_wtype_is_nv(t) ? (llmq_e4m3_is_nan(v) ? 0x3f : v) : (v == 255 ? 127 : v);
             }
         }
-        llmq_wmat W = { t, rows, cols, q, s, NULL, B, llmq_wtype_is_nv(t) ? 0.37f : 0.0f };
+        llmq_wmat W = { t, rows, cols, q, s, NULL, B, llmq_wtype_is_nv(t) ? 0.37f : 0.0f, 0 };
         llmq_err err;
         CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
         float *a = malloc((size_t)(rows * cols) * 4), *b = malloc((size_t)(rows * cols) * 4);
@@ -1323,7 +1412,7 @@ TEST(block_wmat_bytes_and_check)
     for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(BLOCK_TYPES); ti++) {
         llmq_wtype t = BLOCK_TYPES[ti];
         const int B = llmq_block_size(t), nv = llmq_wtype_is_nv(t);
-        llmq_wmat W = { t, 6, 512, (void *)1, (void *)1, NULL, B, nv ? 0.5f : 0.0f };
+        llmq_wmat W = { t, 6, 512, (void *)1, (void *)1, NULL, B, nv ? 0.5f : 0.0f, 0 };
         uint64_t codes = llmq_wtype_is_block4(t) ? 6 * 256 : 6 * 512;
         CHECK_EQ_INT(llmq_wmat_bytes(&W), codes + 6 * 512 / B + (nv ? 4 : 0));
         CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);

@@ -147,7 +147,7 @@ static void q4_round_trip(int group, int sym)
             else CHECK((j & 1 ? q[(r * C + j) / 2] >> 4 : q[(r * C + j) / 2] & 15) != 0);
         }
         /* the kernels' oracle reads the same bytes the same way */
-        llmq_wmat W = { LLMQ_W_Q4, R, C, q, s, sym ? NULL : z, group, 0 };
+        llmq_wmat W = { LLMQ_W_Q4, R, C, q, s, sym ? NULL : z, group, 0, 0 };
         float k[C];
         llmq_get_row(&W, r, k);
         CHECK(!memcmp(k, out, sizeof k));
@@ -219,8 +219,8 @@ static void q3_pack_round_trip(int group, int sym)
     llmq_err err;
     CHECK_EQ_INT(llmq_q3_quantize(w, R, C, group, sym, NULL, q, s, sym ? NULL : z, "t", &err), LLMQ_OK);
     CHECK_EQ_INT(llmq_q3_pack(q, R, C, sym, q3, "t", &err), LLMQ_OK);
-    llmq_wmat W4 = { LLMQ_W_Q4, R, C, q, s, sym ? NULL : z, group, 0 };
-    llmq_wmat W3 = { LLMQ_W_Q3, R, C, q3, s, sym ? NULL : z, group, 0 };
+    llmq_wmat W4 = { LLMQ_W_Q4, R, C, q, s, sym ? NULL : z, group, 0, 0 };
+    llmq_wmat W3 = { LLMQ_W_Q3, R, C, q3, s, sym ? NULL : z, group, 0, 0 };
     for (int r = 0; r < R; r++) {
         llmq_get_row(&W4, r, a);
         llmq_get_row(&W3, r, b);
@@ -371,7 +371,7 @@ TEST(mx8_edges)
     }
     /* the kernels' oracle reads the same bytes the same way */
     float r[32];
-    llmq_wmat W = { LLMQ_W_MX8, 1, 32, q, &e, NULL, 32, 0 };
+    llmq_wmat W = { LLMQ_W_MX8, 1, 32, q, &e, NULL, 32, 0, 0 };
     llmq_get_row(&W, 0, r);
     CHECK(!memcmp(r, out, sizeof r));
 }
@@ -433,19 +433,19 @@ TEST(quantized_matvec_close)
     float s8[R];
     for (int i = 0; i < R * C; i++) w[i] = rndf() * 0.1f;
     for (int j = 0; j < C; j++) x[j] = rndf();
-    llmq_wmat F = { LLMQ_W_F32, R, C, w, NULL, NULL, 0, 0 };
+    llmq_wmat F = { LLMQ_W_F32, R, C, w, NULL, NULL, 0, 0, 0 };
     llmq_matvec(NULL, &F, x, y);
     llmq_err err;
     CHECK_EQ_INT(llmq_q8_quantize(w, R, C, q8, s8, "w", &err), 0);
-    llmq_wmat W8 = { LLMQ_W_Q8, R, C, q8, s8, NULL, 0, 0 };
+    llmq_wmat W8 = { LLMQ_W_Q8, R, C, q8, s8, NULL, 0, 0, 0 };
     llmq_matvec(NULL, &W8, x, yq);
     for (int r = 0; r < R; r++) CHECK(fabs(yq[r] - y[r]) < 0.01);
     CHECK_EQ_INT(llmq_q4_quantize(w, R, C, 32, 0, NULL, q4, s4, z4, "w", &err), 0);
-    llmq_wmat W4 = { LLMQ_W_Q4, R, C, q4, s4, z4, 32, 0 };
+    llmq_wmat W4 = { LLMQ_W_Q4, R, C, q4, s4, z4, 32, 0, 0 };
     llmq_matvec(NULL, &W4, x, yq);
     for (int r = 0; r < R; r++) CHECK(fabs(yq[r] - y[r]) < 0.1);
     CHECK_EQ_INT(llmq_mx8_quantize(w, R, C, LLMQ_MX_SCALE_OCP, q8, e8, "w", &err), 0);
-    llmq_wmat WM = { LLMQ_W_MX8, R, C, q8, e8, NULL, 32, 0 };
+    llmq_wmat WM = { LLMQ_W_MX8, R, C, q8, e8, NULL, 32, 0, 0 };
     llmq_matvec(NULL, &WM, x, yq);
     for (int r = 0; r < R; r++) CHECK(fabs(yq[r] - y[r]) < 0.01);
 }
@@ -650,7 +650,7 @@ static int block_round_trip(llmq_wtype t, llmq_mx_rule rule, double scale)
     else CHECK_MSG(fabs(ts - amax / (448 * gmax)) <= 1e-6 * ts + 0x1p-149 && ts > 0.0f,   /* subnormal: 2^-149 steps */ "%s tscale %g, amax %g",
                    llmq_block_name(t), (double)ts, amax);
     int clipped = 0;
-    llmq_wmat W = { t, R, C, q, s, NULL, B, ts };
+    llmq_wmat W = { t, R, C, q, s, NULL, B, ts, 0 };
     llmq_isa saved = llmq_cpu_set_isa(LLMQ_ISA_SCALAR);
     for (int r = 0; r < R; r++) {
         const uint8_t *qr = q + r * rb, *sr = s + r * nb;
@@ -934,14 +934,14 @@ TEST(block_matvec_close)
     static uint8_t q[R * C], s[R * C / 16];
     for (int i = 0; i < R * C; i++) w[i] = rndf() * 0.1f;
     for (int j = 0; j < C; j++) x[j] = rndf();
-    llmq_wmat F = { LLMQ_W_F32, R, C, w, NULL, NULL, 0, 0 };
+    llmq_wmat F = { LLMQ_W_F32, R, C, w, NULL, NULL, 0, 0, 0 };
     llmq_matvec(NULL, &F, x, y);
     for (int k = 0; k < N_BLOCK_TYPES; k++) {
         llmq_wtype t = BLOCK_TYPES[k];
         float ts;
         llmq_err err;
         CHECK_EQ_INT(llmq_block_quantize(t, w, R, C, LLMQ_MX_SCALE_OCP, q, s, &ts, "w", &err), 0);
-        llmq_wmat W = { t, R, C, q, s, NULL, blk_size(t), ts };
+        llmq_wmat W = { t, R, C, q, s, NULL, blk_size(t), ts, 0 };
         CHECK_EQ_INT(llmq_wmat_check(&W, "w", &err), LLMQ_OK);
         llmq_matvec(NULL, &W, x, yq);
         /* relative RMS error of the products: about 0.06-0.1 for 4-bit
