@@ -174,7 +174,7 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
                 const uint8_t *d = llmq_q4_at(rp[k], ls, c / 2);
-                if (NR == 4) PF(d + 4 * rb);
+                if (NR == 4 && !W->ilv) PF(d + 4 * rb);
                 __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)d));
                 __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, lo4), z[k]);
                 __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(v, 4), z[k]);
@@ -739,7 +739,7 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
                 const uint8_t *d = llmq_q4_at(rp[k], ls, h * 32);
                 __m256i v;
                 if (h < nfull) {
-                    if (NR == 4) PF(d + 4 * rb);
+                    if (NR == 4 && !W->ilv) PF(d + 4 * rb);
                     v = _mm256_loadu_si256((const __m256i *)d);
                 } else {
                     v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)d));

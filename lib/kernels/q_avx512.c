@@ -219,7 +219,7 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
             const uint8_t *d = llmq_q4_at(rp[k], ls, c >> 1);
-            if (NR == 4) PF(d + 4 * rb);
+            if (NR == 4 && !W->ilv) PF(d + 4 * rb);
             __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)d));
             a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
             b[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[k]), xo, b[k]);
@@ -265,7 +265,7 @@ INLINE void q4g128_rows(const llmq_wmat *W, int64_t r, int NR, const float *xp, 
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
             const uint8_t *d = rp[k] + g * ls;
-            if (NR == 4) PF(d + 4 * rb);
+            if (NR == 4 && !W->ilv) PF(d + 4 * rb);
             __m512i v = _mm512_loadu_si512((const void *)d);
 #pragma GCC unroll 8
             for (int sh = 0; sh < 8; sh += 2) {
@@ -1281,7 +1281,7 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
                 const uint8_t *d = rp[k] + c * ls;   /* a partial last chunk: plain rows only */
                 __m512i v;
                 if (c < nfull) {
-                    if (NR == 4) PF(d + 4 * rb);
+                    if (NR == 4 && !W->ilv) PF(d + 4 * rb);
                     v = _mm512_loadu_si512(d);
                 } else {
                     v = _mm512_maskz_loadu_epi8(tail, d);
