@@ -463,13 +463,13 @@ int llmq_model_interleave(llmq_model *m, llmq_err *err)
     for (int i = 0; i < n; i++) {
         const llmq_wmat *W = model_w(m, i);
         if (llmq_wmat_interleavable(W) && !(i == n - 1 && m->embed.data == m->lm_head.data))
-            total += (uint64_t)W->rows * (uint64_t)(W->cols / 2);
+            total += (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
     }
     if (total == 0) return LLMQ_OK;
     const size_t huge = 2u << 20;       /* transparent huge pages where the kernel gives them */
     void *buf = NULL;
     if (total > SIZE_MAX - huge || posix_memalign(&buf, huge, (size_t)((total + huge - 1) / huge * huge)) != 0)
-        return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory interleaving %" PRIu64 " bytes of int4 weights",
+        return llmq_errorf(err, LLMQ_ENOMEM, "%s: out of memory interleaving %" PRIu64 " bytes of weights",
                            m->path ? m->path : "model", total);
 #ifdef MADV_HUGEPAGE
     (void)madvise(buf, (size_t)((total + huge - 1) / huge * huge), MADV_HUGEPAGE);
@@ -482,11 +482,12 @@ int llmq_model_interleave(llmq_model *m, llmq_err *err)
         if (!llmq_wmat_interleavable(W)) continue;
         const void *old = W->data;
         llmq_wmat_interleave(W, at);
-        llmq_ckpt_release_bytes(&m->ckpt, old, (uint64_t)W->rows * (uint64_t)(W->cols / 2));
+        const uint64_t bytes = (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
+        llmq_ckpt_release_bytes(&m->ckpt, old, bytes);
         W->data = at;
         W->ilv = LLMQ_ILV_ROWS;
         if (i == n - 2 && m->embed.data == old) m->embed = *W;   /* tied: one copy */
-        at += (uint64_t)W->rows * (uint64_t)(W->cols / 2);
+        at += bytes;
     }
     return LLMQ_OK;
 }

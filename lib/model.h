@@ -75,13 +75,14 @@ int llmq_tensor_nonfinite(const llmq_st_tensor *t, uint64_t *where);
  * layer resident.  No-op for weights not mapped from a safetensors file. */
 void llmq_model_release_layer(const llmq_model *m, int l);
 
-/* Copy every Q4 matrix that allows it (llmq_wmat_interleavable) into the
- * runner's layout of four-row tiles (wmat.h), in memory the model owns,
- * and drop the mapped pages of the originals: a decode step then reads one
- * address stream per thread instead of four.  For runners only: the views
- * no longer hold the file's bytes (export and the quantizers read a model
- * opened without this).  LLMQ_INTERLEAVE=0 in the environment skips it.
- * LLMQ_ENOMEM if the copy does not fit; the model is unchanged then. */
+/* Copy every matrix that allows it (llmq_wmat_interleavable: bf16, f16,
+ * int8 and int4 weights) into the runner's layout of four-row tiles
+ * (wmat.h), in memory the model owns, and drop the mapped pages of the
+ * originals: a decode step then reads one address stream per thread
+ * instead of four.  For runners only: the views no longer hold the file's
+ * bytes (export and the quantizers read a model opened without this).
+ * LLMQ_INTERLEAVE=0 in the environment skips it.  LLMQ_ENOMEM if the copy
+ * does not fit; the model is unchanged then. */
 int llmq_model_interleave(llmq_model *m, llmq_err *err);
 
 /* Bytes of weights one decode step streams (all linears + lm_head). */

@@ -64,19 +64,20 @@ typedef struct {
     const uint8_t *zeros;  /* Q4 / Q3 asymmetric zero points, NULL if symmetric */
     int group;             /* Q4 / Q3 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
     float tscale;          /* NVFP4 / NVINT4 tensor scale (lib/base/blocks.h); unused by other types */
-    int ilv;               /* Q4 only: 0, rows one after another; LLMQ_ILV_ROWS, rows in tiles (below) */
+    int ilv;               /* 0: rows one after another; LLMQ_ILV_ROWS: rows in tiles (below) */
 } llmq_wmat;
 
-/* An interleaved Q4 matrix (ilv = LLMQ_ILV_ROWS, made by
- * llmq_wmat_interleave for the runner, never in a file): rows in tiles of
- * four whose 64-byte lines alternate, so that a kernel reading four rows at
- * once reads one address stream instead of four.  Line j of row 4t + k
- * lies at data + 4t * rb + (4j + k) * 64 (rb = cols / 2 bytes per row);
- * rows % 4 == 0 and rb % 64 == 0.  Scales and zero points stay row-major. */
+/* An interleaved matrix (ilv = LLMQ_ILV_ROWS, made by llmq_wmat_interleave
+ * for the runner, never in a file): rows in tiles of four whose 64-byte
+ * lines alternate, so that a kernel reading four rows at once reads one
+ * address stream instead of four.  Line j of row 4t + k lies at data +
+ * 4t * rb + (4j + k) * 64, rb the row's bytes of data (llmq_wmat_row_bytes
+ * in kernels.h); rows % 4 == 0 and rb % 64 == 0.  Types BF16, F16, Q8 and
+ * Q4; scales and zero points stay row-major. */
 #define LLMQ_ILV_ROWS 4
 #define LLMQ_ILV_LINE 64
 
-/* Where byte `off` of row r's codes lies (rb bytes per row), either layout. */
+/* Where byte `off` of row r's data lies (rb bytes per row), either layout. */
 static inline const uint8_t *llmq_wmat_row_byte(const llmq_wmat *W, int64_t r, int64_t rb, int64_t off)
 {
     const uint8_t *d = (const uint8_t *)W->data;

@@ -155,13 +155,15 @@ static void mv_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_
     }                                                                              \
 }
 
-/* Q4 rows in either layout (wmat.h): p = llmq_wmat_row_byte(W, r, rb, 0),
+/* Rows in either layout (wmat.h): p = llmq_wmat_row_byte(W, r, rb, 0),
  * ls = llmq_wmat_line_stride(W); byte o of the row, for loads that do not
  * cross a 64-byte line (at most 64 bytes at a multiple of their size). */
-static inline const uint8_t *llmq_q4_at(const uint8_t *p, int64_t ls, int64_t o)
+static inline const uint8_t *llmq_line_at(const uint8_t *p, int64_t ls, int64_t o)
 {
     return p + (o / LLMQ_ILV_LINE) * ls + o % LLMQ_ILV_LINE;
 }
+/* Row r of W as a char pointer, rb bytes a row. */
+#define LLMQ_ROWP(W, r, rb) ((const char *)llmq_wmat_row_byte((W), (r), (rb), 0))
 
 /* The table of the current ISA, every slot filled.  cpu.c. */
 const llmq_ktable *llmq_ktable_cur(void);

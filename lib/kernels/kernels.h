@@ -61,11 +61,15 @@ void llmq_get_row(const llmq_wmat *W, int64_t r, float *out);
 /* Bytes of W's storage (data + scales + zeros): what a matvec streams. */
 uint64_t llmq_wmat_bytes(const llmq_wmat *W);
 
-/* Whether W can be laid out in tiles of four rows (wmat.h's ilv): Q4 in
+/* Bytes of one row of W's data where every row has the same and the
+ * runner's tiles (wmat.h's ilv) may hold them: BF16, F16, Q8, Q4; else 0. */
+int64_t llmq_wmat_row_bytes(const llmq_wmat *W);
+/* Whether W can be laid out in tiles of four rows: one of those types in
  * plain rows, rows % 4 == 0, a row a whole number of 64-byte lines. */
 int llmq_wmat_interleavable(const llmq_wmat *W);
-/* W's codes (rows * cols / 2 bytes) in that layout, into dst; the view of
- * them is W with data = dst and ilv = LLMQ_ILV_ROWS.  W interleavable. */
+/* W's data (rows * llmq_wmat_row_bytes bytes) in that layout, into dst;
+ * the view of them is W with data = dst and ilv = LLMQ_ILV_ROWS.  W
+ * interleavable. */
 void llmq_wmat_interleave(const llmq_wmat *W, uint8_t *dst);
 
 /* ---- W8A8: int8 weights times int8 activations, exact int32 sums ---- */

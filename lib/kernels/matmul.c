@@ -87,14 +87,28 @@ int llmq_wtype_of_ggml(uint32_t ggml_type)
     return -1;
 }
 
-int llmq_wmat_interleavable(const llmq_wmat *W)
+int64_t llmq_wmat_row_bytes(const llmq_wmat *W)
 {
-    return W->type == LLMQ_W_Q4 && !W->ilv && W->rows % LLMQ_ILV_ROWS == 0 && (W->cols / 2) % LLMQ_ILV_LINE == 0;
+    switch (W->type) {
+    case LLMQ_W_BF16:
+    case LLMQ_W_F16: return 2 * W->cols;
+    case LLMQ_W_Q8:  return W->cols;
+    case LLMQ_W_Q4:  return W->cols / 2;
+    default:         return 0;
+    }
 }
+
+static int ilv_shape_ok(const llmq_wmat *W)
+{
+    int64_t rb = llmq_wmat_row_bytes(W);
+    return rb > 0 && rb % LLMQ_ILV_LINE == 0 && W->rows % LLMQ_ILV_ROWS == 0;
+}
+
+int llmq_wmat_interleavable(const llmq_wmat *W) { return !W->ilv && ilv_shape_ok(W); }
 
 void llmq_wmat_interleave(const llmq_wmat *W, uint8_t *dst)
 {
-    const int64_t rb = W->cols / 2, lines = rb / LLMQ_ILV_LINE;
+    const int64_t rb = llmq_wmat_row_bytes(W), lines = rb / LLMQ_ILV_LINE;
     const uint8_t *src = W->data;
     for (int64_t r = 0; r < W->rows; r += LLMQ_ILV_ROWS)
         for (int64_t j = 0; j < lines; j++)
@@ -127,8 +141,7 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
             return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s cols %" PRId64
                                " not a multiple of group %d", name, t, W->cols, W->group);
     }
-    if (W->ilv && (W->ilv != LLMQ_ILV_ROWS || W->type != LLMQ_W_Q4 || W->rows % LLMQ_ILV_ROWS ||
-                   (W->cols / 2) % LLMQ_ILV_LINE))
+    if (W->ilv && (W->ilv != LLMQ_ILV_ROWS || !ilv_shape_ok(W)))
         return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s [%" PRId64 ", %" PRId64 "] cannot be interleaved "
                            "by %d", name, t, W->rows, W->cols, W->ilv);
     if (W->type == LLMQ_W_MX8) {

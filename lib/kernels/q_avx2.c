@@ -44,46 +44,52 @@ INLINE __m256 ld_i8(const void *p, int64_t j) {
 }
 INLINE float el_i8(const void *p, int64_t j) { return (float)((const int8_t *)p)[j]; }
 
+/* Element j of a row starting at w, in either row layout (wmat.h); needs
+ * ls = llmq_wmat_line_stride(W) in scope; ESZ bytes an element.  Loads of
+ * 8 elements of at most 4 bytes never cross a line. */
+#define DAT(w, j, ESZ) ((const char *)llmq_line_at((const uint8_t *)(w), ls, (j) * (ESZ)))
+
 /* Rows [r0, r1) of a matrix of ESZ-byte elements read by LD / EL; each row
  * sum is multiplied by SCALE(r) (1 for float types). */
 #define MV_DENSE(NAME, ESZ, LD, EL, SCALE)                                         \
 static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
 {                                                                                  \
-    const char *base = W->data;                                                    \
-    const int64_t cols = W->cols, stride = cols * (ESZ);                           \
+    const int64_t cols = W->cols, stride = cols * (ESZ), ls = llmq_wmat_line_stride(W); \
     const int64_t c16 = cols & ~(int64_t)15, c8 = cols & ~(int64_t)7;              \
     int64_t r = r0;                                                                \
     for (; r + 4 <= r1; r += 4) {                                                  \
-        const char *w0 = base + r * stride, *w1 = w0 + stride;                     \
-        const char *w2 = w1 + stride, *w3 = w2 + stride;                           \
+        const char *w0 = LLMQ_ROWP(W, r, stride), *w1 = LLMQ_ROWP(W, r + 1, stride); \
+        const char *w2 = LLMQ_ROWP(W, r + 2, stride), *w3 = LLMQ_ROWP(W, r + 3, stride); \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                \
         __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                 \
         int64_t j = 0;                                                             \
         for (; j < c16; j += 16) {                                                 \
             __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x + j + 8);   \
+            if (!W->ilv) {                                                         \
             PF(w0 + 4 * stride + j * (ESZ)); PF(w1 + 4 * stride + j * (ESZ));     \
             PF(w2 + 4 * stride + j * (ESZ)); PF(w3 + 4 * stride + j * (ESZ));     \
-            a0 = _mm256_fmadd_ps(LD(w0, j), xa, a0);                               \
-            a1 = _mm256_fmadd_ps(LD(w1, j), xa, a1);                               \
-            a2 = _mm256_fmadd_ps(LD(w2, j), xa, a2);                               \
-            a3 = _mm256_fmadd_ps(LD(w3, j), xa, a3);                               \
-            b0 = _mm256_fmadd_ps(LD(w0, j + 8), xb, b0);                           \
-            b1 = _mm256_fmadd_ps(LD(w1, j + 8), xb, b1);                           \
-            b2 = _mm256_fmadd_ps(LD(w2, j + 8), xb, b2);                           \
-            b3 = _mm256_fmadd_ps(LD(w3, j + 8), xb, b3);                           \
+            }                                                                      \
+            a0 = _mm256_fmadd_ps(LD(DAT(w0, j, ESZ), 0), xa, a0);                               \
+            a1 = _mm256_fmadd_ps(LD(DAT(w1, j, ESZ), 0), xa, a1);                               \
+            a2 = _mm256_fmadd_ps(LD(DAT(w2, j, ESZ), 0), xa, a2);                               \
+            a3 = _mm256_fmadd_ps(LD(DAT(w3, j, ESZ), 0), xa, a3);                               \
+            b0 = _mm256_fmadd_ps(LD(DAT(w0, j + 8, ESZ), 0), xb, b0);                           \
+            b1 = _mm256_fmadd_ps(LD(DAT(w1, j + 8, ESZ), 0), xb, b1);                           \
+            b2 = _mm256_fmadd_ps(LD(DAT(w2, j + 8, ESZ), 0), xb, b2);                           \
+            b3 = _mm256_fmadd_ps(LD(DAT(w3, j + 8, ESZ), 0), xb, b3);                           \
         }                                                                          \
         if (j < c8) {                                                              \
             __m256 xa = _mm256_loadu_ps(x + j);                                    \
-            a0 = _mm256_fmadd_ps(LD(w0, j), xa, a0);                               \
-            a1 = _mm256_fmadd_ps(LD(w1, j), xa, a1);                               \
-            a2 = _mm256_fmadd_ps(LD(w2, j), xa, a2);                               \
-            a3 = _mm256_fmadd_ps(LD(w3, j), xa, a3);                               \
+            a0 = _mm256_fmadd_ps(LD(DAT(w0, j, ESZ), 0), xa, a0);                               \
+            a1 = _mm256_fmadd_ps(LD(DAT(w1, j, ESZ), 0), xa, a1);                               \
+            a2 = _mm256_fmadd_ps(LD(DAT(w2, j, ESZ), 0), xa, a2);                               \
+            a3 = _mm256_fmadd_ps(LD(DAT(w3, j, ESZ), 0), xa, a3);                               \
             j += 8;                                                                \
         }                                                                          \
         float t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                      \
         for (; j < cols; j++) {                                                    \
-            t0 += EL(w0, j) * x[j]; t1 += EL(w1, j) * x[j];                        \
-            t2 += EL(w2, j) * x[j]; t3 += EL(w3, j) * x[j];                        \
+            t0 += EL(DAT(w0, j, ESZ), 0) * x[j]; t1 += EL(DAT(w1, j, ESZ), 0) * x[j];                        \
+            t2 += EL(DAT(w2, j, ESZ), 0) * x[j]; t3 += EL(DAT(w3, j, ESZ), 0) * x[j];                        \
         }                                                                          \
         y[r - r0 + 0] = (hsum(_mm256_add_ps(a0, b0)) + t0) * SCALE(r + 0);         \
         y[r - r0 + 1] = (hsum(_mm256_add_ps(a1, b1)) + t1) * SCALE(r + 1);         \
@@ -91,16 +97,16 @@ static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, flo
         y[r - r0 + 3] = (hsum(_mm256_add_ps(a3, b3)) + t3) * SCALE(r + 3);         \
     }                                                                              \
     for (; r < r1; r++) {                                                          \
-        const char *w0 = base + r * stride;                                        \
+        const char *w0 = LLMQ_ROWP(W, r, stride);                                  \
         __m256 a0 = _mm256_setzero_ps(), b0 = a0;                                  \
         int64_t j = 0;                                                             \
         for (; j < c16; j += 16) {                                                 \
-            a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0);           \
-            b0 = _mm256_fmadd_ps(LD(w0, j + 8), _mm256_loadu_ps(x + j + 8), b0);   \
+            a0 = _mm256_fmadd_ps(LD(DAT(w0, j, ESZ), 0), _mm256_loadu_ps(x + j), a0);           \
+            b0 = _mm256_fmadd_ps(LD(DAT(w0, j + 8, ESZ), 0), _mm256_loadu_ps(x + j + 8), b0);   \
         }                                                                          \
-        if (j < c8) { a0 = _mm256_fmadd_ps(LD(w0, j), _mm256_loadu_ps(x + j), a0); j += 8; } \
+        if (j < c8) { a0 = _mm256_fmadd_ps(LD(DAT(w0, j, ESZ), 0), _mm256_loadu_ps(x + j), a0); j += 8; } \
         float t0 = 0;                                                              \
-        for (; j < cols; j++) t0 += EL(w0, j) * x[j];                              \
+        for (; j < cols; j++) t0 += EL(DAT(w0, j, ESZ), 0) * x[j];                              \
         y[r - r0] = (hsum(_mm256_add_ps(a0, b0)) + t0) * SCALE(r);                 \
     }                                                                              \
 }
@@ -116,15 +122,15 @@ MV_DENSE(mv_q8, 1, ld_i8, el_i8, Q8SCALE)
 #define DQ_DENSE(NAME, ESZ, LD, EL, SCALE)                                         \
 static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)           \
 {                                                                                  \
-    const int64_t cols = W->cols, c8 = cols & ~(int64_t)7;                         \
+    const int64_t cols = W->cols, c8 = cols & ~(int64_t)7, ls = llmq_wmat_line_stride(W); \
     for (int64_t r = r0; r < r1; r++) {                                            \
-        const char *w = (const char *)W->data + r * cols * (ESZ);                  \
+        const char *w = LLMQ_ROWP(W, r, cols * (ESZ));                             \
         float *o = out + (r - r0) * cols;                                          \
         const float sc = SCALE(r);                                                 \
         __m256 s = _mm256_set1_ps(sc);                                             \
         int64_t j = 0;                                                             \
-        for (; j < c8; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(LD(w, j), s)); \
-        for (; j < cols; j++) o[j] = EL(w, j) * sc;                                \
+        for (; j < c8; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(LD(DAT(w, j, ESZ), 0), s)); \
+        for (; j < cols; j++) o[j] = EL(DAT(w, j, ESZ), 0) * sc;                   \
     }                                                                              \
 }
 DQ_DENSE(dq_bf16, 2, ld_bf16, el_bf16, ONE)
@@ -173,7 +179,7 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
             split_x16(x + c, &xe, &xo);
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
-                const uint8_t *d = llmq_q4_at(rp[k], ls, c / 2);
+                const uint8_t *d = llmq_line_at(rp[k], ls, c / 2);
                 if (NR == 4 && !W->ilv) PF(d + 4 * rb);
                 __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)d));
                 __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, lo4), z[k]);
@@ -210,7 +216,7 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
             __m256 s = _mm256_set1_ps(_cvtsh_ss(((const uint16_t *)W->scales)[r * ng + g]));
             __m256i z = _mm256_set1_epi32(W->zeros ? W->zeros[r * ng + g] : LLMQ_Q4_ZERO_SYM);
             for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
-                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)llmq_q4_at(data, ls, c / 2)));
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)llmq_line_at(data, ls, c / 2)));
                 __m256 lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, lo4), z)), s);
                 __m256 hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), z)), s);
                 __m256 u0 = _mm256_unpacklo_ps(lo, hi), u1 = _mm256_unpackhi_ps(lo, hi);
@@ -633,20 +639,24 @@ GQ_TYPES(GQ_KERNELS)
  * ones then widens to int32. */
 INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, float xscale, float *y)
 {
-    const int64_t cols = W->cols;
-    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
     const float *ws = (const float *)W->scales + r;
     const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *rp[4];
     __m256i acc[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_si256();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_si256();
+        rp[k] = (const int8_t *)llmq_wmat_row_byte(W, r + k, cols, 0);
+    }
     int64_t j = 0;
     for (; j + 32 <= cols; j += 32) {
         __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + j));
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            if (NR == 4) PF(data + (k + 4) * cols + j);
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(data + k * cols + j));
+            const uint8_t *d = llmq_line_at((const uint8_t *)rp[k], ls, j);
+            if (NR == 4 && !W->ilv) PF(d + 4 * cols);
+            __m256i wv = _mm256_loadu_si256((const __m256i *)d);
             __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, ones));
         }
@@ -657,7 +667,7 @@ INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, flo
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
         int32_t dot = _mm_cvtsi128_si32(s);
-        for (int64_t t = j; t < cols; t++) dot += (int32_t)data[k * cols + t] * xq[t];
+        for (int64_t t = j; t < cols; t++) dot += (int32_t)rp[k][t] * xq[t];   /* plain rows only */
         y[k] = (float)dot * (ws[k] * xscale);
     }
 }
@@ -736,7 +746,7 @@ INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
             const __m256i gi = _mm256_add_epi32(lane_g, _mm256_set1_epi32((int)((h - h0) * 64 / G)));
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
-                const uint8_t *d = llmq_q4_at(rp[k], ls, h * 32);
+                const uint8_t *d = llmq_line_at(rp[k], ls, h * 32);
                 __m256i v;
                 if (h < nfull) {
                     if (NR == 4 && !W->ilv) PF(d + 4 * rb);
@@ -801,8 +811,8 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NT, int G, const llmq_q
         const int64_t g = h * 64 / G, o = h & 1;
         __m256i v, zv;
         __m256 sv;
-        if (h < nfull) v = _mm256_loadu_si256((const __m256i *)llmq_q4_at(data, ls, h * 32));
-        else v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)llmq_q4_at(data, ls, h * 32)));
+        if (h < nfull) v = _mm256_loadu_si256((const __m256i *)llmq_line_at(data, ls, h * 32));
+        else v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)llmq_line_at(data, ls, h * 32)));
         const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         if (G >= 64) {
             sv = _mm256_set1_ps(_cvtsh_ss(sc[g]));

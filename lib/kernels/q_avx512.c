@@ -45,53 +45,60 @@ INLINE __m512 ldm_i8(const void *p, int64_t j, __mmask16 m) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)p + j)));
 }
 
+/* Element j of a row starting at w, in either row layout (wmat.h); needs
+ * ls = llmq_wmat_line_stride(W) in scope; ESZ bytes an element.  Loads
+ * of 16 elements of at most 2 bytes never cross a line. */
+#define DAT(w, j, ESZ) ((const char *)llmq_line_at((const uint8_t *)(w), ls, (j) * (ESZ)))
+
 /* Rows [r0, r1) of a matrix of ESZ-byte elements read by LD / LDM; each row
- * sum is multiplied by SCALE(r) (1 for float types). */
+ * sum is multiplied by SCALE(r) (1 for float types).  f32 rows are never
+ * interleaved (ls = 64: DAT is the plain offset). */
 #define MV_DENSE(NAME, ESZ, LD, LDM, SCALE)                                        \
 static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y) \
 {                                                                                  \
-    const char *base = W->data;                                                    \
-    const int64_t cols = W->cols, stride = cols * (ESZ);                           \
+    const int64_t cols = W->cols, stride = cols * (ESZ), ls = llmq_wmat_line_stride(W); \
     const int64_t c32 = cols & ~(int64_t)31, c16 = cols & ~(int64_t)15;            \
     const __mmask16 tm = tail_mask(cols - c16);                                    \
     int64_t r = r0;                                                                \
     for (; r + 4 <= r1; r += 4) {                                                  \
-        const char *w0 = base + r * stride, *w1 = w0 + stride;                     \
-        const char *w2 = w1 + stride, *w3 = w2 + stride;                           \
+        const char *w0 = LLMQ_ROWP(W, r, stride), *w1 = LLMQ_ROWP(W, r + 1, stride); \
+        const char *w2 = LLMQ_ROWP(W, r + 2, stride), *w3 = LLMQ_ROWP(W, r + 3, stride); \
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                \
         __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                 \
         int64_t j = 0;                                                             \
         for (; j < c32; j += 32) {                                                 \
             __m512 xa = _mm512_loadu_ps(x + j), xb = _mm512_loadu_ps(x + j + 16);  \
+            if (!W->ilv) {                                                         \
             PF(w0 + 4 * stride + j * (ESZ)); PF(w1 + 4 * stride + j * (ESZ));     \
             PF(w2 + 4 * stride + j * (ESZ)); PF(w3 + 4 * stride + j * (ESZ));     \
+            }                                                                      \
             if ((ESZ) == 4) {                                                      \
                 PF(w0 + 4 * stride + j * 4 + 64); PF(w1 + 4 * stride + j * 4 + 64); \
                 PF(w2 + 4 * stride + j * 4 + 64); PF(w3 + 4 * stride + j * 4 + 64); \
             }                                                                      \
-            a0 = _mm512_fmadd_ps(LD(w0, j), xa, a0);                               \
-            a1 = _mm512_fmadd_ps(LD(w1, j), xa, a1);                               \
-            a2 = _mm512_fmadd_ps(LD(w2, j), xa, a2);                               \
-            a3 = _mm512_fmadd_ps(LD(w3, j), xa, a3);                               \
-            b0 = _mm512_fmadd_ps(LD(w0, j + 16), xb, b0);                          \
-            b1 = _mm512_fmadd_ps(LD(w1, j + 16), xb, b1);                          \
-            b2 = _mm512_fmadd_ps(LD(w2, j + 16), xb, b2);                          \
-            b3 = _mm512_fmadd_ps(LD(w3, j + 16), xb, b3);                          \
+            a0 = _mm512_fmadd_ps(LD(DAT(w0, j, ESZ), 0), xa, a0);                               \
+            a1 = _mm512_fmadd_ps(LD(DAT(w1, j, ESZ), 0), xa, a1);                               \
+            a2 = _mm512_fmadd_ps(LD(DAT(w2, j, ESZ), 0), xa, a2);                               \
+            a3 = _mm512_fmadd_ps(LD(DAT(w3, j, ESZ), 0), xa, a3);                               \
+            b0 = _mm512_fmadd_ps(LD(DAT(w0, j + 16, ESZ), 0), xb, b0);                          \
+            b1 = _mm512_fmadd_ps(LD(DAT(w1, j + 16, ESZ), 0), xb, b1);                          \
+            b2 = _mm512_fmadd_ps(LD(DAT(w2, j + 16, ESZ), 0), xb, b2);                          \
+            b3 = _mm512_fmadd_ps(LD(DAT(w3, j + 16, ESZ), 0), xb, b3);                          \
         }                                                                          \
         if (j < c16) {                                                             \
             __m512 xa = _mm512_loadu_ps(x + j);                                    \
-            a0 = _mm512_fmadd_ps(LD(w0, j), xa, a0);                               \
-            a1 = _mm512_fmadd_ps(LD(w1, j), xa, a1);                               \
-            a2 = _mm512_fmadd_ps(LD(w2, j), xa, a2);                               \
-            a3 = _mm512_fmadd_ps(LD(w3, j), xa, a3);                               \
+            a0 = _mm512_fmadd_ps(LD(DAT(w0, j, ESZ), 0), xa, a0);                               \
+            a1 = _mm512_fmadd_ps(LD(DAT(w1, j, ESZ), 0), xa, a1);                               \
+            a2 = _mm512_fmadd_ps(LD(DAT(w2, j, ESZ), 0), xa, a2);                               \
+            a3 = _mm512_fmadd_ps(LD(DAT(w3, j, ESZ), 0), xa, a3);                               \
             j += 16;                                                               \
         }                                                                          \
         if (j < cols) {                                                            \
             __m512 xa = _mm512_maskz_loadu_ps(tm, x + j);                          \
-            b0 = _mm512_fmadd_ps(LDM(w0, j, tm), xa, b0);                          \
-            b1 = _mm512_fmadd_ps(LDM(w1, j, tm), xa, b1);                          \
-            b2 = _mm512_fmadd_ps(LDM(w2, j, tm), xa, b2);                          \
-            b3 = _mm512_fmadd_ps(LDM(w3, j, tm), xa, b3);                          \
+            b0 = _mm512_fmadd_ps(LDM(DAT(w0, j, ESZ), 0, tm), xa, b0);                          \
+            b1 = _mm512_fmadd_ps(LDM(DAT(w1, j, ESZ), 0, tm), xa, b1);                          \
+            b2 = _mm512_fmadd_ps(LDM(DAT(w2, j, ESZ), 0, tm), xa, b2);                          \
+            b3 = _mm512_fmadd_ps(LDM(DAT(w3, j, ESZ), 0, tm), xa, b3);                          \
         }                                                                          \
         y[r - r0 + 0] = hsum(_mm512_add_ps(a0, b0)) * SCALE(r + 0);                \
         y[r - r0 + 1] = hsum(_mm512_add_ps(a1, b1)) * SCALE(r + 1);                \
@@ -99,16 +106,16 @@ static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, flo
         y[r - r0 + 3] = hsum(_mm512_add_ps(a3, b3)) * SCALE(r + 3);                \
     }                                                                              \
     for (; r < r1; r++) {                                                          \
-        const char *w0 = base + r * stride;                                        \
+        const char *w0 = LLMQ_ROWP(W, r, stride);                                  \
         __m512 a0 = _mm512_setzero_ps(), b0 = a0;                                  \
         int64_t j = 0;                                                             \
         for (; j < c32; j += 32) {                                                 \
-            a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0);           \
-            b0 = _mm512_fmadd_ps(LD(w0, j + 16), _mm512_loadu_ps(x + j + 16), b0); \
+            a0 = _mm512_fmadd_ps(LD(DAT(w0, j, ESZ), 0), _mm512_loadu_ps(x + j), a0);           \
+            b0 = _mm512_fmadd_ps(LD(DAT(w0, j + 16, ESZ), 0), _mm512_loadu_ps(x + j + 16), b0); \
         }                                                                          \
-        if (j < c16) { a0 = _mm512_fmadd_ps(LD(w0, j), _mm512_loadu_ps(x + j), a0); j += 16; } \
+        if (j < c16) { a0 = _mm512_fmadd_ps(LD(DAT(w0, j, ESZ), 0), _mm512_loadu_ps(x + j), a0); j += 16; } \
         if (j < cols)                                                              \
-            b0 = _mm512_fmadd_ps(LDM(w0, j, tm), _mm512_maskz_loadu_ps(tm, x + j), b0); \
+            b0 = _mm512_fmadd_ps(LDM(DAT(w0, j, ESZ), 0, tm), _mm512_maskz_loadu_ps(tm, x + j), b0); \
         y[r - r0] = hsum(_mm512_add_ps(a0, b0)) * SCALE(r);                        \
     }                                                                              \
 }
@@ -124,15 +131,15 @@ MV_DENSE(mv_q8, 1, ld_i8, ldm_i8, Q8SCALE)
 #define DQ_DENSE(NAME, ESZ, LD, LDM, SCALE)                                        \
 static void NAME(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)           \
 {                                                                                  \
-    const int64_t cols = W->cols, c16 = cols & ~(int64_t)15;                       \
+    const int64_t cols = W->cols, c16 = cols & ~(int64_t)15, ls = llmq_wmat_line_stride(W); \
     const __mmask16 tm = tail_mask(cols - c16);                                    \
     for (int64_t r = r0; r < r1; r++) {                                            \
-        const char *w = (const char *)W->data + r * cols * (ESZ);                  \
+        const char *w = LLMQ_ROWP(W, r, cols * (ESZ));                             \
         float *o = out + (r - r0) * cols;                                          \
         __m512 s = _mm512_set1_ps(SCALE(r));                                       \
         int64_t j = 0;                                                             \
-        for (; j < c16; j += 16) _mm512_storeu_ps(o + j, _mm512_mul_ps(LD(w, j), s)); \
-        if (j < cols) _mm512_mask_storeu_ps(o + j, tm, _mm512_mul_ps(LDM(w, j, tm), s)); \
+        for (; j < c16; j += 16) _mm512_storeu_ps(o + j, _mm512_mul_ps(LD(DAT(w, j, ESZ), 0), s)); \
+        if (j < cols) _mm512_mask_storeu_ps(o + j, tm, _mm512_mul_ps(LDM(DAT(w, j, ESZ), 0, tm), s)); \
     }                                                                              \
 }
 DQ_DENSE(dq_bf16, 2, ld_bf16, ldm_bf16, ONE)
@@ -218,7 +225,7 @@ INLINE void q4_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float
         __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const uint8_t *d = llmq_q4_at(rp[k], ls, c >> 1);
+            const uint8_t *d = llmq_line_at(rp[k], ls, c >> 1);
             if (NR == 4 && !W->ilv) PF(d + 4 * rb);
             __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)d));
             a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, t[k]), xe, a[k]);
@@ -313,7 +320,7 @@ static void dq_q4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
             for (int64_t g = g0; g < LLMQ_MIN(ng, g0 + 16); g++) {
                 __m512 t = q4_table(s[g - g0], zs[g - g0]);
                 for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
-                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)llmq_q4_at(data, ls, c / 2)));
+                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)llmq_line_at(data, ls, c / 2)));
                     __m512 lo = _mm512_permutexvar_ps(v, t), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
                     _mm512_storeu_ps(o + c, _mm512_permutex2var_ps(lo, il, hi));
                     _mm512_storeu_ps(o + c + 16, _mm512_permutex2var_ps(lo, ih, hi));
@@ -1025,29 +1032,33 @@ GQ_TABLE_MV(q6_k, 256, 210)
  * LLMQ_A8_MAX_COLS; padding lanes have x = 0 and add nothing. */
 INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, float xscale, int32_t xsum, float *y)
 {
-    const int64_t cols = W->cols;
-    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
     const float *ws = (const float *)W->scales + r;
     const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const uint8_t *rp[4];
     __m512i acc[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_si512();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm512_setzero_si512();
+        rp[k] = llmq_wmat_row_byte(W, r + k, cols, 0);
+    }
     int64_t j = 0;
     for (; j + 64 <= cols; j += 64) {
         __m512i xv = _mm512_loadu_si512(xq + j);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            if (NR == 4) PF(data + (k + 4) * cols + j);
-            __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(data + k * cols + j), bias);
+            const uint8_t *d = llmq_line_at(rp[k], ls, j);
+            if (NR == 4 && !W->ilv) PF(d + 4 * cols);
+            __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(d), bias);
             acc[k] = _mm512_dpbusd_epi32(acc[k], wv, xv);
         }
     }
-    if (j < cols) {
+    if (j < cols) {   /* plain rows only: interleaved ones are whole lines */
         __mmask64 m = (__mmask64)-1 >> (64 - (cols - j));
         __m512i xv = _mm512_maskz_loadu_epi8(m, xq + j);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, data + k * cols + j), bias);
+            __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rp[k] + j), bias);
             acc[k] = _mm512_dpbusd_epi32(acc[k], wv, xv);
         }
     }
@@ -1071,19 +1082,22 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
 INLINE void a8_tile(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, int NT, const float *xs,
                     const int32_t *xsum, float *y, int64_t ldy)
 {
-    const int64_t cols = W->cols;
-    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
     const float *ws = (const float *)W->scales + r;
     const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const uint8_t *rp[4];
     __m512i acc[4][4], wv[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++)
+    for (int k = 0; k < NR; k++) {
+        rp[k] = llmq_wmat_row_byte(W, r + k, cols, 0);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) acc[k][t] = _mm512_setzero_si512();
+    }
     for (int64_t j = 0; j < cols; j += 64) {
         __mmask64 m = cols - j >= 64 ? (__mmask64)-1 : (__mmask64)-1 >> (64 - (cols - j));
 #pragma GCC unroll 4
-        for (int k = 0; k < NR; k++) wv[k] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, data + k * cols + j), bias);
+        for (int k = 0; k < NR; k++)
+            wv[k] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, llmq_line_at(rp[k], ls, j)), bias);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             __m512i xv = _mm512_maskz_loadu_epi8(m, xq + t * cols + j);
@@ -1124,18 +1138,20 @@ static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
  * rows.  Only reached where the CPU has AVX512-BF16 (cpu.c). */
 INLINE void bf16_tile(const llmq_wmat *W, int64_t r, int NR, const uint16_t *xb, int NT, float *y, int64_t ldy)
 {
-    const int64_t cols = W->cols;
-    const uint16_t *data = (const uint16_t *)W->data + r * cols;
+    const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
+    const uint8_t *rp[4];
     __m512 acc[4][4];
     __m512i wv[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++)
+    for (int k = 0; k < NR; k++) {
+        rp[k] = llmq_wmat_row_byte(W, r + k, 2 * cols, 0);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) acc[k][t] = _mm512_setzero_ps();
+    }
     for (int64_t j = 0; j < cols; j += 32) {
         __mmask32 m = cols - j >= 32 ? (__mmask32)-1 : (__mmask32)((1u << (cols - j)) - 1);
 #pragma GCC unroll 4
-        for (int k = 0; k < NR; k++) wv[k] = _mm512_maskz_loadu_epi16(m, data + k * cols + j);
+        for (int k = 0; k < NR; k++) wv[k] = _mm512_maskz_loadu_epi16(m, llmq_line_at(rp[k], ls, 2 * j));
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             __m512i xv = _mm512_maskz_loadu_epi16(m, xb + t * cols + j);

@@ -4,6 +4,7 @@
  * double, so the oracle is at least as accurate as any SIMD order.
  * Storage layouts: lib/kernels/kernels.h and lib/base/blocks.h.
  */
+#include <string.h>
 #include <math.h>
 #include "kern-int.h"
 #include "../base/blocks.h"
@@ -16,12 +17,15 @@
 static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
 {
     int64_t cols = W->cols, i = r * cols + j;
+    uint16_t h;
     switch (W->type) {
     case LLMQ_W_F32:  return ((const float *)W->data)[i];
-    case LLMQ_W_BF16: return llmq_bf16_to_f32(((const uint16_t *)W->data)[i]);
-    case LLMQ_W_F16:  return llmq_f16_to_f32(((const uint16_t *)W->data)[i]);
+    case LLMQ_W_BF16:
+    case LLMQ_W_F16:  /* either row layout (wmat.h) */
+        memcpy(&h, llmq_wmat_row_byte(W, r, 2 * cols, 2 * j), 2);
+        return W->type == LLMQ_W_BF16 ? llmq_bf16_to_f32(h) : llmq_f16_to_f32(h);
     case LLMQ_W_Q8:
-        return (float)((const int8_t *)W->data)[i] * ((const float *)W->scales)[r];
+        return (float)*(const int8_t *)llmq_wmat_row_byte(W, r, cols, j) * ((const float *)W->scales)[r];
     case LLMQ_W_Q4: {
         uint8_t b = *llmq_wmat_row_byte(W, r, cols / 2, j / 2);
         int q = (j & 1) ? b >> 4 : b & 15;
@@ -102,11 +106,11 @@ static void ref_matvec_a8(const llmq_wmat *W, int64_t r0, int64_t r1,
                           const int8_t *xq, float xscale, int32_t xsum, float *y)
 {
     (void)xsum;
-    const int8_t *w = W->data;
     const float *ws = W->scales;
     for (int64_t r = r0; r < r1; r++) {
         int64_t acc = 0;
-        for (int64_t j = 0; j < W->cols; j++) acc += (int32_t)w[r * W->cols + j] * xq[j];
+        for (int64_t j = 0; j < W->cols; j++)
+            acc += (int32_t)*(const int8_t *)llmq_wmat_row_byte(W, r, W->cols, j) * xq[j];
         y[r - r0] = (float)acc * (ws[r] * xscale);
     }
 }
@@ -122,12 +126,11 @@ static void ref_matmul_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8
 static void ref_matmul_bf16(const llmq_wmat *W, int64_t r0, int64_t r1, const uint16_t *xb, int64_t n,
                             float *y, int64_t ldy)
 {
-    const uint16_t *w = W->data;
     for (int64_t t = 0; t < n; t++)
         for (int64_t r = r0; r < r1; r++) {
             double s = 0.0;
             for (int64_t j = 0; j < W->cols; j++)
-                s += (double)llmq_bf16_to_f32(w[r * W->cols + j]) * (double)llmq_bf16_to_f32(xb[t * W->cols + j]);
+                s += (double)ref_elem(W, r, j) * (double)llmq_bf16_to_f32(xb[t * W->cols + j]);
             y[t * ldy + r - r0] = (float)s;
         }
 }

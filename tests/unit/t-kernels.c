@@ -724,74 +724,105 @@ TEST(q4a8_matmul_threaded)
     llmq_pool_free(pool);
 }
 
-/* The runner's layout of Q4 rows in tiles of four (wmat.h's ilv,
+/* The runner's layout of rows in tiles of four (wmat.h's ilv,
  * llmq_model_interleave): every kernel reading it gives what it gives on
- * the plain rows, bit for bit, on every ISA - matvec with fp32 and int8
- * activations, prefill (fp32 tiles + sgemm, and W4A8), and dequantized
- * rows from any row on (embedding lookups take one row). */
+ * the plain rows, bit for bit, on every ISA - matvec with fp32 activations
+ * and the integer ones of the type (W8A8, W4A8), bf16 products, prefill
+ * (fp32 tiles + sgemm), and dequantized rows from any row on (embedding
+ * lookups take one row). */
 static int same_floats(const float *a, const float *b, int64_t n) { return !memcmp(a, b, (size_t)n * 4); }
 
-TEST(q4_interleaved_same_as_plain)
+static void check_interleaved(llmq_pool *pool, llmq_wtype t, int G, int64_t rows, int64_t c, int sym, int mode)
+{
+    llmq_err err;
+    const int64_t n = 5, nb = c / 32;
+    tmat m = make_mat(t, rows, c, G, sym, mode);
+    CHECK(llmq_wmat_interleavable(&m.W));
+    const int64_t bytes = rows * llmq_wmat_row_bytes(&m.W);
+    uint8_t *d = malloc((size_t)bytes);
+    llmq_wmat_interleave(&m.W, d);
+    llmq_wmat Wi = m.W;
+    Wi.data = d;
+    Wi.ilv = LLMQ_ILV_ROWS;
+    CHECK(llmq_wmat_check(&Wi, "wi", &err) == LLMQ_OK);
+    CHECK(!llmq_wmat_interleavable(&Wi));
+    if (llmq_wmat_row_bytes(&m.W) > 64 && mode == M_RANDOM)   /* one-line rows lie as they did */
+        CHECK(memcmp(d, m.W.data, (size_t)bytes) != 0);
+    float *X = rand_vec(n * c, 2.0f), *xs = malloc((size_t)(n * nb) * 4);
+    int8_t *Xq = malloc((size_t)(n * c));
+    float *a = malloc((size_t)(n * rows * c) * 4), *b = malloc((size_t)(n * rows * c) * 4);
+    const char *in = llmq_isa_name(llmq_cpu_isa()), *tn = tname(t);
+    llmq_matvec(pool, &m.W, X, a);
+    llmq_matvec(pool, &Wi, X, b);
+    CHECK_MSG(same_floats(a, b, rows), "%s matvec isa %s g%d %" PRId64 "x%" PRId64, tn, in, G, rows, c);
+    llmq_matmul(pool, &m.W, X, n, a);
+    llmq_matmul(pool, &Wi, X, n, b);
+    CHECK_MSG(same_floats(a, b, n * rows), "%s matmul isa %s g%d %" PRId64 "x%" PRId64, tn, in, G, rows, c);
+    if (t == LLMQ_W_Q4) {
+        llmq_quantize_act_blocks(X, n * c, Xq, xs);
+        llmq_matvec_q4a8(pool, &m.W, Xq, xs, a);
+        llmq_matvec_q4a8(pool, &Wi, Xq, xs, b);
+        CHECK_MSG(same_floats(a, b, rows), "q4a8 matvec isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+        llmq_matmul_q4a8(pool, &m.W, Xq, xs, n, a);
+        llmq_matmul_q4a8(pool, &Wi, Xq, xs, n, b);
+        CHECK_MSG(same_floats(a, b, n * rows), "q4a8 matmul isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
+    }
+    if (t == LLMQ_W_Q8) {
+        for (int64_t k = 0; k < n; k++) llmq_quantize_act_i8(X + k * c, c, Xq + k * c, &xs[k]);
+        llmq_matvec_a8(pool, &m.W, Xq, xs[0], a);
+        llmq_matvec_a8(pool, &Wi, Xq, xs[0], b);
+        CHECK_MSG(same_floats(a, b, rows), "a8 matvec isa %s %" PRId64 "x%" PRId64, in, rows, c);
+        llmq_matmul_a8(pool, &m.W, Xq, xs, n, a);
+        llmq_matmul_a8(pool, &Wi, Xq, xs, n, b);
+        CHECK_MSG(same_floats(a, b, n * rows), "a8 matmul isa %s %" PRId64 "x%" PRId64, in, rows, c);
+    }
+    if (t == LLMQ_W_BF16) {
+        uint16_t *Xb = malloc((size_t)(n * c) * 2);
+        for (int64_t k = 0; k < n * c; k++) Xb[k] = llmq_f32_to_bf16(X[k]);
+        llmq_matmul_bf16(pool, &m.W, Xb, n, a);
+        llmq_matmul_bf16(pool, &Wi, Xb, n, b);
+        CHECK_MSG(same_floats(a, b, n * rows), "bf16 matmul isa %s %" PRId64 "x%" PRId64, in, rows, c);
+        free(Xb);
+    }
+    const llmq_ktable *kt = llmq_ktable_cur();
+    for (int64_t r0 = 0; r0 < LLMQ_MIN(rows, 6); r0++) {
+        kt->dequant[t](&m.W, r0, rows, a);
+        kt->dequant[t](&Wi, r0, rows, b);
+        CHECK_MSG(same_floats(a, b, (rows - r0) * c), "%s dequant isa %s from row %" PRId64, tn, in, r0);
+        llmq_get_row(&Wi, r0, b);
+        llmq_ktable_ref.dequant[t](&m.W, r0, r0 + 1, a);
+        CHECK_MSG(same_floats(a, b, c), "%s get_row isa %s row %" PRId64, tn, in, r0);
+    }
+    free(a); free(b); free(X); free(xs); free(Xq); free(d); tmat_free(&m);
+}
+
+TEST(interleaved_same_as_plain)
 {
     llmq_err err;
     llmq_pool *pool = llmq_pool_new(3, &err);
     CHECK(pool != NULL);
     llmq_isa saved = llmq_cpu_isa();
     static const int64_t rows_[] = { 4, 8, 20, 300 }, cols_[] = { 128, 256, 384, 1152, 1408 };
+    static const llmq_wtype types[] = { LLMQ_W_Q4, LLMQ_W_Q8, LLMQ_W_BF16, LLMQ_W_F16 };
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
-        for (int G = 32; G <= 128; G *= 2)
-            for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(rows_); ri++)
-                for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols_); ci++) {
-                    int64_t rows = rows_[ri], c = cols_[ci], n = 5, nb = c / 32;
-                    if (c % G) continue;
-                    tmat m = make_mat(LLMQ_W_Q4, rows, c, G, (int)(ri & 1), ci == 1 ? M_MAX : M_RANDOM);
-                    CHECK(llmq_wmat_interleavable(&m.W));
-                    uint8_t *d = malloc((size_t)(rows * c / 2));
-                    llmq_wmat_interleave(&m.W, d);
-                    llmq_wmat Wi = m.W;
-                    Wi.data = d;
-                    Wi.ilv = LLMQ_ILV_ROWS;
-                    CHECK(llmq_wmat_check(&Wi, "wi", &err) == LLMQ_OK);
-                    CHECK(!llmq_wmat_interleavable(&Wi));
-                    if (c > 128 && ci != 1)   /* one-line rows lie as they did; M_MAX codes repeat */
-                        CHECK(memcmp(d, m.W.data, (size_t)(rows * c / 2)) != 0);
-                    float *X = rand_vec(n * c, 2.0f), *xs = malloc((size_t)(n * nb) * 4);
-                    int8_t *Xq = malloc((size_t)(n * c));
-                    llmq_quantize_act_blocks(X, n * c, Xq, xs);
-                    float *a = malloc((size_t)(n * rows * c) * 4), *b = malloc((size_t)(n * rows * c) * 4);
-                    const char *in = llmq_isa_name(llmq_cpu_isa());
-                    llmq_matvec(pool, &m.W, X, a);
-                    llmq_matvec(pool, &Wi, X, b);
-                    CHECK_MSG(same_floats(a, b, rows), "matvec isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
-                    llmq_matmul(pool, &m.W, X, n, a);
-                    llmq_matmul(pool, &Wi, X, n, b);
-                    CHECK_MSG(same_floats(a, b, n * rows), "matmul isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
-                    llmq_matvec_q4a8(pool, &m.W, Xq, xs, a);
-                    llmq_matvec_q4a8(pool, &Wi, Xq, xs, b);
-                    CHECK_MSG(same_floats(a, b, rows), "q4a8 matvec isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
-                    llmq_matmul_q4a8(pool, &m.W, Xq, xs, n, a);
-                    llmq_matmul_q4a8(pool, &Wi, Xq, xs, n, b);
-                    CHECK_MSG(same_floats(a, b, n * rows), "q4a8 matmul isa %s g%d %" PRId64 "x%" PRId64, in, G, rows, c);
-                    const llmq_ktable *kt = llmq_ktable_cur();
-                    for (int64_t r0 = 0; r0 < LLMQ_MIN(rows, 6); r0++) {
-                        kt->dequant[LLMQ_W_Q4](&m.W, r0, rows, a);
-                        kt->dequant[LLMQ_W_Q4](&Wi, r0, rows, b);
-                        CHECK_MSG(same_floats(a, b, (rows - r0) * c), "dequant isa %s from row %" PRId64, in, r0);
-                        llmq_get_row(&Wi, r0, b);
-                        llmq_ktable_ref.dequant[LLMQ_W_Q4](&m.W, r0, r0 + 1, a);
-                        CHECK_MSG(same_floats(a, b, c), "get_row isa %s row %" PRId64, in, r0);
-                    }
-                    free(a); free(b); free(X); free(xs); free(Xq); free(d); tmat_free(&m);
-                }
+        for (size_t ti = 0; ti < LLMQ_ARRAY_LEN(types); ti++)
+            for (int G = 32; G <= 128; G *= 2) {
+                if (types[ti] != LLMQ_W_Q4 && G != 128) continue;
+                for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(rows_); ri++)
+                    for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols_); ci++)
+                        if (cols_[ci] % G == 0)
+                            check_interleaved(pool, types[ti], types[ti] == LLMQ_W_Q4 ? G : 0, rows_[ri], cols_[ci],
+                                              (int)(ri & 1), ci == 1 ? M_MAX : M_RANDOM);
+            }
     }
     llmq_cpu_set_isa(saved);
     llmq_pool_free(pool);
 }
 
 /* Which matrices take the layout, and that a view claiming it otherwise is refused. */
-TEST(q4_interleave_shapes)
+TEST(interleave_shapes)
 {
     llmq_err err;
     llmq_wmat W = { LLMQ_W_Q4, 8, 256, (void *)1, (void *)1, NULL, 32, 0, 0 };
@@ -808,9 +839,19 @@ TEST(q4_interleave_shapes)
     W.cols = 256; W.ilv = 2;                       /* only tiles of four */
     CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
     llmq_wmat Q = { LLMQ_W_Q8, 8, 256, (void *)1, (void *)1, NULL, 0, 0, 0 };
-    CHECK(!llmq_wmat_interleavable(&Q));           /* Q4 only */
-    Q.ilv = LLMQ_ILV_ROWS;
-    CHECK(llmq_wmat_check(&Q, "q", &err) == LLMQ_EINTERNAL);
+    CHECK(llmq_wmat_interleavable(&Q));
+    Q.cols = 100;                                  /* 100-byte rows */
+    CHECK(!llmq_wmat_interleavable(&Q));
+    llmq_wmat F = { LLMQ_W_F32, 8, 256, (void *)1, NULL, NULL, 0, 0, 0 };
+    CHECK(!llmq_wmat_interleavable(&F));           /* sgemm reads f32 rows in place */
+    F.ilv = LLMQ_ILV_ROWS;
+    CHECK(llmq_wmat_check(&F, "f", &err) == LLMQ_EINTERNAL);
+    llmq_wmat M = { LLMQ_W_MX8, 8, 256, (void *)1, (void *)1, NULL, 32, 0, 0 };
+    CHECK(!llmq_wmat_interleavable(&M));
+    llmq_wmat B = { LLMQ_W_BF16, 4, 32, (void *)1, NULL, NULL, 0, 0, 0 };
+    CHECK(llmq_wmat_interleavable(&B));            /* 64-byte rows */
+    B.cols = 48;
+    CHECK(!llmq_wmat_interleavable(&B));
 }
 
 /* Prefill tiles and their tails: llmq_matmul_q4a8 on n tokens equals n
