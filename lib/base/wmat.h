@@ -73,7 +73,8 @@ typedef struct {
  * address stream instead of four.  Line j of row 4t + k lies at data +
  * 4t * rb + (4j + k) * 64, rb the row's bytes of data (llmq_wmat_row_bytes
  * in kernels.h); rows % 4 == 0 and rb % 64 == 0.  Types BF16, F16, Q8 and
- * Q4; scales and zero points stay row-major. */
+ * Q4, MXINT8 and the block formats (not f32, Q3, ggml blocks); scales and
+ * zero points stay row-major. */
 #define LLMQ_ILV_ROWS 4
 #define LLMQ_ILV_LINE 64
 

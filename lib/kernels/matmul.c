@@ -91,10 +91,16 @@ int64_t llmq_wmat_row_bytes(const llmq_wmat *W)
 {
     switch (W->type) {
     case LLMQ_W_BF16:
-    case LLMQ_W_F16: return 2 * W->cols;
-    case LLMQ_W_Q8:  return W->cols;
-    case LLMQ_W_Q4:  return W->cols / 2;
-    default:         return 0;
+    case LLMQ_W_F16:    return 2 * W->cols;
+    case LLMQ_W_Q8:
+    case LLMQ_W_MX8:
+    case LLMQ_W_MXFP8:  return W->cols;
+    case LLMQ_W_Q4:
+    case LLMQ_W_MXFP4:
+    case LLMQ_W_MXINT4:
+    case LLMQ_W_NVFP4:
+    case LLMQ_W_NVINT4: return W->cols / 2;
+    default:            return 0;   /* f32 (sgemm reads it in place), Q3, ggml's blocks */
     }
 }
 

@@ -319,24 +319,27 @@ static void dq_q3(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
-    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
-    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK, ls = llmq_wmat_line_stride(W);
     const uint8_t *e8 = (const uint8_t *)W->scales + r * nb;
+    const char *rp[4];
     __m256 acc[4];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_ps();
+        rp[k] = LLMQ_ROWP(W, r + k, cols);
+    }
     for (int64_t b = 0; b < nb; b++) {
         const int64_t c = b * LLMQ_MX8_BLOCK;
         __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const int8_t *w = data + k * cols;
-            if (NR == 4) PF(w + 4 * cols + c);
-            __m256 p = _mm256_mul_ps(ld_i8(w, c), x0);
-            __m256 q = _mm256_mul_ps(ld_i8(w, c + 8), x1);
-            p = _mm256_fmadd_ps(ld_i8(w, c + 16), x2, p);
-            q = _mm256_fmadd_ps(ld_i8(w, c + 24), x3, q);
+            const char *w = DAT(rp[k], c, 1);          /* the block's 32 bytes, one line */
+            if (NR == 4 && !W->ilv) PF(w + 4 * cols);
+            __m256 p = _mm256_mul_ps(ld_i8(w, 0), x0);
+            __m256 q = _mm256_mul_ps(ld_i8(w, 8), x1);
+            p = _mm256_fmadd_ps(ld_i8(w, 16), x2, p);
+            q = _mm256_fmadd_ps(ld_i8(w, 24), x3, q);
             acc[k] = _mm256_fmadd_ps(_mm256_add_ps(p, q), _mm256_set1_ps(llmq_mx8_code_scale(e8[k * nb + b])), acc[k]);
         }
     }
@@ -353,14 +356,14 @@ static void mv_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, f
 
 static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
-    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK, ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const int8_t *data = (const int8_t *)W->data + r * cols;
+        const char *data = LLMQ_ROWP(W, r, cols);
         float *o = out + (r - r0) * cols;
         for (int64_t b = 0; b < nb; b++) {
             __m256 s = _mm256_set1_ps(llmq_mx8_code_scale(((const uint8_t *)W->scales)[r * nb + b]));
             for (int64_t c = b * LLMQ_MX8_BLOCK; c < (b + 1) * LLMQ_MX8_BLOCK; c += 8)
-                _mm256_storeu_ps(o + c, _mm256_mul_ps(ld_i8(data, c), s));
+                _mm256_storeu_ps(o + c, _mm256_mul_ps(ld_i8(DAT(data, c, 1), 0), s));
         }
     }
 }
@@ -437,13 +440,16 @@ INLINE void b4_factors8(const uint8_t *sc, int64_t n, int nv, float *f)
  * their factors, converted eight blocks at a time, in its own accumulator. */
 INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, const float *x, float *y)
 {
-    const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B;
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B, ls = llmq_wmat_line_stride(W);
     const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    const uint8_t *rp[4];
     __m256 acc[4];
     float fac[4][8];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm256_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t c = 0; c < cols; c += 32) {
         const int64_t bi = c / B;
         if (bi % 8 == 0)
@@ -453,8 +459,8 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, 
         const __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const uint8_t *p = data + k * rb + c / 2;
-            if (NR == 4) PF(p + 4 * rb);
+            const uint8_t *p = llmq_line_at(rp[k], ls, c / 2);
+            if (NR == 4 && !W->ilv) PF(p + 4 * rb);
             __m128i u[2];
             b4_decode(p, tab, u);
             __m256 s0 = _mm256_mul_ps(i8x8_ps(u[0]), x0);
@@ -495,13 +501,14 @@ static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     const int64_t cols = W->cols, rb = cols / 2, B = llmq_block_size(W->type), nb = cols / B;
     float f;
     const __m128i tab = b4_table(W->type, &f);
+    const int64_t ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, rb, 0);
         const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
         float *o = out + (r - r0) * cols;
         for (int64_t c = 0; c < cols; c += 32) {
             __m128i u[2];
-            b4_decode(data + c / 2, tab, u);
+            b4_decode(llmq_line_at(data, ls, c / 2), tab, u);
             for (int h = 0; h < 2; h++) {
                 /* (value * f) * d: f * d first would differ from the oracle only by under/overflow */
                 __m256 d = _mm256_set1_ps(blk_factor(W, sc[(c + 16 * h) / B]));
@@ -516,15 +523,15 @@ static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
 {
-    const int64_t cols = W->cols, nb = cols / 32;
+    const int64_t cols = W->cols, nb = cols / 32, ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, cols, 0);
         const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
         __m256 acc = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *p = data + 32 * b;
+            const uint8_t *p = llmq_line_at(data, ls, 32 * b);   /* 32 bytes, one line */
             const float *xb = x + 32 * b;
-            PF(p + 512);
+            if (!W->ilv) PF(p + 512);
             __m256 s = _mm256_mul_ps(e4m3x8(p), _mm256_loadu_ps(xb));
             s = _mm256_fmadd_ps(e4m3x8(p + 8), _mm256_loadu_ps(xb + 8), s);
             s = _mm256_fmadd_ps(e4m3x8(p + 16), _mm256_loadu_ps(xb + 16), s);
@@ -539,13 +546,14 @@ static void dq_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
     const int64_t cols = W->cols, nb = cols / 32;
     const __m256 k256 = _mm256_set1_ps(256.0f);
+    const int64_t ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, cols, 0);
         float *o = out + (r - r0) * cols;
         for (int64_t b = 0; b < nb; b++) {
             __m256 d = _mm256_set1_ps(blk_factor(W, ((const uint8_t *)W->scales)[r * nb + b]));
             for (int h = 0; h < 32; h += 8)
-                _mm256_storeu_ps(o + 32 * b + h, _mm256_mul_ps(_mm256_mul_ps(e4m3x8(data + 32 * b + h), k256), d));
+                _mm256_storeu_ps(o + 32 * b + h, _mm256_mul_ps(_mm256_mul_ps(e4m3x8(llmq_line_at(data, ls, 32 * b + h)), k256), d));
         }
     }
 }

@@ -466,13 +466,16 @@ INLINE void mx8_block_scales(const uint8_t *e8, int64_t n, float *s)
 
 INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
-    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
-    const int8_t *data = (const int8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK, ls = llmq_wmat_line_stride(W);
     const uint8_t *e8 = (const uint8_t *)W->scales + r * nb;
+    const char *rp[4];
     __m512 acc[4];
     float s[4][16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm512_setzero_ps();
+        rp[k] = LLMQ_ROWP(W, r + k, cols);
+    }
     for (int64_t b0 = 0; b0 < nb; b0 += 16) {
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) mx8_block_scales(e8 + k * nb + b0, nb - b0, s[k]);
@@ -481,9 +484,9 @@ INLINE void mx8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, floa
             __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) {
-                if (NR == 4) PF(data + (k + 4) * cols + c);
-                __m512 p = _mm512_mul_ps(ld_i8(data + k * cols, c), xa);
-                p = _mm512_fmadd_ps(ld_i8(data + k * cols, c + 16), xb, p);
+                if (NR == 4 && !W->ilv) PF(rp[k] + 4 * cols + c);
+                __m512 p = _mm512_mul_ps(ld_i8(DAT(rp[k], c, 1), 0), xa);
+                p = _mm512_fmadd_ps(ld_i8(DAT(rp[k], c + 16, 1), 0), xb, p);
                 acc[k] = _mm512_fmadd_ps(p, _mm512_set1_ps(s[k][b - b0]), acc[k]);
             }
         }
@@ -501,18 +504,18 @@ static void mv_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, f
 
 static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
-    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK;
+    const int64_t cols = W->cols, nb = cols / LLMQ_MX8_BLOCK, ls = llmq_wmat_line_stride(W);
     float s[16];
     for (int64_t r = r0; r < r1; r++) {
-        const int8_t *data = (const int8_t *)W->data + r * cols;
+        const char *data = LLMQ_ROWP(W, r, cols);
         float *o = out + (r - r0) * cols;
         for (int64_t b0 = 0; b0 < nb; b0 += 16) {
             mx8_block_scales((const uint8_t *)W->scales + r * nb + b0, nb - b0, s);
             for (int64_t b = b0; b < LLMQ_MIN(nb, b0 + 16); b++) {
                 const int64_t c = b * LLMQ_MX8_BLOCK;
                 __m512 sv = _mm512_set1_ps(s[b - b0]);
-                _mm512_storeu_ps(o + c, _mm512_mul_ps(ld_i8(data, c), sv));
-                _mm512_storeu_ps(o + c + 16, _mm512_mul_ps(ld_i8(data, c + 16), sv));
+                _mm512_storeu_ps(o + c, _mm512_mul_ps(ld_i8(DAT(data, c, 1), 0), sv));
+                _mm512_storeu_ps(o + c + 16, _mm512_mul_ps(ld_i8(DAT(data, c + 16, 1), 0), sv));
             }
         }
     }
@@ -566,16 +569,20 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const float *
 {
     const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B;
     const int64_t cpf = nv ? 8 : 16;           /* 32-column chunks per 16 block factors */
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t ls = llmq_wmat_line_stride(W);
     const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
     const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __m512i sel0 = nv ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1) : _mm512_setzero_si512();
+    const uint8_t *rp[4];
     __m512 acc[4], dv[4];
     float d[16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = dv[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = dv[k] = _mm512_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t c = 0; c < cols / 32; c++) {
         if (c % cpf == 0) {
             int64_t b0 = c * 32 / B;
@@ -588,11 +595,11 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const float *
         const __m512i sel = _mm512_add_epi32(sel0, _mm512_set1_epi32((int)((c % cpf) << nv)));
         __m512 xa = _mm512_loadu_ps(x + 32 * c), xb = _mm512_loadu_ps(x + 32 * c + 16);
         __m512 xe = _mm512_permutex2var_ps(xa, ie, xb), xo = _mm512_permutex2var_ps(xa, io, xb);
-        const uint8_t *p = data + 16 * c;
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            if (NR == 4) PF(p + (k + 4) * rb);
-            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + k * rb)));
+            const uint8_t *p = llmq_line_at(rp[k], ls, 16 * c);
+            if (NR == 4 && !W->ilv) PF(p + 4 * rb);
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
             __m512 s = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), xe);
             s = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), xo, s);
             acc[k] = _mm512_fmadd_ps(s, _mm512_permutexvar_ps(sel, dv[k]), acc[k]);
@@ -613,15 +620,19 @@ INLINE void b4x128_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const flo
 {
     const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B;
     const int64_t cpf = nv ? 2 : 4;            /* 128-column chunks per 16 block factors */
-    const uint8_t *data = (const uint8_t *)W->data + r * rb;
+    const int64_t ls = llmq_wmat_line_stride(W);
     const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
     const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i sel0 = _mm512_srli_epi32(lane, nv ? 1 : 2);
+    const uint8_t *rp[4];
     __m512 acc[4], dv[4];
     float d[16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = dv[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = dv[k] = _mm512_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, rb, 0);
+    }
     for (int64_t c = 0; c < cols / 128; c++) {
         if (c % cpf == 0) {
             int64_t b0 = c * 128 / B;
@@ -641,8 +652,8 @@ INLINE void b4x128_rows(const llmq_wmat *W, int64_t r, int NR, int nv, const flo
         const float *xg = xp + c * 128;
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const uint8_t *p = data + k * rb + c * 64;
-            if (NR == 4) PF(p + 4 * rb);
+            const uint8_t *p = rp[k] + c * ls;
+            if (NR == 4 && !W->ilv) PF(p + 4 * rb);
             __m512i v = _mm512_loadu_si512((const void *)p);
             __m512 s0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), _mm512_loadu_ps(xg));
             __m512 s1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), _mm512_loadu_ps(xg + 16));
@@ -689,16 +700,17 @@ static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
     const __m512 t = _mm512_loadu_ps(llmq_block4_values(W->type));
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const int64_t ls = llmq_wmat_line_stride(W);
     float d[16];
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * rb;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, rb, 0);
         const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
         float *o = out + (r - r0) * cols;
         for (int64_t c = 0; c < cols / 32; c++) {
             if (c % cpf == 0) blk_factors(W, sc + c * 32 / B, nb - c * 32 / B, d);
             __m512 dv = nv ? _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d[2 * (c % cpf)]), _mm512_set1_ps(d[2 * (c % cpf) + 1]))
                            : _mm512_set1_ps(d[c % cpf]);
-            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(data + 16 * c)));
+            __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)llmq_line_at(data, ls, 16 * c)));
             __m512 lo = _mm512_mul_ps(_mm512_permutexvar_ps(v, t), dv);
             __m512 hi = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t), dv);
             _mm512_storeu_ps(o + 32 * c, _mm512_permutex2var_ps(lo, il, hi));
@@ -709,13 +721,16 @@ static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 INLINE void fp8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
-    const int64_t cols = W->cols, nb = cols / 32;
-    const uint8_t *data = (const uint8_t *)W->data + r * cols;
+    const int64_t cols = W->cols, nb = cols / 32, ls = llmq_wmat_line_stride(W);
     const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    const uint8_t *rp[4];
     __m512 acc[4];
     float d[4][16];
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) acc[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm512_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, cols, 0);
+    }
     for (int64_t b = 0; b < nb; b++) {
         if (b % 16 == 0) {
 #pragma GCC unroll 4
@@ -724,8 +739,8 @@ INLINE void fp8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, floa
         __m512 xa = _mm512_loadu_ps(x + 32 * b), xb = _mm512_loadu_ps(x + 32 * b + 16);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
-            const uint8_t *p = data + k * cols + 32 * b;
-            if (NR == 4) PF(p + 4 * cols);
+            const uint8_t *p = llmq_line_at(rp[k], ls, 32 * b);   /* 32 bytes, one line */
+            if (NR == 4 && !W->ilv) PF(p + 4 * cols);
             __m512 s = _mm512_mul_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)p)), xa);
             s = _mm512_fmadd_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)(p + 16))), xb, s);
             acc[k] = _mm512_fmadd_ps(s, _mm512_set1_ps(d[k][b % 16]), acc[k]);
@@ -746,15 +761,16 @@ static void dq_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
     const int64_t cols = W->cols, nb = cols / 32;
     const __m512 k256 = _mm512_set1_ps(256.0f);
+    const int64_t ls = llmq_wmat_line_stride(W);
     float d[16];
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = (const uint8_t *)W->data + r * cols;
+        const uint8_t *data = llmq_wmat_row_byte(W, r, cols, 0);
         float *o = out + (r - r0) * cols;
         for (int64_t b = 0; b < nb; b++) {
             if (b % 16 == 0) blk_factors(W, (const uint8_t *)W->scales + r * nb + b, nb - b, d);
             __m512 dv = _mm512_set1_ps(d[b % 16]);
             for (int h = 0; h < 32; h += 16) {
-                __m512 v = _mm512_mul_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)(data + 32 * b + h))), k256);
+                __m512 v = _mm512_mul_ps(e4m3_f16x256(_mm_loadu_si128((const __m128i *)llmq_line_at(data, ls, 32 * b + h))), k256);
                 _mm512_storeu_ps(o + 32 * b + h, _mm512_mul_ps(v, dv));
             }
         }

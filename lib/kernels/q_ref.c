@@ -41,7 +41,8 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
     }
     case LLMQ_W_MX8: {
         int64_t b = r * (cols / LLMQ_MX8_BLOCK) + j / LLMQ_MX8_BLOCK;
-        return (float)((const int8_t *)W->data)[i] * llmq_mx8_code_scale(((const uint8_t *)W->scales)[b]);
+        return (float)*(const int8_t *)llmq_wmat_row_byte(W, r, cols, j) *
+               llmq_mx8_code_scale(((const uint8_t *)W->scales)[b]);
     }
     case LLMQ_W_MXFP4:
     case LLMQ_W_MXINT4:
@@ -51,9 +52,9 @@ static inline float ref_elem(const llmq_wmat *W, int64_t r, int64_t j)
         const int B = llmq_block_size(W->type);
         uint8_t sb = ((const uint8_t *)W->scales)[r * (cols / B) + j / B];
         float d = llmq_block_factor(W->type, sb, W->tscale);
-        if (W->type == LLMQ_W_MXFP8) return llmq_block_value(W->type, ((const uint8_t *)W->data)[i]) * d;
-        const uint8_t *row = (const uint8_t *)W->data + r * (cols / 2);
-        return llmq_block_value(W->type, (uint8_t)((j & 1) ? row[j / 2] >> 4 : row[j / 2] & 15)) * d;
+        if (W->type == LLMQ_W_MXFP8) return llmq_block_value(W->type, *llmq_wmat_row_byte(W, r, cols, j)) * d;
+        uint8_t c = *llmq_wmat_row_byte(W, r, cols / 2, j / 2);
+        return llmq_block_value(W->type, (uint8_t)((j & 1) ? c >> 4 : c & 15)) * d;
     }
     default: return 0.0f;   /* llmq_wmat_check rejects other types */
     }

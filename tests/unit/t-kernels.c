@@ -726,7 +726,8 @@ TEST(q4a8_matmul_threaded)
 
 /* The runner's layout of rows in tiles of four (wmat.h's ilv,
  * llmq_model_interleave): every kernel reading it gives what it gives on
- * the plain rows, bit for bit, on every ISA - matvec with fp32 activations
+ * the plain rows, bit for bit, on every ISA and every type that takes it
+ * (bf16, f16, int8, int4, MXINT8 and the block formats) - matvec with fp32 activations
  * and the integer ones of the type (W8A8, W4A8), bf16 products, prefill
  * (fp32 tiles + sgemm), and dequantized rows from any row on (embedding
  * lookups take one row). */
@@ -789,8 +790,8 @@ static void check_interleaved(llmq_pool *pool, llmq_wtype t, int G, int64_t rows
         kt->dequant[t](&m.W, r0, rows, a);
         kt->dequant[t](&Wi, r0, rows, b);
         CHECK_MSG(same_floats(a, b, (rows - r0) * c), "%s dequant isa %s from row %" PRId64, tn, in, r0);
-        llmq_get_row(&Wi, r0, b);
-        llmq_ktable_ref.dequant[t](&m.W, r0, r0 + 1, a);
+        llmq_get_row(&Wi, r0, b);        /* the ISA's dequant, as on plain rows (E2M1's -0 may be +0 there) */
+        kt->dequant[t](&m.W, r0, r0 + 1, a);
         CHECK_MSG(same_floats(a, b, c), "%s get_row isa %s row %" PRId64, tn, in, r0);
     }
     free(a); free(b); free(X); free(xs); free(Xq); free(d); tmat_free(&m);
@@ -803,7 +804,8 @@ TEST(interleaved_same_as_plain)
     CHECK(pool != NULL);
     llmq_isa saved = llmq_cpu_isa();
     static const int64_t rows_[] = { 4, 8, 20, 300 }, cols_[] = { 128, 256, 384, 1152, 1408 };
-    static const llmq_wtype types[] = { LLMQ_W_Q4, LLMQ_W_Q8, LLMQ_W_BF16, LLMQ_W_F16 };
+    static const llmq_wtype types[] = { LLMQ_W_Q4, LLMQ_W_Q8, LLMQ_W_BF16, LLMQ_W_F16, LLMQ_W_MX8, LLMQ_W_MXFP4,
+                                        LLMQ_W_MXINT4, LLMQ_W_NVFP4, LLMQ_W_NVINT4, LLMQ_W_MXFP8 };
     for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
         if (!isa_ok((llmq_isa)isa)) continue;
         llmq_cpu_set_isa((llmq_isa)isa);
@@ -846,8 +848,10 @@ TEST(interleave_shapes)
     CHECK(!llmq_wmat_interleavable(&F));           /* sgemm reads f32 rows in place */
     F.ilv = LLMQ_ILV_ROWS;
     CHECK(llmq_wmat_check(&F, "f", &err) == LLMQ_EINTERNAL);
-    llmq_wmat M = { LLMQ_W_MX8, 8, 256, (void *)1, (void *)1, NULL, 32, 0, 0 };
-    CHECK(!llmq_wmat_interleavable(&M));
+    llmq_wmat M = { LLMQ_W_Q3, 8, 256, (void *)1, (void *)1, NULL, 32, 0, 0 };
+    CHECK(!llmq_wmat_interleavable(&M));           /* 12-byte chunks would cross lines */
+    M.type = LLMQ_W_GQ4_0;
+    CHECK(!llmq_wmat_interleavable(&M));           /* ggml's blocks: GGUF bytes as they lie */
     llmq_wmat B = { LLMQ_W_BF16, 4, 32, (void *)1, NULL, NULL, 0, 0, 0 };
     CHECK(llmq_wmat_interleavable(&B));            /* 64-byte rows */
     B.cols = 48;
