@@ -445,25 +445,25 @@ static void release_w(const llmq_model *m, const llmq_wmat *W)
     }
 }
 
-/* The model's matrices: the layers' linears, then the LM head and the
- * embeddings (one view when tied).  n = 7 * n_layers + 2. */
+/* The matrices a decode step streams: the layers' linears, then the LM
+ * head.  n = 7 * n_layers + 1.  (The embeddings are read a row per token:
+ * they keep the file's layout and stay mapped unless tied to the head.) */
 static llmq_wmat *model_w(llmq_model *m, int i)
 {
     int nl = LLMQ_LIN_COUNT * m->cfg.n_layers;
     if (i < nl) return llmq_layer_wp(&m->layers[i / LLMQ_LIN_COUNT], i % LLMQ_LIN_COUNT);
-    return i == nl ? &m->lm_head : &m->embed;
+    return &m->lm_head;
 }
 
 int llmq_model_interleave(llmq_model *m, llmq_err *err)
 {
     const char *env = getenv("LLMQ_INTERLEAVE");
     if (env && strcmp(env, "0") == 0) return LLMQ_OK;
-    const int n = LLMQ_LIN_COUNT * m->cfg.n_layers + 2;
+    const int n = LLMQ_LIN_COUNT * m->cfg.n_layers + 1;
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         const llmq_wmat *W = model_w(m, i);
-        if (llmq_wmat_interleavable(W) && !(i == n - 1 && m->embed.data == m->lm_head.data))
-            total += (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
+        if (llmq_wmat_interleavable(W)) total += (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
     }
     if (total == 0) return LLMQ_OK;
     const size_t huge = 2u << 20;       /* transparent huge pages where the kernel gives them */
@@ -486,7 +486,7 @@ int llmq_model_interleave(llmq_model *m, llmq_err *err)
         llmq_ckpt_release_bytes(&m->ckpt, old, bytes);
         W->data = at;
         W->ilv = LLMQ_ILV_ROWS;
-        if (i == n - 2 && m->embed.data == old) m->embed = *W;   /* tied: one copy */
+        if (i == n - 1 && m->embed.data == old) m->embed = *W;   /* tied: one copy, one view */
         at += bytes;
     }
     return LLMQ_OK;

@@ -75,8 +75,9 @@ int llmq_tensor_nonfinite(const llmq_st_tensor *t, uint64_t *where);
  * layer resident.  No-op for weights not mapped from a safetensors file. */
 void llmq_model_release_layer(const llmq_model *m, int l);
 
-/* Copy every matrix that allows it (llmq_wmat_interleavable: bf16, f16,
- * int8 and int4 weights) into the runner's layout of four-row tiles
+/* Copy every linear and the LM head where they allow it
+ * (llmq_wmat_interleavable: bf16, f16, int8, int4, MXINT8 and the block
+ * formats; the embeddings only as the tied head) into the runner's layout of four-row tiles
  * (wmat.h), in memory the model owns, and drop the mapped pages of the
  * originals: a decode step then reads one address stream per thread
  * instead of four.  For runners only: the views no longer hold the file's
