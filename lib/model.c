@@ -483,7 +483,8 @@ int llmq_model_interleave(llmq_model *m, llmq_err *err)
         const void *old = W->data;
         llmq_wmat_interleave(W, at);
         const uint64_t bytes = (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
-        llmq_ckpt_release_bytes(&m->ckpt, old, bytes);
+        llmq_ckpt_release_bytes(&m->ckpt, old, bytes);           /* no-op outside the maps */
+        if (m->gguf) llmq_map_release(&m->gguf->map, old, bytes);
         W->data = at;
         W->ilv = LLMQ_ILV_ROWS;
         if (i == n - 1 && m->embed.data == old) m->embed = *W;   /* tied: one copy, one view */

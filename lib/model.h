@@ -79,7 +79,8 @@ void llmq_model_release_layer(const llmq_model *m, int l);
  * (llmq_wmat_interleavable: bf16, f16, int8, int4, MXINT8 and the block
  * formats; the embeddings only as the tied head) into the runner's layout of four-row tiles
  * (wmat.h), in memory the model owns, and drop the mapped pages of the
- * originals: a decode step then reads one address stream per thread
+ * originals (a loader's own copies, such as a compressed-tensors model's
+ * converted codes, stay allocated): a decode step then reads one address stream per thread
  * instead of four.  For runners only: the views no longer hold the file's
  * bytes (export and the quantizers read a model opened without this).
  * LLMQ_INTERLEAVE=0 in the environment skips it.  LLMQ_ENOMEM if the copy
