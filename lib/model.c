@@ -455,16 +455,22 @@ static llmq_wmat *model_w(llmq_model *m, int i)
     return &m->lm_head;
 }
 
-int llmq_model_interleave(llmq_model *m, llmq_err *err)
+/* The bytes W takes in the runner's layout, 0 if it keeps its own. */
+static uint64_t ilv_bytes(const llmq_wmat *W, int q4_lanes)
+{
+    if (q4_lanes && llmq_wmat_lanes_ok(W)) return llmq_wmat_lanes_bytes(W);
+    if (llmq_wmat_interleavable(W)) return (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
+    return 0;
+}
+
+int llmq_model_interleave(llmq_model *m, int q4_lanes, llmq_err *err)
 {
     const char *env = getenv("LLMQ_INTERLEAVE");
     if (env && strcmp(env, "0") == 0) return LLMQ_OK;
+    if (env && strcmp(env, "4") == 0) q4_lanes = 0;
     const int n = LLMQ_LIN_COUNT * m->cfg.n_layers + 1;
     uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        const llmq_wmat *W = model_w(m, i);
-        if (llmq_wmat_interleavable(W)) total += (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
-    }
+    for (int i = 0; i < n; i++) total += (ilv_bytes(model_w(m, i), q4_lanes) + 63) & ~(uint64_t)63;
     if (total == 0) return LLMQ_OK;
     const size_t huge = 2u << 20;       /* transparent huge pages where the kernel gives them */
     void *buf = NULL;
@@ -479,16 +485,21 @@ int llmq_model_interleave(llmq_model *m, llmq_err *err)
     uint8_t *at = buf;
     for (int i = 0; i < n; i++) {
         llmq_wmat *W = model_w(m, i);
-        if (!llmq_wmat_interleavable(W)) continue;
+        const uint64_t room = ilv_bytes(W, q4_lanes);
+        if (!room) continue;
         const void *old = W->data;
-        llmq_wmat_interleave(W, at);
         const uint64_t bytes = (uint64_t)W->rows * (uint64_t)llmq_wmat_row_bytes(W);
+        if (q4_lanes && llmq_wmat_lanes_ok(W)) {
+            llmq_wmat_interleave_lanes(W, at);
+        } else {
+            llmq_wmat_interleave(W, at);
+            W->data = at;
+            W->ilv = LLMQ_ILV_ROWS;
+        }
         llmq_ckpt_release_bytes(&m->ckpt, old, bytes);           /* no-op outside the maps */
         if (m->gguf) llmq_map_release(&m->gguf->map, old, bytes);
-        W->data = at;
-        W->ilv = LLMQ_ILV_ROWS;
         if (i == n - 1 && m->embed.data == old) m->embed = *W;   /* tied: one copy, one view */
-        at += bytes;
+        at += (room + 63) & ~(uint64_t)63;
     }
     return LLMQ_OK;
 }

@@ -83,9 +83,13 @@ void llmq_model_release_layer(const llmq_model *m, int l);
  * converted codes, stay allocated): a decode step then reads one address stream per thread
  * instead of four.  For runners only: the views no longer hold the file's
  * bytes (export and the quantizers read a model opened without this).
- * LLMQ_INTERLEAVE=0 in the environment skips it.  LLMQ_ENOMEM if the copy
+ * With q4_lanes (a runner whose int4 linears all run W4A8 on a kernel
+ * table with q4a8_lanes) int4 matrices take the sixteen-row tiles of
+ * LLMQ_ILV_LANES instead, whose other products are the oracle's.
+ * LLMQ_INTERLEAVE=0 in the environment skips it, LLMQ_INTERLEAVE=4 keeps to
+ * the tiles of four.  LLMQ_ENOMEM if the copy
  * does not fit; the model is unchanged then. */
-int llmq_model_interleave(llmq_model *m, llmq_err *err);
+int llmq_model_interleave(llmq_model *m, int q4_lanes, llmq_err *err);
 
 /* Bytes of weights one decode step streams (all linears + lm_head). */
 uint64_t llmq_model_decode_bytes(const llmq_model *m);

@@ -398,7 +398,7 @@ static float *falloc(int64_t a, int64_t b, llmq_err *err)
 /* Y (n, rows) = X (n, cols) W^T, W fp32 (rows, cols), threaded. */
 static void mm(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y)
 {
-    llmq_wmat w = { LLMQ_W_F32, rows, cols, W, NULL, NULL, 0, 0, 0 };
+    llmq_wmat w = { .type = LLMQ_W_F32, .rows = rows, .cols = cols, .data = W };
     llmq_matmul(pool, &w, X, n, Y);
 }
 
@@ -508,7 +508,7 @@ static void mm_b(llmq_pool *pool, const float *W, int64_t rows, int64_t cols, co
 {
     if (!b) { mm(pool, W, rows, cols, X, n, Y); return; }
     llmq_round_bf16(W, rows * cols, b->w);
-    llmq_wmat w = { LLMQ_W_BF16, rows, cols, b->w, NULL, NULL, 0, 0, 0 };
+    llmq_wmat w = { .type = LLMQ_W_BF16, .rows = rows, .cols = cols, .data = b->w };
     llmq_matmul_bf16(pool, &w, b->x, n, Y);
 }
 
@@ -527,7 +527,7 @@ static void group_out(llmq_pool *pool, const llmq_awq_group *g, const float *con
         if (g->ff_block) llmq_fwht(hg, n, ff, g->ff_block);   /* the forward's online Hadamard */
         if (!b) { mm(pool, g->down, g->down_rows, ff, hg, n, out); return; }
         llmq_round_bf16(hg, n * ff, b->h);
-        llmq_wmat d = { LLMQ_W_BF16, g->down_rows, ff, b->down, NULL, NULL, 0, 0, 0 };
+        llmq_wmat d = { .type = LLMQ_W_BF16, .rows = g->down_rows, .cols = ff, .data = b->down };
         llmq_matmul_bf16(pool, &d, b->h, n, out);
         return;
     }
@@ -1585,7 +1585,7 @@ static int layer_rtn_loss(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
         int rc = fake_quant(r->o->pool, &r->o->q, src, rows, cols, NULL, NULL, r->Q[k], err);
         free(src);
         if (rc) return rc;
-        rw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0, 0, 0 };
+        rw.w[k] = (llmq_wmat){ .type = LLMQ_W_F32, .rows = rows, .cols = cols, .data = r->Q[k] };
     }
     double sum = 0;
     float *tmp = falloc(T, H, err);
@@ -1620,7 +1620,7 @@ static int layer_quantize(run *r, int l, const fwd_w *fw, llmq_awq_layer *A, llm
             return err->code;
         free(r->W[k]);
         r->W[k] = NULL;
-        qw.w[k] = (llmq_wmat){ LLMQ_W_F32, rows, cols, r->Q[k], NULL, NULL, 0, 0, 0 };
+        qw.w[k] = (llmq_wmat){ .type = LLMQ_W_F32, .rows = rows, .cols = cols, .data = r->Q[k] };
     }
     for (int g = 0; g < LLMQ_AWQ_NGROUP; g++) { llmq_gptq_h_free(r->gh[g]); r->gh[g] = NULL; }
     float **nrm = r->nrm;

@@ -64,7 +64,9 @@ typedef struct {
     const uint8_t *zeros;  /* Q4 / Q3 asymmetric zero points, NULL if symmetric */
     int group;             /* Q4 / Q3 group size (32/64/128), MX8: 32, block formats: 32 or 16 */
     float tscale;          /* NVFP4 / NVINT4 tensor scale (lib/base/blocks.h); unused by other types */
-    int ilv;               /* 0: rows one after another; LLMQ_ILV_ROWS: rows in tiles (below) */
+    int ilv;               /* 0: rows one after another; LLMQ_ILV_ROWS or LLMQ_ILV_LANES: rows in tiles (below) */
+    const uint16_t *lscales;  /* LLMQ_ILV_LANES only: scales [rows / 16][cols / group][16] */
+    const uint8_t *lzeros;    /* LLMQ_ILV_LANES only: zero points, the same order; NULL if symmetric */
 } llmq_wmat;
 
 /* An interleaved matrix (ilv = LLMQ_ILV_ROWS, made by llmq_wmat_interleave
@@ -78,16 +80,32 @@ typedef struct {
 #define LLMQ_ILV_ROWS 4
 #define LLMQ_ILV_LINE 64
 
-/* Where byte `off` of row r's data lies (rb bytes per row), either layout. */
+/* Q4 only, for W4A8 on VNNI (ilv = LLMQ_ILV_LANES, llmq_wmat_interleave_lanes):
+ * rows in tiles of sixteen whose 4-byte lines alternate, so that one
+ * 64-byte load holds 8 columns of 16 rows, row k of the tile in dword lane
+ * k: a register of 16 rows' sums, no horizontal sums.  Line j (columns
+ * 8j .. 8j + 7, the file's bytes) of row 16t + k lies at data + 16t * rb +
+ * (16j + k) * 4; rows % 16 == 0.  The scales and zero points of a tile's
+ * 16 rows sit together in lscales / lzeros (scales / zeros stay too, for
+ * the oracle).  Only the W4A8 kernels of a table with q4a8_lanes read it
+ * fast; every other kernel of Q4 takes the oracle's. */
+#define LLMQ_ILV_LANES 16
+#define LLMQ_ILV_LANE_LINE 4
+
+/* Where byte `off` of row r's data lies (rb bytes per row), any layout. */
 static inline const uint8_t *llmq_wmat_row_byte(const llmq_wmat *W, int64_t r, int64_t rb, int64_t off)
 {
     const uint8_t *d = (const uint8_t *)W->data;
     if (!W->ilv) return d + r * rb + off;
+    if (W->ilv == LLMQ_ILV_LANES)
+        return d + (r & ~(int64_t)15) * rb +
+               (off / LLMQ_ILV_LANE_LINE * LLMQ_ILV_LANES + (r & 15)) * LLMQ_ILV_LANE_LINE + off % LLMQ_ILV_LANE_LINE;
     return d + (r & ~(int64_t)3) * rb + (off / LLMQ_ILV_LINE * LLMQ_ILV_ROWS + (r & 3)) * LLMQ_ILV_LINE +
            off % LLMQ_ILV_LINE;
 }
 
-/* The distance between consecutive 64-byte lines of one row. */
+/* The distance between consecutive 64-byte lines of one row (plain rows
+ * or LLMQ_ILV_ROWS tiles; kernels that read lines never see LLMQ_ILV_LANES). */
 static inline int64_t llmq_wmat_line_stride(const llmq_wmat *W)
 {
     return W->ilv ? LLMQ_ILV_ROWS * LLMQ_ILV_LINE : LLMQ_ILV_LINE;

@@ -49,6 +49,8 @@ typedef struct {
     const int8_t *xq;             /* [cols], llmq_quantize_act_blocks codes (the oracle reads these) */
     const float *xs;              /* [cols / 32] block scales */
     const llmq_q4a8_chunk *ch;    /* [ceil(cols / 128)] the same, rearranged (SIMD kernels) */
+    const int32_t *bneg;          /* [cols / 32] -(sum of xq over the 32-block) in the low 16 bits,
+                                   * 0 in the high ones: LLMQ_ILV_LANES kernels only */
 } llmq_q4a8_x;
 
 /* A 32-block of activations whose max |x| is below this quantizes to zero
@@ -110,6 +112,7 @@ typedef struct {
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;
     llmq_kq4a8_prep_fn q4a8_prep;
+    int q4a8_lanes;                /* matvec_q4a8 / matmul_q4a8 read LLMQ_ILV_LANES tiles fast */
     llmq_kattn_scores_fn attn_scores;
     llmq_kattn_scores_fn attn_scores_bf16;   /* NULL without a bf16 dot product: attn_scores */
     llmq_kattn_values_fn attn_values;

@@ -71,6 +71,18 @@ int llmq_wmat_interleavable(const llmq_wmat *W);
  * the view of them is W with data = dst and ilv = LLMQ_ILV_ROWS.  W
  * interleavable. */
 void llmq_wmat_interleave(const llmq_wmat *W, uint8_t *dst);
+/* Whether W can be laid out in tiles of sixteen rows (wmat.h's
+ * LLMQ_ILV_LANES, for W4A8): Q4 in plain rows, rows % 16 == 0. */
+int llmq_wmat_lanes_ok(const llmq_wmat *W);
+/* The bytes that layout takes: codes, then the tiles' scales and zero points. */
+uint64_t llmq_wmat_lanes_bytes(const llmq_wmat *W);
+/* W's codes, scales and zero points in that layout into dst
+ * (llmq_wmat_lanes_bytes of room); W becomes the view of them (data,
+ * lscales, lzeros, ilv = LLMQ_ILV_LANES; scales and zeros unchanged).
+ * W lanes_ok. */
+void llmq_wmat_interleave_lanes(llmq_wmat *W, uint8_t *dst);
+/* Whether this host's W4A8 kernels read that layout fast (AVX-512 VNNI). */
+int llmq_q4a8_lanes(void);
 
 /* ---- W8A8: int8 weights times int8 activations, exact int32 sums ---- */
 

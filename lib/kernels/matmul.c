@@ -112,6 +112,42 @@ static int ilv_shape_ok(const llmq_wmat *W)
 
 int llmq_wmat_interleavable(const llmq_wmat *W) { return !W->ilv && ilv_shape_ok(W); }
 
+int llmq_wmat_lanes_ok(const llmq_wmat *W)
+{
+    return !W->ilv && W->type == LLMQ_W_Q4 && llmq_q4_group_ok(W->group) && W->cols % W->group == 0 &&
+           W->rows % LLMQ_ILV_LANES == 0 && W->scales;
+}
+
+uint64_t llmq_wmat_lanes_bytes(const llmq_wmat *W)
+{
+    uint64_t g = (uint64_t)W->rows * (uint64_t)(W->cols / W->group);
+    return (uint64_t)W->rows * (uint64_t)(W->cols / 2) + 2 * g + (W->zeros ? g : 0);
+}
+
+void llmq_wmat_interleave_lanes(llmq_wmat *W, uint8_t *dst)
+{
+    const int64_t rb = W->cols / 2, lines = rb / LLMQ_ILV_LANE_LINE, ng = W->cols / W->group, R = LLMQ_ILV_LANES;
+    const uint8_t *src = W->data;
+    const uint16_t *sc = W->scales;
+    uint16_t *lsc = (uint16_t *)(dst + W->rows * rb);
+    uint8_t *lz = W->zeros ? (uint8_t *)(lsc + W->rows * ng) : NULL;
+    for (int64_t r = 0; r < W->rows; r += R) {
+        for (int64_t j = 0; j < lines; j++)
+            for (int k = 0; k < R; k++)
+                memcpy(dst + r * rb + (j * R + k) * LLMQ_ILV_LANE_LINE, src + (r + k) * rb + j * LLMQ_ILV_LANE_LINE,
+                       LLMQ_ILV_LANE_LINE);
+        for (int64_t g = 0; g < ng; g++)
+            for (int k = 0; k < R; k++) {
+                lsc[(r / R * ng + g) * R + k] = sc[(r + k) * ng + g];
+                if (lz) lz[(r / R * ng + g) * R + k] = W->zeros[(r + k) * ng + g];
+            }
+    }
+    W->data = dst;
+    W->lscales = lsc;
+    W->lzeros = lz;
+    W->ilv = LLMQ_ILV_LANES;
+}
+
 void llmq_wmat_interleave(const llmq_wmat *W, uint8_t *dst)
 {
     const int64_t rb = llmq_wmat_row_bytes(W), lines = rb / LLMQ_ILV_LINE;
@@ -147,7 +183,13 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
             return llmq_errorf(err, LLMQ_EFORMAT, "tensor '%s': %s cols %" PRId64
                                " not a multiple of group %d", name, t, W->cols, W->group);
     }
-    if (W->ilv && (W->ilv != LLMQ_ILV_ROWS || !ilv_shape_ok(W)))
+    if (W->ilv == LLMQ_ILV_LANES) {
+        llmq_wmat p = *W;
+        p.ilv = 0;
+        if (!llmq_wmat_lanes_ok(&p) || !W->lscales || !W->lzeros != !W->zeros)
+            return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s [%" PRId64 ", %" PRId64 "] cannot be "
+                               "interleaved by %d", name, t, W->rows, W->cols, W->ilv);
+    } else if (W->ilv && (W->ilv != LLMQ_ILV_ROWS || !ilv_shape_ok(W)))
         return llmq_errorf(err, LLMQ_EINTERNAL, "tensor '%s': %s [%" PRId64 ", %" PRId64 "] cannot be interleaved "
                            "by %d", name, t, W->rows, W->cols, W->ilv);
     if (W->type == LLMQ_W_MX8) {
@@ -181,9 +223,16 @@ int llmq_wmat_check(const llmq_wmat *W, const char *name, llmq_err *err)
     return LLMQ_OK;
 }
 
+/* The table whose kernels read W: rows in tiles of sixteen are for the
+ * W4A8 kernels (matmul_q4a8); every other product of them is the oracle's. */
+static const llmq_ktable *kt_of(const llmq_wmat *W)
+{
+    return W->ilv == LLMQ_ILV_LANES ? &llmq_ktable_ref : llmq_ktable_cur();
+}
+
 void llmq_get_row(const llmq_wmat *W, int64_t r, float *out)
 {
-    llmq_ktable_cur()->dequant[W->type](W, r, r + 1, out);
+    kt_of(W)->dequant[W->type](W, r, r + 1, out);
 }
 
 /* ---- row blocks handed out on demand ----
@@ -236,7 +285,7 @@ static void mv_worker(void *ctx, int i, int n)
 void llmq_matvec(llmq_pool *pool, const llmq_wmat *W, const float *x, float *y)
 {
     if (llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
-    struct mv_job j = { llmq_ktable_cur()->matvec[W->type], W, x, y, rowq_make(W->rows, mv_block(W->rows, pool)) };
+    struct mv_job j = { kt_of(W)->matvec[W->type], W, x, y, rowq_make(W->rows, mv_block(W->rows, pool)) };
     llmq_pool_run(pool, mv_worker, &j);
 }
 
@@ -308,7 +357,7 @@ void llmq_matmul(llmq_pool *pool, const llmq_wmat *W, const float *X, int64_t n,
     if (n <= 0) return;
     if (n == 1) { llmq_matvec(pool, W, X, Y); return; }
     int64_t blk = n < MIN_GEMM_TOKENS ? mv_block(W->rows, pool) : mm_tile(W, pool);
-    struct mm_job j = { llmq_ktable_cur(), W, X, n, Y, rowq_make(W->rows, blk) };
+    struct mm_job j = { kt_of(W), W, X, n, Y, rowq_make(W->rows, blk) };
     if (n > INT_MAX) j.n = MIN_GEMM_TOKENS - 1;   /* sgemm takes int sizes */
     if (j.n != n) {
         for (int64_t t = 0; t < n; t++) llmq_matvec(pool, W, X + t * W->cols, Y + t * W->rows);
@@ -419,19 +468,47 @@ struct q4a8_job {
     const int8_t *Xq;
     const float *xs;
     llmq_q4a8_chunk *ch;     /* [n][nck], NULL for the oracle */
+    int32_t *bneg;           /* [n][cols / 32], LLMQ_ILV_LANES only */
     int64_t n, nck;
     float *Y;
     rowq q;                  /* decode blocks, or prefill tiles */
 };
 
+/* llmq_q4a8_x's bneg of one token: -(sum of each 32-block's codes), in
+ * the low half of an int32 (|sum| <= 32 * 127 fits an int16). */
+static void q4a8_bneg(const int8_t *xq, int64_t cols, int32_t *bneg)
+{
+    for (int64_t b = 0; b < cols / LLMQ_A8_BLOCK; b++) {
+        int s = 0;
+        for (int i = 0; i < LLMQ_A8_BLOCK; i++) s += xq[b * LLMQ_A8_BLOCK + i];
+        bneg[b] = (int32_t)(uint16_t)(int16_t)-s;
+    }
+}
+
+static void q4a8_prep_rows(struct q4a8_job *j, int64_t lo, int64_t hi)
+{
+    const int64_t cols = j->W->cols, nb = cols / LLMQ_A8_BLOCK;
+    llmq_kq4a8_prep_fn prep = llmq_ktable_cur()->q4a8_prep;
+    for (int64_t t = lo; t < hi; t++) {
+        prep(j->Xq + t * cols, j->xs + t * nb, cols, j->ch + t * j->nck);
+        if (j->bneg) q4a8_bneg(j->Xq + t * cols, cols, j->bneg + t * nb);
+    }
+}
+
 static void q4a8_prep_worker(void *ctx, int i, int nth)
 {
     struct q4a8_job *j = ctx;
-    int64_t lo, hi, cols = j->W->cols;
+    int64_t lo, hi;
     llmq_split(j->n, i, nth, 1, &lo, &hi);
-    llmq_kq4a8_prep_fn prep = llmq_ktable_cur()->q4a8_prep;
-    for (int64_t t = lo; t < hi; t++)
-        prep(j->Xq + t * cols, j->xs + t * (cols / LLMQ_A8_BLOCK), cols, j->ch + t * j->nck);
+    q4a8_prep_rows(j, lo, hi);
+}
+
+/* Token t's view. */
+static llmq_q4a8_x q4a8_view(const struct q4a8_job *j, int64_t t)
+{
+    const int64_t cols = j->W->cols, nb = cols / LLMQ_A8_BLOCK;
+    return (llmq_q4a8_x){ j->Xq + t * cols, j->xs + t * nb, j->ch ? j->ch + t * j->nck : NULL,
+                          j->bneg ? j->bneg + t * nb : NULL };
 }
 
 static void q4a8_worker(void *ctx, int i, int nth)
@@ -439,11 +516,11 @@ static void q4a8_worker(void *ctx, int i, int nth)
     (void)i; (void)nth;
     struct q4a8_job *j = ctx;
     const llmq_wmat *W = j->W;
-    int64_t lo, hi, cols = W->cols, nb = cols / LLMQ_A8_BLOCK;
+    int64_t lo, hi;
     while (rowq_take(&j->q, &lo, &hi)) {
         if (!j->mfn) {
             for (int64_t t = 0; t < j->n; t++) {
-                llmq_q4a8_x x = { j->Xq + t * cols, j->xs + t * nb, j->ch ? j->ch + t * j->nck : NULL };
+                llmq_q4a8_x x = q4a8_view(j, t);
                 j->fn(W, lo, hi, &x, j->Y + t * W->rows + lo);
             }
             continue;
@@ -451,10 +528,7 @@ static void q4a8_worker(void *ctx, int i, int nth)
         for (int64_t t0 = 0; t0 < j->n; t0 += Q4A8_BATCH) {
             llmq_q4a8_x x[Q4A8_BATCH];
             int64_t nt = LLMQ_MIN(Q4A8_BATCH, j->n - t0);
-            for (int64_t t = 0; t < nt; t++) {
-                int64_t tt = t0 + t;
-                x[t] = (llmq_q4a8_x){ j->Xq + tt * cols, j->xs + tt * nb, j->ch + tt * j->nck };
-            }
+            for (int64_t t = 0; t < nt; t++) x[t] = q4a8_view(j, t0 + t);
             j->mfn(W, lo, hi, x, nt, j->Y + t0 * W->rows + lo, W->rows);
         }
     }
@@ -465,6 +539,8 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
 {
     if (n <= 0) return;
     const llmq_ktable *kt = llmq_ktable_cur();
+    const int lanes = W->ilv == LLMQ_ILV_LANES;
+    if (lanes && !kt->q4a8_lanes) kt = &llmq_ktable_ref;   /* the oracle reads any layout */
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
     /* prefill tiles are also no larger than decode blocks: a tile of
      * Q4A8_TILE_BYTES alone held all of a 512-column matrix (tiny-llama's
@@ -472,14 +548,16 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
     int64_t blk = n == 1 ? mv_block(W->rows, pool)
                          : LLMQ_MIN(mv_block(W->rows, pool),
                                     LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3));
-    struct q4a8_job j = { kt->matvec_q4a8, NULL, W, Xq, xscales, NULL, n, (W->cols + 127) / 128, Y,
+    if (lanes) blk = (blk + LLMQ_ILV_LANES - 1) / LLMQ_ILV_LANES * LLMQ_ILV_LANES;   /* whole tiles */
+    struct q4a8_job j = { kt->matvec_q4a8, NULL, W, Xq, xscales, NULL, NULL, n, (W->cols + 127) / 128, Y,
                           rowq_make(W->rows, blk) };
-    if (kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
-        size_t bytes;
-        if (!llmq_mul_ovf_size((size_t)n, (size_t)j.nck * sizeof(llmq_q4a8_chunk), &bytes))
+    if (kt != &llmq_ktable_ref && kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
+        size_t bytes, nbb = (size_t)(W->cols / LLMQ_A8_BLOCK) * sizeof(int32_t);
+        if (!llmq_mul_ovf_size((size_t)n, (size_t)j.nck * sizeof(llmq_q4a8_chunk) + (lanes ? nbb : 0), &bytes))
             j.ch = llmq_alloc_aligned(bytes, NULL);
+        if (j.ch && lanes) j.bneg = (int32_t *)((char *)j.ch + (size_t)n * (size_t)j.nck * sizeof(llmq_q4a8_chunk));
         if (!j.ch) j.fn = llmq_ktable_ref.matvec_q4a8;   /* slower, same block sums */
-        else if (n == 1) kt->q4a8_prep(Xq, xscales, W->cols, j.ch);
+        else if (n == 1) q4a8_prep_rows(&j, 0, 1);
         else llmq_pool_run(pool, q4a8_prep_worker, &j);
     }
     /* decode keeps the single-token kernel: a tile of one token shares nothing */
@@ -507,6 +585,8 @@ void llmq_round_bf16(const float *x, int64_t n, uint16_t *b)
         b[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
     }
 }
+
+int llmq_q4a8_lanes(void) { return llmq_ktable_cur()->q4a8_lanes; }
 
 int llmq_has_bf16_dot(void) { return llmq_ktable_cur()->matmul_bf16 != NULL; }
 

@@ -1349,7 +1349,7 @@ INLINE void q4a8_tile(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q
 /* One token (decode): the tile of one token. */
 INLINE void q4a8_rows(const llmq_wmat *W, int64_t r, int NR, int G, const llmq_q4a8_chunk *xc, float *y)
 {
-    const llmq_q4a8_x one = { NULL, NULL, xc };
+    const llmq_q4a8_x one = { .ch = xc };
     q4a8_tile(W, r, NR, G, &one, 1, y, 0);
 }
 
@@ -1379,6 +1379,168 @@ static void mm_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_
     case 64: Q4A8_MM_G(64); break;
     default: Q4A8_MM_G(128); break;
     }
+}
+
+/* ---- W4A8 on rows in tiles of sixteen (wmat.h's LLMQ_ILV_LANES) ----
+ *
+ * A 64-byte line holds columns 8j .. 8j + 7 of 16 rows, row k's four file
+ * bytes in dword lane k: the low nibbles are the even columns, the high
+ * ones the odd.  Two vpdpbusd with the token's four even and four odd codes
+ * broadcast (the chunk's xe / xo) add the 8 columns to 16 rows' int32 sums
+ * at once: no nibble shuffles, no horizontal sums, and the activations cost
+ * a broadcast load.  Per 32-block the sums start at -z * sum(x) (one
+ * vpdpwssd of the zero points with bneg), take the block's 4 lines, and one
+ * FMA adds them times scale * xs to the 16 rows' float sums, each lane
+ * exact in int32 before it (|.| <= 32 * 15 * 127).  Every (row, token)
+ * takes those operations in that order whatever the tile, so prefill equals
+ * decode bit for bit. */
+INLINE void q4l_tile(const llmq_wmat *W, int64_t r, int NRB, int G, const llmq_q4a8_x *x, int NT, float *y,
+                     int64_t ldy)
+{
+    const int64_t cols = W->cols, ng = cols / G, rb = cols / 2, BPG = G / LLMQ_A8_BLOCK;
+    const uint8_t *d = (const uint8_t *)W->data + r * rb;
+    const uint16_t *ls = W->lscales + r * ng;
+    const uint8_t *lz = W->lzeros ? W->lzeros + r * ng : NULL;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[2][6];
+#pragma GCC unroll 2
+    for (int a = 0; a < NRB; a++)
+#pragma GCC unroll 6
+        for (int t = 0; t < NT; t++) acc[a][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 sb[2];
+        __m512i zw[2];
+#pragma GCC unroll 2
+        for (int a = 0; a < NRB; a++) {
+            const int64_t o = (a * ng + g) * LLMQ_ILV_LANES;
+            sb[a] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ls + o)));
+            zw[a] = lz ? _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(lz + o)))
+                       : _mm512_set1_epi32(LLMQ_Q4_ZERO_SYM);
+        }
+        for (int64_t b = g * BPG; b < (g + 1) * BPG; b++) {
+            if (NT == 1 && NRB == 1) {
+                /* decode: the block's four lines in four sums, so that no
+                 * long chain of vpdpbusd holds the loads behind it (decode
+                 * is as fast as the loads in flight); integers, so the same
+                 * sum as below */
+                __m512i q[4];
+#pragma GCC unroll 4
+                for (int s4 = 0; s4 < 4; s4++) {
+                    const int64_t j = 4 * b + s4;
+                    const __m512i v = _mm512_loadu_si512(d + j * 64);
+                    const llmq_q4a8_chunk *c = x[0].ch + (j >> 4);
+                    int32_t e, o;
+                    memcpy(&e, c->xe + 4 * (j & 15), 4);
+                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    q[s4] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, m4), _mm512_set1_epi32(e));
+                    q[s4] = _mm512_dpbusd_epi32(q[s4], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_set1_epi32(o));
+                }
+                const __m512i z = _mm512_dpwssd_epi32(_mm512_setzero_si512(), zw[0], _mm512_set1_epi32(x[0].bneg[b]));
+                const __m512i pt = _mm512_add_epi32(_mm512_add_epi32(z, _mm512_add_epi32(q[0], q[1])),
+                                                    _mm512_add_epi32(q[2], q[3]));
+                acc[0][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pt), _mm512_mul_ps(sb[0], _mm512_set1_ps(x[0].xs[b])),
+                                            acc[0][0]);
+                continue;
+            }
+            __m512i p[2][6];
+#pragma GCC unroll 6
+            for (int t = 0; t < NT; t++) {
+                const __m512i bn = _mm512_set1_epi32(x[t].bneg[b]);
+#pragma GCC unroll 2
+                for (int a = 0; a < NRB; a++) p[a][t] = _mm512_dpwssd_epi32(_mm512_setzero_si512(), zw[a], bn);
+            }
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                const int64_t j = 4 * b + s;
+                __m512i lo[2], hi[2];
+#pragma GCC unroll 2
+                for (int a = 0; a < NRB; a++) {
+                    const __m512i v = _mm512_loadu_si512(d + a * LLMQ_ILV_LANES * rb + j * 64);
+                    lo[a] = _mm512_and_si512(v, m4);
+                    hi[a] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+#pragma GCC unroll 6
+                for (int t = 0; t < NT; t++) {
+                    const llmq_q4a8_chunk *c = x[t].ch + (j >> 4);
+                    int32_t e, o;
+                    memcpy(&e, c->xe + 4 * (j & 15), 4);
+                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    const __m512i xe = _mm512_set1_epi32(e), xo = _mm512_set1_epi32(o);
+#pragma GCC unroll 2
+                    for (int a = 0; a < NRB; a++) {
+                        p[a][t] = _mm512_dpbusd_epi32(p[a][t], lo[a], xe);
+                        p[a][t] = _mm512_dpbusd_epi32(p[a][t], hi[a], xo);
+                    }
+                }
+            }
+#pragma GCC unroll 6
+            for (int t = 0; t < NT; t++) {
+                const __m512 xs = _mm512_set1_ps(x[t].xs[b]);
+#pragma GCC unroll 2
+                for (int a = 0; a < NRB; a++)
+                    acc[a][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[a][t]), _mm512_mul_ps(sb[a], xs), acc[a][t]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int a = 0; a < NRB; a++)
+#pragma GCC unroll 6
+        for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy + a * LLMQ_ILV_LANES, acc[a][t]);
+}
+
+/* Decode: one tile of 16 rows after another, one address stream. */
+static void mv_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    for (int64_t r = r0; r < r1; r += LLMQ_ILV_LANES) {
+        switch (W->group) {
+        case 32: q4l_tile(W, r, 1, 32, x, 1, y + (r - r0), 0); break;
+        case 64: q4l_tile(W, r, 1, 64, x, 1, y + (r - r0), 0); break;
+        default: q4l_tile(W, r, 1, 128, x, 1, y + (r - r0), 0); break;
+        }
+    }
+}
+
+/* Prefill: two tiles of rows by up to six tokens (24 of the 32 registers
+ * hold sums), the tiles' codes in L2 while the tokens pass. */
+#define Q4L_NT(G, NRB, NT) q4l_tile(W, r, NRB, G, x + t, NT, y + t * ldy + (r - r0), ldy)
+#define Q4L_MM_G(G)                                                                                     \
+    for (int64_t t = 0; t < n; t += 6) {                                                                \
+        const int64_t nt = LLMQ_MIN(6, n - t);                                                          \
+        for (int64_t r = r0; r < r1; r += 2 * LLMQ_ILV_LANES) {                                         \
+            const int nrb = r + 2 * LLMQ_ILV_LANES <= r1 ? 2 : 1;                                       \
+            switch (nt * 2 + nrb - 1) {                                                                  \
+            case 2: Q4L_NT(G, 1, 1); break;  case 3: Q4L_NT(G, 2, 1); break;                            \
+            case 4: Q4L_NT(G, 1, 2); break;  case 5: Q4L_NT(G, 2, 2); break;                            \
+            case 6: Q4L_NT(G, 1, 3); break;  case 7: Q4L_NT(G, 2, 3); break;                            \
+            case 8: Q4L_NT(G, 1, 4); break;  case 9: Q4L_NT(G, 2, 4); break;                            \
+            case 10: Q4L_NT(G, 1, 5); break; case 11: Q4L_NT(G, 2, 5); break;                           \
+            case 12: Q4L_NT(G, 1, 6); break; default: Q4L_NT(G, 2, 6); break;                           \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+static void mm_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                     int64_t n, float *y, int64_t ldy)
+{
+    switch (W->group) {
+    case 32: Q4L_MM_G(32); break;
+    case 64: Q4L_MM_G(64); break;
+    default: Q4L_MM_G(128); break;
+    }
+}
+
+/* Either layout. */
+static void mv_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    if (W->ilv == LLMQ_ILV_LANES) mv_q4a8l(W, r0, r1, x, y);
+    else mv_q4a8(W, r0, r1, x, y);
+}
+
+static void mm_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                        int64_t n, float *y, int64_t ldy)
+{
+    if (W->ilv == LLMQ_ILV_LANES) mm_q4a8l(W, r0, r1, x, n, y, ldy);
+    else mm_q4a8(W, r0, r1, x, n, y, ldy);
 }
 
 /* The chunk layout of kern-int.h: even and odd bytes by sign-extending
@@ -2009,10 +2171,11 @@ const llmq_ktable llmq_ktable_avx512 = {
     .matmul_a8 = mm_a8,
     .matmul_bf16 = mm_bf16,
     .gemm_bf16p = gemm_bf16p,
-    .matvec_q4a8 = mv_q4a8,
-    .matmul_q4a8 = mm_q4a8,
+    .matvec_q4a8 = mv_q4a8_any,
+    .matmul_q4a8 = mm_q4a8_any,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
+    .q4a8_lanes = 1,
     .attn_scores = attn_scores,
     .attn_scores_bf16 = attn_scores_bf16,
     .attn_values = attn_values,

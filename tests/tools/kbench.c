@@ -3,7 +3,7 @@
  * type on every ISA this CPU has, next to a memory read bandwidth probe.
  *
  *   kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]
- *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME] [--interleave]
+ *          [--group 32|64|128] [--type K] [--types NAME,...] [--isa NAME] [--interleave] [--lanes]
  *                                              (q4 / q3 group default 128, as llmq pack)
  *
  * "cold" cycles through copies of the matrix spread over a 1 GiB arena, so
@@ -17,7 +17,10 @@
  * 1.0).  --types picks types by name (llmq_wtype_name, q8a8, q4a8), --isa
  * runs one ISA (scalar, avx2, avx512, or best: the best this CPU has)
  * instead of every one the CPU has.  --interleave runs q4 and q4a8 on rows
- * in the layout llmq verify gives them (tiles of four, wmat.h).
+ * in the layout llmq verify gives them (tiles of four, wmat.h); --lanes runs
+ * q4a8 on the tiles of sixteen rows that verify --act int8 gives int4 where
+ * the host has AVX-512 VNNI (wmat.h's LLMQ_ILV_LANES; other ISAs take the
+ * oracle's kernel on them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +35,8 @@
 static uint8_t *arena;
 static int q4_group = 128;             /* llmq pack --format int4 default */
 static int q4_ilv;                     /* --interleave: Q4 in the runner's tiles of four rows */
+static int q4_lanes;                   /* --lanes: q4a8 on the W4A8 tiles of sixteen rows */
+static int lanes_now;                  /* the row being measured is q4a8 under --lanes */
 
 /* best read rate over the 1 GiB arena: the library's probe (llmq verify --bench) */
 static double probe_bw(llmq_pool *pool, double secs)
@@ -48,7 +53,8 @@ static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
     if (llmq_wtype_is_ggml(t)) W.group = t >= LLMQ_W_GQ2_K ? 256 : 32;
     if (llmq_wtype_is_block(t)) W.group = llmq_block_size(t), W.tscale = 1.0f;
     W.zeros = q43 ? (const uint8_t *)1 : NULL;   /* placeholder for the size */
-    if (q4_ilv && llmq_wmat_interleavable(&W)) W.ilv = LLMQ_ILV_ROWS;   /* random bytes: any layout */
+    if (lanes_now && t == LLMQ_W_Q4 && rows % LLMQ_ILV_LANES == 0) W.ilv = LLMQ_ILV_LANES;
+    else if (q4_ilv && llmq_wmat_interleavable(&W)) W.ilv = LLMQ_ILV_ROWS;   /* random bytes: any layout */
     uint64_t bytes = llmq_wmat_bytes(&W), off = k * ((bytes + 4095) & ~4095ull);
     uint64_t n = (uint64_t)rows * (uint64_t)cols;
     uint8_t *p = arena + off;
@@ -62,6 +68,7 @@ static llmq_wmat arena_mat(llmq_wtype t, int64_t rows, int64_t cols, uint64_t k)
         if (llmq_wtype_is_block(t)) W.scales = p + (llmq_wtype_is_block4(t) ? n / 2 : n);
         break;
     }
+    if (W.ilv == LLMQ_ILV_LANES) W.lscales = W.scales, W.lzeros = W.zeros;   /* the same bytes, any order */
     return W;
 }
 
@@ -162,6 +169,7 @@ int main(int argc, char **argv)
         long *dst = NULL, lo = 1, hi = 1 << 20;
         if (!strcmp(argv[i], "--types") && i + 1 < argc) { types = argv[++i]; continue; }
         if (!strcmp(argv[i], "--interleave")) { q4_ilv = 1; continue; }
+        if (!strcmp(argv[i], "--lanes")) { q4_lanes = 1; continue; }
         if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             i++;
             int k = !strcmp(argv[i], "scalar") ? LLMQ_ISA_SCALAR : !strcmp(argv[i], "avx2") ? LLMQ_ISA_AVX2
@@ -180,7 +188,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: kbench [--threads N] [--rows R] [--cols C] [--tokens T] [--deciseconds D]\n"
                    "              [--group 32|64|128] [--type K] [--types NAME,...] [--isa scalar|avx2|avx512|best]\n"
-                   "              [--interleave]\n"
+                   "              [--interleave] [--lanes]\n"
                    "  K or NAME:");
             for (int t = 0; t <= LLMQ_W_COUNT + 1; t++) printf(" %d %s", t, type_name(t));
             printf("\n");
@@ -228,6 +236,7 @@ int main(int argc, char **argv)
             }
             int a8 = t == LLMQ_W_COUNT ? ACT_A8 : t == LLMQ_W_COUNT + 1 ? ACT_Q4A8 : ACT_FP;
             llmq_wtype wt = a8 == ACT_A8 ? LLMQ_W_Q8 : a8 == ACT_Q4A8 ? LLMQ_W_Q4 : (llmq_wtype)t;
+            lanes_now = q4_lanes && a8 == ACT_Q4A8;
             if (wt >= LLMQ_W_GQ2_K && wt <= LLMQ_W_GQ6_K && cols % 256) {
                 printf("%-6s %-7s (skipped: --cols %ld is not whole 256-value super-blocks)\n", type_name(t),
                        llmq_isa_name((llmq_isa)isa), cols);

@@ -38,7 +38,7 @@ static void check_model(const char *dir, int tied)
     if (llmq_model_open(&b, dir, &err)) { CHECK_MSG(0, "%s: %s", dir, err.msg); llmq_model_close(&a); return; }
     CHECK((a.embed.data == a.lm_head.data) == tied);
     const void *embed0 = b.embed.data;
-    CHECK(llmq_model_interleave(&b, &err) == LLMQ_OK);
+    CHECK(llmq_model_interleave(&b, tied, &err) == LLMQ_OK);   /* q4_lanes: int4 only, none here */
     for (int l = 0; l < b.cfg.n_layers; l++)
         for (int k = 0; k < LLMQ_LIN_COUNT; k++) {
             const llmq_wmat *W = llmq_layer_w(&b.layers[l], k);
@@ -54,7 +54,7 @@ static void check_model(const char *dir, int tied)
         CHECK(b.embed.data == embed0);           /* read a row per token: left mapped */
         CHECK(b.embed.ilv == 0);
     }
-    CHECK(llmq_model_interleave(&b, &err) == LLMQ_OK);   /* a second call finds nothing to do */
+    CHECK(llmq_model_interleave(&b, 0, &err) == LLMQ_OK);   /* a second call finds nothing to do */
     CHECK(b.layers[0].wq.ilv == LLMQ_ILV_ROWS);
     int64_t n = (int64_t)a.cfg.vocab * NT;
     float *la = malloc((size_t)n * 4), *lb = malloc((size_t)n * 4);
@@ -64,7 +64,7 @@ static void check_model(const char *dir, int tied)
     llmq_model_close(&b);
     setenv("LLMQ_INTERLEAVE", "0", 1);
     if (!llmq_model_open(&b, dir, &err)) {
-        CHECK(llmq_model_interleave(&b, &err) == LLMQ_OK);
+        CHECK(llmq_model_interleave(&b, 0, &err) == LLMQ_OK);
         CHECK(b.layers[0].wq.ilv == 0 && b.lm_head.ilv == 0);
         llmq_model_close(&b);
     }

@@ -858,6 +858,130 @@ TEST(interleave_shapes)
     CHECK(!llmq_wmat_interleavable(&B));
 }
 
+/* The W4A8 layout of sixteen-row tiles (wmat.h's LLMQ_ILV_LANES,
+ * llmq_wmat_interleave_lanes): on every ISA, W4A8 decode on it equals the
+ * oracle on the plain rows within q4a8_vs_oracle's tolerance (exactly 0
+ * where the codes sit at the zero point or the scales are 0), prefill of n
+ * tokens, threaded, equals n decodes bit for bit, and where the ISA's
+ * table has no such kernel it is the oracle's bit for bit; every other
+ * product of the layout (fp32 activations, prefill, a row) is the
+ * oracle's on the plain rows, bit for bit. */
+static void check_lanes(llmq_pool *pool, int G, int64_t rows, int64_t c, int sym, int mode)
+{
+    llmq_err err;
+    static const int64_t ns[] = { 1, 2, 5, 6, 7, 13, 16, 17, 40 };
+    const int64_t nmax = 40, nb = c / 32;
+    tmat m = make_mat(LLMQ_W_Q4, rows, c, G, sym, mode);
+    CHECK(llmq_wmat_lanes_ok(&m.W));
+    uint8_t *d = malloc((size_t)llmq_wmat_lanes_bytes(&m.W));
+    llmq_wmat Wl = m.W;
+    llmq_wmat_interleave_lanes(&Wl, d);
+    CHECK(Wl.ilv == LLMQ_ILV_LANES && Wl.data == d && Wl.scales == m.W.scales && !Wl.lzeros == !m.W.zeros);
+    CHECK(llmq_wmat_check(&Wl, "wl", &err) == LLMQ_OK);
+    CHECK(!llmq_wmat_lanes_ok(&Wl) && !llmq_wmat_interleavable(&Wl));
+    for (int64_t r = 0; r < rows; r++)   /* every byte where row_byte says */
+        for (int64_t o = 0; o < c / 2; o++)
+            if (*llmq_wmat_row_byte(&Wl, r, c / 2, o) != ((const uint8_t *)m.W.data)[r * (c / 2) + o]) {
+                CHECK_MSG(0, "row %" PRId64 " byte %" PRId64 " misplaced", r, o);
+                r = rows;
+                break;
+            }
+    float *X = rand_vec(nmax * c, mode == M_MAX ? 1e3f : 1.0f), *xs = malloc((size_t)(nmax * nb) * 4);
+    int8_t *Xq = malloc((size_t)(nmax * c));
+    const size_t fl = (size_t)LLMQ_MAX(nmax * rows, c) * 4;
+    float *a = malloc(fl), *b = malloc(fl), *one = malloc(fl);
+    const char *in = llmq_isa_name(llmq_cpu_isa());
+    if (mode == M_RANDOM && rows >= 16) for (int64_t j = 0; j < c; j++) X[j] = 0.0f;   /* a token of zeros */
+    llmq_quantize_act_blocks(X, nmax * c, Xq, xs);
+    for (int64_t t = 0; t < nmax; t++) {
+        llmq_q4a8_x x = { Xq + t * c, xs + t * nb, NULL, NULL };
+        llmq_ktable_ref.matvec_q4a8(&m.W, 0, rows, &x, a + t * rows);
+        llmq_matvec_q4a8(t % 2 ? pool : NULL, &Wl, Xq + t * c, xs + t * nb, one + t * rows);
+    }
+    int bad = 0;
+    for (int64_t t = 0; t < nmax && !bad; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double tol = (double)(c / 32 + 20) * 0x1p-24 * q4a8_abs(&m.W, r, Xq + t * c, xs + t * nb) + TOL_FLOOR;
+            double e = fabs((double)one[t * rows + r] - a[t * rows + r]);
+            int zero = mode == M_FLAT || mode == M_ZERO;
+            if (e > tol || (zero && one[t * rows + r] != 0.0f) || (!llmq_q4a8_lanes() && e != 0.0)) {
+                CHECK_MSG(0, "lanes isa %s g%d sym %d %" PRId64 "x%" PRId64 " mode %d token %" PRId64 " row %" PRId64
+                          ": %.9g vs %.9g (tol %g)", in, G, sym, rows, c, mode, t, r, one[t * rows + r], a[t * rows + r], tol);
+                bad = 1;
+                break;
+            }
+        }
+    for (size_t k = 0; k < LLMQ_ARRAY_LEN(ns); k++) {
+        llmq_matmul_q4a8(k % 2 ? pool : NULL, &Wl, Xq, xs, ns[k], b);
+        CHECK_MSG(same_floats(one, b, ns[k] * rows), "lanes prefill isa %s g%d sym %d %" PRId64 "x%" PRId64 " n %" PRId64,
+                  in, G, sym, rows, c, ns[k]);
+    }
+    /* the rest: the oracle's */
+    llmq_matvec(pool, &Wl, X, b);
+    llmq_ktable_ref.matvec[LLMQ_W_Q4](&m.W, 0, rows, X, a);
+    CHECK_MSG(same_floats(a, b, rows), "lanes fp32 matvec isa %s g%d", in, G);
+    llmq_matmul(pool, &Wl, X, 5, b);
+    llmq_matmul(pool, &m.W, X, 5, a);
+    for (int64_t t = 0; t < 5; t++) {
+        llmq_ktable_ref.matvec[LLMQ_W_Q4](&m.W, 0, rows, X + t * c, a);
+        if (!same_floats(a, b + t * rows, rows)) {
+            /* prefill of 5 tokens is dequantized tiles + sgemm on both layouts */
+            float *p = malloc((size_t)(5 * rows) * 4);
+            llmq_isa s = llmq_cpu_isa();
+            llmq_cpu_set_isa(LLMQ_ISA_SCALAR);
+            llmq_matmul(pool, &m.W, X, 5, p);
+            llmq_cpu_set_isa(s);
+            CHECK_MSG(same_floats(p, b, 5 * rows), "lanes fp32 matmul isa %s g%d", in, G);
+            free(p);
+            break;
+        }
+    }
+    for (int64_t r = 0; r < LLMQ_MIN(rows, 3); r++) {
+        llmq_get_row(&Wl, r, b);
+        llmq_ktable_ref.dequant[LLMQ_W_Q4](&m.W, r, r + 1, a);
+        CHECK_MSG(same_floats(a, b, c), "lanes get_row isa %s row %" PRId64, in, r);
+    }
+    free(a); free(b); free(one); free(X); free(xs); free(Xq); free(d); tmat_free(&m);
+}
+
+TEST(q4a8_lanes)
+{
+    llmq_err err;
+    llmq_pool *pool = llmq_pool_new(3, &err);
+    CHECK(pool != NULL);
+    llmq_isa saved = llmq_cpu_isa();
+    static const int64_t rows_[] = { 16, 48, 320 }, cols_[] = { 32, 96, 128, 160, 384, 1152, 2048 };
+    for (int isa = LLMQ_ISA_SCALAR; isa <= LLMQ_ISA_AVX512; isa++) {
+        if (!isa_ok((llmq_isa)isa)) continue;
+        llmq_cpu_set_isa((llmq_isa)isa);
+        for (int G = 32; G <= 128; G *= 2)
+            for (size_t ri = 0; ri < LLMQ_ARRAY_LEN(rows_); ri++)
+                for (size_t ci = 0; ci < LLMQ_ARRAY_LEN(cols_); ci++)
+                    if (cols_[ci] % G == 0)
+                        check_lanes(pool, G, rows_[ri], cols_[ci], (int)((ri + ci) & 1), (int)((ri + ci + G / 32) % M_COUNT));
+    }
+    llmq_cpu_set_isa(saved);
+    llmq_pool_free(pool);
+    /* which matrices take the layout; a view that claims it otherwise is refused */
+    uint16_t sc[64] = { 0 };
+    llmq_wmat W = { .type = LLMQ_W_Q4, .rows = 16, .cols = 256, .data = (void *)1, .scales = sc, .group = 128 };
+    CHECK(llmq_wmat_lanes_ok(&W));
+    W.rows = 24;
+    CHECK(!llmq_wmat_lanes_ok(&W));                /* not whole tiles of sixteen */
+    W.ilv = LLMQ_ILV_LANES; W.lscales = sc;
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    W.rows = 16;
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_OK);
+    W.lscales = NULL;                              /* no tile scales */
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    W.lscales = sc; W.zeros = (const uint8_t *)sc; /* zero points without tile zero points */
+    CHECK(llmq_wmat_check(&W, "w", &err) == LLMQ_EINTERNAL);
+    llmq_wmat Q = { .type = LLMQ_W_Q8, .rows = 16, .cols = 256, .data = (void *)1, .scales = sc };
+    CHECK(!llmq_wmat_lanes_ok(&Q));                /* int4 only */
+    Q.type = LLMQ_W_Q4; Q.group = 128; Q.ilv = LLMQ_ILV_ROWS;
+    CHECK(!llmq_wmat_lanes_ok(&Q));                /* plain rows only */
+}
+
 /* Prefill tiles and their tails: llmq_matmul_q4a8 on n tokens equals n
  * single-token products bit for bit, for every group size, symmetric or
  * not, rows not a multiple of the row tile, token counts around the token
