@@ -183,7 +183,7 @@ static int make_runner(verify_run *v, int need, llmq_err *err)
     int rc = 0;
     if (!v->interleaved) {
         v->interleaved = 1;
-        /* W4A8 runs every int4 linear: int4 in the VNNI kernels' 16-row tiles */
+        /* W4A8 runs every int4 linear: int4 in its kernels' 16-row tiles */
         int lanes = v->act == LLMQ_ACT_INT8 && v->m.cfg.n_layers > 0 && v->m.layers[0].wq.type == LLMQ_W_Q4 &&
                     llmq_q4a8_lanes();
         rc = llmq_model_interleave(&v->m, lanes, err);

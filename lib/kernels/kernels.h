@@ -81,7 +81,7 @@ uint64_t llmq_wmat_lanes_bytes(const llmq_wmat *W);
  * lscales, lzeros, ilv = LLMQ_ILV_LANES; scales and zeros unchanged).
  * W lanes_ok. */
 void llmq_wmat_interleave_lanes(llmq_wmat *W, uint8_t *dst);
-/* Whether this host's W4A8 kernels read that layout fast (AVX-512 VNNI). */
+/* Whether this host's W4A8 kernels read that layout fast (AVX2, AVX-512 VNNI). */
 int llmq_q4a8_lanes(void);
 
 /* ---- W8A8: int8 weights times int8 activations, exact int32 sums ---- */

@@ -880,6 +880,135 @@ static void mm_q4a8(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_
     }
 }
 
+/* ---- W4A8 on rows in tiles of sixteen (wmat.h's LLMQ_ILV_LANES) ----
+ *
+ * q_avx512.c's layout, half a 64-byte line at a time: 8 columns of 8 rows,
+ * row k of the half in dword lane k.  vpmaddubsw of the low and high
+ * nibbles with the token's 4 even and 4 odd codes broadcast gives each
+ * row two int16 sums of two products (|.| <= 2 * 15 * 127); the block's 4
+ * lines add up to |.| <= 16 * 15 * 127 = 30480 in int16, exact, and one
+ * vpmaddwd with ones makes them int32.  Per 32-block: -z * sum(x) by
+ * vpmaddwd of the zero points with bneg, then one FMA by scale * xs, in
+ * the AVX-512 kernel's order: the same floats. */
+INLINE void q4l_half(const llmq_wmat *W, int64_t r, int h0, int NH, int G, const llmq_q4a8_x *x, int NT, float *y,
+                     int64_t ldy)
+{
+    const int64_t cols = W->cols, ng = cols / G, rb = cols / 2, BPG = G / LLMQ_A8_BLOCK;
+    const uint8_t *d = (const uint8_t *)W->data + r * rb + 32 * h0;
+    const uint16_t *ls = W->lscales + r * ng + 8 * h0;
+    const uint8_t *lz = W->lzeros ? W->lzeros + r * ng + 8 * h0 : NULL;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int k = 0; k < NH; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[k][t] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 sb[2];
+        __m256i zw[2];
+#pragma GCC unroll 2
+        for (int k = 0; k < NH; k++) {
+            sb[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ls + g * LLMQ_ILV_LANES + 8 * k)));
+            zw[k] = lz ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(lz + g * LLMQ_ILV_LANES + 8 * k)))
+                       : _mm256_set1_epi32(LLMQ_Q4_ZERO_SYM);
+        }
+        for (int64_t b = g * BPG; b < (g + 1) * BPG; b++) {
+            __m256i p[2][4];
+#pragma GCC unroll 2
+            for (int k = 0; k < NH; k++)
+#pragma GCC unroll 4
+                for (int t = 0; t < NT; t++) p[k][t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int s4 = 0; s4 < 4; s4++) {
+                const int64_t j = 4 * b + s4;
+                __m256i lo[2], hi[2];
+#pragma GCC unroll 2
+                for (int k = 0; k < NH; k++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(d + j * 64 + 32 * k));
+                    lo[k] = _mm256_and_si256(v, m4);
+                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < NT; t++) {
+                    const llmq_q4a8_chunk *c = x[t].ch + (j >> 4);
+                    int32_t e, o;
+                    memcpy(&e, c->xe + 4 * (j & 15), 4);
+                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    const __m256i xe = _mm256_set1_epi32(e), xo = _mm256_set1_epi32(o);
+#pragma GCC unroll 2
+                    for (int k = 0; k < NH; k++)
+                        p[k][t] = _mm256_add_epi16(p[k][t], _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], xe),
+                                                                             _mm256_maddubs_epi16(hi[k], xo)));
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const __m256i bn = _mm256_set1_epi32(x[t].bneg[b]);
+                const __m256 xs = _mm256_set1_ps(x[t].xs[b]);
+#pragma GCC unroll 2
+                for (int k = 0; k < NH; k++) {
+                    const __m256i pt = _mm256_add_epi32(_mm256_madd_epi16(zw[k], bn), _mm256_madd_epi16(p[k][t], ones));
+                    acc[k][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pt), _mm256_mul_ps(sb[k], xs), acc[k][t]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < NH; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy + 8 * (h0 + k), acc[k][t]);
+}
+
+/* Decode: both halves of a tile in one pass over its lines. */
+#define Q4L_MV(G) \
+    for (int64_t r = r0; r < r1; r += LLMQ_ILV_LANES) q4l_half(W, r, 0, 2, G, x, 1, y + (r - r0), 0)
+
+static void mv_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    switch (W->group) {
+    case 32: Q4L_MV(32); break;
+    case 64: Q4L_MV(64); break;
+    default: Q4L_MV(128); break;
+    }
+}
+
+/* Prefill: half a tile by up to four tokens (16 registers: 4 sums, 4
+ * int16 sums, the half's codes, constants). */
+#define Q4L_G(G, NT) \
+    for (int64_t r = r0; r < r1; r += LLMQ_ILV_LANES) \
+        for (int h = 0; h < 2; h++) q4l_half(W, r, h, 1, G, x + t, NT, y + t * ldy + (r - r0), ldy)
+
+#define Q4L_MM(G)                                                                                       \
+    do {                                                                                                \
+        int64_t t = 0;                                                                                  \
+        for (; t + 4 <= n; t += 4) Q4L_G(G, 4);                                                         \
+        for (; t + 2 <= n; t += 2) Q4L_G(G, 2);                                                         \
+        for (; t < n; t++) Q4L_G(G, 1);                                                                 \
+    } while (0)
+
+static void mm_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                     int64_t n, float *y, int64_t ldy)
+{
+    switch (W->group) {
+    case 32: Q4L_MM(32); break;
+    case 64: Q4L_MM(64); break;
+    default: Q4L_MM(128); break;
+    }
+}
+
+static void mv_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
+{
+    if (W->ilv == LLMQ_ILV_LANES) mv_q4a8l(W, r0, r1, x, y);
+    else mv_q4a8(W, r0, r1, x, y);
+}
+
+static void mm_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
+                        int64_t n, float *y, int64_t ldy)
+{
+    if (W->ilv == LLMQ_ILV_LANES) mm_q4a8l(W, r0, r1, x, n, y, ldy);
+    else mm_q4a8(W, r0, r1, x, n, y, ldy);
+}
+
 /* The chunk layout of kern-int.h, 64 columns at a time (see q_avx512.c):
  * even and odd bytes by sign-extending shifts and a saturating pack, lane
  * sums by vpsadbw on x + 128.  Columns past the row are zero. */
@@ -1290,8 +1419,9 @@ const llmq_ktable llmq_ktable_avx2 = {
                  LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8), [LLMQ_W_Q3] = dq_q3 },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
-    .matvec_q4a8 = mv_q4a8,
-    .matmul_q4a8 = mm_q4a8,
+    .matvec_q4a8 = mv_q4a8_any,
+    .matmul_q4a8 = mm_q4a8_any,
+    .q4a8_lanes = 1,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
     .attn_scores = attn_scores,

@@ -19,8 +19,8 @@
  * instead of every one the CPU has.  --interleave runs q4 and q4a8 on rows
  * in the layout llmq verify gives them (tiles of four, wmat.h); --lanes runs
  * q4a8 on the tiles of sixteen rows that verify --act int8 gives int4 where
- * the host has AVX-512 VNNI (wmat.h's LLMQ_ILV_LANES; other ISAs take the
- * oracle's kernel on them).
+ * the host has AVX2 or AVX-512 VNNI (wmat.h's LLMQ_ILV_LANES; the scalar
+ * ISA takes the oracle's kernel on them).
  */
 #include <stdio.h>
 #include <stdlib.h>
