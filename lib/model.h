@@ -84,7 +84,7 @@ void llmq_model_release_layer(const llmq_model *m, int l);
  * instead of four.  For runners only: the views no longer hold the file's
  * bytes (export and the quantizers read a model opened without this).
  * With q4_lanes (a runner whose int4 linears all run W4A8 on a kernel
- * table with q4a8_lanes: AVX2, AVX-512) int4 matrices take the sixteen-row tiles of
+ * table with matvec_q4a8l: AVX2, AVX-512) int4 matrices take the sixteen-row tiles of
  * LLMQ_ILV_LANES instead, whose other products are the oracle's.
  * LLMQ_INTERLEAVE=0 in the environment skips it, LLMQ_INTERLEAVE=4 keeps to
  * the tiles of four.  LLMQ_ENOMEM if the copy

@@ -87,7 +87,7 @@ typedef struct {
  * 8j .. 8j + 7, the file's bytes) of row 16t + k lies at data + 16t * rb +
  * (16j + k) * 4; rows % 16 == 0.  The scales and zero points of a tile's
  * 16 rows sit together in lscales / lzeros (scales / zeros stay too, for
- * the oracle).  Only the W4A8 kernels of a table with q4a8_lanes read it
+ * the oracle).  Only the W4A8 kernels of a table with matvec_q4a8l read it
  * fast; every other kernel of Q4 takes the oracle's. */
 #define LLMQ_ILV_LANES 16
 #define LLMQ_ILV_LANE_LINE 4

@@ -112,7 +112,8 @@ typedef struct {
     llmq_kq4a8n_fn matmul_q4a8;
     llmq_kqblk_fn quant_blocks;
     llmq_kq4a8_prep_fn q4a8_prep;
-    int q4a8_lanes;                /* matvec_q4a8 / matmul_q4a8 read LLMQ_ILV_LANES tiles fast */
+    llmq_kq4a8_fn matvec_q4a8l;    /* the same on LLMQ_ILV_LANES tiles; NULL: the oracle's */
+    llmq_kq4a8n_fn matmul_q4a8l;
     llmq_kattn_scores_fn attn_scores;
     llmq_kattn_scores_fn attn_scores_bf16;   /* NULL without a bf16 dot product: attn_scores */
     llmq_kattn_values_fn attn_values;

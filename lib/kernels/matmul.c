@@ -540,7 +540,7 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
     if (n <= 0) return;
     const llmq_ktable *kt = llmq_ktable_cur();
     const int lanes = W->ilv == LLMQ_ILV_LANES;
-    if (lanes && !kt->q4a8_lanes) kt = &llmq_ktable_ref;   /* the oracle reads any layout */
+    if (lanes && !kt->matvec_q4a8l) kt = &llmq_ktable_ref;   /* the oracle reads any layout */
     if (n == 1 && llmq_wmat_bytes(W) < SMALL_BYTES) pool = NULL;
     /* prefill tiles are also no larger than decode blocks: a tile of
      * Q4A8_TILE_BYTES alone held all of a 512-column matrix (tiny-llama's
@@ -549,9 +549,9 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
                          : LLMQ_MIN(mv_block(W->rows, pool),
                                     LLMQ_MAX(4, (int64_t)Q4A8_TILE_BYTES / (W->cols / 2) & ~(int64_t)3));
     if (lanes) blk = (blk + LLMQ_ILV_LANES - 1) / LLMQ_ILV_LANES * LLMQ_ILV_LANES;   /* whole tiles */
-    struct q4a8_job j = { kt->matvec_q4a8, NULL, W, Xq, xscales, NULL, NULL, n, (W->cols + 127) / 128, Y,
-                          rowq_make(W->rows, blk) };
-    if (kt != &llmq_ktable_ref && kt->matvec_q4a8 != llmq_ktable_ref.matvec_q4a8) {
+    struct q4a8_job j = { lanes && kt->matvec_q4a8l ? kt->matvec_q4a8l : kt->matvec_q4a8, NULL, W, Xq, xscales,
+                          NULL, NULL, n, (W->cols + 127) / 128, Y, rowq_make(W->rows, blk) };
+    if (j.fn != llmq_ktable_ref.matvec_q4a8) {
         size_t bytes, nbb = (size_t)(W->cols / LLMQ_A8_BLOCK) * sizeof(int32_t);
         if (!llmq_mul_ovf_size((size_t)n, (size_t)j.nck * sizeof(llmq_q4a8_chunk) + (lanes ? nbb : 0), &bytes))
             j.ch = llmq_alloc_aligned(bytes, NULL);
@@ -561,7 +561,7 @@ void llmq_matmul_q4a8(llmq_pool *pool, const llmq_wmat *W, const int8_t *Xq, con
         else llmq_pool_run(pool, q4a8_prep_worker, &j);
     }
     /* decode keeps the single-token kernel: a tile of one token shares nothing */
-    if (n > 1 && j.ch) j.mfn = kt->matmul_q4a8;
+    if (n > 1 && j.ch) j.mfn = lanes ? kt->matmul_q4a8l : kt->matmul_q4a8;
     llmq_pool_run(pool, q4a8_worker, &j);
     free(j.ch);
 }
@@ -586,7 +586,7 @@ void llmq_round_bf16(const float *x, int64_t n, uint16_t *b)
     }
 }
 
-int llmq_q4a8_lanes(void) { return llmq_ktable_cur()->q4a8_lanes; }
+int llmq_q4a8_lanes(void) { return llmq_ktable_cur()->matvec_q4a8l != NULL; }
 
 int llmq_has_bf16_dot(void) { return llmq_ktable_cur()->matmul_bf16 != NULL; }
 

@@ -996,19 +996,6 @@ static void mm_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8
     }
 }
 
-static void mv_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
-{
-    if (W->ilv == LLMQ_ILV_LANES) mv_q4a8l(W, r0, r1, x, y);
-    else mv_q4a8(W, r0, r1, x, y);
-}
-
-static void mm_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
-                        int64_t n, float *y, int64_t ldy)
-{
-    if (W->ilv == LLMQ_ILV_LANES) mm_q4a8l(W, r0, r1, x, n, y, ldy);
-    else mm_q4a8(W, r0, r1, x, n, y, ldy);
-}
-
 /* The chunk layout of kern-int.h, 64 columns at a time (see q_avx512.c):
  * even and odd bytes by sign-extending shifts and a saturating pack, lane
  * sums by vpsadbw on x + 128.  Columns past the row are zero. */
@@ -1419,9 +1406,10 @@ const llmq_ktable llmq_ktable_avx2 = {
                  LLMQ_KTABLE_GQ(dq_gq_), LLMQ_KTABLE_BLOCK(dq_b4, dq_fp8), [LLMQ_W_Q3] = dq_q3 },
     .matvec_a8 = mv_a8,
     .matmul_a8 = mm_a8,
-    .matvec_q4a8 = mv_q4a8_any,
-    .matmul_q4a8 = mm_q4a8_any,
-    .q4a8_lanes = 1,
+    .matvec_q4a8 = mv_q4a8,
+    .matmul_q4a8 = mm_q4a8,
+    .matvec_q4a8l = mv_q4a8l,
+    .matmul_q4a8l = mm_q4a8l,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
     .attn_scores = attn_scores,

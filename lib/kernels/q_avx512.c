@@ -1529,20 +1529,6 @@ static void mm_q4a8l(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8
     }
 }
 
-/* Either layout. */
-static void mv_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x, float *y)
-{
-    if (W->ilv == LLMQ_ILV_LANES) mv_q4a8l(W, r0, r1, x, y);
-    else mv_q4a8(W, r0, r1, x, y);
-}
-
-static void mm_q4a8_any(const llmq_wmat *W, int64_t r0, int64_t r1, const llmq_q4a8_x *x,
-                        int64_t n, float *y, int64_t ldy)
-{
-    if (W->ilv == LLMQ_ILV_LANES) mm_q4a8l(W, r0, r1, x, n, y, ldy);
-    else mm_q4a8(W, r0, r1, x, n, y, ldy);
-}
-
 /* The chunk layout of kern-int.h: even and odd bytes by sign-extending
  * shifts and a saturating pack (exact: codes are in [-127, 127]), lane sums
  * by vpsadbw on x + 128 (8 bytes sum to s + 1024).  A partial last chunk
@@ -2171,11 +2157,12 @@ const llmq_ktable llmq_ktable_avx512 = {
     .matmul_a8 = mm_a8,
     .matmul_bf16 = mm_bf16,
     .gemm_bf16p = gemm_bf16p,
-    .matvec_q4a8 = mv_q4a8_any,
-    .matmul_q4a8 = mm_q4a8_any,
+    .matvec_q4a8 = mv_q4a8,
+    .matmul_q4a8 = mm_q4a8,
+    .matvec_q4a8l = mv_q4a8l,
+    .matmul_q4a8l = mm_q4a8l,
     .quant_blocks = quant_blocks,
     .q4a8_prep = q4a8_prep,
-    .q4a8_lanes = 1,
     .attn_scores = attn_scores,
     .attn_scores_bf16 = attn_scores_bf16,
     .attn_values = attn_values,
