@@ -370,53 +370,60 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 
 /* ---- block formats (MXFP4, MXINT4, NVFP4, NVINT4, MXFP8) ----
  *
- * 4-bit types: vpshufb maps 32 codes to small integers (E2M1 values times
- * 2, or the int4 itself), which widen to f32; the element factor (1/2 for
- * E2M1, 1/4 for MXINT4), a power of two, multiplies the row sum.  MXFP8:
- * E4M3 bytes become f16 bits (the value times 2^-8, see q_avx512.c) for
- * vcvtph2ps.  Block factors are read one at a time. */
+ * 4-bit types: 16 code bytes (32 columns) become two vectors of int8: the
+ * low nibbles (the even columns) and the high ones (the odd columns), so x
+ * is split into evens and odds once per 32 columns for four rows, as Q4's
+ * is.  E2M1 codes go through vpshufb to their values times 2; int4 codes
+ * are masked in place at the top of their byte, which is 16 times their
+ * value.  Each int8 widens to f32; the element factor (1/2 for E2M1, 1/64
+ * and 1/16 for MXINT4 and NVINT4), a power of two, multiplies the row sum.
+ * MXFP8: an E4M3 byte, sign-extended to 16 bits and shifted, is the f16
+ * with its exponent and mantissa bits (the value times 2^-8, see
+ * q_avx512.c) for vcvtph2ps. */
 
 INLINE float blk_factor(const llmq_wmat *W, uint8_t sb) { return llmq_block_factor(W->type, sb, W->tscale); }
 
-/* The int8 element table of a 4-bit type and the factor that makes it the
- * element values. */
-INLINE __m128i b4_table(llmq_wtype t, float *f)
+/* The element decoding of a 4-bit type: *fp whether it is E2M1 (the table
+ * is then its values times 2), and the factor that makes the decoded int8
+ * the element values. */
+INLINE __m128i b4_table(llmq_wtype t, int *fp, float *f)
 {
-    if (t == LLMQ_W_MXFP4 || t == LLMQ_W_NVFP4) {
-        *f = 0.5f;
-        return _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-    }
-    *f = t == LLMQ_W_MXINT4 ? 0.25f : 1.0f;
-    return _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1);
+    *fp = t == LLMQ_W_MXFP4 || t == LLMQ_W_NVFP4;
+    *f = *fp ? 0.5f : t == LLMQ_W_MXINT4 ? 0.25f / 16 : 1.0f / 16;
+    return _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 }
 
-/* 32 codes at p as int8 table values in column order: u[0] columns 0-15, u[1] 16-31 */
-INLINE void b4_decode(const uint8_t *p, __m128i tab, __m128i *u)
+/* 32 codes at p as int8: lo the even columns, hi the odd ones */
+INLINE void b4_codes(const uint8_t *p, int fp, __m128i tab, __m128i *lo, __m128i *hi)
 {
-    const __m128i m = _mm_set1_epi8(15);
     __m128i b = _mm_loadu_si128((const __m128i *)p);
-    __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(b, m));
-    __m128i hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), m));
-    u[0] = _mm_unpacklo_epi8(lo, hi);
-    u[1] = _mm_unpackhi_epi8(lo, hi);
+    if (fp) {
+        const __m128i m = _mm_set1_epi8(15);
+        *lo = _mm_shuffle_epi8(tab, _mm_and_si128(b, m));
+        *hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), m));
+    } else {
+        const __m128i m = _mm_set1_epi8((char)0xf0);
+        *lo = _mm_and_si128(_mm_slli_epi16(b, 4), m);
+        *hi = _mm_and_si128(b, m);
+    }
 }
 
 INLINE __m256 i8x8_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+INLINE __m256 i8x8hi_ps(__m128i v) { return i8x8_ps(_mm_unpackhi_epi64(v, v)); }
 
-/* The dot product of 16 int8 table values with x[0..15] */
-INLINE __m256 b4_dot16(__m128i u, const float *x)
+/* 16 E4M3 bytes as f16 bits (the values times 2^-8): sign-extended, bits
+ * 0-6 move to 7-13 and the sign to 15 (the copy shifted into 14 is masked) */
+INLINE __m256i e4m3x16_h(const uint8_t *p)
 {
-    __m256 s = _mm256_mul_ps(i8x8_ps(u), _mm256_loadu_ps(x));
-    return _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u, 8)), _mm256_loadu_ps(x + 8), s);
+    __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16((short)0xbf80));
 }
 
 /* 8 E4M3 bytes as f32 times 2^-8 */
 INLINE __m256 e4m3x8(const uint8_t *p)
 {
-    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
-    __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16(0x3f80)),
-                             _mm_and_si128(_mm_slli_epi16(w, 8), _mm_set1_epi16((short)0x8000)));
-    return _mm256_cvtph_ps(h);
+    __m128i w = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16((short)0xbf80)));
 }
 
 /* 8 block factors from sc (n of them valid) into f: E8M0 2^(e - 127), or
@@ -435,10 +442,11 @@ INLINE void b4_factors8(const uint8_t *sc, int64_t n, int nv, float *f)
     _mm256_storeu_ps(f, _mm256_castsi256_ps(bits));
 }
 
-/* NR rows (1 or 4) from row r: x is loaded once per 32 columns for the NR
+/* NR rows (1 or 4) from row r: x is split once per 32 columns for the NR
  * rows, and each row's block sums (one per 32 columns MX, two NV) meet
  * their factors, converted eight blocks at a time, in its own accumulator. */
-INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, const float *x, float *y)
+INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, int fp, __m128i tab, float f, const float *x,
+                    float *y)
 {
     const int64_t cols = W->cols, rb = cols / 2, B = nv ? 16 : 32, nb = cols / B, ls = llmq_wmat_line_stride(W);
     const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
@@ -455,18 +463,18 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, 
         if (bi % 8 == 0)
 #pragma GCC unroll 4
             for (int k = 0; k < NR; k++) b4_factors8(sc + k * nb + bi, nb - bi, nv, fac[k]);
-        const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-        const __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+        __m256 xe0, xo0, xe1, xo1;
+        split_x16(x + c, &xe0, &xo0);
+        split_x16(x + c + 16, &xe1, &xo1);
 #pragma GCC unroll 4
         for (int k = 0; k < NR; k++) {
             const uint8_t *p = llmq_line_at(rp[k], ls, c / 2);
             if (NR == 4 && !W->ilv) PF(p + 4 * rb);
-            __m128i u[2];
-            b4_decode(p, tab, u);
-            __m256 s0 = _mm256_mul_ps(i8x8_ps(u[0]), x0);
-            s0 = _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u[0], 8)), x1, s0);
-            __m256 s1 = _mm256_mul_ps(i8x8_ps(u[1]), x2);
-            s1 = _mm256_fmadd_ps(i8x8_ps(_mm_srli_si128(u[1], 8)), x3, s1);
+            __m128i lo, hi;
+            b4_codes(p, fp, tab, &lo, &hi);
+            __m256 s0 = _mm256_mul_ps(i8x8_ps(lo), xe0), s1 = _mm256_mul_ps(i8x8hi_ps(lo), xe1);
+            s0 = _mm256_fmadd_ps(i8x8_ps(hi), xo0, s0);
+            s1 = _mm256_fmadd_ps(i8x8hi_ps(hi), xo1, s1);
             if (nv) {
                 acc[k] = _mm256_fmadd_ps(s0, _mm256_broadcast_ss(&fac[k][bi % 8]), acc[k]);
                 acc[k] = _mm256_fmadd_ps(s1, _mm256_broadcast_ss(&fac[k][bi % 8 + 1]), acc[k]);
@@ -475,71 +483,95 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, __m128i tab, 
             }
         }
     }
+    /* the element factor first: a power of two, exact before the NV post factor */
     const float post = nv ? 256.0f * W->tscale : 1.0f;
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]) * post;
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]) * f * post;
 }
 
 static void mv_b4(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
 {
+    int fp;
     float f;
-    const __m128i tab = b4_table(W->type, &f);
-    const int nv = llmq_wtype_is_nv(W->type);
+    const __m128i tab = b4_table(W->type, &fp, &f);
     int64_t r = r0;
-    if (nv) {
-        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 1, tab, x, y + (r - r0));
-        for (; r < r1; r++) b4_rows(W, r, 1, 1, tab, x, y + (r - r0));
+#define B4_ROWS(NV, FP)                                                                      do {                                                                                         for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, NV, FP, tab, f, x, y + (r - r0));           for (; r < r1; r++) b4_rows(W, r, 1, NV, FP, tab, f, x, y + (r - r0));               } while (0)
+    if (llmq_wtype_is_nv(W->type)) {
+        if (fp) B4_ROWS(1, 1); else B4_ROWS(1, 0);
     } else {
-        for (; r + 4 <= r1; r += 4) b4_rows(W, r, 4, 0, tab, x, y + (r - r0));
-        for (; r < r1; r++) b4_rows(W, r, 1, 0, tab, x, y + (r - r0));
+        if (fp) B4_ROWS(0, 1); else B4_ROWS(0, 0);
     }
-    for (r = r0; r < r1; r++) y[r - r0] *= f;
+#undef B4_ROWS
 }
 
 static void dq_b4(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
 {
     const int64_t cols = W->cols, rb = cols / 2, B = llmq_block_size(W->type), nb = cols / B;
+    int fp;
     float f;
-    const __m128i tab = b4_table(W->type, &f);
+    const __m128i tab = b4_table(W->type, &fp, &f);
+    const __m256 fv = _mm256_set1_ps(f);
     const int64_t ls = llmq_wmat_line_stride(W);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *data = llmq_wmat_row_byte(W, r, rb, 0);
         const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
         float *o = out + (r - r0) * cols;
         for (int64_t c = 0; c < cols; c += 32) {
-            __m128i u[2];
-            b4_decode(llmq_line_at(data, ls, c / 2), tab, u);
+            __m128i lo, hi;
+            b4_codes(llmq_line_at(data, ls, c / 2), fp, tab, &lo, &hi);
+            __m128i u[2] = { _mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi) };   /* column order */
             for (int h = 0; h < 2; h++) {
                 /* (value * f) * d: f * d first would differ from the oracle only by under/overflow */
                 __m256 d = _mm256_set1_ps(blk_factor(W, sc[(c + 16 * h) / B]));
-                __m256 fv = _mm256_set1_ps(f);
                 _mm256_storeu_ps(o + c + 16 * h, _mm256_mul_ps(_mm256_mul_ps(i8x8_ps(u[h]), fv), d));
-                _mm256_storeu_ps(o + c + 16 * h + 8, _mm256_mul_ps(_mm256_mul_ps(i8x8_ps(_mm_srli_si128(u[h], 8)), fv), d));
+                _mm256_storeu_ps(o + c + 16 * h + 8, _mm256_mul_ps(_mm256_mul_ps(i8x8hi_ps(u[h]), fv), d));
             }
         }
     }
 }
 
 
-static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+/* NR rows (1 or 4) from row r, x loaded once per 32 columns for the NR rows */
+INLINE void fp8_rows(const llmq_wmat *W, int64_t r, int NR, const float *x, float *y)
 {
     const int64_t cols = W->cols, nb = cols / 32, ls = llmq_wmat_line_stride(W);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *data = llmq_wmat_row_byte(W, r, cols, 0);
-        const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *p = llmq_line_at(data, ls, 32 * b);   /* 32 bytes, one line */
-            const float *xb = x + 32 * b;
-            if (!W->ilv) PF(p + 512);
-            __m256 s = _mm256_mul_ps(e4m3x8(p), _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(e4m3x8(p + 8), _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(e4m3x8(p + 16), _mm256_loadu_ps(xb + 16), s);
-            s = _mm256_fmadd_ps(e4m3x8(p + 24), _mm256_loadu_ps(xb + 24), s);
-            acc = _mm256_fmadd_ps(s, _mm256_set1_ps(blk_factor(W, sc[b])), acc);
-        }
-        y[r - r0] = hsum(acc) * 256.0f;
+    const uint8_t *sc = (const uint8_t *)W->scales + r * nb;
+    const uint8_t *rp[4];
+    __m256 acc[4];
+    float fac[4][8];
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) {
+        acc[k] = _mm256_setzero_ps();
+        rp[k] = llmq_wmat_row_byte(W, r + k, cols, 0);
     }
+    for (int64_t b = 0; b < nb; b++) {
+        if (b % 8 == 0)
+#pragma GCC unroll 4
+            for (int k = 0; k < NR; k++) b4_factors8(sc + k * nb + b, nb - b, 0, fac[k]);
+        const float *xb = x + 32 * b;
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+        for (int k = 0; k < NR; k++) {
+            const uint8_t *p = llmq_line_at(rp[k], ls, 32 * b);   /* 32 bytes, one line */
+            if (NR == 4 && !W->ilv) PF(p + 4 * cols);
+            __m256i h0 = e4m3x16_h(p), h1 = e4m3x16_h(p + 16);
+            __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h0)), x0);
+            __m256 t = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h1)), x2);
+            s = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1)), x1, s);
+            t = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1)), x3, t);
+            acc[k] = _mm256_fmadd_ps(_mm256_add_ps(s, t), _mm256_broadcast_ss(&fac[k][b % 8]), acc[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NR; k++) y[k] = hsum(acc[k]) * 256.0f;
+}
+
+static void mv_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, const float *x, float *y)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) fp8_rows(W, r, 4, x, y + (r - r0));
+    for (; r < r1; r++) fp8_rows(W, r, 1, x, y + (r - r0));
 }
 
 static void dq_fp8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)

@@ -537,10 +537,9 @@ static void dq_mx8(const llmq_wmat *W, int64_t r0, int64_t r1, float *out)
  * oracle: the E4M3 value is exact as f16 times 256). */
 INLINE __m512 e4m3_f16x256(__m128i b)
 {
-    __m256i w = _mm256_cvtepu8_epi16(b);
-    __m256i h = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16(0x3f80)),
-                                _mm256_and_si256(_mm256_slli_epi16(w, 8), _mm256_set1_epi16((short)0x8000)));
-    return _mm512_cvtph_ps(h);
+    /* sign-extended, bits 0-6 move to 7-13 and the sign to 15 (and 14, masked) */
+    __m256i w = _mm256_cvtepi8_epi16(b);
+    return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16((short)0xbf80)));
 }
 
 INLINE void blk_factors(const llmq_wmat *W, const uint8_t *sc, int64_t n, float *d)
