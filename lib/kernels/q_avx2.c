@@ -472,14 +472,18 @@ INLINE void b4_rows(const llmq_wmat *W, int64_t r, int NR, int nv, int fp, __m12
             if (NR == 4 && !W->ilv) PF(p + 4 * rb);
             __m128i lo, hi;
             b4_codes(p, fp, tab, &lo, &hi);
-            __m256 s0 = _mm256_mul_ps(i8x8_ps(lo), xe0), s1 = _mm256_mul_ps(i8x8hi_ps(lo), xe1);
-            s0 = _mm256_fmadd_ps(i8x8_ps(hi), xo0, s0);
-            s1 = _mm256_fmadd_ps(i8x8hi_ps(hi), xo1, s1);
             if (nv) {
+                __m256 s0 = _mm256_mul_ps(i8x8_ps(lo), xe0), s1 = _mm256_mul_ps(i8x8hi_ps(lo), xe1);
+                s0 = _mm256_fmadd_ps(i8x8_ps(hi), xo0, s0);
+                s1 = _mm256_fmadd_ps(i8x8hi_ps(hi), xo1, s1);
                 acc[k] = _mm256_fmadd_ps(s0, _mm256_broadcast_ss(&fac[k][bi % 8]), acc[k]);
                 acc[k] = _mm256_fmadd_ps(s1, _mm256_broadcast_ss(&fac[k][bi % 8 + 1]), acc[k]);
             } else {
-                acc[k] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_broadcast_ss(&fac[k][bi % 8]), acc[k]);
+                __m256 s = _mm256_mul_ps(i8x8_ps(lo), xe0);
+                s = _mm256_fmadd_ps(i8x8_ps(hi), xo0, s);
+                s = _mm256_fmadd_ps(i8x8hi_ps(lo), xe1, s);
+                s = _mm256_fmadd_ps(i8x8hi_ps(hi), xo1, s);
+                acc[k] = _mm256_fmadd_ps(s, _mm256_broadcast_ss(&fac[k][bi % 8]), acc[k]);
             }
         }
     }
