@@ -724,11 +724,67 @@ static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, 
     for (; r < r1; r++) a8_rows(W, r, 1, xq, xscale, y + (r - r0));
 }
 
-/* Prefill: the decode kernel once per token (what the tile in L2 buys). */
+/* Prefill: NR rows (<= 2) by NT tokens (<= 4) in registers, so each row's
+ * |w| is taken once per 32 columns for NT tokens and each token's codes
+ * are loaded once for NR rows; the sign transfer, vpmaddubsw and vpmaddwd
+ * stay per (row, token).  Integer sums: the matvec's values bit for bit. */
+INLINE void a8_tile(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, const float *xs, int NT, float *y,
+                    int64_t ldy)
+{
+    const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
+    const float *ws = (const float *)W->scales + r;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *rp[2];
+    __m256i acc[2][4];
+#pragma GCC unroll 2
+    for (int k = 0; k < NR; k++) {
+        rp[k] = (const int8_t *)llmq_wmat_row_byte(W, r + k, cols, 0);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[k][t] = _mm256_setzero_si256();
+    }
+    int64_t j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256i wv[2], wa[2];
+#pragma GCC unroll 2
+        for (int k = 0; k < NR; k++) {
+            wv[k] = _mm256_loadu_si256((const __m256i *)llmq_line_at((const uint8_t *)rp[k], ls, j));
+            wa[k] = _mm256_sign_epi8(wv[k], wv[k]);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + t * cols + j));
+#pragma GCC unroll 2
+            for (int k = 0; k < NR; k++) {
+                __m256i p = _mm256_maddubs_epi16(wa[k], _mm256_sign_epi8(xv, wv[k]));
+                acc[k][t] = _mm256_add_epi32(acc[k][t], _mm256_madd_epi16(p, ones));
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < NR; k++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[k][t]), _mm256_extracti128_si256(acc[k][t], 1));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+            int32_t dot = _mm_cvtsi128_si32(s);
+            for (int64_t c = j; c < cols; c++) dot += (int32_t)rp[k][c] * xq[t * cols + c];   /* plain rows only */
+            y[t * ldy + k] = (float)dot * (ws[k] * xs[t]);
+        }
+}
+
 static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
                   const int32_t *xsum, int64_t n, float *y, int64_t ldy)
 {
-    for (int64_t t = 0; t < n; t++) mv_a8(W, r0, r1, xq + t * W->cols, xs[t], xsum[t], y + t * ldy);
+    (void)xsum;
+    const int64_t cols = W->cols;
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2) a8_tile(W, r, 2, xq + t * cols, xs + t, 4, y + t * ldy + (r - r0), ldy);
+        if (r < r1) a8_tile(W, r, 1, xq + t * cols, xs + t, 4, y + t * ldy + (r - r0), ldy);
+    }
+    for (; t < n; t++) mv_a8(W, r0, r1, xq + t * cols, xs[t], 0, y + t * ldy);
 }
 
 /* ---- W4A8 ----
