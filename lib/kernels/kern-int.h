@@ -9,6 +9,7 @@
 #ifndef LLMQ_KERN_INT_H
 #define LLMQ_KERN_INT_H
 
+#include <string.h>
 #include "kernels.h"
 #include "../base/blocks.h"
 
@@ -52,6 +53,16 @@ typedef struct {
     const int32_t *bneg;          /* [cols / 32] -(sum of xq over the 32-block) in the low 16 bits,
                                    * 0 in the high ones: LLMQ_ILV_LANES kernels only */
 } llmq_q4a8_x;
+
+/* The LLMQ_ILV_LANES kernels' view of a token's chunks: of the 8 columns
+ * 8j .. 8j + 7, the 4 even codes (*e) and the 4 odd ones (*o) as one dword
+ * each, to broadcast against a 64-byte line of 16 rows. */
+static inline void llmq_q4a8_line_codes(const llmq_q4a8_chunk *ch, int64_t j, int32_t *e, int32_t *o)
+{
+    const llmq_q4a8_chunk *c = ch + (j >> 4);
+    memcpy(e, c->xe + 4 * (j & 15), 4);
+    memcpy(o, c->xo + 4 * (j & 15), 4);
+}
 
 /* A 32-block of activations whose max |x| is below this quantizes to zero
  * (scale 0): 127 / max|x| must stay finite. */

@@ -681,6 +681,18 @@ GQ_TYPES(GQ_KERNELS)
  * sums.  With a = |w| (<= 128) and b = sign(w) * x (|x| <= 127) each pair
  * is at most 2 * 128 * 127 = 32512 < 32767: no saturation.  vpmaddwd with
  * ones then widens to int32. */
+/* The int32 lane sums acc of columns [0, j) plus the columns [j, cols) that
+ * no 32-byte step covered (plain rows only: tiled rows have whole lines). */
+INLINE int32_t a8_dot(__m256i acc, const int8_t *w, const int8_t *xq, int64_t j, int64_t cols)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    int32_t dot = _mm_cvtsi128_si32(s);
+    for (int64_t c = j; c < cols; c++) dot += (int32_t)w[c] * xq[c];
+    return dot;
+}
+
 INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, float xscale, float *y)
 {
     const int64_t cols = W->cols, ls = llmq_wmat_line_stride(W);
@@ -706,14 +718,7 @@ INLINE void a8_rows(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, flo
         }
     }
 #pragma GCC unroll 4
-    for (int k = 0; k < NR; k++) {
-        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[k]), _mm256_extracti128_si256(acc[k], 1));
-        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-        int32_t dot = _mm_cvtsi128_si32(s);
-        for (int64_t t = j; t < cols; t++) dot += (int32_t)rp[k][t] * xq[t];   /* plain rows only */
-        y[k] = (float)dot * (ws[k] * xscale);
-    }
+    for (int k = 0; k < NR; k++) y[k] = (float)a8_dot(acc[k], rp[k], xq, j, cols) * (ws[k] * xscale);
 }
 
 static void mv_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, float xscale, int32_t xsum, float *y)
@@ -763,14 +768,8 @@ INLINE void a8_tile(const llmq_wmat *W, int64_t r, int NR, const int8_t *xq, con
 #pragma GCC unroll 2
     for (int k = 0; k < NR; k++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[k][t]), _mm256_extracti128_si256(acc[k][t], 1));
-            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-            int32_t dot = _mm_cvtsi128_si32(s);
-            for (int64_t c = j; c < cols; c++) dot += (int32_t)rp[k][c] * xq[t * cols + c];   /* plain rows only */
-            y[t * ldy + k] = (float)dot * (ws[k] * xs[t]);
-        }
+        for (int t = 0; t < NT; t++)
+            y[t * ldy + k] = (float)a8_dot(acc[k][t], rp[k], xq + t * cols, j, cols) * (ws[k] * xs[t]);
 }
 
 static void mm_a8(const llmq_wmat *W, int64_t r0, int64_t r1, const int8_t *xq, const float *xs,
@@ -1022,10 +1021,8 @@ INLINE void q4l_half(const llmq_wmat *W, int64_t r, int h0, int NH, int G, const
                 }
 #pragma GCC unroll 4
                 for (int t = 0; t < NT; t++) {
-                    const llmq_q4a8_chunk *c = x[t].ch + (j >> 4);
                     int32_t e, o;
-                    memcpy(&e, c->xe + 4 * (j & 15), 4);
-                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    llmq_q4a8_line_codes(x[t].ch, j, &e, &o);
                     const __m256i xe = _mm256_set1_epi32(e), xo = _mm256_set1_epi32(o);
 #pragma GCC unroll 2
                     for (int k = 0; k < NH; k++)

@@ -1427,10 +1427,8 @@ INLINE void q4l_tile(const llmq_wmat *W, int64_t r, int NRB, int G, const llmq_q
                 for (int s4 = 0; s4 < 4; s4++) {
                     const int64_t j = 4 * b + s4;
                     const __m512i v = _mm512_loadu_si512(d + j * 64);
-                    const llmq_q4a8_chunk *c = x[0].ch + (j >> 4);
                     int32_t e, o;
-                    memcpy(&e, c->xe + 4 * (j & 15), 4);
-                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    llmq_q4a8_line_codes(x[0].ch, j, &e, &o);
                     q[s4] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, m4), _mm512_set1_epi32(e));
                     q[s4] = _mm512_dpbusd_epi32(q[s4], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_set1_epi32(o));
                 }
@@ -1460,10 +1458,8 @@ INLINE void q4l_tile(const llmq_wmat *W, int64_t r, int NRB, int G, const llmq_q
                 }
 #pragma GCC unroll 6
                 for (int t = 0; t < NT; t++) {
-                    const llmq_q4a8_chunk *c = x[t].ch + (j >> 4);
                     int32_t e, o;
-                    memcpy(&e, c->xe + 4 * (j & 15), 4);
-                    memcpy(&o, c->xo + 4 * (j & 15), 4);
+                    llmq_q4a8_line_codes(x[t].ch, j, &e, &o);
                     const __m512i xe = _mm512_set1_epi32(e), xo = _mm512_set1_epi32(o);
 #pragma GCC unroll 2
                     for (int a = 0; a < NRB; a++) {
